@@ -1,0 +1,75 @@
+"""Renders the shipped ``asterisk-config/`` templates into a runtime configuration folder.
+
+The templates hold ``@@NAME@@`` placeholders for paths, loopback ports and generated secrets;
+everything else is the clinic's real configuration, commented for the integrator.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pbx.settings import PROJECT_DIR, Settings
+
+TEMPLATE_DIR = PROJECT_DIR / "asterisk-config"
+_PLACEHOLDER = re.compile(r"@@([A-Z0-9_]+)@@")
+DESK_PHONES = ("101", "102", "103")
+
+
+def phone_port(settings: Settings, extension: str) -> int:
+    """The SIP port of a desk phone's static contact (101 -> base + 1, ...)."""
+    return settings.asterisk.phone_port_base + int(extension) - 100
+
+
+def template_values(settings: Settings) -> dict[str, str]:
+    a = settings.asterisk
+    values = {
+        "ETC_DIR": str(settings.asterisk_etc),
+        "VAR_DIR": str(settings.asterisk_var),
+        "BIND_HOST": a.host,
+        "SIP_PORT": str(a.sip_port),
+        "AMI_PORT": str(a.ami_port),
+        "AMI_USER": a.ami_user,
+        "AMI_SECRET": a.ami_secret,
+        "HTTP_PORT": str(a.http_port),
+        "ARI_USER": a.ari_user,
+        "ARI_PASSWORD": a.ari_password,
+        "ARI_APP": a.ari_app,
+        "AGI_HOST": a.agi_host,
+        "AGI_PORT": str(a.agi_port),
+        "RTP_START": str(a.rtp_start),
+        "RTP_END": str(a.rtp_end),
+        "OPERATOR_IP": a.operator_ip,
+        "OPERATOR_PORT": str(a.operator_port),
+        "PHONE_PASSWORD": a.phone_password,
+        "RING_SECONDS": str(a.ring_seconds),
+    }
+    for ext in DESK_PHONES:
+        values[f"PHONE_CONTACT_{ext}"] = (
+            f"contact = sip:{ext}@127.0.0.1:{phone_port(settings, ext)}"
+            if a.static_phones
+            else "; registers: no static contact"
+        )
+    return values
+
+
+def render_text(text: str, values: dict[str, str]) -> str:
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise KeyError(f"unknown placeholder @@{name}@@")
+        return values[name]
+
+    return _PLACEHOLDER.sub(sub, text)
+
+
+def render_config(settings: Settings, template_dir: Path = TEMPLATE_DIR) -> Path:
+    """Write the rendered configuration into ``settings.asterisk_etc`` (mode 0600: secrets)."""
+    out = settings.asterisk_etc
+    out.mkdir(parents=True, exist_ok=True)
+    values = template_values(settings)
+    for src in sorted(template_dir.glob("*.conf")):
+        dst = out / src.name
+        dst.write_text(render_text(src.read_text(encoding="utf-8"), values), encoding="utf-8")
+        dst.chmod(0o600)
+    return out

@@ -1,0 +1,166 @@
+"""Runs the embedded Asterisk 22: a Debian sid root under chroot with our rendered config.
+
+The runtime folder ``<state_dir>/asterisk`` (rendered ``etc/`` plus ``var/``) is bind-mounted
+into the root at the same absolute path, so a recording path or the CDR database path means the
+same file to Asterisk and to clinic-pbx. Asterisk runs in the foreground (``-f``) as our child,
+so its PID is the one we started and stopping it is deterministic.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from pbx.asterisk_config import render_config
+from pbx.settings import PROJECT_DIR, Settings
+
+log = logging.getLogger(__name__)
+
+INSTALL_SCRIPT = PROJECT_DIR / "scripts" / "install-asterisk.sh"
+VAR_SUBDIRS = ("run", "log/cdr-csv", "lib", "spool/recordings", "cache", "sounds")
+
+
+class AsteriskError(RuntimeError):
+    pass
+
+
+class EmbeddedAsterisk:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.asterisk.root
+        self.runtime = settings.state_dir / "asterisk"
+        self.conf = settings.asterisk_etc / "asterisk.conf"
+        self.pid_file = settings.asterisk_var / "run" / "clinic-pbx-asterisk.pid"
+        self.stdout_log = settings.asterisk_var / "log" / "stdout.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # ---- installation -------------------------------------------------------------------
+    @property
+    def installed(self) -> bool:
+        return (self.root / "usr" / "sbin" / "asterisk").exists()
+
+    def install(self) -> None:
+        """Build the sid root if it is missing (idempotent; about 30-50 s the first time)."""
+        if self.installed:
+            return
+        subprocess.run([str(INSTALL_SCRIPT), str(self.root)], check=True)
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _mount(self) -> None:
+        target = Path(str(self.root) + str(self.runtime))
+        target.mkdir(parents=True, exist_ok=True)
+        if subprocess.run(["mountpoint", "-q", str(target)]).returncode != 0:
+            subprocess.run(["mount", "--bind", str(self.runtime), str(target)], check=True)
+
+    def _umount(self) -> None:
+        target = Path(str(self.root) + str(self.runtime))
+        if target.exists() and subprocess.run(["mountpoint", "-q", str(target)]).returncode == 0:
+            subprocess.run(["umount", str(target)], check=False)
+
+    def rx(self, command: str, timeout: float = 10.0) -> str:
+        """Run an Asterisk CLI command through the control socket."""
+        res = subprocess.run(
+            ["chroot", str(self.root), "/usr/sbin/asterisk", "-C", str(self.conf), "-rx", command],
+            capture_output=True,
+            timeout=timeout,
+            text=True,
+        )
+        if res.returncode != 0:
+            raise AsteriskError(f"asterisk -rx {command!r} failed: {res.stderr.strip()}")
+        return res.stdout
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return None
+        return pid
+
+    @property
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> int:
+        """Render the config, start Asterisk, and wait until it is fully booted."""
+        if not self.installed:
+            raise AsteriskError(
+                f"Asterisk is not installed in {self.root}; run {INSTALL_SCRIPT} (as root)"
+            )
+        if self.running:
+            self.stop()
+        render_config(self.settings)
+        for sub in VAR_SUBDIRS:
+            (self.settings.asterisk_var / sub).mkdir(parents=True, exist_ok=True)
+        ctl = self.settings.asterisk_var / "run" / "asterisk.ctl"
+        ctl.unlink(missing_ok=True)
+        self._mount()
+        t0 = time.monotonic()
+        out = open(self.stdout_log, "ab")  # noqa: SIM115 - handed to the child process
+        try:
+            self._proc = subprocess.Popen(
+                ["chroot", str(self.root), "/usr/sbin/asterisk", "-C", str(self.conf), "-f", "-n"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C in a terminal reaches us, not Asterisk
+            )
+        finally:
+            out.close()
+        self.pid_file.write_text(str(self._proc.pid))
+        while not ctl.exists():
+            if self._proc.poll() is not None:
+                raise AsteriskError(f"Asterisk exited at start: {self._tail()}")
+            if time.monotonic() - t0 > timeout:
+                raise AsteriskError("Asterisk did not open its control socket in time")
+            time.sleep(0.05)
+        self.rx("core waitfullybooted", timeout=max(1.0, timeout - (time.monotonic() - t0)))
+        log.info("Asterisk pid %s fully booted in %.2f s", self._proc.pid, time.monotonic() - t0)
+        return self._proc.pid
+
+    def stop(self, timeout: float = 15.0) -> None:
+        pid = self.pid()
+        if pid is not None:
+            try:
+                self.rx("core stop now", timeout=5)
+            except (AsteriskError, subprocess.TimeoutExpired):
+                os.kill(pid, 15)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self._proc is not None and self._proc.pid == pid:
+                    if self._proc.poll() is not None:
+                        break
+                else:
+                    try:
+                        os.kill(pid, 0)
+                    except OSError:
+                        break
+                time.sleep(0.05)
+            else:
+                log.warning("Asterisk %s did not stop in %.0f s; killing it", pid, timeout)
+                os.kill(pid, 9)
+        self.pid_file.unlink(missing_ok=True)
+        self._proc = None
+        self._umount()
+
+    def _tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.stdout_log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def install_sound(self, src: Path, name: str | None = None) -> Path:
+        """Copy a prompt into the folder Asterisk can read; returns the path without suffix."""
+        dst_dir = self.settings.sounds_dir
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        dst = dst_dir / (name or src.name)
+        shutil.copyfile(src, dst)
+        return dst.with_suffix("")

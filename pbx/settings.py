@@ -1,0 +1,194 @@
+"""The frozen settings object every part of clinic-pbx is built from.
+
+Sources, later wins: built-in defaults, the TOML file (``clinic-pbx.toml``), environment
+variables ``CLINIC_PBX_<SECTION>_<KEY>`` (e.g. ``CLINIC_PBX_WEB_PORT=8081``). Secrets that are
+not given anywhere are generated once and kept in ``<state_dir>/secrets.json`` (mode 0600), so
+they are never committed and never printed: their fields are excluded from ``repr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "CLINIC_PBX_"
+
+
+@dataclass(frozen=True)
+class AsteriskSettings:
+    """Where Asterisk is and how to reach it. All ports are on loopback by default."""
+
+    embedded: bool = True  # clinic-pbx starts and stops its own Asterisk (chroot)
+    root: Path = PROJECT_DIR / ".local" / "asterisk-root"
+    host: str = "127.0.0.1"
+    sip_port: int = 5060
+    ami_port: int = 5038
+    ami_user: str = "clinic-pbx"
+    ami_secret: str = field(default="", repr=False)
+    http_port: int = 8088
+    ari_user: str = "clinic-pbx"
+    ari_password: str = field(default="", repr=False)
+    ari_app: str = "clinic-pbx"
+    agi_host: str = "127.0.0.1"
+    agi_port: int = 4573
+    rtp_start: int = 20000
+    rtp_end: int = 20999
+    operator_ip: str = "127.0.0.2"
+    operator_port: int = 5060
+    # desk phones 101..103 get static contacts on 127.0.0.1:<base + n> (tests, demo) instead
+    # of registering
+    static_phones: bool = True
+    phone_port_base: int = 5070
+    phone_password: str = field(default="", repr=False)
+    ring_seconds: int = 15
+    ami_ping_seconds: float = 10.0
+    ami_ping_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    cookie_secret: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path = PROJECT_DIR / ".local" / "state"
+    clinic_name: str = "Клиника"
+    time_zone: str = "Europe/Moscow"
+    log_level: str = "INFO"
+    asterisk: AsteriskSettings = AsteriskSettings()
+    web: WebSettings = WebSettings()
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "crm.sqlite"
+
+    @property
+    def asterisk_etc(self) -> Path:
+        return self.state_dir / "asterisk" / "etc"
+
+    @property
+    def asterisk_var(self) -> Path:
+        return self.state_dir / "asterisk" / "var"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.asterisk_var / "spool" / "recordings"
+
+    @property
+    def cdr_db_path(self) -> Path:
+        return self.asterisk_var / "log" / "master.db"
+
+    @property
+    def sounds_dir(self) -> Path:
+        return self.asterisk_var / "sounds"
+
+
+_SECRET_FIELDS = {
+    "asterisk": ("ami_secret", "ari_password", "phone_password"),
+    "web": ("cookie_secret",),
+}
+
+
+def _coerce(value: str, target: Any) -> Any:
+    """Turn an environment string into the type of the default it overrides."""
+    if isinstance(target, bool):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    if isinstance(target, int):
+        return int(value)
+    if isinstance(target, float):
+        return float(value)
+    if isinstance(target, Path):
+        return Path(value)
+    return value
+
+
+def _merge(obj: Any, values: dict[str, Any], env_section: str) -> Any:
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        current = getattr(obj, f.name)
+        if dataclasses.is_dataclass(current):
+            sub = values.get(f.name, {})
+            if not isinstance(sub, dict):
+                raise ValueError(f"[{f.name}] must be a table")
+            changes[f.name] = _merge(current, sub, f"{env_section}{f.name.upper()}_")
+            continue
+        if f.name in values:
+            raw = values[f.name]
+            changes[f.name] = Path(raw) if isinstance(current, Path) else raw
+        env = os.environ.get(f"{ENV_PREFIX}{env_section}{f.name.upper()}")
+        if env is not None:
+            changes[f.name] = _coerce(env, current)
+    return dataclasses.replace(obj, **changes)
+
+
+def _load_secrets(state_dir: Path) -> dict[str, str]:
+    """Secrets generated once per installation, kept next to the runtime state."""
+    path = state_dir / "secrets.json"
+    stored: dict[str, str] = {}
+    if path.exists():
+        stored = json.loads(path.read_text())
+    changed = False
+    for section, names in _SECRET_FIELDS.items():
+        for name in names:
+            key = f"{section}.{name}"
+            if not stored.get(key):
+                stored[key] = secrets.token_urlsafe(24)
+                changed = True
+    if changed:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(stored, fh, indent=1)
+        os.replace(tmp, path)
+    return stored
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Build the frozen settings: defaults < TOML file < environment < ``overrides``."""
+    if path is None:
+        env_path = os.environ.get(f"{ENV_PREFIX}CONFIG")
+        path = Path(env_path) if env_path else PROJECT_DIR / "clinic-pbx.toml"
+    values: dict[str, Any] = {}
+    if path.exists():
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    settings = _merge(Settings(), values, "")
+    if overrides:
+        settings = _replace_nested(settings, overrides)
+    return with_generated_secrets(settings)
+
+
+def _replace_nested(settings: Settings, overrides: dict[str, Any]) -> Settings:
+    top: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in ("asterisk", "web") and isinstance(value, dict):
+            top[key] = dataclasses.replace(getattr(settings, key), **value)
+        else:
+            top[key] = value
+    return dataclasses.replace(settings, **top)
+
+
+def with_generated_secrets(settings: Settings) -> Settings:
+    """Fill every empty secret from the installation's secrets file."""
+    stored = _load_secrets(settings.state_dir)
+    updated = settings
+    for section, names in _SECRET_FIELDS.items():
+        sub = getattr(updated, section)
+        fill = {n: stored[f"{section}.{n}"] for n in names if not getattr(sub, n)}
+        if fill:
+            updated = dataclasses.replace(updated, **{section: dataclasses.replace(sub, **fill)})
+    return updated
