@@ -1,0 +1,148 @@
+"""SQLite storage: one writer connection, WAL, numbered migrations, one transaction per change.
+
+Every write goes through ``Database.transaction()``, which serialises writers on one connection
+(SQLite allows one writer anyway; queuing here avoids ``database is locked`` retries) and
+commits or rolls back the whole multi-row change. Reads use a separate connection, which WAL
+lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every ``NNNN_name.sql`` shipped in crm/migrations, in order."""
+    out = []
+    for entry in resources.files("crm").joinpath("migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            out.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+    out.sort()
+    versions = [v for v, _, _ in out]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError("two migrations share a number")
+    return out
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        await self.migrate()
+        self._reader = await self._connect()
+        await self._reader.execute("PRAGMA query_only=ON")
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        for pragma in PRAGMAS:
+            await conn.execute(pragma)
+        return conn
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations, each atomically. Returns the names applied."""
+        w = self._require_writer()
+        await w.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        async with w.execute("SELECT version FROM schema_migrations") as cur:
+            done = {row[0] async for row in cur}
+        applied = []
+        for version, name, sql in migration_files():
+            if version in done:
+                continue
+            async with self._write_lock:
+                await w.execute("BEGIN IMMEDIATE")
+                try:
+                    # statements one by one: executescript() would commit on its own
+                    for statement in split_sql(sql):
+                        await w.execute(statement)
+                    await w.execute(
+                        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                        (version, name, utc_now()),
+                    )
+                    await w.execute("COMMIT")
+                except BaseException:
+                    await w.execute("ROLLBACK")
+                    raise
+            applied.append(name)
+            log.info("applied migration %s", name)
+        return applied
+
+    def _require_writer(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise RuntimeError("database is not open")
+        return self._writer
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The one way to write: ``async with db.transaction() as tx: await tx.execute(...)``."""
+        w = self._require_writer()
+        async with self._write_lock:
+            await w.execute("BEGIN IMMEDIATE")
+            try:
+                yield w
+            except BaseException:
+                await w.execute("ROLLBACK")
+                raise
+            else:
+                await w.execute("COMMIT")
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        r = self._reader or self._require_writer()
+        async with r.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        r = self._reader or self._require_writer()
+        async with r.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    async def ping(self) -> bool:
+        try:
+            return (await self.fetchone("SELECT 1")) is not None
+        except Exception:
+            return False
+
+
+def split_sql(script: str) -> list[str]:
+    """Split a migration into statements. Migrations keep ``;`` out of string literals and
+    comments, which keeps this trivially correct."""
+    lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

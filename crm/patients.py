@@ -1,0 +1,68 @@
+"""Patients and their phones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from crm import phones
+from crm.db import Database, utc_now
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRef:
+    id: int
+    last_name: str
+    first_name: str
+    middle_name: str
+    birth_date: str | None
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(p for p in (self.last_name, self.first_name, self.middle_name) if p)
+
+
+async def add_patient(
+    db: Database,
+    last_name: str,
+    first_name: str,
+    middle_name: str = "",
+    *,
+    birth_date: str | None = None,
+    phone_numbers: tuple[str, ...] = (),
+    consent_pd: bool = True,
+) -> int:
+    """Create a patient with phones in one transaction; an unusable number is an error."""
+    normalized = []
+    for raw in phone_numbers:
+        e164 = phones.normalize(raw)
+        if e164 is None:
+            raise ValueError(f"not a phone number: {raw!r}")
+        normalized.append(e164)
+    async with db.transaction() as tx:
+        cur = await tx.execute(
+            "INSERT INTO patients (last_name, first_name, middle_name, birth_date, consent_pd,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (last_name, first_name, middle_name, birth_date, int(consent_pd), utc_now()),
+        )
+        pid = int(cur.lastrowid or 0)
+        for e164 in normalized:
+            await tx.execute(
+                "INSERT OR IGNORE INTO patient_phones (patient_id, e164, kind) VALUES (?, ?, ?)",
+                (pid, e164, phones.kind(e164)),
+            )
+    return pid
+
+
+async def find_by_phone(db: Database, e164: str) -> list[PatientRef]:
+    rows = await db.fetchall(
+        "SELECT p.id, p.last_name, p.first_name, p.middle_name, p.birth_date"
+        " FROM patient_phones ph JOIN patients p ON p.id = ph.patient_id"
+        " WHERE ph.e164 = ? ORDER BY p.id",
+        (e164,),
+    )
+    return [PatientRef(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+async def count(db: Database) -> int:
+    row = await db.fetchone("SELECT COUNT(*) FROM patients")
+    return int(row[0]) if row else 0

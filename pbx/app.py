@@ -1,0 +1,122 @@
+"""The composition root: one function builds the whole server from a frozen Settings.
+
+Each long-lived adapter is a ``cleanup_ctx`` generator, so start-up runs top to bottom and
+shutdown runs bottom to top: the database opens first and closes last; the embedded Asterisk
+starts before the adapters that talk to it and stops after them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from agi.routes import incoming_route
+from agi.server import AgiRequest, FastAgiServer
+from crm.db import Database
+from pbx.ami.client import AmiClient
+from pbx.ari.client import AriClient
+from pbx.embedded import EmbeddedAsterisk
+from pbx.event_pump import EventPump
+from pbx.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything the request handlers may reach, built once per application."""
+
+    settings: Settings
+    db: Database
+    asterisk: EmbeddedAsterisk | None = None
+    ami: AmiClient | None = None
+    pump: EventPump | None = None
+    ari: AriClient | None = None
+    agi: FastAgiServer | None = None
+    started: dict[str, bool] = field(default_factory=dict)
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def build_app(settings: Settings, *, manage_asterisk: bool | None = None) -> web.Application:
+    """Build the aiohttp application. ``manage_asterisk`` defaults to settings.asterisk.embedded."""
+    from web.app import setup_web  # web depends on pbx, not the other way round
+
+    app = web.Application()
+    services = Services(settings=settings, db=Database(settings.db_path))
+    app[SERVICES] = services
+    manage = settings.asterisk.embedded if manage_asterisk is None else manage_asterisk
+
+    async def database(_: web.Application) -> AsyncIterator[None]:
+        await services.db.open()
+        yield
+        await services.db.close()
+
+    async def embedded_asterisk(_: web.Application) -> AsyncIterator[None]:
+        services.asterisk = EmbeddedAsterisk(settings)
+        if manage:
+            await asyncio.to_thread(services.asterisk.start)
+        yield
+        if manage:
+            await asyncio.to_thread(services.asterisk.stop)
+
+    async def fastagi(_: web.Application) -> AsyncIterator[None]:
+        a = settings.asterisk
+        agi = FastAgiServer(a.agi_host, a.agi_port)
+        agi.add_route("incoming", incoming_route(services.db))
+        agi.add_route("ping", agi_ping)
+        await agi.start()
+        services.agi = agi
+        yield
+        await agi.stop()
+
+    async def ami(_: web.Application) -> AsyncIterator[None]:
+        a = settings.asterisk
+        client = AmiClient(
+            a.host, a.ami_port, a.ami_user, a.ami_secret,
+            ping_interval=a.ami_ping_seconds, ping_timeout=a.ami_ping_timeout,
+        )
+        pump = EventPump(client)
+        pump.start()
+        await client.start(wait=5.0 if manage else None)
+        services.ami, services.pump = client, pump
+        yield
+        await client.stop()
+        await pump.stop()
+
+    async def ari(_: web.Application) -> AsyncIterator[None]:
+        a = settings.asterisk
+        client = AriClient(f"http://{a.host}:{a.http_port}", a.ari_user, a.ari_password, a.ari_app)
+        await client.start()
+        if manage:
+            await client.wait_connected(5.0)
+        services.ari = client
+        yield
+        await client.stop()
+
+    app.cleanup_ctx.extend([database, embedded_asterisk, fastagi, ami, ari])
+    setup_web(app, settings)
+    return app
+
+
+async def agi_ping(request: AgiRequest) -> None:
+    """``agi://.../ping``: answers ``clinic-pbx check`` and monitoring with one SET VARIABLE."""
+    await request.set_variable("CLINIC_AGI_STATUS", "OK")
+
+
+async def health(services: Services) -> dict[str, object]:
+    """Component status for /api/v1/health and ``clinic-pbx check``."""
+    ari_ok = services.ari is not None and services.ari.connected.is_set()
+    return {
+        "db": await services.db.ping(),
+        "ami": services.ami is not None and services.ami.connected,
+        "ari": ari_ok,
+        "agi": services.agi is not None and services.agi.server is not None,
+        "ami_events": services.pump.stats.events if services.pump else 0,
+        "agi_requests": services.agi.stats["requests"] if services.agi else 0,
+    }

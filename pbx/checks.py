@@ -1,0 +1,78 @@
+"""``clinic-pbx check``: is each of AMI, ARI and FastAGI reachable and answering?"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pbx.ami.client import AmiClient
+from pbx.ari.client import AriClient, AriError
+from pbx.settings import Settings
+
+Result = tuple[bool, str]
+
+
+async def check_ami(settings: Settings, timeout: float) -> Result:
+    a = settings.asterisk
+    client = AmiClient(a.host, a.ami_port, a.ami_user, a.ami_secret, backoff_max=1.0)
+    try:
+        if not await client.start(wait=timeout):
+            return False, f"no login at {a.host}:{a.ami_port} within {timeout:.0f} s"
+        reply: Any = await client.action({"Action": "CoreSettings"}, timeout=timeout)
+        return True, f"{a.host}:{a.ami_port}, Asterisk {reply.get('AsteriskVersion', '?')}"
+    finally:
+        await client.stop()
+
+
+async def check_ari(settings: Settings, timeout: float) -> Result:
+    a = settings.asterisk
+    client = AriClient(f"http://{a.host}:{a.http_port}", a.ari_user, a.ari_password, a.ari_app,
+                       request_timeout=timeout)
+    await client.start()
+    try:
+        info = await client.get("asterisk/info")
+        ws = await client.wait_connected(timeout)
+        version = info.get("system", {}).get("version", "?")
+        if not ws:
+            return False, f"REST answers (Asterisk {version}) but the events WebSocket does not"
+        return True, f"{a.host}:{a.http_port}, app {a.ari_app}, REST + events WebSocket"
+    except AriError as exc:
+        return False, str(exc)
+    except Exception as exc:  # connection refused, timeout
+        return False, f"{a.host}:{a.http_port}: {exc or type(exc).__name__}"
+    finally:
+        await client.stop()
+
+
+async def check_agi(settings: Settings, timeout: float) -> Result:
+    """Talk FastAGI to our own server like Asterisk would: request ``ping``, answer its command."""
+    a = settings.asterisk
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(a.agi_host, a.agi_port), timeout
+        )
+    except (OSError, TimeoutError) as exc:
+        return False, f"{a.agi_host}:{a.agi_port}: {exc or 'timeout'}"
+    try:
+        writer.write(
+            b"agi_network: yes\nagi_network_script: ping\nagi_request: agi://check/ping\n"
+            b"agi_channel: check\n\n"
+        )
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        if not line.startswith(b"SET VARIABLE CLINIC_AGI_STATUS"):
+            return False, f"unexpected reply {line[:80]!r}"
+        writer.write(b"200 result=1\n")
+        await writer.drain()
+        return True, f"{a.agi_host}:{a.agi_port}, route ping answered"
+    except (OSError, TimeoutError) as exc:
+        return False, f"{a.agi_host}:{a.agi_port}: {exc or 'timeout'}"
+    finally:
+        writer.close()
+
+
+async def run_checks(settings: Settings, timeout: float = 5.0) -> dict[str, Result]:
+    ami, ari, agi = await asyncio.gather(
+        check_ami(settings, timeout), check_ari(settings, timeout), check_agi(settings, timeout)
+    )
+    return {"AMI": ami, "ARI": ari, "FastAGI": agi}

@@ -1,0 +1,183 @@
+"""``clinic-pbx``: the command line (run, check, init, asterisk, record-ami, demo-call)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+from pbx.settings import Settings, load_settings
+
+log = logging.getLogger("clinic-pbx")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="clinic-pbx", description=__doc__)
+    parser.add_argument("--config", type=Path, help="settings file (default clinic-pbx.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("run", help="run the server (and the embedded Asterisk)")
+    p_check = sub.add_parser("check", help="check AMI, ARI and FastAGI")
+    p_check.add_argument("--timeout", type=float, default=5.0)
+    p_init = sub.add_parser("init", help="create the database and the admin account")
+    p_init.add_argument("--demo", action="store_true", help="also load the demo clinic")
+    p_init.add_argument("--admin", default="admin", help="admin login (default admin)")
+
+    p_ast = sub.add_parser("asterisk", help="the embedded Asterisk")
+    p_ast.add_argument("action", choices=["install", "start", "stop", "status", "rx", "config"])
+    p_ast.add_argument("cli", nargs="?", default="", help="CLI command for rx")
+
+    p_rec = sub.add_parser("record-ami", help="record raw AMI traffic into a fixture file")
+    p_rec.add_argument("output", type=Path)
+    p_rec.add_argument("--seconds", type=float, default=0, help="stop after N s (0: Ctrl-C)")
+
+    p_demo = sub.add_parser("demo-call", help="place a demo call through the clinic's queue")
+    p_demo.add_argument("--from", dest="caller", default="+79161234567")
+    p_demo.add_argument("--did", default="74951110001")
+    p_demo.add_argument("--answer", default="101", help="desk phone that answers (101-103)")
+    p_demo.add_argument("--ring-ms", type=int, default=2000)
+    p_demo.add_argument("--talk-ms", type=int, default=4000)
+
+    args = parser.parse_args(argv)
+    settings = load_settings(args.config)
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler = {
+        "run": cmd_run,
+        "check": cmd_check,
+        "init": cmd_init,
+        "asterisk": cmd_asterisk,
+        "record-ami": cmd_record_ami,
+        "demo-call": cmd_demo_call,
+    }[args.command]
+    return handler(settings, args)
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from pbx.app import build_app
+
+    app = build_app(settings)
+    print(f"clinic-pbx panel: http://{settings.web.host}:{settings.web.port}/", flush=True)
+    web.run_app(app, host=settings.web.host, port=settings.web.port, print=None)
+    return 0
+
+
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    from pbx.checks import run_checks
+
+    results = asyncio.run(run_checks(settings, args.timeout))
+    width = max(len(name) for name in results)
+    for name, (ok, detail) in results.items():
+        print(f"{name:<{width}}  {'OK  ' if ok else 'FAIL'}  {detail}")
+    return 0 if all(ok for ok, _ in results.values()) else 1
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    from crm import demo, users
+    from crm.db import Database
+
+    async def init() -> int:
+        db = Database(settings.db_path)
+        await db.open()
+        try:
+            if await users.user_exists(db, args.admin):
+                print(f"database ready: {settings.db_path}; user {args.admin!r} already exists")
+            else:
+                password = secrets.token_urlsafe(9)
+                await users.create_user(
+                    db, args.admin, password, full_name="Администратор", role="settings_admin"
+                )
+                keep = settings.state_dir / "initial-admin-password"
+                fd = os.open(keep, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(password + "\n")
+                print(f"database ready: {settings.db_path}")
+                print(f"login: {args.admin}   password: {password}   (shown once; also in {keep})")
+            if args.demo:
+                added = await demo.load_demo(db)
+                if added:
+                    print(f"demo clinic: {added} patients added")
+        finally:
+            await db.close()
+        return 0
+
+    return asyncio.run(init())
+
+
+def cmd_asterisk(settings: Settings, args: argparse.Namespace) -> int:
+    from pbx.asterisk_config import render_config
+    from pbx.embedded import EmbeddedAsterisk
+
+    ast = EmbeddedAsterisk(settings)
+    if args.action == "install":
+        ast.install()
+    elif args.action == "config":
+        print(render_config(settings))
+    elif args.action == "start":
+        pid = ast.start()
+        print(f"asterisk running, pid {pid}")
+    elif args.action == "stop":
+        ast.stop()
+        print("asterisk stopped")
+    elif args.action == "status":
+        if not ast.running:
+            print("asterisk not running")
+            return 3
+        print(ast.rx("core show uptime"), end="")
+    elif args.action == "rx":
+        print(ast.rx(args.cli), end="")
+    return 0
+
+
+def cmd_record_ami(settings: Settings, args: argparse.Namespace) -> int:
+    from pbx.ami.client import AmiClient
+    from pbx.ami.recording import RawRecorder
+
+    async def record() -> int:
+        recorder = RawRecorder(args.output)
+        a = settings.asterisk
+        client = AmiClient(a.host, a.ami_port, a.ami_user, a.ami_secret, raw_sink=recorder)
+        if not await client.start(wait=5.0):
+            print("AMI: could not log in", file=sys.stderr)
+            await client.stop()
+            return 1
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        print(f"recording AMI to {args.output} (Ctrl-C to stop)", flush=True)
+        t0 = time.monotonic()
+        try:
+            await asyncio.wait_for(stop.wait(), args.seconds or None)
+        except TimeoutError:
+            pass
+        await client.stop()
+        recorder.close()
+        print(f"{recorder.chunks} reads, {recorder.bytes} bytes in {time.monotonic() - t0:.1f} s")
+        return 0
+
+    return asyncio.run(record())
+
+
+def cmd_demo_call(settings: Settings, args: argparse.Namespace) -> int:
+    from pbx.sipp import DemoCall
+
+    result = asyncio.run(
+        DemoCall(settings).run(args.caller, args.did, args.answer, args.ring_ms, args.talk_ms)
+    )
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

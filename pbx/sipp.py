@@ -1,0 +1,225 @@
+"""SIPp as the operator trunk and as administrators' desk phones (tests, demo, benchmarks).
+
+Scenario templates live in ``pbx/sipp/``; ``@@NAME@@`` holes are filled per run. Every SIPp
+process binds to loopback: the desk phones to their static contacts (127.0.0.1:<base + n>), the
+operator to ``operator_ip`` (127.0.0.2), so Asterisk tells them apart by source address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pbx.asterisk_config import phone_port
+from pbx.settings import Settings
+
+SIPP = "sipp"
+SCENARIOS = Path(__file__).parent / "sipp"
+
+CALLER_HANGS_UP = """
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]>
+  </send>
+  <pause milliseconds="10" next="end"/>
+"""
+
+PHONE_HANGS_UP = """
+  <pause milliseconds="@@HANGUP_MS@@"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:phone@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+      To: <sip:clinic@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200"/>
+  <pause milliseconds="10" next="end"/>
+"""
+
+
+def free_udp_ports(count: int, host: str = "127.0.0.1", step: int = 4) -> int:
+    """A base port with ``count`` ports free at ``step`` spacing (SIPp RTP uses port and +2)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((host, 0))
+            base = s.getsockname()[1] & ~1
+        if base + count * step >= 65000:
+            continue
+        socks = []
+        try:
+            for i in range(count * step):
+                t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(t)
+                t.bind((host, base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for t in socks:
+                t.close()
+    raise RuntimeError("no free UDP port range")
+
+
+@dataclass
+class SippProcess:
+    name: str
+    proc: asyncio.subprocess.Process
+    workdir: Path
+    started: float = field(default_factory=time.monotonic)
+
+    async def wait(self, timeout: float) -> int:
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.kill()
+            await self.proc.wait()
+            return -9
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+
+    @property
+    def messages(self) -> str:
+        path = self.workdir / f"{self.name}.msg"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    @property
+    def errors(self) -> str:
+        path = self.workdir / f"{self.name}.err"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _render(template: str, values: dict[str, str], out: Path) -> Path:
+    text = (SCENARIOS / template).read_text()
+    for key, value in values.items():
+        text = text.replace(f"@@{key}@@", value)
+    out.write_text(text)
+    return out
+
+
+async def _spawn(name: str, args: list[str], workdir: Path) -> SippProcess:
+    full = [
+        SIPP, *args, "-m", "1", "-nostdin", "-timeout", "120s",
+        "-trace_msg", "-message_file", str(workdir / f"{name}.msg"),
+        "-trace_err", "-error_file", str(workdir / f"{name}.err"),
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *full, cwd=workdir, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    return SippProcess(name, proc, workdir)
+
+
+async def start_desk_phone(
+    settings: Settings,
+    extension: str,
+    workdir: Path,
+    *,
+    behaviour: str = "answer",
+    ring_ms: int = 2000,
+    hangup_ms: int = 0,
+) -> SippProcess:
+    """A desk phone on its static contact. ``behaviour``: answer (after ``ring_ms``; set it
+    beyond the queue's ring time to make the phone ring without answering) or busy."""
+    port = phone_port(settings, extension)
+    name = f"phone{extension}"
+    if behaviour == "busy":
+        scenario = _render("desk_phone_busy.xml", {}, workdir / f"{name}.xml")
+    else:
+        talk = PHONE_HANGS_UP if hangup_ms > 0 else CALLER_HANGS_UP
+        scenario = _render(
+            "desk_phone.xml",
+            {"TALK": talk.replace("@@HANGUP_MS@@", str(hangup_ms)), "RING_MS": str(ring_ms)},
+            workdir / f"{name}.xml",
+        )
+    media = free_udp_ports(2)
+    args = [
+        "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port),
+        "-mi", "127.0.0.1", "-mp", str(media), "-rtp_echo",
+    ]
+    return await _spawn(name, args, workdir)
+
+
+async def start_operator_call(
+    settings: Settings,
+    caller: str,
+    did: str,
+    workdir: Path,
+    *,
+    talk_ms: int = 4000,
+    audio: Path | None = None,
+    name: str = "operator",
+) -> SippProcess:
+    """The operator delivers a call from ``caller`` to the clinic number ``did``; the caller
+    hangs up ``talk_ms`` after the answer."""
+    a = settings.asterisk
+    action = (
+        f'<nop><action><exec rtp_stream="{audio},-1,0"/></action></nop>' if audio else ""
+    )
+    scenario = _render("operator_call.xml", {"AUDIO_ACTION": action}, workdir / f"{name}.xml")
+    local = free_udp_ports(1, a.operator_ip, step=1)
+    media = free_udp_ports(2, a.operator_ip)
+    args = [
+        f"{a.host}:{a.sip_port}", "-sf", str(scenario), "-s", did,
+        "-i", a.operator_ip, "-p", str(local), "-mi", a.operator_ip, "-mp", str(media),
+        "-key", "caller", caller.lstrip("+"), "-d", str(talk_ms),
+    ]
+    return await _spawn(name, args, workdir)
+
+
+@dataclass
+class DemoResult:
+    ok: bool
+    lines: list[str]
+
+    def summary(self) -> str:
+        return "\n".join(self.lines)
+
+
+class DemoCall:
+    """``clinic-pbx demo-call``: a patient calls the clinic and a desk phone answers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def run(
+        self, caller: str, did: str, answer: str, ring_ms: int, talk_ms: int
+    ) -> DemoResult:
+        workdir = Path(tempfile.mkdtemp(prefix="clinic-pbx-demo-"))
+        phones = [
+            await start_desk_phone(
+                self.settings, ext, workdir, ring_ms=ring_ms if ext == answer else 600_000
+            )
+            for ext in ("101", "102", "103")
+        ]
+        await asyncio.sleep(0.3)
+        call = await start_operator_call(self.settings, caller, did, workdir, talk_ms=talk_ms)
+        rc = await call.wait(ring_ms / 1000 + talk_ms / 1000 + 60)
+        for phone in phones:
+            if await phone.wait(5) == -9:
+                pass  # phones that never rang are simply stopped
+        lines = [
+            f"demo call {caller} -> {did}: {'completed' if rc == 0 else f'failed (sipp {rc})'}",
+            f"desk phone {answer} answered after {ring_ms} ms, talk {talk_ms} ms",
+            f"SIP traces: {workdir}",
+        ]
+        return DemoResult(rc == 0, lines)

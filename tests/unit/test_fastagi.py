@@ -1,0 +1,149 @@
+"""FastAGI server against clients that misbehave the way real peers do."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from agi.routes import incoming_route
+from agi.server import AgiHangup, AgiRequest, FastAgiServer
+from crm import patients
+from crm.db import Database
+
+ENV = "agi_network: yes\nagi_network_script: {script}\nagi_channel: PJSIP/operator-1\nagi_callerid: {cid}\n\n"
+
+
+async def serve(**routes) -> FastAgiServer:
+    server = FastAgiServer("127.0.0.1", 0, handler_timeout=2.0)
+    for path, fn in routes.items():
+        server.add_route(path, fn)
+    await server.start()
+    assert server.server is not None
+    server.port = server.server.sockets[0].getsockname()[1]
+    return server
+
+
+async def talk(port: int, env: str, replies: list[str] | None = None) -> list[str]:
+    """Act as Asterisk: send the environment, answer each command, return the commands."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(env.encode())
+    commands = []
+    for reply in replies or []:
+        line = await asyncio.wait_for(reader.readline(), 2)
+        if not line:
+            break
+        commands.append(line.decode().rstrip("\n"))
+        writer.write(reply.encode())
+    rest = await asyncio.wait_for(reader.read(), 2)
+    commands.extend(x for x in rest.decode().split("\n") if x)
+    writer.close()
+    return commands
+
+
+async def test_peer_closing_mid_header_is_dropped_and_loop_keeps_serving() -> None:
+    seen = []
+
+    async def ok(request: AgiRequest) -> None:
+        seen.append(request.headers["agi_callerid"])
+
+    server = await serve(ok=ok)
+    for partial in (b"", b"agi_network: yes\n", b"agi_network: yes\nagi_netw"):
+        _, w = await asyncio.open_connection("127.0.0.1", server.port)
+        w.write(partial)
+        await w.drain()
+        w.close()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        for _ in range(10):
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    await asyncio.gather(ticker(), talk(server.port, ENV.format(script="ok", cid="100")))
+    assert ticks == 10  # the loop was never blocked
+    assert seen == ["100"]
+    await asyncio.sleep(0.05)
+    assert server.stats["dropped"] == 3
+    await server.stop()
+
+
+async def test_hangup_line_and_511_end_the_handler_cleanly() -> None:
+    outcome = []
+
+    async def route(request: AgiRequest) -> None:
+        try:
+            await request.send_command("STREAM FILE beep \"\"")
+            await request.send_command("SET VARIABLE X 1")
+        except AgiHangup as exc:
+            outcome.append((request.hung_up, str(exc)))
+            raise
+
+    server = await serve(r=route)
+    cmds = await talk(
+        server.port,
+        ENV.format(script="r", cid="1"),
+        ["HANGUP\n200 result=0 endpos=0\n", "511 Command Not Permitted on a dead channel\n"],
+    )
+    assert cmds[0].startswith("STREAM FILE") and cmds[1] == "SET VARIABLE X 1"
+    assert outcome == [(True, "511 Command Not Permitted on a dead channel")]
+    assert server.stats["hangups"] == 1
+    await server.stop()
+
+
+async def test_eof_during_a_command_is_a_hangup_not_a_spin() -> None:
+    async def route(request: AgiRequest) -> None:
+        await request.send_command("ANSWER")
+
+    server = await serve(r=route)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(ENV.format(script="r", cid="1").encode())
+    await reader.readline()
+    writer.close()
+    for _ in range(50):
+        if server.stats["hangups"]:
+            break
+        await asyncio.sleep(0.02)
+    assert server.stats["hangups"] == 1
+    await server.stop()
+
+
+async def test_a_failing_handler_sends_the_safe_default() -> None:
+    async def broken(request: AgiRequest) -> None:
+        raise RuntimeError("database on fire")
+
+    server = await serve(broken=broken)
+    cmds = await talk(server.port, ENV.format(script="broken", cid="1"), ["200 result=1\n"])
+    assert cmds == ['SET VARIABLE CLINIC_AGI_STATUS "FAILED"']
+    assert server.stats["failed"] == 1
+    cmds = await talk(server.port, ENV.format(script="nosuchroute", cid="1"), ["200 result=1\n"])
+    assert cmds == ['SET VARIABLE CLINIC_AGI_STATUS "FAILED"']
+    await server.stop()
+
+
+async def test_sync_routes_are_refused() -> None:
+    server = FastAgiServer("127.0.0.1", 0)
+    with pytest.raises(TypeError):
+        server.add_route("sync", lambda request: None)
+
+
+async def test_incoming_route_names_the_patient(tmp_path: Path) -> None:
+    db = Database(tmp_path / "crm.sqlite")
+    await db.open()
+    await patients.add_patient(db, "Петрова", "Анна", "Сергеевна", phone_numbers=("+79161234567",))
+    await patients.add_patient(db, "Смирнова", "Мария", phone_numbers=("89265554433",))
+    await patients.add_patient(db, "Смирнов", "Олег", phone_numbers=("+7 926 555-44-33",))
+    server = await serve(incoming=incoming_route(db))
+    ok = ["200 result=1\n"] * 5
+    cmds = await talk(server.port, ENV.format(script="incoming", cid="79161234567"), ok)
+    assert 'SET VARIABLE CALLERID(name) "Петрова Анна Сергеевна"' in cmds
+    assert 'SET VARIABLE CLINIC_CALLER_TYPE "patient"' in cmds
+    cmds = await talk(server.port, ENV.format(script="incoming", cid="+79265554433"), ok)
+    assert 'SET VARIABLE CALLERID(name) "Пациенты: 2"' in cmds
+    cmds = await talk(server.port, ENV.format(script="incoming", cid="unknown"), ok)
+    assert 'SET VARIABLE CLINIC_CALLER_TYPE "unknown"' in cmds
+    assert not any(c.startswith("SET VARIABLE CALLERID") for c in cmds)
+    await server.stop()
+    await db.close()

@@ -1,0 +1,81 @@
+"""The panel's routes (Russian UI) and the JSON API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp_session import get_session, new_session
+
+from crm import users
+from pbx.app import SERVICES, health
+from pbx.settings import Settings
+from web.security import CSRF_FIELD, csrf_token, setup_security
+
+HERE = Path(__file__).parent
+
+
+def setup_web(app: web.Application, settings: Settings) -> None:
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+        context_processors=[_context],
+    )
+    setup_security(app, settings.web.cookie_secret)
+    app.router.add_get("/", index)
+    app.router.add_get("/login", login_form)
+    app.router.add_post("/login", login_submit)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/api/v1/health", api_health)
+    app.router.add_static("/static/", HERE / "static")
+
+
+async def _context(request: web.Request) -> dict[str, object]:
+    session = await get_session(request)
+    return {
+        "csrf_field": CSRF_FIELD,
+        "csrf_token": await csrf_token(request),
+        "user_name": session.get("user_name"),
+        "clinic_name": request.app[SERVICES].settings.clinic_name,
+    }
+
+
+@aiohttp_jinja2.template("index.html")
+async def index(request: web.Request) -> dict[str, object]:
+    return {"health": await health(request.app[SERVICES])}
+
+
+@aiohttp_jinja2.template("login.html")
+async def login_form(request: web.Request) -> dict[str, object]:
+    return {"error": None}
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    login = str(form.get("login", ""))[:100]
+    password = str(form.get("password", ""))[:200]
+    user = await users.authenticate(request.app[SERVICES].db, login, password)
+    if user is None:
+        return aiohttp_jinja2.render_template(
+            "login.html", request, {"error": "Неверный логин или пароль"}, status=401
+        )
+    session = await new_session(request)  # a fresh session: no fixation
+    session["user_id"] = user["id"]
+    session["user_name"] = user["full_name"] or user["login"]
+    session["role"] = user["role"]
+    raise web.HTTPFound("/")
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    session = await get_session(request)
+    session.invalidate()
+    raise web.HTTPFound("/login")
+
+
+async def api_health(request: web.Request) -> web.StreamResponse:
+    status = await health(request.app[SERVICES])
+    ok = all(bool(status[k]) for k in ("db", "ami", "ari", "agi"))
+    return web.json_response({"ok": ok, **status}, status=200 if ok else 503)
