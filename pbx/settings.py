@@ -62,6 +62,7 @@ class WebSettings:
 @dataclass(frozen=True)
 class Settings:
     state_dir: Path = PROJECT_DIR / ".local" / "state"
+    database: Path | None = None  # default: <state_dir>/crm.sqlite
     clinic_name: str = "Клиника"
     time_zone: str = "Europe/Moscow"
     log_level: str = "INFO"
@@ -70,7 +71,7 @@ class Settings:
 
     @property
     def db_path(self) -> Path:
-        return self.state_dir / "crm.sqlite"
+        return self.database or self.state_dir / "crm.sqlite"
 
     @property
     def asterisk_etc(self) -> Path:
@@ -116,6 +117,10 @@ def _coerce(value: str, target: Any) -> Any:
     return value
 
 
+def _is_path(f: dataclasses.Field[Any], current: Any) -> bool:
+    return isinstance(current, Path) or "Path" in str(f.type)
+
+
 def _merge(obj: Any, values: dict[str, Any], env_section: str) -> Any:
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
@@ -128,10 +133,10 @@ def _merge(obj: Any, values: dict[str, Any], env_section: str) -> Any:
             continue
         if f.name in values:
             raw = values[f.name]
-            changes[f.name] = Path(raw) if isinstance(current, Path) else raw
+            changes[f.name] = Path(raw) if _is_path(f, current) else raw
         env = os.environ.get(f"{ENV_PREFIX}{env_section}{f.name.upper()}")
         if env is not None:
-            changes[f.name] = _coerce(env, current)
+            changes[f.name] = Path(env) if _is_path(f, current) else _coerce(env, current)
     return dataclasses.replace(obj, **changes)
 
 

@@ -18,13 +18,14 @@ HERE = Path(__file__).parent
 
 
 def setup_web(app: web.Application, settings: Settings) -> None:
+    # sessions first: the template context processor reads the session
+    setup_security(app, settings.web.cookie_secret)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(default=True),
         context_processors=[_context],
     )
-    setup_security(app, settings.web.cookie_secret)
     app.router.add_get("/", index)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login_submit)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
@@ -20,8 +19,9 @@ PUBLIC_PATHS = ("/login", "/static/", "/api/v1/health")
 
 
 def fernet_key(secret: str) -> bytes:
-    """A Fernet key (32 url-safe base64 bytes) derived from the installation's cookie secret."""
-    return base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest())
+    """32 raw key bytes derived from the installation's cookie secret (aiohttp-session
+    base64-encodes raw bytes into the Fernet key itself)."""
+    return hashlib.sha256(secret.encode()).digest()
 
 
 def setup_security(app: web.Application, cookie_secret: str) -> None:

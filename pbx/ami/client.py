@@ -73,16 +73,20 @@ class FramedAMIProtocol(AMIProtocol):
             self._handle(msg, now)
 
     def _handle(self, msg: AmiMessage, now: float) -> None:
-        message = Message(msg.headers, "")
-        response = self.responses.get(message.id)
-        if response is None and message.action_id:
-            response = self.responses.get(message.action_id)
-        if response is not None:
-            if response.add_message(message):
-                self.responses.pop(response.id, None)
-                if response.action_id:
-                    self.responses.pop(response.action_id, None)
-            return
+        headers = msg.headers
+        # Only replies to our actions carry an ActionID/CommandID; plain events (the flood)
+        # skip panoramisk's case-insensitive Message entirely.
+        if "ActionID" in headers or "CommandID" in headers or "Response" in headers:
+            message = Message(headers, "")
+            response = self.responses.get(message.id)
+            if response is None and message.action_id:
+                response = self.responses.get(message.action_id)
+            if response is not None:
+                if response.add_message(message):
+                    self.responses.pop(response.id, None)
+                    if response.action_id:
+                        self.responses.pop(response.action_id, None)
+                return
         name = msg.event
         if name is None or self.factory is None:
             return

@@ -1,0 +1,47 @@
+# clinic-pbx. `make run` and `make test` install whatever is missing (idempotently) first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install system asterisk venv lint bench clean-state
+
+install: system asterisk venv
+
+system:
+	@scripts/install-system.sh
+
+asterisk: system
+	@scripts/install-asterisk.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+# Starts the embedded Asterisk and the server with the demo clinic; Ctrl-C stops both.
+run: install
+	@$(BIN)/clinic-pbx init --demo
+	@echo "Panel:    http://127.0.0.1:$${CLINIC_PBX_WEB_PORT:-8080}/"
+	@if [ -f .local/state/initial-admin-password ]; then \
+	    echo "Login:    admin / $$(cat .local/state/initial-admin-password)"; fi
+	@echo "Demo call (another terminal): $(BIN)/clinic-pbx demo-call"
+	@$(BIN)/clinic-pbx run
+
+test: install
+	@$(BIN)/ruff check .
+	@$(BIN)/pytest -q -p no:cacheprovider
+
+lint: venv
+	@$(BIN)/ruff check .
+
+bench: install
+	@$(BIN)/python bench/ami_parse.py
+
+clean-state:
+	@$(BIN)/clinic-pbx asterisk stop >/dev/null 2>&1 || true
+	rm -rf .local/state .local/test-state

@@ -1,0 +1,173 @@
+"""Shared fixtures. Integration tests run against one real Asterisk started for the session on
+its own loopback ports and runtime folder, so ``make test`` works beside a ``make run``.
+
+With ``CI`` set, a missing Asterisk, SIPp or Chromium fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from pbx.app import SERVICES, Services, build_app
+from pbx.ami.client import AmiEvent, AmiLink
+from pbx.embedded import EmbeddedAsterisk
+from pbx.settings import PROJECT_DIR, AsteriskSettings, Settings, with_generated_secrets
+
+IN_CI = bool(os.environ.get("CI"))
+TEST_STATE = Path(os.environ.get("CLINIC_PBX_TEST_STATE", PROJECT_DIR / ".local" / "test-state"))
+
+
+def require(what: str, present: bool, hint: str) -> None:
+    if present:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is missing and CI is set: {hint}")
+    pytest.skip(f"{what} is missing: {hint}")
+
+
+def make_test_settings() -> Settings:
+    asterisk = AsteriskSettings(
+        embedded=True,
+        sip_port=15060,
+        ami_port=15038,
+        http_port=18088,
+        agi_port=14573,
+        rtp_start=31000,
+        rtp_end=31999,
+        operator_port=15090,
+        phone_port_base=15070,
+        ring_seconds=4,
+        ami_ping_seconds=5,
+    )
+    root = os.environ.get("CLINIC_PBX_ASTERISK_ROOT")
+    if root:
+        asterisk = dataclasses.replace(asterisk, root=Path(root))
+    return with_generated_secrets(Settings(state_dir=TEST_STATE, asterisk=asterisk))
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
+
+
+@pytest.fixture(scope="session")
+def test_settings() -> Settings:
+    return make_test_settings()
+
+
+@pytest.fixture(scope="session")
+def asterisk(test_settings: Settings) -> Iterator[EmbeddedAsterisk]:
+    ast = EmbeddedAsterisk(test_settings)
+    require("Asterisk", ast.installed, "run `make test` (it runs scripts/install-asterisk.sh)")
+    require("SIPp", shutil.which("sipp") is not None, "apt-get install sip-tester")
+    ast.start()
+    yield ast
+    ast.stop()
+
+
+def active_channels(ast: EmbeddedAsterisk) -> int:
+    out = ast.rx("core show channels count")
+    for line in out.splitlines():
+        if "active channel" in line:
+            return int(line.split()[0])
+    return 0
+
+
+@pytest.fixture(scope="session")
+def caller_voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few seconds of Russian speech as a mu-law WAV for SIPp to stream as the caller."""
+    require("espeak-ng and sox", bool(shutil.which("espeak-ng") and shutil.which("sox")),
+            "apt-get install espeak-ng sox")
+    out = tmp_path_factory.mktemp("voice")
+    raw = out / "voice.wav"
+    subprocess.run(
+        ["espeak-ng", "-v", "ru", "-w", str(raw),
+         "Здравствуйте, я хочу записаться на приём к стоматологу на следующей неделе."],
+        check=True,
+    )
+    ulaw = out / "voice_ulaw.wav"
+    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-e", "u-law", str(ulaw)], check=True)
+    return ulaw
+
+
+@pytest.fixture
+def sip_guard(request: pytest.FixtureRequest, asterisk: EmbeddedAsterisk) -> Iterator[None]:
+    """Pitfall 8: PJSIP retransmits an unanswered INVITE for 32 s, into the next test's phones.
+    After each SIP test, wait for Asterisk to have no channels; if some remain or the test
+    failed, restart Asterisk so nothing leaks into the next test."""
+    yield
+    deadline = time.monotonic() + 10
+    while active_channels(asterisk) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    failed = getattr(request.node, "rep_call", None)
+    if active_channels(asterisk) or (failed is not None and failed.failed):
+        asterisk.rx("channel request hangup all")
+        asterisk.start()
+
+
+class EventLog:
+    """Every AMI item the server's pump saw, with waiting helpers for tests."""
+
+    def __init__(self) -> None:
+        self.items: list[AmiEvent | AmiLink] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, item: AmiEvent | AmiLink) -> None:
+        self.items.append(item)
+        self._changed.set()
+
+    @property
+    def events(self) -> list[AmiEvent]:
+        return [i for i in self.items if isinstance(i, AmiEvent)]
+
+    async def wait_for(
+        self, pred: Callable[[AmiEvent], bool], timeout: float = 20.0
+    ) -> AmiEvent:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            events = self.events
+            for ev in events[seen:]:
+                if pred(ev):
+                    return ev
+            seen = len(events)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("AMI event not seen")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except TimeoutError:
+                pass
+
+
+@pytest.fixture
+async def server(
+    asterisk: EmbeddedAsterisk, test_settings: Settings, tmp_path: Path
+) -> AsyncIterator[tuple[Services, EventLog]]:
+    """The whole clinic-pbx app (web, AMI, ARI, FastAGI, fresh CRM) against the real Asterisk."""
+    settings = dataclasses.replace(test_settings, database=tmp_path / "crm.sqlite")
+    app = build_app(settings, manage_asterisk=False)
+    log = EventLog()
+    srv = TestServer(app, host="127.0.0.1")
+    await srv.start_server()
+    services = app[SERVICES]
+    assert services.pump is not None and services.ami is not None and services.ari is not None
+    services.pump.add_sink(log)
+    assert await services.ami.wait_connected(10), "AMI did not connect"
+    assert await services.ari.wait_connected(10), "ARI did not connect"
+    yield services, log
+    await srv.close()
