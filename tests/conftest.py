@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from pbx.app import SERVICES, Services, build_app
 from pbx.ami.client import AmiEvent, AmiLink
+from pbx.app import SERVICES, Services, build_app
 from pbx.embedded import EmbeddedAsterisk
 from pbx.settings import PROJECT_DIR, AsteriskSettings, Settings, with_generated_secrets
 
