@@ -223,3 +223,17 @@ class DemoCall:
             f"SIP traces: {workdir}",
         ]
         return DemoResult(rc == 0, lines)
+
+
+async def register_phone(
+    settings: Settings, extension: str, password: str, workdir: Path, port: int
+) -> SippProcess:
+    """A desk phone REGISTERs with digest auth (username = extension)."""
+    a = settings.asterisk
+    fields = workdir / f"register{extension}.csv"
+    fields.write_text(f"SEQUENTIAL\n{extension}\n")
+    args = [
+        f"{a.host}:{a.sip_port}", "-sf", str(SCENARIOS / "register.xml"), "-inf", str(fields),
+        "-i", "127.0.0.1", "-p", str(port), "-au", extension, "-ap", password,
+    ]
+    return await _spawn(f"register{extension}", args, workdir)
