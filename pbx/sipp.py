@@ -226,14 +226,17 @@ class DemoCall:
 
 
 async def register_phone(
-    settings: Settings, extension: str, password: str, workdir: Path, port: int
+    settings: Settings, extension: str, password: str, workdir: Path, port: int,
+    hold_ms: int = 2000,
 ) -> SippProcess:
-    """A desk phone REGISTERs with digest auth (username = extension)."""
+    """A desk phone REGISTERs with digest auth (username = extension), stays registered
+    ``hold_ms`` and unregisters (Asterisk keeps contacts in astdb across restarts)."""
     a = settings.asterisk
     fields = workdir / f"register{extension}.csv"
     fields.write_text(f"SEQUENTIAL\n{extension}\n")
     args = [
-        f"{a.host}:{a.sip_port}", "-sf", str(SCENARIOS / "register.xml"), "-inf", str(fields),
+        f"{a.host}:{a.sip_port}", "-sf", str(_render("register.xml", {"HOLD_MS": str(hold_ms)}, workdir / "register.xml")),
+        "-inf", str(fields),
         "-i", "127.0.0.1", "-p", str(port), "-au", extension, "-ap", password,
     ]
     return await _spawn(f"register{extension}", args, workdir)

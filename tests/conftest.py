@@ -73,6 +73,8 @@ def asterisk(test_settings: Settings) -> Iterator[EmbeddedAsterisk]:
     ast = EmbeddedAsterisk(test_settings)
     require("Asterisk", ast.installed, "run `make test` (it runs scripts/install-asterisk.sh)")
     require("SIPp", shutil.which("sipp") is not None, "apt-get install sip-tester")
+    # Registered contacts live in astdb across restarts; a test instance starts from none.
+    (test_settings.asterisk_var / "lib" / "astdb.sqlite3").unlink(missing_ok=True)
     ast.start()
     yield ast
     ast.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -12,18 +13,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sip_guard")]
 
 
 async def test_desk_phone_registers_with_its_password(asterisk, test_settings, tmp_path: Path) -> None:
-    try:
-        await check_registration(asterisk, test_settings, tmp_path)
-    finally:
-        asterisk.start()  # drop the registered contacts: later tests use static ones
-
-
-async def check_registration(asterisk, test_settings, tmp_path: Path) -> None:
     port = free_udp_ports(1, step=1)
-    good = await register_phone(test_settings, "102", test_settings.asterisk.phone_password + "102", tmp_path, port)
+    password = test_settings.asterisk.phone_password + "102"
+    good = await register_phone(test_settings, "102", password, tmp_path, port, hold_ms=3000)
+    contact = f"102/sip:102@127.0.0.1:{port}"
+    for _ in range(50):
+        if contact in asterisk.rx("pjsip show contacts"):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"102 never registered: {good.errors}")
     assert await good.wait(20) == 0, good.errors
-    contacts = asterisk.rx("pjsip show contacts")
-    assert f"102/sip:102@127.0.0.1:{port}" in contacts
+    assert contact not in asterisk.rx("pjsip show contacts")  # unregistered again
 
     bad_port = free_udp_ports(1, step=1)
     bad = await register_phone(test_settings, "103", "wrong-password", tmp_path, bad_port)
