@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from agi.server import AgiRequest
-from crm import patients, phones
+from crm import identify, phones
 from crm.db import Database
 
 log = logging.getLogger(__name__)
@@ -16,24 +16,22 @@ MAX_DISPLAY = 40
 
 
 def incoming_route(db: Database) -> Callable[[AgiRequest], Awaitable[None]]:
-    """``agi://host:port/incoming``: identify the caller, set the display name and CLINIC_*."""
+    """``agi://host:port/incoming``: identify the caller, set the display name and CLINIC_*.
+
+    CALLERID(name) becomes the patient's full name, "Пациенты: N" (several patients or a
+    guardian's wards), "Сотрудник: …" or "Контрагент: …"; an unknown caller keeps the number.
+    """
 
     async def incoming(request: AgiRequest) -> None:
         raw = request.headers.get("agi_callerid", "")
         e164 = phones.normalize(raw)
-        caller_type, name, patient_id = "unknown", "", ""
-        if e164 is not None:
-            found = await patients.find_by_phone(db, e164)
-            if len(found) == 1:
-                caller_type, name, patient_id = "patient", found[0].full_name, str(found[0].id)
-            elif len(found) > 1:
-                caller_type, name = "patients", f"Пациенты: {len(found)}"
+        who = await identify.identify(db, e164)
         await request.set_variable("CLINIC_CALLER_E164", e164 or "")
-        await request.set_variable("CLINIC_CALLER_TYPE", caller_type)
-        await request.set_variable("CLINIC_PATIENT_ID", patient_id)
-        if name:
-            await request.set_variable("CALLERID(name)", name[:MAX_DISPLAY])
+        await request.set_variable("CLINIC_CALLER_TYPE", who.kind)
+        await request.set_variable("CLINIC_PATIENT_ID", str(who.patient_id or ""))
+        if who.display:
+            await request.set_variable("CALLERID(name)", who.display[:MAX_DISPLAY])
         await request.set_variable("CLINIC_AGI_STATUS", "OK")
-        log.info("incoming %s -> %s %s", raw, caller_type, patient_id or name)
+        log.debug("incoming %s -> %s %s", raw, who.kind, who.patient_id or who.display)
 
     return incoming

@@ -19,6 +19,8 @@ from agi.server import AgiRequest, FastAgiServer
 from crm.db import Database
 from pbx.ami.client import AmiClient
 from pbx.ari.client import AriClient
+from pbx.call_service import CallService
+from pbx.cdr_backfill import CdrReader
 from pbx.embedded import EmbeddedAsterisk
 from pbx.event_pump import EventPump
 from pbx.settings import Settings
@@ -37,6 +39,7 @@ class Services:
     pump: EventPump | None = None
     ari: AriClient | None = None
     agi: FastAgiServer | None = None
+    calls: CallService | None = None
     started: dict[str, bool] = field(default_factory=dict)
 
 
@@ -56,6 +59,12 @@ def build_app(settings: Settings, *, manage_asterisk: bool | None = None) -> web
         await services.db.open()
         yield
         await services.db.close()
+
+    async def call_tracking(_: web.Application) -> AsyncIterator[None]:
+        services.calls = CallService(services.db, CdrReader(settings.cdr_db_path))
+        services.calls.start()
+        yield
+        await services.calls.stop()
 
     async def embedded_asterisk(_: web.Application) -> AsyncIterator[None]:
         services.asterisk = EmbeddedAsterisk(settings)
@@ -82,6 +91,9 @@ def build_app(settings: Settings, *, manage_asterisk: bool | None = None) -> web
             ping_interval=a.ami_ping_seconds, ping_timeout=a.ami_ping_timeout,
         )
         pump = EventPump(client)
+        assert services.calls is not None
+        pump.add_sink(services.calls.on_ami)
+        pump.add_resync(services.calls.resync)
         pump.start()
         await client.start(wait=5.0 if manage else None)
         services.ami, services.pump = client, pump
@@ -99,7 +111,7 @@ def build_app(settings: Settings, *, manage_asterisk: bool | None = None) -> web
         yield
         await client.stop()
 
-    app.cleanup_ctx.extend([database, embedded_asterisk, fastagi, ami, ari])
+    app.cleanup_ctx.extend([database, call_tracking, embedded_asterisk, fastagi, ami, ari])
     setup_web(app, settings)
     return app
 

@@ -43,6 +43,7 @@ def template_values(settings: Settings) -> dict[str, str]:
         "OPERATOR_PORT": str(a.operator_port),
         "PHONE_PASSWORD": a.phone_password,
         "RING_SECONDS": str(a.ring_seconds),
+        "QUEUE_MAX_WAIT": str(a.queue_max_wait),
     }
     for ext in DESK_PHONES:
         values[f"PHONE_CONTACT_{ext}"] = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -100,6 +101,7 @@ class EmbeddedAsterisk:
         render_config(self.settings)
         for sub in VAR_SUBDIRS:
             (self.settings.asterisk_var / sub).mkdir(parents=True, exist_ok=True)
+        self._retire_old_cdr_db()
         ctl = self.settings.asterisk_var / "run" / "asterisk.ctl"
         ctl.unlink(missing_ok=True)
         self._mount()
@@ -150,6 +152,23 @@ class EmbeddedAsterisk:
         self.pid_file.unlink(missing_ok=True)
         self._proc = None
         self._umount()
+
+    def _retire_old_cdr_db(self) -> None:
+        """cdr_sqlite3_custom never alters an existing table: when our column list grew, move
+        the old database aside (kept, never deleted) so Asterisk creates the new one."""
+        db = self.settings.cdr_db_path
+        if not db.exists():
+            return
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            try:
+                cols = {row[1] for row in con.execute("PRAGMA table_info(cdr)")}
+            finally:
+                con.close()
+        except sqlite3.Error:
+            cols = set()
+        if cols and "start_u" not in cols:
+            db.rename(db.with_name(f"master-{int(time.time())}.db"))
 
     def _tail(self, lines: int = 20) -> str:
         try:

@@ -14,7 +14,6 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from pbx.ami.client import AmiClient, AmiEvent, AmiLink
 
@@ -32,14 +31,13 @@ class PumpStats:
     links_down: int = 0
     sink_errors: int = 0
     last_event_at: float | None = None
-    live_channels: int | None = None
 
 
 class EventPump:
     def __init__(self, ami: AmiClient) -> None:
         self.ami = ami
         self.sinks: list[Sink] = []
-        self.resyncs: list[Resync] = [self._count_channels]
+        self.resyncs: list[Resync] = []
         self.stats = PumpStats()
         self._task: asyncio.Task[None] | None = None
 
@@ -88,9 +86,3 @@ class EventPump:
                 await resync(self.ami)
             except Exception:
                 log.exception("resync step %r failed", resync)
-
-    async def _count_channels(self, ami: AmiClient) -> None:
-        reply: Any = await ami.action({"Action": "CoreShowChannels"}, timeout=10)
-        items = reply if isinstance(reply, list) else [reply]
-        self.stats.live_channels = sum(1 for m in items if m.get("Event") == "CoreShowChannel")
-        log.info("AMI resync: %s live channels", self.stats.live_channels)

@@ -48,6 +48,7 @@ class AsteriskSettings:
     phone_port_base: int = 5070
     phone_password: str = field(default="", repr=False)
     ring_seconds: int = 15
+    queue_max_wait: int = 120  # seconds a caller waits in a queue before the call ends
     ami_ping_seconds: float = 10.0
     ami_ping_timeout: float = 5.0
 

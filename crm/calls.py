@@ -1,0 +1,189 @@
+"""Call records in the CRM: written once per finished call (one transaction), read by the
+history, the cards, the reports and the JSON API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from crm import identify as ident
+from crm import phones, shifts
+from crm.db import Database, utc_now
+from pbx.calls.records import CallRecord
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def outside_number(record: CallRecord) -> str:
+    """The patient's side of the call: the caller of an incoming call, the callee of an outgoing one."""
+    return record.callee if record.direction == "outgoing" else record.caller
+
+
+async def save_call(db: Database, record: CallRecord) -> int | None:
+    """Store a finished call with its legs and caller candidates. Idempotent on linkedid: a
+    call already stored (live, or backfilled earlier) is left as it is; returns None then."""
+    if await db.fetchone("SELECT 1 FROM calls WHERE linkedid = ?", (record.linkedid,)):
+        return None
+    e164 = phones.normalize(outside_number(record)) if record.direction != "internal" else None
+    who = await ident.identify(db, e164)
+    branch = None
+    if record.did:
+        row = await db.fetchone("SELECT branch_id FROM clinic_numbers WHERE did = ?", (record.did,))
+        branch = row[0] if row else None
+    leg_users = {}
+    for leg in record.legs:
+        leg_users[leg.uniqueid] = await shifts.user_at(db, leg.endpoint, iso(leg.started_at) or "")
+    answered_user = None
+    if record.answered_by:
+        at = iso(record.answered_at or record.started_at) or ""
+        answered_user = await shifts.user_at(db, record.answered_by, at)
+    originated_by = int(record.originated_by) if record.originated_by.isdigit() else None
+    async with db.transaction() as tx:
+        cur = await tx.execute(
+            "INSERT INTO calls (linkedid, direction, call_type, did, branch_id, caller_raw,"
+            " callee_raw, phone_e164, queue, answered_by_ext, answered_by_user, started_at,"
+            " answered_at, ended_at, wait_seconds, talk_seconds, hangup_by, recording,"
+            " caller_kind, patient_id, counterpart_id, counts_for_stats, originated_by, source,"
+            " created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (linkedid) DO NOTHING",
+            (
+                record.linkedid, record.direction, record.call_type, record.did, branch,
+                record.caller, record.callee, e164, record.queue, record.answered_by,
+                answered_user, iso(record.started_at), iso(record.answered_at),
+                iso(record.ended_at), record.wait_seconds, record.talk_seconds, record.hangup_by,
+                record.recording, who.kind, who.patient_id, who.counterpart_id,
+                int(who.counts_for_stats and record.direction != "internal"), originated_by,
+                record.source, utc_now(),
+            ),
+        )
+        if cur.rowcount == 0:
+            return None
+        call_id = int(cur.lastrowid or 0)
+        for leg in record.legs:
+            await tx.execute(
+                "INSERT INTO call_legs (call_id, extension, user_id, outcome, missed, started_at,"
+                " answered_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    call_id, leg.endpoint, leg_users[leg.uniqueid], leg.outcome, int(leg.missed),
+                    iso(leg.started_at), iso(leg.answered_at), iso(leg.ended_at),
+                ),
+            )
+        for cand in who.candidates:
+            await tx.execute(
+                "INSERT OR IGNORE INTO call_candidates (call_id, patient_id) VALUES (?, ?)",
+                (call_id, cand.id),
+            )
+    return call_id
+
+
+async def known_linkedids(db: Database, linkedids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for i in range(0, len(linkedids), 500):
+        chunk = linkedids[i : i + 500]
+        rows = await db.fetchall(
+            f"SELECT linkedid FROM calls WHERE linkedid IN ({','.join('?' * len(chunk))})", chunk
+        )
+        found.update(r[0] for r in rows)
+    return found
+
+
+async def last_call_end(db: Database) -> str | None:
+    row = await db.fetchone("SELECT MAX(ended_at) FROM calls")
+    return row[0] if row and row[0] else None
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    since: str | None = None  # ISO UTC, inclusive
+    until: str | None = None  # ISO UTC, exclusive
+    call_type: str | None = None  # incoming | missed | outgoing | outgoing_unanswered | internal
+    user_id: int | None = None  # an employee who took part (answered, was rung, or placed it)
+    query: str | None = None  # part of a phone number, or of a patient's name
+    did: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+CALL_TYPES = ("incoming", "missed", "outgoing", "outgoing_unanswered", "internal")
+
+
+async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
+    where, params = ["1 = 1"], []
+    if f.since:
+        where.append("c.started_at >= ?")
+        params.append(f.since)
+    if f.until:
+        where.append("c.started_at < ?")
+        params.append(f.until)
+    if f.call_type:
+        where.append("c.call_type = ?")
+        params.append(f.call_type)
+    if f.did:
+        where.append("c.did = ?")
+        params.append(f.did)
+    if f.user_id is not None:
+        where.append(
+            "(c.answered_by_user = ? OR c.originated_by = ? OR EXISTS (SELECT 1 FROM call_legs l"
+            " WHERE l.call_id = c.id AND l.user_id = ?))"
+        )
+        params += [f.user_id, f.user_id, f.user_id]
+    if f.query:
+        q = f.query.strip()
+        digits = "".join(ch for ch in q if ch.isdigit())
+        clauses, qp = [], []
+        if len(digits) >= 3:
+            clauses.append("c.phone_e164 LIKE ?")
+            qp.append(f"%{digits}%")
+        if any(ch.isalpha() for ch in q):
+            clauses.append(
+                "EXISTS (SELECT 1 FROM call_candidates cc JOIN patients p ON p.id = cc.patient_id"
+                " WHERE cc.call_id = c.id AND (p.last_name || ' ' || p.first_name || ' ' ||"
+                " p.middle_name) LIKE ?)"
+            )
+            qp.append(f"%{q}%")
+        if clauses:
+            where.append("(" + " OR ".join(clauses) + ")")
+            params += qp
+    sql = (
+        "SELECT c.* FROM calls c WHERE " + " AND ".join(where)
+        + " ORDER BY c.started_at DESC, c.id DESC LIMIT ? OFFSET ?"
+    )
+    rows = await db.fetchall(sql, [*params, max(1, min(f.limit, 1000)), max(0, f.offset)])
+    return [await _with_details(db, dict(r)) for r in rows]
+
+
+async def get_call(db: Database, call_id: int) -> dict[str, Any] | None:
+    row = await db.fetchone("SELECT * FROM calls WHERE id = ?", (call_id,))
+    return await _with_details(db, dict(row)) if row else None
+
+
+async def get_call_by_linkedid(db: Database, linkedid: str) -> dict[str, Any] | None:
+    row = await db.fetchone("SELECT * FROM calls WHERE linkedid = ?", (linkedid,))
+    return await _with_details(db, dict(row)) if row else None
+
+
+async def _with_details(db: Database, call: dict[str, Any]) -> dict[str, Any]:
+    legs = await db.fetchall(
+        "SELECT extension, user_id, outcome, missed, started_at, answered_at, ended_at"
+        " FROM call_legs WHERE call_id = ? ORDER BY started_at, id",
+        (call["id"],),
+    )
+    call["legs"] = [dict(r) | {"missed": bool(r["missed"])} for r in legs]
+    cands = await db.fetchall(
+        "SELECT p.id, p.last_name, p.first_name, p.middle_name, p.birth_date FROM call_candidates cc"
+        " JOIN patients p ON p.id = cc.patient_id WHERE cc.call_id = ? ORDER BY p.id",
+        (call["id"],),
+    )
+    call["patients"] = [
+        {"id": r[0], "full_name": " ".join(x for x in (r[1], r[2], r[3]) if x), "birth_date": r[4]}
+        for r in cands
+    ]
+    call["missed_by"] = [leg["extension"] for leg in call["legs"] if leg["missed"]]
+    call["counts_for_stats"] = bool(call["counts_for_stats"])
+    return call

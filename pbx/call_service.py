@@ -1,0 +1,199 @@
+"""Call tracking, wired: AMI items -> pure tracker -> CRM writes, live cards, backfill.
+
+``on_ami`` is a sink of the event pump (synchronous, in AMI order). Finished calls go to one
+writer task through a queue, so a slow disk never stalls the AMI consumer, and a failed write
+is retried rather than lost. After every AMI (re)login the pump awaits ``resync``: live state
+from CoreShowChannels, then a backfill from Asterisk's CDR of the calls that ended while we
+were not listening (idempotent on linkedid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from crm import calls as crm_calls
+from crm.db import Database
+from pbx.ami.client import AmiClient, AmiEvent, AmiLink
+from pbx.calls.events import ChannelSnapshot, normalize
+from pbx.calls.records import (
+    Anomaly,
+    CallFinished,
+    CallRecord,
+    Change,
+    LiveCall,
+    LiveUpdate,
+    NeedsBackfill,
+    QueueWaiting,
+    TrackerConfig,
+)
+from pbx.calls.tracker import CallTracker
+from pbx.cdr_backfill import CdrReader
+
+log = logging.getLogger(__name__)
+
+LiveListener = Callable[[Change], None]
+BACKFILL_DELAY = 2.0  # seconds: Asterisk writes a call's CDR rows as it ends
+BACKFILL_MARGIN = timedelta(minutes=10)
+
+
+class CallService:
+    def __init__(self, db: Database, cdr: CdrReader, config: TrackerConfig | None = None) -> None:
+        self.db = db
+        self.cdr = cdr
+        self.tracker = CallTracker(config)
+        self.config = self.tracker.config
+        self.listeners: list[LiveListener] = []
+        self.live: dict[str, dict[str, LiveCall]] = {}  # endpoint -> linkedid -> card
+        self.waiting: dict[str, int] = {}  # queue -> callers waiting
+        self.stats = {"records": 0, "backfilled": 0, "anomalies": 0, "write_errors": 0}
+        self.last_event_at: float | None = None
+        self.link_lost_at: float | None = None
+        self._writes: asyncio.Queue[CallRecord] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._backfills: set[asyncio.Task[None]] = set()
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._writer(), name="call-writer")
+
+    async def stop(self) -> None:
+        for t in list(self._backfills):
+            t.cancel()
+        if self._task is not None:
+            await self.flush(timeout=5)
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every finished call has been written."""
+        await asyncio.wait_for(self._writes.join(), timeout)
+
+    # ---- AMI side -----------------------------------------------------------------------
+    def on_ami(self, item: AmiEvent | AmiLink) -> None:
+        if isinstance(item, AmiLink):
+            if not item.up:
+                self.link_lost_at = self.link_lost_at or item.at
+                self.tracker.link_down()
+            return
+        self.last_event_at = item.received_at
+        event = normalize(item.name, item.headers, item.received_at)
+        if event is not None:
+            self._apply(self.tracker.feed(event))
+
+    def _apply(self, changes: list[Change]) -> None:
+        for change in changes:
+            if isinstance(change, CallFinished):
+                self._writes.put_nowait(change.record)
+            elif isinstance(change, LiveUpdate):
+                self._update_live(change.call)
+            elif isinstance(change, QueueWaiting):
+                self.waiting[change.queue] = change.count
+            elif isinstance(change, NeedsBackfill):
+                self._schedule_backfill(change.ended_at - 60)
+            elif isinstance(change, Anomaly):
+                self.stats["anomalies"] += 1
+                log.warning("call tracking anomaly (%s): %s", change.linkedid, change.message)
+            for listener in self.listeners:
+                try:
+                    listener(change)
+                except Exception:
+                    log.exception("live listener failed")
+
+    def _update_live(self, card: LiveCall) -> None:
+        cards = self.live.setdefault(card.endpoint, {})
+        if card.status == "ended":
+            cards.pop(card.linkedid, None)
+        else:
+            cards[card.linkedid] = card
+
+    async def resync(self, ami: AmiClient) -> None:
+        """Called by the pump right after a (re)login, before any further event is read."""
+        reply: Any = await ami.action({"Action": "CoreShowChannels"}, timeout=10)
+        items = reply if isinstance(reply, list) else [reply]
+        now = time.time()
+        snaps = [
+            e for m in items if m.get("Event") == "CoreShowChannel"
+            if isinstance(e := normalize("CoreShowChannel", dict(m), now), ChannelSnapshot)
+        ]
+        self._apply(self.tracker.resync(snaps, now))
+        try:
+            status: Any = await ami.action({"Action": "QueueStatus"}, timeout=10)
+            for m in status if isinstance(status, list) else [status]:
+                if m.get("Event") == "QueueParams":
+                    self.waiting[str(m.get("Queue"))] = int(m.get("Calls") or 0)
+        except (TimeoutError, ConnectionError, ValueError) as exc:
+            log.warning("QueueStatus failed: %s", exc)
+        since = await self._backfill_since()
+        self.link_lost_at = None
+        self._schedule_backfill(since, delay=0.0)
+        log.info("call tracking resynced: %d live channels, backfill since %s",
+                 len(snaps), datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds"))
+
+    async def _backfill_since(self) -> float:
+        last = await crm_calls.last_call_end(self.db)
+        if last:
+            since = datetime.fromisoformat(last) - BACKFILL_MARGIN
+        else:
+            since = datetime.now(UTC) - timedelta(days=1)
+        if self.link_lost_at is not None:
+            since = min(since, datetime.fromtimestamp(self.link_lost_at, UTC) - BACKFILL_MARGIN)
+        return since.timestamp()
+
+    # ---- writing ------------------------------------------------------------------------
+    async def _writer(self) -> None:
+        while True:
+            record = await self._writes.get()
+            delay = 0.1
+            while True:
+                try:
+                    if await crm_calls.save_call(self.db, record) is not None:
+                        self.stats["records" if record.source == "ami" else "backfilled"] += 1
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # keep the record and retry: a locked or full disk must not lose a call
+                    self.stats["write_errors"] += 1
+                    log.exception("saving call %s failed; retrying in %.1f s", record.linkedid, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+            self._writes.task_done()
+
+    # ---- backfill -----------------------------------------------------------------------
+    def _schedule_backfill(self, since: float, delay: float = BACKFILL_DELAY) -> None:
+        task = asyncio.get_running_loop().create_task(self._backfill_later(since, delay))
+        self._backfills.add(task)
+        task.add_done_callback(self._backfills.discard)
+
+    async def _backfill_later(self, since: float, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await self.backfill(since)
+        except Exception:
+            log.exception("CDR backfill failed")
+
+    async def backfill(self, since: float) -> int:
+        """Store every call the CDR has since ``since`` that the CRM does not have yet, except
+        the ones still in progress in the tracker. Returns how many were queued."""
+        records = await self.cdr.records_since(since, self.config)
+        if not records:
+            return 0
+        known = await crm_calls.known_linkedids(self.db, [r.linkedid for r in records])
+        active = set(self.tracker.conversations)
+        queued = 0
+        for record in records:
+            if record.linkedid in known or record.linkedid in active:
+                continue
+            self._writes.put_nowait(record)
+            queued += 1
+        if queued:
+            log.info("CDR backfill: %d calls", queued)
+        return queued

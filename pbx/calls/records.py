@@ -1,0 +1,129 @@
+"""What the tracker produces: frozen call records and live changes. Pure data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# call types (the history's "Тип звонка")
+INCOMING = "incoming"  # answered incoming
+MISSED = "missed"
+OUTGOING = "outgoing"  # answered outgoing
+OUTGOING_UNANSWERED = "outgoing_unanswered"
+INTERNAL = "internal"
+
+# leg outcomes
+ANSWERED = "answered"
+NO_ANSWER = "no_answer"  # rang, nobody picked up (timeout, or the caller gave up)
+ANSWERED_ELSEWHERE = "answered_elsewhere"  # a colleague took it (ringall)
+BUSY = "busy"
+FAILED = "failed"  # unreachable / congestion: the phone never rang
+
+HANGUP_CALLER = "caller"
+HANGUP_CALLEE = "callee"
+HANGUP_SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class LegRecord:
+    """One phone (or the trunk, for outgoing calls) that was dialled for this call."""
+
+    endpoint: str  # "101", "operator"
+    uniqueid: str
+    outcome: str
+    started_at: float
+    answered_at: float | None
+    ended_at: float | None
+    missed: bool  # counts as missed by this phone's employee
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    linkedid: str
+    direction: str  # incoming | outgoing | internal
+    call_type: str
+    did: str  # the clinic number it came in on ("" for outgoing)
+    caller: str  # raw numbers as Asterisk saw them; the CRM normalises
+    callee: str
+    queue: str
+    legs: tuple[LegRecord, ...]
+    answered_by: str  # endpoint of the desk phone that answered (incoming) or placed it
+    started_at: float
+    answered_at: float | None
+    ended_at: float
+    wait_seconds: float
+    talk_seconds: float
+    hangup_by: str
+    recording: str
+    caller_type: str = ""  # from the FastAGI lookup (patient, patients, employee, ...)
+    patient_id: str = ""
+    originated_by: str = ""  # the user id of a click-to-call
+    linkedids: tuple[str, ...] = ()
+    source: str = "ami"  # ami | cdr (backfilled)
+
+    @property
+    def answered(self) -> bool:
+        return self.answered_at is not None
+
+    @property
+    def missed_by(self) -> tuple[str, ...]:
+        return tuple(leg.endpoint for leg in self.legs if leg.missed)
+
+
+@dataclass(frozen=True, slots=True)
+class CallFinished:
+    record: CallRecord
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsBackfill:
+    """A conversation we saw only in part (we were disconnected): take it from the CDR."""
+
+    linkedid: str
+    ended_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    message: str
+    linkedid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCall:
+    """The state of one call as a desk phone's card shows it."""
+
+    linkedid: str
+    direction: str
+    endpoint: str  # the desk phone this card is for
+    status: str  # ringing | talking | on_hold | dialing | ended
+    caller: str
+    caller_name: str
+    did: str
+    queue: str
+    caller_type: str
+    patient_id: str
+    since: float
+    outcome: str = ""  # for ended: answered | missed | completed | answered_elsewhere ...
+
+
+@dataclass(frozen=True, slots=True)
+class LiveUpdate:
+    call: LiveCall
+
+
+@dataclass(frozen=True, slots=True)
+class QueueWaiting:
+    """Callers waiting in a queue ("Ещё N на линии")."""
+
+    queue: str
+    count: int
+    at: float
+
+
+Change = CallFinished | NeedsBackfill | Anomaly | LiveUpdate | QueueWaiting
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerConfig:
+    trunks: frozenset[str] = field(default_factory=lambda: frozenset({"operator"}))
+    finished_memory: int = 10_000  # how many finished linkedids to remember for stray events

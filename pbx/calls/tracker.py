@@ -1,0 +1,605 @@
+"""The call tracker: a sans-I/O state machine from normalised AMI events to call records.
+
+``feed(event) -> [Change]``. Events are grouped into conversations by Linkedid; when channels of
+two conversations meet in one bridge (pickup, transfer), the conversations merge. A
+conversation ends when its last channel hangs up, and yields one frozen ``CallRecord``.
+Every leg (a desk phone rung for the call) moves through an explicit transition table; an
+event that would break it is reported as an ``Anomaly`` and ignored, never applied half-way.
+No asyncio, no sockets, no clock: time comes on the events.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from pbx.calls import events as ev
+from pbx.calls.records import (
+    ANSWERED,
+    ANSWERED_ELSEWHERE,
+    BUSY,
+    FAILED,
+    HANGUP_CALLEE,
+    HANGUP_CALLER,
+    HANGUP_SYSTEM,
+    INCOMING,
+    INTERNAL,
+    MISSED,
+    NO_ANSWER,
+    OUTGOING,
+    OUTGOING_UNANSWERED,
+    Anomaly,
+    CallFinished,
+    CallRecord,
+    Change,
+    LegRecord,
+    LiveCall,
+    LiveUpdate,
+    NeedsBackfill,
+    QueueWaiting,
+    TrackerConfig,
+)
+
+# Leg states. "dialing" and "ringing" are open; "talking" is answered and open; the rest end it.
+DIALING, RINGING, TALKING, DONE = "dialing", "ringing", "talking", "done"
+LEG_TRANSITIONS: dict[str, frozenset[str]] = {
+    DIALING: frozenset({RINGING, TALKING, DONE}),
+    RINGING: frozenset({TALKING, DONE}),
+    TALKING: frozenset({DONE}),
+    DONE: frozenset(),
+}
+
+DIAL_STATUS = {
+    "ANSWER": ANSWERED,
+    "NOANSWER": NO_ANSWER,
+    "BUSY": BUSY,
+    "CHANUNAVAIL": FAILED,
+    "CONGESTION": FAILED,
+    "INVALIDARGS": FAILED,
+}
+# Q.850 causes that mean the phone never rang
+UNREACHABLE_CAUSES = frozenset({1, 3, 20, 21, 27, 34, 38, 41, 42})
+
+
+def endpoint_of(channel: str) -> str:
+    """``PJSIP/101-00000001`` -> ``101``; ``Local/1@patient-sim-0000a;2`` -> ``Local/1@patient-sim``."""
+    tech, _, rest = channel.partition("/")
+    if not rest:
+        return channel
+    if tech == "Local":
+        return "Local/" + rest.split(";", 1)[0].rsplit("-", 1)[0]
+    return rest.rsplit("-", 1)[0]
+
+
+@dataclass
+class Channel:
+    uniqueid: str
+    name: str
+    endpoint: str
+    created_at: float
+    caller_num: str = ""
+    caller_name: str = ""
+    exten: str = ""
+    state: str = ""
+    up_at: float | None = None
+    ended_at: float | None = None
+
+
+@dataclass
+class Leg:
+    uniqueid: str
+    endpoint: str
+    started_at: float
+    dial_string: str = ""
+    state: str = DIALING
+    outcome: str = ""
+    answered_at: float | None = None
+    ended_at: float | None = None
+
+
+@dataclass
+class Conversation:
+    linkedid: str
+    started_at: float
+    origin: str  # uniqueid of the first channel
+    linkedids: list[str] = field(default_factory=list)
+    channels: dict[str, Channel] = field(default_factory=dict)
+    legs: dict[str, Leg] = field(default_factory=dict)
+    vars: dict[str, str] = field(default_factory=dict)
+    live: set[str] = field(default_factory=set)
+    queue: str = ""
+    answered_at: float | None = None
+    answered_leg: str = ""
+    hangup_by: str = ""
+    on_hold: bool = False
+    shown: dict[str, str] = field(default_factory=dict)  # endpoint -> last card status sent
+    recovered: bool = False  # rebuilt from a snapshot: our history of it is incomplete
+
+
+class CallTracker:
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self.conversations: dict[str, Conversation] = {}
+        self.by_channel: dict[str, Conversation] = {}
+        self.bridges: dict[str, set[str]] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self.anomalies = 0
+
+    # ---- public API -------------------------------------------------------------------
+    def feed(self, event: ev.Event) -> list[Change]:
+        out: list[Change] = []
+        handler = _HANDLERS.get(type(event))
+        if handler is None:
+            return out
+        if isinstance(event, ev.NewChannel):
+            self._on_new_channel(event, out)
+            return out
+        conv = self.by_channel.get(event.uniqueid)
+        if conv is None:
+            conv = self.conversations.get(event.linkedid)
+            if conv is None:
+                if event.linkedid not in self._finished:
+                    self._anomaly(out, f"{type(event).__name__} for unknown channel {event.channel}",
+                                  event.linkedid)
+                return out
+            # a channel we did not see created (e.g. the dest side of a DialBegin)
+            self._attach(conv, event.uniqueid, event.channel, event.at)
+        handler(self, conv, event, out)
+        return out
+
+    def link_down(self) -> None:
+        """AMI is gone: what happens now is invisible; every open call becomes incomplete."""
+        for conv in self.conversations.values():
+            conv.recovered = True
+
+    def resync(self, snapshots: list[ev.ChannelSnapshot], at: float) -> list[Change]:
+        """After a reconnect: end what ended while we were away, adopt what is new."""
+        out: list[Change] = []
+        alive = {s.uniqueid for s in snapshots}
+        for conv in list(self.conversations.values()):
+            for uid in list(conv.live):
+                if uid not in alive:
+                    self._channel_gone(conv, uid, at, out)
+            if not conv.live:
+                self._finish(conv, out)
+        for snap in snapshots:
+            if snap.uniqueid in self.by_channel:
+                continue
+            conv = self.conversations.get(snap.linkedid)
+            if conv is None:
+                conv = Conversation(snap.linkedid, at - snap.seconds, snap.uniqueid,
+                                    linkedids=[snap.linkedid], recovered=True)
+                self.conversations[snap.linkedid] = conv
+            chan = self._attach(conv, snap.uniqueid, snap.channel, at - snap.seconds)
+            chan.caller_num, chan.caller_name, chan.state = snap.caller_num, snap.caller_name, snap.state
+            chan.exten = snap.exten
+            if snap.uniqueid == snap.linkedid:
+                conv.origin = snap.uniqueid
+            if snap.state == "Up":
+                chan.up_at = at
+        for snap in snapshots:
+            conv = self.by_channel[snap.uniqueid]
+            if conv.recovered and snap.uniqueid != conv.origin and self._is_desk(snap.channel):
+                leg = conv.legs.setdefault(
+                    snap.uniqueid, Leg(snap.uniqueid, endpoint_of(snap.channel), at - snap.seconds)
+                )
+                if snap.state == "Up" and leg.state in (DIALING, RINGING):
+                    leg.state, leg.answered_at = TALKING, at
+                    conv.answered_at = conv.answered_at or at
+                    conv.answered_leg = conv.answered_leg or snap.uniqueid
+                elif snap.state == "Ringing" and leg.state == DIALING:
+                    leg.state = RINGING
+                self._live(conv, leg.endpoint, at, out)
+        return out
+
+    @property
+    def active(self) -> int:
+        return len(self.conversations)
+
+    # ---- helpers ----------------------------------------------------------------------
+    def _anomaly(self, out: list[Change], message: str, linkedid: str = "") -> None:
+        self.anomalies += 1
+        out.append(Anomaly(message, linkedid))
+
+    def _is_trunk(self, channel: str) -> bool:
+        return endpoint_of(channel) in self.config.trunks
+
+    def _is_desk(self, channel: str) -> bool:
+        return channel.startswith("PJSIP/") and not self._is_trunk(channel)
+
+    def _attach(self, conv: Conversation, uid: str, name: str, at: float) -> Channel:
+        chan = conv.channels.get(uid)
+        if chan is None:
+            chan = Channel(uid, name, endpoint_of(name), at)
+            conv.channels[uid] = chan
+        conv.live.add(uid)
+        self.by_channel[uid] = conv
+        return chan
+
+    def _direction(self, conv: Conversation) -> str:
+        declared = conv.vars.get("CLINIC_DIRECTION", "")
+        if declared in (INCOMING, OUTGOING, INTERNAL):
+            return declared
+        origin = conv.channels.get(conv.origin)
+        if origin is not None and self._is_trunk(origin.name):
+            return INCOMING
+        if any(leg.endpoint in self.config.trunks for leg in conv.legs.values()):
+            return OUTGOING
+        return INTERNAL
+
+    def _caller(self, conv: Conversation) -> tuple[str, str]:
+        origin = conv.channels.get(conv.origin)
+        if origin is None:
+            return "", ""
+        return origin.caller_num, origin.caller_name
+
+    def _live(self, conv: Conversation, endpoint: str, at: float, out: list[Change],
+              status: str = "", outcome: str = "") -> None:
+        """Publish the card of ``endpoint`` for this conversation."""
+        direction = self._direction(conv)
+        if not status:
+            leg = next((lg for lg in conv.legs.values() if lg.endpoint == endpoint), None)
+            if direction == OUTGOING and leg is None:
+                status = "talking" if conv.answered_at else "dialing"
+            elif leg is None or leg.state == DONE:
+                status = "ended"
+            elif leg.state == TALKING or (direction == OUTGOING and conv.answered_at):
+                status = "on_hold" if conv.on_hold else "talking"
+            else:
+                status = "ringing" if direction == INCOMING else "dialing"
+        if conv.shown.get(endpoint) == status + outcome:
+            return  # the card already shows this
+        conv.shown[endpoint] = status + outcome
+        caller, name = self._caller(conv)
+        if direction == OUTGOING:
+            caller, name = self._callee(conv), ""
+        out.append(LiveUpdate(LiveCall(
+            linkedid=conv.linkedid, direction=direction, endpoint=endpoint, status=status,
+            caller=caller, caller_name=name, did=self._did(conv), queue=conv.queue,
+            caller_type=conv.vars.get("CLINIC_CALLER_TYPE", ""),
+            patient_id=conv.vars.get("CLINIC_PATIENT_ID", ""), since=at, outcome=outcome,
+        )))
+
+    def _did(self, conv: Conversation) -> str:
+        if conv.vars.get("CLINIC_DID"):
+            return conv.vars["CLINIC_DID"]
+        origin = conv.channels.get(conv.origin)
+        if origin is not None and self._is_trunk(origin.name):
+            return origin.exten
+        return ""
+
+    def _callee(self, conv: Conversation) -> str:
+        if conv.vars.get("CLINIC_CALLEE"):
+            return conv.vars["CLINIC_CALLEE"]
+        for leg in conv.legs.values():
+            if leg.endpoint in self.config.trunks and leg.dial_string:
+                return leg.dial_string.split("@", 1)[0]
+        origin = conv.channels.get(conv.origin)
+        return origin.exten if origin is not None else ""
+
+    def _desk_endpoints(self, conv: Conversation) -> list[str]:
+        """The desk phones that should see a card for this conversation."""
+        found = []
+        if self._direction(conv) == OUTGOING:
+            origin = conv.channels.get(conv.origin)
+            if origin is not None and self._is_desk(origin.name):
+                found.append(origin.endpoint)
+        for leg in conv.legs.values():
+            if leg.endpoint not in self.config.trunks and leg.endpoint not in found:
+                found.append(leg.endpoint)
+        return found
+
+    def _leg_to(self, conv: Conversation, leg: Leg, state: str, at: float, out: list[Change],
+                outcome: str = "") -> bool:
+        if state == leg.state:
+            return False
+        if state not in LEG_TRANSITIONS[leg.state]:
+            if leg.state != DONE:  # duplicates after the end (a second CANCEL) are normal
+                self._anomaly(out, f"leg {leg.endpoint}: {leg.state} -> {state}", conv.linkedid)
+            return False
+        leg.state = state
+        if state == TALKING:
+            leg.answered_at = at
+            leg.outcome = ANSWERED
+        elif state == DONE:
+            leg.ended_at = at
+            if not leg.outcome:
+                leg.outcome = outcome or NO_ANSWER
+        return True
+
+    # ---- event handlers ---------------------------------------------------------------
+    def _on_new_channel(self, e: ev.NewChannel, out: list[Change]) -> None:
+        conv = self.conversations.get(e.linkedid)
+        if conv is None:
+            if e.linkedid in self._finished:
+                self._anomaly(out, f"new channel {e.channel} in finished call", e.linkedid)
+                return
+            conv = Conversation(e.linkedid, e.at, e.uniqueid, linkedids=[e.linkedid])
+            self.conversations[e.linkedid] = conv
+        chan = self._attach(conv, e.uniqueid, e.channel, e.at)
+        chan.caller_num, chan.caller_name, chan.exten = e.caller_num, e.caller_name, e.exten
+
+    def _on_var(self, conv: Conversation, e: ev.ChannelVar, out: list[Change]) -> None:
+        # Inherited variables are set again on every leg; the origin's value is the truth.
+        if e.uniqueid == conv.origin or e.name not in conv.vars:
+            conv.vars[e.name] = e.value
+
+    def _on_state(self, conv: Conversation, e: ev.StateChange, out: list[Change]) -> None:
+        chan = conv.channels[e.uniqueid]
+        chan.state = e.state
+        leg = conv.legs.get(e.uniqueid)
+        if e.state == "Ringing" and leg is not None:
+            if self._leg_to(conv, leg, RINGING, e.at, out) and leg.endpoint not in self.config.trunks:
+                self._live(conv, leg.endpoint, e.at, out)
+        elif e.state == "Up":
+            chan.up_at = chan.up_at or e.at
+            if e.uniqueid == conv.origin and self._is_desk(chan.name) and not conv.legs:
+                self._live(conv, chan.endpoint, e.at, out)  # click-to-call: the employee picked up
+
+    def _on_callerid(self, conv: Conversation, e: ev.CallerIdChange, out: list[Change]) -> None:
+        chan = conv.channels[e.uniqueid]
+        chan.caller_num = e.caller_num or chan.caller_num
+        chan.caller_name = e.caller_name or chan.caller_name
+
+    def _on_queue_join(self, conv: Conversation, e: ev.QueueJoin, out: list[Change]) -> None:
+        conv.queue = e.queue
+        out.append(QueueWaiting(e.queue, e.count, e.at))
+
+    def _on_queue_leave(self, conv: Conversation, e: ev.QueueLeave, out: list[Change]) -> None:
+        out.append(QueueWaiting(e.queue, e.count, e.at))
+
+    def _on_queue_abandon(self, conv: Conversation, e: ev.QueueAbandon, out: list[Change]) -> None:
+        conv.vars.setdefault("CLINIC_ABANDONED", "1")
+
+    def _on_dial_begin(self, conv: Conversation, e: ev.DialBegin, out: list[Change]) -> None:
+        if e.dest_uniqueid in conv.legs:
+            self._anomaly(out, f"second DialBegin for {e.dest_channel}", conv.linkedid)
+            return
+        leg = Leg(e.dest_uniqueid, endpoint_of(e.dest_channel), e.at, e.dial_string)
+        conv.legs[e.dest_uniqueid] = leg
+        self._attach(conv, e.dest_uniqueid, e.dest_channel, e.at)
+        if leg.endpoint in self.config.trunks:
+            origin = conv.channels.get(conv.origin)
+            if origin is not None and self._is_desk(origin.name):
+                self._live(conv, origin.endpoint, e.at, out)
+        else:
+            self._live(conv, leg.endpoint, e.at, out)
+
+    def _on_dial_state(self, conv: Conversation, e: ev.DialState, out: list[Change]) -> None:
+        leg = conv.legs.get(e.dest_uniqueid)
+        if leg is not None and e.status == "RINGING" and leg.state == DIALING:
+            self._leg_to(conv, leg, RINGING, e.at, out)
+
+    def _on_dial_end(self, conv: Conversation, e: ev.DialEnd, out: list[Change]) -> None:
+        leg = conv.legs.get(e.dest_uniqueid)
+        if leg is None:
+            self._anomaly(out, f"DialEnd without DialBegin for {e.dest_channel}", conv.linkedid)
+            return
+        if e.status == "ANSWER":
+            if self._leg_to(conv, leg, TALKING, e.at, out):
+                if conv.answered_at is None:
+                    conv.answered_at, conv.answered_leg = e.at, leg.uniqueid
+                self._live_for_answer(conv, leg, e.at, out)
+            return
+        if e.status == "CANCEL":
+            other = conv.answered_leg and conv.answered_leg != leg.uniqueid
+            outcome = ANSWERED_ELSEWHERE if other else NO_ANSWER
+        else:
+            outcome = DIAL_STATUS.get(e.status, "")
+            if not outcome:
+                self._anomaly(out, f"unknown DialStatus {e.status!r}", conv.linkedid)
+                outcome = FAILED
+        if leg.state == TALKING:
+            return  # the talk goes on; its end comes with the hang-up
+        if self._leg_to(conv, leg, DONE, e.at, out, outcome) and leg.endpoint not in self.config.trunks:
+            self._live(conv, leg.endpoint, e.at, out, "ended", leg.outcome)
+
+    def _live_for_answer(self, conv: Conversation, leg: Leg, at: float, out: list[Change]) -> None:
+        if leg.endpoint in self.config.trunks:
+            origin = conv.channels.get(conv.origin)
+            if origin is not None and self._is_desk(origin.name):
+                self._live(conv, origin.endpoint, at, out)
+        else:
+            self._live(conv, leg.endpoint, at, out)
+
+    def _on_ring_no_answer(self, conv: Conversation, e: ev.AgentRingNoAnswer, out: list[Change]) -> None:
+        leg = conv.legs.get(e.dest_uniqueid)
+        if leg is not None and leg.state in (DIALING, RINGING):
+            if self._leg_to(conv, leg, DONE, e.at, out, NO_ANSWER):
+                self._live(conv, leg.endpoint, e.at, out, "ended", NO_ANSWER)
+
+    def _on_bridge_enter(self, conv: Conversation, e: ev.BridgeEnter, out: list[Change]) -> None:
+        members = self.bridges.setdefault(e.bridge, set())
+        for uid in members:
+            other = self.by_channel.get(uid)
+            if other is not None and other is not conv:
+                conv = self._merge(other, conv)
+        members.add(e.uniqueid)
+        if conv.answered_at is None and e.uniqueid != conv.origin and conv.origin in members:
+            # answered without a DialEnd (a pickup, a bridge made by ARI)
+            conv.answered_at = e.at
+            conv.answered_leg = e.uniqueid
+
+    def _on_bridge_leave(self, conv: Conversation, e: ev.BridgeLeave, out: list[Change]) -> None:
+        members = self.bridges.get(e.bridge)
+        if members is not None:
+            members.discard(e.uniqueid)
+            if not members:
+                del self.bridges[e.bridge]
+
+    def _merge(self, keep: Conversation, gone: Conversation) -> Conversation:
+        """Two conversations meet in a bridge: the earlier one absorbs the later."""
+        if gone.started_at < keep.started_at:
+            keep, gone = gone, keep
+        keep.linkedids.extend(x for x in gone.linkedids if x not in keep.linkedids)
+        keep.channels.update(gone.channels)
+        keep.legs.update(gone.legs)
+        keep.live |= gone.live
+        for k, v in gone.vars.items():
+            keep.vars.setdefault(k, v)
+        keep.recovered = keep.recovered or gone.recovered
+        for uid in gone.channels:
+            self.by_channel[uid] = keep
+        del self.conversations[gone.linkedid]
+        return keep
+
+    def _on_hold(self, conv: Conversation, e: ev.Hold, out: list[Change]) -> None:
+        conv.on_hold = e.on
+        for endpoint in self._desk_endpoints(conv):
+            self._live(conv, endpoint, e.at, out)
+
+    def _on_hangup_request(self, conv: Conversation, e: ev.HangupRequest, out: list[Change]) -> None:
+        if e.soft or conv.hangup_by:
+            return
+        conv.hangup_by = self._side(conv, e.uniqueid)
+
+    def _side(self, conv: Conversation, uid: str) -> str:
+        if uid == conv.origin:
+            return HANGUP_CALLER
+        if uid == conv.answered_leg or uid in conv.legs:
+            return HANGUP_CALLEE
+        return HANGUP_SYSTEM
+
+    def _on_hangup(self, conv: Conversation, e: ev.Hangup, out: list[Change]) -> None:
+        if conv.answered_at is not None and not conv.hangup_by and e.uniqueid in (
+            conv.origin, conv.answered_leg
+        ):
+            conv.hangup_by = self._side(conv, e.uniqueid)
+        self._channel_gone(conv, e.uniqueid, e.at, out, e.cause)
+        if not conv.live:
+            self._finish(conv, out)
+
+    def _channel_gone(self, conv: Conversation, uid: str, at: float, out: list[Change],
+                      cause: int = 0) -> None:
+        chan = conv.channels.get(uid)
+        if chan is not None:
+            chan.ended_at = at
+        conv.live.discard(uid)
+        leg = conv.legs.get(uid)
+        if leg is None or leg.state == DONE:
+            return
+        if leg.state == TALKING:
+            self._leg_to(conv, leg, DONE, at, out)
+            return
+        if cause == 26:
+            outcome = ANSWERED_ELSEWHERE
+        elif cause == 17:
+            outcome = BUSY
+        elif leg.state == DIALING and cause in UNREACHABLE_CAUSES:
+            outcome = FAILED
+        else:
+            outcome = NO_ANSWER
+        self._leg_to(conv, leg, DONE, at, out, outcome)
+
+    # ---- the end of a conversation --------------------------------------------------
+    def _finish(self, conv: Conversation, out: list[Change]) -> None:
+        for lid in conv.linkedids:
+            self.conversations.pop(lid, None)
+            self._finished[lid] = None
+        self.conversations.pop(conv.linkedid, None)
+        for uid in conv.channels:
+            if self.by_channel.get(uid) is conv:
+                del self.by_channel[uid]
+        while len(self._finished) > self.config.finished_memory:
+            self._finished.popitem(last=False)
+        ended = max((c.ended_at or c.created_at for c in conv.channels.values()), default=conv.started_at)
+        if conv.recovered:
+            out.append(NeedsBackfill(conv.linkedid, ended))
+            return
+        record = self._record(conv, ended)
+        if record.direction == INTERNAL and not self._desk_endpoints(conv):
+            return  # no desk phone, no trunk: a robot's or a test's channel, not a clinic call
+        for endpoint in self._desk_endpoints(conv):
+            leg = next((lg for lg in conv.legs.values() if lg.endpoint == endpoint), None)
+            if leg is not None and leg.outcome == ANSWERED_ELSEWHERE:
+                continue  # that card went away when the colleague answered
+            if record.direction == INCOMING:
+                outcome = "completed" if leg is not None and leg.outcome == ANSWERED else "missed"
+            else:
+                outcome = "completed" if record.answered else "unanswered"
+            self._live(conv, endpoint, ended, out, "ended", outcome)
+        out.append(CallFinished(record))
+
+    def _record(self, conv: Conversation, ended: float) -> CallRecord:
+        direction = self._direction(conv)
+        caller, _ = self._caller(conv)
+        origin = conv.channels.get(conv.origin)
+        answered_at = conv.answered_at
+        answered_leg = conv.legs.get(conv.answered_leg)
+        if direction == OUTGOING:
+            trunk_legs = [lg for lg in conv.legs.values() if lg.endpoint in self.config.trunks]
+            answered_trunk = next((lg for lg in trunk_legs if lg.answered_at is not None), None)
+            answered_at = answered_trunk.answered_at if answered_trunk else None
+            call_type = OUTGOING if answered_at is not None else OUTGOING_UNANSWERED
+            answered_by = origin.endpoint if origin is not None else ""
+            caller = answered_by
+            callee = self._callee(conv)
+            talk_chan = answered_trunk.uniqueid if answered_trunk else ""
+        elif direction == INCOMING:
+            call_type = INCOMING if answered_at is not None else MISSED
+            answered_by = answered_leg.endpoint if answered_leg is not None else ""
+            callee = self._did(conv)
+            talk_chan = conv.answered_leg
+        else:
+            call_type = INTERNAL
+            answered_by = answered_leg.endpoint if answered_leg is not None else ""
+            callee = next(iter(lg.endpoint for lg in conv.legs.values()), "")
+            caller = origin.endpoint if origin is not None else caller
+            talk_chan = conv.answered_leg
+        talk = 0.0
+        if answered_at is not None:
+            ends = [c.ended_at for uid, c in conv.channels.items()
+                    if uid in (conv.origin, talk_chan) and c.ended_at is not None]
+            talk = max(0.0, (min(ends) if ends else ended) - answered_at)
+        legs = tuple(
+            LegRecord(
+                endpoint=lg.endpoint, uniqueid=lg.uniqueid, outcome=lg.outcome or NO_ANSWER,
+                started_at=lg.started_at, answered_at=lg.answered_at, ended_at=lg.ended_at,
+                # the seed's rule: nobody answered -> every phone that rang missed it
+                missed=(call_type == MISSED and lg.endpoint not in self.config.trunks
+                        and (lg.outcome or NO_ANSWER) == NO_ANSWER),
+            )
+            for lg in sorted(conv.legs.values(), key=lambda x: x.started_at)
+        )
+        return CallRecord(
+            linkedid=conv.linkedid,
+            direction=direction,
+            call_type=call_type,
+            did=self._did(conv) if direction == INCOMING else "",
+            caller=caller,
+            callee=callee,
+            queue=conv.queue,
+            legs=legs,
+            answered_by=answered_by,
+            started_at=conv.started_at,
+            answered_at=answered_at,
+            ended_at=ended,
+            wait_seconds=round((answered_at or ended) - conv.started_at, 3),
+            talk_seconds=round(talk, 3),
+            hangup_by=conv.hangup_by or (HANGUP_SYSTEM if answered_at is not None else HANGUP_CALLER),
+            recording=conv.vars.get("CLINIC_RECORDING", "") if answered_at is not None else "",
+            caller_type=conv.vars.get("CLINIC_CALLER_TYPE", ""),
+            patient_id=conv.vars.get("CLINIC_PATIENT_ID", ""),
+            originated_by=conv.vars.get("CLINIC_ORIGINATED_BY", ""),
+            linkedids=tuple(conv.linkedids),
+        )
+
+
+_HANDLERS = {
+    ev.NewChannel: CallTracker._on_new_channel,
+    ev.ChannelVar: CallTracker._on_var,
+    ev.StateChange: CallTracker._on_state,
+    ev.CallerIdChange: CallTracker._on_callerid,
+    ev.QueueJoin: CallTracker._on_queue_join,
+    ev.QueueLeave: CallTracker._on_queue_leave,
+    ev.QueueAbandon: CallTracker._on_queue_abandon,
+    ev.DialBegin: CallTracker._on_dial_begin,
+    ev.DialState: CallTracker._on_dial_state,
+    ev.DialEnd: CallTracker._on_dial_end,
+    ev.AgentRingNoAnswer: CallTracker._on_ring_no_answer,
+    ev.BridgeEnter: CallTracker._on_bridge_enter,
+    ev.BridgeLeave: CallTracker._on_bridge_leave,
+    ev.Hold: CallTracker._on_hold,
+    ev.HangupRequest: CallTracker._on_hangup_request,
+    ev.Hangup: CallTracker._on_hangup,
+}
