@@ -17,7 +17,7 @@ from aiohttp import web
 from agi.routes import incoming_route
 from agi.server import AgiRequest, FastAgiServer
 from crm.db import Database
-from pbx.ami.client import AmiClient
+from pbx.ami.client import AmiClient, RawSink
 from pbx.ari.client import AriClient
 from pbx.call_service import CallService
 from pbx.cdr_backfill import CdrReader
@@ -46,8 +46,14 @@ class Services:
 SERVICES = web.AppKey("services", Services)
 
 
-def build_app(settings: Settings, *, manage_asterisk: bool | None = None) -> web.Application:
-    """Build the aiohttp application. ``manage_asterisk`` defaults to settings.asterisk.embedded."""
+def build_app(
+    settings: Settings,
+    *,
+    manage_asterisk: bool | None = None,
+    ami_raw_sink: RawSink | None = None,
+) -> web.Application:
+    """Build the aiohttp application. ``manage_asterisk`` defaults to settings.asterisk.embedded;
+    ``ami_raw_sink`` receives every raw AMI read (the recorder)."""
     from web.app import setup_web  # web depends on pbx, not the other way round
 
     app = web.Application()
@@ -89,6 +95,7 @@ def build_app(settings: Settings, *, manage_asterisk: bool | None = None) -> web
         client = AmiClient(
             a.host, a.ami_port, a.ami_user, a.ami_secret,
             ping_interval=a.ami_ping_seconds, ping_timeout=a.ami_ping_timeout,
+            raw_sink=ami_raw_sink,
         )
         pump = EventPump(client)
         assert services.calls is not None

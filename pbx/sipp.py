@@ -44,7 +44,7 @@ PHONE_HANGS_UP = """
       BYE [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: <sip:phone@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
-      To: <sip:clinic@[remote_ip]:[remote_port]>[peer_tag_param]
+      To: [$peer]
       Call-ID: [call_id]
       CSeq: 1 BYE
       Max-Forwards: 70
@@ -117,9 +117,9 @@ def _render(template: str, values: dict[str, str], out: Path) -> Path:
     return out
 
 
-async def _spawn(name: str, args: list[str], workdir: Path) -> SippProcess:
+async def _spawn(name: str, args: list[str], workdir: Path, calls: int = 1) -> SippProcess:
     full = [
-        SIPP, *args, "-m", "1", "-nostdin", "-timeout", "120s",
+        SIPP, *args, "-m", str(calls), "-nostdin", "-timeout", "120s",
         "-trace_msg", "-message_file", str(workdir / f"{name}.msg"),
         "-trace_err", "-error_file", str(workdir / f"{name}.err"),
     ]
@@ -127,6 +127,9 @@ async def _spawn(name: str, args: list[str], workdir: Path) -> SippProcess:
         *full, cwd=workdir, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
     return SippProcess(name, proc, workdir)
+
+
+NEVER = 600_000  # ring_ms for a phone that rings and is never picked up
 
 
 async def start_desk_phone(
@@ -137,26 +140,52 @@ async def start_desk_phone(
     behaviour: str = "answer",
     ring_ms: int = 2000,
     hangup_ms: int = 0,
+    calls: int = 1,
 ) -> SippProcess:
-    """A desk phone on its static contact. ``behaviour``: answer (after ``ring_ms``; set it
-    beyond the queue's ring time to make the phone ring without answering) or busy."""
-    port = phone_port(settings, extension)
-    name = f"phone{extension}"
+    """A desk phone on its static contact. ``behaviour``: answer (after ``ring_ms``; NEVER
+    makes it ring without answering) or busy. ``hangup_ms`` > 0: the phone hangs up itself."""
+    return await start_uas(
+        settings, f"phone{extension}", "127.0.0.1", phone_port(settings, extension), workdir,
+        behaviour=behaviour, ring_ms=ring_ms, hangup_ms=hangup_ms, calls=calls,
+    )
+
+
+async def start_operator_uas(
+    settings: Settings, workdir: Path, *, behaviour: str = "answer", ring_ms: int = 1000,
+    hangup_ms: int = 0, calls: int = 1,
+) -> SippProcess:
+    """The operator side of outgoing calls: the patient's phone answers, is busy, or rings."""
+    a = settings.asterisk
+    return await start_uas(
+        settings, "patient", a.operator_ip, a.operator_port, workdir,
+        behaviour=behaviour, ring_ms=ring_ms, hangup_ms=hangup_ms, calls=calls,
+    )
+
+
+async def start_uas(
+    settings: Settings, name: str, ip: str, port: int, workdir: Path, *,
+    behaviour: str = "answer", ring_ms: int = 2000, hangup_ms: int = 0, calls: int = 1,
+) -> SippProcess:
     if behaviour == "busy":
         scenario = _render("desk_phone_busy.xml", {}, workdir / f"{name}.xml")
     else:
         talk = PHONE_HANGS_UP if hangup_ms > 0 else CALLER_HANGS_UP
+        # when the phone hangs up itself, the switch's From (with its tag) becomes its BYE's To
+        ack_action = (
+            '<action><ereg regexp=".*" search_in="hdr" header="From:" check_it="true"'
+            ' assign_to="peer"/></action>' if hangup_ms > 0 else ""
+        )
         scenario = _render(
             "desk_phone.xml",
-            {"TALK": talk.replace("@@HANGUP_MS@@", str(hangup_ms)), "RING_MS": str(ring_ms)},
+            {"TALK": talk.replace("@@HANGUP_MS@@", str(hangup_ms)), "RING_MS": str(ring_ms),
+             "ACK_ACTION": ack_action},
             workdir / f"{name}.xml",
         )
-    media = free_udp_ports(2)
+    media = free_udp_ports(2, ip)
     args = [
-        "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port),
-        "-mi", "127.0.0.1", "-mp", str(media), "-rtp_echo",
+        "-sf", str(scenario), "-i", ip, "-p", str(port), "-mi", ip, "-mp", str(media), "-rtp_echo",
     ]
-    return await _spawn(name, args, workdir)
+    return await _spawn(name, args, workdir, calls)
 
 
 async def start_operator_call(
@@ -168,14 +197,19 @@ async def start_operator_call(
     talk_ms: int = 4000,
     audio: Path | None = None,
     name: str = "operator",
+    cancel_after_ms: int | None = None,
 ) -> SippProcess:
     """The operator delivers a call from ``caller`` to the clinic number ``did``; the caller
-    hangs up ``talk_ms`` after the answer."""
+    hangs up ``talk_ms`` after the answer, or gives up ``cancel_after_ms`` after it rings."""
     a = settings.asterisk
-    action = (
-        f'<nop><action><exec rtp_stream="{audio},-1,0"/></action></nop>' if audio else ""
-    )
-    scenario = _render("operator_call.xml", {"AUDIO_ACTION": action}, workdir / f"{name}.xml")
+    if cancel_after_ms is not None:
+        scenario = _render("operator_cancel.xml", {"CANCEL_MS": str(cancel_after_ms)},
+                           workdir / f"{name}.xml")
+    else:
+        action = (
+            f'<nop><action><exec rtp_stream="{audio},-1,0"/></action></nop>' if audio else ""
+        )
+        scenario = _render("operator_call.xml", {"AUDIO_ACTION": action}, workdir / f"{name}.xml")
     local = free_udp_ports(1, a.operator_ip, step=1)
     media = free_udp_ports(2, a.operator_ip)
     args = [
@@ -207,7 +241,7 @@ class DemoCall:
         workdir = Path(tempfile.mkdtemp(prefix="clinic-pbx-demo-"))
         phones = [
             await start_desk_phone(
-                self.settings, ext, workdir, ring_ms=ring_ms if ext == answer else 600_000
+                self.settings, ext, workdir, ring_ms=ring_ms if ext == answer else NEVER
             )
             for ext in ("101", "102", "103")
         ]

@@ -20,6 +20,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from pbx.ami.client import AmiEvent, AmiLink
+from pbx.ami.recording import RawRecorder
 from pbx.app import SERVICES, Services, build_app
 from pbx.embedded import EmbeddedAsterisk
 from pbx.settings import PROJECT_DIR, AsteriskSettings, Settings, with_generated_secrets
@@ -48,6 +49,7 @@ def make_test_settings() -> Settings:
         operator_port=15090,
         phone_port_base=15070,
         ring_seconds=4,
+        queue_max_wait=12,
         ami_ping_seconds=5,
     )
     root = os.environ.get("CLINIC_PBX_ASTERISK_ROOT")
@@ -88,6 +90,22 @@ def active_channels(ast: EmbeddedAsterisk) -> int:
     return 0
 
 
+def kill_child_sipps() -> None:
+    """A failed test may leave its SIPp phones running on the phones' fixed ports."""
+    me = os.getpid()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            name = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+        except (OSError, IndexError):
+            continue
+        if name == "sipp" and int(fields[1]) == me:
+            try:
+                os.kill(int(stat.parent.name), 9)
+            except OSError:
+                pass
+
+
 @pytest.fixture(scope="session")
 def caller_voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A few seconds of Russian speech as a mu-law WAV for SIPp to stream as the caller."""
@@ -111,6 +129,7 @@ def sip_guard(request: pytest.FixtureRequest, asterisk: EmbeddedAsterisk) -> Ite
     After each SIP test, wait for Asterisk to have no channels; if some remain or the test
     failed, restart Asterisk so nothing leaks into the next test."""
     yield
+    kill_child_sipps()
     deadline = time.monotonic() + 10
     while active_channels(asterisk) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -162,7 +181,8 @@ async def server(
 ) -> AsyncIterator[tuple[Services, EventLog]]:
     """The whole clinic-pbx app (web, AMI, ARI, FastAGI, fresh CRM) against the real Asterisk."""
     settings = dataclasses.replace(test_settings, database=tmp_path / "crm.sqlite")
-    app = build_app(settings, manage_asterisk=False)
+    recorder = RawRecorder(tmp_path / "ami.amiraw")
+    app = build_app(settings, manage_asterisk=False, ami_raw_sink=recorder)
     log = EventLog()
     srv = TestServer(app, host="127.0.0.1")
     await srv.start_server()
@@ -173,3 +193,4 @@ async def server(
     assert await services.ari.wait_connected(10), "ARI did not connect"
     yield services, log
     await srv.close()
+    recorder.close()

@@ -19,7 +19,8 @@ _HEAD = struct.Struct("<dI")
 class RawRecorder:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fh: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
+        # unbuffered: a recording is complete on disk at every moment (tests copy it live)
+        self._fh: BinaryIO = open(path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
         self._fh.write(MAGIC)
         self.chunks = 0
         self.bytes = 0

@@ -102,6 +102,7 @@ class BridgeLeave(Event):
 @dataclass(frozen=True, slots=True)
 class HangupRequest(Event):
     soft: bool
+    cause: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,11 +245,11 @@ def _bridge_leave(b: tuple[float, str, str, str], h: Mapping[str, Any]) -> Event
 
 
 def _hangup_request(b: tuple[float, str, str, str], h: Mapping[str, Any]) -> Event:
-    return HangupRequest(*b, False)
+    return HangupRequest(*b, False, _int(_s(h, "Cause")))
 
 
 def _soft_hangup_request(b: tuple[float, str, str, str], h: Mapping[str, Any]) -> Event:
-    return HangupRequest(*b, True)
+    return HangupRequest(*b, True, _int(_s(h, "Cause")))
 
 
 def _hangup(b: tuple[float, str, str, str], h: Mapping[str, Any]) -> Event:

@@ -95,6 +95,7 @@ class Leg:
     outcome: str = ""
     answered_at: float | None = None
     ended_at: float | None = None
+    cause: int = 0  # Q.850 cause of the leg's hang-up request (17: the phone was busy)
 
 
 @dataclass
@@ -389,6 +390,8 @@ class CallTracker:
             if not outcome:
                 self._anomaly(out, f"unknown DialStatus {e.status!r}", conv.linkedid)
                 outcome = FAILED
+            elif outcome == NO_ANSWER and leg.cause == 17:
+                outcome = BUSY  # app_queue reports a 486 Busy Here as NOANSWER
         if leg.state == TALKING:
             return  # the talk goes on; its end comes with the hang-up
         if self._leg_to(conv, leg, DONE, e.at, out, outcome) and leg.endpoint not in self.config.trunks:
@@ -449,9 +452,17 @@ class CallTracker:
             self._live(conv, endpoint, e.at, out)
 
     def _on_hangup_request(self, conv: Conversation, e: ev.HangupRequest, out: list[Change]) -> None:
+        leg = conv.legs.get(e.uniqueid)
+        if leg is not None and e.cause:
+            leg.cause = e.cause
         if e.soft or conv.hangup_by:
             return
-        conv.hangup_by = self._side(conv, e.uniqueid)
+        # before the answer only the caller can end the call; a phone that refuses (busy)
+        # ends just its own leg
+        if e.uniqueid == conv.origin or (
+            conv.answered_at is not None and e.uniqueid == conv.answered_leg
+        ):
+            conv.hangup_by = self._side(conv, e.uniqueid)
 
     def _side(self, conv: Conversation, uid: str) -> str:
         if uid == conv.origin:
@@ -481,6 +492,7 @@ class CallTracker:
         if leg.state == TALKING:
             self._leg_to(conv, leg, DONE, at, out)
             return
+        cause = cause or leg.cause
         if cause == 26:
             outcome = ANSWERED_ELSEWHERE
         elif cause == 17:
@@ -546,6 +558,10 @@ class CallTracker:
             callee = next(iter(lg.endpoint for lg in conv.legs.values()), "")
             caller = origin.endpoint if origin is not None else caller
             talk_chan = conv.answered_leg
+        # A party hanging up shows as a (non-soft) HangupRequest on its channel; when the
+        # switch ends the call (a queue that gave up) there is only a SoftHangupRequest.
+        # QueueCallerAbandon cannot tell them apart: Asterisk sends it on a timeout too.
+        hangup_by = conv.hangup_by or HANGUP_SYSTEM
         talk = 0.0
         if answered_at is not None:
             ends = [c.ended_at for uid, c in conv.channels.items()
@@ -576,7 +592,7 @@ class CallTracker:
             ended_at=ended,
             wait_seconds=round((answered_at or ended) - conv.started_at, 3),
             talk_seconds=round(talk, 3),
-            hangup_by=conv.hangup_by or (HANGUP_SYSTEM if answered_at is not None else HANGUP_CALLER),
+            hangup_by=hangup_by,
             recording=conv.vars.get("CLINIC_RECORDING", "") if answered_at is not None else "",
             caller_type=conv.vars.get("CLINIC_CALLER_TYPE", ""),
             patient_id=conv.vars.get("CLINIC_PATIENT_ID", ""),

@@ -1,0 +1,88 @@
+"""Helpers for the call-tracking scenarios: phones, waiting for records, the CDR check."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from pbx.app import Services
+from pbx.calls.tracker import endpoint_of
+from pbx.sipp import SippProcess, start_desk_phone
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "ami"
+
+
+async def start_phones(services: Services, tmp: Path, spec: dict[str, dict[str, Any]]) -> dict[str, SippProcess]:
+    phones = {ext: await start_desk_phone(services.settings, ext, tmp, **kw) for ext, kw in spec.items()}
+    await asyncio.sleep(0.3)
+    return phones
+
+
+async def stop_all(*procs: SippProcess, wait: float = 10.0) -> dict[str, int]:
+    return {p.name: await p.wait(wait) for p in procs}
+
+
+def cdr_rows(path: Path, linkedid: str) -> list[dict[str, Any]]:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        rows = db.execute("SELECT * FROM cdr WHERE linkedid = ? ORDER BY sequence", (linkedid,)).fetchall()
+    finally:
+        db.close()
+    return [dict(r) for r in rows]
+
+
+async def wait_cdr(path: Path, linkedid: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        rows = cdr_rows(path, linkedid)
+        if len(rows) >= count or asyncio.get_running_loop().time() > deadline:
+            return rows
+        await asyncio.sleep(0.1)
+
+
+async def wait_call(services: Services, linkedid: str, timeout: float = 15.0) -> dict[str, Any]:
+    from crm.calls import get_call_by_linkedid
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        assert services.calls is not None
+        await services.calls.flush()
+        call = await get_call_by_linkedid(services.db, linkedid)
+        if call is not None:
+            return call
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"no call record for {linkedid}")
+        await asyncio.sleep(0.2)
+
+
+def assert_matches_cdr(call: dict[str, Any], rows: list[dict[str, Any]], trunks: set[str] = frozenset({"operator"})) -> None:
+    """Our record and Asterisk's CDR agree: answered or not, who answered, billsec ±1 s, and
+    which phones were dialled."""
+    assert rows, "Asterisk wrote no CDR for this call"
+    dialled = [r for r in rows if r["dstchannel"]]
+    answered = [r for r in dialled if r["disposition"] == "ANSWERED"]
+    if call["direction"] == "outgoing":
+        trunk_answered = [r for r in answered if endpoint_of(r["dstchannel"]) in trunks]
+        assert bool(trunk_answered) == (call["call_type"] == "outgoing"), (call, rows)
+        if trunk_answered:
+            assert abs(float(trunk_answered[0]["billsec"]) - call["talk_seconds"]) <= 1.0, (call, rows)
+        return
+    assert bool(answered) == (call["answered_at"] is not None), (call, rows)
+    if answered:
+        assert endpoint_of(answered[0]["dstchannel"]) == call["answered_by_ext"]
+        assert abs(float(answered[0]["billsec"]) - call["talk_seconds"]) <= 1.0, (call, rows)
+    ours = sorted({leg["extension"] for leg in call["legs"]})
+    theirs = sorted({endpoint_of(r["dstchannel"]) for r in dialled})
+    assert ours == theirs, (ours, theirs)
+
+
+def keep_fixture(tmp: Path, name: str) -> None:
+    """CLINIC_PBX_RECORD_FIXTURES=1: keep this scenario's raw AMI as a unit-test fixture."""
+    if os.environ.get("CLINIC_PBX_RECORD_FIXTURES"):
+        FIXTURES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tmp / "ami.amiraw", FIXTURES / f"{name}.amiraw")
