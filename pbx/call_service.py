@@ -56,6 +56,7 @@ class CallService:
         self._writes: asyncio.Queue[CallRecord] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._backfills: set[asyncio.Task[None]] = set()
+        self.resynced = asyncio.Event()  # set after each resync; tests and health wait on it
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -108,6 +109,7 @@ class CallService:
                     log.exception("live listener failed")
 
     def _update_live(self, card: LiveCall) -> None:
+        log.debug("live card %s", card)
         cards = self.live.setdefault(card.endpoint, {})
         if card.status == "ended":
             cards.pop(card.linkedid, None)
@@ -116,6 +118,7 @@ class CallService:
 
     async def resync(self, ami: AmiClient) -> None:
         """Called by the pump right after a (re)login, before any further event is read."""
+        self.resynced.clear()
         reply: Any = await ami.action({"Action": "CoreShowChannels"}, timeout=10)
         items = reply if isinstance(reply, list) else [reply]
         now = time.time()
@@ -123,6 +126,7 @@ class CallService:
             e for m in items if m.get("Event") == "CoreShowChannel"
             if isinstance(e := normalize("CoreShowChannel", dict(m), now), ChannelSnapshot)
         ]
+        log.debug("resync snapshot: %s", [(s.channel, s.state) for s in snaps])
         self._apply(self.tracker.resync(snaps, now))
         try:
             status: Any = await ami.action({"Action": "QueueStatus"}, timeout=10)
@@ -134,6 +138,7 @@ class CallService:
         since = await self._backfill_since()
         self.link_lost_at = None
         self._schedule_backfill(since, delay=0.0)
+        self.resynced.set()
         log.info("call tracking resynced: %d live channels, backfill since %s",
                  len(snaps), datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds"))
 

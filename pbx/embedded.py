@@ -167,7 +167,12 @@ class EmbeddedAsterisk:
                 con.close()
         except sqlite3.Error:
             cols = set()
-        if cols and "start_u" not in cols:
+        wanted = set()
+        conf = (self.settings.asterisk_etc / "cdr_sqlite3_custom.conf").read_text()
+        for line in conf.splitlines():
+            if line.startswith("columns"):
+                wanted = {c.strip() for c in line.split("=", 1)[1].split(",")}
+        if cols and wanted and not wanted <= cols:
             db.rename(db.with_name(f"master-{int(time.time())}.db"))
 
     def _tail(self, lines: int = 20) -> str:

@@ -75,7 +75,7 @@ def record_from_cdr(rows: Sequence[Row], config: TrackerConfig | None = None) ->
         outcome = DISPOSITION.get(str(r.get("disposition")), NO_ANSWER)
         leg_end = _f(r.get("end_u"))
         if (outcome == NO_ANSWER and answered_at is not None and leg_end is not None
-                and abs(leg_end - answered_at) < 0.5):
+                and abs(leg_end - answered_at) <= 1.0):
             outcome = ANSWERED_ELSEWHERE  # it stopped ringing when a colleague answered
         endpoint = endpoint_of(str(r["dstchannel"]))
         legs.append((endpoint, r, outcome))

@@ -516,6 +516,10 @@ class CallTracker:
             self._finished.popitem(last=False)
         ended = max((c.ended_at or c.created_at for c in conv.channels.values()), default=conv.started_at)
         if conv.recovered:
+            for endpoint in self._desk_endpoints(conv):
+                talked = any(lg.answered_at is not None for lg in conv.legs.values()
+                             if lg.endpoint == endpoint)
+                self._live(conv, endpoint, ended, out, "ended", "completed" if talked else "missed")
             out.append(NeedsBackfill(conv.linkedid, ended))
             return
         record = self._record(conv, ended)

@@ -11,13 +11,17 @@ from typing import Any
 
 from pbx.app import Services
 from pbx.calls.tracker import endpoint_of
-from pbx.sipp import SippProcess, start_desk_phone
+from pbx.sipp import NEVER, SippProcess, start_desk_phone
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ami"
 
 
 async def start_phones(services: Services, tmp: Path, spec: dict[str, dict[str, Any]]) -> dict[str, SippProcess]:
-    phones = {ext: await start_desk_phone(services.settings, ext, tmp, **kw) for ext, kw in spec.items()}
+    """Start all three desk phones: the ones in ``spec`` as given, the others ringing and never
+    answering. No INVITE may go to a port nobody listens on: PJSIP would retransmit it for
+    32 s, into the next test's phones (lab pitfall 8)."""
+    full = {ext: spec.get(ext, {"ring_ms": NEVER}) for ext in ("101", "102", "103")}
+    phones = {ext: await start_desk_phone(services.settings, ext, tmp, **kw) for ext, kw in full.items()}
     await asyncio.sleep(0.3)
     return phones
 

@@ -101,7 +101,8 @@ def test_resync_ends_what_ended_while_away_and_adopts_new_calls() -> None:
     assert [c.linkedid for c in out if isinstance(c, NeedsBackfill)] == ["1.0"]
     assert not finished(out)
     cards = [c.call for c in out if isinstance(c, LiveUpdate)]
-    assert [(c.endpoint, c.status) for c in cards] == [("102", "talking")]
+    assert [(c.endpoint, c.status, c.outcome) for c in cards] == [
+        ("101", "ended", "completed"), ("102", "talking", "")]
     out = run(t, [ev.Hangup(510.0, "5.1", "5.0", "PJSIP/102-08", 16, ""),
                   ev.Hangup(510.0, "5.0", "5.0", "PJSIP/operator-07", 16, "")])
     assert [type(c) for c in out if not isinstance(c, LiveUpdate)] == [NeedsBackfill]
