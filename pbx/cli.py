@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     p_rec.add_argument("output", type=Path)
     p_rec.add_argument("--seconds", type=float, default=0, help="stop after N s (0: Ctrl-C)")
 
+    p_tok = sub.add_parser("token", help="JSON API tokens")
+    p_tok.add_argument("action", choices=["create", "revoke"])
+    p_tok.add_argument("name")
+
     p_demo = sub.add_parser("demo-call", help="place a demo call through the clinic's queue")
     p_demo.add_argument("--from", dest="caller", default="+79161234567")
     p_demo.add_argument("--did", default="74951110001")
@@ -57,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         "asterisk": cmd_asterisk,
         "record-ami": cmd_record_ami,
         "demo-call": cmd_demo_call,
+        "token": cmd_token,
     }[args.command]
     return handler(settings, args)
 
@@ -167,6 +172,27 @@ def cmd_record_ami(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(record())
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from crm import tokens
+    from crm.db import Database
+
+    async def run() -> int:
+        db = Database(settings.db_path)
+        await db.open()
+        try:
+            if args.action == "create":
+                token = await tokens.create_token(db, args.name)
+                print(f"token {args.name!r} (shown once): {token}")
+                return 0
+            ok = await tokens.revoke_token(db, args.name)
+            print("revoked" if ok else f"no token named {args.name!r}")
+            return 0 if ok else 1
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
 
 
 def cmd_demo_call(settings: Settings, args: argparse.Namespace) -> int:

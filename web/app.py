@@ -12,6 +12,7 @@ from aiohttp_session import get_session, new_session
 from crm import users
 from pbx.app import SERVICES, health
 from pbx.settings import Settings
+from web.api import setup_api
 from web.security import CSRF_FIELD, csrf_token, setup_security
 
 HERE = Path(__file__).parent
@@ -30,7 +31,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login_submit)
     app.router.add_post("/logout", logout)
-    app.router.add_get("/api/v1/health", api_health)
+    setup_api(app)
     app.router.add_static("/static/", HERE / "static")
 
 
@@ -74,9 +75,3 @@ async def logout(request: web.Request) -> web.StreamResponse:
     session = await get_session(request)
     session.invalidate()
     raise web.HTTPFound("/login")
-
-
-async def api_health(request: web.Request) -> web.StreamResponse:
-    status = await health(request.app[SERVICES])
-    ok = all(bool(status[k]) for k in ("db", "ami", "ari", "agi"))
-    return web.json_response({"ok": ok, **status}, status=200 if ok else 503)

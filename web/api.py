@@ -1,0 +1,102 @@
+"""The JSON API (read side): ``/api/v1/calls``, ``/api/v1/calls/{id}``, ``/api/v1/health``,
+``/api/v1/openapi.json``. Calls need ``Authorization: Bearer <token>`` (``clinic-pbx token
+create NAME``); health and the OpenAPI document are public."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from crm import tokens
+from crm.calls import CALL_TYPES, CallFilter, get_call, list_calls
+from pbx.app import SERVICES, health
+
+OPENAPI = Path(__file__).parent / "openapi.json"
+
+
+def setup_api(app: web.Application) -> None:
+    app.router.add_get("/api/v1/health", api_health)
+    app.router.add_get("/api/v1/openapi.json", openapi)
+    app.router.add_get("/api/v1/calls", api_calls)
+    app.router.add_get(r"/api/v1/calls/{id:\d+}", api_call)
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def authorized(request: web.Request) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    return await tokens.check_token(request.app[SERVICES].db, token.strip()) is not None
+
+
+def parse_instant(text: str, *, end: bool = False) -> str:
+    """``2026-11-20`` (a whole day; as the end: exclusive next day) or an ISO date-time;
+    naive times are UTC. Returns ISO UTC with milliseconds, like the stored values."""
+    if len(text) == 10:
+        d = date.fromisoformat(text)
+        dt = datetime(d.year, d.month, d.day, tzinfo=UTC) + (timedelta(days=1) if end else timedelta())
+    else:
+        dt = datetime.fromisoformat(text)
+        dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return dt.isoformat(timespec="milliseconds")
+
+
+def call_filter(q: Any) -> CallFilter:
+    """Query string -> CallFilter; ValueError with a readable message on bad input."""
+    call_type = q.get("type") or None
+    if call_type is not None and call_type not in CALL_TYPES:
+        raise ValueError(f"type must be one of {', '.join(CALL_TYPES)}")
+    try:
+        since = parse_instant(q["since"]) if q.get("since") else None
+        until = parse_instant(q["until"], end=True) if q.get("until") else None
+    except ValueError:
+        raise ValueError("since/until must be ISO dates or date-times") from None
+    try:
+        limit = int(q.get("limit", 100))
+        offset = int(q.get("offset", 0))
+        employee = int(q["employee"]) if q.get("employee") else None
+    except ValueError:
+        raise ValueError("limit, offset and employee must be integers") from None
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise ValueError("limit must be 1..1000 and offset >= 0")
+    query = (q.get("q") or "")[:100] or None
+    did = (q.get("did") or "")[:32] or None
+    return CallFilter(since, until, call_type, employee, query, did, limit, offset)
+
+
+async def api_calls(request: web.Request) -> web.Response:
+    if not await authorized(request):
+        return error(401, "a valid API token is required")
+    try:
+        f = call_filter(request.query)
+    except ValueError as exc:
+        return error(400, str(exc))
+    calls = await list_calls(request.app[SERVICES].db, f)
+    return web.json_response({"calls": calls, "limit": f.limit, "offset": f.offset})
+
+
+async def api_call(request: web.Request) -> web.Response:
+    if not await authorized(request):
+        return error(401, "a valid API token is required")
+    call = await get_call(request.app[SERVICES].db, int(request.match_info["id"]))
+    if call is None:
+        return error(404, "no such call")
+    return web.json_response(call)
+
+
+async def api_health(request: web.Request) -> web.Response:
+    status = await health(request.app[SERVICES])
+    ok = all(bool(status[k]) for k in ("db", "ami", "ari", "agi"))
+    return web.json_response({"ok": ok, **status}, status=200 if ok else 503)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(json.loads(OPENAPI.read_text(encoding="utf-8")))
