@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,7 +54,9 @@ class CallService:
         self.stats = {"records": 0, "backfilled": 0, "anomalies": 0, "write_errors": 0}
         self.last_event_at: float | None = None
         self.link_lost_at: float | None = None
-        self._writes: asyncio.Queue[CallRecord] = asyncio.Queue()
+        # (record, receive time of the AMI event that finished it; None for backfilled ones)
+        self._writes: asyncio.Queue[tuple[CallRecord, float | None]] = asyncio.Queue()
+        self.commit_latency: deque[float] = deque(maxlen=10_000)  # seconds, event in -> committed
         self._task: asyncio.Task[None] | None = None
         self._backfills: set[asyncio.Task[None]] = set()
         self.resynced = asyncio.Event()  # set after each resync; tests and health wait on it
@@ -87,12 +90,12 @@ class CallService:
         self.last_event_at = item.received_at
         event = normalize(item.name, item.headers, item.received_at)
         if event is not None:
-            self._apply(self.tracker.feed(event))
+            self._apply(self.tracker.feed(event), item.received_at)
 
-    def _apply(self, changes: list[Change]) -> None:
+    def _apply(self, changes: list[Change], received_at: float | None = None) -> None:
         for change in changes:
             if isinstance(change, CallFinished):
-                self._writes.put_nowait(change.record)
+                self._writes.put_nowait((change.record, received_at))
             elif isinstance(change, LiveUpdate):
                 self._update_live(change.call)
             elif isinstance(change, QueueWaiting):
@@ -155,12 +158,14 @@ class CallService:
     # ---- writing ------------------------------------------------------------------------
     async def _writer(self) -> None:
         while True:
-            record = await self._writes.get()
+            record, received_at = await self._writes.get()
             delay = 0.1
             while True:
                 try:
                     if await crm_calls.save_call(self.db, record) is not None:
                         self.stats["records" if record.source == "ami" else "backfilled"] += 1
+                        if received_at is not None:
+                            self.commit_latency.append(time.time() - received_at)
                     break
                 except asyncio.CancelledError:
                     raise
@@ -197,7 +202,7 @@ class CallService:
         for record in records:
             if record.linkedid in known or record.linkedid in active:
                 continue
-            self._writes.put_nowait(record)
+            self._writes.put_nowait((record, None))
             queued += 1
         if queued:
             log.info("CDR backfill: %d calls", queued)

@@ -45,6 +45,14 @@ def parse_message(raw: bytes) -> AmiMessage:
     except UnicodeDecodeError:
         text = raw.decode("utf-8", "replace")
         undecodable = True
+    # Fast path: every line is "Key: value" and no key repeats (nearly all events).
+    pairs = [line.split(": ", 1) for line in text.split("\r\n") if line]
+    try:
+        fast: Headers = dict(pairs)  # type: ignore[arg-type]
+    except ValueError:  # a line without ": "
+        fast = {}
+    if fast and len(fast) == len(pairs):
+        return AmiMessage(fast, 0, undecodable)
     headers: Headers = {}
     malformed = 0
     for line in text.split("\r\n"):
