@@ -25,13 +25,17 @@ def incoming_route(db: Database) -> Callable[[AgiRequest], Awaitable[None]]:
     async def incoming(request: AgiRequest) -> None:
         raw = request.headers.get("agi_callerid", "")
         e164 = phones.normalize(raw)
-        who = await identify.identify(db, e164)
-        await request.set_variable("CLINIC_CALLER_E164", e164 or "")
-        await request.set_variable("CLINIC_CALLER_TYPE", who.kind)
-        await request.set_variable("CLINIC_PATIENT_ID", str(who.patient_id or ""))
+        who = identify.identify(db, e164)
+        values = {
+            "CLINIC_CALLER_E164": e164 or "",
+            "CLINIC_CALLER_TYPE": who.kind,
+            "CLINIC_PATIENT_ID": str(who.patient_id or ""),
+        }
         if who.display:
-            await request.set_variable("CALLERID(name)", who.display[:MAX_DISPLAY])
-        await request.set_variable("CLINIC_AGI_STATUS", "OK")
+            values["CALLERID(name)"] = who.display[:MAX_DISPLAY]
+        values["CLINIC_AGI_STATUS"] = "OK"
+        # one round trip: Asterisk holds the ringing caller while we answer
+        await request.set_variables(values)
         log.debug("incoming %s -> %s %s", raw, who.kind, who.patient_id or who.display)
 
     return incoming

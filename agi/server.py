@@ -51,6 +51,16 @@ class AgiRequest(Request):
             raise ValueError("an AGI command is one line")
         return await super().send_command(command)
 
+    async def set_variables(self, values: dict[str, str]) -> bool:
+        """Set several variables (or functions such as CALLERID(name)) in ONE round trip with
+        ``EXEC MSet``. Values are made safe for MSet's comma-separated, quoted arguments."""
+        parts = []
+        for name, value in values.items():
+            clean = "".join(" " if ch in ',"\\\r\n' else ch for ch in value)
+            parts.append(f"{name}={clean}")
+        result = await self.send_command(f'EXEC MSet "{",".join(parts)}"')
+        return result.get("status_code") == 200
+
     async def set_variable(self, name: str, value: str) -> bool:
         """SET VARIABLE with the value quoted; returns True on ``200 result=1``."""
         quoted = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")

@@ -30,7 +30,7 @@ async def save_call(db: Database, record: CallRecord) -> int | None:
     if await db.fetchone("SELECT 1 FROM calls WHERE linkedid = ?", (record.linkedid,)):
         return None
     e164 = phones.normalize(outside_number(record)) if record.direction != "internal" else None
-    who = await ident.identify(db, e164)
+    who = ident.identify(db, e164)
     branch = None
     if record.did:
         row = await db.fetchone("SELECT branch_id FROM clinic_numbers WHERE did = ?", (record.did,))

@@ -38,10 +38,11 @@ def short_name(full_name: str) -> str:
     return parts[0] + " " + " ".join(p[0] + "." for p in parts[1:])
 
 
-async def identify(db: Database, e164: str | None) -> Identity:
+def identify(db: Database, e164: str | None) -> Identity:
+    """Point lookups by the indexed E.164 number, run inline (FastAGI's hot path)."""
     if not e164:
         return Identity(UNKNOWN, None)
-    owners = await db.fetchall(
+    owners = db.query_now(
         "SELECT owner_kind, owner_id FROM contact_phones WHERE e164 = ? ORDER BY owner_kind, owner_id",
         (e164,),
     )
@@ -49,20 +50,20 @@ async def identify(db: Database, e164: str | None) -> Identity:
     for row in owners:
         by_kind.setdefault(row[0], []).append(int(row[1]))
     if EMPLOYEE in by_kind:
-        emp = await db.fetchone(
+        emp = next(iter(db.query_now(
             "SELECT id, full_name FROM employees WHERE id = ?", (by_kind[EMPLOYEE][0],)
-        )
+        )), None)
         if emp is not None:
             return Identity(EMPLOYEE, e164, f"Сотрудник: {short_name(emp[1])}",
                             counterpart_id=emp[0], counterpart_name=emp[1])
     if CONTRACTOR in by_kind:
-        con = await db.fetchone(
+        con = next(iter(db.query_now(
             "SELECT id, name FROM contractors WHERE id = ?", (by_kind[CONTRACTOR][0],)
-        )
+        )), None)
         if con is not None:
             return Identity(CONTRACTOR, e164, f"Контрагент: {con[1]}",
                             counterpart_id=con[0], counterpart_name=con[1])
-    own = await db.fetchall(
+    own = db.query_now(
         "SELECT p.id, p.last_name, p.first_name, p.middle_name, p.birth_date"
         " FROM patient_phones ph JOIN patients p ON p.id = ph.patient_id"
         " WHERE ph.e164 = ? ORDER BY p.id",
@@ -73,7 +74,7 @@ async def identify(db: Database, e164: str | None) -> Identity:
     guardian_name = ""
     if guardian_ids:
         marks = ",".join("?" * len(guardian_ids))
-        wards = await db.fetchall(
+        wards = db.query_now(
             "SELECT DISTINCT p.id, p.last_name, p.first_name, p.middle_name, p.birth_date"
             f" FROM guardianships g JOIN patients p ON p.id = g.patient_id WHERE g.guardian_id IN ({marks})"
             " ORDER BY p.id",
@@ -81,8 +82,8 @@ async def identify(db: Database, e164: str | None) -> Identity:
         )
         known = {c.id for c in candidates}
         candidates += [PatientRef(r[0], r[1], r[2], r[3], r[4]) for r in wards if r[0] not in known]
-        g = await db.fetchone("SELECT full_name FROM guardians WHERE id = ?", (guardian_ids[0],))
-        guardian_name = g[0] if g else ""
+        g = db.query_now("SELECT full_name FROM guardians WHERE id = ?", (guardian_ids[0],))
+        guardian_name = g[0][0] if g else ""
         return Identity(GUARDIAN, e164, f"Пациенты: {len(candidates)}", None, tuple(candidates),
                         guardian_ids[0], guardian_name)
     if len(candidates) == 1:

@@ -123,6 +123,16 @@ async def test_a_failing_handler_sends_the_safe_default() -> None:
     await server.stop()
 
 
+async def test_hostile_values_cannot_break_mset(tmp_path: Path) -> None:
+    async def route(request: AgiRequest) -> None:
+        await request.set_variables({"CALLERID(name)": 'Ив"ан, \\ "x=1\nSET VARIABLE Y'})
+
+    server = await serve(r=route)
+    cmds = await talk(server.port, ENV.format(script="r", cid="1"), ["200 result=0\n"])
+    assert cmds == ['EXEC MSet "CALLERID(name)=Ив ан     x=1 SET VARIABLE Y"']
+    await server.stop()
+
+
 async def test_sync_routes_are_refused() -> None:
     server = FastAgiServer("127.0.0.1", 0)
     with pytest.raises(TypeError):
@@ -136,14 +146,13 @@ async def test_incoming_route_names_the_patient(tmp_path: Path) -> None:
     await patients.add_patient(db, "Смирнова", "Мария", phone_numbers=("89265554433",))
     await patients.add_patient(db, "Смирнов", "Олег", phone_numbers=("+7 926 555-44-33",))
     server = await serve(incoming=incoming_route(db))
-    ok = ["200 result=1\n"] * 5
+    ok = ["200 result=0\n"]
     cmds = await talk(server.port, ENV.format(script="incoming", cid="79161234567"), ok)
-    assert 'SET VARIABLE CALLERID(name) "Петрова Анна Сергеевна"' in cmds
-    assert 'SET VARIABLE CLINIC_CALLER_TYPE "patient"' in cmds
+    assert cmds == ['EXEC MSet "CLINIC_CALLER_E164=+79161234567,CLINIC_CALLER_TYPE=patient,'
+                    'CLINIC_PATIENT_ID=1,CALLERID(name)=Петрова Анна Сергеевна,CLINIC_AGI_STATUS=OK"']
     cmds = await talk(server.port, ENV.format(script="incoming", cid="+79265554433"), ok)
-    assert 'SET VARIABLE CALLERID(name) "Пациенты: 2"' in cmds
+    assert "CALLERID(name)=Пациенты: 2," in cmds[0] and "CLINIC_CALLER_TYPE=patients" in cmds[0]
     cmds = await talk(server.port, ENV.format(script="incoming", cid="unknown"), ok)
-    assert 'SET VARIABLE CLINIC_CALLER_TYPE "unknown"' in cmds
-    assert not any(c.startswith("SET VARIABLE CALLERID") for c in cmds)
+    assert "CLINIC_CALLER_TYPE=unknown" in cmds[0] and "CALLERID" not in cmds[0]
     await server.stop()
     await db.close()
