@@ -82,7 +82,7 @@ async def test_ringall_call_answered_by_101(server, tmp_path: Path, caller_voice
     assert join.headers["Queue"] == "reception-ringall"
     # the FastAGI lookup ran on this call and its Cyrillic name went through AMI intact
     agi = await log.wait_for(lambda e: e.name == "AGIExecEnd" and e.headers.get("Linkedid") == linkedid)
-    assert agi.headers["Command"].startswith("SET VARIABLE")
+    assert agi.headers["Command"].startswith("EXEC MSet")
     assert join.headers["CallerIDName"] == NAME
     called = [e for e in log.events if e.name == "AgentCalled" and e.headers["Linkedid"] == linkedid]
     assert sorted(e.headers["MemberName"] for e in called) == ["101", "102", "103"]
