@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -40,7 +40,6 @@ class Services:
     ari: AriClient | None = None
     agi: FastAgiServer | None = None
     calls: CallService | None = None
-    started: dict[str, bool] = field(default_factory=dict)
 
 
 SERVICES = web.AppKey("services", Services)

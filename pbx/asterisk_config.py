@@ -44,6 +44,8 @@ def template_values(settings: Settings) -> dict[str, str]:
         "PHONE_PASSWORD": a.phone_password,
         "RING_SECONDS": str(a.ring_seconds),
         "QUEUE_MAX_WAIT": str(a.queue_max_wait),
+        "RINGINUSE": "no" if a.one_call_per_phone else "yes",
+        "PHONE_BUSY_AT": "1" if a.one_call_per_phone else "0",
     }
     for ext in DESK_PHONES:
         values[f"PHONE_CONTACT_{ext}"] = (

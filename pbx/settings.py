@@ -49,6 +49,9 @@ class AsteriskSettings:
     phone_password: str = field(default="", repr=False)
     ring_seconds: int = 15
     queue_max_wait: int = 120  # seconds a caller waits in a queue before the call ends
+    # a desk phone takes one call at a time (false only for load benchmarks, where one SIPp
+    # "phone" stands for many)
+    one_call_per_phone: bool = True
     ami_ping_seconds: float = 10.0
     ami_ping_timeout: float = 5.0
 

@@ -274,3 +274,39 @@ async def register_phone(
         "-i", "127.0.0.1", "-p", str(port), "-au", extension, "-ap", password,
     ]
     return await _spawn(f"register{extension}", args, workdir)
+
+
+async def start_operator_load(
+    settings: Settings,
+    did: str,
+    workdir: Path,
+    callers: list[str],
+    *,
+    total: int,
+    concurrent: int,
+    rate: float,
+    talk_ms: int,
+) -> SippProcess:
+    """Many operator calls: ``rate`` new calls per second up to ``concurrent`` at once,
+    ``total`` in all, each from the next number of ``callers``, hanging up after ``talk_ms``."""
+    a = settings.asterisk
+    inf = workdir / "callers.csv"
+    inf.write_text("SEQUENTIAL\n" + "".join(c.lstrip("+") + "\n" for c in callers))
+    text = (SCENARIOS / "operator_call.xml").read_text().replace("[caller]", "[field0]")
+    scenario = workdir / "operator_load.xml"
+    scenario.write_text(text.replace("@@AUDIO_ACTION@@", ""))
+    local = free_udp_ports(1, a.operator_ip, step=1)
+    media = free_udp_ports(2, a.operator_ip)
+    args = [
+        f"{a.host}:{a.sip_port}", "-sf", str(scenario), "-s", did, "-inf", str(inf),
+        "-i", a.operator_ip, "-p", str(local), "-mi", a.operator_ip, "-mp", str(media),
+        "-d", str(talk_ms), "-r", str(rate), "-l", str(concurrent),
+    ]
+    full = [
+        SIPP, *args, "-m", str(total), "-nostdin", "-timeout", "600s",
+        "-trace_err", "-error_file", str(workdir / "operator_load.err"),
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *full, cwd=workdir, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    return SippProcess("operator_load", proc, workdir)

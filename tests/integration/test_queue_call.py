@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sqlite3
 import wave
 from pathlib import Path
 
@@ -18,19 +17,11 @@ from pbx.ami.client import AmiClient, AmiEvent
 from pbx.ami.framing import AmiFramer
 from pbx.ami.recording import RawRecorder, read_recording
 from pbx.sipp import start_desk_phone, start_operator_call
+from tests.integration.helpers import wait_cdr
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sip_guard")]
 NAME = "Петрова Анна Сергеевна"
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ami"
-
-
-def cdr_rows(path: Path, linkedid: str) -> list[sqlite3.Row]:
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
-    try:
-        return db.execute("SELECT * FROM cdr WHERE linkedid = ? ORDER BY sequence", (linkedid,)).fetchall()
-    finally:
-        db.close()
 
 
 def check_recording_replays(path: Path, tap: AmiClient) -> None:
@@ -101,7 +92,7 @@ async def test_ringall_call_answered_by_101(server, tmp_path: Path, caller_voice
 
     # Asterisk's own CDR agrees: 101 answered, the others did not, about 3 s billed
     await asyncio.sleep(0.5)
-    rows = cdr_rows(settings.cdr_db_path, linkedid)
+    rows = await wait_cdr(settings.cdr_db_path, linkedid, count=3)
     by_phone = {r["dstchannel"].split("-")[0]: r for r in rows if r["dstchannel"]}
     assert by_phone["PJSIP/101"]["disposition"] == "ANSWERED"
     assert abs(int(by_phone["PJSIP/101"]["billsec"]) - 3) <= 1

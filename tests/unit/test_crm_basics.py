@@ -1,0 +1,81 @@
+"""CRM basics: phone normalisation, caller identification, shift bindings with history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crm import identify, patients, phones, shifts, users
+from crm.db import Database
+
+
+@pytest.mark.parametrize("raw,e164", [
+    ("8 (916) 123-45-67", "+79161234567"),
+    ("79161234567", "+79161234567"),
+    ("+7 916 123 45 67", "+79161234567"),
+    ("+44 20 7946 0958", "+442079460958"),
+    ("442079460958", "+442079460958"),
+    ("", None), ("anonymous", None), ("12", None), ("9" * 60, None), ("<unknown>", None),
+])
+def test_normalize(raw: str, e164: str | None) -> None:
+    assert phones.normalize(raw) == e164
+
+
+def test_kinds() -> None:
+    assert phones.kind("+79161234567") == "mobile"
+    assert phones.kind("+74957654321") == "landline"
+    assert phones.kind("+442079460958") == "foreign"
+
+
+@pytest.fixture
+async def db(tmp_path: Path):
+    d = Database(tmp_path / "crm.sqlite")
+    await d.open()
+    yield d
+    await d.close()
+
+
+async def test_identify_every_kind(db: Database) -> None:
+    anna = await patients.add_patient(db, "Петрова", "Анна", "Сергеевна", phone_numbers=("+79161234567",))
+    kid = await patients.add_patient(db, "Петров", "Миша", birth_date="2016-01-01")
+    async with db.transaction() as tx:
+        g = (await tx.execute("INSERT INTO guardians (full_name, patient_id) VALUES ('Петрова Анна Сергеевна', ?)",
+                              (anna,))).lastrowid
+        await tx.execute("INSERT INTO guardianships (guardian_id, patient_id) VALUES (?, ?)", (g, kid))
+        await tx.execute("INSERT INTO contact_phones (e164, owner_kind, owner_id) VALUES ('+79161234567', 'guardian', ?)", (g,))
+        c = (await tx.execute("INSERT INTO contractors (name) VALUES ('ООО «Зуботехник»')")).lastrowid
+        await tx.execute("INSERT INTO contact_phones (e164, owner_kind, owner_id) VALUES ('+74950001122', 'contractor', ?)", (c,))
+    mother = identify.identify(db, "+79161234567")
+    assert mother.kind == "guardian" and mother.display == "Пациенты: 2"
+    assert [p.id for p in mother.candidates] == [anna, kid]  # herself and her child
+    supplier = identify.identify(db, "+74950001122")
+    assert supplier.kind == "contractor" and not supplier.counts_for_stats
+    assert supplier.display == "Контрагент: ООО «Зуботехник»"
+    assert identify.identify(db, "+79990000000").kind == "unknown"
+    assert identify.identify(db, None).kind == "unknown"
+    with pytest.raises(ValueError):
+        await patients.add_patient(db, "Икс", "Игрек", phone_numbers=("not a phone",))
+
+
+async def test_shift_binding_moves_a_phone_and_keeps_history(db: Database) -> None:
+    anna = await users.create_user(db, "anna", "x")
+    olga = await users.create_user(db, "olga", "y")
+    assert (await shifts.bind(db, anna, "101", "2026-11-22T08:00:00.000+00:00")).displaced_user is None
+    moved = await shifts.bind(db, olga, "101", "2026-11-22T12:00:00.000+00:00")
+    assert moved.displaced_user == anna  # Anna is told her phone was taken
+    assert await shifts.current_extension(db, anna) is None
+    assert await shifts.current_extension(db, olga) == "101"
+    assert await shifts.user_at(db, "101", "2026-11-22T09:00:00.000+00:00") == anna
+    assert await shifts.user_at(db, "101", "2026-11-22T13:00:00.000+00:00") == olga
+    assert await shifts.user_at(db, "101", "2026-11-22T07:00:00.000+00:00") is None
+    await shifts.bind(db, olga, None, "2026-11-22T18:00:00.000+00:00")  # "Не работаю с телефонией"
+    assert await shifts.user_at(db, "101", "2026-11-22T19:00:00.000+00:00") is None
+
+
+async def test_a_failed_transaction_leaves_nothing(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO contractors (name) VALUES ('half')")
+            raise RuntimeError("crash between two rows")
+    assert await db.fetchall("SELECT * FROM contractors") == []
