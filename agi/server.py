@@ -74,32 +74,21 @@ Route = Callable[[AgiRequest], Awaitable[None]]
 async def read_agi_environment(
     reader: asyncio.StreamReader, encoding: str = "utf-8", timeout: float = 5.0
 ) -> dict[str, str] | None:
-    """Read ``agi_*: value`` lines up to the blank line. ``None`` on EOF, timeout or garbage."""
-
-    async def read() -> dict[str, str] | None:
-        env: dict[str, str] = {}
-        size = 0
-        while True:
-            try:
-                line = await reader.readline()
-            except (ValueError, asyncio.LimitOverrunError):
-                return None  # a line longer than the stream limit
-            if not line:
-                return None  # EOF before the blank line
-            size += len(line)
-            if size > MAX_ENV_BYTES:
-                return None
-            text = line.decode(encoding, "replace").rstrip("\r\n")
-            if not text:
-                return env
-            key, sep, value = text.partition(": ")
-            if sep:
-                env[key] = value
-
+    """Read ``agi_*: value`` lines up to the blank line in one buffered read. ``None`` on EOF
+    before the blank line, on a timeout, or when the header exceeds the stream's limit."""
     try:
-        return await asyncio.wait_for(read(), timeout)
-    except TimeoutError:
+        async with asyncio.timeout(timeout):
+            raw = await reader.readuntil(b"\n\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
         return None
+    if len(raw) > MAX_ENV_BYTES:
+        return None
+    env: dict[str, str] = {}
+    for line in raw.decode(encoding, "replace").split("\n"):
+        key, sep, value = line.rstrip("\r").partition(": ")
+        if sep:
+            env[key] = value
+    return env
 
 
 class FastAgiServer(Application):
@@ -168,7 +157,8 @@ class FastAgiServer(Application):
             await self._fail_safe(request)
             return
         try:
-            await asyncio.wait_for(route(request), self.handler_timeout)
+            async with asyncio.timeout(self.handler_timeout):
+                await route(request)
         except AgiHangup as exc:
             self.stats["hangups"] += 1
             log.info("FastAGI %s: caller gone (%s)", path, exc)

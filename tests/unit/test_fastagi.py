@@ -156,3 +156,17 @@ async def test_incoming_route_names_the_patient(tmp_path: Path) -> None:
     assert "CLINIC_CALLER_TYPE=unknown" in cmds[0] and "CALLERID" not in cmds[0]
     await server.stop()
     await db.close()
+
+
+async def test_oversized_environment_is_dropped() -> None:
+    async def ok(request: AgiRequest) -> None:
+        raise AssertionError("must not run")
+
+    server = await serve(ok=ok)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"agi_network_script: ok\n" + b"agi_junk: " + b"x" * 100_000 + b"\n\n")
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed without a command
+    writer.close()
+    assert server.stats["dropped"] == 1
+    await server.stop()
