@@ -79,3 +79,15 @@ async def test_a_failed_transaction_leaves_nothing(db: Database) -> None:
             await tx.execute("INSERT INTO contractors (name) VALUES ('half')")
             raise RuntimeError("crash between two rows")
     assert await db.fetchall("SELECT * FROM contractors") == []
+
+
+async def test_demo_clinic_loads_once_and_identifies(db: Database) -> None:
+    from crm import demo
+
+    assert await demo.load_demo(db) == 4
+    assert await demo.load_demo(db) == 0
+    assert identify.identify(db, "+79265554433").display == "Пациенты: 2"
+    assert identify.identify(db, "+79057778899").kind == "employee"
+    assert identify.identify(db, "+79161234567").display == "Петрова Анна Сергеевна"
+    rows = await db.fetchall("SELECT ad_channel FROM clinic_numbers ORDER BY did")
+    assert [r[0] for r in rows] == ["Сайт", "ПроДокторов"]
