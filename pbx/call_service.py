@@ -69,7 +69,11 @@ class CallService:
         for t in list(self._backfills):
             t.cancel()
         if self._task is not None:
-            await self.flush(timeout=5)
+            try:
+                await self.flush(timeout=5)
+            except TimeoutError:
+                log.error("shutdown: %d finished calls not written (the CDR backfill will "
+                          "add them at the next start)", self._writes.qsize())
             self._task.cancel()
             try:
                 await self._task

@@ -157,6 +157,10 @@ class CallTracker:
         """After a reconnect: end what ended while we were away, adopt what is new."""
         out: list[Change] = []
         alive = {s.uniqueid for s in snapshots}
+        for bridge, members in list(self.bridges.items()):  # BridgeLeaves we never saw
+            members &= alive
+            if not members:
+                del self.bridges[bridge]
         for conv in list(self.conversations.values()):
             for uid in list(conv.live):
                 if uid not in alive:
