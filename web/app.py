@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -9,11 +10,13 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import get_session, new_session
 
-from crm import users
+from crm import shifts, users
 from pbx.app import SERVICES, health
 from pbx.settings import Settings
 from web.api import setup_api
+from web.live import LIVE_HUB, LiveHub, live_events
 from web.security import CSRF_FIELD, csrf_token, setup_security
+from web.shift import shift_first, shift_form, shift_submit
 
 HERE = Path(__file__).parent
 
@@ -32,16 +35,33 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_post("/login", login_submit)
     app.router.add_post("/logout", logout)
     setup_api(app)
+    app[LIVE_HUB] = LiveHub(app[SERVICES].db)
+
+    async def live_hub(app: web.Application) -> AsyncIterator[None]:
+        calls = app[SERVICES].calls
+        if calls is not None:
+            app[LIVE_HUB].attach(calls)
+        yield
+
+    app.cleanup_ctx.append(live_hub)
+    app.middlewares.append(shift_first)
+    app.router.add_get("/shift", shift_form)
+    app.router.add_post("/shift", shift_submit)
+    app.router.add_get("/live", live_events)
     app.router.add_static("/static/", HERE / "static")
 
 
 async def _context(request: web.Request) -> dict[str, object]:
     session = await get_session(request)
+    extension = None
+    if session.get("user_id"):
+        extension = await shifts.current_extension(request.app[SERVICES].db, int(session["user_id"]))
     return {
         "csrf_field": CSRF_FIELD,
         "csrf_token": await csrf_token(request),
         "user_name": session.get("user_name"),
         "clinic_name": request.app[SERVICES].settings.clinic_name,
+        "extension": extension,
     }
 
 

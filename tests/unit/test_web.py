@@ -47,6 +47,13 @@ async def test_login_flow_and_csrf(client: TestClient) -> None:
         allow_redirects=False,
     )
     assert ok.status == 302
+    first = await client.get("/", allow_redirects=False)  # the first page of the day asks for
+    assert first.headers["Location"] == "/shift"  # the shift phone
+    shift_page = await (await client.get("/shift")).text()
+    assert "Не работаю сейчас с телефонией" in shift_page
+    done = await client.post("/shift", data={"extension": "none", "csrf_token": csrf_of(shift_page)},
+                             allow_redirects=False)
+    assert done.status == 302
     home = await client.get("/")
     assert home.status == 200 and "Состояние телефонии" in await home.text()
 

@@ -1,0 +1,117 @@
+"""Shift phone binding in the panel and the live card stream (SSE, bounded queues)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from crm import patients, users
+from crm.demo import load_demo
+from pbx.app import SERVICES, build_app
+from pbx.calls.records import LiveCall, LiveUpdate, QueueWaiting
+from pbx.settings import AsteriskSettings, Settings, with_generated_secrets
+from web.live import LIVE_HUB, QUEUE_SIZE
+
+
+@pytest.fixture
+async def app(tmp_path: Path):
+    asterisk = AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0)
+    application = build_app(with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk)))
+    server = TestServer(application, host="127.0.0.1")
+    await server.start_server()
+    db = application[SERVICES].db
+    await load_demo(db)
+    await users.create_user(db, "anna", "pw-anna", full_name="Анна Админова")
+    await users.create_user(db, "olga", "pw-olga", full_name="Ольга Регистратова")
+    yield application, server
+    await server.close()
+
+
+async def login(server: TestServer, login: str, password: str) -> TestClient:
+    client = TestClient(server)
+    await client.start_server()
+    page = await (await client.get("/login")).text()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    await client.post("/login", data={"login": login, "password": password, "csrf_token": token})
+    return client
+
+
+async def choose(client: TestClient, extension: str) -> int:
+    page = await (await client.get("/shift")).text()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    resp = await client.post("/shift", data={"extension": extension, "csrf_token": token},
+                             allow_redirects=False)
+    return resp.status
+
+
+def live_call(status: str, caller: str = "79161234567", linkedid: str = "1.0") -> LiveUpdate:
+    return LiveUpdate(LiveCall(linkedid, "incoming", "101", status, caller, "", "74951110001",
+                               "reception-ringall", "patient", "1", 100.0))
+
+
+async def test_taking_a_colleagues_phone_tells_the_colleague(app) -> None:
+    application, server = app
+    anna = await login(server, "anna", "pw-anna")
+    olga = await login(server, "olga", "pw-olga")
+    assert await choose(anna, "101") == 302
+    anna_id = (await application[SERVICES].db.fetchone("SELECT id FROM users WHERE login = 'anna'"))[0]
+    anna_stream = application[LIVE_HUB].subscribe(anna_id, "101")  # Anna's open tab
+    page = await (await olga.get("/shift")).text()
+    assert "занят: Анна Админова" in page
+    assert await choose(olga, "101") == 302
+    notice = anna_stream.queue.get_nowait()
+    assert notice["type"] == "notice" and "Ольга Регистратова" in notice["text"]
+    assert "Телефон: 101" in await (await olga.get("/")).text()
+    assert await choose(olga, "999") == 400  # not a clinic phone
+    await anna.close()
+    await olga.close()
+
+
+async def test_sse_stream_sends_snapshot_then_cards(app) -> None:
+    application, server = app
+    client = await login(server, "anna", "pw-anna")
+    await choose(client, "101")
+    resp = await client.get("/live")
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+
+    async def next_message() -> dict:
+        while True:
+            line = await asyncio.wait_for(resp.content.readline(), 5)
+            if line.startswith(b"data: "):
+                return json.loads(line[6:])
+
+    snap = await next_message()
+    assert snap["type"] == "snapshot" and snap["extension"] == "101" and snap["cards"] == []
+    hub = application[LIVE_HUB]
+    hub.on_change(live_call("ringing"))
+    card = (await next_message())["card"]
+    assert card["status"] == "ringing" and card["patients"][0]["full_name"] == "Петрова Анна Сергеевна"
+    assert card["ad_channel"] == "Сайт" and card["script"].startswith("Поздоровайтесь")
+    hub.on_change(QueueWaiting("reception-ringall", 2, 101.0))
+    assert (await next_message()) == {"type": "waiting", "queue": "reception-ringall", "count": 2}
+    resp.close()
+    await client.close()
+
+
+async def test_a_slow_tab_gets_a_resync_not_a_stall(app) -> None:
+    application, _ = app
+    hub = application[LIVE_HUB]
+    slow = hub.subscribe(1, "101")
+    for i in range(QUEUE_SIZE * 3):  # the publisher never blocks
+        hub.on_change(live_call("ringing", linkedid=f"{i}.0"))
+    assert slow.queue.qsize() == 1 and slow.queue.get_nowait()["type"] == "resync"
+
+
+async def test_hostile_patient_name_is_data_not_markup(app) -> None:
+    application, _ = app
+    db = application[SERVICES].db
+    await patients.add_patient(db, "<img src=x onerror=alert(1)>", "Зло", phone_numbers=("+79990001111",))
+    card = application[LIVE_HUB].card(live_call("ringing", caller="79990001111").call)
+    assert card["patients"][0]["full_name"].startswith("<img")  # raw in JSON;
+    js = (Path(__file__).parents[2] / "web" / "static" / "cards.js").read_text()
+    assert "innerHTML" not in js  # the page only ever sets textContent

@@ -1,0 +1,151 @@
+"""Live call cards for browsers, over Server-Sent Events.
+
+Every browser tab gets a bounded queue. The call service publishes synchronously from the AMI
+consumer; a tab whose queue is full is not waited for (the AMI consumer must never stall):
+its queue is cleared and it is sent a fresh snapshot instead ("resync").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiohttp_session import get_session
+
+from crm import identify, phones, shifts
+from crm.db import Database
+from pbx.app import SERVICES
+from pbx.call_service import CallService
+from pbx.calls.records import Change, LiveCall, LiveUpdate, QueueWaiting
+
+log = logging.getLogger(__name__)
+QUEUE_SIZE = 100
+RESYNC = {"type": "resync"}
+
+
+@dataclass(eq=False)
+class Subscriber:
+    user_id: int
+    extension: str | None
+    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    overflowed: bool = False
+
+    def offer(self, message: dict[str, Any]) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            # a slow tab: drop what it has not read and make it start over from a snapshot
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(RESYNC)
+            self.overflowed = True
+
+
+class LiveHub:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.calls: CallService | None = None
+        self.subscribers: set[Subscriber] = set()
+
+    def attach(self, calls: CallService) -> None:
+        self.calls = calls
+        calls.listeners.append(self.on_change)
+
+    def subscribe(self, user_id: int, extension: str | None) -> Subscriber:
+        sub = Subscriber(user_id, extension)
+        self.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    def on_change(self, change: Change) -> None:
+        if isinstance(change, LiveUpdate):
+            card = self.card(change.call)
+            for sub in list(self.subscribers):
+                if sub.extension == change.call.endpoint:
+                    sub.offer({"type": "card", "card": card})
+        elif isinstance(change, QueueWaiting):
+            for sub in list(self.subscribers):
+                sub.offer({"type": "waiting", "queue": change.queue, "count": change.count})
+
+    def notify_user(self, user_id: int, text: str) -> None:
+        for sub in list(self.subscribers):
+            if sub.user_id == user_id:
+                sub.offer({"type": "notice", "text": text})
+
+    def snapshot(self, extension: str | None) -> dict[str, Any]:
+        live = self.calls.live if self.calls else {}
+        cards = list(live.get(extension, {}).values()) if extension else []
+        return {
+            "type": "snapshot",
+            "extension": extension,
+            "cards": [self.card(c) for c in cards],
+            "waiting": dict(self.calls.waiting) if self.calls else {},
+        }
+
+    def card(self, call: LiveCall) -> dict[str, Any]:
+        """A card with what the CRM knows: patient, candidates, advertising channel, script."""
+        data = asdict(call)
+        e164 = phones.normalize(call.caller)
+        who = identify.identify(self.db, e164)
+        data["phone"] = e164 or call.caller
+        data["kind"] = who.kind
+        data["display"] = who.display
+        data["patients"] = [
+            {"id": p.id, "full_name": p.full_name, "birth_date": p.birth_date}
+            for p in who.candidates
+        ]
+        data["ad_channel"] = data["script"] = ""
+        if call.did:
+            row = self.db.query_now(
+                "SELECT ad_channel, script FROM clinic_numbers WHERE did = ?", (call.did,)
+            )
+            if row:
+                data["ad_channel"], data["script"] = row[0]
+        return data
+
+
+LIVE_HUB = web.AppKey("live_hub", LiveHub)
+
+
+async def live_events(request: web.Request) -> web.StreamResponse:
+    """``GET /live``: the SSE stream of the logged-in user's desk phone."""
+    session = await get_session(request)
+    user_id = int(session["user_id"])
+    hub = request.app[LIVE_HUB]
+    extension = await shifts.current_extension(request.app[SERVICES].db, user_id)
+    resp = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+    })
+    await resp.prepare(request)
+    sub = hub.subscribe(user_id, extension)
+    try:
+        await _send(resp, hub.snapshot(extension))
+        while True:
+            try:
+                message = await asyncio.wait_for(sub.queue.get(), 15)
+            except TimeoutError:
+                await resp.write(b": keep-alive\n\n")
+                continue
+            if message is RESYNC:
+                sub.overflowed = False
+                message = hub.snapshot(extension)
+            await _send(resp, message)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        hub.unsubscribe(sub)
+    return resp
+
+
+async def _send(resp: web.StreamResponse, message: dict[str, Any]) -> None:
+    payload = json.dumps(message, ensure_ascii=False)
+    await resp.write(f"data: {payload}\n\n".encode())

@@ -1,0 +1,108 @@
+// Live call cards (bottom-left, on every page). Data arrives over SSE from /live.
+// Everything is built with textContent: names and numbers are never parsed as HTML.
+"use strict";
+(function () {
+  const box = document.getElementById("cards");
+  const notices = document.getElementById("notices");
+  if (!box) return;
+  const cards = new Map();   // linkedid -> card data
+  let waiting = {};          // queue -> callers waiting
+  const STATUS = {
+    ringing: "Входящий звонок", talking: "Разговор", on_hold: "На удержании",
+    dialing: "Исходящий звонок", ended: "Звонок завершён",
+  };
+  const OUTCOME = { missed: "Пропущенный звонок", completed: "Звонок завершён", unanswered: "Не дозвонились" };
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function link(href, text, cls) {
+    const a = el("a", cls, text);
+    a.href = href;
+    return a;
+  }
+  function render() {
+    box.replaceChildren();
+    const list = [...cards.values()];
+    if (list.filter((c) => c.status === "ringing").length > 1) {
+      const pick = el("div", "card pick");
+      pick.append(el("div", "title", "Сейчас звонят:"));
+      for (const c of list.filter((x) => x.status === "ringing")) {
+        const row = el("div", "row", new Date(c.since * 1000).toLocaleTimeString("ru-RU") + "  " + c.phone);
+        pick.append(row);
+      }
+      box.append(pick);
+    }
+    const others = Object.values(waiting).reduce((a, b) => a + b, 0) - list.filter((c) => c.status === "ringing").length;
+    for (const c of list) box.append(card(c, others));
+  }
+  function card(c, others) {
+    const status = c.status === "ended" ? (OUTCOME[c.outcome] || STATUS.ended) : STATUS[c.status];
+    const d = el("div", "card " + (c.direction === "outgoing" ? "outgoing " : "") + c.status + " " + (c.outcome || ""));
+    d.dataset.linkedid = c.linkedid;
+    const close = el("button", "close", "×");
+    close.title = "Закрыть";
+    close.addEventListener("click", () => { cards.delete(c.linkedid); render(); });
+    d.append(close, el("div", "status", status));
+    const answered = c.status === "talking" || c.status === "on_hold";
+    if (c.kind === "patient" && c.patients.length === 1) {
+      const p = c.patients[0];
+      d.append(link("/patients/" + p.id, p.full_name, "name"));
+      if (p.birth_date) d.append(el("div", "born", "Дата рождения: " + p.birth_date.split("-").reverse().join(".")));
+    } else if (c.kind === "patients" || c.kind === "guardian") {
+      d.append(el("div", "name", c.kind === "guardian" && !answered ? c.display : "Неизвестный пациент"));
+      if (answered) {
+        d.append(el("div", "hint", c.kind === "guardian" ? "Номер привязан к нескольким пациентам:" : "Выберите пациента:"));
+        for (const p of c.patients) {
+          const row = el("div", "ward");
+          row.append(link("/patients/" + p.id, p.full_name), " ",
+                     link("/booking?patient=" + p.id, "Назначить приём (" + p.full_name + ")", "button"));
+          d.append(row);
+        }
+      }
+    } else if (c.kind === "employee" || c.kind === "contractor") {
+      d.append(el("div", "name", c.display));
+    }
+    d.append(el("div", "phone", c.phone));
+    if (c.ad_channel) d.append(el("div", "channel", "Канал: " + c.ad_channel));
+    if (c.script && c.status !== "ended") d.append(el("div", "script", c.script));
+    if (answered && (c.kind === "unknown" || c.kind === "patient")) {
+      const actions = el("div", "actions");
+      if (c.kind === "unknown") actions.append(link("/patients/new?phone=" + encodeURIComponent(c.phone), "Добавить пациента", "button"));
+      const pid = c.kind === "patient" ? c.patients[0].id : "";
+      actions.append(link("/booking?call=" + encodeURIComponent(c.linkedid) + (pid ? "&patient=" + pid : "") + "&phone=" + encodeURIComponent(c.phone), "Назначить приём", "button"));
+      d.append(actions);
+    }
+    if (others > 0 && c.status !== "ended") d.append(el("div", "more", "Ещё " + others + " на линии"));
+    return d;
+  }
+  function apply(msg) {
+    if (msg.type === "snapshot") {
+      cards.clear();
+      for (const c of msg.cards) cards.set(c.linkedid, c);
+      waiting = msg.waiting || {};
+    } else if (msg.type === "card") {
+      const c = msg.card;
+      if (c.status === "ended" && (c.outcome === "answered_elsewhere" || c.outcome === "no_answer")) {
+        cards.delete(c.linkedid);
+      } else {
+        cards.set(c.linkedid, c);
+        if (c.status === "ended") {
+          setTimeout(() => { if (cards.get(c.linkedid) === c) { cards.delete(c.linkedid); render(); } }, 10000);
+        }
+      }
+    } else if (msg.type === "waiting") {
+      waiting[msg.queue] = msg.count;
+    } else if (msg.type === "notice") {
+      const n = el("div", "notice", msg.text);
+      notices.append(n);
+      setTimeout(() => n.remove(), 15000);
+    }
+    render();
+  }
+  const source = new EventSource("/live");
+  source.onmessage = (e) => apply(JSON.parse(e.data));
+})();
