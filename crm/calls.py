@@ -49,8 +49,8 @@ async def save_call(db: Database, record: CallRecord) -> int | None:
             " callee_raw, phone_e164, queue, answered_by_ext, answered_by_user, started_at,"
             " answered_at, ended_at, wait_seconds, talk_seconds, hangup_by, recording,"
             " caller_kind, patient_id, counterpart_id, counts_for_stats, originated_by, source,"
-            " created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " created_at, started_ts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (linkedid) DO NOTHING",
             (
                 record.linkedid, record.direction, record.call_type, record.did, branch,
@@ -59,7 +59,7 @@ async def save_call(db: Database, record: CallRecord) -> int | None:
                 iso(record.ended_at), record.wait_seconds, record.talk_seconds, record.hangup_by,
                 record.recording, who.kind, who.patient_id, who.counterpart_id,
                 int(who.counts_for_stats and record.direction != "internal"), originated_by,
-                record.source, utc_now(),
+                record.source, utc_now(), record.started_at,
             ),
         )
         if cur.rowcount == 0:
@@ -103,6 +103,9 @@ class CallFilter:
     since: str | None = None  # ISO UTC, inclusive
     until: str | None = None  # ISO UTC, exclusive
     call_type: str | None = None  # incoming | missed | outgoing | outgoing_unanswered | internal
+    # missed_processed / missed_unprocessed: a missed call is processed when the clinic
+    # reached the number (an answered call either way) within 24 hours after it
+    missed_state: str | None = None
     user_id: int | None = None  # an employee who took part (answered, was rung, or placed it)
     query: str | None = None  # part of a phone number, or of a patient's name
     did: str | None = None
@@ -111,6 +114,10 @@ class CallFilter:
 
 
 CALL_TYPES = ("incoming", "missed", "outgoing", "outgoing_unanswered", "internal")
+PROCESSED = (
+    "EXISTS (SELECT 1 FROM calls r WHERE r.phone_e164 = c.phone_e164 AND r.answered_at IS NOT NULL"
+    " AND r.started_ts > c.started_ts AND r.started_ts <= c.started_ts + 86400)"
+)
 
 
 async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
@@ -127,6 +134,9 @@ async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
     if f.did:
         where.append("c.did = ?")
         params.append(f.did)
+    if f.missed_state in ("missed_processed", "missed_unprocessed"):
+        where.append("c.call_type = 'missed'")
+        where.append(("" if f.missed_state == "missed_processed" else "NOT ") + PROCESSED)
     if f.user_id is not None:
         where.append(
             "(c.answered_by_user = ? OR c.originated_by = ? OR EXISTS (SELECT 1 FROM call_legs l"
@@ -186,4 +196,5 @@ async def _with_details(db: Database, call: dict[str, Any]) -> dict[str, Any]:
     ]
     call["missed_by"] = [leg["extension"] for leg in call["legs"] if leg["missed"]]
     call["counts_for_stats"] = bool(call["counts_for_stats"])
+    call.pop("started_ts", None)  # internal: interval arithmetic only
     return call

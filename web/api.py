@@ -52,8 +52,12 @@ def parse_instant(text: str, *, end: bool = False) -> str:
 def call_filter(q: Any) -> CallFilter:
     """Query string -> CallFilter; ValueError with a readable message on bad input."""
     call_type = q.get("type") or None
-    if call_type is not None and call_type not in CALL_TYPES:
-        raise ValueError(f"type must be one of {', '.join(CALL_TYPES)}")
+    missed_state = None
+    if call_type in ("missed_processed", "missed_unprocessed"):
+        call_type, missed_state = None, call_type
+    elif call_type is not None and call_type not in CALL_TYPES:
+        raise ValueError(f"type must be one of {', '.join(CALL_TYPES)}, missed_processed, "
+                         "missed_unprocessed")
     try:
         since = parse_instant(q["since"]) if q.get("since") else None
         until = parse_instant(q["until"], end=True) if q.get("until") else None
@@ -69,7 +73,8 @@ def call_filter(q: Any) -> CallFilter:
         raise ValueError("limit must be 1..1000 and offset >= 0")
     query = (q.get("q") or "")[:100] or None
     did = (q.get("did") or "")[:32] or None
-    return CallFilter(since, until, call_type, employee, query, did, limit, offset)
+    return CallFilter(since=since, until=until, call_type=call_type, missed_state=missed_state,
+                      user_id=employee, query=query, did=did, limit=limit, offset=offset)
 
 
 async def api_calls(request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ from crm import shifts, users
 from pbx.app import SERVICES, health
 from pbx.settings import Settings
 from web.api import setup_api
+from web.history import history, history_csv, recording
 from web.live import LIVE_HUB, LiveHub, live_events
 from web.security import CSRF_FIELD, csrf_token, setup_security
 from web.shift import shift_first, shift_form, shift_submit
@@ -48,6 +49,9 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/shift", shift_form)
     app.router.add_post("/shift", shift_submit)
     app.router.add_get("/live", live_events)
+    app.router.add_get("/calls", history)
+    app.router.add_get("/calls.csv", history_csv)
+    app.router.add_get(r"/recordings/{id:\d+}", recording)
     app.router.add_static("/static/", HERE / "static")
 
 

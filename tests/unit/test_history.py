@@ -1,0 +1,121 @@
+"""The call history page: rights, filters (missed processed / unprocessed), escaping, CSV,
+and recording playback (Range, no path traversal)."""
+
+from __future__ import annotations
+
+import re
+import wave
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from crm import calls, patients, users
+from pbx.app import SERVICES, build_app
+from pbx.calls.records import CallRecord, LegRecord
+from pbx.settings import AsteriskSettings, Settings, with_generated_secrets
+
+T0 = 1795300000.0
+
+
+def rec(lid: str, t0: float, caller: str, kind: str, recording: str = "") -> CallRecord:
+    answered = kind != "missed"
+    leg = LegRecord("101", lid + ".1", "answered" if answered else "no_answer", t0,
+                    t0 + 2 if answered else None, t0 + 9, not answered)
+    direction = "outgoing" if kind == "outgoing" else "incoming"
+    return CallRecord(lid, direction, kind, "" if direction == "outgoing" else "74951110001",
+                      "101" if direction == "outgoing" else caller,
+                      caller if direction == "outgoing" else "74951110001", "", (leg,),
+                      "101" if answered else "", t0, t0 + 2 if answered else None, t0 + 9,
+                      2.0, 7.0 if answered else 0.0, "caller", recording)
+
+
+@pytest.fixture
+async def app(tmp_path: Path):
+    asterisk = AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0)
+    settings = with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk))
+    application = build_app(settings)
+    server = TestServer(application, host="127.0.0.1")
+    await server.start_server()
+    db = application[SERVICES].db
+    await patients.add_patient(db, "<script>alert(1)</script>", "=cmd", phone_numbers=("+79161234567",))
+    # a missed call called back 2 hours later (processed), one never called back (unprocessed)
+    await calls.save_call(db, rec("100.0", T0, "79161234567", "missed"))
+    await calls.save_call(db, rec("101.0", T0 + 7200, "79161234567", "outgoing"))
+    await calls.save_call(db, rec("200.0", T0 + 100, "79035550000", "missed"))
+    settings.recordings_dir.mkdir(parents=True)
+    with wave.open(str(settings.recordings_dir / "300.0.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
+        w.writeframes(b"\x01\x02" * 8000)
+    await calls.save_call(db, rec("300.0", T0 + 200, "79161234567", "incoming", "300.0.wav"))
+    await calls.save_call(db, rec("400.0", T0 + 300, "79161234567", "incoming", "../../secrets.json"))
+    await users.create_user(db, "reader", "pw")
+    nobody = await users.create_user(db, "nobody", "pw")
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE users SET history_access = 'none' WHERE id = ?", (nobody,))
+    yield application, server
+    await server.close()
+
+
+async def client_for(server: TestServer, login: str) -> TestClient:
+    c = TestClient(server)
+    await c.start_server()
+    page = await (await c.get("/login")).text()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    await c.post("/login", data={"login": login, "password": "pw", "csrf_token": token})
+    shift = await (await c.get("/shift")).text()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', shift).group(1)
+    await c.post("/shift", data={"extension": "none", "csrf_token": token})
+    return c
+
+
+def call_id(app, linkedid: str) -> int:
+    return app[SERVICES].db.query_now("SELECT id FROM calls WHERE linkedid = ?", (linkedid,))[0][0]
+
+
+async def test_history_filters_and_escaping(app) -> None:
+    application, server = app
+    c = await client_for(server, "reader")
+    page = await (await c.get("/calls")).text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+    unprocessed = await (await c.get("/calls?type=missed_unprocessed")).text()
+    processed = await (await c.get("/calls?type=missed_processed")).text()
+    assert "+79035550000" in unprocessed and unprocessed.count("<tr class=\"missed\">") == 1
+    assert processed.count("<tr class=\"missed\">") == 1 and "+79161234567" in processed
+    assert "Нет в базе" in unprocessed
+    bad = await (await c.get("/calls?since=вчера")).text()
+    assert "since/until" in bad
+    await c.close()
+
+
+async def test_csv_export(app) -> None:
+    _, server = app
+    c = await client_for(server, "reader")
+    resp = await c.get("/calls.csv?type=missed")
+    body = (await resp.read()).decode("utf-8")
+    assert resp.headers["Content-Disposition"].startswith("attachment")
+    assert body.startswith("\ufeffДата и время")
+    assert "'<script>" not in body and "Пропущенный" in body
+    await c.close()
+
+
+async def test_recording_playback_with_range_and_rights(app) -> None:
+    application, server = app
+    c = await client_for(server, "reader")
+    good = call_id(application, "300.0")
+    full = await c.get(f"/recordings/{good}")
+    assert full.status == 200 and len(await full.read()) == 44 + 16000
+    part = await c.get(f"/recordings/{good}", headers={"Range": "bytes=0-99"})
+    assert part.status == 206 and len(await part.read()) == 100
+    evil = call_id(application, "400.0")
+    assert (await c.get(f"/recordings/{evil}")).status == 404  # no path traversal
+    assert (await c.get("/recordings/99999")).status == 404
+    n = await client_for(server, "nobody")
+    assert (await n.get("/calls")).status == 403
+    assert (await n.get(f"/recordings/{good}")).status == 403
+    anon = TestClient(server)
+    await anon.start_server()
+    resp = await anon.get(f"/recordings/{good}", allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == "/login"
+    for client in (c, n, anon):
+        await client.session.close()

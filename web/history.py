@@ -1,0 +1,123 @@
+"""The call history (Russian UI): filters, CSV export and recording playback.
+
+Who may see it is a per-user right (none / read / edit, seed 000). Recordings are served only
+to users with that right, by call id: the file name comes from our own record and must look
+like ``<uniqueid>.wav`` inside the recordings folder; aiohttp's FileResponse does HTTP Range.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp_session import get_session
+
+from crm.calls import get_call, list_calls
+from pbx.app import SERVICES
+from web.api import call_filter
+
+TYPE_LABELS = {
+    "incoming": "Входящий", "missed": "Пропущенный", "outgoing": "Исходящий",
+    "outgoing_unanswered": "Исходящий без ответа", "internal": "Внутренний",
+}
+FILTER_TYPES = (
+    ("", "Все"), ("missed_processed", "Пропущенные, обработанные"),
+    ("missed_unprocessed", "Пропущенные, необработанные"), ("incoming", "Входящие"),
+    ("outgoing", "Исходящие"), ("outgoing_unanswered", "Исходящие без ответа"),
+)
+RECORDING_NAME = re.compile(r"^[0-9]+\.[0-9]+\.wav$")
+
+
+async def history_access(request: web.Request) -> str:
+    session = await get_session(request)
+    row = await request.app[SERVICES].db.fetchone(
+        "SELECT history_access FROM users WHERE id = ?", (int(session.get("user_id", 0)),)
+    )
+    return str(row[0]) if row else "none"
+
+
+async def require_history(request: web.Request) -> None:
+    if await history_access(request) not in ("read", "edit"):
+        raise web.HTTPForbidden(text="Нет доступа к истории звонков")
+
+
+def duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def row_view(call: dict[str, Any]) -> dict[str, Any]:
+    patients = call["patients"]
+    if call["caller_kind"] in ("employee", "contractor"):
+        who = "Сотрудник" if call["caller_kind"] == "employee" else "Контрагент"
+    elif len(patients) == 1:
+        who = patients[0]["full_name"]
+    elif patients:
+        who = f"Пациенты: {len(patients)}"
+    else:
+        who = "Нет в базе"
+    return {
+        **call,
+        "when": call["started_at"][:19].replace("T", " "),
+        "type_label": TYPE_LABELS.get(call["call_type"], call["call_type"]),
+        "duration": duration(call["talk_seconds"]),
+        "who": who,
+    }
+
+
+@aiohttp_jinja2.template("calls.html")
+async def history(request: web.Request) -> dict[str, Any]:
+    await require_history(request)
+    try:
+        f = call_filter(request.query)
+        error = None
+    except ValueError as exc:
+        f, error = call_filter({}), str(exc)
+    calls = await list_calls(request.app[SERVICES].db, f)
+    return {"calls": [row_view(c) for c in calls], "q": request.query, "error": error,
+            "types": FILTER_TYPES, "csv_query": request.query_string}
+
+
+async def history_csv(request: web.Request) -> web.StreamResponse:
+    await require_history(request)
+    try:
+        f = call_filter({**request.query, "limit": request.query.get("limit", "1000")})
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    calls = await list_calls(request.app[SERVICES].db, f)
+    out = io.StringIO()
+    w = csv.writer(out, delimiter=";")
+    w.writerow(["Дата и время (UTC)", "Тип", "Номер", "Пациент", "Длительность", "Ответил",
+                "Пропустили", "Виртуальный номер"])
+    for c in map(row_view, calls):
+        w.writerow([c["when"], c["type_label"], c["phone_e164"] or c["caller_raw"],
+                    _csv_safe(c["who"]), c["duration"], c["answered_by_ext"],
+                    " ".join(c["missed_by"]), c["did"]])
+    return web.Response(
+        body=("\ufeff" + out.getvalue()).encode(),  # BOM: Excel opens Cyrillic correctly
+        content_type="text/csv", charset="utf-8",
+        headers={"Content-Disposition": 'attachment; filename="calls.csv"'},
+    )
+
+
+def _csv_safe(text: str) -> str:
+    """A name starting with = + - @ would run as a formula in a spreadsheet."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+async def recording(request: web.Request) -> web.StreamResponse:
+    await require_history(request)
+    services = request.app[SERVICES]
+    call = await get_call(services.db, int(request.match_info["id"]))
+    name = str(call["recording"]) if call else ""
+    if not RECORDING_NAME.match(name):
+        raise web.HTTPNotFound(text="Нет записи")
+    base = services.settings.recordings_dir.resolve()
+    path = (base / name).resolve()
+    if path.parent != base or not path.is_file():
+        raise web.HTTPNotFound(text="Нет записи")
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "private"})
