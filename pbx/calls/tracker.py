@@ -459,6 +459,7 @@ class CallTracker:
         leg = conv.legs.get(e.uniqueid)
         if leg is not None and e.cause:
             leg.cause = e.cause
+            self._refine_busy(leg)
         if e.soft or conv.hangup_by:
             return
         # before the answer only the caller can end the call; a phone that refuses (busy)
@@ -491,6 +492,9 @@ class CallTracker:
             chan.ended_at = at
         conv.live.discard(uid)
         leg = conv.legs.get(uid)
+        if leg is not None and cause:
+            leg.cause = leg.cause or cause
+            self._refine_busy(leg)
         if leg is None or leg.state == DONE:
             return
         if leg.state == TALKING:
@@ -506,6 +510,13 @@ class CallTracker:
         else:
             outcome = NO_ANSWER
         self._leg_to(conv, leg, DONE, at, out, outcome)
+
+    @staticmethod
+    def _refine_busy(leg: Leg) -> None:
+        """app_queue reports a 486 Busy Here as NOANSWER, and the phone's hang-up cause 17 may
+        arrive before or after that DialEnd: whichever comes last makes the leg "busy"."""
+        if leg.state == DONE and leg.outcome == NO_ANSWER and leg.cause == 17:
+            leg.outcome = BUSY
 
     # ---- the end of a conversation --------------------------------------------------
     def _finish(self, conv: Conversation, out: list[Change]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pbx.calls import events as ev
 from pbx.calls.cdr import record_from_cdr
 from pbx.calls.records import Anomaly, CallFinished, LiveUpdate, NeedsBackfill
@@ -143,3 +145,22 @@ def test_record_from_cdr_skips_robots_and_garbage() -> None:
     assert record_from_cdr([cdr_row(channel="Local/1@patient-sim-1;1", start_u="1", end_u="2")]) is None
     assert record_from_cdr([cdr_row(start_u="x", end_u="")]) is None
     assert record_from_cdr([]) is None
+
+
+@pytest.mark.parametrize("cause_first", [True, False])
+def test_busy_phone_whatever_the_order_of_cause_and_dialend(cause_first: bool) -> None:
+    op, ph = "PJSIP/operator-01", "PJSIP/101-02"
+    cause = ev.HangupRequest(100.3, "1.1", "1.0", ph, False, 17)
+    dialend = ev.DialEnd(100.3, "1.0", "1.0", op, "1.1", ph, "NOANSWER")
+    out = run(CallTracker(), [
+        chan("1.0", op, "1.0", 100.0),
+        ev.QueueJoin(100.1, "1.0", "1.0", op, "q", 1),
+        chan("1.1", ph, "1.0", 100.2, "101"),
+        ev.DialBegin(100.2, "1.0", "1.0", op, "1.1", ph, "101"),
+        *([cause, dialend] if cause_first else [dialend, cause]),
+        ev.Hangup(100.4, "1.1", "1.0", ph, 17, "User busy"),
+        ev.HangupRequest(103.0, "1.0", "1.0", op, False, 16),
+        ev.Hangup(103.0, "1.0", "1.0", op, 16, ""),
+    ])
+    [r] = finished(out)
+    assert [(leg.endpoint, leg.outcome, leg.missed) for leg in r.legs] == [("101", "busy", False)]
