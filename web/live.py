@@ -67,9 +67,11 @@ class LiveHub:
 
     def on_change(self, change: Change) -> None:
         if isinstance(change, LiveUpdate):
-            card = self.card(change.call)
-            for sub in list(self.subscribers):
-                if sub.extension == change.call.endpoint:
+            # this runs in the AMI consumer: build the card (CRM lookups) only for open tabs
+            watching = [s for s in self.subscribers if s.extension == change.call.endpoint]
+            if watching:
+                card = self.card(change.call)
+                for sub in watching:
                     sub.offer({"type": "card", "card": card})
         elif isinstance(change, QueueWaiting):
             for sub in list(self.subscribers):
