@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -35,6 +36,11 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, expected)
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
 async def create_user(
     db: Database, login: str, password: str, *, full_name: str = "", role: str = "administrator"
 ) -> int:
@@ -55,7 +61,8 @@ async def authenticate(db: Database, login: str, password: str) -> dict[str, obj
         (login,),
     )
     if row is None:
-        verify_password(password, hash_password("timing-equaliser"))
+        # spend the same scrypt time as for a real user: no login enumeration by timing
+        verify_password(password, _dummy_hash())
         return None
     if not verify_password(password, row["password_hash"]):
         return None

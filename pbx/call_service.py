@@ -34,6 +34,7 @@ from pbx.calls.records import (
 )
 from pbx.calls.tracker import CallTracker
 from pbx.cdr_backfill import CdrReader
+from pbx.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,6 @@ class CallService:
         self.live: dict[str, dict[str, LiveCall]] = {}  # endpoint -> linkedid -> card
         self.waiting: dict[str, int] = {}  # queue -> callers waiting
         self.stats = {"records": 0, "backfilled": 0, "anomalies": 0, "write_errors": 0}
-        self.last_event_at: float | None = None
         self.link_lost_at: float | None = None
         # (record, receive time of the AMI event that finished it; None for backfilled ones)
         self._writes: asyncio.Queue[tuple[CallRecord, float | None]] = asyncio.Queue()
@@ -74,11 +74,7 @@ class CallService:
             except TimeoutError:
                 log.error("shutdown: %d finished calls not written (the CDR backfill will "
                           "add them at the next start)", self._writes.qsize())
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._task)
 
     async def flush(self, timeout: float = 10.0) -> None:
         """Wait until every finished call has been written."""
@@ -91,7 +87,6 @@ class CallService:
                 self.link_lost_at = self.link_lost_at or item.at
                 self.tracker.link_down()
             return
-        self.last_event_at = item.received_at
         event = normalize(item.name, item.headers, item.received_at)
         if event is not None:
             self._apply(self.tracker.feed(event), item.received_at)
@@ -116,7 +111,6 @@ class CallService:
                     log.exception("live listener failed")
 
     def _update_live(self, card: LiveCall) -> None:
-        log.debug("live card %s", card)
         cards = self.live.setdefault(card.endpoint, {})
         if card.status == "ended":
             cards.pop(card.linkedid, None)

@@ -1,21 +1,21 @@
 """The single consumer of the ordered AMI queue.
 
 One task reads ``AmiClient.queue`` and hands each item, in order, to the registered sinks
-(call tracker, live hub, statistics). Sinks are plain callables; one that raises is logged and
-the pump goes on, so a bad event can never stop call tracking. After every (re)login the pump
-asks Asterisk for its live state (CoreShowChannels, QueueStatus) before reading further
-events, because Asterisk keeps nothing for a client that was away.
+(the call service). Sinks are plain callables; one that raises is logged and the pump goes on,
+so a bad event can never stop call tracking. After every (re)login the pump awaits the
+registered resync steps (the call service asks for CoreShowChannels and QueueStatus) before
+reading further events, because Asterisk keeps nothing for a client that was away.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pbx.ami.client import AmiClient, AmiEvent, AmiLink
+from pbx.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,9 @@ Resync = Callable[[AmiClient], Awaitable[None]]
 @dataclass
 class PumpStats:
     events: int = 0
-    by_name: Counter[str] = field(default_factory=Counter)
     links_up: int = 0
     links_down: int = 0
     sink_errors: int = 0
-    last_event_at: float | None = None
 
 
 class EventPump:
@@ -51,13 +49,8 @@ class EventPump:
         self._task = asyncio.create_task(self._run(), name="ami-event-pump")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         queue = self.ami.queue
@@ -71,8 +64,6 @@ class EventPump:
                     self.stats.links_down += 1
             else:
                 self.stats.events += 1
-                self.stats.by_name[item.name] += 1
-                self.stats.last_event_at = item.received_at
             for sink in self.sinks:
                 try:
                     sink(item)

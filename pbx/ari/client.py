@@ -19,6 +19,8 @@ from typing import Any
 
 import aiohttp
 
+from pbx.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 
@@ -83,13 +85,8 @@ class AriClient:
         self._stopping = True
         if self._ws is not None:
             await self._ws.close()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._session is not None:
             await self._session.close()
             self._session = None
