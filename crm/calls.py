@@ -49,8 +49,8 @@ async def save_call(db: Database, record: CallRecord) -> int | None:
             " callee_raw, phone_e164, queue, answered_by_ext, answered_by_user, started_at,"
             " answered_at, ended_at, wait_seconds, talk_seconds, hangup_by, recording,"
             " caller_kind, patient_id, counterpart_id, counts_for_stats, originated_by, source,"
-            " created_at, started_ts)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " created_at, started_ts, ended_ts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (linkedid) DO NOTHING",
             (
                 record.linkedid, record.direction, record.call_type, record.did, branch,
@@ -59,7 +59,7 @@ async def save_call(db: Database, record: CallRecord) -> int | None:
                 iso(record.ended_at), record.wait_seconds, record.talk_seconds, record.hangup_by,
                 record.recording, who.kind, who.patient_id, who.counterpart_id,
                 int(who.counts_for_stats and record.direction != "internal"), originated_by,
-                record.source, utc_now(), record.started_at,
+                record.source, utc_now(), record.started_at, record.ended_at,
             ),
         )
         if cur.rowcount == 0:
@@ -109,6 +109,8 @@ class CallFilter:
     user_id: int | None = None  # an employee who took part (answered, was rung, or placed it)
     query: str | None = None  # part of a phone number, or of a patient's name
     did: str | None = None
+    converted: bool | None = None  # an appointment came of the call (seed 000's conversion)
+    tag: str | None = None  # a tag's text as set on calls
     limit: int = 100
     offset: int = 0
 
@@ -118,6 +120,38 @@ PROCESSED = (
     "EXISTS (SELECT 1 FROM calls r WHERE r.phone_e164 = c.phone_e164 AND r.answered_at IS NOT NULL"
     " AND r.started_ts > c.started_ts AND r.started_ts <= c.started_ts + 86400)"
 )
+
+
+# The call's patients: the candidates known when it rang, or whoever has the number now (a
+# card created during the call).
+CALL_PATIENTS = (
+    "(SELECT patient_id FROM call_candidates WHERE call_id = c.id"
+    " UNION SELECT patient_id FROM patient_phones WHERE e164 = c.phone_e164)"
+)
+# Converted (seed 000/001): booked from the call's card or a booking panel opened during it,
+# or an answered call whose patient got an appointment from 30 min before it to 30 min after.
+CONVERTED = (
+    "EXISTS (SELECT 1 FROM appointments a WHERE a.call_linkedid = c.linkedid OR"
+    " (c.answered_at IS NOT NULL AND a.created_ts >= c.started_ts - 1800"
+    f" AND a.created_ts <= c.ended_ts + 1800 AND a.patient_id IN {CALL_PATIENTS}))"
+)
+# "Whether the patient had an appointment at the time of the call"
+HAD_APPOINTMENT = (
+    "EXISTS (SELECT 1 FROM appointments a WHERE a.created_ts < c.started_ts"
+    " AND a.starts_ts > c.started_ts AND a.status <> 'cancelled'"
+    f" AND a.patient_id IN {CALL_PATIENTS})"
+)
+CONVERSION_WINDOW = 1800.0
+
+
+async def converted_live(db: Database, linkedid: str, e164: str | None, started_ts: float) -> bool:
+    """Conversion of a call that may not be stored yet (the post-call tag pop-up)."""
+    row = await db.fetchone(
+        "SELECT 1 FROM appointments a WHERE a.call_linkedid = ? OR (a.created_ts >= ? AND"
+        " a.patient_id IN (SELECT patient_id FROM patient_phones WHERE e164 = ?)) LIMIT 1",
+        (linkedid, started_ts - CONVERSION_WINDOW, e164 or ""),
+    )
+    return row is not None
 
 
 async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
@@ -134,6 +168,11 @@ async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
     if f.did:
         where.append("c.did = ?")
         params.append(f.did)
+    if f.converted is not None:
+        where.append(("" if f.converted else "NOT ") + CONVERTED)
+    if f.tag:
+        where.append("EXISTS (SELECT 1 FROM call_tags t WHERE t.linkedid = c.linkedid AND t.label = ?)")
+        params.append(f.tag)
     if f.missed_state in ("missed_processed", "missed_unprocessed"):
         where.append("c.call_type = 'missed'")
         where.append(("" if f.missed_state == "missed_processed" else "NOT ") + PROCESSED)
@@ -161,7 +200,8 @@ async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
             where.append("(" + " OR ".join(clauses) + ")")
             params += qp
     sql = (
-        "SELECT c.* FROM calls c WHERE " + " AND ".join(where)
+        f"SELECT c.*, {CONVERTED} AS converted, {HAD_APPOINTMENT} AS had_appointment"
+        " FROM calls c WHERE " + " AND ".join(where)
         + " ORDER BY c.started_at DESC, c.id DESC LIMIT ? OFFSET ?"
     )
     rows = await db.fetchall(sql, [*params, max(1, min(f.limit, 1000)), max(0, f.offset)])
@@ -169,12 +209,18 @@ async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
 
 
 async def get_call(db: Database, call_id: int) -> dict[str, Any] | None:
-    row = await db.fetchone("SELECT * FROM calls WHERE id = ?", (call_id,))
+    row = await db.fetchone(
+        f"SELECT c.*, {CONVERTED} AS converted, {HAD_APPOINTMENT} AS had_appointment"
+        " FROM calls c WHERE c.id = ?", (call_id,)
+    )
     return await _with_details(db, dict(row)) if row else None
 
 
 async def get_call_by_linkedid(db: Database, linkedid: str) -> dict[str, Any] | None:
-    row = await db.fetchone("SELECT * FROM calls WHERE linkedid = ?", (linkedid,))
+    row = await db.fetchone(
+        f"SELECT c.*, {CONVERTED} AS converted, {HAD_APPOINTMENT} AS had_appointment"
+        " FROM calls c WHERE c.linkedid = ?", (linkedid,)
+    )
     return await _with_details(db, dict(row)) if row else None
 
 
@@ -196,5 +242,23 @@ async def _with_details(db: Database, call: dict[str, Any]) -> dict[str, Any]:
     ]
     call["missed_by"] = [leg["extension"] for leg in call["legs"] if leg["missed"]]
     call["counts_for_stats"] = bool(call["counts_for_stats"])
+    call["converted"] = bool(call.get("converted"))
+    call["had_appointment"] = bool(call.get("had_appointment"))
+    call["tags"] = [r[0] for r in await db.fetchall(
+        "SELECT label FROM call_tags WHERE linkedid = ? ORDER BY id", (call["linkedid"],)
+    )]
+    prompt = await db.fetchone("SELECT state FROM tag_prompts WHERE linkedid = ?", (call["linkedid"],))
+    # a dash in the history: the tag pop-up was shown and closed without saving
+    call["tags_skipped"] = bool(prompt and prompt[0] != "saved" and not call["tags"])
+    comment = await db.fetchone(
+        "SELECT cc.caller_type, t.name, cc.text, cc.user_id FROM call_comments cc"
+        " LEFT JOIN call_topics t ON t.id = cc.topic_id WHERE cc.linkedid = ?",
+        (call["linkedid"],),
+    )
+    call["comment"] = (
+        {"caller_type": comment[0], "topic": comment[1], "text": comment[2], "user_id": comment[3]}
+        if comment else None
+    )
     call.pop("started_ts", None)  # internal: interval arithmetic only
+    call.pop("ended_ts", None)
     return call

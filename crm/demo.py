@@ -3,7 +3,11 @@ contractor, a guardian, and patients whose numbers the demo call uses."""
 
 from __future__ import annotations
 
-from crm import patients
+import time
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from crm import comments, patients, schedule, tags
 from crm.db import Database
 
 DEMO_PATIENTS = (
@@ -14,7 +18,7 @@ DEMO_PATIENTS = (
 )
 
 
-async def load_demo(db: Database) -> int:
+async def load_demo(db: Database, now: float | None = None, tz: str = "Europe/Moscow") -> int:
     """Idempotent: does nothing when the clinic already has patients."""
     if await patients.count(db):
         return 0
@@ -65,4 +69,68 @@ async def load_demo(db: Database) -> int:
             "INSERT INTO contact_phones (e164, owner_kind, owner_id) VALUES ('+79265554433', 'guardian', ?)",
             (mother,),
         )
+    await _schedule(db, ids, doctor, branch, time.time() if now is None else now, ZoneInfo(tz))
+    await comments.ensure_default_topics(db)
+    why = await tags.create_group(db, "Почему не записался")
+    for name in ("Не подошло время", "Нет свободных окон", "Не устроила цена"):
+        await tags.add_tag(db, why, name)
+    area = await tags.create_group(db, "Направление")
+    for name in ("Терапия", "Имплантация", "Ортодонтия"):
+        await tags.add_tag(db, area, name)
     return len(DEMO_PATIENTS)
+
+
+async def _schedule(db: Database, ids: list[int], employee: int | None, branch: int | None,
+                    now: float, tz: ZoneInfo) -> None:
+    """Two doctors working Mon-Sat 09:00-20:00; Петрова has a history with the clinic."""
+    async with db.transaction() as tx:
+        doctors = []
+        for name, specialty, emp in (
+            ("Кузнецова Ольга Викторовна", "стоматолог-терапевт", employee),
+            ("Орлов Дмитрий Андреевич", "хирург-имплантолог", None),
+        ):
+            doc = (await tx.execute(
+                "INSERT INTO doctors (full_name, specialty, branch_id, employee_id) VALUES (?, ?, ?, ?)",
+                (name, specialty, branch, emp),
+            )).lastrowid
+            doctors.append(int(doc or 0))
+            for weekday in range(6):
+                await tx.execute(
+                    "INSERT INTO working_hours (doctor_id, weekday, start_minute, end_minute, slot_minutes)"
+                    " VALUES (?, ?, 540, 1200, 30)",
+                    (doc, weekday),
+                )
+        await tx.execute(
+            "UPDATE patients SET balance = -1500, notes = 'Боится уколов, предпочитает утро',"
+            " extra_notes = 'Аллергия на лидокаин', family_id = ? WHERE id = ?", (ids[0], ids[0])
+        )
+        # family_id names the family by one member's id; Петрова and Иванов are a family
+        await tx.execute("UPDATE patients SET family_id = ? WHERE id = ?", (ids[0], ids[1]))
+        today = datetime.fromtimestamp(now, tz).date()
+        await tx.execute(
+            "INSERT INTO insurance_policies (patient_id, company, number, valid_from, valid_to)"
+            " VALUES (?, 'АльфаСтрахование', 'ДМС-0042-7781', ?, ?)",
+            (ids[0], (today - timedelta(days=100)).isoformat(), (today + timedelta(days=265)).isoformat()),
+        )
+    history = (
+        (ids[0], doctors[0], -60, "completed", 4500.0, "self"),
+        (ids[0], doctors[0], -30, "completed", 3200.0, "insurance"),
+        (ids[0], doctors[1], -10, "no_show", 0.0, "self"),
+        (ids[1], doctors[1], -20, "completed", 25000.0, "self"),
+    )
+    for patient, doctor, days, status, price, payer in history:
+        day = _workday(today + timedelta(days=days))
+        starts = datetime(day.year, day.month, day.day, 10, 0, tzinfo=tz)
+        appt = await schedule.book(db, patient_id=patient, doctor_id=doctor, starts_at=starts,
+                                   minutes=30, now=starts.timestamp() - 86400 * 3)
+        await schedule.set_status(db, appt, status)
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE appointments SET price = ?, payer = ? WHERE id = ?",
+                             (price, payer, appt))
+    await schedule.add_task(db, ids[0], "Позвонить: подобрать время для гигиены",
+                            today + timedelta(days=1), None)
+    await schedule.add_waiting(db, ids[1], "хирург-имплантолог", "Хочет пораньше", None)
+
+
+def _workday(day: date) -> date:
+    return day - timedelta(days=1) if day.weekday() == 6 else day

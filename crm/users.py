@@ -57,7 +57,7 @@ async def create_user(
 
 async def authenticate(db: Database, login: str, password: str) -> dict[str, object] | None:
     row = await db.fetchone(
-        "SELECT id, login, full_name, role, password_hash FROM users WHERE login = ? AND active = 1",
+        "SELECT id, login, full_name, role, password_hash, history_access FROM users WHERE login = ? AND active = 1",
         (login,),
     )
     if row is None:
@@ -66,7 +66,8 @@ async def authenticate(db: Database, login: str, password: str) -> dict[str, obj
         return None
     if not verify_password(password, row["password_hash"]):
         return None
-    return {"id": row["id"], "login": row["login"], "full_name": row["full_name"], "role": row["role"]}
+    return {"id": row["id"], "login": row["login"], "full_name": row["full_name"], "role": row["role"],
+            "history_access": row["history_access"]}
 
 
 async def user_exists(db: Database, login: str) -> bool:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from agi.routes import incoming_route
 from agi.server import AgiRequest, FastAgiServer
+from crm.clock import Clock, SystemClock
 from crm.db import Database
 from pbx.ami.client import AmiClient, RawSink
 from pbx.ari.client import AriClient
@@ -40,6 +41,7 @@ class Services:
     ari: AriClient | None = None
     agi: FastAgiServer | None = None
     calls: CallService | None = None
+    clock: Clock = field(default_factory=SystemClock)
 
 
 SERVICES = web.AppKey("services", Services)
@@ -50,13 +52,14 @@ def build_app(
     *,
     manage_asterisk: bool | None = None,
     ami_raw_sink: RawSink | None = None,
+    clock: Clock | None = None,
 ) -> web.Application:
     """Build the aiohttp application. ``manage_asterisk`` defaults to settings.asterisk.embedded;
     ``ami_raw_sink`` receives every raw AMI read (the recorder)."""
     from web.app import setup_web  # web depends on pbx, not the other way round
 
     app = web.Application()
-    services = Services(settings=settings, db=Database(settings.db_path))
+    services = Services(settings=settings, db=Database(settings.db_path), clock=clock or SystemClock())
     app[SERVICES] = services
     manage = settings.asterisk.embedded if manage_asterisk is None else manage_asterisk
 

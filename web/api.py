@@ -73,8 +73,14 @@ def call_filter(q: Any) -> CallFilter:
         raise ValueError("limit must be 1..1000 and offset >= 0")
     query = (q.get("q") or "")[:100] or None
     did = (q.get("did") or "")[:32] or None
+    converted_text = q.get("converted") or ""
+    if converted_text not in ("", "yes", "no"):
+        raise ValueError("converted must be yes or no")
+    converted = None if not converted_text else converted_text == "yes"
+    tag = (q.get("tag") or "")[:200] or None
     return CallFilter(since=since, until=until, call_type=call_type, missed_state=missed_state,
-                      user_id=employee, query=query, did=did, limit=limit, offset=offset)
+                      user_id=employee, query=query, did=did, converted=converted, tag=tag,
+                      limit=limit, offset=offset)
 
 
 async def api_calls(request: web.Request) -> web.Response:

@@ -13,7 +13,9 @@ from aiohttp_session import get_session, new_session
 from crm import shifts, users
 from pbx.app import SERVICES, health
 from pbx.settings import Settings
+from web import booking, call_comments, dial, patients, settings_page, tag_prompt
 from web.api import setup_api
+from web.common import money
 from web.history import history, history_csv, recording
 from web.live import LIVE_HUB, LiveHub, live_events
 from web.security import CSRF_FIELD, csrf_token, setup_security
@@ -25,12 +27,13 @@ HERE = Path(__file__).parent
 def setup_web(app: web.Application, settings: Settings) -> None:
     # sessions first: the template context processor reads the session
     setup_security(app, settings.web.cookie_secret)
-    aiohttp_jinja2.setup(
+    env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(default=True),
         context_processors=[_context],
     )
+    env.globals["money"] = money
     app.router.add_get("/", index)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login_submit)
@@ -52,6 +55,36 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/calls", history)
     app.router.add_get("/calls.csv", history_csv)
     app.router.add_get(r"/recordings/{id:\d+}", recording)
+    app.router.add_get("/patients", patients.patient_list)
+    app.router.add_get("/patients/new", patients.patient_new_form)
+    app.router.add_post("/patients/new", patients.patient_new_submit)
+    app.router.add_get(r"/patients/{id:\d+}", patients.patient_card)
+    app.router.add_get("/booking", booking.booking_form)
+    app.router.add_post("/booking", booking.booking_submit)
+    app.router.add_get("/schedule", booking.schedule_page)
+    app.router.add_post(r"/appointments/{id:\d+}/status", booking.appointment_status)
+    app.router.add_get("/tasks", booking.tasks_page)
+    app.router.add_post("/tasks", booking.task_add)
+    app.router.add_post(r"/tasks/{id:\d+}/done", booking.task_done)
+    app.router.add_post("/waiting", booking.waiting_add)
+    app.router.add_post("/dial", dial.dial)
+    app.router.add_get("/comment", call_comments.comment_form)
+    app.router.add_post("/comment", call_comments.comment_submit)
+    app.router.add_get("/calls/manual", call_comments.manual_form)
+    app.router.add_post("/calls/manual", call_comments.manual_submit)
+    app.router.add_post("/tags/prompt", tag_prompt.prompt)
+    app.router.add_post("/tags/save", tag_prompt.save)
+    app.router.add_post("/tags/dismiss", tag_prompt.dismiss)
+    app.router.add_get("/settings", settings_page.settings_form)
+    app.router.add_post("/settings", settings_page.settings_submit)
+    app[dial.DIAL_TASKS] = {}
+
+    async def dialling(app: web.Application) -> AsyncIterator[None]:
+        yield
+        for task in list(app[dial.DIAL_TASKS].values()):
+            task.cancel()
+
+    app.cleanup_ctx.append(dialling)
     app.router.add_static("/static/", HERE / "static")
 
 
@@ -66,6 +99,8 @@ async def _context(request: web.Request) -> dict[str, object]:
         "user_name": session.get("user_name"),
         "clinic_name": request.app[SERVICES].settings.clinic_name,
         "extension": extension,
+        "role": session.get("role"),
+        "history_access": session.get("history_access"),
     }
 
 
@@ -92,6 +127,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     session["user_id"] = user["id"]
     session["user_name"] = user["full_name"] or user["login"]
     session["role"] = user["role"]
+    session["history_access"] = user.get("history_access", "none")
     raise web.HTTPFound("/")
 
 

@@ -77,9 +77,14 @@ async def history(request: web.Request) -> dict[str, Any]:
         error = None
     except ValueError as exc:
         f, error = call_filter({}), str(exc)
-    calls = await list_calls(request.app[SERVICES].db, f)
+    db = request.app[SERVICES].db
+    calls = await list_calls(db, f)
+    employees = [{"id": r[0], "name": r[1] or r[2]} for r in await db.fetchall(
+        "SELECT id, full_name, login FROM users WHERE active = 1 ORDER BY full_name, login")]
+    labels = [r[0] for r in await db.fetchall("SELECT DISTINCT label FROM call_tags ORDER BY label")]
     return {"calls": [row_view(c) for c in calls], "q": request.query, "error": error,
-            "types": FILTER_TYPES, "csv_query": request.query_string}
+            "types": FILTER_TYPES, "csv_query": request.query_string, "employees": employees,
+            "tag_labels": labels, "can_edit": await history_access(request) == "edit"}
 
 
 async def history_csv(request: web.Request) -> web.StreamResponse:
@@ -92,11 +97,14 @@ async def history_csv(request: web.Request) -> web.StreamResponse:
     out = io.StringIO()
     w = csv.writer(out, delimiter=";")
     w.writerow(["Дата и время (UTC)", "Тип", "Номер", "Пациент", "Длительность", "Ответил",
-                "Пропустили", "Виртуальный номер"])
+                "Пропустили", "Виртуальный номер", "Был записан", "Конверсия", "Метки", "Комментарий"])
     for c in map(row_view, calls):
         w.writerow([c["when"], c["type_label"], c["phone_e164"] or c["caller_raw"],
                     _csv_safe(c["who"]), c["duration"], c["answered_by_ext"],
-                    " ".join(c["missed_by"]), c["did"]])
+                    " ".join(c["missed_by"]), c["did"], "Да" if c["had_appointment"] else "Нет",
+                    "Да" if c["converted"] else "Нет",
+                    _csv_safe(", ".join(c["tags"]) or ("—" if c["tags_skipped"] else "")),
+                    _csv_safe(c["comment"]["text"] if c["comment"] else "")])
     return web.Response(
         body=("\ufeff" + out.getvalue()).encode(),  # BOM: Excel opens Cyrillic correctly
         content_type="text/csv", charset="utf-8",

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp_session import get_session
 
-from crm import identify, phones, shifts
+from crm import distribution, identify, phones, shifts
 from crm.db import Database
 from pbx.app import SERVICES
 from pbx.call_service import CallService
@@ -31,6 +31,7 @@ RESYNC = {"type": "resync"}
 class Subscriber:
     user_id: int
     extension: str | None
+    rules: tuple[distribution.Rule, ...] = ()
     queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     overflowed: bool = False
 
@@ -57,8 +58,9 @@ class LiveHub:
         self.calls = calls
         calls.listeners.append(self.on_change)
 
-    def subscribe(self, user_id: int, extension: str | None) -> Subscriber:
-        sub = Subscriber(user_id, extension)
+    def subscribe(self, user_id: int, extension: str | None,
+                  rules: tuple[distribution.Rule, ...] = ()) -> Subscriber:
+        sub = Subscriber(user_id, extension, rules)
         self.subscribers.add(sub)
         return sub
 
@@ -68,7 +70,12 @@ class LiveHub:
     def on_change(self, change: Change) -> None:
         if isinstance(change, LiveUpdate):
             # this runs in the AMI consumer: build the card (CRM lookups) only for open tabs
-            watching = [s for s in self.subscribers if s.extension == change.call.endpoint]
+            call = change.call
+            watching = [s for s in self.subscribers if s.extension == call.endpoint]
+            if any(s.rules for s in watching):
+                branch = self.branch_of(call.did)
+                watching = [s for s in watching
+                            if distribution.allowed(s.rules, call.did, call.queue, branch)]
             if watching:
                 card = self.card(change.call)
                 for sub in watching:
@@ -77,14 +84,22 @@ class LiveHub:
             for sub in list(self.subscribers):
                 sub.offer({"type": "waiting", "queue": change.queue, "count": change.count})
 
-    def notify_user(self, user_id: int, text: str) -> None:
+    def notify_user(self, user_id: int, text: str, level: str = "info") -> None:
         for sub in list(self.subscribers):
             if sub.user_id == user_id:
-                sub.offer({"type": "notice", "text": text})
+                sub.offer({"type": "notice", "text": text, "level": level})
 
-    def snapshot(self, extension: str | None) -> dict[str, Any]:
+    def branch_of(self, did: str) -> int | None:
+        row = self.db.query_now("SELECT branch_id FROM clinic_numbers WHERE did = ?", (did,)) if did else []
+        return row[0][0] if row else None
+
+    def snapshot(self, extension: str | None,
+                 rules: tuple[distribution.Rule, ...] = ()) -> dict[str, Any]:
         live = self.calls.live if self.calls else {}
         cards = list(live.get(extension, {}).values()) if extension else []
+        if rules:
+            cards = [c for c in cards
+                     if distribution.allowed(rules, c.did, c.queue, self.branch_of(c.did))]
         return {
             "type": "snapshot",
             "extension": extension,
@@ -115,6 +130,7 @@ class LiveHub:
 
 
 LIVE_HUB = web.AppKey("live_hub", LiveHub)
+WORKSTATION_COOKIE = "clinic_pbx_workstation"  # set in the settings: "this computer is ..."
 
 
 async def live_events(request: web.Request) -> web.StreamResponse:
@@ -122,15 +138,17 @@ async def live_events(request: web.Request) -> web.StreamResponse:
     session = await get_session(request)
     user_id = int(session["user_id"])
     hub = request.app[LIVE_HUB]
-    extension = await shifts.current_extension(request.app[SERVICES].db, user_id)
+    db = request.app[SERVICES].db
+    extension = await shifts.current_extension(db, user_id)
+    rules = await distribution.rules_for(db, user_id, request.cookies.get(WORKSTATION_COOKIE))
     resp = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",
     })
     await resp.prepare(request)
-    sub = hub.subscribe(user_id, extension)
+    sub = hub.subscribe(user_id, extension, rules)
     try:
-        await _send(resp, hub.snapshot(extension))
+        await _send(resp, hub.snapshot(extension, rules))
         while True:
             try:
                 message = await asyncio.wait_for(sub.queue.get(), 15)
@@ -139,7 +157,7 @@ async def live_events(request: web.Request) -> web.StreamResponse:
                 continue
             if message is RESYNC:
                 sub.overflowed = False
-                message = hub.snapshot(extension)
+                message = hub.snapshot(extension, rules)
             await _send(resp, message)
     except (ConnectionResetError, asyncio.CancelledError):
         pass

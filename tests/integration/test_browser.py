@@ -1,10 +1,12 @@
 """The panel in real headless Chromium (Debian's, driven by Playwright) while a real call
 rings: log in, pick the shift phone, a SIPp call through Asterisk rings desk phone 101 and the
-card appears with the patient's name; it follows the call to its end."""
+card appears with the patient's name; answer, book from the card, hang up, and the history
+shows the call converted. Click-to-call from the patient card rings the SIPp desk phone."""
 
 from __future__ import annotations
 
 import os
+from datetime import date, timedelta
 import shutil
 from pathlib import Path
 
@@ -12,9 +14,9 @@ import pytest
 
 from crm import users
 from crm.demo import load_demo
-from pbx.sipp import NEVER, start_operator_call
+from pbx.sipp import NEVER, start_operator_call, start_operator_uas
 from tests.conftest import require
-from tests.integration.helpers import start_phones, stop_all
+from tests.integration.helpers import start_phones, stop_all, wait_call
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sip_guard")]
 CHROMIUM = os.environ.get("CLINIC_PBX_CHROMIUM", "/usr/bin/chromium")
@@ -46,12 +48,7 @@ async def page():
         await browser.close()
 
 
-async def test_card_pops_for_a_real_call(server, page, tmp_path: Path) -> None:
-    services, log = server
-    await load_demo(services.db)
-    await users.create_user(services.db, "anna", "верный-пароль", full_name="Анна Админова")
-    base = f"http://127.0.0.1:{services.web_port}"
-
+async def log_in_with_phone(page, base: str) -> None:
     await page.goto(base + "/login")
     await page.fill("input[name=login]", "anna")
     await page.fill("input[name=password]", "верный-пароль")
@@ -63,8 +60,21 @@ async def test_card_pops_for_a_real_call(server, page, tmp_path: Path) -> None:
     await page.wait_for_selector("#shift-phone")
     assert "Телефон: 101" in await page.text_content("#shift-phone")
 
+
+def next_workday() -> str:
+    day = date.today() + timedelta(days=1)
+    return (day + timedelta(days=1) if day.weekday() == 6 else day).isoformat()
+
+
+async def test_card_pops_for_a_real_call(server, page, tmp_path: Path) -> None:
+    services, log = server
+    await load_demo(services.db)
+    await users.create_user(services.db, "anna", "верный-пароль", full_name="Анна Админова")
+    base = f"http://127.0.0.1:{services.web_port}"
+    await log_in_with_phone(page, base)
+
     phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 3000}, "102": {"ring_ms": NEVER}})
-    call = await start_operator_call(services.settings, "+79161234567", "74951110001", tmp_path, talk_ms=2000)
+    call = await start_operator_call(services.settings, "+79161234567", "74951110001", tmp_path, talk_ms=6000)
     card = page.locator("#cards .card.ringing")
     await card.wait_for(timeout=10_000)
     assert "Петрова Анна Сергеевна" in await card.text_content()
@@ -76,9 +86,51 @@ async def test_card_pops_for_a_real_call(server, page, tmp_path: Path) -> None:
 
     talking = page.locator("#cards .card.talking")
     await talking.wait_for(timeout=10_000)
-    assert "Назначить приём" in await talking.text_content()
     await page.screenshot(path=str(tmp_path / "card.png"))
-    ended = page.locator("#cards .card.ended.completed")
-    await ended.wait_for(timeout=15_000)
+    linkedid = ring.headers["Linkedid"]
+    # book from the card while talking: the booking panel has the patient and the call
+    await talking.locator("a", has_text="Назначить приём").click()
+    await page.wait_for_url("**/booking?**")
+    assert "Петрова Анна Сергеевна" in await page.text_content(".booking")
+    assert "долг 1 500 ₽" in await page.text_content(".context")
+    await page.fill("input[name=date]", next_workday())
+    await page.click("form.filters button[type=submit]")
+    await page.locator("form.booking input[name=slot]").first.check()
+    await page.click("form.booking button.primary")
+    await page.wait_for_selector("p.booked")
+    await page.screenshot(path=str(tmp_path / "booked.png"))
     assert await call.wait(30) == 0
     await stop_all(*phones.values())
+    await wait_call(services, linkedid)
+    await page.goto(base + "/calls?converted=yes")
+    row = page.locator("table.calls tbody tr", has_text="+79161234567")
+    await row.first.wait_for(timeout=5_000)
+    assert await row.first.locator("td.conversion").text_content() == "Да"
+
+
+async def test_click_to_call_rings_the_desk_phone(server, page, tmp_path: Path) -> None:
+    services, log = server
+    await load_demo(services.db)
+    await users.create_user(services.db, "anna", "верный-пароль", full_name="Анна Админова")
+    base = f"http://127.0.0.1:{services.web_port}"
+    await log_in_with_phone(page, base)
+    phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 500}})
+    far = await start_operator_uas(services.settings, tmp_path, ring_ms=500, hangup_ms=2500)
+    await page.goto(base + "/patients/2")  # Иванов, +79031112233
+    await page.click(".patient-head button.dial")
+    ring = await log.wait_for(lambda e: e.name == "Newchannel" and str(e.headers.get("Channel", "")).startswith("PJSIP/101-"))
+    outgoing = page.locator("#cards .card.outgoing")
+    await outgoing.first.wait_for(timeout=10_000)
+    await stop_all(far, *phones.values(), wait=20)
+    record = await wait_call(services, ring.headers["Linkedid"])
+    assert record["direction"] == "outgoing" and record["phone_e164"] == "+79031112233"
+    assert record["call_type"] == "outgoing" and record["originated_by"] is not None
+    # already on a call / no phone: a clear red notice instead of a call
+    await page.goto(base + "/shift")
+    await page.check("input[value='none']")
+    await page.click("form.shift button[type=submit]")
+    await page.goto(base + "/patients/2")
+    await page.click(".patient-head button.dial")
+    notice = page.locator("#notices .notice.error")
+    await notice.wait_for(timeout=5_000)
+    assert "Выберите телефон" in await notice.text_content()

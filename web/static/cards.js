@@ -76,6 +76,9 @@
       actions.append(link("/booking?call=" + encodeURIComponent(c.linkedid) + (pid ? "&patient=" + pid : "") + "&phone=" + encodeURIComponent(c.phone), "Назначить приём", "button"));
       d.append(actions);
     }
+    if (c.status !== "ringing" && c.kind !== "employee" && c.kind !== "contractor") {
+      d.append(link("/comment?call=" + encodeURIComponent(c.linkedid), "Комментарий", "comment-link"));
+    }
     if (others > 0 && c.status !== "ended") d.append(el("div", "more", "Ещё " + others + " на линии"));
     return d;
   }
@@ -91,17 +94,67 @@
       } else {
         cards.set(c.linkedid, c);
         if (c.status === "ended") {
+          if (c.outcome === "completed") tagPrompt(c);
           setTimeout(() => { if (cards.get(c.linkedid) === c) { cards.delete(c.linkedid); render(); } }, 10000);
         }
       }
     } else if (msg.type === "waiting") {
       waiting[msg.queue] = msg.count;
     } else if (msg.type === "notice") {
-      const n = el("div", "notice", msg.text);
-      notices.append(n);
-      setTimeout(() => n.remove(), 15000);
+      if (window.clinicPanel) window.clinicPanel.notice(msg.text, msg.level);
+      else notices.append(el("div", "notice", msg.text));
     }
     render();
+  }
+  // The post-call tag pop-up (seed 000): at least one tag to save; closing it unsaved leaves
+  // a dash in the history. Tags are never edited after saving.
+  const prompted = new Set();
+  async function tagPrompt(c) {
+    const panel = window.clinicPanel;
+    const dialog = document.getElementById("tag-dialog");
+    if (!panel || !dialog || prompted.has(c.linkedid)) return;
+    prompted.add(c.linkedid);
+    const r = await panel.post("/tags/prompt", { call: c.linkedid, phone: c.phone, since: c.since });
+    if (!r.ok || !r.data.show) return;
+    dialog.replaceChildren();
+    dialog.append(el("h3", "", "Метки звонка " + c.phone));
+    const chosen = new Set();
+    for (const g of r.data.groups) {
+      const box = el("fieldset", "tag-group");
+      box.append(el("legend", "", g.name));
+      for (const t of g.tags) {
+        const label = el("label", "tag");
+        const input = document.createElement("input");
+        input.type = "checkbox";
+        input.value = t.id;
+        input.addEventListener("change", () => { input.checked ? chosen.add(t.id) : chosen.delete(t.id); });
+        label.append(input, " " + t.name);
+        box.append(label);
+      }
+      dialog.append(box);
+    }
+    const other = document.createElement("input");
+    other.name = "other";
+    other.maxLength = 200;
+    other.placeholder = r.data.other;
+    const otherLabel = el("label", "tag-other", r.data.other + ": ");
+    otherLabel.append(other);
+    const error = el("div", "error");
+    const save = el("button", "primary", "Сохранить");
+    const close = el("button", "", "Закрыть");
+    save.type = close.type = "button";
+    save.addEventListener("click", async () => {
+      const s = await panel.post("/tags/save", { call: c.linkedid, tags: [...chosen], other: other.value });
+      if (s.ok) { dialog.hidden = true; dialog.replaceChildren(); }
+      else error.textContent = s.data.error || "Не удалось сохранить";
+    });
+    close.addEventListener("click", async () => {
+      dialog.hidden = true;
+      dialog.replaceChildren();
+      await panel.post("/tags/dismiss", { call: c.linkedid });
+    });
+    dialog.append(otherLabel, error, save, close);
+    dialog.hidden = false;
   }
   const source = new EventSource("/live");
   source.onmessage = (e) => apply(JSON.parse(e.data));

@@ -1,0 +1,34 @@
+"""Clinic-wide switches the settings admin changes in the panel (tags, telephony pause,
+robot scenarios). Stored as JSON values; read fresh each time so a change applies at once."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from crm.db import Database
+
+DEFAULTS: dict[str, Any] = {
+    "tags_enabled": False,
+    "tags_mode": "no_appointment",  # no_appointment | always
+    "telephony_suspended": False,
+}
+
+
+async def get(db: Database, key: str) -> Any:
+    row = await db.fetchone("SELECT value FROM clinic_settings WHERE key = ?", (key,))
+    return json.loads(row[0]) if row else DEFAULTS.get(key)
+
+
+async def get_all(db: Database) -> dict[str, Any]:
+    rows = await db.fetchall("SELECT key, value FROM clinic_settings")
+    return DEFAULTS | {r[0]: json.loads(r[1]) for r in rows}
+
+
+async def put(db: Database, key: str, value: Any) -> None:
+    async with db.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO clinic_settings (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value, ensure_ascii=False)),
+        )

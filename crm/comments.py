@@ -1,0 +1,137 @@
+"""Comments on calls (seed 001): caller type, topic, free text. Keyed by the call's linkedid
+so a comment can be written while the call is live, later from the history, or on a manual
+entry for a call to a mobile that bypassed the PBX."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from crm import phones
+from crm.calls import iso
+from crm.db import Database, utc_now
+
+CALLER_TYPES = {
+    "wants_booking": "Пациент. Хочет записаться",
+    "booked": "Пациент. Уже записан",
+    "patient_question": "Пациент. Другой вопрос",
+    "employee": "Сотрудник",
+    "other": "Прочие и контрагенты",
+}
+NEEDS_TOPIC = frozenset({"wants_booking"})  # the seed makes the topic mandatory for these
+DEFAULT_TOPICS = ("Терапия", "Хирургия", "Имплантация", "Ортодонтия", "Гигиена", "Детская стоматология",
+                  "Стоимость услуг", "Прочее")
+
+
+class CommentError(ValueError):
+    pass
+
+
+def default_caller_type(kind: str, has_future_appointment: bool) -> str:
+    """Employees and contractors are typed automatically (seed 001)."""
+    if kind == "employee":
+        return "employee"
+    if kind == "contractor":
+        return "other"
+    return "booked" if has_future_appointment else "wants_booking"
+
+
+async def topics(db: Database) -> list[dict[str, Any]]:
+    rows = await db.fetchall("SELECT id, name FROM call_topics WHERE active = 1 ORDER BY name")
+    return [dict(r) for r in rows]
+
+
+async def ensure_default_topics(db: Database) -> None:
+    async with db.transaction() as tx:
+        for name in DEFAULT_TOPICS:
+            await tx.execute("INSERT OR IGNORE INTO call_topics (name) VALUES (?)", (name,))
+
+
+async def add_topic(db: Database, name: str) -> None:
+    name = name.strip()[:100]
+    if not name:
+        raise CommentError("Введите название темы")
+    async with db.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO call_topics (name) VALUES (?) ON CONFLICT (name) DO UPDATE SET active = 1",
+            (name,),
+        )
+
+
+async def save_comment(
+    db: Database, linkedid: str, *, caller_type: str, topic_id: int | None,
+    patient_id: int | None, text: str, user_id: int | None,
+) -> None:
+    if caller_type not in CALLER_TYPES:
+        raise CommentError("Выберите, кто звонил")
+    if caller_type in NEEDS_TOPIC and topic_id is None:
+        raise CommentError("Выберите тему разговора")
+    if topic_id is not None and not await db.fetchone(
+        "SELECT 1 FROM call_topics WHERE id = ?", (topic_id,)
+    ):
+        raise CommentError("Нет такой темы разговора")
+    if patient_id is not None and not await db.fetchone(
+        "SELECT 1 FROM patients WHERE id = ?", (patient_id,)
+    ):
+        raise CommentError("Нет такого пациента")
+    async with db.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO call_comments (linkedid, caller_type, topic_id, patient_id, text, user_id,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (linkedid) DO UPDATE SET"
+            " caller_type = excluded.caller_type, topic_id = excluded.topic_id,"
+            " patient_id = excluded.patient_id, text = excluded.text, user_id = excluded.user_id,"
+            " updated_at = excluded.updated_at",
+            (linkedid, caller_type, topic_id, patient_id, text.strip()[:4000], user_id, utc_now()),
+        )
+
+
+async def get_comment(db: Database, linkedid: str) -> dict[str, Any] | None:
+    row = await db.fetchone(
+        "SELECT cc.*, t.name AS topic FROM call_comments cc LEFT JOIN call_topics t ON t.id = cc.topic_id"
+        " WHERE cc.linkedid = ?",
+        (linkedid,),
+    )
+    return dict(row) if row else None
+
+
+async def add_manual_call(
+    db: Database, *, direction: str, phone: str, started: datetime, minutes: float, user_id: int,
+) -> str:
+    """A call to/from a mobile that bypassed the PBX: stored like a call, marked manual."""
+    if direction not in ("incoming", "outgoing"):
+        raise CommentError("Выберите направление вызова")
+    e164 = phones.normalize(phone)
+    if e164 is None:
+        raise CommentError("Неверный номер телефона")
+    if not 0 <= minutes <= 600:
+        raise CommentError("Неверная длительность")
+    start_ts = started.timestamp()
+    end_ts = start_ts + minutes * 60
+    linkedid = "manual-" + secrets.token_hex(8)
+    patient_ids = [r[0] for r in await db.fetchall(
+        "SELECT patient_id FROM patient_phones WHERE e164 = ?", (e164,)
+    )]
+    async with db.transaction() as tx:
+        cur = await tx.execute(
+            "INSERT INTO calls (linkedid, direction, call_type, caller_raw, callee_raw, phone_e164,"
+            " answered_by_user, originated_by, started_at, answered_at, ended_at, talk_seconds,"
+            " caller_kind, patient_id, source, created_at, started_ts, ended_ts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'manual', ?, ?, ?)",
+            (
+                linkedid, direction, direction, e164 if direction == "incoming" else "",
+                e164 if direction == "outgoing" else "", e164, user_id,
+                user_id if direction == "outgoing" else None, _utc(start_ts), _utc(start_ts),
+                _utc(end_ts), minutes * 60,
+                "patient" if len(patient_ids) == 1 else ("patients" if patient_ids else "unknown"),
+                patient_ids[0] if len(patient_ids) == 1 else None, utc_now(), start_ts, end_ts,
+            ),
+        )
+        call_id = int(cur.lastrowid or 0)
+        for pid in patient_ids:
+            await tx.execute("INSERT INTO call_candidates (call_id, patient_id) VALUES (?, ?)", (call_id, pid))
+    return linkedid
+
+
+def _utc(ts: float) -> str:
+    return iso(ts) or ""

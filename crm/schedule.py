@@ -1,0 +1,258 @@
+"""The minimal schedule: doctors with working hours, free slots, appointments with statuses,
+the waiting list and tasks. Wall times are the clinic's local time; epoch seconds are kept
+beside them for interval arithmetic (conversion windows, reminders)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from crm.db import Database, utc_now
+
+STATUSES = {
+    "unconfirmed": "Не подтверждён",
+    "confirmed": "Подтверждён",
+    "cancelled": "Отменён",
+    "completed": "Пришёл (завершён)",
+    "no_show": "Не пришёл",
+}
+ACTIVE = ("unconfirmed", "confirmed")
+
+
+class BookingError(ValueError):
+    """A booking the schedule cannot take; the message is shown to the administrator."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    doctor_id: int
+    starts_at: datetime  # aware, local
+    ends_at: datetime
+    appointment_id: int | None = None
+
+
+def parse_local(text: str, tz: ZoneInfo) -> datetime:
+    """"2026-11-23T10:00" (local wall time) -> aware datetime; raises BookingError."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise BookingError("Неверное время приёма") from None
+    return value.replace(tzinfo=tz) if value.tzinfo is None else value.astimezone(tz)
+
+
+def wall(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M")
+
+
+async def doctors(db: Database) -> list[dict[str, Any]]:
+    rows = await db.fetchall(
+        "SELECT id, full_name, specialty, branch_id FROM doctors WHERE active = 1 ORDER BY full_name"
+    )
+    return [dict(r) for r in rows]
+
+
+async def day_slots(db: Database, doctor_id: int, day: date, tz: ZoneInfo) -> list[Slot]:
+    """The doctor's slots on a day from working hours, each with the appointment holding it."""
+    hours = await db.fetchall(
+        "SELECT start_minute, end_minute, slot_minutes FROM working_hours"
+        " WHERE doctor_id = ? AND weekday = ? ORDER BY start_minute",
+        (doctor_id, day.weekday()),
+    )
+    midnight = datetime.combine(day, time(0), tz)
+    start_ts, end_ts = midnight.timestamp(), (midnight + timedelta(days=1)).timestamp()
+    booked = await db.fetchall(
+        "SELECT id, starts_ts, ends_ts FROM appointments WHERE doctor_id = ? AND status IN"
+        " ('unconfirmed', 'confirmed', 'completed') AND starts_ts < ? AND ends_ts > ?",
+        (doctor_id, end_ts, start_ts),
+    )
+    slots = []
+    for h in hours:
+        minute = h["start_minute"]
+        while minute + h["slot_minutes"] <= h["end_minute"]:
+            s = midnight + timedelta(minutes=minute)
+            e = s + timedelta(minutes=h["slot_minutes"])
+            holder = next(
+                (b["id"] for b in booked if b["starts_ts"] < e.timestamp() and b["ends_ts"] > s.timestamp()),
+                None,
+            )
+            slots.append(Slot(doctor_id, s, e, holder))
+            minute += h["slot_minutes"]
+    return slots
+
+
+async def book(
+    db: Database,
+    *,
+    patient_id: int,
+    doctor_id: int,
+    starts_at: datetime,
+    minutes: int,
+    now: float,
+    user_id: int | None = None,
+    call_linkedid: str | None = None,
+    guardian_id: int | None = None,
+    comment: str = "",
+    source: str = "panel",
+    kind: str = "visit",
+) -> int:
+    """Book a slot in one transaction; a slot already taken (even by a concurrent booking) or
+    a time in the past is refused with a BookingError."""
+    if minutes <= 0 or minutes > 480:
+        raise BookingError("Неверная длительность приёма")
+    ends_at = starts_at + timedelta(minutes=minutes)
+    if ends_at.timestamp() <= now:
+        raise BookingError("Это время уже прошло")
+    async with db.transaction() as tx:
+        doc = await (await tx.execute(
+            "SELECT branch_id FROM doctors WHERE id = ? AND active = 1", (doctor_id,)
+        )).fetchone()
+        if doc is None:
+            raise BookingError("Нет такого врача")
+        if await (await tx.execute("SELECT 1 FROM patients WHERE id = ?", (patient_id,))).fetchone() is None:
+            raise BookingError("Нет такого пациента")
+        clash = await (await tx.execute(
+            "SELECT 1 FROM appointments WHERE doctor_id = ? AND status IN ('unconfirmed', 'confirmed',"
+            " 'completed') AND starts_ts < ? AND ends_ts > ?",
+            (doctor_id, ends_at.timestamp(), starts_at.timestamp()),
+        )).fetchone()
+        if clash:
+            raise BookingError("Это время уже занято")
+        stamp = utc_now()
+        cur = await tx.execute(
+            "INSERT INTO appointments (patient_id, doctor_id, branch_id, guardian_id, starts_at,"
+            " ends_at, starts_ts, ends_ts, status, source, kind, comment, call_linkedid, created_by,"
+            " created_at, created_ts, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'unconfirmed', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                patient_id, doctor_id, doc[0], guardian_id, wall(starts_at), wall(ends_at),
+                starts_at.timestamp(), ends_at.timestamp(), source, kind, comment[:2000],
+                call_linkedid, user_id, stamp, now, stamp,
+            ),
+        )
+        await tx.execute(
+            "UPDATE waiting_list SET closed_at = ? WHERE patient_id = ? AND closed_at IS NULL",
+            (stamp, patient_id),
+        )
+        return int(cur.lastrowid or 0)
+
+
+StatusListener = Callable[[int, str, str], None]
+
+
+async def set_status(db: Database, appointment_id: int, status: str, *,
+                     needs_reschedule: bool | None = None) -> str:
+    """Change an appointment's status; returns the previous one. Unknown status -> ValueError."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    async with db.transaction() as tx:
+        row = await (await tx.execute(
+            "SELECT status FROM appointments WHERE id = ?", (appointment_id,)
+        )).fetchone()
+        if row is None:
+            raise BookingError("Нет такого приёма")
+        sets, params = ["status = ?", "updated_at = ?"], [status, utc_now()]
+        if needs_reschedule is not None:
+            sets.append("needs_reschedule = ?")
+            params.append(int(needs_reschedule))
+        await tx.execute(f"UPDATE appointments SET {', '.join(sets)} WHERE id = ?",
+                         (*params, appointment_id))
+        return str(row[0])
+
+
+async def get_appointment(db: Database, appointment_id: int) -> dict[str, Any] | None:
+    rows = await _appointments(db, "a.id = ?", (appointment_id,))
+    return rows[0] if rows else None
+
+
+async def day_appointments(db: Database, day: date, tz: ZoneInfo,
+                           doctor_id: int | None = None) -> list[dict[str, Any]]:
+    midnight = datetime.combine(day, time(0), tz)
+    where = "a.starts_ts >= ? AND a.starts_ts < ?"
+    params: list[Any] = [midnight.timestamp(), (midnight + timedelta(days=1)).timestamp()]
+    if doctor_id:
+        where += " AND a.doctor_id = ?"
+        params.append(doctor_id)
+    return await _appointments(db, where, params)
+
+
+async def patient_appointments(db: Database, patient_id: int) -> list[dict[str, Any]]:
+    return await _appointments(db, "a.patient_id = ?", (patient_id,), order="a.starts_ts DESC")
+
+
+async def _appointments(db: Database, where: str, params: Any,
+                        order: str = "a.starts_ts") -> list[dict[str, Any]]:
+    rows = await db.fetchall(
+        "SELECT a.*, d.full_name AS doctor_name, d.specialty, p.last_name, p.first_name,"
+        " p.middle_name, (SELECT ph.e164 FROM patient_phones ph WHERE ph.patient_id = p.id"
+        " ORDER BY ph.kind = 'mobile' DESC, ph.id LIMIT 1) AS phone"
+        " FROM appointments a JOIN doctors d ON d.id = a.doctor_id"
+        f" JOIN patients p ON p.id = a.patient_id WHERE {where} ORDER BY {order}",
+        params,
+    )
+    out = []
+    for r in rows:
+        item = dict(r)
+        item["patient_name"] = " ".join(x for x in (r["last_name"], r["first_name"], r["middle_name"]) if x)
+        item["status_label"] = STATUSES.get(r["status"], r["status"])
+        out.append(item)
+    return out
+
+
+async def add_waiting(db: Database, patient_id: int, specialty: str, note: str,
+                      user_id: int | None) -> int:
+    async with db.transaction() as tx:
+        cur = await tx.execute(
+            "INSERT INTO waiting_list (patient_id, specialty, note, created_by, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (patient_id, specialty[:200], note[:1000], user_id, utc_now()),
+        )
+        return int(cur.lastrowid or 0)
+
+
+async def waiting(db: Database, specialty: str | None = None) -> list[dict[str, Any]]:
+    where, params = "w.closed_at IS NULL", []
+    if specialty:
+        where += " AND (w.specialty = '' OR w.specialty = ?)"
+        params.append(specialty)
+    rows = await db.fetchall(
+        "SELECT w.*, p.last_name || ' ' || p.first_name || ' ' || p.middle_name AS patient_name,"
+        " (SELECT e164 FROM patient_phones ph WHERE ph.patient_id = p.id ORDER BY ph.id LIMIT 1) AS phone"
+        f" FROM waiting_list w JOIN patients p ON p.id = w.patient_id WHERE {where} ORDER BY w.id",
+        params,
+    )
+    return [dict(r) for r in rows]
+
+
+async def add_task(db: Database, patient_id: int | None, title: str, due: date,
+                   user_id: int | None) -> int:
+    if not title.strip():
+        raise BookingError("Опишите задачу")
+    async with db.transaction() as tx:
+        cur = await tx.execute(
+            "INSERT INTO tasks (patient_id, title, due_date, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
+            (patient_id, title.strip()[:500], due.isoformat(), user_id, utc_now()),
+        )
+        return int(cur.lastrowid or 0)
+
+
+async def complete_task(db: Database, task_id: int) -> None:
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE tasks SET done_at = ? WHERE id = ? AND done_at IS NULL",
+                         (utc_now(), task_id))
+
+
+async def open_tasks(db: Database, patient_id: int | None = None) -> list[dict[str, Any]]:
+    where, params = "t.done_at IS NULL", []
+    if patient_id is not None:
+        where += " AND t.patient_id = ?"
+        params.append(patient_id)
+    rows = await db.fetchall(
+        "SELECT t.*, p.last_name || ' ' || p.first_name || ' ' || p.middle_name AS patient_name,"
+        " (SELECT e164 FROM patient_phones ph WHERE ph.patient_id = p.id ORDER BY ph.id LIMIT 1) AS phone"
+        f" FROM tasks t LEFT JOIN patients p ON p.id = t.patient_id WHERE {where} ORDER BY t.due_date, t.id",
+        params,
+    )
+    return [dict(r) for r in rows]

@@ -1,0 +1,361 @@
+"""The panel's CRM side: schedule and booking, conversion of calls, the patient context block,
+comments, tags, settings, roles, click-to-call refusals and call distribution."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from crm import calls, clinic_settings, comments, context, distribution, schedule, tags, users
+from crm.clock import SettableClock
+from crm.demo import load_demo
+from pbx.app import SERVICES, build_app
+from pbx.calls.records import CallRecord, LegRecord, LiveCall
+from pbx.settings import AsteriskSettings, Settings, with_generated_secrets
+from web.live import LIVE_HUB
+
+TZ = ZoneInfo("Europe/Moscow")
+NOW = datetime(2026, 11, 23, 11, 0, tzinfo=TZ).timestamp()  # a Monday, 11:00 in Moscow
+PETROVA, IVANOV, KID = 1, 2, 3
+OPEN_CLIENTS: list[TestClient] = []
+
+
+def answered_call(lid: str, t0: float, caller: str, talk: float = 120.0, answered: bool = True) -> CallRecord:
+    leg = LegRecord("101", lid + ".1", "answered" if answered else "no_answer", t0,
+                    t0 + 5 if answered else None, t0 + 5 + talk, not answered)
+    return CallRecord(lid, "incoming", "incoming" if answered else "missed", "74951110001", caller,
+                      "74951110001", "", (leg,), "101" if answered else "", t0,
+                      t0 + 5 if answered else None, t0 + 5 + talk, 5.0, talk if answered else 0.0,
+                      "caller", "")
+
+
+@pytest.fixture
+async def app(tmp_path: Path):
+    asterisk = AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0)
+    settings = with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk))
+    clock = SettableClock(NOW)
+    application = build_app(settings, clock=clock)
+    server = TestServer(application, host="127.0.0.1")
+    await server.start_server()
+    db = application[SERVICES].db
+    await load_demo(db, now=NOW)
+    await users.create_user(db, "admin", "pw-admin-1")
+    await users.create_user(db, "boss", "pw-boss-12", role="settings_admin")
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE users SET history_access = 'edit'")
+    yield application, server, clock
+    while OPEN_CLIENTS:
+        await OPEN_CLIENTS.pop().close()
+    await server.close()
+
+
+async def login(server: TestServer, name: str, password: str, phone: str = "none") -> TestClient:
+    c = TestClient(server)
+    await c.start_server()
+    OPEN_CLIENTS.append(c)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', await (await c.get("/login")).text()).group(1)
+    await c.post("/login", data={"login": name, "password": password, "csrf_token": token})
+    await c.post("/shift", data={"extension": phone, "csrf_token": await csrf(c)})
+    return c
+
+
+async def csrf(c: TestClient, path: str = "/shift") -> str:
+    return re.search(r'name="csrf-token" content="([^"]+)"', await (await c.get(path)).text()).group(1)
+
+
+def tomorrow_at(hour: int, minute: int = 0) -> datetime:
+    d = date(2026, 11, 24)
+    return datetime(d.year, d.month, d.day, hour, minute, tzinfo=TZ)
+
+
+# --- schedule ---------------------------------------------------------------------------
+
+async def test_slots_booking_and_clashes(app) -> None:
+    application, _, _ = app
+    db = application[SERVICES].db
+    slots = await schedule.day_slots(db, 1, date(2026, 11, 24), TZ)
+    assert len(slots) == 22 and slots[0].starts_at.hour == 9 and slots[-1].starts_at.hour == 19
+    assert await schedule.day_slots(db, 1, date(2026, 11, 29), TZ) == []  # Sunday off
+    # two administrators take the same slot at once: exactly one wins
+    results = await asyncio.gather(
+        *(schedule.book(db, patient_id=pid, doctor_id=1, starts_at=tomorrow_at(10), minutes=30, now=NOW)
+          for pid in (PETROVA, IVANOV)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, int) for r in results) == 1
+    assert sum(isinstance(r, schedule.BookingError) for r in results) == 1
+    with pytest.raises(schedule.BookingError, match="занято"):
+        await schedule.book(db, patient_id=KID, doctor_id=1, starts_at=tomorrow_at(10, 15), minutes=30, now=NOW)
+    with pytest.raises(schedule.BookingError, match="прошло"):
+        await schedule.book(db, patient_id=KID, doctor_id=1,
+                            starts_at=datetime(2026, 11, 23, 9, 0, tzinfo=TZ), minutes=30, now=NOW)
+    booked = next(r for r in results if isinstance(r, int))
+    await schedule.set_status(db, booked, "cancelled")  # a cancelled slot is free again
+    again = await schedule.book(db, patient_id=KID, doctor_id=1, starts_at=tomorrow_at(10), minutes=30, now=NOW)
+    slot = next(s for s in await schedule.day_slots(db, 1, date(2026, 11, 24), TZ) if s.starts_at.hour == 10
+                and s.starts_at.minute == 0)
+    assert slot.appointment_id == again
+    with pytest.raises(ValueError):
+        await schedule.set_status(db, again, "maybe")
+
+
+async def test_context_block(app) -> None:
+    application, _, _ = app
+    db = application[SERVICES].db
+    ctx = await context.context(db, PETROVA, today=date(2026, 11, 23), now=NOW)
+    assert ctx["age"] == 41 and not ctx["child"]
+    assert ctx["balance"] == -1500 and ctx["treatment_sum"] == 4500 and ctx["insurance_sum"] == 3200
+    assert ctx["family_sum"] == 4500 + 3200 + 25000  # Петрова and Иванов are one family
+    assert ctx["policies"][0]["number"] == "ДМС-0042-7781"
+    assert ctx["completed_share"] == 67  # two completed of three past (one no-show)
+    assert ctx["last_visit"] and ctx["future"] == [] and len(ctx["tasks"]) == 1
+    kid = await context.context(db, KID, today=date(2026, 11, 23), now=NOW)
+    assert kid["child"] and kid["guardians"][0]["full_name"] == "Смирнова Елена Ивановна"
+    assert kid["guardians"][0]["phones"] == "+79265554433"
+    assert kid["completed_share"] is None and kid["family_sum"] is None
+
+
+# --- conversion ---------------------------------------------------------------------------
+
+async def test_conversion_rules(app) -> None:
+    application, _, _ = app
+    db = application[SERVICES].db
+    t0 = NOW - 3600  # 10:00, talk until 10:02:05
+    await calls.save_call(db, answered_call("500.1", t0, "79161234567"))  # Петрова
+    await calls.save_call(db, answered_call("500.2", t0, "79031112233"))  # Иванов
+    await calls.save_call(db, answered_call("500.3", t0 - 60, "79031112233", answered=False))
+    await calls.save_call(db, answered_call("500.4", t0, "79990001122"))  # nobody
+    # Петрова booked 29 min after her call ended -> converted; Иванов 31 min after -> not
+    end = t0 + 125
+    await schedule.book(db, patient_id=PETROVA, doctor_id=1, starts_at=tomorrow_at(12), minutes=30,
+                        now=end + 29 * 60)
+    await schedule.book(db, patient_id=IVANOV, doctor_id=2, starts_at=tomorrow_at(12), minutes=30,
+                        now=end + 31 * 60)
+    # the unknown caller's card booked a brand-new patient, with the call attached
+    from crm import patients
+    new = await patients.add_patient(db, "Новикова", "Ольга", phone_numbers=("+79990001122",))
+    await schedule.book(db, patient_id=new, doctor_id=1, starts_at=tomorrow_at(13), minutes=30,
+                        now=end + 3 * 3600, call_linkedid="500.4")
+    rows = {c["linkedid"]: c for c in await calls.list_calls(db, calls.CallFilter())}
+    assert rows["500.1"]["converted"] and not rows["500.2"]["converted"]
+    assert not rows["500.3"]["converted"]  # a missed call is never converted by the window
+    assert rows["500.4"]["converted"]
+    yes = {c["linkedid"] for c in await calls.list_calls(db, calls.CallFilter(converted=True))}
+    assert yes == {"500.1", "500.4"}
+    # "had an appointment at that moment": a call after the booking, before the visit
+    await calls.save_call(db, answered_call("500.5", end + 2 * 3600, "79161234567"))
+    later = await calls.get_call_by_linkedid(db, "500.5")
+    assert later["had_appointment"] and not rows["500.1"]["had_appointment"]
+
+
+# --- comments and tags --------------------------------------------------------------------
+
+async def test_comments_and_manual_call(app) -> None:
+    application, _, _ = app
+    db = application[SERVICES].db
+    await calls.save_call(db, answered_call("600.1", NOW - 600, "79161234567"))
+    topic = (await comments.topics(db))[0]["id"]
+    with pytest.raises(comments.CommentError, match="тему"):
+        await comments.save_comment(db, "600.1", caller_type="wants_booking", topic_id=None,
+                                    patient_id=PETROVA, text="", user_id=None)
+    with pytest.raises(comments.CommentError):
+        await comments.save_comment(db, "600.1", caller_type="hacker", topic_id=None,
+                                    patient_id=None, text="", user_id=None)
+    await comments.save_comment(db, "600.1", caller_type="wants_booking", topic_id=topic,
+                                patient_id=PETROVA, text="Хочет имплант", user_id=None)
+    call = await calls.get_call_by_linkedid(db, "600.1")
+    assert call["comment"]["text"] == "Хочет имплант"
+    assert comments.default_caller_type("employee", False) == "employee"
+    assert comments.default_caller_type("contractor", False) == "other"
+    assert comments.default_caller_type("patient", True) == "booked"
+    lid = await comments.add_manual_call(db, direction="outgoing", phone="8 (916) 123-45-67",
+                                         started=datetime(2026, 11, 23, 9, 30, tzinfo=TZ), minutes=3,
+                                         user_id=None)
+    manual = await calls.get_call_by_linkedid(db, lid)
+    assert manual["source"] == "manual" and manual["patients"][0]["id"] == PETROVA
+    assert manual["talk_seconds"] == 180
+    with pytest.raises(comments.CommentError):
+        await comments.add_manual_call(db, direction="outgoing", phone="abc", started=datetime.now(TZ),
+                                       minutes=1, user_id=None)
+
+
+async def test_tags_rules(app) -> None:
+    application, _, _ = app
+    db = application[SERVICES].db
+    assert not await tags.should_prompt(db, "700.1", converted=False)  # disabled by default
+    await clinic_settings.put(db, "tags_enabled", True)
+    assert await tags.should_prompt(db, "700.1", converted=False)
+    assert not await tags.should_prompt(db, "700.1", converted=True)  # mode: only without booking
+    await clinic_settings.put(db, "tags_mode", "always")
+    assert await tags.should_prompt(db, "700.1", converted=True)
+    groups = await tags.groups(db)
+    why = groups[0]
+    with pytest.raises(tags.TagError, match="хотя бы одну"):
+        await tags.set_tags(db, "700.1", [], "  ", None)
+    await tags.set_tags(db, "700.1", [why["tags"][0]["id"]], "Спросил про рассрочку", None)
+    with pytest.raises(tags.TagError, match="уже установлены"):
+        await tags.set_tags(db, "700.1", [why["tags"][1]["id"]], "", None)
+    assert not await tags.should_prompt(db, "700.1", converted=False)
+    await tags.rename_group(db, why["id"], "Причины")
+    await tags.delete_group(db, why["id"])
+    assert [g["name"] for g in await tags.groups(db)] == ["Направление"]
+    assert [t["label"] for t in await tags.call_tags(db, "700.1")] == ["Не подошло время", "Спросил про рассрочку"]
+    # shown and closed unsaved: the history shows a dash
+    await calls.save_call(db, answered_call("700.2", NOW - 300, "79161234567"))
+    await tags.mark_prompted(db, "700.2", None)
+    await tags.dismiss(db, "700.2", None)
+    assert (await calls.get_call_by_linkedid(db, "700.2"))["tags_skipped"]
+
+
+# --- the web pages --------------------------------------------------------------------------
+
+async def test_book_from_a_call_converts_it(app) -> None:
+    application, server, _ = app
+    db = application[SERVICES].db
+    await calls.save_call(db, answered_call("800.1", NOW - 7200, "79990005566"))  # unknown, 2 h ago
+    c = await login(server, "admin", "pw-admin-1")
+    page = await (await c.get("/booking?call=800.1&phone=%2B79990005566&doctor=2&date=2026-11-24")).text()
+    assert "Новый пациент" in page and 'value="2026-11-24T09:00"' in page
+    token = await csrf(c)
+    form = {"csrf_token": token, "call": "800.1", "doctor": "2", "slot": "2026-11-24T09:00",
+            "last_name": "<img src=x onerror=alert(1)>", "first_name": "Пётр", "phone": "+79990005566"}
+    resp = await c.post("/booking", data=form, allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"].startswith("/patients/")
+    card = await (await c.get(resp.headers["Location"])).text()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in card and "<img src=x" not in card
+    assert "Пациент записан" in card
+    history = await (await c.get("/calls?converted=yes")).text()
+    assert "79990005566" in history
+    # the same slot again: a clear error, no second appointment
+    again = await c.post("/booking", data=form | {"last_name": "Другой"})
+    assert again.status == 400 and "уже занято" in await again.text()
+    n = db.query_now("SELECT COUNT(*) FROM appointments WHERE starts_at = '2026-11-24T09:00'")[0][0]
+    assert n == 1
+    # no CSRF token: refused, nothing written
+    bad = await c.post("/booking", data={k: v for k, v in form.items() if k != "csrf_token"} | {"slot": "2026-11-24T09:30"})
+    assert bad.status == 403
+
+
+async def test_patient_card_and_schedule_pages(app) -> None:
+    _, server, _ = app
+    c = await login(server, "admin", "pw-admin-1")
+    card = await (await c.get(f"/patients/{PETROVA}")).text()
+    for text in ("Петрова Анна Сергеевна", "долг 1 500 ₽", "4 500 ₽", "67%", "ДМС-0042-7781",
+                 "Аллергия на лидокаин", "data-number=\"+79161234567\""):
+        assert text in card, text
+    assert (await c.get("/patients/9999")).status == 404
+    kid = await (await c.get(f"/patients/{KID}")).text()
+    assert "Смирнова Елена Ивановна" in kid and 'data-number="+79265554433"' in kid
+    sched = await (await c.get("/schedule?date=2026-11-24")).text()
+    assert "Кузнецова Ольга Викторовна" in sched and "Записать" in sched
+    found = await (await c.get("/patients?q=7916")).text()
+    assert "Петрова" in found
+    tasks = await (await c.get("/tasks")).text()
+    assert "подобрать время" in tasks and "Иванов" in tasks
+    token = await csrf(c)
+    resp = await c.post("/tasks", data={"csrf_token": token, "patient": str(IVANOV), "title": "Перезвонить",
+                                        "due": "2026-11-25", "back": "https://evil.example/"},
+                        allow_redirects=False)
+    assert resp.headers["Location"] == "/schedule"  # no open redirect
+
+
+async def test_settings_roles_and_tag_flow(app) -> None:
+    application, server, _ = app
+    admin = await login(server, "admin", "pw-admin-1")
+    assert (await admin.get("/settings")).status == 403
+    assert "/settings" not in await (await admin.get("/patients")).text()
+    boss = await login(server, "boss", "pw-boss-12")
+    token = await csrf(boss)
+    r = await boss.post("/settings", data={"csrf_token": token, "action": "tags", "tags_enabled": "1",
+                                           "tags_mode": "always"})
+    assert r.status == 200  # redirected back to the page
+    db = application[SERVICES].db
+    assert await clinic_settings.get(db, "tags_enabled") is True
+    admin_phone = await login(server, "admin", "pw-admin-1", phone="101")
+    headers = {"X-CSRF-Token": await csrf(admin_phone)}
+    shown = await (await admin_phone.post("/tags/prompt", json={"call": "900.1", "phone": "+79161234567",
+                                                               "since": NOW}, headers=headers)).json()
+    assert shown["show"] and shown["other"] == "Другая метка"
+    tag_id = shown["groups"][0]["tags"][0]["id"]
+    empty = await admin_phone.post("/tags/save", json={"call": "900.1", "tags": []}, headers=headers)
+    assert empty.status == 400
+    ok = await admin_phone.post("/tags/save", json={"call": "900.1", "tags": [tag_id]}, headers=headers)
+    assert ok.status == 200
+    assert (await admin_phone.post("/tags/save", json={"call": "900.1", "tags": [tag_id]}, headers=headers)).status == 400
+    no_csrf = await admin_phone.post("/tags/save", json={"call": "900.2", "tags": [tag_id]})
+    assert no_csrf.status == 403
+    r = await boss.post("/settings", data={"csrf_token": token, "action": "user", "user": "1",
+                                           "role": "root", "history_access": "edit"})
+    assert r.status == 400
+
+
+async def test_comment_pages_and_rights(app) -> None:
+    application, server, _ = app
+    db = application[SERVICES].db
+    await calls.save_call(db, answered_call("950.1", NOW - 600, "79161234567"))
+    c = await login(server, "admin", "pw-admin-1")
+    page = await (await c.get("/comment?call=950.1")).text()
+    assert "Петрова Анна Сергеевна" in page and "Пациент. Хочет записаться" in page
+    token = await csrf(c)
+    r = await c.post("/comment", data={"csrf_token": token, "call": "950.1", "patient": str(PETROVA),
+                                       "caller_type": "wants_booking", "topic": "", "text": "x"})
+    assert r.status == 400 and "тему" in await r.text()
+    topic = (await comments.topics(db))[0]["id"]
+    r = await c.post("/comment", data={"csrf_token": token, "call": "950.1", "patient": str(PETROVA),
+                                       "caller_type": "wants_booking", "topic": str(topic), "text": "Имплант",
+                                       "action": "book"}, allow_redirects=False)
+    assert r.headers["Location"] == f"/booking?call=950.1&patient={PETROVA}"
+    assert (await c.get("/comment?call=../etc")).status == 404
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE users SET history_access = 'read' WHERE login = 'admin'")
+    assert (await c.get("/comment?call=950.1")).status == 403
+    assert (await c.get("/calls/manual")).status == 403
+
+
+async def test_click_to_call_refusals(app) -> None:
+    application, server, _ = app
+    c = await login(server, "admin", "pw-admin-1")
+    headers = {"X-CSRF-Token": await csrf(c)}
+    r = await c.post("/dial", json={"number": "+79161234567"}, headers=headers)
+    assert r.status == 409 and "Выберите телефон" in (await r.json())["error"]
+    c2 = await login(server, "admin", "pw-admin-1", phone="101")
+    headers = {"X-CSRF-Token": await csrf(c2)}
+    r = await c2.post("/dial", json={"number": "не номер"}, headers=headers)
+    assert r.status == 409 and "Неверный номер" in (await r.json())["error"]
+    await clinic_settings.put(application[SERVICES].db, "telephony_suspended", True)
+    r = await c2.post("/dial", json={"number": "+79161234567"}, headers=headers)
+    assert "приостановлен" in (await r.json())["error"]
+    await clinic_settings.put(application[SERVICES].db, "telephony_suspended", False)
+    r = await c2.post("/dial", json={"number": "+79161234567"}, headers=headers)
+    assert "Нет связи с АТС" in (await r.json())["error"]  # AMI is not reachable in this test
+    assert (await c2.post("/dial", json={"number": "+79161234567"})).status == 403  # no CSRF
+
+
+async def test_distribution_rules(app) -> None:
+    application, _, _ = app
+    db = application[SERVICES].db
+    hub = application[LIVE_HUB]
+    user = await users.create_user(db, "callcentre", "pw-cc-1234")
+    await distribution.add_rule(db, user_id=user, workstation=None, branch_id=None, did="74951110002", queue=None)
+    rules = await distribution.rules_for(db, user, None)
+    mine = hub.subscribe(user, "101", rules)
+    other = hub.subscribe(999, "101", ())
+    from pbx.calls.records import LiveUpdate
+
+    def card(did: str) -> LiveUpdate:
+        return LiveUpdate(LiveCall(did, "incoming", "101", "ringing", "79161234567", "", did,
+                                   "reception-ringall", "", "", NOW))
+    hub.on_change(card("74951110001"))
+    hub.on_change(card("74951110002"))
+    assert mine.queue.qsize() == 1 and other.queue.qsize() == 2
+    # a workstation's rules win over the user's own
+    await distribution.add_rule(db, user_id=None, workstation="front-desk", branch_id=1, did=None, queue=None)
+    assert (await distribution.rules_for(db, user, "front-desk"))[0].branch_id == 1
+    with pytest.raises(ValueError):
+        await distribution.add_rule(db, user_id=None, workstation=None, branch_id=None, did=None, queue=None)

@@ -1,0 +1,186 @@
+"""Booking and the schedule: "Назначить приём" from a call card opens the booking panel with
+the patient and the call filled in; an appointment booked there converts that call (seed 000).
+Also the day's schedule with statuses, the next day's call list, tasks and the waiting list."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from crm import context, patients, schedule, shifts
+from crm.schedule import BookingError
+from pbx.app import SERVICES
+from web.common import clean_linkedid, clinic_tz, int_or_none, local_today, now_ts, viewer
+from web.patients import patient_fields
+
+
+def _day(text: str | None, default: date) -> date:
+    try:
+        return date.fromisoformat(text) if text else default
+    except ValueError:
+        return default
+
+
+def live_talk(request: web.Request, extension: str | None) -> str | None:
+    """The call the administrator is talking on now: a booking made during it converts it."""
+    calls = request.app[SERVICES].calls
+    if calls is None or not extension:
+        return None
+    for card in calls.live.get(extension, {}).values():
+        if card.status in ("talking", "on_hold"):
+            return card.linkedid
+    return None
+
+
+async def booking_context(request: web.Request, values: Any, error: str | None) -> dict[str, Any]:
+    db = request.app[SERVICES].db
+    me = await viewer(request)
+    today = local_today(request)
+    doctors = await schedule.doctors(db)
+    doctor_id = int_or_none(values.get("doctor")) or (doctors[0]["id"] if doctors else None)
+    day = _day(values.get("date"), today)
+    patient_id = int_or_none(values.get("patient"))
+    ctx = None
+    if patient_id:
+        try:
+            ctx = await context.context(db, patient_id, today=today, now=now_ts(request))
+        except KeyError:
+            patient_id = None
+    call = clean_linkedid(values.get("call"))
+    if call is None:
+        call = live_talk(request, await shifts.current_extension(db, me.user_id))
+    slots = []
+    if doctor_id:
+        now = now_ts(request)
+        slots = [s for s in await schedule.day_slots(db, doctor_id, day, clinic_tz(request))
+                 if s.appointment_id is None and s.ends_at.timestamp() > now]
+    return {
+        "doctors": doctors, "doctor_id": doctor_id, "day": day.isoformat(), "slots": slots,
+        "patient_id": patient_id, "ctx": ctx, "call": call, "form": values, "error": error,
+        "chosen_slot": values.get("slot", ""),
+    }
+
+
+@aiohttp_jinja2.template("booking.html")
+async def booking_form(request: web.Request) -> dict[str, Any]:
+    return await booking_context(request, request.query, None)
+
+
+async def booking_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    db = request.app[SERVICES].db
+    me = await viewer(request)
+    try:
+        patient_id = int_or_none(form.get("patient"))
+        if patient_id is None:
+            last, first, middle, born, phone = patient_fields(form)
+            patient_id = await patients.add_patient(db, last, first, middle, birth_date=born,
+                                                    phone_numbers=(phone,) if phone else ())
+        doctor_id = int_or_none(form.get("doctor"))
+        if doctor_id is None:
+            raise BookingError("Выберите врача")
+        slot = str(form.get("slot", ""))
+        if not slot:
+            raise BookingError("Выберите время приёма")
+        starts = schedule.parse_local(slot, clinic_tz(request))
+        minutes = int_or_none(form.get("minutes")) or 30
+        guardian = int_or_none(form.get("guardian"))
+        appt = await schedule.book(
+            db, patient_id=patient_id, doctor_id=doctor_id, starts_at=starts, minutes=minutes,
+            now=now_ts(request), user_id=me.user_id, call_linkedid=clean_linkedid(str(form.get("call", ""))),
+            guardian_id=guardian, comment=str(form.get("comment", "")),
+        )
+        if form.get("notify"):
+            async with db.transaction() as tx:
+                await tx.execute("UPDATE appointments SET notify_requested = 1 WHERE id = ?", (appt,))
+    except (BookingError, ValueError) as exc:
+        values = {k: str(v) for k, v in form.items()}
+        if patient_id is not None:
+            values["patient"] = str(patient_id)
+        return aiohttp_jinja2.render_template(
+            "booking.html", request, await booking_context(request, values, str(exc)), status=400
+        )
+    raise web.HTTPFound(f"/patients/{patient_id}?booked={appt}")
+
+
+@aiohttp_jinja2.template("schedule.html")
+async def schedule_page(request: web.Request) -> dict[str, Any]:
+    db = request.app[SERVICES].db
+    tz = clinic_tz(request)
+    day = _day(request.query.get("date"), local_today(request))
+    doctors = await schedule.doctors(db)
+    columns = []
+    for d in doctors:
+        slots = await schedule.day_slots(db, d["id"], day, tz)
+        appts = {a["id"]: a for a in await schedule.day_appointments(db, day, tz, d["id"])}
+        columns.append({"doctor": d, "slots": slots, "appts": appts})
+    tomorrow = local_today(request) + timedelta(days=1)
+    call_list = [a for a in await schedule.day_appointments(db, tomorrow, tz)
+                 if a["status"] in schedule.ACTIVE]
+    return {
+        "day": day.isoformat(), "prev": (day - timedelta(days=1)).isoformat(),
+        "next": (day + timedelta(days=1)).isoformat(), "columns": columns,
+        "call_list": call_list, "statuses": schedule.STATUSES, "now": now_ts(request),
+        "cancelled": [a for a in await schedule.day_appointments(db, day, tz)
+                      if a["status"] in ("cancelled",)],
+    }
+
+
+async def appointment_status(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    status = str(form.get("status", ""))
+    if status not in schedule.STATUSES:
+        raise web.HTTPBadRequest(text="Неизвестный статус")
+    try:
+        await schedule.set_status(request.app[SERVICES].db, int(request.match_info["id"]), status)
+    except BookingError as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
+    raise web.HTTPFound(_back(form.get("back")))
+
+
+def _back(target: object) -> str:
+    """Only our own pages: never an open redirect."""
+    text = str(target or "")
+    return text if text.startswith("/") and not text.startswith("//") and "\\" not in text else "/schedule"
+
+
+@aiohttp_jinja2.template("tasks.html")
+async def tasks_page(request: web.Request) -> dict[str, Any]:
+    db = request.app[SERVICES].db
+    return {"tasks": await schedule.open_tasks(db), "waiting": await schedule.waiting(db),
+            "today": local_today(request).isoformat()}
+
+
+async def task_add(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    me = await viewer(request)
+    try:
+        due = date.fromisoformat(str(form.get("due", "")))
+    except ValueError:
+        raise web.HTTPBadRequest(text="Неверная дата задачи") from None
+    try:
+        await schedule.add_task(request.app[SERVICES].db, int_or_none(form.get("patient")),
+                                str(form.get("title", "")), due, me.user_id)
+    except BookingError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    raise web.HTTPFound(_back(form.get("back")))
+
+
+async def task_done(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    await schedule.complete_task(request.app[SERVICES].db, int(request.match_info["id"]))
+    raise web.HTTPFound(_back(form.get("back")))
+
+
+async def waiting_add(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    me = await viewer(request)
+    pid = int_or_none(form.get("patient"))
+    if pid is None or not await request.app[SERVICES].db.fetchone("SELECT 1 FROM patients WHERE id = ?", (pid,)):
+        raise web.HTTPBadRequest(text="Нет такого пациента")
+    await schedule.add_waiting(request.app[SERVICES].db, pid, str(form.get("specialty", "")),
+                               str(form.get("note", "")), me.user_id)
+    raise web.HTTPFound(_back(form.get("back")))

@@ -1,0 +1,134 @@
+"""The "Добавление комментария к разговору" window (seed 001): during a call from its card,
+later from the history, or for a manual entry of a call to a mobile. "Сохранить и записать"
+saves and opens booking for the chosen patient with the call attached."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from crm import calls, comments, context, identify, phones, shifts
+from crm.comments import CommentError
+from pbx.app import SERVICES
+from web.common import (
+    Viewer,
+    clean_linkedid,
+    clinic_tz,
+    int_or_none,
+    local_now,
+    local_today,
+    now_ts,
+    viewer,
+)
+
+
+async def _call_view(request: web.Request, linkedid: str, me: Viewer) -> dict[str, Any]:
+    """The call as stored, or as its live card on the viewer's phone. Stored calls need the
+    history edit right; a live call on one's own phone is always one's own to comment."""
+    services = request.app[SERVICES]
+    stored = await calls.get_call_by_linkedid(services.db, linkedid)
+    if stored is not None:
+        if me.history != "edit":
+            raise web.HTTPForbidden(text="Нет права редактировать историю звонков")
+        return {"linkedid": linkedid, "phone": stored["phone_e164"] or stored["caller_raw"],
+                "when": stored["started_at"][:19].replace("T", " "), "live": False,
+                "kind": stored["caller_kind"], "patients": stored["patients"]}
+    extension = await shifts.current_extension(services.db, me.user_id)
+    live = services.calls.live.get(extension or "", {}).get(linkedid) if services.calls else None
+    if live is None:
+        raise web.HTTPNotFound(text="Нет такого звонка")
+    e164 = phones.normalize(live.caller)
+    who = identify.identify(services.db, e164)
+    return {"linkedid": linkedid, "phone": e164 or live.caller, "when": "сейчас", "live": True,
+            "kind": who.kind,
+            "patients": [{"id": p.id, "full_name": p.full_name, "birth_date": p.birth_date}
+                         for p in who.candidates]}
+
+
+async def _page(request: web.Request, linkedid: str, values: Any, error: str | None) -> dict[str, Any]:
+    db = request.app[SERVICES].db
+    me = await viewer(request)
+    call = await _call_view(request, linkedid, me)
+    existing = await comments.get_comment(db, linkedid)
+    patient_id = int_or_none(values.get("patient")) or (existing or {}).get("patient_id")
+    if patient_id is None and len(call["patients"]) == 1:
+        patient_id = call["patients"][0]["id"]
+    ctx = None
+    if patient_id:
+        try:
+            ctx = await context.context(db, patient_id, today=local_today(request), now=now_ts(request))
+        except KeyError:
+            patient_id = None
+    caller_type = values.get("caller_type") or (existing or {}).get("caller_type") or \
+        comments.default_caller_type(call["kind"], bool(ctx and ctx["future"]))
+    return {
+        "call": call, "ctx": ctx, "patient_id": patient_id, "caller_types": comments.CALLER_TYPES,
+        "caller_type": caller_type, "topics": await comments.topics(db),
+        "topic_id": int_or_none(values.get("topic")) or (existing or {}).get("topic_id"),
+        "text": values.get("text") or (existing or {}).get("text", ""), "error": error,
+    }
+
+
+@aiohttp_jinja2.template("comment.html")
+async def comment_form(request: web.Request) -> dict[str, Any]:
+    linkedid = clean_linkedid(request.query.get("call"))
+    if linkedid is None:
+        raise web.HTTPNotFound(text="Нет такого звонка")
+    return await _page(request, linkedid, request.query, None)
+
+
+async def comment_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    linkedid = clean_linkedid(str(form.get("call", "")))
+    if linkedid is None:
+        raise web.HTTPNotFound(text="Нет такого звонка")
+    me = await viewer(request)
+    await _call_view(request, linkedid, me)  # rights
+    patient_id = int_or_none(form.get("patient"))
+    try:
+        await comments.save_comment(
+            request.app[SERVICES].db, linkedid, caller_type=str(form.get("caller_type", "")),
+            topic_id=int_or_none(form.get("topic")), patient_id=patient_id,
+            text=str(form.get("text", "")), user_id=me.user_id,
+        )
+    except CommentError as exc:
+        values = {k: str(v) for k, v in form.items()}
+        return aiohttp_jinja2.render_template(
+            "comment.html", request, await _page(request, linkedid, values, str(exc)), status=400
+        )
+    if form.get("action") == "book":
+        raise web.HTTPFound(f"/booking?call={linkedid}" + (f"&patient={patient_id}" if patient_id else ""))
+    raise web.HTTPFound("/calls" if me.history in ("read", "edit") else "/")
+
+
+@aiohttp_jinja2.template("manual_call.html")
+async def manual_form(request: web.Request) -> dict[str, Any]:
+    me = await viewer(request)
+    if me.history != "edit":
+        raise web.HTTPForbidden(text="Нет права редактировать историю звонков")
+    return {"error": None, "form": {"when": local_now(request).strftime("%Y-%m-%dT%H:%M")}}
+
+
+async def manual_submit(request: web.Request) -> web.StreamResponse:
+    me = await viewer(request)
+    if me.history != "edit":
+        raise web.HTTPForbidden(text="Нет права редактировать историю звонков")
+    form = await request.post()
+    try:
+        try:
+            started = datetime.fromisoformat(str(form.get("when", ""))).replace(tzinfo=clinic_tz(request))
+            minutes = float(str(form.get("minutes", "0")).replace(",", "."))
+        except ValueError:
+            raise CommentError("Неверные дата или длительность") from None
+        linkedid = await comments.add_manual_call(
+            request.app[SERVICES].db, direction=str(form.get("direction", "")),
+            phone=str(form.get("phone", ""))[:30], started=started, minutes=minutes, user_id=me.user_id,
+        )
+    except CommentError as exc:
+        return aiohttp_jinja2.render_template(
+            "manual_call.html", request, {"error": str(exc), "form": form}, status=400
+        )
+    raise web.HTTPFound(f"/comment?call={linkedid}")

@@ -1,0 +1,105 @@
+"""Patients in the panel: search, a new card (from a call's "Добавить пациента"), and the
+patient card with the context block (seed 001), appointments, tasks, waiting list and calls."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from crm import calls, context, patients, phones, schedule
+from pbx.app import SERVICES
+from web.common import clean_linkedid, int_or_none, local_today, now_ts, viewer
+from web.history import row_view
+
+NAME_MAX = 60
+
+
+@aiohttp_jinja2.template("patients.html")
+async def patient_list(request: web.Request) -> dict[str, Any]:
+    q = request.query.get("q", "").strip()[:100]
+    found: list[dict[str, Any]] = []
+    if q:
+        digits = "".join(ch for ch in q if ch.isdigit())
+        clauses, params = [], []
+        if len(digits) >= 3:
+            clauses.append("p.id IN (SELECT patient_id FROM patient_phones WHERE e164 LIKE ?)")
+            params.append(f"%{digits}%")
+        if any(ch.isalpha() for ch in q):
+            clauses.append("(p.last_name || ' ' || p.first_name || ' ' || p.middle_name) LIKE ?")
+            params.append(f"%{q}%")
+        if clauses:
+            rows = await request.app[SERVICES].db.fetchall(
+                "SELECT p.id, p.last_name, p.first_name, p.middle_name, p.birth_date,"
+                " (SELECT GROUP_CONCAT(e164, ' ') FROM patient_phones WHERE patient_id = p.id) AS phones"
+                f" FROM patients p WHERE {' OR '.join(clauses)} ORDER BY p.last_name, p.first_name LIMIT 50",
+                params,
+            )
+            found = [dict(r) for r in rows]
+    return {"q": q, "found": found}
+
+
+@aiohttp_jinja2.template("patient_new.html")
+async def patient_new_form(request: web.Request) -> dict[str, Any]:
+    return {"form": {"phone": request.query.get("phone", "")[:30]},
+            "call": clean_linkedid(request.query.get("call")), "error": None}
+
+
+def patient_fields(form: Any) -> tuple[str, str, str, str | None, str]:
+    """Validated new-patient fields; ValueError with the message to show."""
+    last = " ".join(str(form.get("last_name", "")).split())[:NAME_MAX]
+    first = " ".join(str(form.get("first_name", "")).split())[:NAME_MAX]
+    middle = " ".join(str(form.get("middle_name", "")).split())[:NAME_MAX]
+    if not last or not first:
+        raise ValueError("Введите фамилию и имя")
+    born = str(form.get("birth_date", "")).strip() or None
+    if born:
+        try:
+            if date.fromisoformat(born) > date.today():
+                raise ValueError
+        except ValueError:
+            raise ValueError("Неверная дата рождения") from None
+    phone = str(form.get("phone", "")).strip()[:30]
+    if phone and phones.normalize(phone) is None:
+        raise ValueError("Неверный номер телефона")
+    return last, first, middle, born, phone
+
+
+async def patient_new_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    call = clean_linkedid(str(form.get("call", "")))
+    try:
+        last, first, middle, born, phone = patient_fields(form)
+    except ValueError as exc:
+        return aiohttp_jinja2.render_template(
+            "patient_new.html", request, {"form": form, "call": call, "error": str(exc)}, status=400
+        )
+    pid = await patients.add_patient(request.app[SERVICES].db, last, first, middle, birth_date=born,
+                                     phone_numbers=(phone,) if phone else ())
+    if form.get("then") == "booking":
+        raise web.HTTPFound(f"/booking?patient={pid}" + (f"&call={call}" if call else ""))
+    raise web.HTTPFound(f"/patients/{pid}")
+
+
+@aiohttp_jinja2.template("patient.html")
+async def patient_card(request: web.Request) -> dict[str, Any]:
+    db = request.app[SERVICES].db
+    pid = int(request.match_info["id"])
+    me = await viewer(request)
+    try:
+        ctx = await context.context(db, pid, today=local_today(request), now=now_ts(request))
+    except KeyError:
+        raise web.HTTPNotFound(text="Нет такого пациента") from None
+    appointments = await schedule.patient_appointments(db, pid)
+    recent: list[dict[str, Any]] = []
+    if me.history in ("read", "edit") and ctx["patient"]["phones"]:
+        for ph in ctx["patient"]["phones"]:
+            recent += await calls.list_calls(db, calls.CallFilter(query=ph["e164"], limit=20))
+        recent.sort(key=lambda c: c["started_at"], reverse=True)
+    return {
+        "ctx": ctx, "p": ctx["patient"], "appointments": appointments,
+        "calls": [row_view(c) for c in recent[:20]], "can_history": me.history in ("read", "edit"),
+        "booked": int_or_none(request.query.get("booked")), "today": local_today(request).isoformat(),
+    }

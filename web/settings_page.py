@@ -1,0 +1,115 @@
+"""Clinic settings in the panel (settings admins and the director): tags, conversation
+topics, users' roles and history rights, call distribution, this computer's workstation
+name, and the telephony pause. Every change applies at once (read fresh by each request)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from crm import clinic_settings, comments, distribution, tags, users
+from crm.comments import CommentError
+from crm.tags import TagError
+from pbx.app import SERVICES
+from web.common import ROLE_LABELS, int_or_none, require_settings
+from web.live import WORKSTATION_COOKIE
+
+HISTORY_RIGHTS = {"none": "Нет доступа", "read": "Чтение", "edit": "Редактирование"}
+
+
+async def _page(request: web.Request, error: str | None = None) -> dict[str, Any]:
+    db = request.app[SERVICES].db
+    return {
+        "settings": await clinic_settings.get_all(db),
+        "groups": await tags.groups(db),
+        "topics": await comments.topics(db),
+        "users": [dict(r) for r in await db.fetchall(
+            "SELECT id, login, full_name, role, history_access, active FROM users ORDER BY login")],
+        "roles": ROLE_LABELS, "rights": HISTORY_RIGHTS,
+        "rules": await distribution.list_rules(db),
+        "branches": [dict(r) for r in await db.fetchall("SELECT id, name FROM branches ORDER BY id")],
+        "dids": [dict(r) for r in await db.fetchall("SELECT did, ad_channel FROM clinic_numbers ORDER BY did")],
+        "queues": ("reception-ringall", "reception-linear"),
+        "workstation": request.cookies.get(WORKSTATION_COOKIE, ""),
+        "error": error,
+    }
+
+
+@aiohttp_jinja2.template("settings.html")
+async def settings_form(request: web.Request) -> dict[str, Any]:
+    await require_settings(request)
+    return await _page(request)
+
+
+async def settings_submit(request: web.Request) -> web.StreamResponse:
+    await require_settings(request)
+    form = await request.post()
+    db = request.app[SERVICES].db
+    action = str(form.get("action", ""))
+    field = lambda name: str(form.get(name, "")).strip()  # noqa: E731
+    try:
+        if action == "tags":
+            await clinic_settings.put(db, "tags_enabled", bool(form.get("tags_enabled")))
+            mode = field("tags_mode")
+            if mode not in ("no_appointment", "always"):
+                raise TagError("Выберите, когда показывать окно меток")
+            await clinic_settings.put(db, "tags_mode", mode)
+        elif action == "group_add":
+            await tags.create_group(db, field("name"))
+        elif action == "group_rename":
+            await tags.rename_group(db, _id(form, "group"), field("name"))
+        elif action == "group_delete":
+            await tags.delete_group(db, _id(form, "group"))
+        elif action == "tag_add":
+            await tags.add_tag(db, _id(form, "group"), field("name"))
+        elif action == "tag_delete":
+            await tags.delete_tag(db, _id(form, "tag"))
+        elif action == "topic_add":
+            await comments.add_topic(db, field("name"))
+        elif action == "user":
+            role, right = field("role"), field("history_access")
+            if role not in ROLE_LABELS or right not in HISTORY_RIGHTS:
+                raise ValueError("Неверная роль или право")
+            async with db.transaction() as tx:
+                await tx.execute("UPDATE users SET role = ?, history_access = ? WHERE id = ?",
+                                 (role, right, _id(form, "user")))
+        elif action == "user_add":
+            login = field("login")[:50]
+            if not login or len(field("password")) < 8 or await users.user_exists(db, login):
+                raise ValueError("Логин занят или пароль короче 8 символов")
+            await users.create_user(db, login, field("password"), full_name=field("full_name")[:100],
+                                    role=field("role") if field("role") in ROLE_LABELS else "administrator")
+        elif action == "rule_add":
+            await distribution.add_rule(
+                db, user_id=int_or_none(form.get("user")), workstation=field("workstation") or None,
+                branch_id=int_or_none(form.get("branch")), did=field("did") or None,
+                queue=field("queue") or None,
+            )
+        elif action == "rule_delete":
+            await distribution.delete_rule(db, _id(form, "rule"))
+        elif action == "telephony":
+            await clinic_settings.put(db, "telephony_suspended", bool(form.get("suspended")))
+        elif action == "workstation":
+            resp = web.HTTPFound("/settings")
+            name = field("workstation")[:50]
+            if name:
+                resp.set_cookie(WORKSTATION_COOKIE, name, max_age=10 * 365 * 86400, httponly=True,
+                                samesite="Lax")
+            else:
+                resp.del_cookie(WORKSTATION_COOKIE)
+            raise resp
+        else:
+            raise ValueError("Неизвестное действие")
+    except (TagError, CommentError, ValueError) as exc:
+        return aiohttp_jinja2.render_template("settings.html", request,
+                                              await _page(request, str(exc)), status=400)
+    raise web.HTTPFound("/settings")
+
+
+def _id(form: Any, name: str) -> int:
+    value = int_or_none(form.get(name))
+    if value is None:
+        raise ValueError("Неверный запрос")
+    return value

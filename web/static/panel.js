@@ -1,0 +1,46 @@
+// Panel-wide behaviour: click-to-call buttons (any element with data-number) and notices.
+// No inline scripts (the CSP forbids them); the CSRF token comes from a meta tag.
+"use strict";
+window.clinicPanel = (function () {
+  const csrf = (document.querySelector("meta[name=csrf-token]") || {}).content || "";
+  function notice(text, level) {
+    const box = document.getElementById("notices");
+    if (!box) return;
+    const n = document.createElement("div");
+    n.className = "notice " + (level || "info");
+    n.textContent = text;
+    const close = document.createElement("button");
+    close.className = "close";
+    close.textContent = "×";
+    close.addEventListener("click", () => n.remove());
+    n.append(close);
+    box.append(n);
+    setTimeout(() => n.remove(), level === "error" ? 30000 : 15000);
+  }
+  async function post(url, body) {
+    const resp = await fetch(url, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(body),
+    });
+    let data = {};
+    try { data = await resp.json(); } catch (e) { data = {}; }
+    return { ok: resp.ok, status: resp.status, data };
+  }
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("[data-number]");
+    if (!button || button.tagName !== "BUTTON") return;
+    event.preventDefault();
+    button.disabled = true;
+    try {
+      const r = await post("/dial", { number: button.dataset.number });
+      if (r.ok) notice("Звоним: сначала зазвонит ваш телефон " + r.data.extension + ", затем пациент", "info");
+      else notice(r.data.error || "Не получилось позвонить", "error");
+    } catch (e) {
+      notice("Не получилось позвонить: нет связи с сервером", "error");
+    } finally {
+      setTimeout(() => { button.disabled = false; }, 2000);
+    }
+  });
+  return { notice, post };
+})();
