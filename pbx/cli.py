@@ -99,9 +99,11 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"database ready: {settings.db_path}; user {args.admin!r} already exists")
             else:
                 password = secrets.token_urlsafe(9)
-                await users.create_user(
+                uid = await users.create_user(
                     db, args.admin, password, full_name="Администратор", role="settings_admin"
                 )
+                async with db.transaction() as tx:  # the clinic's own admin edits the history
+                    await tx.execute("UPDATE users SET history_access = 'edit' WHERE id = ?", (uid,))
                 keep = settings.state_dir / "initial-admin-password"
                 fd = os.open(keep, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as fh:
@@ -109,7 +111,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"database ready: {settings.db_path}")
                 print(f"login: {args.admin}   password: {password}   (shown once; also in {keep})")
             if args.demo:
-                added = await demo.load_demo(db)
+                added = await demo.load_demo(db, tz=settings.time_zone)
                 if added:
                     print(f"demo clinic: {added} patients added")
         finally:

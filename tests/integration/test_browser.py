@@ -6,8 +6,8 @@ shows the call converted. Click-to-call from the patient card rings the SIPp des
 from __future__ import annotations
 
 import os
-from datetime import date, timedelta
 import shutil
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
