@@ -4,7 +4,6 @@ beside them for interval arithmetic (conversion windows, reminders)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -97,6 +96,7 @@ async def book(
     comment: str = "",
     source: str = "panel",
     kind: str = "visit",
+    notify_requested: bool = False,
 ) -> int:
     """Book a slot in one transaction; a slot already taken (even by a concurrent booking) or
     a time in the past is refused with a BookingError."""
@@ -124,12 +124,12 @@ async def book(
         cur = await tx.execute(
             "INSERT INTO appointments (patient_id, doctor_id, branch_id, guardian_id, starts_at,"
             " ends_at, starts_ts, ends_ts, status, source, kind, comment, call_linkedid, created_by,"
-            " created_at, created_ts, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'unconfirmed', ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, created_ts, updated_at, notify_requested)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'unconfirmed', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 patient_id, doctor_id, doc[0], guardian_id, wall(starts_at), wall(ends_at),
                 starts_at.timestamp(), ends_at.timestamp(), source, kind, comment[:2000],
-                call_linkedid, user_id, stamp, now, stamp,
+                call_linkedid, user_id, stamp, now, stamp, int(notify_requested),
             ),
         )
         await tx.execute(
@@ -139,7 +139,32 @@ async def book(
         return int(cur.lastrowid or 0)
 
 
-StatusListener = Callable[[int, str, str], None]
+async def reschedule(db: Database, appointment_id: int, starts_at: datetime, minutes: int,
+                     now: float) -> None:
+    """Move an appointment (keeps its id: details are not sent again; confirmation and
+    reminder are planned anew for the new time)."""
+    ends_at = starts_at + timedelta(minutes=minutes)
+    if ends_at.timestamp() <= now:
+        raise BookingError("Это время уже прошло")
+    async with db.transaction() as tx:
+        row = await (await tx.execute(
+            "SELECT doctor_id FROM appointments WHERE id = ?", (appointment_id,)
+        )).fetchone()
+        if row is None:
+            raise BookingError("Нет такого приёма")
+        clash = await (await tx.execute(
+            "SELECT 1 FROM appointments WHERE doctor_id = ? AND id <> ? AND status IN ('unconfirmed',"
+            " 'confirmed', 'completed') AND starts_ts < ? AND ends_ts > ?",
+            (row[0], appointment_id, ends_at.timestamp(), starts_at.timestamp()),
+        )).fetchone()
+        if clash:
+            raise BookingError("Это время уже занято")
+        await tx.execute(
+            "UPDATE appointments SET starts_at = ?, ends_at = ?, starts_ts = ?, ends_ts = ?,"
+            " status = 'unconfirmed', needs_reschedule = 0, updated_at = ? WHERE id = ?",
+            (wall(starts_at), wall(ends_at), starts_at.timestamp(), ends_at.timestamp(), utc_now(),
+             appointment_id),
+        )
 
 
 async def set_status(db: Database, appointment_id: int, status: str, *,

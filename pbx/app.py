@@ -23,8 +23,12 @@ from pbx.ari.client import AriClient
 from pbx.call_service import CallService
 from pbx.cdr_backfill import CdrReader
 from pbx.embedded import EmbeddedAsterisk
+from pbx.escort_service import EscortService
 from pbx.event_pump import EventPump
+from pbx.gateways import HttpGateway
+from pbx.robot_caller import RobotCaller
 from pbx.settings import Settings
+from pbx.tts import PromptCache, TtsError, load_phrases
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ class Services:
     ari: AriClient | None = None
     agi: FastAgiServer | None = None
     calls: CallService | None = None
+    robot: RobotCaller | None = None
+    escort: EscortService | None = None
     clock: Clock = field(default_factory=SystemClock)
 
 
@@ -53,9 +59,11 @@ def build_app(
     manage_asterisk: bool | None = None,
     ami_raw_sink: RawSink | None = None,
     clock: Clock | None = None,
+    run_escort: bool = True,
 ) -> web.Application:
     """Build the aiohttp application. ``manage_asterisk`` defaults to settings.asterisk.embedded;
-    ``ami_raw_sink`` receives every raw AMI read (the recorder)."""
+    ``ami_raw_sink`` receives every raw AMI read (the recorder); ``run_escort=False`` leaves
+    the escort's background loop off (tests drive ``services.escort.tick()`` themselves)."""
     from web.app import setup_web  # web depends on pbx, not the other way round
 
     app = web.Application()
@@ -120,7 +128,29 @@ def build_app(
         yield
         await client.stop()
 
-    app.cleanup_ctx.extend([database, call_tracking, embedded_asterisk, fastagi, ami, ari])
+    async def robots(_: web.Application) -> AsyncIterator[None]:
+        prompts = PromptCache(settings.sounds_dir / "tts", settings.robot.tts_rate)
+        robot = None
+        if services.ari is not None:
+            try:
+                phrases = load_phrases()
+            except (TtsError, OSError) as exc:
+                log.error("robot phrases missing (%s): the robot will not call", exc)
+            else:  # rendered on the first call (or ahead of time by `clinic-pbx sounds`)
+                robot = RobotCaller(services.ari, settings, prompts, phrases)
+                await robot.start()
+        gateway = HttpGateway(settings.gateway)
+        await gateway.start()
+        escort = EscortService(services.db, settings, services.clock, gateway, robot, prompts)
+        await escort.start(loop=run_escort)
+        services.robot, services.escort = robot, escort
+        yield
+        await escort.stop()
+        if robot is not None:
+            await robot.stop()
+        await gateway.stop()
+
+    app.cleanup_ctx.extend([database, call_tracking, embedded_asterisk, fastagi, ami, ari, robots])
     setup_web(app, settings)
     return app
 

@@ -64,6 +64,36 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class RobotSettings:
+    """The confirmation robot's deployment side (the scenarios are in the panel)."""
+
+    # how Asterisk reaches a patient; {number} is the E.164 number without "+". The demo and
+    # the tests use "Local/{number}@patient-sim" (numbers +7 999 000-00-NN act out scenarios)
+    dial: str = "PJSIP/{number}@operator"
+    tts_rate: int = 150  # espeak-ng words per minute
+    input_timeout: float = 7.0  # seconds of silence after the menu before a retry
+    max_errors: int = 3  # invalid keys and silences before the robot gives up
+    ring_seconds: int = 30
+    tick_seconds: float = 2.0  # how often due jobs and messages are looked at
+    public_url: str = "http://127.0.0.1:8080"  # base of the links in messages (/e/<token>)
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """HTTP message gateways. A channel without a URL counts as "no account" and the chain
+    goes on to the next channel. Requests are JSON POSTs (``body`` is a JSON template whose
+    string values "{to}", "{text}", "{reference}", "{channel}" are replaced)."""
+
+    push_url: str = ""
+    whatsapp_url: str = ""
+    sms_url: str = ""
+    token: str = field(default="", repr=False)  # sent as a bearer token
+    webhook_token: str = field(default="", repr=False)  # expected on delivery/reply webhooks
+    body: str = '{"to": "{to}", "text": "{text}", "reference": "{reference}", "channel": "{channel}"}'
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class Settings:
     state_dir: Path = PROJECT_DIR / ".local" / "state"
     database: Path | None = None  # default: <state_dir>/crm.sqlite
@@ -72,6 +102,8 @@ class Settings:
     log_level: str = "INFO"
     asterisk: AsteriskSettings = AsteriskSettings()
     web: WebSettings = WebSettings()
+    robot: RobotSettings = RobotSettings()
+    gateway: GatewaySettings = GatewaySettings()
 
     @property
     def db_path(self) -> Path:
@@ -101,6 +133,7 @@ class Settings:
 _SECRET_FIELDS = {
     "asterisk": ("ami_secret", "ari_password", "phone_password"),
     "web": ("cookie_secret",),
+    "gateway": ("webhook_token",),
 }
 
 

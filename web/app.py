@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -13,7 +14,7 @@ from aiohttp_session import get_session, new_session
 from crm import shifts, users
 from pbx.app import SERVICES, health
 from pbx.settings import Settings
-from web import booking, call_comments, dial, patients, settings_page, tag_prompt
+from web import booking, call_comments, dial, escort_pages, patients, settings_page, tag_prompt
 from web.api import setup_api
 from web.common import money
 from web.history import history, history_csv, recording
@@ -34,6 +35,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
         context_processors=[_context],
     )
     env.globals["money"] = money
+    env.filters["localtime"] = lambda ts, tz: datetime.fromtimestamp(ts, tz).strftime("%d.%m %H:%M")
     app.router.add_get("/", index)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login_submit)
@@ -77,6 +79,13 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_post("/tags/dismiss", tag_prompt.dismiss)
     app.router.add_get("/settings", settings_page.settings_form)
     app.router.add_post("/settings", settings_page.settings_submit)
+    app.router.add_get("/escort", escort_pages.campaign_page)
+    app.router.add_post("/escort/settings", escort_pages.settings_submit)
+    app.router.add_get("/reports/escort", escort_pages.reports_page)
+    app.router.add_post("/api/v1/gateway/status", escort_pages.gateway_status)
+    app.router.add_post("/api/v1/gateway/reply", escort_pages.gateway_reply)
+    app.router.add_get("/e/{token}", escort_pages.patient_link)
+    app.router.add_post("/e/{token}", escort_pages.patient_link_submit)
     app[dial.DIAL_TASKS] = {}
 
     async def dialling(app: web.Application) -> AsyncIterator[None]:

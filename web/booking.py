@@ -92,10 +92,8 @@ async def booking_submit(request: web.Request) -> web.StreamResponse:
             db, patient_id=patient_id, doctor_id=doctor_id, starts_at=starts, minutes=minutes,
             now=now_ts(request), user_id=me.user_id, call_linkedid=clean_linkedid(str(form.get("call", ""))),
             guardian_id=guardian, comment=str(form.get("comment", "")),
+            notify_requested=bool(form.get("notify")),
         )
-        if form.get("notify"):
-            async with db.transaction() as tx:
-                await tx.execute("UPDATE appointments SET notify_requested = 1 WHERE id = ?", (appt,))
     except (BookingError, ValueError) as exc:
         values = {k: str(v) for k, v in form.items()}
         if patient_id is not None:

@@ -9,9 +9,10 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import calls, context, patients, phones, schedule
+from crm import calls, context, escort, patients, phones, schedule
 from pbx.app import SERVICES
-from web.common import clean_linkedid, int_or_none, local_today, now_ts, viewer
+from pbx.robots.rules import SCENARIOS
+from web.common import clean_linkedid, clinic_tz, int_or_none, local_today, now_ts, viewer
 from web.history import row_view
 
 NAME_MAX = 60
@@ -93,6 +94,8 @@ async def patient_card(request: web.Request) -> dict[str, Any]:
     except KeyError:
         raise web.HTTPNotFound(text="Нет такого пациента") from None
     appointments = await schedule.patient_appointments(db, pid)
+    for a in appointments[:20]:  # when and how the patient was notified or called, and the outcome
+        a["escort"] = await escort.appointment_log(db, a["id"])
     recent: list[dict[str, Any]] = []
     if me.history in ("read", "edit") and ctx["patient"]["phones"]:
         for ph in ctx["patient"]["phones"]:
@@ -101,5 +104,6 @@ async def patient_card(request: web.Request) -> dict[str, Any]:
     return {
         "ctx": ctx, "p": ctx["patient"], "appointments": appointments,
         "calls": [row_view(c) for c in recent[:20]], "can_history": me.history in ("read", "edit"),
+        "tz": clinic_tz(request), "scenarios": SCENARIOS,
         "booked": int_or_none(request.query.get("booked")), "today": local_today(request).isoformat(),
     }

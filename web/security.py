@@ -15,7 +15,8 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
-PUBLIC_PATHS = ("/login", "/static/", "/api/v1/health")
+# /e/<token>: the patient's page behind a message link; the token is the capability
+PUBLIC_PATHS = ("/login", "/static/", "/api/v1/health", "/e/")
 
 
 def fernet_key(secret: str) -> bytes:
@@ -74,7 +75,7 @@ async def require_login(request: web.Request, handler: Handler) -> web.StreamRes
 @web.middleware
 async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every state-changing browser request carries the session's CSRF token."""
-    if request.method in ("GET", "HEAD", "OPTIONS") or request.path.startswith("/api/"):
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.path.startswith(("/api/", "/e/")):
         return await handler(request)
     session = await get_session(request)
     expected = session.get(CSRF_FIELD)

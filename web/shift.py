@@ -15,7 +15,7 @@ from pbx.app import SERVICES
 from web.live import LIVE_HUB
 
 NONE = "none"  # "Не работаю сейчас с телефонией"
-EXEMPT = ("/shift", "/login", "/logout", "/static/", "/api/", "/live")
+EXEMPT = ("/shift", "/login", "/logout", "/static/", "/api/", "/live", "/e/")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

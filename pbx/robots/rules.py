@@ -283,16 +283,6 @@ def robot_text(w: Wording) -> str:
     )
 
 
-ROBOT_PHRASES = {
-    "confirmed": "Спасибо, ваша запись подтверждена. До свидания.",
-    "reschedule": "Хорошо. Мы отправим вам ссылку, чтобы выбрать другое время. До свидания.",
-    "cancelled": "Ваша запись отменена. Будем рады видеть вас снова. До свидания.",
-    "invalid": "Такой клавиши нет в меню.",
-    "no_input": "Мы не услышали ответа.",
-    "goodbye": "Не удалось получить ответ. Мы отправим вам сообщение. До свидания.",
-}
-
-
 def message_text(kind: str, w: Wording, link: str) -> str:
     if kind == "details":
         return (f"{w.clinic}: {w.name}, вы записаны к врачу ({w.specialty}, {w.doctor}) на {w.when}. "

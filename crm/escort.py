@@ -1,0 +1,461 @@
+"""Escort storage: the persistent job scheduler, robot call records, the message outbox,
+write-offs, the per-appointment log, replies and reports. All writes are single
+transactions; the decisions themselves are in the pure ``pbx.robots.rules``."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from crm import clinic_settings, schedule
+from crm.db import Database, utc_now
+from pbx.robots import rules
+from pbx.robots.rules import CONFIRMATION, DETAILS, REMINDER, EscortSettings, Facts, Wording
+
+SETTINGS_KEY = "escort"
+RECENT = 3600.0  # details go only to appointments created within the last hour
+MESSAGE_TRIES = 3
+
+
+async def settings(db: Database) -> EscortSettings:
+    return EscortSettings.from_dict(await clinic_settings.get(db, SETTINGS_KEY))
+
+
+async def save_settings(db: Database, s: EscortSettings) -> None:
+    await clinic_settings.put(db, SETTINGS_KEY, s.__dict__)
+
+
+# --- planning and the job queue -----------------------------------------------------------
+async def plan(db: Database, now: float, tz: ZoneInfo) -> int:
+    """Create the jobs future appointments need (idempotent on job_key). Returns how many."""
+    rows = await db.fetchall(
+        "SELECT a.id, a.starts_ts, a.created_ts, a.notify_requested FROM appointments a"
+        " WHERE a.starts_ts > ? AND a.status IN ('unconfirmed', 'confirmed') AND NOT EXISTS"
+        " (SELECT 1 FROM escort_jobs j WHERE j.appointment_id = a.id AND j.scenario = 'reminder'"
+        " AND j.starts_ts = a.starts_ts)",
+        (now,),
+    )
+    if not rows:
+        return 0
+    stamp = utc_now()
+    made = 0
+    async with db.transaction() as tx:
+        for r in rows:
+            f = Facts(r["id"], "unconfirmed", r["starts_ts"], r["created_ts"])
+            wanted = [
+                (f"{CONFIRMATION}:{r['id']}:{int(r['starts_ts'])}", CONFIRMATION, rules.due(CONFIRMATION, f, tz), 0),
+                (f"{REMINDER}:{r['id']}:{int(r['starts_ts'])}", REMINDER, rules.due(REMINDER, f, tz), 0),
+            ]
+            if r["notify_requested"] or r["created_ts"] >= now - RECENT:
+                wanted.append((f"{DETAILS}:{r['id']}", DETAILS, r["created_ts"], int(r["notify_requested"])))
+            for key, scenario, due_ts, forced in wanted:
+                cur = await tx.execute(
+                    "INSERT INTO escort_jobs (job_key, scenario, appointment_id, starts_ts, due_ts, forced,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_key) DO NOTHING",
+                    (key, scenario, r["id"], r["starts_ts"], due_ts, forced, stamp, stamp),
+                )
+                made += cur.rowcount
+    return made
+
+
+async def claim_due(db: Database, now: float, limit: int) -> list[dict[str, Any]]:
+    """Take due jobs (pending -> running) in one transaction: a job runs once at a time."""
+    async with db.transaction() as tx:
+        cur = await tx.execute(
+            "UPDATE escort_jobs SET state = 'running', updated_at = ? WHERE id IN (SELECT id FROM"
+            " escort_jobs WHERE state = 'pending' AND due_ts <= ? ORDER BY due_ts, id LIMIT ?)"
+            " RETURNING *",
+            (utc_now(), now, limit),
+        )
+        return [dict(r) for r in await cur.fetchall()]
+
+
+async def release(db: Database, job_id: int, due_ts: float, *, step: str | None = None,
+                  mode: str | None = None) -> None:
+    """Back to pending for later (waiting for the window, a retry of the robot call)."""
+    async with db.transaction() as tx:
+        await tx.execute(
+            "UPDATE escort_jobs SET state = 'pending', due_ts = ?, step = COALESCE(?, step),"
+            " mode = COALESCE(?, mode), updated_at = ? WHERE id = ?",
+            (due_ts, step, mode, utc_now(), job_id),
+        )
+
+
+async def finish(db: Database, job: dict[str, Any], state: str, now: float, *, outcome: str = "",
+                 reason: str = "") -> None:
+    async with db.transaction() as tx:
+        await tx.execute(
+            "UPDATE escort_jobs SET state = ?, outcome = ?, reason = ?, updated_at = ? WHERE id = ?",
+            (state, outcome, reason, utc_now(), job["id"]),
+        )
+        if state == "skipped":
+            await _log(tx, job["appointment_id"], job["scenario"], now, "skip", detail=reason)
+
+
+async def recover(db: Database, now: float) -> list[str]:
+    """After a restart: jobs left running go back to the queue; a robot call left unfinished
+    is closed as interrupted and its job goes on to the messages (never a second call for
+    the same attempt). Returns the channel ids to hang up if Asterisk still has them."""
+    async with db.transaction() as tx:
+        open_calls = await (await tx.execute(
+            "SELECT id, job_id, appointment_id, channel_id FROM robot_calls WHERE outcome = ''"
+        )).fetchall()
+        for c in open_calls:
+            await tx.execute("UPDATE robot_calls SET outcome = 'interrupted', ended_ts = ? WHERE id = ?",
+                             (now, c["id"]))
+            await tx.execute(
+                "UPDATE escort_jobs SET state = 'pending', step = 'messages', due_ts = ?, updated_at = ?"
+                " WHERE id = ? AND state IN ('running', 'pending')",
+                (now, utc_now(), c["job_id"]),
+            )
+            await _log(tx, c["appointment_id"], CONFIRMATION, now, "call", outcome="interrupted",
+                       detail="Звонок прерван перезапуском сервера")
+        await tx.execute("UPDATE escort_jobs SET state = 'pending', updated_at = ? WHERE state = 'running'",
+                         (utc_now(),))
+        await tx.execute("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")
+    return [c["channel_id"] for c in open_calls]
+
+
+# --- what the rules need ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Subject:
+    facts: Facts
+    wording: Wording
+    patient_id: int
+    specialty: str
+
+
+async def subject(db: Database, appointment_id: int, tz: ZoneInfo) -> Subject | None:
+    row = await db.fetchone(
+        "SELECT a.*, p.first_name, p.middle_name, p.consent_pd, p.notify_opt_out, p.push_enabled,"
+        " d.full_name AS doctor, d.specialty, d.anonymous_appointments,"
+        " COALESCE(NULLIF(b.message_name, ''), b.name, '') AS clinic"
+        " FROM appointments a JOIN patients p ON p.id = a.patient_id JOIN doctors d ON d.id = a.doctor_id"
+        " LEFT JOIN branches b ON b.id = a.branch_id WHERE a.id = ?",
+        (appointment_id,),
+    )
+    if row is None:
+        return None
+    phones = await db.fetchall(
+        "SELECT e164, kind FROM patient_phones WHERE patient_id = ? ORDER BY id", (row["patient_id"],)
+    )
+    facts = Facts(
+        appointment_id=row["id"], status=row["status"], starts_ts=row["starts_ts"],
+        created_ts=row["created_ts"], source=row["source"], kind=row["kind"],
+        anonymous=bool(row["anonymous"]), doctor_anonymous=bool(row["anonymous_appointments"]),
+        consent=bool(row["consent_pd"]), opted_out=bool(row["notify_opt_out"]),
+        phones=tuple((p[0], p[1]) for p in phones), push_enabled=bool(row["push_enabled"]),
+    )
+    wording = Wording(row["first_name"], row["middle_name"], row["doctor"], row["specialty"],
+                      row["clinic"], datetime.fromtimestamp(row["starts_ts"], tz))
+    return Subject(facts, wording, row["patient_id"], row["specialty"])
+
+
+def link_token(secret: str, appointment_id: int, starts_ts: float) -> str:
+    mac = hmac.new(secret.encode(), f"{appointment_id}:{int(starts_ts)}".encode(), hashlib.sha256)
+    return f"{appointment_id}-{mac.hexdigest()[:20]}"
+
+
+async def appointment_by_token(db: Database, secret: str, token: str) -> dict[str, Any] | None:
+    head, _, _ = token.partition("-")
+    if not head.isdigit() or len(token) > 40:
+        return None
+    appt = await schedule.get_appointment(db, int(head))
+    if appt is None or not hmac.compare_digest(token, link_token(secret, appt["id"], appt["starts_ts"])):
+        return None
+    return appt
+
+
+# --- robot calls ----------------------------------------------------------------------------
+async def start_robot_call(db: Database, job: dict[str, Any], attempt: int, channel_id: str,
+                           now: float) -> None:
+    async with db.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO robot_calls (job_id, appointment_id, attempt, channel_id, started_ts)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (job["id"], job["appointment_id"], attempt, channel_id, now),
+        )
+        await tx.execute("UPDATE escort_jobs SET attempts = ?, step = 'call', mode = 'robot' WHERE id = ?",
+                         (attempt, job["id"]))
+
+
+async def end_robot_call(db: Database, channel_id: str, outcome: str, keys: str,
+                         answered_ts: float | None, now: float) -> None:
+    async with db.transaction() as tx:
+        row = await (await tx.execute(
+            "UPDATE robot_calls SET outcome = ?, keys = ?, answered_ts = ?, ended_ts = ?"
+            " WHERE channel_id = ? AND outcome = '' RETURNING appointment_id, attempt",
+            (outcome, keys[:20], answered_ts, now, channel_id),
+        )).fetchone()
+        if row:
+            await _log(tx, row[0], CONFIRMATION, now, "call", outcome=outcome,
+                       detail=f"попытка {row[1]}" + (f", нажато {keys}" if keys else ""))
+
+
+OUTCOME_STATUS = {"confirmed": "confirmed", "cancelled": "cancelled"}
+
+
+async def apply_choice(db: Database, appointment_id: int, choice: str, now: float, via: str) -> None:
+    """The patient's answer (robot key, reply, link): the schedule changes at once."""
+    async with db.transaction() as tx:
+        if choice == "reschedule":
+            await tx.execute(
+                "UPDATE appointments SET needs_reschedule = 1, updated_at = ? WHERE id = ?",
+                (utc_now(), appointment_id),
+            )
+        else:
+            await tx.execute(
+                "UPDATE appointments SET status = ?, updated_at = ? WHERE id = ? AND status IN"
+                " ('unconfirmed', 'confirmed')",
+                (OUTCOME_STATUS[choice], utc_now(), appointment_id),
+            )
+        await _log(tx, appointment_id, CONFIRMATION, now, "status", outcome=choice, detail=via)
+    if choice == "cancelled":
+        await offer_slot(db, appointment_id)
+
+
+async def offer_slot(db: Database, appointment_id: int) -> int:
+    """A slot freed by the robot goes to the waiting list: a task per matching entry, with the
+    patient's number one click away in the tasks page."""
+    appt = await schedule.get_appointment(db, appointment_id)
+    if appt is None:
+        return 0
+    entries = await schedule.waiting(db, appt["specialty"])
+    when = appt["starts_at"].replace("T", " ")
+    for w in entries[:5]:
+        await schedule.add_task(
+            db, w["patient_id"], f"Освободилось время {when} у врача {appt['doctor_name']}: предложить",
+            date.fromisoformat(appt["starts_at"][:10]) - timedelta(days=1), None,
+        )
+    return len(entries[:5])
+
+
+# --- the outbox ----------------------------------------------------------------------------
+async def enqueue(db: Database, job: dict[str, Any], kind: str, chain: tuple[str, ...], phone: str,
+                  body: str, now: float) -> None:
+    """The first channel of the chain; the rest are tried when it has no account or fails."""
+    async with db.transaction() as tx:
+        await _enqueue(tx, job["id"], job["appointment_id"], job["scenario"], kind, chain, phone, body,
+                       now, job.get("mode") == "robot")
+
+
+async def _enqueue(tx: Any, job_id: int | None, appointment_id: int | None, scenario: str, kind: str,
+                   chain: tuple[str, ...], phone: str, body: str, now: float, with_robot: bool) -> None:
+    channel, rest = chain[0], chain[1:]
+    await tx.execute(
+        "INSERT INTO outbox (msg_key, job_id, appointment_id, scenario, kind, channel, fallback, phone,"
+        " body, next_try_ts, price, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (msg_key) DO NOTHING",
+        (f"{job_id}:{kind}:{channel}", job_id, appointment_id, scenario, kind, channel, ",".join(rest),
+         phone, body, now, rules.price(channel, scenario, with_robot), now),
+    )
+
+
+async def claim_messages(db: Database, now: float, limit: int) -> list[dict[str, Any]]:
+    async with db.transaction() as tx:
+        cur = await tx.execute(
+            "UPDATE outbox SET state = 'sending' WHERE id IN (SELECT id FROM outbox WHERE"
+            " state = 'queued' AND next_try_ts <= ? ORDER BY next_try_ts, id LIMIT ?) RETURNING *",
+            (now, limit),
+        )
+        return [dict(r) for r in await cur.fetchall()]
+
+
+async def message_result(db: Database, msg: dict[str, Any], result: str, now: float, *,
+                         gateway_id: str = "", error: str = "") -> None:
+    """sent | no_account (next channel at once) | failed (retry, then the next channel)."""
+    async with db.transaction() as tx:
+        if result == "sent":
+            await tx.execute(
+                "UPDATE outbox SET state = 'sent', sent_ts = ?, gateway_id = ?, attempts = attempts + 1,"
+                " error = '' WHERE id = ?",
+                (now, gateway_id or None, msg["id"]),
+            )
+            if msg["appointment_id"]:
+                await _log(tx, msg["appointment_id"], msg["scenario"], now, "message", channel=msg["channel"],
+                           outcome="sent", detail=msg["kind"])
+            return
+        attempts = msg["attempts"] + 1
+        if result == "failed" and attempts < MESSAGE_TRIES:
+            await tx.execute(
+                "UPDATE outbox SET state = 'queued', attempts = ?, next_try_ts = ?, error = ? WHERE id = ?",
+                (attempts, now + 60 * attempts, error[:300], msg["id"]),
+            )
+            return
+        final = "no_account" if result == "no_account" else "failed"
+        await tx.execute("UPDATE outbox SET state = ?, attempts = ?, error = ?, price = 0 WHERE id = ?",
+                         (final, attempts, error[:300], msg["id"]))
+        if msg["appointment_id"]:
+            await _log(tx, msg["appointment_id"], msg["scenario"], now, "message", channel=msg["channel"],
+                       outcome=final, detail=error[:200])
+        rest = tuple(c for c in msg["fallback"].split(",") if c)
+        if rest:
+            with_robot = await _job_mode(tx, msg) == "robot"
+            await _enqueue(tx, msg["job_id"], msg["appointment_id"], msg["scenario"], msg["kind"], rest,
+                           msg["phone"], msg["body"], now, with_robot)
+
+
+async def _job_mode(tx: Any, msg: dict[str, Any]) -> str:
+    if msg["job_id"] is None:
+        return ""
+    row = await (await tx.execute("SELECT mode FROM escort_jobs WHERE id = ?", (msg["job_id"],))).fetchone()
+    return str(row[0]) if row else ""
+
+
+async def delivery(db: Database, gateway_id: str, state: str) -> bool:
+    if state not in ("delivered", "undelivered"):
+        return False
+    async with db.transaction() as tx:
+        cur = await tx.execute(
+            "UPDATE outbox SET state = ? WHERE gateway_id = ? AND state IN ('sent', 'delivered', 'undelivered')",
+            (state, gateway_id),
+        )
+        return cur.rowcount > 0
+
+
+async def accept_reply(db: Database, phone: str, text: str, now: float) -> str:
+    """A WhatsApp/SMS reply to a confirmation message: accepted only while the appointment is
+    still «Не подтверждён» (seed 002). Returns what happened, for the gateway's log."""
+    choice = rules.reply_choice(text)
+    row = await db.fetchone(
+        "SELECT o.appointment_id FROM outbox o WHERE o.phone = ? AND o.kind = 'confirm'"
+        " AND o.state IN ('sent', 'delivered') AND o.created_ts >= ? ORDER BY o.created_ts DESC LIMIT 1",
+        (phone, now - 3 * 86400),
+    )
+    if row is None:
+        return "no_message"
+    appointment_id = int(row[0])
+    appt = await schedule.get_appointment(db, appointment_id)
+    if choice is None:
+        status = "not_understood"
+    elif appt is None or appt["status"] != "unconfirmed":
+        status = "ignored_not_unconfirmed"
+    else:
+        await apply_choice(db, appointment_id, choice, now, "ответ на сообщение")
+        status = "accepted"
+    async with db.transaction() as tx:
+        await _log(tx, appointment_id, CONFIRMATION, now, "reply", outcome=status, detail=text[:100])
+    return status
+
+
+async def _log(tx: Any, appointment_id: int, scenario: str, ts: float, what: str, *, channel: str = "",
+               outcome: str = "", detail: str = "") -> None:
+    await tx.execute(
+        "INSERT INTO escort_log (appointment_id, scenario, ts, what, channel, outcome, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (appointment_id, scenario, ts, what, channel, outcome, detail),
+    )
+
+
+async def appointment_log(db: Database, appointment_id: int) -> list[dict[str, Any]]:
+    rows = await db.fetchall(
+        "SELECT * FROM escort_log WHERE appointment_id = ? ORDER BY ts, id", (appointment_id,)
+    )
+    return [dict(r) for r in rows]
+
+
+# --- write-offs and reports -----------------------------------------------------------------
+def local_midnight(ts: float, tz: ZoneInfo) -> float:
+    return datetime.combine(datetime.fromtimestamp(ts, tz).date(), time(0), tz).timestamp()
+
+
+async def write_off(db: Database, now: float, tz: ZoneInfo) -> int:
+    """Once a day: charge the messages sent before today, per day, scenario and channel.
+    Each message is charged once (it is marked in the same transaction)."""
+    cutoff = local_midnight(now, tz)
+    async with db.transaction() as tx:
+        rows = await (await tx.execute(
+            "SELECT id, scenario, channel, price, sent_ts FROM outbox WHERE state IN ('sent', 'delivered',"
+            " 'undelivered') AND written_off_day IS NULL AND sent_ts < ?",
+            (cutoff,),
+        )).fetchall()
+        totals: dict[tuple[str, str, str], list[float]] = {}
+        for r in rows:
+            day = datetime.fromtimestamp(r["sent_ts"], tz).date().isoformat()
+            t = totals.setdefault((day, r["scenario"], r["channel"]), [0, 0.0])
+            t[0] += 1
+            t[1] += r["price"]
+            await tx.execute("UPDATE outbox SET written_off_day = ? WHERE id = ?", (day, r["id"]))
+        for (day, scenario, channel), (count, amount) in totals.items():
+            await tx.execute(
+                "INSERT INTO write_offs (day, scenario, channel, messages, amount, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (day, scenario, channel) DO UPDATE SET"
+                " messages = write_offs.messages + excluded.messages,"
+                " amount = write_offs.amount + excluded.amount",
+                (day, scenario, channel, count, amount, utc_now()),
+            )
+    return len(rows)
+
+
+async def report_write_offs(db: Database, since: str, until: str, scenario: str | None) -> list[dict[str, Any]]:
+    where, params = "day >= ? AND day <= ?", [since, until]
+    if scenario:
+        where += " AND scenario = ?"
+        params.append(scenario)
+    rows = await db.fetchall(f"SELECT * FROM write_offs WHERE {where} ORDER BY day, scenario, channel", params)
+    return [dict(r) for r in rows]
+
+
+async def report_volume(db: Database, since_ts: float, until_ts: float,
+                        scenario: str | None) -> list[dict[str, Any]]:
+    """«Объём работы сопровождения»: messages by scenario and channel and state, robot calls
+    by outcome, for the period."""
+    where, params = "created_ts >= ? AND created_ts < ?", [since_ts, until_ts]
+    if scenario:
+        where += " AND scenario = ?"
+        params.append(scenario)
+    msgs = await db.fetchall(
+        f"SELECT scenario, channel AS what, state AS outcome, COUNT(*) AS n FROM outbox WHERE {where}"
+        " GROUP BY scenario, channel, state ORDER BY scenario, channel, state",
+        params,
+    )
+    out = [dict(r) for r in msgs]
+    if scenario in (None, CONFIRMATION):
+        calls = await db.fetchall(
+            "SELECT 'confirmation' AS scenario, 'robot' AS what, outcome, COUNT(*) AS n FROM robot_calls"
+            " WHERE started_ts >= ? AND started_ts < ? GROUP BY outcome ORDER BY outcome",
+            (since_ts, until_ts),
+        )
+        out += [dict(r) for r in calls]
+    return out
+
+
+async def report_appointments(db: Database, since_ts: float, until_ts: float,
+                              scenario: str | None) -> dict[str, Any]:
+    """«Записи в работе сопровождения»: appointments (by their time) at least one scenario
+    acted on, and how they ended."""
+    where, params = "a.starts_ts >= ? AND a.starts_ts < ?", [since_ts, until_ts]
+    scen = ""
+    if scenario:
+        scen = " AND l.scenario = ?"
+        params.append(scenario)
+    rows = await db.fetchall(
+        "SELECT a.status, a.needs_reschedule, COUNT(*) AS n FROM appointments a WHERE " + where
+        + " AND EXISTS (SELECT 1 FROM escort_log l WHERE l.appointment_id = a.id AND l.what IN"
+        " ('call', 'message', 'reply', 'status')" + scen + ") GROUP BY a.status, a.needs_reschedule",
+        params,
+    )
+    by_status: dict[str, int] = {}
+    for r in rows:
+        key = "reschedule" if r["needs_reschedule"] else r["status"]
+        by_status[key] = by_status.get(key, 0) + r["n"]
+    return {"total": sum(by_status.values()), "by_status": by_status}
+
+
+async def campaign(db: Database, since_ts: float, until_ts: float) -> list[dict[str, Any]]:
+    """Jobs for appointments in a period, with the patient, outcome and reason (the panel)."""
+    rows = await db.fetchall(
+        "SELECT j.*, a.starts_at, a.status AS appointment_status, a.needs_reschedule,"
+        " p.last_name || ' ' || p.first_name AS patient_name, p.id AS patient_id,"
+        " (SELECT COUNT(*) FROM outbox o WHERE o.job_id = j.id AND o.state IN ('sent', 'delivered')) AS sent,"
+        " (SELECT GROUP_CONCAT(o.channel || ':' || o.state, ' ') FROM outbox o WHERE o.job_id = j.id) AS messages"
+        " FROM escort_jobs j JOIN appointments a ON a.id = j.appointment_id"
+        " JOIN patients p ON p.id = a.patient_id WHERE j.starts_ts >= ? AND j.starts_ts < ?"
+        " ORDER BY a.starts_ts, j.scenario",
+        (since_ts, until_ts),
+    )
+    return [dict(r) for r in rows]

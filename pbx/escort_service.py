@@ -1,0 +1,198 @@
+"""Pre-visit escort, wired: plans jobs for appointments, runs the due ones through the pure
+rules, places robot calls (a concurrency limit from the clinic's settings), sends the outbox
+through the gateways with fallbacks and retries, and writes off the day's messages.
+
+Time comes from the injected clock, so tests set it; ``tick()`` is one pass and the
+background loop just calls it every ``robot.tick_seconds``. After a restart ``start()``
+recovers: jobs left running are queued again, an unfinished robot call is closed as
+interrupted (and hung up) and its appointment gets the messages instead of a second call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from crm import clinic_settings, escort
+from crm.clock import Clock
+from crm.db import Database
+from pbx.gateways import Gateway
+from pbx.robot_caller import RobotCaller
+from pbx.robots import rules
+from pbx.robots.rules import EscortSettings, Go, Skip, Wait
+from pbx.settings import Settings
+from pbx.tasks import cancel_and_wait
+from pbx.tts import PromptCache, TtsError
+
+log = logging.getLogger(__name__)
+KIND = {rules.DETAILS: "details", rules.CONFIRMATION: "confirm", rules.REMINDER: "reminder"}
+WRITE_OFF_KEY = "escort_write_off_day"
+
+
+class EscortService:
+    def __init__(self, db: Database, settings: Settings, clock: Clock, gateway: Gateway,
+                 robot: RobotCaller | None, prompts: PromptCache) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.gateway = gateway
+        self.robot = robot
+        self.prompts = prompts
+        self.tz = ZoneInfo(settings.time_zone)
+        self.calls: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._tick_lock = asyncio.Lock()
+        self.secret = "link:" + settings.web.cookie_secret
+
+    async def start(self, *, loop: bool = True) -> None:
+        leftovers = await escort.recover(self.db, self.clock.now())
+        if leftovers and self.robot is not None:
+            await self.robot.hangup_leftovers(leftovers)
+        if loop:
+            self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="escort")
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._loop_task)
+        for task in list(self.calls):
+            await cancel_and_wait(task)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("escort tick failed")
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.settings.robot.tick_seconds)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def tick(self) -> None:
+        async with self._tick_lock:
+            now = self.clock.now()
+            await escort.plan(self.db, now, self.tz)
+            await self._write_off(now)
+            s = await escort.settings(self.db)
+            for job in await escort.claim_due(self.db, now, 200):
+                try:
+                    await self._job(job, s, now)
+                except Exception:
+                    log.exception("escort job %s failed; retried in a minute", job["id"])
+                    await escort.release(self.db, job["id"], now + 60)
+            await self.send_messages()
+
+    async def idle(self) -> None:
+        """Wait for the robot calls under way (tests, the benchmark)."""
+        while self.calls:
+            await asyncio.gather(*list(self.calls), return_exceptions=True)
+
+    # --- one job ----------------------------------------------------------------------------
+    async def _job(self, job: dict[str, Any], s: EscortSettings, now: float) -> None:
+        subject = await escort.subject(self.db, job["appointment_id"], self.tz)
+        if subject is None:
+            await escort.finish(self.db, job, "skipped", now, reason="Запись удалена")
+            return
+        if subject.facts.starts_ts != job["starts_ts"]:
+            await escort.finish(self.db, job, "skipped", now, reason="Приём перенесён")
+            return
+        if job["step"] == "messages":  # after the robot (or an interrupted call)
+            await self._messages(job, subject, "confirm", now)
+            await escort.finish(self.db, job, "done", now, outcome=job["outcome"] or "messages")
+            return
+        decision = rules.decide(job["scenario"], subject.facts, s, now, self.tz, forced=bool(job["forced"]))
+        if isinstance(decision, Skip):
+            await escort.finish(self.db, job, "skipped", now, reason=decision.reason)
+        elif isinstance(decision, Wait):
+            await escort.release(self.db, job["id"], decision.until)
+        elif isinstance(decision, Go) and decision.mode == "messages":
+            job = job | {"mode": "messages"}
+            await self._messages(job, subject, KIND[job["scenario"]], now)
+            await escort.finish(self.db, job, "done", now, outcome="messages")
+        elif isinstance(decision, Go):
+            if self.robot is None or not self.robot.ari.connected.is_set():
+                await escort.release(self.db, job["id"], now + 60)  # ARI down: try again soon
+            elif self.robot.active >= max(1, s.max_concurrent_calls):
+                await escort.release(self.db, job["id"], now)  # the next tick takes it
+            else:
+                await self._place(job, subject, s, now)
+
+    async def _messages(self, job: dict[str, Any], subject: escort.Subject, kind: str, now: float) -> None:
+        phone = subject.facts.mobile
+        if phone is None:
+            return
+        link = f"{self.settings.robot.public_url}/e/{escort.link_token(self.secret, subject.facts.appointment_id, subject.facts.starts_ts)}"
+        body = rules.message_text(kind, subject.wording, link)
+        await escort.enqueue(self.db, job, kind, rules.channel_chain(subject.facts), phone, body, now)
+
+    async def _place(self, job: dict[str, Any], subject: escort.Subject, s: EscortSettings, now: float) -> None:
+        assert self.robot is not None
+        try:
+            greeting = await self.prompts.path(rules.robot_text(subject.wording))
+        except TtsError:
+            log.exception("robot: no greeting for appointment %s; messages instead", job["appointment_id"])
+            await self._messages(job | {"mode": "robot"}, subject, "confirm", now)
+            await escort.finish(self.db, job, "done", now, outcome="tts_failed")
+            return
+        attempt = job["attempts"] + 1
+        channel_id = f"robot-{job['id']}-{attempt}"
+        await escort.start_robot_call(self.db, job, attempt, channel_id, now)
+        task = asyncio.get_running_loop().create_task(
+            self._call(job | {"attempts": attempt, "mode": "robot"}, subject, s, greeting, channel_id),
+            name=channel_id,
+        )
+        self.calls.add(task)
+        task.add_done_callback(self.calls.discard)
+
+    async def _call(self, job: dict[str, Any], subject: escort.Subject, s: EscortSettings, greeting: Path,
+                    channel_id: str) -> None:
+        assert self.robot is not None
+        appointment_id = subject.facts.appointment_id
+
+        async def decided(choice: str) -> None:  # the schedule changes while the robot still talks
+            await escort.apply_choice(self.db, appointment_id, choice, self.clock.now(), "робот")
+
+        result = await self.robot.call(subject.facts.mobile or "", greeting, channel_id,
+                                       caller_id=s.caller_id, amd=s.amd, on_decided=decided)
+        now = self.clock.now()
+        await escort.end_robot_call(self.db, channel_id, result.outcome, result.keys, result.answered_at, now)
+        window_end = rules.confirmation_window(subject.facts, self.tz)[1]
+        steps = rules.after_call(result.outcome, job["attempts"], s, now, window_end)
+        for step in steps:
+            if isinstance(step, rules.RetryCall):
+                await escort.release(self.db, job["id"], step.at, step="call", mode="robot")
+                return
+            if isinstance(step, rules.SendMessages):
+                await self._messages(job, subject, step.kind, now)
+        await escort.finish(self.db, job, "done", now, outcome=result.outcome)
+        self.wake()  # send the messages now
+
+    # --- the outbox ----------------------------------------------------------------------------
+    async def send_messages(self) -> int:
+        sent = 0
+        while True:
+            batch = await escort.claim_messages(self.db, self.clock.now(), 50)
+            if not batch:
+                return sent
+            for msg in batch:
+                result = await self.gateway.send(msg["channel"], msg["phone"], msg["body"], msg["msg_key"])
+                await escort.message_result(self.db, msg, result.status, self.clock.now(),
+                                            gateway_id=result.gateway_id, error=result.error)
+                sent += result.status == "sent"
+
+    async def _write_off(self, now: float) -> None:
+        today = datetime.fromtimestamp(now, self.tz).date().isoformat()
+        if await clinic_settings.get(self.db, WRITE_OFF_KEY) == today:
+            return
+        n = await escort.write_off(self.db, now, self.tz)
+        await clinic_settings.put(self.db, WRITE_OFF_KEY, today)
+        if n:
+            log.info("escort: %d messages written off", n)

@@ -1,0 +1,114 @@
+"""Russian prompts: pyttsx3 over espeak-ng (voice ``ru``), converted with sox to 8 kHz mono
+16-bit WAV that Asterisk plays, cached by the text's hash in a folder Asterisk can read.
+
+pyttsx3's ``runAndWait()`` returns before libespeak-ng has written the file (lab pitfall), so
+the synthesis runs in a child process that waits until the WAV is complete (its header's
+length matches the file) before exiting. The child isolates pyttsx3's global engine too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+RATE = 150
+
+WORKER = r"""
+import os, sys, time, wave
+import pyttsx3
+text, out = sys.stdin.read(), sys.argv[1]
+engine = pyttsx3.init("espeak")
+engine.setProperty("voice", "ru")
+engine.setProperty("rate", int(sys.argv[2]))
+engine.save_to_file(text, out)
+engine.runAndWait()
+deadline = time.monotonic() + 60
+last = -1
+while time.monotonic() < deadline:
+    try:
+        size = os.path.getsize(out)
+        with wave.open(out) as w:
+            complete = 44 + w.getnframes() * w.getsampwidth() * w.getnchannels() <= size
+    except (OSError, EOFError, wave.Error):
+        complete = False
+        size = -1
+    if complete and size == last and size > 44:
+        sys.exit(0)
+    last = size
+    time.sleep(0.05)
+sys.exit("no complete WAV from espeak-ng")
+"""
+
+
+class TtsError(Exception):
+    pass
+
+
+class PromptCache:
+    """``await cache.path(text)`` -> the prompt's path without suffix (for ``sound:``)."""
+
+    def __init__(self, folder: Path, rate: int = RATE) -> None:
+        self.folder = folder
+        self.rate = rate
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def key(self, text: str) -> str:
+        return hashlib.sha256(f"{self.rate}|{text}".encode()).hexdigest()[:24]
+
+    async def path(self, text: str) -> Path:
+        key = self.key(text)
+        final = self.folder / f"{key}.wav"
+        if final.exists():
+            return final.with_suffix("")
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if not final.exists():
+                await self._render(text, final)
+        self._locks.pop(key, None)
+        return final.with_suffix("")
+
+    async def _render(self, text: str, final: Path) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        raw = final.with_name(final.stem + ".raw.wav")
+        tmp = final.with_name(final.stem + ".tmp.wav")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WORKER, str(raw), str(self.rate),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate(text.encode())
+        if proc.returncode != 0:
+            raise TtsError(f"espeak-ng via pyttsx3 failed: {err.decode(errors='replace')[-300:]}")
+        sox = await asyncio.create_subprocess_exec(
+            "sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(tmp),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await sox.communicate()
+        raw.unlink(missing_ok=True)
+        if sox.returncode != 0:
+            raise TtsError(f"sox failed: {err.decode(errors='replace')[-300:]}")
+        os.replace(tmp, final)  # atomic: Asterisk never sees half a file
+        log.info("prompt rendered: %s (%d chars)", final.name, len(text))
+
+
+PHRASES_FILE = Path(__file__).resolve().parents[1] / "sounds" / "prompts.toml"
+PHRASE_IDS = ("confirmed", "reschedule", "cancelled", "invalid", "no_input", "goodbye")
+
+
+def load_phrases(path: Path = PHRASES_FILE) -> dict[str, str]:
+    import tomllib
+
+    phrases = tomllib.loads(path.read_text(encoding="utf-8")).get("phrases", {})
+    missing = [p for p in PHRASE_IDS if not str(phrases.get(p, "")).strip()]
+    if missing:
+        raise TtsError(f"{path}: phrases missing: {', '.join(missing)}")
+    return {p: str(phrases[p]) for p in PHRASE_IDS}
+
+
+async def render_phrases(cache: PromptCache, phrases: dict[str, str]) -> dict[str, Path]:
+    return {name: await cache.path(text) for name, text in phrases.items()}

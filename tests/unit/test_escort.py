@@ -1,0 +1,259 @@
+"""Pre-visit escort without the robot's calls (those run against the real Asterisk in the
+integration tests): planning, windows with a set clock, messages through a local HTTP
+gateway with fallbacks and retries, replies and delivery webhooks, the patient's link page,
+restart recovery without duplicates, settings applied to planned jobs, write-offs, reports."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from crm import escort, schedule, users
+from crm.clock import SettableClock
+from crm.demo import load_demo
+from pbx.app import SERVICES, build_app
+from pbx.escort_service import EscortService
+from pbx.robots.rules import EscortSettings
+from pbx.settings import AsteriskSettings, GatewaySettings, Settings, with_generated_secrets
+from tests.gateway_fake import FakeGateway
+
+TZ = ZoneInfo("Europe/Moscow")
+PETROVA_PHONE = "+79161234567"
+
+
+def at(day: int, hour: int, minute: int = 0) -> float:
+    return datetime(2026, 11, day, hour, minute, tzinfo=TZ).timestamp()
+
+
+@pytest.fixture
+async def gateway():
+    g = FakeGateway()
+    await g.start()
+    yield g
+    await g.stop()
+
+
+@pytest.fixture
+async def env(tmp_path: Path, gateway: FakeGateway):
+    gw = GatewaySettings(push_url=gateway.url("push"), whatsapp_url=gateway.url("whatsapp"),
+                         sms_url=gateway.url("sms"), token=gateway.token)
+    settings = with_generated_secrets(Settings(
+        state_dir=tmp_path, asterisk=AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0),
+        gateway=gw,
+    ))
+    clock = SettableClock(at(23, 11))
+    app = build_app(settings, clock=clock, run_escort=False)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    db = app[SERVICES].db
+    await load_demo(db, now=clock.now())
+    await escort.save_settings(db, EscortSettings(confirmation_mode="messages"))
+    yield app, server, clock
+    await server.close()
+
+
+async def book(app, clock, day: int = 25, hour: int = 10, **kw) -> int:
+    return await schedule.book(app[SERVICES].db, patient_id=1, doctor_id=1,
+                               starts_at=datetime(2026, 11, day, hour, tzinfo=TZ), minutes=30,
+                               now=clock.now(), **kw)
+
+
+async def jobs(app) -> dict[str, dict]:
+    rows = await app[SERVICES].db.fetchall("SELECT * FROM escort_jobs ORDER BY id")
+    return {r["scenario"]: dict(r) for r in rows}
+
+
+async def test_three_scenarios_through_the_gateway(env, gateway) -> None:
+    app, server, clock = env
+    service = app[SERVICES].escort
+    appt = await book(app, clock)
+    await service.tick()
+    details = gateway.to(PETROVA_PHONE)
+    assert [m["channel"] for m in details] == ["whatsapp"]
+    assert "Улыбка" in details[0]["text"] and "/e/" in details[0]["text"]
+    assert "25 ноября в 10:00" in details[0]["text"]
+    clock.set(at(24, 8, 59))
+    await service.tick()
+    assert len(gateway.received) == 1  # confirmation waits for 09:00 the day before
+    clock.set(at(24, 9))
+    await service.tick()
+    confirm = gateway.to(PETROVA_PHONE)[-1]
+    assert "1 — подтвердить" in confirm["text"]
+    # the patient answers "1" on WhatsApp: confirmed at once; a later "3" is ignored
+    client = TestClient(server)
+    await client.start_server()
+    token = app[SERVICES].settings.gateway.webhook_token
+    auth = {"Authorization": f"Bearer {token}"}
+    assert (await client.post("/api/v1/gateway/reply", json={"from": PETROVA_PHONE, "text": "1"})).status == 401
+    r = await (await client.post("/api/v1/gateway/reply", json={"from": PETROVA_PHONE, "text": " 1 "}, headers=auth)).json()
+    assert r["result"] == "accepted"
+    assert (await schedule.get_appointment(app[SERVICES].db, appt))["status"] == "confirmed"
+    r = await (await client.post("/api/v1/gateway/reply", json={"from": PETROVA_PHONE, "text": "3"}, headers=auth)).json()
+    assert r["result"] == "ignored_not_unconfirmed"
+    assert (await schedule.get_appointment(app[SERVICES].db, appt))["status"] == "confirmed"
+    r = await (await client.post("/api/v1/gateway/status", json={"id": confirm["id"], "state": "delivered"}, headers=auth)).json()
+    assert r["updated"]
+    clock.set(at(25, 8))
+    await service.tick()
+    assert "напоминаем" in gateway.to(PETROVA_PHONE)[-1]["text"]
+    # the next day: one write-off per day, scenario and channel, never twice
+    clock.set(at(26, 0, 10))
+    await service.tick()
+    await service.tick()
+    rows = await escort.report_write_offs(app[SERVICES].db, "2026-11-01", "2026-11-30", None)
+    assert [(w["day"], w["scenario"], w["channel"], w["messages"], w["amount"]) for w in rows] == [
+        ("2026-11-23", "details", "whatsapp", 1, 2.0),
+        ("2026-11-24", "confirmation", "whatsapp", 1, 2.0),
+        ("2026-11-25", "reminder", "whatsapp", 1, 2.0),
+    ]
+    log = await escort.appointment_log(app[SERVICES].db, appt)
+    assert {(e["what"], e["outcome"]) for e in log} >= {("message", "sent"), ("reply", "accepted"), ("status", "confirmed")}
+    await client.close()
+
+
+async def test_fallback_chain_retries_and_prices(env, gateway) -> None:
+    app, _, clock = env
+    db = app[SERVICES].db
+    service = app[SERVICES].escort
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE patients SET push_enabled = 1 WHERE id = 1")
+    gateway.no_account["push"].add(PETROVA_PHONE)
+    gateway.no_account["whatsapp"].add(PETROVA_PHONE)
+    gateway.fail_next = 1  # the first request fails: retried a minute later
+    await book(app, clock)
+    await service.tick()
+    assert gateway.received == []
+    clock.advance(61)
+    await service.tick()
+    assert [m["channel"] for m in gateway.to(PETROVA_PHONE)] == ["sms"]
+    states = [(r["channel"], r["state"], r["price"]) for r in await db.fetchall("SELECT * FROM outbox ORDER BY id")]
+    assert states == [("push", "no_account", 0), ("whatsapp", "no_account", 0), ("sms", "sent", 5)]
+
+
+async def test_windows_exclusions_and_forced_sms(env, gateway) -> None:
+    app, _, clock = env
+    db = app[SERVICES].db
+    service = app[SERVICES].escort
+    clock.set(at(23, 22, 30))  # booked at night: no details
+    night = await book(app, clock)
+    clock.set(at(23, 22, 31))
+    await service.tick()
+    assert (await jobs(app))["details"]["reason"].startswith("Запись создана ночью")
+    # «СМС оповещение» in the booking form: sent at once, even at night
+    await schedule.book(db, patient_id=1, doctor_id=2, starts_at=datetime(2026, 11, 26, 12, tzinfo=TZ),
+                        minutes=30, now=clock.now(), notify_requested=True)
+    await service.tick()
+    assert len(gateway.to(PETROVA_PHONE)) == 1
+    # Иванов has a landline among his contacts: nothing is sent, with the reason
+    await schedule.book(db, patient_id=2, doctor_id=2, starts_at=datetime(2026, 11, 27, 12, tzinfo=TZ),
+                        minutes=30, now=clock.now())
+    clock.set(at(26, 9))
+    await service.tick()
+    reasons = {r["reason"] for r in await db.fetchall("SELECT reason FROM escort_jobs WHERE appointment_id = 7")}
+    assert "В контактах пациента стационарный или иностранный номер" in reasons
+    assert night
+
+
+async def test_settings_apply_to_planned_jobs_and_reschedule(env, gateway) -> None:
+    app, _, clock = env
+    db = app[SERVICES].db
+    service = app[SERVICES].escort
+    appt = await book(app, clock)
+    await service.tick()
+    await escort.save_settings(db, EscortSettings(confirmation_enabled=False))
+    clock.set(at(24, 10))
+    await service.tick()
+    assert (await jobs(app))["confirmation"]["reason"] == "Сценарий выключен"
+    # moved to the 27th: no second details, a new confirmation job for the new time
+    await escort.save_settings(db, EscortSettings(confirmation_mode="messages"))
+    await schedule.reschedule(db, appt, datetime(2026, 11, 27, 11, tzinfo=TZ), 30, clock.now())
+    clock.set(at(26, 9, 30))
+    await service.tick()
+    texts = [m["text"] for m in gateway.to(PETROVA_PHONE)]
+    assert len(texts) == 2 and "27 ноября в 11:00" in texts[1] and "подтвердить" in texts[1]
+    n = await db.fetchone("SELECT COUNT(*) FROM escort_jobs WHERE appointment_id = ? AND scenario = 'details'", (appt,))
+    assert n[0] == 1
+
+
+async def test_restart_recovers_without_a_second_call(env, gateway) -> None:
+    app, _, clock = env
+    db = app[SERVICES].db
+    await escort.save_settings(db, EscortSettings(confirmation_mode="robot"))
+    appt = await book(app, clock)
+    old = app[SERVICES].escort
+    await old.tick()  # details sent, confirmation planned
+    clock.set(at(24, 10))
+    job = next(j for j in await escort.claim_due(db, clock.now(), 10) if j["scenario"] == "confirmation")
+    await escort.start_robot_call(db, job, 1, "robot-crashed-1", clock.now())
+    # the server dies here, mid-call; a new one starts on the same database
+    fresh = EscortService(db, app[SERVICES].settings, clock, old.gateway, None, old.prompts)
+    await fresh.start(loop=False)
+    await fresh.tick()
+    await fresh.tick()
+    calls = await db.fetchall("SELECT outcome FROM robot_calls")
+    assert [c[0] for c in calls] == ["interrupted"]
+    texts = [m["text"] for m in gateway.to(PETROVA_PHONE)]
+    assert len(texts) == 2 and "подтвердить" in texts[1]
+    # and a third start neither calls nor sends again
+    again = EscortService(db, app[SERVICES].settings, clock, old.gateway, None, old.prompts)
+    await again.start(loop=False)
+    clock.advance(3600)
+    await again.tick()
+    assert len(gateway.to(PETROVA_PHONE)) == 2
+    assert (await jobs(app))["confirmation"]["state"] == "done"
+    assert appt
+
+
+async def test_patient_link_page(env, gateway) -> None:
+    app, server, clock = env
+    db = app[SERVICES].db
+    appt = await book(app, clock)
+    client = TestClient(server)
+    await client.start_server()
+    secret = "link:" + app[SERVICES].settings.web.cookie_secret
+    token = escort.link_token(secret, appt, (await schedule.get_appointment(db, appt))["starts_ts"])
+    page = await (await client.get(f"/e/{token}")).text()
+    assert "Кузнецова Ольга Викторовна" in page and "Подтвердить" in page
+    assert (await client.get(f"/e/{appt}-deadbeef")).status == 404
+    assert (await client.get("/e/1-%2E%2E%2Fsecrets")).status == 404
+    r = await client.post(f"/e/{token}", data={"action": "move", "slot": "2026-11-26T15:00"}, allow_redirects=False)
+    assert r.status == 302
+    moved = await schedule.get_appointment(db, appt)
+    assert moved["starts_at"] == "2026-11-26T15:00"
+    assert (await client.get(f"/e/{token}")).status == 404  # the old link points at the old time
+    new_token = r.headers["Location"].split("/e/")[1].split("?")[0]
+    await client.post(f"/e/{new_token}", data={"action": "cancelled"})
+    assert (await schedule.get_appointment(db, appt))["status"] == "cancelled"
+    await client.close()
+
+
+async def test_campaign_view_and_reports_pages(env, gateway) -> None:
+    app, server, clock = env
+    db = app[SERVICES].db
+    await users.create_user(db, "boss", "pw-boss-12", role="director")
+    await book(app, clock, day=24, hour=12)
+    await app[SERVICES].escort.tick()
+    client = TestClient(server)
+    await client.start_server()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', await (await client.get("/login")).text()).group(1)
+    await client.post("/login", data={"login": "boss", "password": "pw-boss-12", "csrf_token": token})
+    token = re.search(r'name="csrf_token" value="([^"]+)"', await (await client.get("/shift")).text()).group(1)
+    await client.post("/shift", data={"extension": "none", "csrf_token": token})
+    page = await (await client.get("/escort")).text()
+    # booked today for tomorrow: details sent, the confirmation skipped with the seed's reason
+    assert "Детали записи" in page and "whatsapp:sent" in page
+    assert "Запись создана сегодня на завтра" in page
+    reports = await (await client.get("/reports/escort?since=2026-11-20&until=2026-11-30&scenario=details")).text()
+    assert "Записи в работе сопровождения" in reports and "Списания" in reports
+    assert (await client.get("/reports/escort?scenario=evil")).status == 400
+    r = await client.post("/escort/settings", data={"csrf_token": token, "confirmation_mode": "robot",
+                                                    "robot_retries": "1", "max_concurrent_calls": "3"})
+    assert r.status == 200
+    s = await escort.settings(db)
+    assert s.robot_retries == 1 and s.max_concurrent_calls == 3 and not s.details_enabled
+    await client.close()

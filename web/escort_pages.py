@@ -1,0 +1,177 @@
+"""Pre-visit escort in the panel: the campaign view (today's and tomorrow's jobs with
+progress, outcomes and the reasons nothing was sent), the scenarios' settings, the three
+reports; the gateways' webhooks (delivery states, patients' replies); and the patient's own
+page behind the link in a message (confirm, cancel, pick another time)."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from crm import escort, phones, schedule
+from crm.schedule import BookingError
+from pbx.app import SERVICES
+from pbx.robots import rules
+from pbx.robots.rules import EscortSettings
+from web.common import clinic_tz, local_today, now_ts, require_settings, viewer
+
+OUTCOMES = {
+    "confirmed": "подтвердил", "reschedule": "просит перенести", "cancelled": "отменил",
+    "no_key": "не нажал клавишу", "hangup": "положил трубку", "no_answer": "не ответил",
+    "busy": "занято", "machine": "автоответчик", "failed": "ошибка звонка",
+    "interrupted": "прерван перезапуском", "messages": "сообщение", "tts_failed": "нет озвучки",
+}
+STATES = {"pending": "в очереди", "running": "идёт", "done": "выполнено", "skipped": "не отправлено"}
+
+
+def _secret(request: web.Request) -> str:
+    return "link:" + request.app[SERVICES].settings.web.cookie_secret
+
+
+def _day_range(request: web.Request, day: date) -> tuple[float, float]:
+    tz = clinic_tz(request)
+    start = datetime.combine(day, time(0), tz)
+    return start.timestamp(), (start + timedelta(days=1)).timestamp()
+
+
+@aiohttp_jinja2.template("escort.html")
+async def campaign_page(request: web.Request) -> dict[str, Any]:
+    me = await viewer(request)
+    db = request.app[SERVICES].db
+    today = local_today(request)
+    days = []
+    for day in (today, today + timedelta(days=1)):
+        since, until = _day_range(request, day)
+        jobs = await escort.campaign(db, since, until)
+        progress = {state: sum(1 for j in jobs if j["state"] == state) for state in STATES}
+        days.append({"day": day.isoformat(), "jobs": jobs, "progress": progress})
+    return {"days": days, "scenarios": rules.SCENARIOS, "states": STATES, "outcomes": OUTCOMES,
+            "settings": await escort.settings(db), "can_edit": me.role in ("settings_admin", "director"),
+            "robot": request.app[SERVICES].robot is not None}
+
+
+async def settings_submit(request: web.Request) -> web.StreamResponse:
+    await require_settings(request)
+    form = await request.post()
+    values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
+    for flag in ("details_enabled", "confirmation_enabled", "reminder_enabled", "amd"):
+        values[flag] = flag in form  # type: ignore[assignment]
+    await escort.save_settings(request.app[SERVICES].db, EscortSettings.from_dict(values))
+    if request.app[SERVICES].escort is not None:
+        request.app[SERVICES].escort.wake()
+    raise web.HTTPFound("/escort")
+
+
+@aiohttp_jinja2.template("escort_reports.html")
+async def reports_page(request: web.Request) -> dict[str, Any]:
+    me = await viewer(request)
+    if me.role not in ("director", "settings_admin"):
+        raise web.HTTPForbidden(text="Отчёты доступны директору")
+    today = local_today(request)
+    try:
+        since = date.fromisoformat(request.query.get("since", "")) if request.query.get("since") else today - timedelta(days=7)
+        until = date.fromisoformat(request.query.get("until", "")) if request.query.get("until") else today + timedelta(days=1)
+    except ValueError:
+        raise web.HTTPBadRequest(text="Неверный период") from None
+    scenario = request.query.get("scenario") or None
+    if scenario not in (None, *rules.SCENARIOS):
+        raise web.HTTPBadRequest(text="Неизвестный сценарий")
+    db = request.app[SERVICES].db
+    start, _ = _day_range(request, since)
+    _, end = _day_range(request, until)
+    write_offs = await escort.report_write_offs(db, since.isoformat(), until.isoformat(), scenario)
+    return {
+        "since": since.isoformat(), "until": until.isoformat(), "scenario": scenario or "",
+        "scenarios": rules.SCENARIOS, "channels": rules.CHANNELS, "outcomes": OUTCOMES,
+        "appointments": await escort.report_appointments(db, start, end, scenario),
+        "volume": await escort.report_volume(db, start, end, scenario),
+        "write_offs": write_offs, "total": sum(w["amount"] for w in write_offs),
+    }
+
+
+# --- the gateways' webhooks ---------------------------------------------------------------
+def _gateway_authorized(request: web.Request) -> bool:
+    expected = request.app[SERVICES].settings.gateway.webhook_token
+    sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    return bool(expected) and hmac.compare_digest(sent, expected)
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    if not _gateway_authorized(request):
+        raise web.HTTPUnauthorized(text="bad webhook token")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="JSON expected") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="JSON object expected")
+    return body
+
+
+async def gateway_status(request: web.Request) -> web.Response:
+    """``POST /api/v1/gateway/status {"id": ..., "state": "delivered" | "undelivered"}``"""
+    body = await _json(request)
+    ok = await escort.delivery(request.app[SERVICES].db, str(body.get("id", ""))[:100], str(body.get("state", "")))
+    return web.json_response({"updated": ok})
+
+
+async def gateway_reply(request: web.Request) -> web.Response:
+    """``POST /api/v1/gateway/reply {"from": "+7...", "text": "1"}``: a patient's answer."""
+    body = await _json(request)
+    phone = phones.normalize(str(body.get("from", ""))[:30])
+    if phone is None:
+        return web.json_response({"result": "bad_number"}, status=400)
+    result = await escort.accept_reply(request.app[SERVICES].db, phone, str(body.get("text", ""))[:500],
+                                       now_ts(request))
+    return web.json_response({"result": result})
+
+
+# --- the patient's page behind the link --------------------------------------------------------
+async def _appointment(request: web.Request) -> dict[str, Any]:
+    appt = await escort.appointment_by_token(request.app[SERVICES].db, _secret(request), request.match_info["token"])
+    if appt is None:
+        raise web.HTTPNotFound(text="Ссылка устарела или неверна")
+    return appt
+
+
+@aiohttp_jinja2.template("patient_link.html")
+async def patient_link(request: web.Request) -> dict[str, Any]:
+    appt = await _appointment(request)
+    tz = clinic_tz(request)
+    slots = []
+    if appt["status"] in schedule.ACTIVE:
+        now = now_ts(request)
+        for offset in range(1, 8):
+            day = local_today(request) + timedelta(days=offset)
+            slots += [s for s in await schedule.day_slots(request.app[SERVICES].db, appt["doctor_id"], day, tz)
+                      if s.appointment_id is None and s.starts_at.timestamp() > now][:6]
+    return {"appt": appt, "slots": slots[:24], "token": request.match_info["token"], "done": request.query.get("done")}
+
+
+async def patient_link_submit(request: web.Request) -> web.StreamResponse:
+    appt = await _appointment(request)
+    form = await request.post()
+    action = str(form.get("action", ""))
+    db, now = request.app[SERVICES].db, now_ts(request)
+    if appt["status"] not in schedule.ACTIVE:
+        raise web.HTTPConflict(text="Запись уже изменена")
+    if action in ("confirmed", "cancelled"):
+        await escort.apply_choice(db, appt["id"], action, now, "ссылка в сообщении")
+        token = request.match_info["token"]
+    elif action == "move":
+        try:
+            starts = schedule.parse_local(str(form.get("slot", "")), clinic_tz(request))
+            minutes = int((appt["ends_ts"] - appt["starts_ts"]) // 60)
+            await schedule.reschedule(db, appt["id"], starts, minutes, now)
+        except BookingError as exc:
+            raise web.HTTPConflict(text=str(exc)) from None
+        moved = await schedule.get_appointment(db, appt["id"])
+        assert moved is not None
+        token = escort.link_token(_secret(request), moved["id"], moved["starts_ts"])
+    else:
+        raise web.HTTPBadRequest(text="Неизвестное действие")
+    raise web.HTTPFound(f"/e/{token}?done={action}")
