@@ -24,8 +24,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Starts the embedded Asterisk and the server with the demo clinic; Ctrl-C stops both.
+# The demo has no operator trunk: the robot calls patient-sim (demo patients +7 999 000-00-NN).
+run: export CLINIC_PBX_ROBOT_DIAL ?= Local/{number}@patient-sim
 run: install
 	@$(BIN)/clinic-pbx init --demo
+	@$(BIN)/clinic-pbx sounds >/dev/null
 	@echo "Panel:    http://127.0.0.1:$${CLINIC_PBX_WEB_PORT:-8080}/"
 	@if [ -f .local/state/initial-admin-password ]; then \
 	    echo "Login:    admin / $$(cat .local/state/initial-admin-password)"; fi

@@ -15,15 +15,21 @@ DEMO_PATIENTS = (
     ("Иванов", "Иван", "Иванович", "1979-11-02", ("+79031112233", "+74957654321")),
     ("Смирнова", "Мария", "Олеговна", "2015-06-30", ()),
     ("Смирнов", "Олег", "Петрович", "2018-01-21", ()),
+    # the robot's demo patients: patient-sim answers these numbers (asterisk-config)
+    ("Сидоров", "Пётр", "Ильич", "1990-04-12", ("+79990000001",)),  # presses 1
+    ("Кузьмина", "Ольга", "Андреевна", "1972-09-03", ("+79990000010",)),  # 0, then 1
+    ("Белова", "Нина", "Павловна", "1965-12-30", ("+79990000099",)),  # says nothing
 )
 
 
-async def load_demo(db: Database, now: float | None = None, tz: str = "Europe/Moscow") -> int:
-    """Idempotent: does nothing when the clinic already has patients."""
+async def load_demo(db: Database, now: float | None = None, tz: str = "Europe/Moscow", *,
+                    robot_patients: bool = True) -> int:
+    """Idempotent: does nothing when the clinic already has patients. ``robot_patients``
+    adds the three patient-sim patients with appointments for the robot."""
     if await patients.count(db):
         return 0
     ids = []
-    for last, first, middle, born, nums in DEMO_PATIENTS:
+    for last, first, middle, born, nums in DEMO_PATIENTS if robot_patients else DEMO_PATIENTS[:4]:
         ids.append(await patients.add_patient(db, last, first, middle, birth_date=born,
                                               phone_numbers=nums))
     async with db.transaction() as tx:
@@ -60,7 +66,7 @@ async def load_demo(db: Database, now: float | None = None, tz: str = "Europe/Mo
         mother = (await tx.execute(
             "INSERT INTO guardians (full_name) VALUES ('Смирнова Елена Ивановна')"
         )).lastrowid
-        for kid in ids[2:]:
+        for kid in ids[2:4]:
             await tx.execute(
                 "INSERT INTO guardianships (guardian_id, patient_id, relation) VALUES (?, ?, 'мать')",
                 (mother, kid),
@@ -77,7 +83,7 @@ async def load_demo(db: Database, now: float | None = None, tz: str = "Europe/Mo
     area = await tags.create_group(db, "Направление")
     for name in ("Терапия", "Имплантация", "Ортодонтия"):
         await tags.add_tag(db, area, name)
-    return len(DEMO_PATIENTS)
+    return len(ids)
 
 
 async def _schedule(db: Database, ids: list[int], employee: int | None, branch: int | None,
@@ -127,6 +133,13 @@ async def _schedule(db: Database, ids: list[int], employee: int | None, branch: 
         async with db.transaction() as tx:
             await tx.execute("UPDATE appointments SET price = ?, payer = ? WHERE id = ?",
                              (price, payer, appt))
+    # appointments the day after tomorrow: the robot calls these patients tomorrow 09:00-20:00
+    # (or at once from «Сопровождение» -> «Позвонить сейчас»)
+    later = _workday(today + timedelta(days=2))
+    for n, patient in enumerate(ids[4:7]):
+        starts = datetime(later.year, later.month, later.day, 11 + n, 0, tzinfo=tz)
+        await schedule.book(db, patient_id=patient, doctor_id=doctors[n % 2], starts_at=starts, minutes=30,
+                            now=now - 3 * 86400)
     await schedule.add_task(db, ids[0], "Позвонить: подобрать время для гигиены",
                             today + timedelta(days=1), None)
     await schedule.add_waiting(db, ids[1], "хирург-имплантолог", "Хочет пораньше", None)

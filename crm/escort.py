@@ -62,6 +62,22 @@ async def plan(db: Database, now: float, tz: ZoneInfo) -> int:
     return made
 
 
+async def call_now(db: Database, appointment_id: int, now: float) -> None:
+    """A robot call right away, outside the day-before window (the panel's «Позвонить
+    сейчас»: checking the robot, or a patient who asked to be called)."""
+    row = await db.fetchone("SELECT starts_ts FROM appointments WHERE id = ?", (appointment_id,))
+    if row is None:
+        raise KeyError(appointment_id)
+    stamp = utc_now()
+    async with db.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO escort_jobs (job_key, scenario, appointment_id, starts_ts, due_ts, step, mode, forced,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'call', 'robot', 1, ?, ?)"
+            " ON CONFLICT (job_key) DO NOTHING",
+            (f"manual:{appointment_id}:{int(now)}", CONFIRMATION, appointment_id, row[0], now, stamp, stamp),
+        )
+
+
 async def claim_due(db: Database, now: float, limit: int) -> list[dict[str, Any]]:
     """Take due jobs (pending -> running) in one transaction: a job runs once at a time."""
     async with db.transaction() as tx:
@@ -447,15 +463,16 @@ async def report_appointments(db: Database, since_ts: float, until_ts: float,
 
 
 async def campaign(db: Database, since_ts: float, until_ts: float) -> list[dict[str, Any]]:
-    """Jobs for appointments in a period, with the patient, outcome and reason (the panel)."""
+    """Jobs due in a period (done, skipped or still to run), with the patient, the outcome and
+    the reason nothing was sent (the panel's campaign view)."""
     rows = await db.fetchall(
         "SELECT j.*, a.starts_at, a.status AS appointment_status, a.needs_reschedule,"
         " p.last_name || ' ' || p.first_name AS patient_name, p.id AS patient_id,"
         " (SELECT COUNT(*) FROM outbox o WHERE o.job_id = j.id AND o.state IN ('sent', 'delivered')) AS sent,"
         " (SELECT GROUP_CONCAT(o.channel || ':' || o.state, ' ') FROM outbox o WHERE o.job_id = j.id) AS messages"
         " FROM escort_jobs j JOIN appointments a ON a.id = j.appointment_id"
-        " JOIN patients p ON p.id = a.patient_id WHERE j.starts_ts >= ? AND j.starts_ts < ?"
-        " ORDER BY a.starts_ts, j.scenario",
+        " JOIN patients p ON p.id = a.patient_id WHERE j.due_ts >= ? AND j.due_ts < ?"
+        " ORDER BY j.due_ts, a.starts_ts, j.scenario",
         (since_ts, until_ts),
     )
     return [dict(r) for r in rows]

@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--ring-ms", type=int, default=2000)
     p_demo.add_argument("--talk-ms", type=int, default=4000)
 
+    sub.add_parser("sounds", help="render the robot's fixed phrases (sounds/prompts.toml) for Asterisk")
+
     args = parser.parse_args(argv)
     settings = load_settings(args.config)
     logging.basicConfig(
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         "record-ami": cmd_record_ami,
         "demo-call": cmd_demo_call,
         "token": cmd_token,
+        "sounds": cmd_sounds,
     }[args.command]
     return handler(settings, args)
 
@@ -209,3 +212,20 @@ def cmd_demo_call(settings: Settings, args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def cmd_sounds(settings: Settings, args: argparse.Namespace) -> int:
+    from pbx.tts import PromptCache, TtsError, load_phrases, render_phrases
+
+    async def render() -> int:
+        cache = PromptCache(settings.sounds_dir / "tts", settings.robot.tts_rate)
+        try:
+            paths = await render_phrases(cache, load_phrases())
+        except TtsError as exc:
+            print(f"sounds: {exc}")
+            return 1
+        for name, path in paths.items():
+            print(f"{name}: {path}.wav")
+        return 0
+
+    return asyncio.run(render())

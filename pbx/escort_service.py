@@ -108,7 +108,11 @@ class EscortService:
             await self._messages(job, subject, "confirm", now)
             await escort.finish(self.db, job, "done", now, outcome=job["outcome"] or "messages")
             return
-        decision = rules.decide(job["scenario"], subject.facts, s, now, self.tz, forced=bool(job["forced"]))
+        if job["job_key"].startswith("manual:"):  # «Позвонить сейчас»: no window, no retries
+            decision: rules.Decision = Go("robot") if subject.facts.status == "unconfirmed" else \
+                Skip("Статус записи не «Не подтверждён»")
+        else:
+            decision = rules.decide(job["scenario"], subject.facts, s, now, self.tz, forced=bool(job["forced"]))
         if isinstance(decision, Skip):
             await escort.finish(self.db, job, "skipped", now, reason=decision.reason)
         elif isinstance(decision, Wait):
@@ -164,7 +168,8 @@ class EscortService:
                                        caller_id=s.caller_id, amd=s.amd, on_decided=decided)
         now = self.clock.now()
         await escort.end_robot_call(self.db, channel_id, result.outcome, result.keys, result.answered_at, now)
-        window_end = rules.confirmation_window(subject.facts, self.tz)[1]
+        manual = job["job_key"].startswith("manual:")
+        window_end = now if manual else rules.confirmation_window(subject.facts, self.tz)[1]
         steps = rules.after_call(result.outcome, job["attempts"], s, now, window_end)
         for step in steps:
             if isinstance(step, rules.RetryCall):

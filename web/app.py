@@ -81,6 +81,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_post("/settings", settings_page.settings_submit)
     app.router.add_get("/escort", escort_pages.campaign_page)
     app.router.add_post("/escort/settings", escort_pages.settings_submit)
+    app.router.add_post("/escort/call-now", escort_pages.call_now)
     app.router.add_get("/reports/escort", escort_pages.reports_page)
     app.router.add_post("/api/v1/gateway/status", escort_pages.gateway_status)
     app.router.add_post("/api/v1/gateway/reply", escort_pages.gateway_reply)

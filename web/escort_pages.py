@@ -66,6 +66,19 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/escort")
 
 
+async def call_now(request: web.Request) -> web.StreamResponse:
+    await require_settings(request)
+    form = await request.post()
+    try:
+        appointment_id = int(str(form.get("appointment", "")))
+        await escort.call_now(request.app[SERVICES].db, appointment_id, now_ts(request))
+    except (ValueError, KeyError):
+        raise web.HTTPBadRequest(text="Нет такой записи") from None
+    if request.app[SERVICES].escort is not None:
+        request.app[SERVICES].escort.wake()
+    raise web.HTTPFound("/escort")
+
+
 @aiohttp_jinja2.template("escort_reports.html")
 async def reports_page(request: web.Request) -> dict[str, Any]:
     me = await viewer(request)

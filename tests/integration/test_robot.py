@@ -65,7 +65,7 @@ async def add_patients(services: Services, numbers: list[str]) -> dict[str, int]
     """One patient per number, each with an unconfirmed appointment on the 25th, booked on
     the 20th (so confirmation is due on the 24th, 09:00-20:00)."""
     db = services.db
-    await load_demo(db, now=CALL_DAY)
+    await load_demo(db, now=CALL_DAY, robot_patients=False)
     out = {}
     for i, number in enumerate(numbers):
         pid = await patients.add_patient(db, "Тестова", f"Пациентка{i}", "Ивановна", phone_numbers=(number,))
@@ -172,5 +172,25 @@ async def test_restart_mid_call_neither_loses_nor_repeats(robot_settings: Settin
         assert services.db.query_now("SELECT COUNT(*) FROM robot_calls") == [(1,)]
         assert len(gateway.to(number)) == 1
         assert appts
+    finally:
+        await srv.close()
+
+
+async def test_call_now_outside_the_window(robot_settings: Settings, gateway: FakeGateway) -> None:
+    """«Позвонить сейчас» in the campaign view: a robot call at once, days before the window."""
+    clock = SettableClock(CALL_DAY)
+    srv, services = await start_app(robot_settings, clock)
+    try:
+        db = services.db
+        await load_demo(db, now=CALL_DAY, robot_patients=False)
+        pid = await patients.add_patient(db, "Тестов", "Пётр", phone_numbers=("+79990000010",))
+        appt = await schedule.book(db, patient_id=pid, doctor_id=1, minutes=30, now=CALL_DAY,
+                                   starts_at=datetime(2026, 11, 28, 12, tzinfo=TZ))
+        await escort.call_now(db, appt, clock.now())
+        assert services.escort is not None
+        await services.escort.tick()
+        await services.escort.idle()
+        assert (await schedule.get_appointment(db, appt))["status"] == "confirmed"
+        assert db.query_now("SELECT outcome, keys FROM robot_calls") == [("confirmed", "01")]
     finally:
         await srv.close()

@@ -84,7 +84,7 @@ async def test_a_failed_transaction_leaves_nothing(db: Database) -> None:
 async def test_demo_clinic_loads_once_and_identifies(db: Database) -> None:
     from crm import demo
 
-    assert await demo.load_demo(db) == 4
+    assert await demo.load_demo(db) == 7
     assert await demo.load_demo(db) == 0
     assert identify.identify(db, "+79265554433").display == "Пациенты: 2"
     assert identify.identify(db, "+79057778899").kind == "employee"

@@ -51,7 +51,7 @@ async def env(tmp_path: Path, gateway: FakeGateway):
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     db = app[SERVICES].db
-    await load_demo(db, now=clock.now())
+    await load_demo(db, now=clock.now(), robot_patients=False)
     await escort.save_settings(db, EscortSettings(confirmation_mode="messages"))
     yield app, server, clock
     await server.close()
