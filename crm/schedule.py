@@ -113,13 +113,7 @@ async def book(
             raise BookingError("Нет такого врача")
         if await (await tx.execute("SELECT 1 FROM patients WHERE id = ?", (patient_id,))).fetchone() is None:
             raise BookingError("Нет такого пациента")
-        clash = await (await tx.execute(
-            "SELECT 1 FROM appointments WHERE doctor_id = ? AND status IN ('unconfirmed', 'confirmed',"
-            " 'completed') AND starts_ts < ? AND ends_ts > ?",
-            (doctor_id, ends_at.timestamp(), starts_at.timestamp()),
-        )).fetchone()
-        if clash:
-            raise BookingError("Это время уже занято")
+        await _refuse_clash(tx, doctor_id, starts_at, ends_at)
         stamp = utc_now()
         cur = await tx.execute(
             "INSERT INTO appointments (patient_id, doctor_id, branch_id, guardian_id, starts_at,"
@@ -139,6 +133,18 @@ async def book(
         return int(cur.lastrowid or 0)
 
 
+async def _refuse_clash(tx: Any, doctor_id: int, starts_at: datetime, ends_at: datetime,
+                        moving: int = 0) -> None:
+    """Inside the booking's write transaction, so two bookings cannot both pass the check."""
+    clash = await (await tx.execute(
+        "SELECT 1 FROM appointments WHERE doctor_id = ? AND id <> ? AND status IN ('unconfirmed',"
+        " 'confirmed', 'completed') AND starts_ts < ? AND ends_ts > ?",
+        (doctor_id, moving, ends_at.timestamp(), starts_at.timestamp()),
+    )).fetchone()
+    if clash:
+        raise BookingError("Это время уже занято")
+
+
 async def reschedule(db: Database, appointment_id: int, starts_at: datetime, minutes: int,
                      now: float) -> None:
     """Move an appointment (keeps its id: details are not sent again; confirmation and
@@ -152,13 +158,7 @@ async def reschedule(db: Database, appointment_id: int, starts_at: datetime, min
         )).fetchone()
         if row is None:
             raise BookingError("Нет такого приёма")
-        clash = await (await tx.execute(
-            "SELECT 1 FROM appointments WHERE doctor_id = ? AND id <> ? AND status IN ('unconfirmed',"
-            " 'confirmed', 'completed') AND starts_ts < ? AND ends_ts > ?",
-            (row[0], appointment_id, ends_at.timestamp(), starts_at.timestamp()),
-        )).fetchone()
-        if clash:
-            raise BookingError("Это время уже занято")
+        await _refuse_clash(tx, row[0], starts_at, ends_at, moving=appointment_id)
         await tx.execute(
             "UPDATE appointments SET starts_at = ?, ends_at = ?, starts_ts = ?, ends_ts = ?,"
             " status = 'unconfirmed', needs_reschedule = 0, updated_at = ? WHERE id = ?",

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from pbx.ari.client import AriClient, AriError, AriEvent, AriLink
 from pbx.robots import ivr
 from pbx.settings import Settings
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 BUSY_CAUSES = frozenset({17})
 NO_ANSWER_CAUSES = frozenset({18, 19, 20, 21, 0})
 MAX_CALL_SECONDS = 300.0
+ORIGINATE_TIMEOUT = 15.0  # a loaded Asterisk can take seconds to set a call up
 
 
 @dataclass(frozen=True)
@@ -128,11 +131,15 @@ class RobotCaller:
             params.update(context="clinic-robot-amd", extension="s", priority=1)
         else:
             params.update(app=a.ari_app, appArgs="robot,HUMAN")
+        uncertain = False  # the originate request timed out: the call may exist all the same
         try:
-            await self.ari.post("channels", **params)
+            await self.ari.request("POST", "channels", params=params, timeout=ORIGINATE_TIMEOUT)
             if amd:  # a dialplan originate: follow the channel before it reaches Stasis
                 await self.ari.post(f"applications/{a.ari_app}/subscription", eventSource=f"channel:{call.channel_id}")
-        except (AriError, TimeoutError, ConnectionError) as exc:
+        except TimeoutError:
+            log.warning("robot: originate to %s timed out; waiting for its events", endpoint)
+            uncertain = True
+        except (AriError, ConnectionError, aiohttp.ClientError) as exc:
             log.warning("robot: originate to %s failed: %s", endpoint, exc)
             return CallResult("failed")
         machine = ivr.ConfirmationIvr(max_errors=r.max_errors, input_timeout=r.input_timeout)
@@ -143,7 +150,15 @@ class RobotCaller:
         busy_signal = False  # a Local channel reports busy as a state, its cause stays 0
         loop = asyncio.get_running_loop()
         while True:
-            event = await call.queue.get()
+            if uncertain:
+                try:
+                    event = await asyncio.wait_for(call.queue.get(), ring_seconds + ORIGINATE_TIMEOUT)
+                except TimeoutError:
+                    await self._hangup(call.channel_id)
+                    return CallResult("failed")
+                uncertain = False
+            else:
+                event = await call.queue.get()
             kind, data, at = event.type, event.data, event.received_at
             log.debug("robot: %s %s %s", call.channel_id, kind, (data.get("channel") or {}).get("state"))
             feed: ivr.Event | None = None
