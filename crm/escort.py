@@ -30,17 +30,21 @@ async def save_settings(db: Database, s: EscortSettings) -> None:
 
 
 # --- planning and the job queue -----------------------------------------------------------
-async def plan(db: Database, now: float, tz: ZoneInfo) -> int:
-    """Create the jobs future appointments need (idempotent on job_key). Returns how many."""
+async def plan(db: Database, now: float, tz: ZoneInfo, changed_since: str = "") -> tuple[int, str]:
+    """Create the jobs future appointments need (idempotent on job_key), looking only at
+    appointments changed since ``changed_since`` (their ``updated_at``; empty: all).
+    Returns how many jobs were made and the watermark for the next pass."""
+    mark = await db.fetchone("SELECT MAX(updated_at) FROM appointments")
+    watermark = str(mark[0]) if mark and mark[0] else changed_since
     rows = await db.fetchall(
         "SELECT a.id, a.starts_ts, a.created_ts, a.notify_requested FROM appointments a"
-        " WHERE a.starts_ts > ? AND a.status IN ('unconfirmed', 'confirmed') AND NOT EXISTS"
-        " (SELECT 1 FROM escort_jobs j WHERE j.appointment_id = a.id AND j.scenario = 'reminder'"
-        " AND j.starts_ts = a.starts_ts)",
-        (now,),
+        " WHERE a.updated_at >= ? AND a.starts_ts > ? AND a.status IN ('unconfirmed', 'confirmed')"
+        " AND NOT EXISTS (SELECT 1 FROM escort_jobs j WHERE j.appointment_id = a.id"
+        " AND j.scenario = 'reminder' AND j.starts_ts = a.starts_ts)",
+        (changed_since, now),
     )
     if not rows:
-        return 0
+        return 0, watermark
     stamp = utc_now()
     made = 0
     async with db.transaction() as tx:
@@ -59,7 +63,7 @@ async def plan(db: Database, now: float, tz: ZoneInfo) -> int:
                     (key, scenario, r["id"], r["starts_ts"], due_ts, forced, stamp, stamp),
                 )
                 made += cur.rowcount
-    return made
+    return made, watermark
 
 
 async def call_now(db: Database, appointment_id: int, now: float) -> None:
@@ -78,12 +82,17 @@ async def call_now(db: Database, appointment_id: int, now: float) -> None:
         )
 
 
-async def claim_due(db: Database, now: float, limit: int) -> list[dict[str, Any]]:
-    """Take due jobs (pending -> running) in one transaction: a job runs once at a time."""
+async def claim_due(db: Database, now: float, limit: int, *, confirmation: bool | None = None) -> list[dict[str, Any]]:
+    """Take due jobs (pending -> running) in one transaction: a job runs once at a time.
+    ``confirmation`` True/False takes only confirmation jobs (they may need the robot, whose
+    free lines bound the limit) or only the others."""
+    only = {None: "", True: " AND scenario = 'confirmation'", False: " AND scenario <> 'confirmation'"}[confirmation]
+    if limit <= 0:
+        return []
     async with db.transaction() as tx:
         cur = await tx.execute(
             "UPDATE escort_jobs SET state = 'running', updated_at = ? WHERE id IN (SELECT id FROM"
-            " escort_jobs WHERE state = 'pending' AND due_ts <= ? ORDER BY due_ts, id LIMIT ?)"
+            f" escort_jobs WHERE state = 'pending' AND due_ts <= ?{only} ORDER BY due_ts, id LIMIT ?)"
             " RETURNING *",
             (utc_now(), now, limit),
         )

@@ -48,6 +48,9 @@ class EscortService:
         self._wake = asyncio.Event()
         self._tick_lock = asyncio.Lock()
         self.secret = "link:" + settings.web.cookie_secret
+        # appointments changed at or after this updated_at are looked at by the planner; the
+        # same value is looked at again (>=), so a change within the same millisecond is not lost
+        self._planned_to = ""
 
     async def start(self, *, loop: bool = True) -> None:
         leftovers = await escort.recover(self.db, self.clock.now())
@@ -79,10 +82,15 @@ class EscortService:
     async def tick(self) -> None:
         async with self._tick_lock:
             now = self.clock.now()
-            await escort.plan(self.db, now, self.tz)
+            _, self._planned_to = await escort.plan(self.db, now, self.tz, self._planned_to)
             await self._write_off(now)
             s = await escort.settings(self.db)
-            for job in await escort.claim_due(self.db, now, 200):
+            # confirmation jobs only as many as the robot has free lines: the rest stay queued
+            # untouched (no claim-and-release churn while a campaign runs)
+            free = max(1, s.max_concurrent_calls) - (self.robot.active if self.robot else 0)
+            due = await escort.claim_due(self.db, now, 200, confirmation=False)
+            due += await escort.claim_due(self.db, now, free, confirmation=True)
+            for job in due:
                 try:
                     await self._job(job, s, now)
                 except Exception:

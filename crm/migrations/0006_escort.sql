@@ -4,6 +4,8 @@
 ALTER TABLE patients ADD COLUMN push_enabled INTEGER NOT NULL DEFAULT 0;  -- the app's notifications on
 ALTER TABLE appointments ADD COLUMN anonymous INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE doctors ADD COLUMN anonymous_appointments INTEGER NOT NULL DEFAULT 0;
+-- the planner looks only at appointments changed since its last pass
+CREATE INDEX appointments_updated ON appointments (updated_at);
 
 -- One job per appointment, scenario and appointment time: the key makes planning idempotent
 -- and a rescheduled appointment gets new confirmation/reminder jobs (details are never resent).
