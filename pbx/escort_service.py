@@ -143,7 +143,9 @@ class EscortService:
             return
         link = f"{self.settings.robot.public_url}/e/{escort.link_token(self.secret, subject.facts.appointment_id, subject.facts.starts_ts)}"
         body = rules.message_text(kind, subject.wording, link)
-        await escort.enqueue(self.db, job, kind, rules.channel_chain(subject.facts), phone, body, now)
+        # the booking form's «СМС оповещение» asks for an SMS; otherwise push -> WhatsApp -> SMS
+        chain = (rules.SMS,) if job["forced"] and kind == "details" else rules.channel_chain(subject.facts)
+        await escort.enqueue(self.db, job, kind, chain, phone, body, now)
 
     async def _place(self, job: dict[str, Any], subject: escort.Subject, s: EscortSettings, now: float) -> None:
         assert self.robot is not None

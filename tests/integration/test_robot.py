@@ -194,3 +194,25 @@ async def test_call_now_outside_the_window(robot_settings: Settings, gateway: Fa
         assert db.query_now("SELECT outcome, keys FROM robot_calls") == [("confirmed", "01")]
     finally:
         await srv.close()
+
+
+async def test_answering_machine_detection(robot_settings: Settings, gateway: FakeGateway) -> None:
+    """With AMD on, the call goes through Asterisk's AMD() first: a long greeting is a machine
+    (hung up, the patient messaged), a short "hello" is a person who then answers the menu."""
+    clock = SettableClock(CALL_DAY)
+    srv, services = await start_app(robot_settings, clock)
+    try:
+        db = services.db
+        appts = await add_patients(services, ["+79990000095", "+79990000094"])
+        await escort.save_settings(db, EscortSettings(amd=True, robot_retries=0, max_concurrent_calls=5))
+        assert services.escort is not None
+        await services.escort.tick()
+        await services.escort.idle()
+        await services.escort.tick()
+        outcome = {n: db.query_now("SELECT outcome FROM robot_calls WHERE appointment_id = ?", (a,))[0][0]
+                   for n, a in appts.items()}
+        assert outcome == {"+79990000095": "machine", "+79990000094": "confirmed"}
+        assert len(gateway.to("+79990000095")) == 1 and gateway.to("+79990000094") == []
+        assert (await schedule.get_appointment(db, appts["+79990000094"]))["status"] == "confirmed"
+    finally:
+        await srv.close()

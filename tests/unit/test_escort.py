@@ -148,7 +148,7 @@ async def test_windows_exclusions_and_forced_sms(env, gateway) -> None:
     await schedule.book(db, patient_id=1, doctor_id=2, starts_at=datetime(2026, 11, 26, 12, tzinfo=TZ),
                         minutes=30, now=clock.now(), notify_requested=True)
     await service.tick()
-    assert len(gateway.to(PETROVA_PHONE)) == 1
+    assert [m["channel"] for m in gateway.to(PETROVA_PHONE)] == ["sms"]
     # Иванов has a landline among his contacts: nothing is sent, with the reason
     await schedule.book(db, patient_id=2, doctor_id=2, starts_at=datetime(2026, 11, 27, 12, tzinfo=TZ),
                         minutes=30, now=clock.now())

@@ -31,7 +31,9 @@
       const pick = el("div", "card pick");
       pick.append(el("div", "title", "Сейчас звонят:"));
       for (const c of list.filter((x) => x.status === "ringing")) {
-        const row = el("div", "row", new Date(c.since * 1000).toLocaleTimeString("ru-RU") + "  " + c.phone);
+        // the administrator picks, by the last digits, the call being answered
+        const row = link("/comment?call=" + encodeURIComponent(c.linkedid),
+                         new Date(c.since * 1000).toLocaleTimeString("ru-RU") + "  " + c.phone, "row");
         pick.append(row);
       }
       box.append(pick);
