@@ -115,6 +115,7 @@ async def test_robot_scenarios_through_asterisk(robot_settings: Settings, gatewa
         # Asterisk's own CDR saw the robot's calls: answered ones answered, busy ones not
         cdr = await wait_cdr(robot_settings.cdr_db_path, "robot-" + str(_job_id(db, appts["+79990000001"])) + "-1")
         assert any(r["disposition"] == "ANSWERED" for r in cdr), cdr
+        assert "74951110001" in {r["src"] for r in cdr}, cdr  # the clinic's outbound caller ID
         # the whole campaign view shows the outcomes
         assert (await escort.campaign(db, CALL_DAY, CALL_DAY + 3 * 86400))
     finally:

@@ -257,3 +257,23 @@ async def test_campaign_view_and_reports_pages(env, gateway) -> None:
     s = await escort.settings(db)
     assert s.robot_retries == 1 and s.max_concurrent_calls == 3 and not s.details_enabled
     await client.close()
+
+
+async def test_push_after_the_robot_goes_in_a_minute_at_3_roubles(env, gateway) -> None:
+    app, _, clock = env
+    db = app[SERVICES].db
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE patients SET push_enabled = 1 WHERE id = 1")
+    await book(app, clock)
+    await app[SERVICES].escort.tick()
+    job = (await jobs(app))["confirmation"] | {"mode": "robot"}
+    await escort.enqueue(db, job, "confirm", ("push", "whatsapp", "sms"), PETROVA_PHONE, "текст", clock.now())
+    service = app[SERVICES].escort
+    before = len(gateway.received)
+    await service.send_messages()
+    assert len(gateway.received) == before  # not yet
+    clock.advance(60)
+    await service.send_messages()
+    assert gateway.received[-1]["channel"] == "push"
+    row = await db.fetchone("SELECT price FROM outbox WHERE channel = 'push' AND kind = 'confirm'")
+    assert row[0] == 3
