@@ -115,13 +115,19 @@ async def schedule_page(request: web.Request) -> dict[str, Any]:
         slots = await schedule.day_slots(db, d["id"], day, tz)
         appts = {a["id"]: a for a in await schedule.day_appointments(db, day, tz, d["id"])}
         columns.append({"doctor": d, "slots": slots, "appts": appts})
-    tomorrow = local_today(request) + timedelta(days=1)
-    call_list = [a for a in await schedule.day_appointments(db, tomorrow, tz)
-                 if a["status"] in schedule.ACTIVE]
+    # "Обзвон на ближайший день": the next day (within a week) that has appointments
+    call_list: list[dict[str, Any]] = []
+    call_day = local_today(request)
+    for _ in range(7):
+        call_day += timedelta(days=1)
+        call_list = [a for a in await schedule.day_appointments(db, call_day, tz)
+                     if a["status"] in schedule.ACTIVE]
+        if call_list:
+            break
     return {
         "day": day.isoformat(), "prev": (day - timedelta(days=1)).isoformat(),
         "next": (day + timedelta(days=1)).isoformat(), "columns": columns,
-        "call_list": call_list, "statuses": schedule.STATUSES, "now": now_ts(request),
+        "call_list": call_list, "call_day": call_day.isoformat(), "statuses": schedule.STATUSES, "now": now_ts(request),
         "cancelled": [a for a in await schedule.day_appointments(db, day, tz)
                       if a["status"] in ("cancelled",)],
     }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crm import users
+from crm import clinic_settings, users
 from crm.demo import load_demo
 from pbx.sipp import NEVER, start_operator_call, start_operator_uas
 from tests.conftest import require
@@ -116,15 +116,27 @@ async def test_click_to_call_rings_the_desk_phone(server, page, tmp_path: Path) 
     await log_in_with_phone(page, base)
     phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 500}})
     far = await start_operator_uas(services.settings, tmp_path, ring_ms=500, hangup_ms=2500)
+    await clinic_settings.put(services.db, "tags_enabled", True)  # the pop-up after a call
     await page.goto(base + "/patients/2")  # Иванов, +79031112233
     await page.click(".patient-head button.dial")
     ring = await log.wait_for(lambda e: e.name == "Newchannel" and str(e.headers.get("Channel", "")).startswith("PJSIP/101-"))
     outgoing = page.locator("#cards .card.outgoing")
     await outgoing.first.wait_for(timeout=10_000)
+    # no appointment was made: the tag pop-up opens when the call ends; one tag is required
+    dialog = page.locator("#tag-dialog")
+    await dialog.locator("button.primary").wait_for(timeout=20_000)
+    await dialog.locator("button.primary").click()
+    assert "хотя бы одну" in await dialog.locator(".error").text_content()
+    await dialog.locator("label.tag", has_text="Нет свободных окон").locator("input").check()
+    await dialog.locator("button.primary").click()
+    await dialog.wait_for(state="hidden")
     await stop_all(far, *phones.values(), wait=20)
     record = await wait_call(services, ring.headers["Linkedid"])
     assert record["direction"] == "outgoing" and record["phone_e164"] == "+79031112233"
     assert record["call_type"] == "outgoing" and record["originated_by"] is not None
+    await page.goto(base + "/calls")
+    row = page.locator("table.calls tbody tr", has_text="+79031112233").first
+    assert await row.locator("td.tags").text_content() == "Нет свободных окон"
     # already on a call / no phone: a clear red notice instead of a call
     await page.goto(base + "/shift")
     await page.check("input[value='none']")
