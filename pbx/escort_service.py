@@ -21,7 +21,7 @@ from crm import clinic_settings, escort
 from crm.clock import Clock
 from crm.db import Database
 from pbx.gateways import Gateway
-from pbx.robot_caller import RobotCaller
+from pbx.robot_caller import CallResult, RobotCaller
 from pbx.robots import rules
 from pbx.robots.rules import EscortSettings, Go, Skip, Wait
 from pbx.settings import Settings
@@ -174,8 +174,12 @@ class EscortService:
         async def decided(choice: str) -> None:  # the schedule changes while the robot still talks
             await escort.apply_choice(self.db, appointment_id, choice, self.clock.now(), "робот")
 
-        result = await self.robot.call(subject.facts.mobile or "", greeting, channel_id,
-                                       caller_id=s.caller_id, amd=s.amd, on_decided=decided)
+        try:
+            result = await self.robot.call(subject.facts.mobile or "", greeting, channel_id,
+                                           caller_id=s.caller_id, amd=s.amd, on_decided=decided)
+        except Exception:  # a bug must not leave the job running forever: message instead
+            log.exception("robot call %s failed", channel_id)
+            result = CallResult("failed")
         now = self.clock.now()
         await escort.end_robot_call(self.db, channel_id, result.outcome, result.keys, result.answered_at, now)
         manual = job["job_key"].startswith("manual:")

@@ -315,6 +315,11 @@ async def test_comment_pages_and_rights(app) -> None:
     async with db.transaction() as tx:
         await tx.execute("UPDATE users SET history_access = 'read' WHERE login = 'admin'")
     assert (await c.get("/comment?call=950.1")).status == 403
+    # ...but a call the user answered is theirs to comment, right or not
+    admin_id = db.query_now("SELECT id FROM users WHERE login = 'admin'")[0][0]
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE calls SET answered_by_user = ? WHERE linkedid = '950.1'", (admin_id,))
+    assert (await c.get("/comment?call=950.1")).status == 200
     assert (await c.get("/calls/manual")).status == 403
 
 
