@@ -53,6 +53,46 @@ async def doctors(db: Database) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+WEEKDAYS = ("Пн", "Вт", "Ср", "Чт", "Пт", "Сб", "Вс")
+
+
+async def add_doctor(db: Database, full_name: str, specialty: str, branch_id: int | None,
+                     weekdays: list[int], start_minute: int, end_minute: int, slot_minutes: int) -> int:
+    """A doctor with the same working hours on the given weekdays (0 = Monday)."""
+    full_name, specialty = " ".join(full_name.split())[:100], " ".join(specialty.split())[:100]
+    if not full_name or not specialty:
+        raise BookingError("Введите ФИО и специальность врача")
+    if not weekdays or any(not 0 <= d <= 6 for d in weekdays):
+        raise BookingError("Выберите рабочие дни")
+    if not (0 <= start_minute < end_minute <= 24 * 60) or not 5 <= slot_minutes <= 240:
+        raise BookingError("Неверные часы работы или длительность приёма")
+    async with db.transaction() as tx:
+        doc = int((await tx.execute(
+            "INSERT INTO doctors (full_name, specialty, branch_id) VALUES (?, ?, ?)",
+            (full_name, specialty, branch_id),
+        )).lastrowid or 0)
+        for day in sorted(set(weekdays)):
+            await tx.execute(
+                "INSERT INTO working_hours (doctor_id, weekday, start_minute, end_minute, slot_minutes)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (doc, day, start_minute, end_minute, slot_minutes),
+            )
+        return doc
+
+
+async def working_hours(db: Database) -> dict[int, list[dict[str, Any]]]:
+    rows = await db.fetchall("SELECT * FROM working_hours ORDER BY doctor_id, weekday, start_minute")
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r["doctor_id"], []).append(dict(r))
+    return out
+
+
+async def set_doctor_active(db: Database, doctor_id: int, active: bool) -> None:
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE doctors SET active = ? WHERE id = ?", (int(active), doctor_id))
+
+
 async def day_slots(db: Database, doctor_id: int, day: date, tz: ZoneInfo) -> list[Slot]:
     """The doctor's slots on a day from working hours, each with the appointment holding it."""
     hours = await db.fetchall(

@@ -9,8 +9,9 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import clinic_settings, comments, distribution, tags, users
+from crm import clinic_settings, comments, distribution, schedule, tags, users
 from crm.comments import CommentError
+from crm.schedule import BookingError
 from crm.tags import TagError
 from pbx.app import SERVICES
 from web.common import ROLE_LABELS, int_or_none, require_settings
@@ -33,6 +34,8 @@ async def _page(request: web.Request, error: str | None = None) -> dict[str, Any
         "dids": [dict(r) for r in await db.fetchall("SELECT did, ad_channel FROM clinic_numbers ORDER BY did")],
         "queues": ("reception-ringall", "reception-linear"),
         "workstation": request.cookies.get(WORKSTATION_COOKIE, ""),
+        "doctors": [dict(r) for r in await db.fetchall("SELECT * FROM doctors ORDER BY active DESC, full_name")],
+        "hours": await schedule.working_hours(db), "weekdays": schedule.WEEKDAYS,
         "error": error,
     }
 
@@ -89,6 +92,14 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
             )
         elif action == "rule_delete":
             await distribution.delete_rule(db, _id(form, "rule"))
+        elif action == "doctor_add":
+            await schedule.add_doctor(
+                db, field("full_name"), field("specialty"), int_or_none(form.get("branch")),
+                [int(d) for d in form.getall("weekday", []) if str(d).isdigit()],
+                _minutes(field("start")), _minutes(field("end")), int_or_none(form.get("slot")) or 0,
+            )
+        elif action == "doctor_active":
+            await schedule.set_doctor_active(db, _id(form, "doctor"), bool(form.get("active")))
         elif action == "telephony":
             await clinic_settings.put(db, "telephony_suspended", bool(form.get("suspended")))
         elif action == "workstation":
@@ -102,7 +113,7 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
             raise resp
         else:
             raise ValueError("Неизвестное действие")
-    except (TagError, CommentError, ValueError) as exc:
+    except (TagError, CommentError, BookingError, ValueError) as exc:
         return aiohttp_jinja2.render_template("settings.html", request,
                                               await _page(request, str(exc)), status=400)
     raise web.HTTPFound("/settings")
@@ -113,3 +124,11 @@ def _id(form: Any, name: str) -> int:
     if value is None:
         raise ValueError("Неверный запрос")
     return value
+
+
+def _minutes(hhmm: str) -> int:
+    """"09:30" -> 570; anything else -> -1 (refused by the schedule)."""
+    hours, _, minutes = hhmm.partition(":")
+    if not (hours.isdigit() and minutes.isdigit()):
+        return -1
+    return int(hours) * 60 + int(minutes)

@@ -293,6 +293,18 @@ async def test_settings_roles_and_tag_flow(app) -> None:
     r = await boss.post("/settings", data={"csrf_token": token, "action": "user", "user": "1",
                                            "role": "root", "history_access": "edit"})
     assert r.status == 400
+    # a new doctor with working hours: Monday and Wednesday 10:00-12:00, 20-minute slots
+    from multidict import MultiDict
+    form = MultiDict([("csrf_token", token), ("action", "doctor_add"), ("full_name", "Лебедев Игорь"),
+                      ("specialty", "ортодонт"), ("branch", "1"), ("weekday", "0"), ("weekday", "2"),
+                      ("start", "10:00"), ("end", "12:00"), ("slot", "20")])
+    assert (await boss.post("/settings", data=form)).status == 200
+    doc = db.query_now("SELECT id FROM doctors WHERE specialty = 'ортодонт'")[0][0]
+    assert len(await schedule.day_slots(db, doc, date(2026, 11, 23), TZ)) == 6
+    assert await schedule.day_slots(db, doc, date(2026, 11, 24), TZ) == []
+    bad = MultiDict([("csrf_token", token), ("action", "doctor_add"), ("full_name", "X"), ("specialty", "Y"),
+                     ("weekday", "0"), ("start", "12:00"), ("end", "10:00"), ("slot", "20")])
+    assert (await boss.post("/settings", data=bad)).status == 400
 
 
 async def test_comment_pages_and_rights(app) -> None:
