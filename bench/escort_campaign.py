@@ -44,7 +44,7 @@ TZ = ZoneInfo("Europe/Moscow")
 STATE = PROJECT_DIR / ".local" / "bench-escort"
 
 
-def settings(concurrency: int) -> Settings:
+def settings() -> Settings:
     asterisk = AsteriskSettings(sip_port=27060, ami_port=27038, http_port=27088, agi_port=27573,
                                 rtp_start=35000, rtp_end=36999, operator_port=27090, phone_port_base=27070)
     robot = RobotSettings(dial="Local/{number}@patient-sim", ring_seconds=15, tick_seconds=0.2)
@@ -76,7 +76,7 @@ async def seed(db, n: int, day: datetime) -> list[int]:
 async def run_level(n: int, concurrency: int, ast: EmbeddedAsterisk) -> None:
     day = datetime.combine(datetime.now(TZ).date() + timedelta(days=30), datetime.min.time(), TZ)
     day = day.replace(hour=9)
-    s = dataclasses.replace(settings(concurrency), database=STATE / f"crm-{concurrency}.sqlite")
+    s = dataclasses.replace(settings(), database=STATE / f"crm-{concurrency}.sqlite")
     s.db_path.unlink(missing_ok=True)
     clock = SettableClock((day - timedelta(days=1)).replace(hour=9, minute=5).timestamp())
     app = build_app(s, manage_asterisk=False, clock=clock, run_escort=False)
@@ -150,7 +150,7 @@ async def main() -> None:
     p.add_argument("--concurrency", default="20,50")
     args = p.parse_args()
     shutil.rmtree(STATE / "asterisk" / "var" / "log", ignore_errors=True)
-    ast = EmbeddedAsterisk(settings(1))
+    ast = EmbeddedAsterisk(settings())
     if not ast.installed:
         sys.exit("Asterisk is not installed: run `make test` or scripts/install-asterisk.sh")
     await asyncio.to_thread(ast.start)

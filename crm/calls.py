@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crm import identify as ident
-from crm import phones, shifts
+from crm import phones, shifts, tags
 from crm.db import Database, utc_now
 from pbx.calls.records import CallRecord
 
@@ -182,23 +182,14 @@ async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
             " WHERE l.call_id = c.id AND l.user_id = ?))"
         )
         params += [f.user_id, f.user_id, f.user_id]
-    if f.query:
-        q = f.query.strip()
-        digits = "".join(ch for ch in q if ch.isdigit())
-        clauses, qp = [], []
-        if len(digits) >= 3:
-            clauses.append("c.phone_e164 LIKE ?")
-            qp.append(f"%{digits}%")
-        if any(ch.isalpha() for ch in q):
-            clauses.append(
-                "EXISTS (SELECT 1 FROM call_candidates cc JOIN patients p ON p.id = cc.patient_id"
-                " WHERE cc.call_id = c.id AND (p.last_name || ' ' || p.first_name || ' ' ||"
-                " p.middle_name) LIKE ?)"
-            )
-            qp.append(f"%{q}%")
-        if clauses:
-            where.append("(" + " OR ".join(clauses) + ")")
-            params += qp
+    search = phones.search_clause(
+        f.query or "", "c.phone_e164 LIKE ?",
+        "EXISTS (SELECT 1 FROM call_candidates cc JOIN patients p ON p.id = cc.patient_id"
+        " WHERE cc.call_id = c.id AND (p.last_name || ' ' || p.first_name || ' ' || p.middle_name) LIKE ?)",
+    )
+    if search:
+        where.append(search[0])
+        params += search[1]
     sql = (
         f"SELECT c.*, {CONVERTED} AS converted, {HAD_APPOINTMENT} AS had_appointment"
         " FROM calls c WHERE " + " AND ".join(where)
@@ -244,9 +235,7 @@ async def _with_details(db: Database, call: dict[str, Any]) -> dict[str, Any]:
     call["counts_for_stats"] = bool(call["counts_for_stats"])
     call["converted"] = bool(call.get("converted"))
     call["had_appointment"] = bool(call.get("had_appointment"))
-    call["tags"] = [r[0] for r in await db.fetchall(
-        "SELECT label FROM call_tags WHERE linkedid = ? ORDER BY id", (call["linkedid"],)
-    )]
+    call["tags"] = [t["label"] for t in await tags.call_tags(db, call["linkedid"])]
     prompt = await db.fetchone("SELECT state FROM tag_prompts WHERE linkedid = ?", (call["linkedid"],))
     # a dash in the history: the tag pop-up was shown and closed without saving
     call["tags_skipped"] = bool(prompt and prompt[0] != "saved" and not call["tags"])

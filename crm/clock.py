@@ -4,7 +4,6 @@ production, a clock tests set and advance (time windows, the day-before call, re
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 
 
@@ -30,10 +29,3 @@ class SettableClock:
     def advance(self, seconds: float) -> None:
         self._now += seconds
 
-
-def local(ts: float, tz: tzinfo) -> datetime:
-    return datetime.fromtimestamp(ts, UTC).astimezone(tz)
-
-
-def utc_iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")

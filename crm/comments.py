@@ -11,6 +11,7 @@ from typing import Any
 from crm import phones
 from crm.calls import iso
 from crm.db import Database, utc_now
+from crm.identify import identify
 
 CALLER_TYPES = {
     "wants_booking": "Пациент. Хочет записаться",
@@ -109,9 +110,7 @@ async def add_manual_call(
     start_ts = started.timestamp()
     end_ts = start_ts + minutes * 60
     linkedid = "manual-" + secrets.token_hex(8)
-    patient_ids = [r[0] for r in await db.fetchall(
-        "SELECT patient_id FROM patient_phones WHERE e164 = ?", (e164,)
-    )]
+    who = identify(db, e164)
     async with db.transaction() as tx:
         cur = await tx.execute(
             "INSERT INTO calls (linkedid, direction, call_type, caller_raw, callee_raw, phone_e164,"
@@ -123,13 +122,12 @@ async def add_manual_call(
                 e164 if direction == "outgoing" else "", e164, user_id,
                 user_id if direction == "outgoing" else None, _utc(start_ts), _utc(start_ts),
                 _utc(end_ts), minutes * 60,
-                "patient" if len(patient_ids) == 1 else ("patients" if patient_ids else "unknown"),
-                patient_ids[0] if len(patient_ids) == 1 else None, utc_now(), start_ts, end_ts,
+                who.kind, who.patient_id, utc_now(), start_ts, end_ts,
             ),
         )
         call_id = int(cur.lastrowid or 0)
-        for pid in patient_ids:
-            await tx.execute("INSERT INTO call_candidates (call_id, patient_id) VALUES (?, ?)", (call_id, pid))
+        for cand in who.candidates:
+            await tx.execute("INSERT INTO call_candidates (call_id, patient_id) VALUES (?, ?)", (call_id, cand.id))
     return linkedid
 
 

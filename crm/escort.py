@@ -180,6 +180,11 @@ async def subject(db: Database, appointment_id: int, tz: ZoneInfo) -> Subject | 
     return Subject(facts, wording, row["patient_id"], row["specialty"])
 
 
+def link_secret(cookie_secret: str) -> str:
+    """The key of the patients' links, derived from the installation's cookie secret."""
+    return "link:" + cookie_secret
+
+
 def link_token(secret: str, appointment_id: int, starts_ts: float) -> str:
     mac = hmac.new(secret.encode(), f"{appointment_id}:{int(starts_ts)}".encode(), hashlib.sha256)
     return f"{appointment_id}-{mac.hexdigest()[:20]}"

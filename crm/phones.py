@@ -44,3 +44,19 @@ def kind(e164: str, region: str = DEFAULT_REGION) -> str:
     if t in (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE):
         return "mobile"
     return "landline"
+
+
+def search_clause(query: str, number_sql: str, name_sql: str) -> tuple[str, list[str]] | None:
+    """The "ФИО или номер" box: three or more digits search the numbers (``number_sql`` has
+    one ``?`` for a LIKE pattern), letters search the names (``name_sql`` likewise).
+    Returns the SQL condition and its parameters, or None when the text has neither."""
+    q = query.strip()
+    digits = "".join(ch for ch in q if ch.isdigit())
+    clauses, params = [], []
+    if len(digits) >= 3:
+        clauses.append(number_sql)
+        params.append(f"%{digits}%")
+    if any(ch.isalpha() for ch in q):
+        clauses.append(name_sql)
+        params.append(f"%{q}%")
+    return ("(" + " OR ".join(clauses) + ")", params) if clauses else None

@@ -47,7 +47,7 @@ class EscortService:
         self._loop_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._tick_lock = asyncio.Lock()
-        self.secret = "link:" + settings.web.cookie_secret
+        self.secret = escort.link_secret(settings.web.cookie_secret)
         # appointments changed at or after this updated_at are looked at by the planner; the
         # same value is looked at again (>=), so a change within the same millisecond is not lost
         self._planned_to = ""
@@ -184,6 +184,8 @@ class EscortService:
         await escort.end_robot_call(self.db, channel_id, result.outcome, result.keys, result.answered_at, now)
         manual = job["job_key"].startswith("manual:")
         window_end = now if manual else rules.confirmation_window(subject.facts, self.tz)[1]
+        # the choice itself (status, reschedule mark, the freed slot) was applied when the key
+        # arrived (``decided``); what is left after the call is a retry or the messages
         steps = rules.after_call(result.outcome, job["attempts"], s, now, window_end)
         for step in steps:
             if isinstance(step, rules.RetryCall):

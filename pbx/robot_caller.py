@@ -147,7 +147,6 @@ class RobotCaller:
         playing: str | None = None
         answered_at: float | None = None
         decided = False
-        busy_signal = False  # a Local channel reports busy as a state, its cause stays 0
         loop = asyncio.get_running_loop()
         while True:
             if uncertain:
@@ -160,7 +159,6 @@ class RobotCaller:
             else:
                 event = await call.queue.get()
             kind, data, at = event.type, event.data, event.received_at
-            log.debug("robot: %s %s %s", call.channel_id, kind, (data.get("channel") or {}).get("state"))
             feed: ivr.Event | None = None
             if kind == "StasisStart":
                 args = data.get("args") or []
@@ -179,8 +177,6 @@ class RobotCaller:
                     playing = None
                 seq = pid.rsplit("-", 1)[-1]
                 feed = ivr.PromptDone(int(seq) if seq.isdigit() else -1, at)
-            elif kind == "ChannelStateChange" and answered_at is None:
-                busy_signal |= (data.get("channel") or {}).get("state") == "Busy"
             elif kind == "NoInput":
                 feed = ivr.NoInput(at)
             elif kind in ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"):
@@ -188,11 +184,8 @@ class RobotCaller:
                     if kind != "ChannelDestroyed":
                         continue
                     cause = int(data.get("cause", 0) or 0)
-                    log.info("robot: %s not answered: cause %s, busy signal %s", call.channel_id, cause, busy_signal)
-                    if busy_signal or cause in BUSY_CAUSES:
-                        outcome = "busy"
-                    else:
-                        outcome = "no_answer" if cause in NO_ANSWER_CAUSES else "failed"
+                    log.info("robot: %s not answered: cause %s", call.channel_id, cause)
+                    outcome = "busy" if cause in BUSY_CAUSES else "no_answer" if cause in NO_ANSWER_CAUSES else "failed"
                     return CallResult(outcome)
                 feed = ivr.HungUp(at)
             if feed is None:

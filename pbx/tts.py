@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import sys
+import tomllib
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,6 @@ PHRASE_IDS = ("confirmed", "reschedule", "cancelled", "invalid", "no_input", "go
 
 
 def load_phrases(path: Path = PHRASES_FILE) -> dict[str, str]:
-    import tomllib
-
     phrases = tomllib.loads(path.read_text(encoding="utf-8")).get("phrases", {})
     missing = [p for p in PHRASE_IDS if not str(phrases.get(p, "")).strip()]
     if missing:

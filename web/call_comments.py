@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import calls, comments, context, identify, phones, shifts
+from crm import calls, comments, context, shifts
 from crm.comments import CommentError
 from pbx.app import SERVICES
 from web.common import (
@@ -23,6 +23,7 @@ from web.common import (
     now_ts,
     viewer,
 )
+from web.live import LIVE_HUB
 
 
 async def _call_view(request: web.Request, linkedid: str, me: Viewer) -> dict[str, Any]:
@@ -45,12 +46,9 @@ async def _call_view(request: web.Request, linkedid: str, me: Viewer) -> dict[st
     live = services.calls.live.get(extension or "", {}).get(linkedid) if services.calls else None
     if live is None:
         raise web.HTTPNotFound(text="Нет такого звонка")
-    e164 = phones.normalize(live.caller)
-    who = identify.identify(services.db, e164)
-    return {"linkedid": linkedid, "phone": e164 or live.caller, "when": "сейчас", "live": True,
-            "kind": who.kind,
-            "patients": [{"id": p.id, "full_name": p.full_name, "birth_date": p.birth_date}
-                         for p in who.candidates]}
+    card = request.app[LIVE_HUB].card(live)  # the same caller identification as the card shows
+    return {"linkedid": linkedid, "phone": card["phone"], "when": "сейчас", "live": True,
+            "kind": card["kind"], "patients": card["patients"]}
 
 
 async def _page(request: web.Request, linkedid: str, values: Any, error: str | None) -> dict[str, Any]:

@@ -29,7 +29,7 @@ STATES = {"pending": "в очереди", "running": "идёт", "done": "вып
 
 
 def _secret(request: web.Request) -> str:
-    return "link:" + request.app[SERVICES].settings.web.cookie_secret
+    return escort.link_secret(request.app[SERVICES].settings.web.cookie_secret)
 
 
 def _day_range(request: web.Request, day: date) -> tuple[float, float]:

@@ -14,11 +14,11 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
-from aiohttp_session import get_session
 
 from crm.calls import get_call, list_calls
 from pbx.app import SERVICES
 from web.api import call_filter
+from web.common import viewer
 
 TYPE_LABELS = {
     "incoming": "Входящий", "missed": "Пропущенный", "outgoing": "Исходящий",
@@ -33,11 +33,7 @@ RECORDING_NAME = re.compile(r"^[0-9]+\.[0-9]+\.wav$")
 
 
 async def history_access(request: web.Request) -> str:
-    session = await get_session(request)
-    row = await request.app[SERVICES].db.fetchone(
-        "SELECT history_access FROM users WHERE id = ?", (int(session.get("user_id", 0)),)
-    )
-    return str(row[0]) if row else "none"
+    return (await viewer(request)).history
 
 
 async def require_history(request: web.Request) -> None:

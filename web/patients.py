@@ -22,23 +22,18 @@ NAME_MAX = 60
 async def patient_list(request: web.Request) -> dict[str, Any]:
     q = request.query.get("q", "").strip()[:100]
     found: list[dict[str, Any]] = []
-    if q:
-        digits = "".join(ch for ch in q if ch.isdigit())
-        clauses, params = [], []
-        if len(digits) >= 3:
-            clauses.append("p.id IN (SELECT patient_id FROM patient_phones WHERE e164 LIKE ?)")
-            params.append(f"%{digits}%")
-        if any(ch.isalpha() for ch in q):
-            clauses.append("(p.last_name || ' ' || p.first_name || ' ' || p.middle_name) LIKE ?")
-            params.append(f"%{q}%")
-        if clauses:
-            rows = await request.app[SERVICES].db.fetchall(
-                "SELECT p.id, p.last_name, p.first_name, p.middle_name, p.birth_date,"
-                " (SELECT GROUP_CONCAT(e164, ' ') FROM patient_phones WHERE patient_id = p.id) AS phones"
-                f" FROM patients p WHERE {' OR '.join(clauses)} ORDER BY p.last_name, p.first_name LIMIT 50",
-                params,
-            )
-            found = [dict(r) for r in rows]
+    search = phones.search_clause(
+        q, "p.id IN (SELECT patient_id FROM patient_phones WHERE e164 LIKE ?)",
+        "(p.last_name || ' ' || p.first_name || ' ' || p.middle_name) LIKE ?",
+    )
+    if search:
+        rows = await request.app[SERVICES].db.fetchall(
+            "SELECT p.id, p.last_name, p.first_name, p.middle_name, p.birth_date,"
+            " (SELECT GROUP_CONCAT(e164, ' ') FROM patient_phones WHERE patient_id = p.id) AS phones"
+            f" FROM patients p WHERE {search[0]} ORDER BY p.last_name, p.first_name LIMIT 50",
+            search[1],
+        )
+        found = [dict(r) for r in rows]
     return {"q": q, "found": found}
 
 
