@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from playwright.async_api import expect
 
 from crm import clinic_settings, users
 from crm.demo import load_demo
@@ -126,7 +127,8 @@ async def test_click_to_call_rings_the_desk_phone(server, page, tmp_path: Path) 
     dialog = page.locator("#tag-dialog")
     await dialog.locator("button.primary").wait_for(timeout=20_000)
     await dialog.locator("button.primary").click()
-    assert "хотя бы одну" in await dialog.locator(".error").text_content()
+    # the refusal comes back from the server: wait for it rather than read the empty box at once
+    await expect(dialog.locator(".error")).to_contain_text("хотя бы одну", timeout=5_000)
     await dialog.locator("label.tag", has_text="Нет свободных окон").locator("input").check()
     await dialog.locator("button.primary").click()
     await dialog.wait_for(state="hidden")
