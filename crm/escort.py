@@ -99,6 +99,17 @@ async def claim_due(db: Database, now: float, limit: int, *, confirmation: bool 
         return [dict(r) for r in await cur.fetchall()]
 
 
+async def upcoming_confirmations(db: Database, until_ts: float, limit: int) -> list[int]:
+    """Appointments whose confirmation job is still to run before ``until_ts`` (the robot's
+    greetings are rendered for them ahead of the calls)."""
+    rows = await db.fetchall(
+        "SELECT appointment_id FROM escort_jobs WHERE state = 'pending' AND scenario = 'confirmation'"
+        " AND step <> 'messages' AND due_ts <= ? ORDER BY due_ts, id LIMIT ?",
+        (until_ts, limit),
+    )
+    return [r[0] for r in rows]
+
+
 async def release(db: Database, job_id: int, due_ts: float, *, step: str | None = None,
                   mode: str | None = None) -> None:
     """Back to pending for later (waiting for the window, a retry of the robot call)."""

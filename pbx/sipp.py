@@ -8,6 +8,7 @@ operator to ``operator_ip`` (127.0.0.2), so Asterisk tells them apart by source 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import tempfile
 import time
@@ -56,23 +57,52 @@ PHONE_HANGS_UP = """
 """
 
 
+def _private_port_range() -> tuple[int, int]:
+    """Ports the kernel never hands out on its own: above the ephemeral range (32768-60999 on
+    Debian). A port probed free there stays free until SIPp binds it; in the ephemeral range
+    a DNS lookup or any bind(0) could take it in between ("Address already in use")."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    if 65000 - (high + 1) >= 1000:
+        return high + 1, 65000
+    return max(1024, low - 4000), low  # an unusual ephemeral range: the block below it
+
+
+class _PortCursor:
+    """Hands out successive blocks, so ports probed free and released for one SIPp are not
+    handed to the next one before the first has bound them. Starts at a pid-dependent
+    place so a benchmark and the tests on one machine do not walk the same blocks."""
+
+    def __init__(self) -> None:
+        self.first, self.last = _private_port_range()
+        self.next = self.first + (os.getpid() * 16) % (self.last - self.first)
+
+    def take(self, size: int) -> int:
+        if self.next + size >= self.last:
+            self.next = self.first
+        base, self.next = self.next, self.next + size
+        return base
+
+
+_CURSOR = _PortCursor()
+
+
 def free_udp_ports(count: int, host: str = "127.0.0.1", step: int = 4) -> int:
     """A base port with ``count`` ports free at ``step`` spacing (SIPp RTP uses port and +2)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((host, 0))
-            base = s.getsockname()[1] & ~1
-        if base + count * step >= 65000:
-            continue
+    size = count * step
+    for _ in range((_CURSOR.last - _CURSOR.first) // size):
+        base = _CURSOR.take(size)
         socks = []
         try:
-            for i in range(count * step):
+            for i in range(size):
                 t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 socks.append(t)
                 t.bind((host, base + i))
             return base
         except OSError:
-            continue
+            continue  # a SIPp still running from before: the next block
         finally:
             for t in socks:
                 t.close()

@@ -62,16 +62,22 @@ class PromptCache:
         return hashlib.sha256(f"{self.rate}|{text}".encode()).hexdigest()[:24]
 
     async def path(self, text: str) -> Path:
+        await self.ensure(text)
+        return self.folder / self.key(text)
+
+    async def ensure(self, text: str) -> bool:
+        """Render the prompt unless cached; True when it was rendered now."""
         key = self.key(text)
         final = self.folder / f"{key}.wav"
         if final.exists():
-            return final.with_suffix("")
+            return False
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            if not final.exists():
+            rendered = not final.exists()
+            if rendered:
                 await self._render(text, final)
         self._locks.pop(key, None)
-        return final.with_suffix("")
+        return rendered
 
     async def _render(self, text: str, final: Path) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

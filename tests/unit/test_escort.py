@@ -6,6 +6,7 @@ restart recovery without duplicates, settings applied to planned jobs, write-off
 from __future__ import annotations
 
 import re
+import wave
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ from crm.clock import SettableClock
 from crm.demo import load_demo
 from pbx.app import SERVICES, build_app
 from pbx.escort_service import EscortService
+from pbx.robots import rules
 from pbx.robots.rules import EscortSettings
 from pbx.settings import AsteriskSettings, GatewaySettings, Settings, with_generated_secrets
 from tests.gateway_fake import FakeGateway
@@ -205,6 +207,20 @@ async def test_restart_recovers_without_a_second_call(env, gateway) -> None:
     await again.tick()
     assert len(gateway.to(PETROVA_PHONE)) == 2
     assert (await jobs(app))["confirmation"]["state"] == "done"
+
+
+async def test_greetings_are_rendered_ahead_of_the_calls(env, gateway) -> None:
+    app, _, clock = env
+    service = app[SERVICES].escort
+    await book(app, clock)  # the 25th at 10:00: the confirmation call is due on the 24th from 09:00
+    await service.tick()
+    assert await service.prerender(at(24, 8)) == 0  # nothing due before then
+    assert await service.prerender(at(24, 12)) == 1
+    subject = await escort.subject(app[SERVICES].db, (await jobs(app))["confirmation"]["appointment_id"], TZ)
+    greeting = service.prompts.folder / f"{service.prompts.key(rules.robot_text(subject.wording))}.wav"
+    with wave.open(str(greeting)) as w:  # a real 8 kHz prompt, not an empty file
+        assert w.getframerate() == 8000 and w.getnframes() > 8000
+    assert await service.prerender(at(24, 12)) == 0  # cached: not rendered twice
 
 
 async def test_patient_link_page(env, gateway) -> None:
