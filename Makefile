@@ -24,8 +24,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Starts the embedded Asterisk and the server with the demo clinic; Ctrl-C stops both.
-# The demo has no operator trunk: the robot calls patient-sim (demo patients +7 999 000-00-NN).
+# The demo has no operator trunk: the robot calls patient-sim (demo patients +7 999 000-00-NN),
+# and no message provider: messages go to the server's log and count as sent.
 run: export CLINIC_PBX_ROBOT_DIAL ?= Local/{number}@patient-sim
+run: export CLINIC_PBX_GATEWAY_DEMO ?= true
 run: install
 	@$(BIN)/clinic-pbx init --demo
 	@$(BIN)/clinic-pbx sounds >/dev/null

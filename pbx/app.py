@@ -25,7 +25,7 @@ from pbx.cdr_backfill import CdrReader
 from pbx.embedded import EmbeddedAsterisk
 from pbx.escort_service import EscortService
 from pbx.event_pump import EventPump
-from pbx.gateways import HttpGateway
+from pbx.gateways import make_gateway
 from pbx.robot_caller import RobotCaller
 from pbx.settings import Settings
 from pbx.tts import PromptCache, TtsError, load_phrases
@@ -139,7 +139,9 @@ def build_app(
             else:  # rendered on the first call (or ahead of time by `clinic-pbx sounds`)
                 robot = RobotCaller(services.ari, settings, prompts, phrases)
                 await robot.start()
-        gateway = HttpGateway(settings.gateway)
+        gateway = make_gateway(settings.gateway)
+        if settings.gateway.demo:
+            log.warning("gateway.demo is on: messages are logged here and sent nowhere")
         await gateway.start()
         escort = EscortService(services.db, settings, services.clock, gateway, robot, prompts)
         await escort.start(loop=run_escort)

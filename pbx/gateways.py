@@ -81,3 +81,23 @@ class HttpGateway:
                 return SendResult("failed", error=f"HTTP {resp.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             return SendResult("failed", error=f"{type(exc).__name__}: {exc}"[:200])
+
+
+class DemoGateway:
+    """``gateway.demo`` (what ``make run`` uses): a stand-in for a provider. Every message
+    counts as sent and is written to the server's log; nothing leaves the machine. The
+    campaign view and the appointment's log then show the whole chain as a clinic would."""
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(self, channel: str, phone: str, text: str, reference: str) -> SendResult:
+        log.info("demo gateway, not sent anywhere: %s to %s: %s", channel, phone, text)
+        return SendResult("sent", gateway_id=f"demo-{reference}"[:100])
+
+
+def make_gateway(settings: GatewaySettings) -> HttpGateway | DemoGateway:
+    return DemoGateway() if settings.demo else HttpGateway(settings)

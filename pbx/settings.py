@@ -91,6 +91,7 @@ class GatewaySettings:
     webhook_token: str = field(default="", repr=False)  # expected on delivery/reply webhooks
     body: str = '{"to": "{to}", "text": "{text}", "reference": "{reference}", "channel": "{channel}"}'
     timeout: float = 10.0
+    demo: bool = False  # no provider: messages are logged and count as sent (``make run``)
 
 
 @dataclass(frozen=True)

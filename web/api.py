@@ -5,7 +5,7 @@ create NAME``); health and the OpenAPI document are public."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +37,23 @@ async def authorized(request: web.Request) -> bool:
     return await tokens.check_token(request.app[SERVICES].db, token.strip()) is not None
 
 
-def parse_instant(text: str, *, end: bool = False) -> str:
-    """``2026-11-20`` (a whole day; as the end: exclusive next day) or an ISO date-time;
-    naive times are UTC. Returns ISO UTC with milliseconds, like the stored values."""
+def parse_instant(text: str, *, end: bool = False, tz: tzinfo = UTC) -> str:
+    """``2026-11-20`` (a whole day in ``tz``; as the end: exclusive next day) or an ISO
+    date-time; naive times are in ``tz`` (UTC for the API, the clinic's zone for the panel).
+    Returns ISO UTC with milliseconds, like the stored values."""
     if len(text) == 10:
         d = date.fromisoformat(text)
-        dt = datetime(d.year, d.month, d.day, tzinfo=UTC) + (timedelta(days=1) if end else timedelta())
+        dt = datetime(d.year, d.month, d.day, tzinfo=tz) + (timedelta(days=1) if end else timedelta())
     else:
         dt = datetime.fromisoformat(text)
-        dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+        dt = dt.replace(tzinfo=tz) if dt.tzinfo is None else dt
+    dt = dt.astimezone(UTC)
     return dt.isoformat(timespec="milliseconds")
 
 
-def call_filter(q: Any) -> CallFilter:
-    """Query string -> CallFilter; ValueError with a readable message on bad input."""
+def call_filter(q: Any, tz: tzinfo = UTC) -> CallFilter:
+    """Query string -> CallFilter; ValueError with a readable message on bad input. Dates
+    are whole days in ``tz``."""
     call_type = q.get("type") or None
     missed_state = None
     if call_type in ("missed_processed", "missed_unprocessed"):
@@ -59,8 +62,8 @@ def call_filter(q: Any) -> CallFilter:
         raise ValueError(f"type must be one of {', '.join(CALL_TYPES)}, missed_processed, "
                          "missed_unprocessed")
     try:
-        since = parse_instant(q["since"]) if q.get("since") else None
-        until = parse_instant(q["until"], end=True) if q.get("until") else None
+        since = parse_instant(q["since"], tz=tz) if q.get("since") else None
+        until = parse_instant(q["until"], end=True, tz=tz) if q.get("until") else None
     except ValueError:
         raise ValueError("since/until must be ISO dates or date-times") from None
     try:

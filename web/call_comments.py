@@ -19,6 +19,7 @@ from web.common import (
     clinic_tz,
     int_or_none,
     local_now,
+    local_time,
     local_today,
     now_ts,
     viewer,
@@ -40,7 +41,7 @@ async def _call_view(request: web.Request, linkedid: str, me: Viewer) -> dict[st
         if me.history != "edit" and not took_part:
             raise web.HTTPForbidden(text="Нет права редактировать историю звонков")
         return {"linkedid": linkedid, "phone": stored["phone_e164"] or stored["caller_raw"],
-                "when": stored["started_at"][:19].replace("T", " "), "live": False,
+                "when": local_time(stored["started_at"], clinic_tz(request)), "live": False,
                 "kind": stored["caller_kind"], "patients": stored["patients"]}
     extension = await shifts.current_extension(services.db, me.user_id)
     live = services.calls.live.get(extension or "", {}).get(linkedid) if services.calls else None

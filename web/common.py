@@ -59,6 +59,11 @@ def local_today(request: web.Request) -> date:
     return local_now(request).date()
 
 
+def local_time(iso_utc: str, tz: ZoneInfo) -> str:
+    """A stored ISO UTC instant as the clinic's wall clock: ``2026-11-20 14:05:09``."""
+    return datetime.fromisoformat(iso_utc).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def clean_linkedid(text: str | None) -> str | None:
     """A call reference from a form or a link: Asterisk's "1732000000.42" or "manual-<hex>"."""
     if not text or len(text) > 40 or not set(text) <= LINKEDID_CHARS:

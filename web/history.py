@@ -11,6 +11,7 @@ import csv
 import io
 import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -18,7 +19,7 @@ from aiohttp import web
 from crm.calls import get_call, list_calls
 from pbx.app import SERVICES
 from web.api import call_filter
-from web.common import viewer
+from web.common import clinic_tz, local_time, viewer
 
 TYPE_LABELS = {
     "incoming": "Входящий", "missed": "Пропущенный", "outgoing": "Исходящий",
@@ -46,7 +47,7 @@ def duration(seconds: float) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
-def row_view(call: dict[str, Any]) -> dict[str, Any]:
+def row_view(call: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     patients = call["patients"]
     if call["caller_kind"] in ("employee", "contractor"):
         who = "Сотрудник" if call["caller_kind"] == "employee" else "Контрагент"
@@ -58,7 +59,7 @@ def row_view(call: dict[str, Any]) -> dict[str, Any]:
         who = "Нет в базе"
     return {
         **call,
-        "when": call["started_at"][:19].replace("T", " "),
+        "when": local_time(call["started_at"], tz),
         "type_label": TYPE_LABELS.get(call["call_type"], call["call_type"]),
         "duration": duration(call["talk_seconds"]),
         "who": who,
@@ -69,7 +70,7 @@ def row_view(call: dict[str, Any]) -> dict[str, Any]:
 async def history(request: web.Request) -> dict[str, Any]:
     await require_history(request)
     try:
-        f = call_filter(request.query)
+        f = call_filter(request.query, clinic_tz(request))
         error = None
     except ValueError as exc:
         f, error = call_filter({}), str(exc)
@@ -78,7 +79,8 @@ async def history(request: web.Request) -> dict[str, Any]:
     employees = [{"id": r[0], "name": r[1] or r[2]} for r in await db.fetchall(
         "SELECT id, full_name, login FROM users WHERE active = 1 ORDER BY full_name, login")]
     labels = [r[0] for r in await db.fetchall("SELECT DISTINCT label FROM call_tags ORDER BY label")]
-    return {"calls": [row_view(c) for c in calls], "q": request.query, "error": error,
+    tz = clinic_tz(request)
+    return {"calls": [row_view(c, tz) for c in calls], "q": request.query, "error": error,
             "types": FILTER_TYPES, "csv_query": request.query_string, "employees": employees,
             "tag_labels": labels, "can_edit": await history_access(request) == "edit"}
 
@@ -86,15 +88,16 @@ async def history(request: web.Request) -> dict[str, Any]:
 async def history_csv(request: web.Request) -> web.StreamResponse:
     await require_history(request)
     try:
-        f = call_filter({**request.query, "limit": request.query.get("limit", "1000")})
+        f = call_filter({**request.query, "limit": request.query.get("limit", "1000")}, clinic_tz(request))
     except ValueError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     calls = await list_calls(request.app[SERVICES].db, f)
     out = io.StringIO()
     w = csv.writer(out, delimiter=";")
-    w.writerow(["Дата и время (UTC)", "Тип", "Номер", "Пациент", "Длительность", "Ответил",
+    w.writerow(["Дата и время", "Тип", "Номер", "Пациент", "Длительность", "Ответил",
                 "Пропустили", "Виртуальный номер", "Был записан", "Конверсия", "Метки", "Комментарий"])
-    for c in map(row_view, calls):
+    tz = clinic_tz(request)
+    for c in (row_view(call, tz) for call in calls):
         w.writerow([c["when"], c["type_label"], c["phone_e164"] or c["caller_raw"],
                     _csv_safe(c["who"]), c["duration"], c["answered_by_ext"],
                     " ".join(c["missed_by"]), c["did"], "Да" if c["had_appointment"] else "Нет",

@@ -98,7 +98,7 @@ async def patient_card(request: web.Request) -> dict[str, Any]:
         recent.sort(key=lambda c: c["started_at"], reverse=True)
     return {
         "ctx": ctx, "p": ctx["patient"], "appointments": appointments,
-        "calls": [row_view(c) for c in recent[:20]], "can_history": me.history in ("read", "edit"),
+        "calls": [row_view(c, clinic_tz(request)) for c in recent[:20]], "can_history": me.history in ("read", "edit"),
         "tz": clinic_tz(request), "scenarios": SCENARIOS,
         "booked": int_or_none(request.query.get("booked")), "today": local_today(request).isoformat(),
     }

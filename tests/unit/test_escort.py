@@ -223,6 +223,27 @@ async def test_greetings_are_rendered_ahead_of_the_calls(env, gateway) -> None:
     assert await service.prerender(at(24, 12)) == 0  # cached: not rendered twice
 
 
+async def test_demo_gateway_logs_messages_as_sent(tmp_path: Path, caplog) -> None:
+    settings = with_generated_secrets(Settings(
+        state_dir=tmp_path, asterisk=AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0),
+        gateway=GatewaySettings(demo=True),
+    ))
+    clock = SettableClock(at(23, 11))
+    app = build_app(settings, clock=clock, run_escort=False)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        await load_demo(app[SERVICES].db, now=clock.now(), robot_patients=False)
+        await book(app, clock)
+        with caplog.at_level("INFO", logger="pbx.gateways"):
+            await app[SERVICES].escort.tick()
+        rows = await app[SERVICES].db.fetchall("SELECT channel, state, body FROM outbox")
+        assert [(r["channel"], r["state"]) for r in rows] == [("whatsapp", "sent")]
+        assert "not sent anywhere" in caplog.text and rows[0]["body"] in caplog.text
+    finally:
+        await server.close()
+
+
 async def test_patient_link_page(env, gateway) -> None:
     app, server, clock = env
     db = app[SERVICES].db

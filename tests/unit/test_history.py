@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import wave
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,18 @@ async def test_recording_playback_with_range_and_rights(app) -> None:
     assert resp.status == 302 and resp.headers["Location"] == "/login"
     for client in (c, n, anon):
         await client.session.close()
+
+
+async def test_times_and_days_are_the_clinic_s(app) -> None:
+    application, server = app
+    # 22:30 UTC on the 30th is 01:30 on 1 December in Moscow (the clinic's zone)
+    late = datetime(2026, 11, 30, 22, 30, tzinfo=UTC).timestamp()
+    await calls.save_call(application[SERVICES].db, rec("500.0", late, "79990001122", "incoming"))
+    c = await client_for(server, "reader")
+    december = await (await c.get("/calls?since=2026-12-01&until=2026-12-01")).text()
+    assert "2026-12-01 01:30:00" in december and "+79990001122" in december
+    november = await (await c.get("/calls?since=2026-11-30&until=2026-11-30")).text()
+    assert "+79990001122" not in november
+    body = (await (await c.get("/calls.csv?since=2026-12-01&until=2026-12-01")).read()).decode()
+    assert "2026-12-01 01:30:00" in body
+    await c.close()
