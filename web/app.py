@@ -50,6 +50,12 @@ def setup_web(app: web.Application, settings: Settings) -> None:
         yield
 
     app.cleanup_ctx.append(live_hub)
+
+    async def end_live_streams(app: web.Application) -> None:
+        # open browser tabs would otherwise hold a stop for up to aiohttp's shutdown timeout
+        app[LIVE_HUB].close_all()
+
+    app.on_shutdown.append(end_live_streams)
     app.middlewares.append(shift_first)
     app.router.add_get("/shift", shift_form)
     app.router.add_post("/shift", shift_submit)

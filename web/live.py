@@ -25,6 +25,7 @@ from pbx.calls.records import Change, LiveCall, LiveUpdate, QueueWaiting
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 100
 RESYNC = {"type": "resync"}
+CLOSED = {"type": "closed"}  # the server is stopping: end the stream now, not at the next keep-alive
 
 
 @dataclass(eq=False)
@@ -66,6 +67,12 @@ class LiveHub:
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
+
+    def close_all(self) -> None:
+        for sub in list(self.subscribers):
+            while not sub.queue.empty():
+                sub.queue.get_nowait()
+            sub.queue.put_nowait(CLOSED)
 
     def on_change(self, change: Change) -> None:
         if isinstance(change, LiveUpdate):
@@ -155,6 +162,8 @@ async def live_events(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await resp.write(b": keep-alive\n\n")
                 continue
+            if message is CLOSED:
+                break
             if message is RESYNC:
                 sub.overflowed = False
                 message = hub.snapshot(extension, rules)

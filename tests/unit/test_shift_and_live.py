@@ -98,6 +98,20 @@ async def test_sse_stream_sends_snapshot_then_cards(app) -> None:
     await client.close()
 
 
+async def test_stopping_the_server_ends_open_streams_at_once(app) -> None:
+    application, server = app
+    client = await login(server, "anna", "pw-anna")
+    resp = await client.get("/live")
+    assert (await asyncio.wait_for(resp.content.readline(), 5)).startswith(b"data: ")
+    started = asyncio.get_running_loop().time()
+    await application.shutdown()  # what aiohttp runs on SIGTERM / Ctrl-C
+    assert await asyncio.wait_for(resp.content.read(), 5) == b"\n"  # the end, not a keep-alive 15 s later
+    assert asyncio.get_running_loop().time() - started < 2
+    assert not application[LIVE_HUB].subscribers
+    resp.close()
+    await client.close()
+
+
 async def test_a_slow_tab_gets_a_resync_not_a_stall(app) -> None:
     application, _ = app
     hub = application[LIVE_HUB]
