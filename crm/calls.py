@@ -154,8 +154,10 @@ async def converted_live(db: Database, linkedid: str, e164: str | None, started_
     return row is not None
 
 
-async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
-    where, params = ["1 = 1"], []
+def conditions(f: CallFilter) -> tuple[list[str], list[Any]]:
+    """The filter as SQL conditions on ``calls c`` (the history, its CSV, the reports)."""
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
     if f.since:
         where.append("c.started_at >= ?")
         params.append(f.since)
@@ -190,6 +192,11 @@ async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
     if search:
         where.append(search[0])
         params += search[1]
+    return where, params
+
+
+async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
+    where, params = conditions(f)
     sql = (
         f"SELECT c.*, {CONVERTED} AS converted, {HAD_APPOINTMENT} AS had_appointment"
         " FROM calls c WHERE " + " AND ".join(where)

@@ -14,7 +14,16 @@ from aiohttp_session import get_session, new_session
 from crm import shifts, users
 from pbx.app import SERVICES, health
 from pbx.settings import Settings
-from web import booking, call_comments, dial, escort_pages, patients, settings_page, tag_prompt
+from web import (
+    booking,
+    call_comments,
+    dial,
+    escort_pages,
+    patients,
+    reports,
+    settings_page,
+    tag_prompt,
+)
 from web.api import setup_api
 from web.common import money
 from web.history import history, history_csv, recording
@@ -89,6 +98,8 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_post("/escort/settings", escort_pages.settings_submit)
     app.router.add_post("/escort/call-now", escort_pages.call_now)
     app.router.add_get("/reports/escort", escort_pages.reports_page)
+    app.router.add_get("/reports", reports.reports_page)
+    app.router.add_get("/reports.csv", reports.reports_csv)
     app.router.add_post("/api/v1/gateway/status", escort_pages.gateway_status)
     app.router.add_post("/api/v1/gateway/reply", escort_pages.gateway_reply)
     app.router.add_get("/e/{token}", escort_pages.patient_link)

@@ -79,5 +79,10 @@ def int_or_none(text: object) -> int | None:
     return value if 0 < value < 2**62 else None
 
 
+def csv_safe(text: str) -> str:
+    """A value starting with = + - @ would run as a formula in a spreadsheet."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
 def money(value: float) -> str:
     return f"{value:,.0f}".replace(",", " ") + " ₽"

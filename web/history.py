@@ -19,7 +19,7 @@ from aiohttp import web
 from crm.calls import get_call, list_calls
 from pbx.app import SERVICES
 from web.api import call_filter
-from web.common import clinic_tz, local_time, viewer
+from web.common import clinic_tz, csv_safe, local_time, viewer
 
 TYPE_LABELS = {
     "incoming": "Входящий", "missed": "Пропущенный", "outgoing": "Исходящий",
@@ -99,21 +99,16 @@ async def history_csv(request: web.Request) -> web.StreamResponse:
     tz = clinic_tz(request)
     for c in (row_view(call, tz) for call in calls):
         w.writerow([c["when"], c["type_label"], c["phone_e164"] or c["caller_raw"],
-                    _csv_safe(c["who"]), c["duration"], c["answered_by_ext"],
+                    csv_safe(c["who"]), c["duration"], c["answered_by_ext"],
                     " ".join(c["missed_by"]), c["did"], "Да" if c["had_appointment"] else "Нет",
                     "Да" if c["converted"] else "Нет",
-                    _csv_safe(", ".join(c["tags"]) or ("—" if c["tags_skipped"] else "")),
-                    _csv_safe(c["comment"]["text"] if c["comment"] else "")])
+                    csv_safe(", ".join(c["tags"]) or ("—" if c["tags_skipped"] else "")),
+                    csv_safe(c["comment"]["text"] if c["comment"] else "")])
     return web.Response(
         body=("\ufeff" + out.getvalue()).encode(),  # BOM: Excel opens Cyrillic correctly
         content_type="text/csv", charset="utf-8",
         headers={"Content-Disposition": 'attachment; filename="calls.csv"'},
     )
-
-
-def _csv_safe(text: str) -> str:
-    """A name starting with = + - @ would run as a formula in a spreadsheet."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 async def recording(request: web.Request) -> web.StreamResponse:

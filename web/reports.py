@@ -1,0 +1,129 @@
+"""The call reports page (seed 000) and its CSV: administrators' efficiency, calls per day,
+missed calls processing, call tags. For the director and the settings administrator (one
+administrator's efficiency is not for colleagues to browse). Filters: the clinic's days,
+the clinic number (DID), the employee, the tag (and the tag group for the tags report).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, timedelta
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from crm import reports
+from crm.calls import CallFilter
+from pbx.app import SERVICES
+from web.api import call_filter
+from web.common import clinic_tz, csv_safe, int_or_none, local_today, now_ts, viewer
+
+REPORTS = {
+    "efficiency": "Эффективность администраторов",
+    "days": "Количество звонков по дням",
+    "missed": "Обработка пропущенных звонков",
+    "tags": "Метки звонков",
+}
+REPORT_ROLES = ("director", "settings_admin")
+
+
+def hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}".replace(".", ",") + " %"
+
+
+async def _parse(request: web.Request) -> tuple[str, CallFilter, dict[str, str], int | None]:
+    me = await viewer(request)
+    if me.role not in REPORT_ROLES:
+        raise web.HTTPForbidden(text="Отчёты доступны директору и администратору настроек")
+    report = request.query.get("report", "efficiency")
+    if report not in REPORTS:
+        raise web.HTTPBadRequest(text="Нет такого отчёта")
+    today = local_today(request)
+    q = {
+        "since": request.query.get("since") or (today - timedelta(days=6)).isoformat(),
+        "until": request.query.get("until") or today.isoformat(),
+        "did": request.query.get("did", ""), "employee": request.query.get("employee", ""),
+        "tag": request.query.get("tag", ""), "group": request.query.get("group", ""),
+    }
+    try:
+        since, until = date.fromisoformat(q["since"]), date.fromisoformat(q["until"])
+        if until < since or (until - since).days >= reports.MAX_DAYS:
+            raise ValueError
+        f = call_filter({**q, "limit": "1000"}, clinic_tz(request))
+    except ValueError:
+        raise web.HTTPBadRequest(text="Неверный период или фильтр (период не длиннее года)") from None
+    group = int_or_none(q["group"]) if q["group"] else None
+    return report, f, q, group
+
+
+async def _data(request: web.Request, report: str, f: CallFilter, group: int | None) -> dict[str, Any]:
+    db = request.app[SERVICES].db
+    tz = clinic_tz(request)
+    if report == "efficiency":
+        return {"rows": await reports.admin_efficiency(db, f)}
+    if report == "days":
+        return {"rows": await reports.calls_per_day(db, f, tz)}
+    if report == "missed":
+        total, days = await reports.missed_processing(db, f, tz, now_ts(request))
+        return {"total": total, "days": days}
+    return {"tags": await reports.tag_counts(db, f, group)}
+
+
+@aiohttp_jinja2.template("reports.html")
+async def reports_page(request: web.Request) -> dict[str, Any]:
+    report, f, q, group = await _parse(request)
+    db = request.app[SERVICES].db
+    return {
+        "report": report, "reports": REPORTS, "q": q, **(await _data(request, report, f, group)),
+        "dids": [dict(r) for r in await db.fetchall("SELECT did, ad_channel FROM clinic_numbers ORDER BY did")],
+        "employees": [{"id": r[0], "name": r[1] or r[2]} for r in await db.fetchall(
+            "SELECT id, full_name, login FROM users ORDER BY full_name, login")],
+        "tag_labels": [r[0] for r in await db.fetchall("SELECT DISTINCT label FROM call_tags ORDER BY label")],
+        "groups": [dict(r) for r in await db.fetchall(
+            "SELECT id, name, deleted_at FROM tag_groups ORDER BY name")],
+        "hms": hms, "pct": pct, "query": request.query_string,
+    }
+
+
+async def reports_csv(request: web.Request) -> web.Response:
+    report, f, _, group = await _parse(request)
+    data = await _data(request, report, f, group)
+    out = io.StringIO()
+    w = csv.writer(out, delimiter=";")
+    if report == "efficiency":
+        w.writerow(["Сотрудник", "Всего звонков", "Записано", "Конверсия, %", "Время разговоров",
+                    "Среднее время", "Пропущено", "Пропущено, %", "Исходящих без ответа",
+                    "Без ответа, %"])
+        for r in data["rows"]:
+            w.writerow([csv_safe(r.name), r.total, r.booked, pct(r.conversion), hms(r.talk_seconds),
+                        hms(r.average_talk), r.missed, pct(r.missed_share), r.outgoing_unanswered,
+                        pct(r.unanswered_share)])
+    elif report == "days":
+        w.writerow(["День", "Всего", "Входящие", "Пропущенные", "Исходящие", "Исходящие без ответа",
+                    "Записано"])
+        for r in data["rows"]:
+            w.writerow([r.day.isoformat(), r.total, r.incoming, r.missed, r.outgoing,
+                        r.outgoing_unanswered, r.booked])
+    elif report == "missed":
+        w.writerow(["День", "Пропущено", "Перезвонили", "Дозвонился сам", "Обработано, %",
+                    "Ждут (до 24 ч)", "Необработанные", "Медиана до обработки, мин"])
+        for day, s in [*data["days"], ("Итого", data["total"])]:
+            w.writerow([str(day), s.missed, s.called_back, s.got_through, pct(s.processed_share),
+                        s.pending, s.unprocessed,
+                        "" if s.median_minutes is None else round(s.median_minutes)])
+    else:
+        w.writerow(["Группа", "Метка", "Звонков", "Доля, %"])
+        for name, items in data["tags"]["groups"].items():
+            for item in items:
+                w.writerow([csv_safe(name), csv_safe(item["label"]), item["calls"], pct(item["share"])])
+    return web.Response(
+        body=("\ufeff" + out.getvalue()).encode(), content_type="text/csv", charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="report-{report}.csv"'},
+    )
