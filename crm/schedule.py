@@ -9,6 +9,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from crm.dates import parse_moment
 from crm.db import Database, utc_now
 
 STATUSES = {
@@ -36,7 +37,7 @@ class Slot:
 def parse_local(text: str, tz: ZoneInfo) -> datetime:
     """"2026-11-23T10:00" (local wall time) -> aware datetime; raises BookingError."""
     try:
-        value = datetime.fromisoformat(text)
+        value = parse_moment(text)
     except ValueError:
         raise BookingError("Неверное время приёма") from None
     return value.replace(tzinfo=tz) if value.tzinfo is None else value.astimezone(tz)

@@ -130,7 +130,7 @@ class EscortService:
                 subject = await escort.subject(self.db, appointment_id, self.tz)
                 if subject is not None:
                     rendered += await self.prompts.ensure(rules.robot_text(subject.wording))
-        except TtsError:
+        except Exception:  # best effort: a call still renders its own greeting
             log.exception("robot greetings not rendered ahead; each call renders its own")
         if rendered:
             log.info("robot: %d greetings rendered ahead", rendered)

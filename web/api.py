@@ -5,7 +5,7 @@ create NAME``); health and the OpenAPI document are public."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from aiohttp import web
 
 from crm import tokens
 from crm.calls import CALL_TYPES, CallFilter, get_call, list_calls
+from crm.dates import parse_day, parse_moment
 from pbx.app import SERVICES, health
 
 OPENAPI = Path(__file__).parent / "openapi.json"
@@ -42,10 +43,10 @@ def parse_instant(text: str, *, end: bool = False, tz: tzinfo = UTC) -> str:
     date-time; naive times are in ``tz`` (UTC for the API, the clinic's zone for the panel).
     Returns ISO UTC with milliseconds, like the stored values."""
     if len(text) == 10:
-        d = date.fromisoformat(text)
+        d = parse_day(text)
         dt = datetime(d.year, d.month, d.day, tzinfo=tz) + (timedelta(days=1) if end else timedelta())
     else:
-        dt = datetime.fromisoformat(text)
+        dt = parse_moment(text)
         dt = dt.replace(tzinfo=tz) if dt.tzinfo is None else dt
     dt = dt.astimezone(UTC)
     return dt.isoformat(timespec="milliseconds")

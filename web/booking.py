@@ -11,6 +11,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from crm import context, patients, schedule, shifts
+from crm.dates import parse_day
 from crm.schedule import BookingError
 from pbx.app import SERVICES
 from web.common import clean_linkedid, clinic_tz, int_or_none, local_today, now_ts, viewer
@@ -19,7 +20,7 @@ from web.patients import patient_fields
 
 def _day(text: str | None, default: date) -> date:
     try:
-        return date.fromisoformat(text) if text else default
+        return parse_day(text) if text else default
     except ValueError:
         return default
 
@@ -162,7 +163,7 @@ async def task_add(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     me = await viewer(request)
     try:
-        due = date.fromisoformat(str(form.get("due", "")))
+        due = parse_day(str(form.get("due", "")))
     except ValueError:
         raise web.HTTPBadRequest(text="Неверная дата задачи") from None
     try:

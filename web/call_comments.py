@@ -4,7 +4,6 @@ saves and opens booking for the chosen patient with the call attached."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import aiohttp_jinja2
@@ -12,6 +11,7 @@ from aiohttp import web
 
 from crm import calls, comments, context, shifts
 from crm.comments import CommentError
+from crm.dates import parse_moment
 from pbx.app import SERVICES
 from web.common import (
     Viewer,
@@ -123,7 +123,7 @@ async def manual_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     try:
         try:
-            started = datetime.fromisoformat(str(form.get("when", ""))).replace(tzinfo=clinic_tz(request))
+            started = parse_moment(str(form.get("when", ""))).replace(tzinfo=clinic_tz(request))
             minutes = float(str(form.get("minutes", "0")).replace(",", "."))
         except ValueError:
             raise CommentError("Неверные дата или длительность") from None

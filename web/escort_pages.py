@@ -13,6 +13,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from crm import escort, phones, schedule
+from crm.dates import parse_day
 from crm.schedule import BookingError
 from pbx.app import SERVICES
 from pbx.robots import rules
@@ -86,8 +87,8 @@ async def reports_page(request: web.Request) -> dict[str, Any]:
         raise web.HTTPForbidden(text="Отчёты доступны директору")
     today = local_today(request)
     try:
-        since = date.fromisoformat(request.query.get("since", "")) if request.query.get("since") else today - timedelta(days=7)
-        until = date.fromisoformat(request.query.get("until", "")) if request.query.get("until") else today + timedelta(days=1)
+        since = parse_day(request.query["since"]) if request.query.get("since") else today - timedelta(days=7)
+        until = parse_day(request.query["until"]) if request.query.get("until") else today + timedelta(days=1)
     except ValueError:
         raise web.HTTPBadRequest(text="Неверный период") from None
     scenario = request.query.get("scenario") or None

@@ -10,6 +10,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from crm import calls, context, escort, patients, phones, schedule
+from crm.dates import parse_day
 from pbx.app import SERVICES
 from pbx.robots.rules import SCENARIOS
 from web.common import clean_linkedid, clinic_tz, int_or_none, local_today, now_ts, viewer
@@ -53,7 +54,7 @@ def patient_fields(form: Any) -> tuple[str, str, str, str | None, str]:
     born = str(form.get("birth_date", "")).strip() or None
     if born:
         try:
-            if date.fromisoformat(born) > date.today():
+            if parse_day(born) > date.today():
                 raise ValueError
         except ValueError:
             raise ValueError("Неверная дата рождения") from None

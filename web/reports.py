@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import aiohttp_jinja2
@@ -16,6 +16,7 @@ from aiohttp import web
 
 from crm import reports
 from crm.calls import CallFilter
+from crm.dates import parse_day
 from pbx.app import SERVICES
 from web.api import call_filter
 from web.common import clinic_tz, csv_safe, int_or_none, local_today, now_ts, viewer
@@ -53,7 +54,7 @@ async def _parse(request: web.Request) -> tuple[str, CallFilter, dict[str, str],
         "tag": request.query.get("tag", ""), "group": request.query.get("group", ""),
     }
     try:
-        since, until = date.fromisoformat(q["since"]), date.fromisoformat(q["until"])
+        since, until = parse_day(q["since"]), parse_day(q["until"])
         if until < since or (until - since).days >= reports.MAX_DAYS:
             raise ValueError
         f = call_filter({**q, "limit": "1000"}, clinic_tz(request))

@@ -1,0 +1,61 @@
+"""Dates a person (or a probe) can type into any page's query string or form: year 1, year
+9999, nonsense. Each gets a clear answer (a 400 or the default day), never a server error."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from crm import users
+from crm.demo import load_demo
+from pbx.app import SERVICES, build_app
+from pbx.settings import AsteriskSettings, Settings, with_generated_secrets
+
+PAGES = ("/calls", "/calls.csv", "/reports", "/reports.csv", "/reports/escort", "/schedule", "/booking",
+         "/escort", "/tasks", "/api/v1/calls")
+QUERIES = ("since=0001-01-01&until=0001-01-01", "since=9999-12-31&until=9999-12-31", "date=0001-01-01",
+           "date=9999-12-31", "day=9999-12-31", "day=0001-01-01", "since=2026-01-01T25:00", "date=x",
+           "report=days&since=0001-01-01&until=0001-12-31", "since=2026-11-01T10:00:00%2B99:00")
+
+
+@pytest.fixture
+async def client(tmp_path: Path):
+    asterisk = AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0)
+    app = build_app(with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk)))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+        db = app[SERVICES].db
+        await load_demo(db)
+        await users.create_user(db, "boss", "pw", role="director")
+        page = await (await c.get("/login")).text()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        await c.post("/login", data={"login": "boss", "password": "pw", "csrf_token": token})
+        shift = await (await c.get("/shift")).text()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', shift).group(1)
+        await c.post("/shift", data={"extension": "none", "csrf_token": token})
+        yield c, token
+
+
+async def test_no_date_in_a_query_string_breaks_a_page(client) -> None:
+    c, _ = client
+    failures = []
+    for path in PAGES:
+        for q in QUERIES:
+            status = (await c.get(f"{path}?{q}")).status
+            if status >= 500:
+                failures.append(f"{status} {path}?{q}")
+    assert not failures
+
+
+async def test_absurd_dates_in_forms_are_refused(client) -> None:
+    c, token = client
+    booking = await c.post("/booking", data={"csrf_token": token, "patient": "1", "doctor": "1",
+                                             "slot": "9999-12-31T23:30"})
+    assert booking.status < 500 and "Неверное время приёма" in await booking.text()
+    task = await c.post("/tasks", data={"csrf_token": token, "title": "Позвонить", "due": "0001-01-01"})
+    assert task.status == 400
+    patient = await c.post("/patients/new", data={"csrf_token": token, "last_name": "Тестов",
+                                                  "first_name": "Тест", "birth_date": "0001-01-01"})
+    assert patient.status < 500 and "Неверная дата рождения" in await patient.text()
