@@ -12,13 +12,14 @@ from aiohttp import web
 from aiohttp_session import get_session, new_session
 
 from crm import shifts, users
-from pbx.app import SERVICES, health
+from pbx.app import SERVICES
 from pbx.settings import Settings
 from web import (
     booking,
     call_comments,
     dial,
     escort_pages,
+    home,
     patients,
     reports,
     settings_page,
@@ -45,7 +46,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     )
     env.globals["money"] = money
     env.filters["localtime"] = lambda ts, tz: datetime.fromtimestamp(ts, tz).strftime("%d.%m %H:%M")
-    app.router.add_get("/", index)
+    app.router.add_get("/", home.index)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login_submit)
     app.router.add_post("/logout", logout)
@@ -129,11 +130,6 @@ async def _context(request: web.Request) -> dict[str, object]:
         "role": session.get("role"),
         "history_access": session.get("history_access"),
     }
-
-
-@aiohttp_jinja2.template("index.html")
-async def index(request: web.Request) -> dict[str, object]:
-    return {"health": await health(request.app[SERVICES])}
 
 
 @aiohttp_jinja2.template("login.html")

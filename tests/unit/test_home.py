@@ -1,0 +1,90 @@
+"""The home page: missed calls still to return (24 hours, one row per number, gone once the
+number had a conversation), today's figures, today's tasks; nothing of the calls for a user
+without the history right."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from crm import calls, schedule, users
+from crm.clock import SettableClock
+from crm.demo import load_demo
+from pbx.app import SERVICES, build_app
+from pbx.calls.records import CallRecord, LegRecord
+from pbx.settings import AsteriskSettings, Settings, with_generated_secrets
+
+TZ = ZoneInfo("Europe/Moscow")
+
+
+def at(day: int, hour: int, minute: int = 0) -> float:
+    return datetime(2026, 11, day, hour, minute, tzinfo=TZ).timestamp()
+
+
+def missed(lid: str, t0: float, caller: str) -> CallRecord:
+    leg = LegRecord("101", lid + ".1", "no_answer", t0, None, t0 + 20, True)
+    return CallRecord(lid, "incoming", "missed", "74951110001", caller, "74951110001", "reception",
+                      (leg,), "", t0, None, t0 + 20, 20.0, 0.0, "caller", "")
+
+
+def called_back(lid: str, t0: float, callee: str) -> CallRecord:
+    return CallRecord(lid, "outgoing", "outgoing", "", "101", callee, "", (), "101", t0, t0 + 5,
+                      t0 + 65, 5.0, 60.0, "caller", "")
+
+
+@pytest.fixture
+async def app(tmp_path: Path):
+    asterisk = AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0)
+    clock = SettableClock(at(23, 12))
+    application = build_app(with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk)), clock=clock)
+    async with TestClient(TestServer(application, host="127.0.0.1")) as client:
+        db = application[SERVICES].db
+        await load_demo(db, now=at(1, 9), robot_patients=False)
+        await users.create_user(db, "anna", "pw")
+        blind = await users.create_user(db, "blind", "pw")
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE users SET history_access = 'none' WHERE id = ?", (blind,))
+        for record in (
+            missed("1.0", at(23, 9), "79161234567"),  # Петрова, twice this morning
+            missed("2.0", at(23, 10), "79161234567"),
+            missed("3.0", at(23, 8), "79035550000"),  # called back at 11:00: done
+            called_back("4.0", at(23, 11), "79035550000"),
+            missed("5.0", at(22, 11), "79990001122"),  # 25 hours ago: too late for this list
+        ):
+            await calls.save_call(db, record)
+        await schedule.add_task(db, 1, "Напомнить о гигиене", date(2026, 11, 23), None)
+        await schedule.add_task(db, 1, "Через неделю", date(2026, 11, 30), None)
+        yield client
+
+
+async def login(client: TestClient, name: str) -> None:
+    page = await (await client.get("/login")).text()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    await client.post("/login", data={"login": name, "password": "pw", "csrf_token": token})
+    shift = await (await client.get("/shift")).text()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', shift).group(1)
+    await client.post("/shift", data={"extension": "none", "csrf_token": token})
+
+
+async def test_missed_calls_to_return_and_today(app) -> None:
+    await login(app, "anna")
+    page = await (await app.get("/")).text()
+    call_back = page[page.index("Перезвонить"):page.index("Звонки сегодня")]
+    assert call_back.count('<tr class="missed">') == 1  # one row for Петрова's two calls
+    assert "Петрова Анна Сергеевна" in call_back and "(×2)" in call_back
+    assert "11-24 09:00" in call_back  # the first call's deadline, the clinic's time
+    assert "79035550000" not in call_back and "79990001122" not in call_back
+    assert "Звонки сегодня: <strong>4</strong>" in page  # three missed + one outgoing
+    assert "Напомнить о гигиене" in page and "Через неделю" not in page
+
+
+async def test_no_calls_without_the_history_right(app) -> None:
+    await login(app, "blind")
+    page = await (await app.get("/")).text()
+    assert 'class="home call-back"' not in page and "Звонки сегодня" not in page
+    assert "Приёмы сегодня" in page and "Состояние телефонии" in page
