@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p_demo = sub.add_parser("demo-call", help="place a demo call through the clinic's queue")
     p_demo.add_argument("--from", dest="caller", default="+79161234567")
     p_demo.add_argument("--did", default="74951110001")
-    p_demo.add_argument("--answer", default="101", help="desk phone that answers (101-103)")
+    p_demo.add_argument("--answer", default="101",
+                        help="desk phone that answers (101-103), or none: a missed call")
     p_demo.add_argument("--ring-ms", type=int, default=2000)
     p_demo.add_argument("--talk-ms", type=int, default=4000)
 

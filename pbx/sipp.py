@@ -260,7 +260,8 @@ class DemoResult:
 
 
 class DemoCall:
-    """``clinic-pbx demo-call``: a patient calls the clinic and a desk phone answers."""
+    """``clinic-pbx demo-call``: a patient calls the clinic and a desk phone answers, or
+    (``answer="none"``) nobody does and the patient gives up after ``ring_ms``: a missed call."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -276,13 +277,17 @@ class DemoCall:
             for ext in ("101", "102", "103")
         ]
         await asyncio.sleep(0.3)
-        call = await start_operator_call(self.settings, caller, did, workdir, talk_ms=talk_ms)
+        missed = answer == "none"
+        call = await start_operator_call(self.settings, caller, did, workdir, talk_ms=talk_ms,
+                                         cancel_after_ms=ring_ms if missed else None)
         rc = await call.wait(ring_ms / 1000 + talk_ms / 1000 + 60)
         for phone in phones:
             await phone.wait(5)  # a phone that never rang is stopped after 5 s
+        outcome = (f"nobody answered; the caller gave up after {ring_ms} ms (a missed call)" if missed
+                   else f"desk phone {answer} answered after {ring_ms} ms, talk {talk_ms} ms")
         lines = [
             f"demo call {caller} -> {did}: {'completed' if rc == 0 else f'failed (sipp {rc})'}",
-            f"desk phone {answer} answered after {ring_ms} ms, talk {talk_ms} ms",
+            outcome,
             f"SIP traces: {workdir}",
         ]
         return DemoResult(rc == 0, lines)
