@@ -4,8 +4,9 @@ calls in figures, today's appointments by status, the tasks due, and the telepho
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -17,8 +18,33 @@ from web.common import clinic_tz, local_time, local_today, now_ts, viewer
 from web.history import row_view
 
 
+def short(wall: str) -> str:
+    """``2026-11-22 15:12:07`` -> ``22.11 15:12`` (how the clinic writes it)."""
+    return f"{wall[8:10]}.{wall[5:7]} {wall[11:16]}"
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def to_call_back(pending: list[dict[str, Any]], tz: ZoneInfo) -> list[dict[str, Any]]:
+    """One row per number (its latest call, how many, the first call's deadline), the most
+    urgent first. Hidden numbers cannot be called back and are left out."""
+    rows: dict[str, dict[str, Any]] = {}
+    for c in sorted(pending, key=lambda c: c["started_at"]):
+        if not c["phone_e164"]:
+            continue
+        first = rows.get(c["phone_e164"])
+        deadline = local_time((datetime.fromisoformat(c["started_at"]) + timedelta(days=1)).isoformat(), tz)
+        rows[c["phone_e164"]] = row_view(c, tz) | {
+            "times": first["times"] + 1 if first else 1,
+            "deadline": first["deadline"] if first else short(deadline),
+            "first": first["first"] if first else c["started_at"],
+        }
+    result = sorted(rows.values(), key=lambda r: r["first"])
+    for r in result:
+        r["when"] = short(r["when"])
+    return result
 
 
 @aiohttp_jinja2.template("index.html")
@@ -27,23 +53,16 @@ async def index(request: web.Request) -> dict[str, Any]:
     services = request.app[SERVICES]
     db, tz, now = services.db, clinic_tz(request), now_ts(request)
     today = local_today(request)
-    midnight = datetime.combine(today, datetime.min.time(), tz).timestamp()
+    midnight = datetime.combine(today, time(0), tz).timestamp()
+    next_midnight = datetime.combine(today + timedelta(days=1), time(0), tz).timestamp()
     page: dict[str, Any] = {"health": await health(services), "can_history": me.history in ("read", "edit"),
-                            "today": today.isoformat()}
+                            "today": today.isoformat(), "today_label": today.strftime("%d.%m.%Y")}
     if page["can_history"]:
         # the same rule as the history's «необработанные»: no answered call with the number since
         pending = await list_calls(db, CallFilter(since=_iso(now - 86400), missed_state="missed_unprocessed",
-                                                  limit=50))
-        by_number: dict[str, dict[str, Any]] = {}
-        for c in reversed(pending):  # oldest first: its deadline is the one that matters
-            entry = by_number.get(c["phone_e164"])
-            if entry is None and c["phone_e164"]:
-                deadline = local_time((datetime.fromisoformat(c["started_at"]) + timedelta(days=1)).isoformat(), tz)
-                by_number[c["phone_e164"]] = row_view(c, tz) | {"deadline": deadline[5:16], "times": 1}
-            elif entry is not None:
-                entry.update(row_view(c, tz) | {"deadline": entry["deadline"], "times": entry["times"] + 1})
-        page["to_call_back"] = sorted(by_number.values(), key=lambda e: e["deadline"])
-        day = CallFilter(since=_iso(midnight), until=_iso(midnight + 86400))
+                                                  limit=1000))
+        page["to_call_back"] = to_call_back(pending, tz)
+        day = CallFilter(since=_iso(midnight), until=_iso(next_midnight))
         rows = await reports.calls_per_day(db, day, tz)
         page["calls_today"] = rows[0] if rows else reports.DayRow(today)
     appointments = await schedule.day_appointments(db, today, tz)
