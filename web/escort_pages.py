@@ -18,7 +18,7 @@ from crm.schedule import BookingError
 from pbx.app import SERVICES
 from pbx.robots import rules
 from pbx.robots.rules import EscortSettings
-from web.common import clinic_tz, local_today, now_ts, require_settings, viewer
+from web.common import clinic_tz, int_or_none, local_today, now_ts, require_settings, viewer
 
 OUTCOMES = {
     "confirmed": "подтвердил", "reschedule": "просит перенести", "cancelled": "отменил",
@@ -70,10 +70,12 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
 async def call_now(request: web.Request) -> web.StreamResponse:
     await require_settings(request)
     form = await request.post()
+    appointment_id = int_or_none(form.get("appointment"))  # bounded: SQLite's integers are 64-bit
     try:
-        appointment_id = int(str(form.get("appointment", "")))
+        if appointment_id is None:
+            raise KeyError
         await escort.call_now(request.app[SERVICES].db, appointment_id, now_ts(request))
-    except (ValueError, KeyError):
+    except KeyError:
         raise web.HTTPBadRequest(text="Нет такой записи") from None
     if request.app[SERVICES].escort is not None:
         request.app[SERVICES].escort.wake()

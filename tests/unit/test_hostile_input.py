@@ -1,5 +1,6 @@
-"""Dates a person (or a probe) can type into any page's query string or form: year 1, year
-9999, nonsense. Each gets a clear answer (a 400 or the default day), never a server error."""
+"""What a person (or a probe) can type into a page's query string or form: dates in year 1 or
+9999, nonsense, numbers beyond SQLite's 64-bit integers. Each gets a clear answer (a 400, a
+message or the default day), never a server error."""
 
 from __future__ import annotations
 
@@ -59,3 +60,10 @@ async def test_absurd_dates_in_forms_are_refused(client) -> None:
     patient = await c.post("/patients/new", data={"csrf_token": token, "last_name": "Тестов",
                                                   "first_name": "Тест", "birth_date": "0001-01-01"})
     assert patient.status < 500 and "Неверная дата рождения" in await patient.text()
+
+
+async def test_an_id_beyond_64_bits_is_no_such_record(client) -> None:
+    c, token = client
+    resp = await c.post("/escort/call-now", data={"csrf_token": token, "appointment": "9" * 30},
+                        allow_redirects=False)
+    assert resp.status == 400 and "Нет такой записи" in await resp.text()
