@@ -73,8 +73,10 @@ def call_filter(q: Any, tz: tzinfo = UTC) -> CallFilter:
         employee = int(q["employee"]) if q.get("employee") else None
     except ValueError:
         raise ValueError("limit, offset and employee must be integers") from None
-    if not 1 <= limit <= 1000 or offset < 0:
-        raise ValueError("limit must be 1..1000 and offset >= 0")
+    if not 1 <= limit <= 1000 or not 0 <= offset <= 10**9:
+        raise ValueError("limit must be 1..1000 and offset 0..1000000000")
+    if employee is not None and not 0 < employee < 2**62:  # SQLite's integers are 64-bit
+        raise ValueError("employee must be a user id")
     query = (q.get("q") or "")[:100] or None
     did = (q.get("did") or "")[:32] or None
     converted_text = q.get("converted") or ""
