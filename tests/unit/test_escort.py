@@ -5,7 +5,6 @@ restart recovery without duplicates, settings applied to planned jobs, write-off
 
 from __future__ import annotations
 
-import re
 import wave
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from pbx.robots import rules
 from pbx.robots.rules import EscortSettings
 from pbx.settings import AsteriskSettings, GatewaySettings, Settings, with_generated_secrets
 from tests.gateway_fake import FakeGateway
+from tests.unit.panel_client import log_in
 
 TZ = ZoneInfo("Europe/Moscow")
 PETROVA_PHONE = "+79161234567"
@@ -275,10 +275,7 @@ async def test_campaign_view_and_reports_pages(env, gateway) -> None:
     await app[SERVICES].escort.tick()
     client = TestClient(server)
     await client.start_server()
-    token = re.search(r'name="csrf_token" value="([^"]+)"', await (await client.get("/login")).text()).group(1)
-    await client.post("/login", data={"login": "boss", "password": "pw-boss-12", "csrf_token": token})
-    token = re.search(r'name="csrf_token" value="([^"]+)"', await (await client.get("/shift")).text()).group(1)
-    await client.post("/shift", data={"extension": "none", "csrf_token": token})
+    token = await log_in(client, "boss", "pw-boss-12")
     page = await (await client.get("/escort")).text()
     # booked today for tomorrow: details sent, the confirmation skipped with the seed's reason
     assert "Детали записи" in page and "whatsapp:sent" in page

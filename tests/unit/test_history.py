@@ -3,7 +3,6 @@ and recording playback (Range, no path traversal)."""
 
 from __future__ import annotations
 
-import re
 import wave
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +14,7 @@ from crm import calls, patients, users
 from pbx.app import SERVICES, build_app
 from pbx.calls.records import CallRecord, LegRecord
 from pbx.settings import AsteriskSettings, Settings, with_generated_secrets
+from tests.unit.panel_client import log_in
 
 T0 = 1795300000.0
 
@@ -61,12 +61,7 @@ async def app(tmp_path: Path):
 async def client_for(server: TestServer, login: str) -> TestClient:
     c = TestClient(server)
     await c.start_server()
-    page = await (await c.get("/login")).text()
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    await c.post("/login", data={"login": login, "password": "pw", "csrf_token": token})
-    shift = await (await c.get("/shift")).text()
-    token = re.search(r'name="csrf_token" value="([^"]+)"', shift).group(1)
-    await c.post("/shift", data={"extension": "none", "csrf_token": token})
+    await log_in(c, login, "pw")
     return c
 
 

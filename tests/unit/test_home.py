@@ -4,7 +4,6 @@ without the history right."""
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,7 +16,7 @@ from crm.clock import SettableClock
 from crm.demo import load_demo
 from pbx.app import SERVICES, build_app
 from pbx.calls.records import CallRecord, LegRecord
-from pbx.settings import AsteriskSettings, Settings, with_generated_secrets
+from tests.unit.panel_client import log_in, offline_settings
 
 TZ = ZoneInfo("Europe/Moscow")
 
@@ -39,9 +38,8 @@ def called_back(lid: str, t0: float, callee: str) -> CallRecord:
 
 @pytest.fixture
 async def app(tmp_path: Path):
-    asterisk = AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0)
     clock = SettableClock(at(23, 12))
-    application = build_app(with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk)), clock=clock)
+    application = build_app(offline_settings(tmp_path), clock=clock)
     async with TestClient(TestServer(application, host="127.0.0.1")) as client:
         db = application[SERVICES].db
         await load_demo(db, now=at(1, 9), robot_patients=False)
@@ -62,17 +60,8 @@ async def app(tmp_path: Path):
         yield client
 
 
-async def login(client: TestClient, name: str) -> None:
-    page = await (await client.get("/login")).text()
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    await client.post("/login", data={"login": name, "password": "pw", "csrf_token": token})
-    shift = await (await client.get("/shift")).text()
-    token = re.search(r'name="csrf_token" value="([^"]+)"', shift).group(1)
-    await client.post("/shift", data={"extension": "none", "csrf_token": token})
-
-
 async def test_missed_calls_to_return_and_today(app) -> None:
-    await login(app, "anna")
+    await log_in(app, "anna", "pw")
     page = await (await app.get("/")).text()
     call_back = page[page.index("Перезвонить"):page.index("Звонки сегодня")]
     assert call_back.count('<tr class="missed">') == 1  # one row for Петрова's two calls
@@ -84,7 +73,7 @@ async def test_missed_calls_to_return_and_today(app) -> None:
 
 
 async def test_no_calls_without_the_history_right(app) -> None:
-    await login(app, "blind")
+    await log_in(app, "blind", "pw")
     page = await (await app.get("/")).text()
     assert 'class="home call-back"' not in page and "Звонки сегодня" not in page
     assert "Приёмы сегодня" in page and "Состояние телефонии" in page

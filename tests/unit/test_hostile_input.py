@@ -5,7 +5,6 @@ message or the default day), never a server error."""
 from __future__ import annotations
 
 import random
-import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from crm import users
 from crm.demo import load_demo
 from pbx.app import SERVICES, build_app
-from pbx.settings import AsteriskSettings, Settings, with_generated_secrets
+from tests.unit.panel_client import log_in, offline_settings
 
 PAGES = ("/calls", "/calls.csv", "/reports", "/reports.csv", "/reports/escort", "/schedule", "/booking",
          "/escort", "/tasks", "/api/v1/calls")
@@ -25,19 +24,12 @@ QUERIES = ("since=0001-01-01&until=0001-01-01", "since=9999-12-31&until=9999-12-
 
 @pytest.fixture
 async def client(tmp_path: Path):
-    asterisk = AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0)
-    app = build_app(with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk)))
+    app = build_app(offline_settings(tmp_path))
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         db = app[SERVICES].db
         await load_demo(db)
         await users.create_user(db, "boss", "pw", role="director")
-        page = await (await c.get("/login")).text()
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-        await c.post("/login", data={"login": "boss", "password": "pw", "csrf_token": token})
-        shift = await (await c.get("/shift")).text()
-        token = re.search(r'name="csrf_token" value="([^"]+)"', shift).group(1)
-        await c.post("/shift", data={"extension": "none", "csrf_token": token})
-        yield c, token
+        yield c, await log_in(c, "boss", "pw")
 
 
 async def test_no_date_in_a_query_string_breaks_a_page(client) -> None:

@@ -5,7 +5,6 @@ the page's rights, filters and CSV."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -19,7 +18,7 @@ from crm.clock import SettableClock
 from crm.demo import load_demo
 from pbx.app import SERVICES, build_app
 from pbx.calls.records import CallRecord, LegRecord
-from pbx.settings import AsteriskSettings, Settings, with_generated_secrets
+from tests.unit.panel_client import log_in, offline_settings
 
 TZ = ZoneInfo("Europe/Moscow")
 PETROVA = "79161234567"
@@ -51,9 +50,8 @@ def outgoing(lid: str, t0: float, ext: str, callee: str, answered: bool, talk: f
 
 @pytest.fixture
 async def app(tmp_path: Path):
-    asterisk = AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0)
     clock = SettableClock(at(23, 12))
-    application = build_app(with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk)), clock=clock)
+    application = build_app(offline_settings(tmp_path), clock=clock)
     server = TestServer(application, host="127.0.0.1")
     await server.start_server()
     db = application[SERVICES].db
@@ -158,12 +156,7 @@ async def test_tags_keep_a_deleted_group(app) -> None:
 async def login(server: TestServer, name: str) -> TestClient:
     client = TestClient(server)
     await client.start_server()
-    page = await (await client.get("/login")).text()
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    await client.post("/login", data={"login": name, "password": "pw", "csrf_token": token})
-    shift = await (await client.get("/shift")).text()  # the first login of the day asks for a phone
-    token = re.search(r'name="csrf_token" value="([^"]+)"', shift).group(1)
-    await client.post("/shift", data={"extension": "none", "csrf_token": token})
+    await log_in(client, name, "pw")
     return client
 
 
