@@ -83,24 +83,35 @@ class PromptCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         raw = final.with_name(final.stem + ".raw.wav")
         tmp = final.with_name(final.stem + ".tmp.wav")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", WORKER, str(raw), str(self.rate),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await proc.communicate(text.encode())
-        if proc.returncode != 0:
-            raise TtsError(f"espeak-ng via pyttsx3 failed: {err.decode(errors='replace')[-300:]}")
-        sox = await asyncio.create_subprocess_exec(
-            "sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(tmp),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await sox.communicate()
-        raw.unlink(missing_ok=True)
-        if sox.returncode != 0:
-            raise TtsError(f"sox failed: {err.decode(errors='replace')[-300:]}")
-        os.replace(tmp, final)  # atomic: Asterisk never sees half a file
+        try:
+            err = await _run([sys.executable, "-c", WORKER, str(raw), str(self.rate)], text.encode())
+            if err is not None:
+                raise TtsError(f"espeak-ng via pyttsx3 failed: {err}")
+            err = await _run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer",
+                              str(tmp)])
+            if err is not None:
+                raise TtsError(f"sox failed: {err}")
+            os.replace(tmp, final)  # atomic: Asterisk never sees half a file
+        finally:  # also when cancelled (the server stopping): no half-written file stays
+            raw.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
         log.info("prompt rendered: %s (%d chars)", final.name, len(text))
+
+
+async def _run(args: list[str], stdin: bytes | None = None) -> str | None:
+    """Run a child to its end; None on success, else the tail of its stderr. Cancelled, it
+    kills the child rather than leaving it running."""
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, err = await proc.communicate(stdin)
+    except asyncio.CancelledError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return None if proc.returncode == 0 else err.decode(errors="replace")[-300:]
 
 
 PHRASES_FILE = Path(__file__).resolve().parents[1] / "sounds" / "prompts.toml"
