@@ -148,3 +148,32 @@ async def test_click_to_call_rings_the_desk_phone(server, page, tmp_path: Path) 
     notice = page.locator("#notices .notice.error")
     await notice.wait_for(timeout=5_000)
     assert "Выберите телефон" in await notice.text_content()
+
+
+async def test_a_missed_call_to_return_and_in_the_reports(server, page, tmp_path: Path) -> None:
+    services, log = server
+    await load_demo(services.db)
+    await users.create_user(services.db, "anna", "верный-пароль", full_name="Анна Админова", role="director")
+    base = f"http://127.0.0.1:{services.web_port}"
+    await log_in_with_phone(page, base)
+    phones = await start_phones(services, tmp_path, {})  # all three ring and nobody answers
+    call = await start_operator_call(services.settings, "+79035550000", "74951110001", tmp_path,
+                                     cancel_after_ms=2500)
+    ring = await log.wait_for(lambda e: e.name == "DialBegin" and "PJSIP/101-" in str(e.headers.get("DestChannel")))
+    # the card turns into «Пропущенный звонок» on the phone the administrator holds
+    await expect(page.locator("#cards .card", has_text="Пропущенный звонок")).to_be_visible(timeout=15_000)
+    assert await call.wait(30) == 0, call.errors
+    await stop_all(*phones.values(), wait=20)
+    record = await wait_call(services, ring.headers["Linkedid"])
+    assert record["call_type"] == "missed" and "101" in record["missed_by"]
+    # the home page lists the number to call back, with its deadline and a call button
+    await page.goto(base + "/")
+    row = page.locator(".call-back tr.missed", has_text="+79035550000")
+    await expect(row).to_contain_text("Нет в базе")
+    assert await row.locator("button.dial").count() == 1
+    # the director's reports count it as Анна's miss (she held 101) and as pending
+    await page.goto(base + "/reports?report=efficiency")
+    mine = page.locator("table.efficiency tr", has_text="Анна Админова")
+    await expect(mine.locator("td.missed")).to_have_text("1 (100,0 %)")
+    await page.goto(base + "/reports?report=missed")
+    await expect(page.locator("p.summary")).to_contain_text("ждут обработки: 1")
