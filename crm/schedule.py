@@ -94,6 +94,22 @@ async def set_doctor_active(db: Database, doctor_id: int, active: bool) -> None:
         await tx.execute("UPDATE doctors SET active = ? WHERE id = ?", (int(active), doctor_id))
 
 
+async def free_slots(db: Database, doctor_id: int, day: date, tz: ZoneInfo, now: float) -> list[Slot]:
+    return [s for s in await day_slots(db, doctor_id, day, tz)
+            if s.appointment_id is None and s.ends_at.timestamp() > now]
+
+
+async def next_free_slot(db: Database, doctor_id: int, after: date, tz: ZoneInfo, now: float,
+                         days: int = 60) -> Slot | None:
+    """The doctor's first free slot after ``after`` within ``days`` (the booking form offers it
+    when the chosen day is full or the doctor does not work that day)."""
+    for n in range(1, days + 1):
+        free = await free_slots(db, doctor_id, after + timedelta(days=n), tz, now)
+        if free:
+            return free[0]
+    return None
+
+
 async def day_slots(db: Database, doctor_id: int, day: date, tz: ZoneInfo) -> list[Slot]:
     """The doctor's slots on a day from working hours, each with the appointment holding it."""
     hours = await db.fetchall(

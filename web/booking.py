@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -53,12 +54,18 @@ async def booking_context(request: web.Request, values: Any, error: str | None) 
     call = clean_linkedid(values.get("call"))
     if call is None:
         call = live_talk(request, await shifts.current_extension(db, me.user_id))
-    slots = []
+    slots: list[schedule.Slot] = []
+    nearest = None
     if doctor_id:
-        now = now_ts(request)
-        slots = [s for s in await schedule.day_slots(db, doctor_id, day, clinic_tz(request))
-                 if s.appointment_id is None and s.ends_at.timestamp() > now]
+        tz, now = clinic_tz(request), now_ts(request)
+        slots = await schedule.free_slots(db, doctor_id, day, tz, now)
+        if not slots:
+            nearest = await schedule.next_free_slot(db, doctor_id, day, tz, now)
+    kept = {"patient": patient_id, "call": call, "phone": values.get("phone")}  # what the filter form keeps
+    nearest_query = urlencode({"doctor": doctor_id, "date": nearest.starts_at.date().isoformat()}
+                              | {k: v for k, v in kept.items() if v}) if nearest else ""
     return {
+        "nearest": nearest, "nearest_query": nearest_query,
         "doctors": doctors, "doctor_id": doctor_id, "day": day.isoformat(), "slots": slots,
         "patient_id": patient_id, "ctx": ctx, "call": call, "form": values, "error": error,
         "chosen_slot": values.get("slot", ""),

@@ -215,6 +215,18 @@ async def test_tags_rules(app) -> None:
 
 # --- the web pages --------------------------------------------------------------------------
 
+async def test_the_nearest_free_time_when_a_day_has_none(app) -> None:
+    application, server, _ = app
+    db = application[SERVICES].db
+    nearest = await schedule.next_free_slot(db, 1, date(2026, 11, 28), TZ, NOW)  # Saturday -> Sunday off
+    assert nearest is not None and nearest.starts_at == datetime(2026, 11, 30, 9, 0, tzinfo=TZ)
+    c = await login(server, "admin", "pw-admin-1")
+    page = await (await c.get("/booking?doctor=1&date=2026-11-29&patient=1")).text()
+    assert "Свободного времени нет" in page and "Ближайшее свободное время: <a" in page
+    assert "/booking?doctor=1&amp;date=2026-11-30&amp;patient=1" in page and "30.11.2026 09:00" in page
+    assert "Ближайшее" not in await (await c.get("/booking?doctor=1&date=2026-11-30&patient=1")).text()
+
+
 async def test_book_from_a_call_converts_it(app) -> None:
     application, server, _ = app
     db = application[SERVICES].db
