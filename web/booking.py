@@ -15,7 +15,15 @@ from crm import context, patients, schedule, shifts
 from crm.dates import parse_day
 from crm.schedule import BookingError
 from pbx.app import SERVICES
-from web.common import clean_linkedid, clinic_tz, int_or_none, local_today, now_ts, viewer
+from web.common import (
+    clean_linkedid,
+    clinic_tz,
+    day_label,
+    int_or_none,
+    local_today,
+    now_ts,
+    viewer,
+)
 from web.patients import patient_fields
 
 
@@ -135,7 +143,7 @@ async def schedule_page(request: web.Request) -> dict[str, Any]:
     return {
         "day": day.isoformat(), "prev": (day - timedelta(days=1)).isoformat(),
         "next": (day + timedelta(days=1)).isoformat(), "columns": columns,
-        "call_list": call_list, "call_day": call_day.isoformat(), "statuses": schedule.STATUSES, "now": now_ts(request),
+        "day_label": day_label(day), "call_list": call_list, "call_day": day_label(call_day), "statuses": schedule.STATUSES, "now": now_ts(request),
         "cancelled": [a for a in await schedule.day_appointments(db, day, tz)
                       if a["status"] in ("cancelled",)],
     }

@@ -59,6 +59,14 @@ def local_today(request: web.Request) -> date:
     return local_now(request).date()
 
 
+WEEKDAYS = ("понедельник", "вторник", "среда", "четверг", "пятница", "суббота", "воскресенье")
+
+
+def day_label(day: date) -> str:
+    """``воскресенье, 22.11.2026``: how the schedule names a day."""
+    return f"{WEEKDAYS[day.weekday()]}, {day.strftime('%d.%m.%Y')}"
+
+
 def local_time(iso_utc: str, tz: ZoneInfo) -> str:
     """A stored ISO UTC instant as the clinic's wall clock: ``2026-11-20 14:05:09``."""
     return datetime.fromisoformat(iso_utc).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")

@@ -266,6 +266,7 @@ async def test_patient_card_and_schedule_pages(app) -> None:
     assert "Смирнова Елена Ивановна" in kid and 'data-number="+79265554433"' in kid
     sched = await (await c.get("/schedule?date=2026-11-24")).text()
     assert "Кузнецова Ольга Викторовна" in sched and "Записать" in sched
+    assert "Расписание: вторник, 24.11.2026" in sched
     found = await (await c.get("/patients?q=7916")).text()
     assert "Петрова" in found
     tasks = await (await c.get("/tasks")).text()
