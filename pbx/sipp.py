@@ -80,12 +80,15 @@ class _PortCursor:
         self.next = self.first + (os.getpid() * 16) % (self.last - self.first)
 
     def take(self, size: int) -> int:
+        self.next += self.next % 2  # RTP wants an even port (RTCP is the odd one above it)
         if self.next + size >= self.last:
-            self.next = self.first
+            self.next = self.first + self.first % 2
         base, self.next = self.next, self.next + size
         return base
 
 
+# One per process on purpose: every SIPp this process starts (tests, demo, a benchmark) must
+# draw from the same sequence, or two of them could be handed the same block.
 _CURSOR = _PortCursor()
 
 
