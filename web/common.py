@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -85,6 +88,16 @@ def int_or_none(text: object) -> int | None:
     except (TypeError, ValueError):
         return None
     return value if 0 < value < 2**62 else None
+
+
+def csv_response(rows: Iterable[Iterable[object]], filename: str) -> web.Response:
+    """A CSV download Excel opens right: ``;``-separated, UTF-8 with a BOM for the Cyrillic."""
+    out = io.StringIO()
+    csv.writer(out, delimiter=";").writerows(rows)
+    return web.Response(
+        body=("\ufeff" + out.getvalue()).encode(), content_type="text/csv", charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 def csv_safe(text: str) -> str:

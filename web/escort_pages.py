@@ -18,7 +18,15 @@ from crm.schedule import BookingError
 from pbx.app import SERVICES
 from pbx.robots import rules
 from pbx.robots.rules import EscortSettings
-from web.common import clinic_tz, int_or_none, local_today, now_ts, require_settings, viewer
+from web.common import (
+    SETTINGS_ROLES,
+    clinic_tz,
+    int_or_none,
+    local_today,
+    now_ts,
+    require_settings,
+    viewer,
+)
 
 OUTCOMES = {
     "confirmed": "подтвердил", "reschedule": "просит перенести", "cancelled": "отменил",
@@ -85,7 +93,7 @@ async def call_now(request: web.Request) -> web.StreamResponse:
 @aiohttp_jinja2.template("escort_reports.html")
 async def reports_page(request: web.Request) -> dict[str, Any]:
     me = await viewer(request)
-    if me.role not in ("director", "settings_admin"):
+    if me.role not in SETTINGS_ROLES:
         raise web.HTTPForbidden(text="Отчёты доступны директору")
     today = local_today(request)
     try:

@@ -7,8 +7,6 @@ like ``<uniqueid>.wav`` inside the recordings folder; aiohttp's FileResponse doe
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,7 +17,7 @@ from aiohttp import web
 from crm.calls import get_call, list_calls
 from pbx.app import SERVICES
 from web.api import call_filter
-from web.common import clinic_tz, csv_safe, local_time, viewer
+from web.common import clinic_tz, csv_response, csv_safe, local_time, viewer
 
 TYPE_LABELS = {
     "incoming": "Входящий", "missed": "Пропущенный", "outgoing": "Исходящий",
@@ -92,23 +90,18 @@ async def history_csv(request: web.Request) -> web.StreamResponse:
     except ValueError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     calls = await list_calls(request.app[SERVICES].db, f)
-    out = io.StringIO()
-    w = csv.writer(out, delimiter=";")
-    w.writerow(["Дата и время", "Тип", "Номер", "Пациент", "Длительность", "Ответил",
-                "Пропустили", "Виртуальный номер", "Был записан", "Конверсия", "Метки", "Комментарий"])
+    rows: list[list[object]] = [["Дата и время", "Тип", "Номер", "Пациент", "Длительность", "Ответил",
+                                 "Пропустили", "Виртуальный номер", "Был записан", "Конверсия", "Метки",
+                                 "Комментарий"]]
     tz = clinic_tz(request)
     for c in (row_view(call, tz) for call in calls):
-        w.writerow([c["when"], c["type_label"], c["phone_e164"] or c["caller_raw"],
+        rows.append([c["when"], c["type_label"], c["phone_e164"] or c["caller_raw"],
                     csv_safe(c["who"]), c["duration"], c["answered_by_ext"],
                     " ".join(c["missed_by"]), c["did"], "Да" if c["had_appointment"] else "Нет",
                     "Да" if c["converted"] else "Нет",
                     csv_safe(", ".join(c["tags"]) or ("—" if c["tags_skipped"] else "")),
                     csv_safe(c["comment"]["text"] if c["comment"] else "")])
-    return web.Response(
-        body=("\ufeff" + out.getvalue()).encode(),  # BOM: Excel opens Cyrillic correctly
-        content_type="text/csv", charset="utf-8",
-        headers={"Content-Disposition": 'attachment; filename="calls.csv"'},
-    )
+    return csv_response(rows, "calls.csv")
 
 
 async def recording(request: web.Request) -> web.StreamResponse:

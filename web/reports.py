@@ -6,8 +6,6 @@ the clinic number (DID), the employee, the tag (and the tag group for the tags r
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +17,16 @@ from crm.calls import CallFilter
 from crm.dates import parse_day
 from pbx.app import SERVICES
 from web.api import call_filter
-from web.common import clinic_tz, csv_safe, int_or_none, local_today, now_ts, viewer
+from web.common import (
+    SETTINGS_ROLES,
+    clinic_tz,
+    csv_response,
+    csv_safe,
+    int_or_none,
+    local_today,
+    now_ts,
+    viewer,
+)
 
 REPORTS = {
     "efficiency": "Эффективность администраторов",
@@ -27,7 +34,6 @@ REPORTS = {
     "missed": "Обработка пропущенных звонков",
     "tags": "Метки звонков",
 }
-REPORT_ROLES = ("director", "settings_admin")
 
 
 def hms(seconds: float) -> str:
@@ -41,7 +47,7 @@ def pct(value: float | None) -> str:
 
 async def _parse(request: web.Request) -> tuple[str, CallFilter, dict[str, str], int | None]:
     me = await viewer(request)
-    if me.role not in REPORT_ROLES:
+    if me.role not in SETTINGS_ROLES:
         raise web.HTTPForbidden(text="Отчёты доступны директору и администратору настроек")
     report = request.query.get("report", "efficiency")
     if report not in REPORTS:
@@ -96,35 +102,31 @@ async def reports_page(request: web.Request) -> dict[str, Any]:
 async def reports_csv(request: web.Request) -> web.Response:
     report, f, _, group = await _parse(request)
     data = await _data(request, report, f, group)
-    out = io.StringIO()
-    w = csv.writer(out, delimiter=";")
+    rows: list[list[object]] = []
     if report == "efficiency":
-        w.writerow(["Сотрудник", "Всего звонков", "Записано", "Конверсия, %", "Время разговоров",
+        rows.append(["Сотрудник", "Всего звонков", "Записано", "Конверсия, %", "Время разговоров",
                     "Среднее время", "Пропущено", "Пропущено, %", "Исходящих без ответа",
                     "Без ответа, %"])
         for r in data["rows"]:
-            w.writerow([csv_safe(r.name), r.total, r.booked, pct(r.conversion), hms(r.talk_seconds),
+            rows.append([csv_safe(r.name), r.total, r.booked, pct(r.conversion), hms(r.talk_seconds),
                         hms(r.average_talk), r.missed, pct(r.missed_share), r.outgoing_unanswered,
                         pct(r.unanswered_share)])
     elif report == "days":
-        w.writerow(["День", "Всего", "Входящие", "Пропущенные", "Исходящие", "Исходящие без ответа",
+        rows.append(["День", "Всего", "Входящие", "Пропущенные", "Исходящие", "Исходящие без ответа",
                     "Записано"])
         for r in data["rows"]:
-            w.writerow([r.day.isoformat(), r.total, r.incoming, r.missed, r.outgoing,
+            rows.append([r.day.isoformat(), r.total, r.incoming, r.missed, r.outgoing,
                         r.outgoing_unanswered, r.booked])
     elif report == "missed":
-        w.writerow(["День", "Пропущено", "Перезвонили", "Дозвонился сам", "Обработано, %",
+        rows.append(["День", "Пропущено", "Перезвонили", "Дозвонился сам", "Обработано, %",
                     "Ждут (до 24 ч)", "Необработанные", "Медиана до обработки, мин"])
         for day, s in [*data["days"], ("Итого", data["total"])]:
-            w.writerow([str(day), s.missed, s.called_back, s.got_through, pct(s.processed_share),
+            rows.append([str(day), s.missed, s.called_back, s.got_through, pct(s.processed_share),
                         s.pending, s.unprocessed,
                         "" if s.median_minutes is None else round(s.median_minutes)])
     else:
-        w.writerow(["Группа", "Метка", "Звонков", "Доля, %"])
+        rows.append(["Группа", "Метка", "Звонков", "Доля, %"])
         for name, items in data["tags"]["groups"].items():
             for item in items:
-                w.writerow([csv_safe(name), csv_safe(item["label"]), item["calls"], pct(item["share"])])
-    return web.Response(
-        body=("\ufeff" + out.getvalue()).encode(), content_type="text/csv", charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="report-{report}.csv"'},
-    )
+                rows.append([csv_safe(name), csv_safe(item["label"]), item["calls"], pct(item["share"])])
+    return csv_response(rows, f"report-{report}.csv")

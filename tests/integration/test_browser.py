@@ -49,6 +49,15 @@ async def page():
         await browser.close()
 
 
+async def open_panel(services, page, role: str = "administrator") -> str:
+    """The demo clinic, Анна with that role logged in on phone 101; returns the panel's URL."""
+    await load_demo(services.db)
+    await users.create_user(services.db, "anna", "верный-пароль", full_name="Анна Админова", role=role)
+    base = f"http://127.0.0.1:{services.web_port}"
+    await log_in_with_phone(page, base)
+    return base
+
+
 async def log_in_with_phone(page, base: str) -> None:
     await page.goto(base + "/login")
     await page.fill("input[name=login]", "anna")
@@ -69,10 +78,7 @@ def next_workday() -> str:
 
 async def test_card_pops_for_a_real_call(server, page, tmp_path: Path) -> None:
     services, log = server
-    await load_demo(services.db)
-    await users.create_user(services.db, "anna", "верный-пароль", full_name="Анна Админова")
-    base = f"http://127.0.0.1:{services.web_port}"
-    await log_in_with_phone(page, base)
+    base = await open_panel(services, page)
 
     phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 3000}, "102": {"ring_ms": NEVER}})
     call = await start_operator_call(services.settings, "+79161234567", "74951110001", tmp_path, talk_ms=6000)
@@ -111,10 +117,7 @@ async def test_card_pops_for_a_real_call(server, page, tmp_path: Path) -> None:
 
 async def test_click_to_call_rings_the_desk_phone(server, page, tmp_path: Path) -> None:
     services, log = server
-    await load_demo(services.db)
-    await users.create_user(services.db, "anna", "верный-пароль", full_name="Анна Админова")
-    base = f"http://127.0.0.1:{services.web_port}"
-    await log_in_with_phone(page, base)
+    base = await open_panel(services, page)
     phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 500}})
     far = await start_operator_uas(services.settings, tmp_path, ring_ms=500, hangup_ms=2500)
     await clinic_settings.put(services.db, "tags_enabled", True)  # the pop-up after a call
@@ -152,10 +155,7 @@ async def test_click_to_call_rings_the_desk_phone(server, page, tmp_path: Path) 
 
 async def test_a_missed_call_to_return_and_in_the_reports(server, page, tmp_path: Path) -> None:
     services, log = server
-    await load_demo(services.db)
-    await users.create_user(services.db, "anna", "верный-пароль", full_name="Анна Админова", role="director")
-    base = f"http://127.0.0.1:{services.web_port}"
-    await log_in_with_phone(page, base)
+    base = await open_panel(services, page, role="director")
     phones = await start_phones(services, tmp_path, {})  # all three ring and nobody answers
     call = await start_operator_call(services.settings, "+79035550000", "74951110001", tmp_path,
                                      cancel_after_ms=2500)
