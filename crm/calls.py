@@ -116,10 +116,13 @@ class CallFilter:
 
 
 CALL_TYPES = ("incoming", "missed", "outgoing", "outgoing_unanswered", "internal")
-PROCESSED = (
-    "EXISTS (SELECT 1 FROM calls r WHERE r.phone_e164 = c.phone_e164 AND r.answered_at IS NOT NULL"
-    " AND r.started_ts > c.started_ts AND r.started_ts <= c.started_ts + 86400)"
+PROCESSING_WINDOW = 86400  # a missed call not answered back within a day stays «Необработанный»
+# The conversations with a missed call's number in the day after it (history filter, reports)
+ANSWERED_AFTER = (
+    "FROM calls r WHERE r.phone_e164 = c.phone_e164 AND r.answered_at IS NOT NULL"
+    f" AND r.started_ts > c.started_ts AND r.started_ts <= c.started_ts + {PROCESSING_WINDOW}"
 )
+PROCESSED = f"EXISTS (SELECT 1 {ANSWERED_AFTER})"
 
 
 # The call's patients: the candidates known when it rang, or whoever has the number now (a

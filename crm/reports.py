@@ -14,10 +14,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crm.calls import CONVERTED, CallFilter, conditions
+from crm.calls import ANSWERED_AFTER, CONVERTED, PROCESSING_WINDOW, CallFilter, conditions
 from crm.db import Database
 
-PROCESSING_HOURS = 24  # a missed call not answered back within a day stays «Необработанный»
 MAX_DAYS = 366
 
 
@@ -194,14 +193,9 @@ async def missed_processing(db: Database, f: CallFilter, tz: ZoneInfo,
     """How many patients whose calls were missed were reached within 24 hours, by whom, and
     how fast (the same rule as the history's «обработанные / необработанные»)."""
     where, params = _stats_where(f)
-    window = PROCESSING_HOURS * 3600
-    back = (
-        "FROM calls r WHERE r.phone_e164 = c.phone_e164 AND r.answered_at IS NOT NULL"
-        f" AND r.started_ts > c.started_ts AND r.started_ts <= c.started_ts + {window}"
-    )
     rows = await db.fetchall(
-        f"SELECT c.started_ts, (SELECT MIN(r.started_ts) {back}) AS back_ts,"
-        f" (SELECT r.direction {back} ORDER BY r.started_ts LIMIT 1) AS back_direction"
+        f"SELECT c.started_ts, (SELECT MIN(r.started_ts) {ANSWERED_AFTER}) AS back_ts,"
+        f" (SELECT r.direction {ANSWERED_AFTER} ORDER BY r.started_ts LIMIT 1) AS back_direction"
         f" FROM calls c WHERE {where} AND c.call_type = 'missed' ORDER BY c.started_ts",
         params,
     )
@@ -218,7 +212,7 @@ async def missed_processing(db: Database, f: CallFilter, tz: ZoneInfo,
                 else:
                     s.got_through += 1
                 s.minutes_to_process.append((r["back_ts"] - r["started_ts"]) / 60)
-            elif now - r["started_ts"] < window:
+            elif now - r["started_ts"] < PROCESSING_WINDOW:
                 s.pending += 1
             else:
                 s.unprocessed += 1

@@ -4,7 +4,7 @@ calls in figures, today's appointments by status, the tasks due, and the telepho
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,7 +12,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from crm import reports, schedule
-from crm.calls import CallFilter, list_calls
+from crm.calls import PROCESSING_WINDOW, CallFilter, iso, list_calls
 from pbx.app import SERVICES, health
 from web.common import clinic_tz, local_time, local_today, now_ts, viewer
 from web.history import row_view
@@ -23,10 +23,6 @@ def short(wall: str) -> str:
     return f"{wall[8:10]}.{wall[5:7]} {wall[11:16]}"
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
-
-
 def to_call_back(pending: list[dict[str, Any]], tz: ZoneInfo) -> list[dict[str, Any]]:
     """One row per number (its latest call, how many, the first call's deadline), the most
     urgent first. Hidden numbers cannot be called back and are left out."""
@@ -35,7 +31,7 @@ def to_call_back(pending: list[dict[str, Any]], tz: ZoneInfo) -> list[dict[str, 
         if not c["phone_e164"]:
             continue
         first = rows.get(c["phone_e164"])
-        deadline = local_time((datetime.fromisoformat(c["started_at"]) + timedelta(days=1)).isoformat(), tz)
+        deadline = local_time((datetime.fromisoformat(c["started_at"]) + timedelta(seconds=PROCESSING_WINDOW)).isoformat(), tz)
         rows[c["phone_e164"]] = row_view(c, tz) | {
             "times": first["times"] + 1 if first else 1,
             "deadline": first["deadline"] if first else short(deadline),
@@ -59,10 +55,10 @@ async def index(request: web.Request) -> dict[str, Any]:
                             "today": today.isoformat(), "today_label": today.strftime("%d.%m.%Y")}
     if page["can_history"]:
         # the same rule as the history's «необработанные»: no answered call with the number since
-        pending = await list_calls(db, CallFilter(since=_iso(now - 86400), missed_state="missed_unprocessed",
+        pending = await list_calls(db, CallFilter(since=iso(now - PROCESSING_WINDOW), missed_state="missed_unprocessed",
                                                   limit=1000))
         page["to_call_back"] = to_call_back(pending, tz)
-        day = CallFilter(since=_iso(midnight), until=_iso(next_midnight))
+        day = CallFilter(since=iso(midnight), until=iso(next_midnight))
         rows = await reports.calls_per_day(db, day, tz)
         page["calls_today"] = rows[0] if rows else reports.DayRow(today)
     appointments = await schedule.day_appointments(db, today, tz)
