@@ -10,7 +10,7 @@ from typing import Any
 from crm import identify as ident
 from crm import phones, shifts, tags
 from crm.db import Database, utc_now
-from pbx.calls.records import CallRecord
+from pbx.calls.records import OUTGOING_NOT_CONNECTED, CallRecord
 
 
 def iso(ts: float | None) -> str | None:
@@ -58,7 +58,8 @@ async def save_call(db: Database, record: CallRecord) -> int | None:
                 answered_user, iso(record.started_at), iso(record.answered_at),
                 iso(record.ended_at), record.wait_seconds, record.talk_seconds, record.hangup_by,
                 record.recording, who.kind, who.patient_id, who.counterpart_id,
-                int(who.counts_for_stats and record.direction != "internal"), originated_by,
+                int(who.counts_for_stats and record.direction != "internal"
+                    and record.call_type != OUTGOING_NOT_CONNECTED), originated_by,
                 record.source, utc_now(), record.started_at, record.ended_at,
             ),
         )
@@ -115,7 +116,7 @@ class CallFilter:
     offset: int = 0
 
 
-CALL_TYPES = ("incoming", "missed", "outgoing", "outgoing_unanswered", "internal")
+CALL_TYPES = ("incoming", "missed", "outgoing", "outgoing_unanswered", OUTGOING_NOT_CONNECTED, "internal")
 PROCESSING_WINDOW = 86400  # a missed call not answered back within a day stays «Необработанный»
 # The conversations with a missed call's number in the day after it (history filter, reports)
 ANSWERED_AFTER = (

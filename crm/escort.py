@@ -225,7 +225,7 @@ async def start_robot_call(db: Database, job: dict[str, Any], attempt: int, chan
 
 
 async def end_robot_call(db: Database, channel_id: str, outcome: str, keys: str,
-                         answered_ts: float | None, now: float) -> None:
+                         answered_ts: float | None, now: float, reason: str = "") -> None:
     async with db.transaction() as tx:
         row = await (await tx.execute(
             "UPDATE robot_calls SET outcome = ?, keys = ?, answered_ts = ?, ended_ts = ?"
@@ -234,7 +234,8 @@ async def end_robot_call(db: Database, channel_id: str, outcome: str, keys: str,
         )).fetchone()
         if row:
             await _log(tx, row[0], CONFIRMATION, now, "call", outcome=outcome,
-                       detail=f"попытка {row[1]}" + (f", нажато {keys}" if keys else ""))
+                       detail=f"попытка {row[1]}" + (f", нажато {keys}" if keys else "")
+                       + (f", {reason}" if reason else ""))
 
 
 OUTCOME_STATUS = {"confirmed": "confirmed", "cancelled": "cancelled"}

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -48,6 +50,7 @@ class Services:
     robot: RobotCaller | None = None
     escort: EscortService | None = None
     clock: Clock = field(default_factory=SystemClock)
+    started_at: float = field(default_factory=time.time)  # the counters in health count from here
 
 
 SERVICES = web.AppKey("services", Services)
@@ -84,11 +87,11 @@ def build_app(
 
     async def embedded_asterisk(_: web.Application) -> AsyncIterator[None]:
         services.asterisk = EmbeddedAsterisk(settings)
-        if manage:
-            await asyncio.to_thread(services.asterisk.start)
+        if manage:  # adopts a running Asterisk: a restart of clinic-pbx drops no call
+            pid = await asyncio.to_thread(services.asterisk.start)
         yield
-        if manage:
-            await asyncio.to_thread(services.asterisk.stop)
+        if manage:  # patients' calls outlive the CRM; `clinic-pbx asterisk stop` ends them
+            log.info("Asterisk pid %s keeps running; `clinic-pbx asterisk stop` stops it", pid)
 
     async def fastagi(_: web.Application) -> AsyncIterator[None]:
         a = settings.asterisk
@@ -163,13 +166,17 @@ async def agi_ping(request: AgiRequest) -> None:
 
 
 async def health(services: Services) -> dict[str, object]:
-    """Component status for /api/v1/health and ``clinic-pbx check``."""
+    """Component status for /api/v1/health and the home page. ``ari`` is true only while our
+    Stasis app is registered (the client verifies it), not merely while a socket is open."""
     ari_ok = services.ari is not None and services.ari.connected.is_set()
     return {
         "db": await services.db.ping(),
         "ami": services.ami is not None and services.ami.connected,
         "ari": ari_ok,
         "agi": services.agi is not None and services.agi.server is not None,
-        "ami_events": services.pump.stats.events if services.pump else 0,
-        "agi_requests": services.agi.stats["requests"] if services.agi else 0,
+        "ami_events": services.pump.stats.events if services.pump is not None else 0,
+        # FastAgiServer is a dict (panoramisk's Application): empty, so falsy: compare with None
+        "agi_requests": services.agi.stats["requests"] if services.agi is not None else 0,
+        # the counters are this process's: after a restart they start again from 0
+        "counted_since": datetime.fromtimestamp(services.started_at, UTC).isoformat(timespec="seconds"),
     }

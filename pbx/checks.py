@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from pbx.ami.client import AmiClient
@@ -24,10 +25,16 @@ async def check_ami(settings: Settings, timeout: float) -> Result:
         await client.stop()
 
 
+def check_app_name(settings: Settings) -> str:
+    """The check's own Stasis app: opening the events socket under the server's app name would
+    take the server's app over, and Asterisk destroys it when the check leaves."""
+    return f"{settings.asterisk.ari_app}-check-{os.getpid()}"
+
+
 async def check_ari(settings: Settings, timeout: float) -> Result:
     a = settings.asterisk
-    client = AriClient(f"http://{a.host}:{a.http_port}", a.ari_user, a.ari_password, a.ari_app,
-                       request_timeout=timeout)
+    client = AriClient(f"http://{a.host}:{a.http_port}", a.ari_user, a.ari_password,
+                       check_app_name(settings), request_timeout=timeout)
     await client.start()
     try:
         info = await client.get("asterisk/info")
@@ -35,7 +42,10 @@ async def check_ari(settings: Settings, timeout: float) -> Result:
         version = info.get("system", {}).get("version", "?")
         if not ws:
             return False, f"REST answers (Asterisk {version}) but the events WebSocket does not"
-        return True, f"{a.host}:{a.http_port}, app {a.ari_app}, REST + events WebSocket"
+        # is the server's robot app there? (only a running server registers it)
+        apps = {app.get("name") for app in await client.get("applications")}
+        server = f"app {a.ari_app} registered" if a.ari_app in apps else f"app {a.ari_app} NOT registered"
+        return True, f"{a.host}:{a.http_port}, REST + events WebSocket, {server}"
     except AriError as exc:
         return False, str(exc)
     except Exception as exc:  # connection refused, timeout

@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p_init.add_argument("--admin", default="admin", help="admin login (default admin)")
 
     p_ast = sub.add_parser("asterisk", help="the embedded Asterisk")
-    p_ast.add_argument("action", choices=["install", "start", "stop", "status", "rx", "config"])
+    p_ast.add_argument("action", choices=["install", "start", "stop", "restart", "status", "rx", "config"],
+                       help="start adopts a running Asterisk; stop and restart end every call")
     p_ast.add_argument("cli", nargs="?", default="", help="CLI command for rx")
 
     p_rec = sub.add_parser("record-ami", help="record raw AMI traffic into a fixture file")
@@ -46,15 +47,29 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--did", default="74951110001")
     p_demo.add_argument("--answer", default="101",
                         help="desk phone that answers (101-103), or none: a missed call")
-    p_demo.add_argument("--ring-ms", type=int, default=2000)
-    p_demo.add_argument("--talk-ms", type=int, default=4000)
+    p_demo.add_argument("--ring-ms", type=int, default=2000,
+                        help="how long the answering phone rings before it picks up; with"
+                             " --answer none, how long the caller waits before giving up (ms)")
+    p_demo.add_argument("--talk-ms", type=int, default=4000,
+                        help="how long the caller talks after the answer before hanging up (ms)")
+    p_demo.add_argument("--keep-traces", action="store_true",
+                        help="keep SIPp's traces (kept anyway when the call fails)")
+
+    p_phones = sub.add_parser("demo-phones", help="play desk phones 101-103 and the patient side of"
+                              " click-to-call until Ctrl-C (the demo has no real phones)")
+    p_phones.add_argument("--ring-ms", type=int, default=1500, help="how long a phone rings before it answers")
+    p_phones.add_argument("--talk-ms", type=int, default=15000,
+                          help="how long the patient talks on a click-to-call before hanging up")
 
     sub.add_parser("sounds", help="render the robot's fixed phrases (sounds/prompts.toml) for Asterisk")
 
     args = parser.parse_args(argv)
     settings = load_settings(args.config)
+    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    if args.command == "check":  # its table is the answer; adapters' INFO lines are noise
+        level = max(level, logging.ERROR)
     logging.basicConfig(
-        level=getattr(logging, settings.log_level.upper(), logging.INFO),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     handler = {
@@ -64,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "asterisk": cmd_asterisk,
         "record-ami": cmd_record_ami,
         "demo-call": cmd_demo_call,
+        "demo-phones": cmd_demo_phones,
         "token": cmd_token,
         "sounds": cmd_sounds,
     }[args.command]
@@ -136,7 +152,10 @@ def cmd_asterisk(settings: Settings, args: argparse.Namespace) -> int:
         print(render_config(settings))
     elif args.action == "start":
         pid = ast.start()
-        print(f"asterisk running, pid {pid}")
+        print(f"asterisk running, pid {pid}" + (" (adopted)" if ast.adopted else ""))
+    elif args.action == "restart":
+        pid = ast.restart()
+        print(f"asterisk restarted, pid {pid}")
     elif args.action == "stop":
         ast.stop()
         print("asterisk stopped")
@@ -205,14 +224,34 @@ def cmd_demo_call(settings: Settings, args: argparse.Namespace) -> int:
     from pbx.sipp import DemoCall
 
     result = asyncio.run(
-        DemoCall(settings).run(args.caller, args.did, args.answer, args.ring_ms, args.talk_ms)
+        DemoCall(settings).run(args.caller, args.did, args.answer, args.ring_ms, args.talk_ms,
+                               keep=args.keep_traces)
     )
     print(result.summary())
     return 0 if result.ok else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+
+def cmd_demo_phones(settings: Settings, args: argparse.Namespace) -> int:
+    import tempfile
+
+    from pbx.sipp import run_demo_phones
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        with tempfile.TemporaryDirectory(prefix="clinic-pbx-phones-") as workdir:
+            print("desk phones 101-103 answer every call; the patient answers click-to-call."
+                  " Ctrl-C stops them.", flush=True)
+            problems = await run_demo_phones(settings, Path(workdir), stop, ring_ms=args.ring_ms,
+                                             talk_ms=args.talk_ms)
+        for line in problems:
+            print(line, file=sys.stderr)
+        return 1 if problems else 0
+
+    return asyncio.run(run())
 
 
 def cmd_sounds(settings: Settings, args: argparse.Namespace) -> int:
@@ -230,3 +269,7 @@ def cmd_sounds(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(render())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

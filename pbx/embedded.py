@@ -4,6 +4,11 @@ The runtime folder ``<state_dir>/asterisk`` (rendered ``etc/`` plus ``var/``) is
 into the root at the same absolute path, so a recording path or the CDR database path means the
 same file to Asterisk and to clinic-pbx. Asterisk runs in the foreground (``-f``) as our child,
 so its PID is the one we started and stopping it is deterministic.
+
+A running Asterisk is adopted, never restarted: patients' calls must outlive a crash, an
+upgrade or a Ctrl-C of clinic-pbx. ``start()`` finds a healthy Asterisk of this runtime folder,
+renders the configuration and reloads Asterisk only if a file changed; ``restart()`` is the
+one explicit way to boot a fresh Asterisk.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class EmbeddedAsterisk:
         self.pid_file = settings.asterisk_var / "run" / "clinic-pbx-asterisk.pid"
         self.stdout_log = settings.asterisk_var / "log" / "stdout.log"
         self._proc: subprocess.Popen[bytes] | None = None
+        self.adopted = False  # the last start() found Asterisk running and kept it
 
     # ---- installation -------------------------------------------------------------------
     @property
@@ -75,15 +81,20 @@ class EmbeddedAsterisk:
         return res.stdout
 
     def pid(self) -> int | None:
+        """The PID of our Asterisk if it is alive (a recycled PID of another program is not)."""
         try:
             pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return None
+        return pid if b"asterisk" in cmdline else None
+
+    def healthy(self) -> bool:
+        """Asterisk answers on its control socket and has finished booting."""
         try:
-            os.kill(pid, 0)
-        except OSError:
-            return None
-        return pid
+            return "System uptime" in self.rx("core show uptime", timeout=5)
+        except (AsteriskError, subprocess.TimeoutExpired, OSError):
+            return False
 
     @property
     def running(self) -> bool:
@@ -91,13 +102,44 @@ class EmbeddedAsterisk:
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> int:
-        """Render the config, start Asterisk, and wait until it is fully booted."""
+        """Adopt the running Asterisk (reloading a changed configuration), or render the config,
+        start a new one and wait until it is fully booted. Never stops a healthy Asterisk."""
         if not self.installed:
             raise AsteriskError(
                 f"Asterisk is not installed in {self.root}; run {INSTALL_SCRIPT} (as root)"
             )
-        if self.running:
+        pid = self.pid()
+        if pid is not None:
+            if self.healthy():
+                return self._adopt(pid)
+            log.warning("Asterisk pid %s does not answer on its control socket: restarting it", pid)
             self.stop()
+        return self._boot(timeout)
+
+    def restart(self, timeout: float = 30.0) -> int:
+        """Stop Asterisk (ending every call) and boot a fresh one: only ever asked for."""
+        self.stop()
+        return self.start(timeout)
+
+    def _adopt(self, pid: int) -> int:
+        before = self._config_snapshot()
+        render_config(self.settings)
+        changed = sorted(n for n, text in self._config_snapshot().items() if before.get(n) != text)
+        if changed:
+            # `core reload` re-reads every module's configuration; calls in progress go on
+            self.rx("core reload")
+            log.info("adopted Asterisk pid %s; reloaded changed config: %s", pid, ", ".join(changed))
+        else:
+            log.info("adopted the running Asterisk pid %s (config unchanged)", pid)
+        self.adopted = True
+        return pid
+
+    def _config_snapshot(self) -> dict[str, str]:
+        etc = self.settings.asterisk_etc
+        return {f.name: f.read_text(encoding="utf-8") for f in sorted(etc.glob("*.conf"))} if etc.exists() else {}
+
+    def _boot(self, timeout: float) -> int:
+        self.adopted = False
         render_config(self.settings)
         for sub in VAR_SUBDIRS:
             (self.settings.asterisk_var / sub).mkdir(parents=True, exist_ok=True)

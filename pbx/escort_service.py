@@ -212,9 +212,10 @@ class EscortService:
                                            caller_id=s.caller_id, amd=s.amd, on_decided=decided)
         except Exception:  # a bug must not leave the job running forever: message instead
             log.exception("robot call %s failed", channel_id)
-            result = CallResult("failed")
+            result = CallResult("failed", reason="внутренняя ошибка")
         now = self.clock.now()
-        await escort.end_robot_call(self.db, channel_id, result.outcome, result.keys, result.answered_at, now)
+        await escort.end_robot_call(self.db, channel_id, result.outcome, result.keys, result.answered_at, now,
+                                    result.reason)
         manual = job["job_key"].startswith("manual:")
         window_end = now if manual else rules.confirmation_window(subject.facts, self.tz)[1]
         # the choice itself (status, reschedule mark, the freed slot) was applied when the key

@@ -33,9 +33,12 @@ ORIGINATE_TIMEOUT = 15.0  # a loaded Asterisk can take seconds to set a call up
 
 @dataclass(frozen=True)
 class CallResult:
-    outcome: str  # confirmed | reschedule | cancelled | no_key | hangup | no_answer | busy | machine | failed
+    # confirmed | reschedule | cancelled | no_key | hangup | no_answer | busy | machine | failed
+    # | not_started (Asterisk refused the call: the patient was never dialled)
+    outcome: str
     keys: str = ""
     answered_at: float | None = None
+    reason: str = ""  # why a call failed or never started, for the escort's log
 
 
 @dataclass
@@ -114,7 +117,7 @@ class RobotCaller:
             )
         except TimeoutError:
             await self._hangup(channel_id)
-            return CallResult("failed")
+            return CallResult("failed", reason=f"звонок дольше {MAX_CALL_SECONDS:.0f} с")
         finally:
             self.calls.pop(channel_id, None)
             for pid in [p for p, c in self.playbacks.items() if c == channel_id]:
@@ -139,9 +142,12 @@ class RobotCaller:
         except TimeoutError:
             log.warning("robot: originate to %s timed out; waiting for its events", endpoint)
             uncertain = True
-        except (AriError, ConnectionError, aiohttp.ClientError) as exc:
+        except AriError as exc:
+            log.warning("robot: originate to %s refused: %s", endpoint, exc)
+            return CallResult("not_started", reason=f"Asterisk: {exc.message}"[:200])
+        except (ConnectionError, aiohttp.ClientError) as exc:
             log.warning("robot: originate to %s failed: %s", endpoint, exc)
-            return CallResult("failed")
+            return CallResult("not_started", reason=f"ARI недоступен: {exc or type(exc).__name__}"[:200])
         machine = ivr.ConfirmationIvr(max_errors=r.max_errors, input_timeout=r.input_timeout)
         timer: asyncio.TimerHandle | None = None
         playing: str | None = None
@@ -154,7 +160,7 @@ class RobotCaller:
                     event = await asyncio.wait_for(call.queue.get(), ring_seconds + ORIGINATE_TIMEOUT)
                 except TimeoutError:
                     await self._hangup(call.channel_id)
-                    return CallResult("failed")
+                    return CallResult("failed", reason="нет событий звонка от Asterisk")
                 uncertain = False
             else:
                 event = await call.queue.get()

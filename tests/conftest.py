@@ -76,6 +76,7 @@ def asterisk(test_settings: Settings) -> Iterator[EmbeddedAsterisk]:
     require("Asterisk", ast.installed, "run `make test` (it runs scripts/install-asterisk.sh)")
     require("SIPp", shutil.which("sipp") is not None, "apt-get install sip-tester")
     # Registered contacts live in astdb across restarts; a test instance starts from none.
+    ast.stop()  # a test session starts from a fresh Asterisk, never one left by a killed run
     (test_settings.asterisk_var / "lib" / "astdb.sqlite3").unlink(missing_ok=True)
     ast.start()
     yield ast
@@ -136,7 +137,7 @@ def sip_guard(request: pytest.FixtureRequest, asterisk: EmbeddedAsterisk) -> Ite
     failed = getattr(request.node, "rep_call", None)
     if active_channels(asterisk) or (failed is not None and failed.failed):
         asterisk.rx("channel request hangup all")
-        asterisk.start()
+        asterisk.restart()
 
 
 class EventLog:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_session import get_session, new_session
 
 from crm import shifts, users
@@ -35,7 +37,26 @@ from web.shift import shift_first, shift_form, shift_submit
 HERE = Path(__file__).parent
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a full traceback at ERROR for every request its parser refuses (raw
+    Cyrillic in a query string, a broken header): it answers 400 all the same, so one warning
+    line is the truth; a real handler error keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "%s: refused with 400: %s", (
+                record.getMessage(), str(exc.message).strip().splitlines()[0][:200])
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_MALFORMED = MalformedRequestFilter()
+
+
 def setup_web(app: web.Application, settings: Settings) -> None:
+    logging.getLogger("aiohttp.server").addFilter(_MALFORMED)  # idempotent: one instance
     # sessions first: the template context processor reads the session
     setup_security(app, settings.web.cookie_secret)
     env = aiohttp_jinja2.setup(

@@ -33,6 +33,7 @@ OUTCOMES = {
     "no_key": "не нажал клавишу", "hangup": "положил трубку", "no_answer": "не ответил",
     "busy": "занято", "machine": "автоответчик", "failed": "ошибка звонка",
     "interrupted": "прерван перезапуском", "messages": "сообщение", "tts_failed": "нет озвучки",
+    "not_started": "не начат (Asterisk отказал)",
 }
 STATES = {"pending": "в очереди", "running": "идёт", "done": "выполнено", "skipped": "не отправлено"}
 

@@ -22,6 +22,7 @@ from web.common import clinic_tz, csv_response, csv_safe, local_time, viewer
 TYPE_LABELS = {
     "incoming": "Входящий", "missed": "Пропущенный", "outgoing": "Исходящий",
     "outgoing_unanswered": "Исходящий без ответа", "internal": "Внутренний",
+    "outgoing_not_connected": "Исходящий: свой телефон не ответил",
 }
 FILTER_TYPES = (
     ("", "Все"), ("missed_processed", "Пропущенные, обработанные"),

@@ -5,6 +5,12 @@ ari-py is Python-2-only; its asyncio successors work but none reconnects, and As
 events for a disconnected client. After every (re)connect the client puts an ``AriLink(up=True)``
 marker on the event queue before any event of the new link, so the consumer knows to resync
 (e.g. list the channels still in the Stasis app) exactly there.
+
+"Connected" means our Stasis app is registered, not only that a WebSocket is open: another
+client opening the events socket under the same app name takes the app over (Asterisk sends
+``ApplicationReplaced``) and destroys it when that client leaves. The client then reconnects,
+which registers the app again, and it asks ``GET /applications/{app}`` after every connect and
+every ``verify_seconds`` so a lost app is never mistaken for a working one.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import aiohttp
 from pbx.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+REPLACED_BACKOFF = 2.0  # seconds before registering an app another client took over
 
 
 class AriError(Exception):
@@ -56,6 +63,7 @@ class AriClient:
         backoff_min: float = 0.25,
         backoff_max: float = 10.0,
         heartbeat: float = 15.0,
+        verify_seconds: float = 10.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.app = app
@@ -66,6 +74,8 @@ class AriClient:
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
         self.heartbeat = heartbeat
+        self.verify_seconds = verify_seconds
+        self.replaced = 0  # how often another client took our app over
         self.events: asyncio.Queue[AriEvent | AriLink] = asyncio.Queue()
         self.subscriptions: set[str] = set()
         self.connected = asyncio.Event()
@@ -164,11 +174,22 @@ class AriClient:
                     self._ws = ws
                     await self._on_connected()
                     delay = self.backoff_min
-                    async for msg in ws:
-                        if msg.type == aiohttp.WSMsgType.TEXT:
-                            self._on_text(msg.data)
-                        elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
-                            break
+                    verifier = asyncio.create_task(self._verify(ws), name="ari-verify")
+                    try:
+                        async for msg in ws:
+                            if msg.type == aiohttp.WSMsgType.TEXT:
+                                if self._on_text(msg.data) == "ApplicationReplaced":
+                                    self.replaced += 1
+                                    # two servers with one app name would take it from each
+                                    # other in a tight loop: wait a little before taking it back
+                                    delay = REPLACED_BACKOFF
+                                    log.error("ARI app %s was taken over by another client; "
+                                              "registering it again in %.0f s", self.app, delay)
+                                    break
+                            elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
+                                break
+                    finally:
+                        await cancel_and_wait(verifier)
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -180,14 +201,41 @@ class AriClient:
                 if self.connected.is_set():
                     self.connected.clear()
                     self.events.put_nowait(AriLink(False, time.time()))
-                    log.warning("ARI events WebSocket lost")
+                    if not self._stopping:
+                        log.warning("ARI events WebSocket lost")
             if self._stopping:
                 break
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.backoff_max)
 
+    async def app_registered(self) -> bool:
+        """Asterisk knows our Stasis app (REST); False when it answers 404."""
+        try:
+            await self.get(f"applications/{self.app}")
+        except AriError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def _verify(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """While the socket is open, check now and then that the app is still ours."""
+        while not ws.closed:
+            await asyncio.sleep(self.verify_seconds)
+            try:
+                registered = await self.app_registered()
+            except (AriError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.warning("ARI app check failed: %s", exc or type(exc).__name__)
+                continue  # the WebSocket's own heartbeat tells a dead link
+            if not registered:
+                log.error("ARI app %s is no longer registered in Asterisk; reconnecting", self.app)
+                await ws.close()
+                return
+
     async def _on_connected(self) -> None:
         self.connects += 1
+        if not await self.app_registered():
+            raise AriError(404, f"app {self.app} not registered after connecting", "GET", "applications")
         for source in sorted(self.subscriptions):
             try:
                 await self.post(f"applications/{self.app}/subscription", eventSource=source)
@@ -199,14 +247,16 @@ class AriClient:
         self.events.put_nowait(AriLink(True, time.time()))
         log.info("ARI events WebSocket connected (app %s)", self.app)
 
-    def _on_text(self, text: str) -> None:
+    def _on_text(self, text: str) -> str | None:
+        """Queue one event; returns its type (None for a malformed one)."""
         try:
             data = json.loads(text)
-            kind = data["type"]
+            kind = str(data["type"])
         except (ValueError, KeyError, TypeError):
             log.warning("ARI: ignored a malformed event: %.200r", text)
-            return
-        self.events.put_nowait(AriEvent(str(kind), data, time.time()))
+            return None
+        self.events.put_nowait(AriEvent(kind, data, time.time()))
+        return kind
 
 
 def _param(value: Any) -> str:

@@ -20,10 +20,10 @@ from pbx.calls.records import (
     MISSED,
     NO_ANSWER,
     OUTGOING,
-    OUTGOING_UNANSWERED,
     CallRecord,
     LegRecord,
     TrackerConfig,
+    outgoing_type,
 )
 from pbx.calls.tracker import endpoint_of
 
@@ -82,7 +82,7 @@ def record_from_cdr(rows: Sequence[Row], config: TrackerConfig | None = None) ->
     if direction == OUTGOING:
         trunk = next(((e, r, o) for e, r, o in legs if e in cfg.trunks and o == ANSWERED), None)
         answered_at = _f(trunk[1].get("answer_u")) if trunk else None
-        call_type = OUTGOING if answered_at is not None else OUTGOING_UNANSWERED
+        call_type = outgoing_type(any(e in cfg.trunks for e, _, _ in legs), answered_at is not None)
         caller, callee = origin_ep, str(first.get("clinic_callee") or first.get("dst") or "")
         answered_by = origin_ep
         talk_row = trunk[1] if trunk else None

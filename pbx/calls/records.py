@@ -9,6 +9,9 @@ INCOMING = "incoming"  # answered incoming
 MISSED = "missed"
 OUTGOING = "outgoing"  # answered outgoing
 OUTGOING_UNANSWERED = "outgoing_unanswered"
+# click-to-call whose own desk phone never answered: the patient was never dialled, so it is
+# nobody's unanswered call to the patient and stays out of the statistics
+OUTGOING_NOT_CONNECTED = "outgoing_not_connected"
 INTERNAL = "internal"
 
 # leg outcomes
@@ -21,6 +24,13 @@ FAILED = "failed"  # unreachable / congestion: the phone never rang
 HANGUP_CALLER = "caller"
 HANGUP_CALLEE = "callee"
 HANGUP_SYSTEM = "system"
+
+
+def outgoing_type(patient_dialled: bool, patient_answered: bool) -> str:
+    """One classification of an outgoing call for the tracker and the CDR backfill."""
+    if not patient_dialled:
+        return OUTGOING_NOT_CONNECTED
+    return OUTGOING if patient_answered else OUTGOING_UNANSWERED
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,6 @@ from pbx.calls.records import (
     MISSED,
     NO_ANSWER,
     OUTGOING,
-    OUTGOING_UNANSWERED,
     Anomaly,
     CallFinished,
     CallRecord,
@@ -38,6 +37,7 @@ from pbx.calls.records import (
     NeedsBackfill,
     QueueWaiting,
     TrackerConfig,
+    outgoing_type,
 )
 
 # Leg states. "dialing" and "ringing" are open; "talking" is answered and open; the rest end it.
@@ -561,7 +561,7 @@ class CallTracker:
             trunk_legs = [lg for lg in conv.legs.values() if lg.endpoint in self.config.trunks]
             answered_trunk = next((lg for lg in trunk_legs if lg.answered_at is not None), None)
             answered_at = answered_trunk.answered_at if answered_trunk else None
-            call_type = OUTGOING if answered_at is not None else OUTGOING_UNANSWERED
+            call_type = outgoing_type(bool(trunk_legs), answered_at is not None)
             answered_by = origin.endpoint if origin is not None else ""
             caller = answered_by
             callee = self._callee(conv)

@@ -224,6 +224,11 @@ class SendMessages:
 
 Step = SetStatus | MarkReschedule | OfferSlot | RetryCall | SendMessages
 RETRYABLE = frozenset({"busy", "no_answer"})
+# Asterisk refused the call (e.g. the Stasis app was gone): the patient heard nothing, so the
+# robot tries again a minute later, a few times, before falling back to the messages
+NOT_STARTED = "not_started"
+NOT_STARTED_RETRY_SECONDS = 60
+NOT_STARTED_ATTEMPTS = 5
 
 
 def after_call(outcome: str, attempt: int, s: EscortSettings, now: float, window_end: float) -> list[Step]:
@@ -235,6 +240,10 @@ def after_call(outcome: str, attempt: int, s: EscortSettings, now: float, window
         return [SetStatus("cancelled"), OfferSlot()]
     if outcome == "reschedule":
         return [MarkReschedule(), SendMessages("reschedule_link")]
+    if outcome == NOT_STARTED and attempt < NOT_STARTED_ATTEMPTS:
+        at = now + NOT_STARTED_RETRY_SECONDS
+        if at < window_end:
+            return [RetryCall(at)]
     if outcome in RETRYABLE and attempt <= s.robot_retries:
         at = now + s.retry_minutes * 60
         if at < window_end:

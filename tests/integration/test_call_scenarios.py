@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from crm import patients
+from crm.calls import CallFilter, list_calls
 from crm.db import utc_now
 from pbx.originate import OriginateRequest, originate
 from pbx.sipp import NEVER, start_operator_call, start_operator_uas
@@ -145,6 +146,32 @@ async def test_outgoing_unanswered(server, tmp_path: Path) -> None:
     r = await click_to_call(server, tmp_path, "outgoing_busy", {"behaviour": "busy"})
     assert r["call_type"] == "outgoing_unanswered" and r["talk_seconds"] == 0
     assert outcomes(r) == {"operator": "busy"}
+
+
+async def test_click_to_call_whose_own_phone_does_not_answer(server, tmp_path: Path) -> None:
+    """The administrator's desk phone never answered, so the patient was never dialled: not the
+    administrator's «Исходящий без ответа» to the patient, and out of the statistics."""
+    from pbx.originate import OriginateError
+
+    services, _ = server
+    procs = await start_phones(services, tmp_path, {})  # every phone rings, nobody answers
+    assert services.ami is not None
+    with pytest.raises(OriginateError):
+        await originate(services.ami, OriginateRequest("101", "79031112244", ring_seconds=2))
+    await stop_all(*procs.values(), wait=20)
+    rows = []
+    for _ in range(75):
+        await services.calls.flush()
+        rows = [c for c in await list_calls(services.db, CallFilter(limit=50)) if c["phone_e164"] == "+79031112244"]
+        if rows:
+            break
+        await asyncio.sleep(0.2)
+    assert len(rows) == 1, rows
+    r = rows[0]
+    assert r["call_type"] == "outgoing_not_connected" and not r["counts_for_stats"]
+    assert r["talk_seconds"] == 0 and r["answered_by_ext"] == "101"
+    cdr = await wait_cdr(services.settings.cdr_db_path, r["linkedid"])
+    assert not [row for row in cdr if row["dstchannel"].startswith("PJSIP/operator")], cdr
 
 
 async def test_two_simultaneous_calls(server, tmp_path: Path) -> None:

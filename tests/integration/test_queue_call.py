@@ -89,6 +89,9 @@ async def test_ringall_call_answered_by_101(server, tmp_path: Path, caller_voice
     # the desk phone's display got the patient's name
     assert NAME in phones["101"].messages
     assert services.agi is not None and services.agi.stats["requests"] >= 1
+    from pbx.app import health  # what /api/v1/health and the home page show
+    status = await health(services)
+    assert status["agi_requests"] >= 1 and status["ari"] and status["counted_since"]
 
     # Asterisk's own CDR agrees: 101 answered, the others did not, about 3 s billed
     await asyncio.sleep(0.5)

@@ -216,3 +216,39 @@ async def test_answering_machine_detection(robot_settings: Settings, gateway: Fa
         assert (await schedule.get_appointment(db, appts["+79990000094"]))["status"] == "confirmed"
     finally:
         await srv.close()
+
+
+async def test_robot_survives_check_and_a_takeover_of_its_app(asterisk, robot_settings: Settings,
+                                                               gateway: FakeGateway) -> None:
+    """`clinic-pbx check` once took the server's Stasis app over, and Asterisk destroyed it when
+    the check left: every later robot call failed. The check now uses its own app; a client
+    that still takes ours over is noticed, the app registered again, and the robot calls."""
+    from pbx.checks import run_checks
+
+    clock = SettableClock(CALL_DAY)
+    srv, services = await start_app(robot_settings, clock)
+    try:
+        assert services.ari is not None and services.escort is not None
+        results = await run_checks(robot_settings, timeout=5)
+        assert all(ok for ok, _ in results.values()), results
+        assert "app clinic-pbx registered" in results["ARI"][1]
+        assert "clinic-pbx" in asterisk.rx("ari show apps").split()
+        a = robot_settings.asterisk
+        import aiohttp  # an old-style check: the events socket under the server's own app name
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(f"ws://{a.host}:{a.http_port}/ari/events",
+                                       params={"app": a.ari_app, "api_key": f"{a.ari_user}:{a.ari_password}"})
+            await ws.close()
+        for _ in range(150):  # noticed (ApplicationReplaced), registered again
+            if services.ari.replaced and services.ari.connected.is_set() and await services.ari.app_registered():
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the server never took its ARI app back")
+        appts = await add_patients(services, ["+79990000001"])
+        await services.escort.tick()
+        await asyncio.wait_for(services.escort.idle(), 60)
+        appointment = await schedule.get_appointment(services.db, appts["+79990000001"])
+        assert appointment["status"] == "confirmed"
+    finally:
+        await srv.close()

@@ -19,7 +19,9 @@ class FakeAri:
         self.sockets: list[web.WebSocketResponse] = []
         self.subscriptions: list[str] = []
         self.ws_connects = 0
+        self.apps: set[str] = set()  # registered Stasis apps, as Asterisk keeps them
         app = web.Application()
+        app.router.add_get("/ari/applications/{app}", self.application)
         app.router.add_get("/ari/events", self.events)
         app.router.add_get("/ari/asterisk/info", self.info)
         app.router.add_post("/ari/applications/{app}/subscription", self.subscribe)
@@ -36,6 +38,7 @@ class FakeAri:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self.ws_connects += 1
+        self.apps.add(request.query["app"])
         self.sockets.append(ws)
         async for _ in ws:
             pass
@@ -51,6 +54,12 @@ class FakeAri:
             return web.json_response({"message": "Channel not found"}, status=404)
         self.subscriptions.append(source)
         return web.json_response({"name": request.match_info["app"]})
+
+    async def application(self, request: web.Request) -> web.Response:
+        name = request.match_info["app"]
+        if name not in self.apps:
+            return web.json_response({"message": "Application not found"}, status=404)
+        return web.json_response({"name": name})
 
     async def slow(self, request: web.Request) -> web.Response:
         await asyncio.sleep(2)
@@ -82,10 +91,10 @@ async def fake():
     await f.server.close()
 
 
-def client_for(fake: FakeAri, password: str = "p") -> AriClient:
+def client_for(fake: FakeAri, password: str = "p", verify_seconds: float = 10.0) -> AriClient:
     return AriClient(
         f"http://127.0.0.1:{fake.server.port}", "u", password, "clinic-pbx",
-        backoff_min=0.05, backoff_max=0.2, request_timeout=0.5,
+        backoff_min=0.05, backoff_max=0.2, request_timeout=0.5, verify_seconds=verify_seconds,
     )
 
 
@@ -139,4 +148,32 @@ async def test_malformed_event_is_ignored(fake: FakeAri) -> None:
         await ws.send_str('{"no_type": 1}')
     await fake.push({"type": "Dial"})
     assert (await next_of(client, AriEvent)).type == "Dial"
+    await client.stop()
+
+
+async def test_application_replaced_is_taken_back(fake: FakeAri) -> None:
+    """Another client (an old `clinic-pbx check`) opening the events socket under our app name
+    takes the app over: the client must stop saying "connected" and register it again."""
+    client = client_for(fake)
+    await client.start()
+    assert await client.wait_connected(5)
+    assert (await next_of(client, AriLink)).up
+    await fake.push({"type": "ApplicationReplaced", "application": "clinic-pbx"})
+    assert not (await next_of(client, AriLink)).up
+    assert (await next_of(client, AriLink)).up
+    assert client.connected.is_set() and client.replaced == 1 and fake.ws_connects == 2
+    await client.stop()
+
+
+async def test_an_app_lost_silently_is_noticed(fake: FakeAri) -> None:
+    """Asterisk destroyed the app (the client that replaced it left) while our socket stays
+    open and quiet: the periodic check sees the 404 and reconnects."""
+    client = client_for(fake, verify_seconds=0.1)
+    await client.start()
+    assert await client.wait_connected(5)
+    assert (await next_of(client, AriLink)).up
+    fake.apps.clear()
+    assert not (await next_of(client, AriLink)).up
+    assert (await next_of(client, AriLink)).up
+    assert "clinic-pbx" in fake.apps and client.connected.is_set()
     await client.stop()

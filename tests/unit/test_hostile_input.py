@@ -93,3 +93,23 @@ async def test_random_hostile_forms_never_break_a_page(client) -> None:
             if resp.status >= 500 and not (path == "/api/v1/health" and resp.status == 503):
                 failures.add(f"{resp.status} {method} {path}")
     assert not failures
+
+
+async def test_raw_cyrillic_in_a_query_string_is_a_400_without_a_traceback(client, caplog) -> None:
+    """A hand-typed URL with unencoded Cyrillic: aiohttp's parser refuses it with a 400 and
+    used to log a full traceback at ERROR for it."""
+    import asyncio
+    import logging
+
+    c, _ = client
+    caplog.set_level(logging.INFO)
+    reader, writer = await asyncio.open_connection("127.0.0.1", c.server.port)
+    writer.write("GET /calls?q=Иванов HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    head = await asyncio.wait_for(reader.read(100), 5)
+    writer.close()
+    assert head.startswith(b"HTTP/1.0 400") or head.startswith(b"HTTP/1.1 400"), head
+    server_lines = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert server_lines and all(r.levelno == logging.WARNING and not r.exc_info for r in server_lines)
+    assert "refused with 400" in server_lines[0].getMessage()
+    assert "Invalid char in url query" in server_lines[0].getMessage()

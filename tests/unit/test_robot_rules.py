@@ -189,6 +189,17 @@ def test_after_call_retries_and_fallbacks() -> None:
     assert rules.after_call("reschedule", 1, s, 0, end)[1] == rules.SendMessages("reschedule_link")
 
 
+def test_a_call_asterisk_refused_is_tried_again_soon_then_messaged() -> None:
+    """The patient was never dialled (e.g. the Stasis app was gone): a minute later again,
+    a few times within the window, then the messages; never a job left running."""
+    s = EscortSettings(robot_retries=0, retry_minutes=30)
+    end = at(24, 20)
+    assert rules.after_call("not_started", 1, s, at(24, 10), end) == [rules.RetryCall(at(24, 10, 1))]
+    assert rules.after_call("not_started", 4, s, at(24, 10), end) == [rules.RetryCall(at(24, 10, 1))]
+    assert rules.after_call("not_started", 5, s, at(24, 10), end) == [rules.SendMessages("confirm")]
+    assert rules.after_call("not_started", 1, s, at(24, 19, 59) + 30, end) == [rules.SendMessages("confirm")]
+
+
 def test_channels_prices_wording_and_replies() -> None:
     assert rules.channel_chain(facts(push_enabled=True)) == ("push", "whatsapp", "sms")
     assert rules.channel_chain(facts()) == ("whatsapp", "sms")
