@@ -101,6 +101,7 @@ class FastAgiServer(Application):
         *,
         handler_timeout: float = 3.0,
         on_failure: Callable[[AgiRequest], Awaitable[None]] | None = None,
+        max_connections: int = 512,
     ) -> None:
         super().__init__(default_encoding="utf-8", loop=asyncio.get_running_loop())
         self.host = host
@@ -109,7 +110,9 @@ class FastAgiServer(Application):
         self.on_failure = on_failure
         self.server: asyncio.AbstractServer | None = None
         self.active: set[asyncio.Task[Any]] = set()
-        self.stats = {"requests": 0, "dropped": 0, "failed": 0, "hangups": 0}
+        self.max_connections = max_connections  # more at once are closed: file handles stay free
+        self.stats = {"requests": 0, "dropped": 0, "failed": 0, "hangups": 0, "refused": 0}
+        self._last_refusal_log = float("-inf")
 
     def add_route(self, path: str, endpoint: Route) -> None:  # type: ignore[override]
         if not asyncio.iscoroutinefunction(endpoint):
@@ -129,6 +132,15 @@ class FastAgiServer(Application):
             task.cancel()
 
     async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:  # type: ignore[override]
+        if len(self.active) >= self.max_connections:
+            self.stats["refused"] += 1
+            now = asyncio.get_running_loop().time()
+            if now - self._last_refusal_log >= 10:  # one line per 10 s, not one per socket
+                self._last_refusal_log = now
+                log.warning("FastAGI: %d connections open, refusing more (%d refused so far)",
+                            len(self.active), self.stats["refused"])
+            writer.close()
+            return
         task = asyncio.current_task()
         if task is not None:
             self.active.add(task)

@@ -262,3 +262,18 @@ async def _with_details(db: Database, call: dict[str, Any]) -> dict[str, Any]:
     call.pop("started_ts", None)  # internal: interval arithmetic only
     call.pop("ended_ts", None)
     return call
+
+
+def may_tag(exists: bool, took_part: bool, history: str) -> bool:
+    """Who may set a call's tags: the staff member whose phone had the call, or someone with
+    the right to edit the history; never on a call that does not exist (yet)."""
+    return exists and (took_part or history == "edit")
+
+
+async def participation(db: Database, linkedid: str, user_id: int) -> tuple[bool, bool]:
+    """(the call exists, the user took part: answered, placed it, or a leg rang their phone)."""
+    row = await db.fetchone(
+        "SELECT c.answered_by_user = ? OR c.originated_by = ? OR EXISTS (SELECT 1 FROM call_legs l"
+        " WHERE l.call_id = c.id AND l.user_id = ?) FROM calls c WHERE c.linkedid = ?",
+        (user_id, user_id, user_id, linkedid))
+    return (row is not None, bool(row and row[0]))

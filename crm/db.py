@@ -158,6 +158,22 @@ class Database:
 
 def split_sql(script: str) -> list[str]:
     """Split a migration into statements. Migrations keep ``;`` out of string literals and
-    comments, which keeps this trivially correct."""
+    comments, which keeps this trivially correct; a ``CREATE TRIGGER ... BEGIN ... END`` block
+    (whose body has its own ``;``) stays one statement."""
     lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    out: list[str] = []
+    pending = ""
+    for piece in "\n".join(lines).split(";"):
+        if pending:
+            pending += ";" + piece
+            if piece.strip().upper() == "END":
+                out.append(pending.strip())
+                pending = ""
+            continue
+        if piece.strip().upper().startswith("CREATE TRIGGER"):
+            pending = piece
+        elif piece.strip():
+            out.append(piece.strip())
+    if pending:
+        raise ValueError("a CREATE TRIGGER without its END")
+    return out

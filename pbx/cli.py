@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     p_tok = sub.add_parser("token", help="JSON API tokens")
     p_tok.add_argument("action", choices=["create", "revoke"])
     p_tok.add_argument("name")
+    p_tok.add_argument("--scope", action="append", dest="scopes",
+                       help="calls:read (default) or requests:write; repeat for both")
+    p_tok.add_argument("--days", type=int, default=0, help="expires after N days (default: never)")
 
     p_demo = sub.add_parser("demo-call", help="place a demo call through the clinic's queue")
     p_demo.add_argument("--from", dest="caller", default="+79161234567")
@@ -64,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("sounds", help="render the robot's fixed phrases (sounds/prompts.toml) for Asterisk")
 
     args = parser.parse_args(argv)
+    from pbx.process import private_files
+
+    private_files()  # before anything is written: the database, secrets, logs are 0600
     settings = load_settings(args.config)
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
     if args.command == "check":  # its table is the answer; adapters' INFO lines are noise
@@ -87,13 +93,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from pbx.app import build_app
+    from pbx.process import quiet_accept_errors, raise_open_files, secure_state_dir
+    from web.serve import serve
 
-    app = build_app(settings)
-    print(f"clinic-pbx panel: http://{settings.web.host}:{settings.web.port}/", flush=True)
-    web.run_app(app, host=settings.web.host, port=settings.web.port, print=None)
+    quiet_accept_errors()
+    secure_state_dir(settings.state_dir, (settings.db_path, settings.state_dir / "secrets.json"))
+    log.info("open-file limit: %d", raise_open_files())
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        app = build_app(settings)
+        print(f"clinic-pbx panel: http://{settings.web.host}:{settings.web.port}/", flush=True)
+        w = settings.web
+        await serve(app, w.host, w.port, stop, max_connections=w.max_connections, header_timeout=w.header_timeout)
+
+    asyncio.run(run())
     return 0
 
 
@@ -119,17 +137,16 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"database ready: {settings.db_path}; user {args.admin!r} already exists")
             else:
                 password = secrets.token_urlsafe(9)
-                uid = await users.create_user(
-                    db, args.admin, password, full_name="Администратор", role="settings_admin"
-                )
-                async with db.transaction() as tx:  # the clinic's own admin edits the history
-                    await tx.execute("UPDATE users SET history_access = 'edit' WHERE id = ?", (uid,))
-                keep = settings.state_dir / "initial-admin-password"
+                # the clinic's own admin edits the history
+                await users.create_user(db, args.admin, password, full_name="Администратор",
+                                        role="settings_admin", history_access="edit")
+                keep = settings.initial_password_file
                 fd = os.open(keep, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as fh:
                     fh.write(password + "\n")
                 print(f"database ready: {settings.db_path}")
-                print(f"login: {args.admin}   password: {password}   (shown once; also in {keep})")
+                print(f"login: {args.admin}   password: {password}   (shown once; also in {keep},"
+                      " deleted at the first login)")
             if args.demo:
                 added = await demo.load_demo(db, tz=settings.time_zone)
                 if added:
@@ -208,7 +225,12 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
         await db.open()
         try:
             if args.action == "create":
-                token = await tokens.create_token(db, args.name)
+                expires = time.time() + args.days * 86400 if args.days > 0 else None
+                try:
+                    token = await tokens.create_token(db, args.name, tuple(args.scopes or ["calls:read"]), expires)
+                except ValueError as exc:
+                    print(f"token: {exc}", file=sys.stderr)
+                    return 2
                 print(f"token {args.name!r} (shown once): {token}")
                 return 0
             ok = await tokens.revoke_token(db, args.name)

@@ -61,6 +61,13 @@ class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     cookie_secret: str = field(default="", repr=False)
+    # the session cookie only over HTTPS: set true behind a TLS reverse proxy (README, Security)
+    secure_cookie: bool = False
+    idle_minutes: int = 60  # a session with no request (and no open live tab) for this long ends
+    session_hours: int = 12  # a session ends this long after the login, whatever happens
+    max_connections: int = 512  # open HTTP connections at once; more are closed at once
+    header_timeout: float = 10.0  # seconds a new connection may take to send its request
+    login_attempts: int = 5  # failed logins per minute per account and per address before 429
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,11 @@ class Settings:
     @property
     def recordings_dir(self) -> Path:
         return self.asterisk_var / "spool" / "recordings"
+
+    @property
+    def initial_password_file(self) -> Path:
+        """The first admin's generated password; deleted at the first successful login."""
+        return self.state_dir / "initial-admin-password"
 
     @property
     def cdr_db_path(self) -> Path:

@@ -11,10 +11,11 @@ from typing import Any
 
 from aiohttp import web
 
-from crm import tokens
+from crm import audit, tokens
 from crm.calls import CALL_TYPES, CallFilter, get_call, list_calls
 from crm.dates import parse_day, parse_moment
 from pbx.app import SERVICES, health
+from web.common import ROW_ID
 
 OPENAPI = Path(__file__).parent / "openapi.json"
 
@@ -23,19 +24,28 @@ def setup_api(app: web.Application) -> None:
     app.router.add_get("/api/v1/health", api_health)
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_get("/api/v1/calls", api_calls)
-    app.router.add_get(r"/api/v1/calls/{id:\d+}", api_call)
+    app.router.add_get(rf"/api/v1/calls/{{id:{ROW_ID}}}", api_call)
 
 
 def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-async def authorized(request: web.Request) -> bool:
+async def authorized(request: web.Request, scope: str = "calls:read") -> str | None:
+    """The name of the request's valid bearer token with ``scope``, or None."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        return False
-    return await tokens.check_token(request.app[SERVICES].db, token.strip()) is not None
+        return None
+    services = request.app[SERVICES]
+    return await tokens.check_token(services.db, token.strip(), scope, services.clock.now())
+
+
+async def api_trace(request: web.Request, token_name: str, action: str, object_id: object = "",
+                    detail: str = "") -> None:
+    services = request.app[SERVICES]
+    await audit.record(services.db, f"API: {token_name}", action, services.clock.now(), object_kind="call",
+                       object_id=object_id, detail=detail, address=request.remote or "")
 
 
 def parse_instant(text: str, *, end: bool = False, tz: tzinfo = UTC) -> str:
@@ -90,22 +100,26 @@ def call_filter(q: Any, tz: tzinfo = UTC) -> CallFilter:
 
 
 async def api_calls(request: web.Request) -> web.Response:
-    if not await authorized(request):
-        return error(401, "a valid API token is required")
+    name = await authorized(request)
+    if name is None:
+        return error(401, "a valid API token with the calls:read scope is required")
     try:
         f = call_filter(request.query)
     except ValueError as exc:
         return error(400, str(exc))
     calls = await list_calls(request.app[SERVICES].db, f)
+    await api_trace(request, name, "api_calls_list", "", f"{len(calls)} звонков")
     return web.json_response({"calls": calls, "limit": f.limit, "offset": f.offset})
 
 
 async def api_call(request: web.Request) -> web.Response:
-    if not await authorized(request):
-        return error(401, "a valid API token is required")
+    name = await authorized(request)
+    if name is None:
+        return error(401, "a valid API token with the calls:read scope is required")
     call = await get_call(request.app[SERVICES].db, int(request.match_info["id"]))
     if call is None:
         return error(404, "no such call")
+    await api_trace(request, name, "api_call_read", call["id"])
     return web.json_response(call)
 
 

@@ -13,10 +13,13 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_session import get_session, new_session
 
-from crm import shifts, users
+from crm import audit, sessions, shifts, users
+from crm.login_limits import LoginThrottle
+from crm.signatures import ReplayGuard
 from pbx.app import SERVICES
 from pbx.settings import Settings
 from web import (
+    audit_page,
     booking,
     call_comments,
     dial,
@@ -28,13 +31,15 @@ from web import (
     tag_prompt,
 )
 from web.api import setup_api
-from web.common import money
+from web.common import ROW_ID, money
 from web.history import history, history_csv, recording
 from web.live import LIVE_HUB, LiveHub, live_events
-from web.security import CSRF_FIELD, csrf_token, setup_security
+from web.security import CSRF_FIELD, SESSION_TOKEN, csrf_token, current_user, setup_security
 from web.shift import shift_first, shift_form, shift_submit
 
 HERE = Path(__file__).parent
+LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
+log = logging.getLogger(__name__)
 
 
 class MalformedRequestFilter(logging.Filter):
@@ -58,7 +63,8 @@ _MALFORMED = MalformedRequestFilter()
 def setup_web(app: web.Application, settings: Settings) -> None:
     logging.getLogger("aiohttp.server").addFilter(_MALFORMED)  # idempotent: one instance
     # sessions first: the template context processor reads the session
-    setup_security(app, settings.web.cookie_secret)
+    setup_security(app, settings.web)
+    app[LOGIN_THROTTLE] = LoginThrottle(limit=settings.web.login_attempts)
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -93,18 +99,18 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/live", live_events)
     app.router.add_get("/calls", history)
     app.router.add_get("/calls.csv", history_csv)
-    app.router.add_get(r"/recordings/{id:\d+}", recording)
+    app.router.add_get(rf"/recordings/{{id:{ROW_ID}}}", recording)
     app.router.add_get("/patients", patients.patient_list)
     app.router.add_get("/patients/new", patients.patient_new_form)
     app.router.add_post("/patients/new", patients.patient_new_submit)
-    app.router.add_get(r"/patients/{id:\d+}", patients.patient_card)
+    app.router.add_get(rf"/patients/{{id:{ROW_ID}}}", patients.patient_card)
     app.router.add_get("/booking", booking.booking_form)
     app.router.add_post("/booking", booking.booking_submit)
     app.router.add_get("/schedule", booking.schedule_page)
-    app.router.add_post(r"/appointments/{id:\d+}/status", booking.appointment_status)
+    app.router.add_post(rf"/appointments/{{id:{ROW_ID}}}/status", booking.appointment_status)
     app.router.add_get("/tasks", booking.tasks_page)
     app.router.add_post("/tasks", booking.task_add)
-    app.router.add_post(r"/tasks/{id:\d+}/done", booking.task_done)
+    app.router.add_post(rf"/tasks/{{id:{ROW_ID}}}/done", booking.task_done)
     app.router.add_post("/waiting", booking.waiting_add)
     app.router.add_post("/dial", dial.dial)
     app.router.add_get("/comment", call_comments.comment_form)
@@ -122,11 +128,14 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/reports/escort", escort_pages.reports_page)
     app.router.add_get("/reports", reports.reports_page)
     app.router.add_get("/reports.csv", reports.reports_csv)
+    app.router.add_get("/audit", audit_page.audit_page)
+    app.router.add_get("/audit.csv", audit_page.audit_csv)
     app.router.add_post("/api/v1/gateway/status", escort_pages.gateway_status)
     app.router.add_post("/api/v1/gateway/reply", escort_pages.gateway_reply)
     app.router.add_get("/e/{token}", escort_pages.patient_link)
     app.router.add_post("/e/{token}", escort_pages.patient_link_submit)
     app[dial.DIAL_TASKS] = {}
+    app[escort_pages.WEBHOOK_REPLAYS] = ReplayGuard()
 
     async def dialling(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -138,18 +147,18 @@ def setup_web(app: web.Application, settings: Settings) -> None:
 
 
 async def _context(request: web.Request) -> dict[str, object]:
-    session = await get_session(request)
+    user = await current_user(request) if not request.path.startswith("/e/") else None
     extension = None
-    if session.get("user_id"):
-        extension = await shifts.current_extension(request.app[SERVICES].db, int(session["user_id"]))
+    if user is not None:
+        extension = await shifts.current_extension(request.app[SERVICES].db, user.user_id)
     return {
         "csrf_field": CSRF_FIELD,
         "csrf_token": await csrf_token(request),
-        "user_name": session.get("user_name"),
+        "user_name": user.name if user else None,
         "clinic_name": request.app[SERVICES].settings.clinic_name,
         "extension": extension,
-        "role": session.get("role"),
-        "history_access": session.get("history_access"),
+        "role": user.role if user else None,
+        "history_access": user.history if user else None,
     }
 
 
@@ -159,23 +168,49 @@ async def login_form(request: web.Request) -> dict[str, object]:
 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
     form = await request.post()
     login = str(form.get("login", ""))[:100]
     password = str(form.get("password", ""))[:200]
-    user = await users.authenticate(request.app[SERVICES].db, login, password)
+    address = request.remote or ""
+    keys = [f"login:{login.casefold()}", f"addr:{address}"]
+    throttle = request.app[LOGIN_THROTTLE]
+    now = services.clock.now()
+    wait = throttle.wait(keys, now)
+    if wait > 0:
+        log.warning("login refused for %r from %s: too many failures, retry in %.0f s", login, address, wait)
+        resp = aiohttp_jinja2.render_template(
+            "login.html", request,
+            {"error": f"Слишком много неудачных попыток. Повторите через {int(wait) + 1} с."}, status=429)
+        resp.headers["Retry-After"] = str(int(wait) + 1)
+        return resp
+    user = await users.authenticate(services.db, login, password)
     if user is None:
+        throttle.failed(keys, services.clock.now())
+        log.warning("failed login for %r from %s", login, address)
+        await audit.record(services.db, login or "?", "login_failed", services.clock.now(), address=address)
         return aiohttp_jinja2.render_template(
             "login.html", request, {"error": "Неверный логин или пароль"}, status=401
         )
+    throttle.succeeded(keys[0])
+    uid = int(str(user["id"]))
     session = await new_session(request)  # a fresh session: no fixation
-    session["user_id"] = user["id"]
-    session["user_name"] = user["full_name"] or user["login"]
-    session["role"] = user["role"]
-    session["history_access"] = user.get("history_access", "none")
+    session[SESSION_TOKEN] = await sessions.start(services.db, uid, services.clock.now(), address)
+    session["user_id"] = uid
+    await audit.record(services.db, str(user["login"]), "login", services.clock.now(), user_id=uid,
+                       address=address)
+    # the generated first password has done its job: it must not lie on disk any longer
+    services.settings.initial_password_file.unlink(missing_ok=True)
     raise web.HTTPFound("/")
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
     session = await get_session(request)
+    user = await current_user(request)
+    await sessions.end_token(services.db, session.get(SESSION_TOKEN), services.clock.now(), "logout")
+    if user is not None:
+        await audit.record(services.db, user.login, "logout", services.clock.now(), user_id=user.user_id,
+                           address=request.remote or "")
     session.invalidate()
     raise web.HTTPFound("/login")

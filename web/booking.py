@@ -22,6 +22,8 @@ from web.common import (
     int_or_none,
     local_today,
     now_ts,
+    safe_back,
+    trace,
     viewer,
 )
 from web.patients import patient_fields
@@ -117,6 +119,7 @@ async def booking_submit(request: web.Request) -> web.StreamResponse:
         return aiohttp_jinja2.render_template(
             "booking.html", request, await booking_context(request, values, str(exc)), status=400
         )
+    await trace(request, "appointment_book", "appointment", appt, f"пациент {patient_id}, {slot}")
     raise web.HTTPFound(f"/patients/{patient_id}?booked={appt}")
 
 
@@ -158,13 +161,13 @@ async def appointment_status(request: web.Request) -> web.StreamResponse:
         await schedule.set_status(request.app[SERVICES].db, int(request.match_info["id"]), status)
     except BookingError as exc:
         raise web.HTTPNotFound(text=str(exc)) from None
+    await trace(request, "appointment_status", "appointment", request.match_info["id"], status)
     raise web.HTTPFound(_back(form.get("back")))
 
 
 def _back(target: object) -> str:
     """Only our own pages: never an open redirect."""
-    text = str(target or "")
-    return text if text.startswith("/") and not text.startswith("//") and "\\" not in text else "/schedule"
+    return safe_back(target, "/schedule")
 
 
 @aiohttp_jinja2.template("tasks.html")

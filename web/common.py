@@ -10,14 +10,19 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from aiohttp_session import get_session
+from yarl import URL
 
+from crm import audit
 from pbx.app import SERVICES
+from web.security import current_user
 
 SETTINGS_ROLES = ("settings_admin", "director")
 ROLE_LABELS = {"administrator": "Администратор", "director": "Директор",
                "settings_admin": "Администратор настроек"}
 LINKEDID_CHARS = frozenset("0123456789.abcdefmanul-")
+# a row id in a path: at most 18 digits, so it always fits SQLite's 64-bit integer (a longer
+# one is simply no such page: 404, never an overflow)
+ROW_ID = r"\d{1,18}"
 
 
 @dataclass(frozen=True)
@@ -29,14 +34,11 @@ class Viewer:
 
 
 async def viewer(request: web.Request) -> Viewer:
-    session = await get_session(request)
-    user_id = int(session.get("user_id", 0))
-    row = await request.app[SERVICES].db.fetchone(
-        "SELECT full_name, login, role, history_access FROM users WHERE id = ? AND active = 1", (user_id,)
-    )
-    if row is None:
+    """The logged-in user, as the session middleware loaded them from the database."""
+    user = await current_user(request)
+    if user is None:
         raise web.HTTPFound("/login")
-    return Viewer(user_id, row[0] or row[1], row[2], row[3])
+    return Viewer(user.user_id, user.name, user.role, user.history)
 
 
 async def require_settings(request: web.Request) -> Viewer:
@@ -100,10 +102,41 @@ def csv_response(rows: Iterable[Iterable[object]], filename: str) -> web.Respons
     )
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
 def csv_safe(text: str) -> str:
-    """A value starting with = + - @ would run as a formula in a spreadsheet."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    """A cell starting with = + - @ (or a tab or line break before one) would run as a
+    formula in a spreadsheet: prefix it with an apostrophe (OWASP's CSV injection advice)."""
+    return "'" + text if text[:1] in FORMULA_STARTS else text
+
+
+async def trace(request: web.Request, action: str, object_kind: str = "", object_id: object = "",
+                detail: str = "") -> None:
+    """Put what the logged-in user opened or changed into the audit trail."""
+    me = await viewer(request)
+    services = request.app[SERVICES]
+    await audit.record(services.db, me.name, action, services.clock.now(), user_id=me.user_id,
+                       object_kind=object_kind, object_id=object_id, detail=detail,
+                       address=request.remote or "")
 
 
 def money(value: float) -> str:
     return f"{value:,.0f}".replace(",", " ") + " ₽"
+
+
+def safe_back(target: object, default: str) -> str:
+    """A redirect target from a form: only a path of our own site. Parsed first, then checked:
+    a browser drops tabs and line breaks and reads a backslash as a slash, so "/\\evil" or
+    "/\t/evil" would leave the site."""
+    text = str(target or "")
+    if not text or any(ord(ch) < 0x20 or ch == "\\" for ch in text):
+        return default
+    try:
+        url = URL(text)
+    except ValueError:
+        return default
+    if url.scheme or url.host or url.is_absolute() or not url.raw_path.startswith("/") \
+            or url.raw_path.startswith("//"):
+        return default
+    return url.raw_path + (f"?{url.raw_query_string}" if url.raw_query_string else "")

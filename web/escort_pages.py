@@ -5,14 +5,14 @@ page behind the link in a message (confirm, cancel, pick another time)."""
 
 from __future__ import annotations
 
-import hmac
+import json
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import escort, phones, schedule
+from crm import escort, phones, schedule, signatures
 from crm.dates import parse_day
 from crm.schedule import BookingError
 from pbx.app import SERVICES
@@ -119,17 +119,21 @@ async def reports_page(request: web.Request) -> dict[str, Any]:
 
 
 # --- the gateways' webhooks ---------------------------------------------------------------
-def _gateway_authorized(request: web.Request) -> bool:
-    expected = request.app[SERVICES].settings.gateway.webhook_token
-    sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    return bool(expected) and hmac.compare_digest(sent, expected)
+WEBHOOK_REPLAYS = web.AppKey("webhook_replays", signatures.ReplayGuard)
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
-    if not _gateway_authorized(request):
-        raise web.HTTPUnauthorized(text="bad webhook token")
+    """The gateway's signed JSON (crm.signatures: HMAC-SHA256 of timestamp and body with
+    ``gateway.webhook_token``, 5 minutes' tolerance, each signature once)."""
+    raw = await request.read()
+    refused = signatures.check(
+        request.app[SERVICES].settings.gateway.webhook_token, request.headers.get(signatures.TIMESTAMP_HEADER),
+        request.headers.get(signatures.SIGNATURE_HEADER), raw, now_ts(request),
+        request.app[WEBHOOK_REPLAYS])
+    if refused is not None:
+        raise web.HTTPUnauthorized(text=refused)
     try:
-        body = await request.json()
+        body = json.loads(raw)
     except ValueError:
         raise web.HTTPBadRequest(text="JSON expected") from None
     if not isinstance(body, dict):
@@ -157,24 +161,35 @@ async def gateway_reply(request: web.Request) -> web.Response:
 
 # --- the patient's page behind the link --------------------------------------------------------
 async def _appointment(request: web.Request) -> dict[str, Any]:
+    """The appointment behind a link; a link dies once its appointment is over."""
     appt = await escort.appointment_by_token(request.app[SERVICES].db, _secret(request), request.match_info["token"])
-    if appt is None:
+    if appt is None or appt["ends_ts"] <= now_ts(request):
         raise web.HTTPNotFound(text="Ссылка устарела или неверна")
     return appt
+
+
+LINK_DAYS = 7  # the page offers the doctor's free time over the next week
+LINK_SLOTS_A_DAY, LINK_SLOTS = 6, 24
+
+
+async def offered_slots(request: web.Request, appt: dict[str, Any]) -> list[schedule.Slot]:
+    """The doctor's free slots within working hours that the page offers (and the only ones
+    a submitted move may take)."""
+    if appt["status"] not in schedule.ACTIVE:
+        return []
+    tz, now, slots = clinic_tz(request), now_ts(request), []
+    for offset in range(1, LINK_DAYS + 1):
+        day = local_today(request) + timedelta(days=offset)
+        slots += [s for s in await schedule.day_slots(request.app[SERVICES].db, appt["doctor_id"], day, tz)
+                  if s.appointment_id is None and s.starts_at.timestamp() > now][:LINK_SLOTS_A_DAY]
+    return slots[:LINK_SLOTS]
 
 
 @aiohttp_jinja2.template("patient_link.html")
 async def patient_link(request: web.Request) -> dict[str, Any]:
     appt = await _appointment(request)
-    tz = clinic_tz(request)
-    slots = []
-    if appt["status"] in schedule.ACTIVE:
-        now = now_ts(request)
-        for offset in range(1, 8):
-            day = local_today(request) + timedelta(days=offset)
-            slots += [s for s in await schedule.day_slots(request.app[SERVICES].db, appt["doctor_id"], day, tz)
-                      if s.appointment_id is None and s.starts_at.timestamp() > now][:6]
-    return {"appt": appt, "slots": slots[:24], "token": request.match_info["token"], "done": request.query.get("done")}
+    return {"appt": appt, "slots": await offered_slots(request, appt), "token": request.match_info["token"],
+            "done": request.query.get("done")}
 
 
 async def patient_link_submit(request: web.Request) -> web.StreamResponse:
@@ -190,6 +205,8 @@ async def patient_link_submit(request: web.Request) -> web.StreamResponse:
     elif action == "move":
         try:
             starts = schedule.parse_local(str(form.get("slot", "")), clinic_tz(request))
+            if starts.timestamp() not in {s.starts_at.timestamp() for s in await offered_slots(request, appt)}:
+                raise BookingError("Это время не предлагалось: выберите из списка")
             minutes = int((appt["ends_ts"] - appt["starts_ts"]) // 60)
             await schedule.reschedule(db, appt["id"], starts, minutes, now)
         except BookingError as exc:

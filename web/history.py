@@ -17,7 +17,7 @@ from aiohttp import web
 from crm.calls import get_call, list_calls
 from pbx.app import SERVICES
 from web.api import call_filter
-from web.common import clinic_tz, csv_response, csv_safe, local_time, viewer
+from web.common import clinic_tz, csv_response, csv_safe, local_time, trace, viewer
 
 TYPE_LABELS = {
     "incoming": "Входящий", "missed": "Пропущенный", "outgoing": "Исходящий",
@@ -96,12 +96,14 @@ async def history_csv(request: web.Request) -> web.StreamResponse:
                                  "Комментарий"]]
     tz = clinic_tz(request)
     for c in (row_view(call, tz) for call in calls):
-        rows.append([c["when"], c["type_label"], c["phone_e164"] or c["caller_raw"],
+        # a normalised number is only "+" and digits; a raw caller ID is the network's text
+        rows.append([c["when"], c["type_label"], c["phone_e164"] or csv_safe(c["caller_raw"]),
                     csv_safe(c["who"]), c["duration"], c["answered_by_ext"],
                     " ".join(c["missed_by"]), c["did"], "Да" if c["had_appointment"] else "Нет",
                     "Да" if c["converted"] else "Нет",
                     csv_safe(", ".join(c["tags"]) or ("—" if c["tags_skipped"] else "")),
                     csv_safe(c["comment"]["text"] if c["comment"] else "")])
+    await trace(request, "history_csv", "calls", "", f"{len(calls)} звонков; {request.query_string[:200]}")
     return csv_response(rows, "calls.csv")
 
 
@@ -116,4 +118,6 @@ async def recording(request: web.Request) -> web.StreamResponse:
     path = (base / name).resolve()
     if path.parent != base or not path.is_file():
         raise web.HTTPNotFound(text="Нет записи")
+    if request.http_range.start in (None, 0):  # a player asks in pieces: trace the first one
+        await trace(request, "recording_play", "call", request.match_info["id"])
     return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "private"})

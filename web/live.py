@@ -21,6 +21,7 @@ from crm.db import Database
 from pbx.app import SERVICES
 from pbx.call_service import CallService
 from pbx.calls.records import Change, LiveCall, LiveUpdate, QueueWaiting
+from web.security import VIEWER, current_user
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 100
@@ -160,6 +161,11 @@ async def live_events(request: web.Request) -> web.StreamResponse:
             try:
                 message = await asyncio.wait_for(sub.queue.get(), 15)
             except TimeoutError:
+                # an open tab keeps its session alive, and a session ended elsewhere (logout,
+                # deactivation) ends the stream within one keep-alive
+                request.pop(VIEWER, None)
+                if await current_user(request) is None:
+                    break
                 await resp.write(b": keep-alive\n\n")
                 continue
             if message is CLOSED:

@@ -13,7 +13,7 @@ from crm import calls, context, escort, patients, phones, schedule
 from crm.dates import parse_day
 from pbx.app import SERVICES
 from pbx.robots.rules import SCENARIOS
-from web.common import clean_linkedid, clinic_tz, int_or_none, local_today, now_ts, viewer
+from web.common import clean_linkedid, clinic_tz, int_or_none, local_today, now_ts, trace, viewer
 from web.history import row_view
 
 NAME_MAX = 60
@@ -89,6 +89,7 @@ async def patient_card(request: web.Request) -> dict[str, Any]:
         ctx = await context.context(db, pid, today=local_today(request), now=now_ts(request))
     except KeyError:
         raise web.HTTPNotFound(text="Нет такого пациента") from None
+    await trace(request, "patient_view", "patient", pid)
     appointments = await schedule.patient_appointments(db, pid)
     for a in appointments[:20]:  # when and how the patient was notified or called, and the outcome
         a["escort"] = await escort.appointment_log(db, a["id"])

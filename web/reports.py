@@ -25,6 +25,7 @@ from web.common import (
     int_or_none,
     local_today,
     now_ts,
+    trace,
     viewer,
 )
 
@@ -101,6 +102,7 @@ async def reports_page(request: web.Request) -> dict[str, Any]:
 
 async def reports_csv(request: web.Request) -> web.Response:
     report, f, _, group = await _parse(request)
+    await trace(request, "report_csv", "report", report, request.query_string[:200])
     data = await _data(request, report, f, group)
     rows: list[list[object]] = []
     if report == "efficiency":

@@ -1,4 +1,10 @@
-"""Sessions, login requirement, CSRF and security headers for the panel."""
+"""Sessions, login requirement, CSRF and security headers for the panel.
+
+The encrypted cookie holds only a random session token (and the CSRF token and the shift day);
+``require_login`` looks the token up on every request (crm.sessions) and loads the user from
+the database: a copied cookie stops working at logout, deactivation, a password or role change,
+after the idle timeout and after the absolute limit. The user found is ``request[VIEWER]``.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +18,19 @@ from aiohttp_session import get_session
 from aiohttp_session import setup as setup_session
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
+from crm import sessions
+from crm.sessions import SessionPolicy, SessionUser
+from pbx.app import SERVICES
+from pbx.settings import WebSettings
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
+SESSION_TOKEN = "sid"
+VIEWER = "viewer"  # request key: the SessionUser of a valid session
 # /e/<token>: the patient's page behind a message link; the token is the capability
 PUBLIC_PATHS = ("/login", "/static/", "/api/v1/health", "/e/")
+SESSION_POLICY = web.AppKey("session_policy", SessionPolicy)
 
 
 def fernet_key(secret: str) -> bytes:
@@ -25,14 +39,17 @@ def fernet_key(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-def setup_security(app: web.Application, cookie_secret: str) -> None:
+def setup_security(app: web.Application, web_settings: WebSettings) -> None:
     storage = EncryptedCookieStorage(
-        fernet_key(cookie_secret),
+        fernet_key(web_settings.cookie_secret),
         cookie_name="clinic_pbx_session",
         httponly=True,
         samesite="Lax",
-        max_age=12 * 3600,
+        secure=web_settings.secure_cookie or None,
+        max_age=web_settings.session_hours * 3600,
     )
+    app[SESSION_POLICY] = SessionPolicy(idle_seconds=web_settings.idle_minutes * 60.0,
+                                        absolute_seconds=web_settings.session_hours * 3600.0)
     setup_session(app, storage)
     app.middlewares.append(security_headers)
     app.middlewares.append(require_login)
@@ -59,17 +76,43 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
         "frame-ancestors 'none'",
     )
+    if not request.path.startswith("/static/"):
+        # pages, CSV exports, recordings and API answers carry patients' data: no copy is
+        # kept by the browser or a proxy
+        resp.headers["Cache-Control"] = "no-store"
     return resp
+
+
+async def current_user(request: web.Request) -> SessionUser | None:
+    """The user of the request's session, checked against the database (cached per request)."""
+    if VIEWER in request:
+        return request[VIEWER]
+    session = await get_session(request)
+    user = await sessions.admit(request.app[SERVICES].db, session.get(SESSION_TOKEN),
+                                request.app[SERVICES].clock.now(), request.app[SESSION_POLICY])
+    if user is None and session.get("user_id"):
+        session.invalidate()  # a dead session: forget it in the browser too
+    request[VIEWER] = user
+    return user
 
 
 @web.middleware
 async def require_login(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith(PUBLIC_PATHS) or request.path.startswith("/api/"):
         return await handler(request)
-    session = await get_session(request)
-    if not session.get("user_id"):
-        raise web.HTTPFound("/login")
+    if await current_user(request) is None:
+        if request.method == "GET" and request.path != "/live":
+            raise web.HTTPFound("/login")
+        raise web.HTTPUnauthorized(text="Сеанс завершён: войдите снова")
     return await handler(request)
+
+
+def same_token(sent: object, expected: object) -> bool:
+    """Constant-time comparison that treats any non-ASCII or non-string value as wrong
+    (``hmac.compare_digest`` raises on non-ASCII strings)."""
+    if not isinstance(sent, str) or not isinstance(expected, str) or not expected:
+        return False
+    return hmac.compare_digest(sent.encode("utf-8", "surrogateescape"), expected.encode())
 
 
 @web.middleware
@@ -84,6 +127,6 @@ async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResp
         "application/x-www-form-urlencoded", "multipart/form-data"
     ):
         sent = (await request.post()).get(CSRF_FIELD)
-    if not expected or not isinstance(sent, str) or not hmac.compare_digest(sent, str(expected)):
+    if not same_token(sent, expected):
         raise web.HTTPForbidden(text="CSRF token missing or wrong")
     return await handler(request)

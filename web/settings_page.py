@@ -9,15 +9,16 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import clinic_settings, comments, distribution, schedule, tags, users
+from crm import audit, clinic_settings, comments, distribution, schedule, tags, users
 from crm.comments import CommentError
 from crm.schedule import BookingError
 from crm.tags import TagError
 from pbx.app import SERVICES
-from web.common import ROLE_LABELS, int_or_none, require_settings
+from web.common import ROLE_LABELS, int_or_none, now_ts, require_settings
 from web.live import WORKSTATION_COOKIE
 
 HISTORY_RIGHTS = {"none": "Нет доступа", "read": "Чтение", "edit": "Редактирование"}
+assert tuple(HISTORY_RIGHTS) == users.HISTORY_RIGHTS
 
 
 async def _page(request: web.Request, error: str | None = None) -> dict[str, Any]:
@@ -47,11 +48,17 @@ async def settings_form(request: web.Request) -> dict[str, Any]:
 
 
 async def settings_submit(request: web.Request) -> web.StreamResponse:
-    await require_settings(request)
+    me = await require_settings(request)
     form = await request.post()
     db = request.app[SERVICES].db
+    now = now_ts(request)
     action = str(form.get("action", ""))
     field = lambda name: str(form.get(name, "")).strip()  # noqa: E731
+
+    async def trace(what: str, uid: int, detail: str) -> None:
+        await audit.record(db, me.name, what, now, user_id=me.user_id, object_kind="user", object_id=uid,
+                           detail=detail, address=request.remote or "")
+
     try:
         if action == "tags":
             await clinic_settings.put(db, "tags_enabled", bool(form.get("tags_enabled")))
@@ -75,15 +82,30 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
             role, right = field("role"), field("history_access")
             if role not in ROLE_LABELS or right not in HISTORY_RIGHTS:
                 raise ValueError("Неверная роль или право")
-            async with db.transaction() as tx:
-                await tx.execute("UPDATE users SET role = ?, history_access = ? WHERE id = ?",
-                                 (role, right, _id(form, "user")))
+            uid = _id(form, "user")
+            if await users.update_access(db, uid, role, right, now):  # their sessions end
+                await trace("user_update", uid, f"роль {role}, история {right}")
+        elif action == "user_active":
+            uid = _id(form, "user")
+            active = field("active") == "1"
+            if uid == me.user_id and not active:
+                raise ValueError("Нельзя отключить самого себя")
+            ended = await users.set_active(db, uid, active, now)
+            await trace("user_update" if active else "user_deactivate", uid,
+                        "включён" if active else f"отключён, завершено сеансов: {ended}")
+        elif action == "user_password":
+            uid = _id(form, "user")
+            if len(field("password")) < 8:
+                raise ValueError("Пароль короче 8 символов")
+            await users.set_password(db, uid, field("password"), now)  # their sessions end
+            await trace("user_update", uid, "пароль изменён")
         elif action == "user_add":
             login = field("login")[:50]
             if not login or len(field("password")) < 8 or await users.user_exists(db, login):
                 raise ValueError("Логин занят или пароль короче 8 символов")
-            await users.create_user(db, login, field("password"), full_name=field("full_name")[:100],
-                                    role=field("role") if field("role") in ROLE_LABELS else "administrator")
+            uid = await users.create_user(db, login, field("password"), full_name=field("full_name")[:100],
+                                          role=field("role") if field("role") in ROLE_LABELS else "administrator")
+            await trace("user_create", uid, login)
         elif action == "rule_add":
             await distribution.add_rule(
                 db, user_id=int_or_none(form.get("user")), workstation=field("workstation") or None,
@@ -113,6 +135,9 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
             raise resp
         else:
             raise ValueError("Неизвестное действие")
+        if not action.startswith("user"):
+            await audit.record(db, me.name, "settings_update", now, user_id=me.user_id, object_kind="settings",
+                               object_id=action, address=request.remote or "")
     except (TagError, CommentError, BookingError, ValueError) as exc:
         return aiohttp_jinja2.render_template("settings.html", request,
                                               await _page(request, str(exc)), status=400)

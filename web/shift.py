@@ -12,6 +12,7 @@ from aiohttp_session import get_session
 from crm import shifts
 from crm.db import utc_now
 from pbx.app import SERVICES
+from web.common import viewer
 from web.live import LIVE_HUB
 
 NONE = "none"  # "Не работаю сейчас с телефонией"
@@ -66,7 +67,7 @@ async def shift_submit(request: web.Request) -> web.StreamResponse:
     db = request.app[SERVICES].db
     result = await shifts.bind(db, user_id, None if choice == NONE else choice, utc_now())
     if result.displaced_user is not None:
-        name = session.get("user_name", "")
+        name = (await viewer(request)).name
         request.app[LIVE_HUB].notify_user(
             result.displaced_user, f"Телефон {choice} выбрал(а) {name}. Выберите другой телефон."
         )

@@ -10,7 +10,7 @@ from aiohttp import web
 from crm import calls, phones, shifts, tags
 from crm.tags import TagError
 from pbx.app import SERVICES
-from web.common import clean_linkedid, viewer
+from web.common import Viewer, clean_linkedid, viewer
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -23,12 +23,30 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+async def allowed(request: web.Request, linkedid: str) -> Viewer:
+    """The caller may tag this call (crm.calls.may_tag), or the request ends in a 403/404.
+    The pop-up comes as the card ends, a moment before the call is written: wait for it."""
+    services = request.app[SERVICES]
+    me = await viewer(request)
+    if services.calls is not None:
+        try:
+            await services.calls.flush(timeout=3.0)
+        except TimeoutError:
+            pass
+    exists, took_part = await calls.participation(services.db, linkedid, me.user_id)
+    if not exists:
+        raise web.HTTPNotFound(text="Нет такого звонка")
+    if not calls.may_tag(exists, took_part, me.history):
+        raise web.HTTPForbidden(text="Метки ставит тот, кто разговаривал, или тот, кто может править историю")
+    return me
+
+
 async def prompt(request: web.Request) -> web.Response:
     """``POST /tags/prompt {call, phone, since}``: the groups to show, or ``show: false``."""
     body = await _body(request)
     db = request.app[SERVICES].db
-    me = await viewer(request)
     linkedid = str(body["call"])
+    me = await allowed(request, linkedid)
     if await shifts.current_extension(db, me.user_id) is None:
         return web.json_response({"show": False})
     try:
@@ -44,7 +62,7 @@ async def prompt(request: web.Request) -> web.Response:
 
 async def save(request: web.Request) -> web.Response:
     body = await _body(request)
-    me = await viewer(request)
+    me = await allowed(request, str(body["call"]))
     raw = body.get("tags") or []
     if not isinstance(raw, list) or not all(isinstance(t, int) for t in raw):
         return web.json_response({"error": "Неверный запрос"}, status=400)
@@ -58,6 +76,6 @@ async def save(request: web.Request) -> web.Response:
 
 async def dismiss(request: web.Request) -> web.Response:
     body = await _body(request)
-    me = await viewer(request)
+    me = await allowed(request, str(body["call"]))
     await tags.dismiss(request.app[SERVICES].db, str(body["call"]), me.user_id)
     return web.json_response({"ok": True})

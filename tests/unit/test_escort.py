@@ -5,6 +5,8 @@ restart recovery without duplicates, settings applied to planned jobs, write-off
 
 from __future__ import annotations
 
+import json
+import re
 import wave
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from crm import escort, schedule, users
+from crm import escort, schedule, signatures, users
 from crm.clock import SettableClock
 from crm.demo import load_demo
 from pbx.app import SERVICES, build_app
@@ -89,16 +91,24 @@ async def test_three_scenarios_through_the_gateway(env, gateway) -> None:
     # the patient answers "1" on WhatsApp: confirmed at once; a later "3" is ignored
     client = TestClient(server)
     await client.start_server()
-    token = app[SERVICES].settings.gateway.webhook_token
-    auth = {"Authorization": f"Bearer {token}"}
+    secret = app[SERVICES].settings.gateway.webhook_token
+
+    def signed(body: dict) -> dict:
+        raw = json.dumps(body).encode()
+        ts = str(clock.now())
+        return {"data": raw, "headers": {"Content-Type": "application/json", signatures.TIMESTAMP_HEADER: ts,
+                                         signatures.SIGNATURE_HEADER: signatures.sign(secret, ts, raw)}}
+
     assert (await client.post("/api/v1/gateway/reply", json={"from": PETROVA_PHONE, "text": "1"})).status == 401
-    r = await (await client.post("/api/v1/gateway/reply", json={"from": PETROVA_PHONE, "text": " 1 "}, headers=auth)).json()
+    assert (await client.post("/api/v1/gateway/reply", json={"from": PETROVA_PHONE, "text": "1"},
+                              headers={"Authorization": f"Bearer {secret}"})).status == 401  # signed only
+    r = await (await client.post("/api/v1/gateway/reply", **signed({"from": PETROVA_PHONE, "text": " 1 "}))).json()
     assert r["result"] == "accepted"
     assert (await schedule.get_appointment(app[SERVICES].db, appt))["status"] == "confirmed"
-    r = await (await client.post("/api/v1/gateway/reply", json={"from": PETROVA_PHONE, "text": "3"}, headers=auth)).json()
+    r = await (await client.post("/api/v1/gateway/reply", **signed({"from": PETROVA_PHONE, "text": "3"}))).json()
     assert r["result"] == "ignored_not_unconfirmed"
     assert (await schedule.get_appointment(app[SERVICES].db, appt))["status"] == "confirmed"
-    r = await (await client.post("/api/v1/gateway/status", json={"id": confirm["id"], "state": "delivered"}, headers=auth)).json()
+    r = await (await client.post("/api/v1/gateway/status", **signed({"id": confirm["id"], "state": "delivered"}))).json()
     assert r["updated"]
     clock.set(at(25, 8))
     await service.tick()
@@ -256,14 +266,23 @@ async def test_patient_link_page(env, gateway) -> None:
     assert "Кузнецова Ольга Викторовна" in page and "Подтвердить" in page
     assert (await client.get(f"/e/{appt}-deadbeef")).status == 404
     assert (await client.get("/e/1-%2E%2E%2Fsecrets")).status == 404
-    r = await client.post(f"/e/{token}", data={"action": "move", "slot": "2026-11-26T15:00"}, allow_redirects=False)
+    # only a slot the page offered can be taken: a hand-made one (another day, outside the
+    # doctor's hours) is refused
+    offered = re.findall(r'name="slot" value="([^"]+)"', page)
+    assert "2026-11-26T11:00" in offered and "2026-11-26T15:00" not in offered
+    for foreign in ("2026-11-26T15:00", "2026-11-26T03:00", "2027-01-10T10:00"):
+        r = await client.post(f"/e/{token}", data={"action": "move", "slot": foreign}, allow_redirects=False)
+        assert r.status == 409, foreign
+    r = await client.post(f"/e/{token}", data={"action": "move", "slot": "2026-11-26T11:00"}, allow_redirects=False)
     assert r.status == 302
     moved = await schedule.get_appointment(db, appt)
-    assert moved["starts_at"] == "2026-11-26T15:00"
+    assert moved["starts_at"] == "2026-11-26T11:00"
     assert (await client.get(f"/e/{token}")).status == 404  # the old link points at the old time
     new_token = r.headers["Location"].split("/e/")[1].split("?")[0]
     await client.post(f"/e/{new_token}", data={"action": "cancelled"})
     assert (await schedule.get_appointment(db, appt))["status"] == "cancelled"
+    clock.set(moved["ends_ts"] + 1)  # the appointment is over: its link is dead
+    assert (await client.get(f"/e/{new_token}")).status == 404
     await client.close()
 
 

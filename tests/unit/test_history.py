@@ -50,7 +50,7 @@ async def app(tmp_path: Path):
         w.writeframes(b"\x01\x02" * 8000)
     await calls.save_call(db, rec("300.0", T0 + 200, "79161234567", "incoming", "300.0.wav"))
     await calls.save_call(db, rec("400.0", T0 + 300, "79161234567", "incoming", "../../secrets.json"))
-    await users.create_user(db, "reader", "pw")
+    await users.create_user(db, "reader", "pw", history_access="read")
     nobody = await users.create_user(db, "nobody", "pw")
     async with db.transaction() as tx:
         await tx.execute("UPDATE users SET history_access = 'none' WHERE id = ?", (nobody,))

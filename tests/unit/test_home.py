@@ -43,7 +43,7 @@ async def app(tmp_path: Path):
     async with TestClient(TestServer(application, host="127.0.0.1")) as client:
         db = application[SERVICES].db
         await load_demo(db, now=at(1, 9), robot_patients=False)
-        await users.create_user(db, "anna", "pw")
+        await users.create_user(db, "anna", "pw", history_access="read")
         blind = await users.create_user(db, "blind", "pw")
         async with db.transaction() as tx:
             await tx.execute("UPDATE users SET history_access = 'none' WHERE id = ?", (blind,))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -292,6 +293,8 @@ async def test_settings_roles_and_tag_flow(app) -> None:
     assert await clinic_settings.get(db, "tags_enabled") is True
     admin_phone = await login(server, "admin", "pw-admin-1", phone="101")
     headers = {"X-CSRF-Token": await csrf(admin_phone)}
+    # the call the pop-up is about: it rang 101 after the admin took that phone
+    await calls.save_call(db, answered_call("900.1", time.time() + 1, "79161234567"))
     shown = await (await admin_phone.post("/tags/prompt", json={"call": "900.1", "phone": "+79161234567",
                                                                "since": NOW}, headers=headers)).json()
     assert shown["show"] and shown["other"] == "Другая метка"
