@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml
 	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
-# Starts the embedded Asterisk and the server with the demo clinic; Ctrl-C stops both.
+# Starts (or adopts) the embedded Asterisk and the server with the demo clinic; Ctrl-C stops
+# the server, Asterisk keeps its calls (make clean-state or `clinic-pbx asterisk stop` stops it).
 # The demo has no operator trunk: the robot calls patient-sim (demo patients +7 999 000-00-NN),
 # and no message provider: messages go to the server's log and count as sent.
 run: export CLINIC_PBX_ROBOT_DIAL ?= Local/{number}@patient-sim
@@ -33,7 +34,8 @@ run: install
 	@$(BIN)/clinic-pbx sounds >/dev/null
 	@echo "Panel:    http://127.0.0.1:$${CLINIC_PBX_WEB_PORT:-8080}/"
 	@if [ -f .local/state/initial-admin-password ]; then \
-	    echo "Login:    admin / $$(cat .local/state/initial-admin-password)"; fi
+	    echo "Login:    admin / $$(cat .local/state/initial-admin-password)"; \
+	else echo "Login:    admin (first password deleted at the first login; a new one: $(BIN)/clinic-pbx password admin)"; fi
 	@echo "Demo call (another terminal): $(BIN)/clinic-pbx demo-call"
 	@$(BIN)/clinic-pbx run
 

@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     p_rec.add_argument("output", type=Path)
     p_rec.add_argument("--seconds", type=float, default=0, help="stop after N s (0: Ctrl-C)")
 
+    p_pw = sub.add_parser("password", help="set a new generated password for a user (ends their sessions)")
+    p_pw.add_argument("login")
+
     p_tok = sub.add_parser("token", help="JSON API tokens")
     p_tok.add_argument("action", choices=["create", "revoke"])
     p_tok.add_argument("name")
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo-call": cmd_demo_call,
         "demo-phones": cmd_demo_phones,
         "token": cmd_token,
+        "password": cmd_password,
         "sounds": cmd_sounds,
     }[args.command]
     return handler(settings, args)
@@ -214,6 +218,28 @@ def cmd_record_ami(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(record())
+
+
+def cmd_password(settings: Settings, args: argparse.Namespace) -> int:
+    from crm import users
+    from crm.db import Database
+
+    async def run() -> int:
+        db = Database(settings.db_path)
+        await db.open()
+        try:
+            row = await db.fetchone("SELECT id FROM users WHERE login = ?", (args.login,))
+            if row is None:
+                print(f"no user {args.login!r}", file=sys.stderr)
+                return 1
+            password = secrets.token_urlsafe(9)
+            await users.set_password(db, int(row[0]), password, time.time())
+            print(f"login: {args.login}   new password: {password}   (shown once; their sessions ended)")
+            return 0
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:

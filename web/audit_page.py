@@ -11,7 +11,15 @@ from aiohttp import web
 from crm import audit
 from crm.dates import parse_day
 from pbx.app import SERVICES
-from web.common import clinic_tz, csv_response, csv_safe, int_or_none, local_today, require_settings, trace
+from web.common import (
+    clinic_tz,
+    csv_response,
+    csv_safe,
+    int_or_none,
+    local_today,
+    require_settings,
+    trace,
+)
 
 
 async def _entries(request: web.Request) -> tuple[dict[str, str], list[dict[str, Any]]]:

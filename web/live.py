@@ -138,6 +138,7 @@ class LiveHub:
 
 
 LIVE_HUB = web.AppKey("live_hub", LiveHub)
+KEEPALIVE_SECONDS = 15.0  # also how soon a stream notices its session has ended
 WORKSTATION_COOKIE = "clinic_pbx_workstation"  # set in the settings: "this computer is ..."
 
 
@@ -159,7 +160,7 @@ async def live_events(request: web.Request) -> web.StreamResponse:
         await _send(resp, hub.snapshot(extension, rules))
         while True:
             try:
-                message = await asyncio.wait_for(sub.queue.get(), 15)
+                message = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_SECONDS)
             except TimeoutError:
                 # an open tab keeps its session alive, and a session ended elsewhere (logout,
                 # deactivation) ends the stream within one keep-alive
