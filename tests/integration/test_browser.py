@@ -52,7 +52,8 @@ async def page():
 async def open_panel(services, page, role: str = "administrator") -> str:
     """The demo clinic, Анна with that role logged in on phone 101; returns the panel's URL."""
     await load_demo(services.db)
-    await users.create_user(services.db, "anna", "верный-пароль", full_name="Анна Админова", role=role)
+    await users.create_user(services.db, "anna", "верный-пароль", full_name="Анна Админова", role=role,
+                            history_access="read")
     base = f"http://127.0.0.1:{services.web_port}"
     await log_in_with_phone(page, base)
     return base
