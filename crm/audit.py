@@ -18,7 +18,8 @@ ACTIONS = {
     "appointment_book": "записал на приём", "appointment_status": "изменил статус приёма",
     "user_create": "создал пользователя", "user_update": "изменил пользователя",
     "user_deactivate": "отключил пользователя", "settings_update": "изменил настройки",
-    "escort_settings": "изменил настройки оповещений", "audit_view": "открыл журнал",
+    "escort_settings": "изменил настройки оповещений", "escort_call_now": "робот: позвонить сейчас",
+    "audit_view": "открыл журнал",
 }
 
 

@@ -25,6 +25,7 @@ from web.common import (
     local_today,
     now_ts,
     require_settings,
+    trace,
     viewer,
 )
 
@@ -71,6 +72,7 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
     for flag in ("details_enabled", "confirmation_enabled", "reminder_enabled", "amd"):
         values[flag] = flag in form  # type: ignore[assignment]
     await escort.save_settings(request.app[SERVICES].db, EscortSettings.from_dict(values))
+    await trace(request, "escort_settings", "settings", "escort")
     if request.app[SERVICES].escort is not None:
         request.app[SERVICES].escort.wake()
     raise web.HTTPFound("/escort")
@@ -86,6 +88,7 @@ async def call_now(request: web.Request) -> web.StreamResponse:
         await escort.call_now(request.app[SERVICES].db, appointment_id, now_ts(request))
     except KeyError:
         raise web.HTTPBadRequest(text="Нет такой записи") from None
+    await trace(request, "escort_call_now", "appointment", appointment_id)
     if request.app[SERVICES].escort is not None:
         request.app[SERVICES].escort.wake()
     raise web.HTTPFound("/escort")

@@ -75,6 +75,7 @@ async def patient_new_submit(request: web.Request) -> web.StreamResponse:
         )
     pid = await patients.add_patient(request.app[SERVICES].db, last, first, middle, birth_date=born,
                                      phone_numbers=(phone,) if phone else ())
+    await trace(request, "patient_create", "patient", pid)
     if form.get("then") == "booking":
         raise web.HTTPFound(f"/booking?patient={pid}" + (f"&call={call}" if call else ""))
     raise web.HTTPFound(f"/patients/{pid}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -12,7 +11,7 @@ from aiohttp_session import get_session
 from crm import shifts
 from crm.db import utc_now
 from pbx.app import SERVICES
-from web.common import viewer
+from web.common import local_today, viewer
 from web.live import LIVE_HUB
 
 NONE = "none"  # "Не работаю сейчас с телефонией"
@@ -20,8 +19,10 @@ EXEMPT = ("/shift", "/login", "/logout", "/static/", "/api/", "/live", "/e/")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def today() -> str:
-    return datetime.now(UTC).date().isoformat()
+def today(request: web.Request) -> str:
+    """The clinic's day (its time zone, the injected clock): in Moscow the shift question
+    comes at midnight, not at 03:00 when the UTC date turns."""
+    return local_today(request).isoformat()
 
 
 @web.middleware
@@ -29,7 +30,7 @@ async def shift_first(request: web.Request, handler: Handler) -> web.StreamRespo
     """On the first page of the day, ask which phone this shift uses."""
     if request.method == "GET" and not request.path.startswith(EXEMPT):
         session = await get_session(request)
-        if session.get("user_id") and session.get("shift_day") != today():
+        if session.get("user_id") and session.get("shift_day") != today(request):
             raise web.HTTPFound("/shift")
     return await handler(request)
 
@@ -71,5 +72,5 @@ async def shift_submit(request: web.Request) -> web.StreamResponse:
         request.app[LIVE_HUB].notify_user(
             result.displaced_user, f"Телефон {choice} выбрал(а) {name}. Выберите другой телефон."
         )
-    session["shift_day"] = today()
+    session["shift_day"] = today(request)
     raise web.HTTPFound("/")

@@ -129,3 +129,30 @@ async def test_hostile_patient_name_is_data_not_markup(app) -> None:
     assert card["patients"][0]["full_name"].startswith("<img")  # raw in JSON;
     js = (Path(__file__).parents[2] / "web" / "static" / "cards.js").read_text()
     assert "innerHTML" not in js  # the page only ever sets textContent
+
+
+async def test_the_shift_question_comes_at_the_clinic_s_midnight(tmp_path: Path) -> None:
+    """«первая страница дня» is the clinic's day: in Moscow (UTC+3) the question comes again at
+    00:00 local, not at 03:00 when the UTC date turns."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from crm.clock import SettableClock
+
+    moscow = ZoneInfo("Europe/Moscow")
+    clock = SettableClock(datetime(2026, 11, 24, 23, 30, tzinfo=moscow).timestamp())
+    asterisk = AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0)
+    application = build_app(with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk)), clock=clock)
+    server = TestServer(application, host="127.0.0.1")
+    await server.start_server()
+    try:
+        await users.create_user(application[SERVICES].db, "anna", "pw-anna")
+        anna = await login(server, "anna", "pw-anna")
+        assert await choose(anna, "none") == 302
+        assert (await anna.get("/patients", allow_redirects=False)).status == 200
+        clock.set(datetime(2026, 11, 25, 0, 10, tzinfo=moscow).timestamp())  # still the 24th in UTC
+        r = await anna.get("/patients", allow_redirects=False)
+        assert r.status == 302 and r.headers["Location"] == "/shift"
+        await anna.session.close()
+    finally:
+        await server.close()
