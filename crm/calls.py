@@ -10,6 +10,7 @@ from typing import Any
 from crm import identify as ident
 from crm import phones, shifts, tags
 from crm.db import Database, utc_now
+from pbx.calls import records
 from pbx.calls.records import OUTGOING_NOT_CONNECTED, CallRecord
 
 
@@ -116,7 +117,7 @@ class CallFilter:
     offset: int = 0
 
 
-CALL_TYPES = ("incoming", "missed", "outgoing", "outgoing_unanswered", OUTGOING_NOT_CONNECTED, "internal")
+CALL_TYPES = records.CALL_TYPES
 PROCESSING_WINDOW = 86400  # a missed call not answered back within a day stays «Необработанный»
 # The conversations with a missed call's number in the day after it (history filter, reports)
 ANSWERED_AFTER = (

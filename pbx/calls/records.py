@@ -13,6 +13,7 @@ OUTGOING_UNANSWERED = "outgoing_unanswered"
 # nobody's unanswered call to the patient and stays out of the statistics
 OUTGOING_NOT_CONNECTED = "outgoing_not_connected"
 INTERNAL = "internal"
+CALL_TYPES = (INCOMING, MISSED, OUTGOING, OUTGOING_UNANSWERED, OUTGOING_NOT_CONNECTED, INTERNAL)
 
 # leg outcomes
 ANSWERED = "answered"
