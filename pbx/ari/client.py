@@ -165,12 +165,16 @@ class AriClient:
         while not self._stopping:
             try:
                 assert self._session is not None
-                async with self._session.ws_connect(
+                # the handshake has its own deadline: after a half-open link it may be sent on
+                # a pooled connection that went silent, and the session's default is 5 minutes (a silent
+                # link is then noticed in heartbeat * 1.5 plus this: 27.5 s by default)
+                handshake = self._session.ws_connect(
                     ws_url,
                     params={"app": self.app, "subscribeAll": "false"},
                     heartbeat=self.heartbeat,
                     timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-                ) as ws:
+                )
+                async with await asyncio.wait_for(handshake, self.request_timeout) as ws:
                     self._ws = ws
                     await self._on_connected()
                     delay = self.backoff_min
@@ -193,7 +197,7 @@ class AriClient:
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                log.warning("ARI events: %s; retrying in %.2f s", exc or type(exc).__name__, delay)
+                log.warning("ARI events: %s; retrying in %.2f s", str(exc) or type(exc).__name__, delay)
             except Exception:
                 log.exception("ARI events loop error; retrying in %.2f s", delay)
             finally:

@@ -101,3 +101,28 @@ async def test_action_on_a_dead_link_fails_fast() -> None:
         raise AssertionError("an action on a dead link must fail")
     await client.stop()
     await fake.stop()
+
+
+async def test_a_half_open_link_is_noticed_and_replaced() -> None:
+    """Traffic silently dropped by the network (the socket stays open): the ping watchdog
+    notices within ping interval + timeout, and the client logs in again."""
+    from tests.blackhole_proxy import BlackholeProxy
+
+    fake = FakeAmi()
+    await fake.start()
+    proxy = BlackholeProxy(fake.port)
+    await proxy.start()
+    client = AmiClient("127.0.0.1", proxy.port, "u", "s", ping_interval=0.5, ping_timeout=0.5,
+                       backoff_min=0.05, backoff_max=0.1)
+    try:
+        assert await client.start(wait=5)
+        assert (await next_item(client, AmiLink)).up
+        proxy.freeze_all()
+        t0 = asyncio.get_running_loop().time()
+        assert not (await next_item(client, AmiLink, timeout=10)).up
+        assert (await next_item(client, AmiLink, timeout=10)).up
+        assert asyncio.get_running_loop().time() - t0 < 5 and fake.logins == 2
+    finally:
+        await client.stop()
+        await proxy.stop()
+        await fake.stop()

@@ -177,3 +177,26 @@ async def test_an_app_lost_silently_is_noticed(fake: FakeAri) -> None:
     assert (await next_of(client, AriLink)).up
     assert "clinic-pbx" in fake.apps and client.connected.is_set()
     await client.stop()
+
+
+async def test_a_half_open_events_socket_is_noticed_and_replaced(fake: FakeAri) -> None:
+    """Traffic silently dropped (the socket stays open): the WebSocket heartbeat gets no pong,
+    the client reconnects and registers the app again."""
+    from tests.blackhole_proxy import BlackholeProxy
+
+    proxy = BlackholeProxy(fake.server.port)
+    await proxy.start()
+    client = AriClient(f"http://127.0.0.1:{proxy.port}", "u", "p", "clinic-pbx", backoff_min=0.05,
+                       backoff_max=0.2, request_timeout=0.5, heartbeat=0.5)
+    await client.start()
+    try:
+        assert await client.wait_connected(5)
+        assert (await next_of(client, AriLink)).up
+        proxy.freeze_all()
+        t0 = asyncio.get_running_loop().time()
+        assert not (await next_of(client, AriLink, timeout=10)).up
+        assert (await next_of(client, AriLink, timeout=10)).up
+        assert asyncio.get_running_loop().time() - t0 < 5 and fake.ws_connects == 2
+    finally:
+        await client.stop()
+        await proxy.stop()
