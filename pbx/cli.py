@@ -269,7 +269,7 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo_call(settings: Settings, args: argparse.Namespace) -> int:
-    from pbx.sipp import DemoCall
+    from pbx.demo import DemoCall
 
     result = asyncio.run(
         DemoCall(settings).run(args.caller, args.did, args.answer, args.ring_ms, args.talk_ms,
@@ -283,7 +283,7 @@ def cmd_demo_call(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo_phones(settings: Settings, args: argparse.Namespace) -> int:
     import tempfile
 
-    from pbx.sipp import run_demo_phones
+    from pbx.demo import run_demo_phones
 
     async def run() -> int:
         stop = asyncio.Event()

@@ -94,8 +94,9 @@ async def test_deactivation_password_and_role_changes_end_sessions_at_once(env) 
         r = await boss.post("/settings", data={"csrf_token": boss_token, "action": action, "user": str(anna_id),
                                                **extra})
         assert r.status == 200, await r.text()
-        for path in ("/patients", "/patients/1", "/schedule", "/tasks"):
+        for path in PAGES:
             assert await status(server, path, copy) == 302, (action, path)
+        assert await status(server, "/live", copy) == 401
         assert await sessions.open_count(db, anna_id) == 0
         await anna.session.close()
     rows = await audit.entries(db, 0, time.time() + 10, user_id=None)
