@@ -130,8 +130,14 @@ class Database:
             except BaseException:
                 await w.execute("ROLLBACK")
                 raise
-            else:
+            try:
                 await w.execute("COMMIT")
+            except BaseException:
+                # a COMMIT refused (disk full, busy) may leave the transaction open: end it, or
+                # every later BEGIN on this one writer connection would fail for good
+                if w.in_transaction:
+                    await w.execute("ROLLBACK")
+                raise
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         r = self._reader or self._require_writer()

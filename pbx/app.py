@@ -30,6 +30,7 @@ from pbx.event_pump import EventPump
 from pbx.gateways import make_gateway
 from pbx.robot_caller import RobotCaller
 from pbx.settings import Settings
+from pbx.storage_health import disk_space
 from pbx.tts import PromptCache, TtsError, load_phrases
 
 log = logging.getLogger(__name__)
@@ -165,15 +166,31 @@ async def agi_ping(request: AgiRequest) -> None:
     await request.set_variable("CLINIC_AGI_STATUS", "OK")
 
 
+HEALTH_PARTS = ("db", "db_writes", "disk", "ami", "ari", "agi")  # all true: the server is healthy
+
+
 async def health(services: Services) -> dict[str, object]:
     """Component status for /api/v1/health and the home page. ``ari`` is true only while our
     Stasis app is registered (the client verifies it), not merely while a socket is open."""
     ari_ok = services.ari is not None and services.ari.connected.is_set()
+    calls = services.calls
+    failing = calls.write_failing_since if calls is not None else None
+    disk = disk_space(services.settings.state_dir, services.settings.disk_alarm_mb)
     return {
         "db": await services.db.ping(),
+        # finished calls are being committed (false while the database is locked or the disk
+        # full: the records wait in memory and are retried, nothing is dropped)
+        "db_writes": failing is None,
+        "db_error": calls.last_write_error if calls is not None and failing is not None else "",
+        "db_failing_since": datetime.fromtimestamp(failing, UTC).isoformat(timespec="seconds") if failing else None,
+        "calls_pending": calls.pending_writes if calls is not None else 0,
+        "disk": disk.ok,
+        "disk_free_mb": disk.free_mb,
         "ami": services.ami is not None and services.ami.connected,
         "ari": ari_ok,
         "agi": services.agi is not None and services.agi.server is not None,
+        "live_calls": len({lid for cards in calls.live.values() for lid in cards}) if calls is not None else 0,
+        "tasks": len(asyncio.all_tasks()),  # flat over a day: no task leak (the soak bench reads it)
         "ami_events": services.pump.stats.events if services.pump is not None else 0,
         # FastAgiServer is a dict (panoramisk's Application): empty, so falsy: compare with None
         "agi_requests": services.agi.stats["requests"] if services.agi is not None else 0,

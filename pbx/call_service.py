@@ -54,6 +54,10 @@ class CallService:
         self.waiting: dict[str, int] = {}  # queue -> callers waiting
         self.stats = {"records": 0, "backfilled": 0, "anomalies": 0, "write_errors": 0}
         self.link_lost_at: float | None = None
+        # set while saving calls fails (database locked by another process, disk full): health,
+        # the home page and `check` raise the alarm; the records wait in the queue meanwhile
+        self.write_failing_since: float | None = None
+        self.last_write_error = ""
         # (record, receive time of the AMI event that finished it; None for backfilled ones)
         self._writes: asyncio.Queue[tuple[CallRecord, float | None]] = asyncio.Queue()
         self.commit_latency: deque[float] = deque(maxlen=10_000)  # seconds, event in -> committed
@@ -164,16 +168,27 @@ class CallService:
                         self.stats["records" if record.source == "ami" else "backfilled"] += 1
                         if received_at is not None:
                             self.commit_latency.append(time.time() - received_at)
+                    if self.write_failing_since is not None:
+                        log.warning("saving calls works again (%d waiting)", self._writes.qsize())
+                    self.write_failing_since = None
                     break
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as exc:
                     # keep the record and retry: a locked or full disk must not lose a call
                     self.stats["write_errors"] += 1
-                    log.exception("saving call %s failed; retrying in %.1f s", record.linkedid, delay)
+                    self.write_failing_since = self.write_failing_since or time.time()
+                    self.last_write_error = f"{type(exc).__name__}: {exc}"[:200]
+                    log.error("saving call %s failed (%s); %d calls waiting, retrying in %.1f s",
+                              record.linkedid, self.last_write_error, self._writes.qsize(), delay)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
+                    delay = min(delay * 2, 5.0)
             self._writes.task_done()
+
+    @property
+    def pending_writes(self) -> int:
+        """Finished calls not yet committed."""
+        return self._writes.qsize()
 
     # ---- backfill -----------------------------------------------------------------------
     def _schedule_backfill(self, since: float, delay: float = BACKFILL_DELAY) -> None:

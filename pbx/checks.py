@@ -1,4 +1,5 @@
-"""``clinic-pbx check``: is each of AMI, ARI and FastAGI reachable and answering?"""
+"""``clinic-pbx check``: is each of AMI, ARI and FastAGI reachable and answering, can the database
+take a write, is there room on the disk, and is the running server saving its calls?"""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import asyncio
 import os
 from typing import Any
 
+import aiohttp
+
 from pbx.ami.client import AmiClient
 from pbx.ari.client import AriClient, AriError
 from pbx.settings import Settings
+from pbx.storage_health import disk_space, probe_write_lock
 
 Result = tuple[bool, str]
 
@@ -81,8 +85,36 @@ async def check_agi(settings: Settings, timeout: float) -> Result:
         writer.close()
 
 
+async def check_database(settings: Settings, timeout: float) -> Result:
+    ok, detail = await asyncio.to_thread(probe_write_lock, settings.db_path, timeout)
+    return ok, detail if ok else f"{detail} (another process holds the database?)"
+
+
+def check_disk(settings: Settings) -> Result:
+    disk = disk_space(settings.state_dir, settings.disk_alarm_mb)
+    detail = f"{disk.free_mb} MB free in {settings.state_dir}"
+    return disk.ok, detail if disk.ok else f"{detail}, below {disk.alarm_mb} MB: free some space"
+
+
+async def check_server(settings: Settings, timeout: float) -> Result:
+    """The running server's own view: are finished calls being committed?"""
+    url = f"http://{settings.web.host}:{settings.web.port}/api/v1/health"
+    try:
+        async with aiohttp.ClientSession() as http, http.get(
+                url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            status = await resp.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return False, f"{url}: {exc or type(exc).__name__}"
+    if not status.get("db_writes", False):
+        return False, (f"calls are not being saved since {status.get('db_failing_since')}: "
+                       f"{status.get('db_error')}; {status.get('calls_pending')} waiting in memory")
+    return True, f"{url}: saving calls, {status.get('calls_pending', 0)} waiting"
+
+
 async def run_checks(settings: Settings, timeout: float = 5.0) -> dict[str, Result]:
-    ami, ari, agi = await asyncio.gather(
-        check_ami(settings, timeout), check_ari(settings, timeout), check_agi(settings, timeout)
+    ami, ari, agi, db, server = await asyncio.gather(
+        check_ami(settings, timeout), check_ari(settings, timeout), check_agi(settings, timeout),
+        check_database(settings, timeout), check_server(settings, timeout),
     )
-    return {"AMI": ami, "ARI": ari, "FastAGI": agi}
+    return {"AMI": ami, "ARI": ari, "FastAGI": agi, "Database": db, "Disk": check_disk(settings),
+            "Server": server}

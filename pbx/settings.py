@@ -108,6 +108,8 @@ class Settings:
     clinic_name: str = "Клиника"
     time_zone: str = "Europe/Moscow"
     log_level: str = "INFO"
+    # below this much free space in the state folder (database, recordings) health raises an alarm
+    disk_alarm_mb: int = 200
     asterisk: AsteriskSettings = AsteriskSettings()
     web: WebSettings = WebSettings()
     robot: RobotSettings = RobotSettings()

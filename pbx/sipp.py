@@ -281,15 +281,24 @@ async def start_operator_load(
     concurrent: int,
     rate: float,
     talk_ms: int,
+    talk_ms_max: int | None = None,
+    cancel_after_ms: int | None = None,
+    name: str = "operator_load",
 ) -> SippProcess:
     """Many operator calls: ``rate`` new calls per second up to ``concurrent`` at once,
-    ``total`` in all, each from the next number of ``callers``, hanging up after ``talk_ms``."""
+    ``total`` in all, each from the next number of ``callers``, hanging up after ``talk_ms``
+    (uniformly between ``talk_ms`` and ``talk_ms_max`` when given), or giving up
+    ``cancel_after_ms`` after the first ring (missed calls)."""
     a = settings.asterisk
-    inf = workdir / "callers.csv"
+    inf = workdir / f"{name}.csv"
     inf.write_text("SEQUENTIAL\n" + "".join(c.lstrip("+") + "\n" for c in callers))
-    text = (SCENARIOS / "operator_call.xml").read_text().replace("[caller]", "[field0]")
-    scenario = workdir / "operator_load.xml"
-    scenario.write_text(text.replace("@@AUDIO_ACTION@@", ""))
+    template = "operator_cancel.xml" if cancel_after_ms is not None else "operator_call.xml"
+    text = (SCENARIOS / template).read_text().replace("[caller]", "[field0]")
+    text = text.replace("@@AUDIO_ACTION@@", "").replace("@@CANCEL_MS@@", str(cancel_after_ms))
+    if talk_ms_max is not None:
+        text = text.replace("<pause/>", f'<pause distribution="uniform" min="{talk_ms}" max="{talk_ms_max}"/>')
+    scenario = workdir / f"{name}.xml"
+    scenario.write_text(text)
     local = free_udp_ports(1, a.operator_ip, step=1)
     media = free_udp_ports(2, a.operator_ip)
     args = [
@@ -298,10 +307,10 @@ async def start_operator_load(
         "-d", str(talk_ms), "-r", str(rate), "-l", str(concurrent),
     ]
     full = [
-        SIPP, *args, "-m", str(total), "-nostdin", "-timeout", "600s",
-        "-trace_err", "-error_file", str(workdir / "operator_load.err"),
+        SIPP, *args, "-m", str(total), "-nostdin", "-timeout", "1800s",
+        "-trace_err", "-error_file", str(workdir / f"{name}.err"),
     ]
     proc = await asyncio.create_subprocess_exec(
         *full, cwd=workdir, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
-    return SippProcess("operator_load", proc, workdir)
+    return SippProcess(name, proc, workdir)

@@ -14,7 +14,7 @@ from aiohttp import web
 from crm import audit, tokens
 from crm.calls import CALL_TYPES, CallFilter, get_call, list_calls
 from crm.dates import parse_day, parse_moment
-from pbx.app import SERVICES, health
+from pbx.app import HEALTH_PARTS, SERVICES, health
 from web.common import ROW_ID
 
 OPENAPI = Path(__file__).parent / "openapi.json"
@@ -125,7 +125,7 @@ async def api_call(request: web.Request) -> web.Response:
 
 async def api_health(request: web.Request) -> web.Response:
     status = await health(request.app[SERVICES])
-    ok = all(bool(status[k]) for k in ("db", "ami", "ari", "agi"))
+    ok = all(bool(status[k]) for k in HEALTH_PARTS)
     return web.json_response({"ok": ok, **status}, status=200 if ok else 503)
 
 

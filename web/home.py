@@ -51,7 +51,10 @@ async def index(request: web.Request) -> dict[str, Any]:
     today = local_today(request)
     midnight = datetime.combine(today, time(0), tz).timestamp()
     next_midnight = datetime.combine(today + timedelta(days=1), time(0), tz).timestamp()
-    page: dict[str, Any] = {"health": await health(services), "can_history": me.history in ("read", "edit"),
+    status = await health(services)
+    if status["db_failing_since"]:
+        status["db_failing_since_local"] = short(local_time(str(status["db_failing_since"]), tz))
+    page: dict[str, Any] = {"health": status, "can_history": me.history in ("read", "edit"),
                             "today": today.isoformat(), "today_label": today.strftime("%d.%m.%Y")}
     if page["can_history"]:
         # the same rule as the history's «необработанные»: no answered call with the number since

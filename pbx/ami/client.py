@@ -104,7 +104,7 @@ class ClinicManager(Manager):
         *,
         raw_sink: RawSink | None = None,
         backoff_min: float = 0.5,
-        backoff_max: float = 15.0,
+        backoff_max: float = 2.0,  # loopback: cheap to retry; back within 2 s of Asterisk
         ping_timeout: float = 5.0,
         **config: Any,
     ) -> None:
@@ -211,7 +211,7 @@ class AmiClient:
         ping_timeout: float = 5.0,
         raw_sink: RawSink | None = None,
         backoff_min: float = 0.5,
-        backoff_max: float = 15.0,
+        backoff_max: float = 2.0,  # loopback: cheap to retry; back within 2 s of Asterisk
     ) -> None:
         self.queue: asyncio.Queue[QueueItem] = asyncio.Queue()
         self._config = dict(

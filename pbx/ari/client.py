@@ -61,7 +61,7 @@ class AriClient:
         *,
         request_timeout: float = 5.0,
         backoff_min: float = 0.25,
-        backoff_max: float = 10.0,
+        backoff_max: float = 2.0,  # loopback: cheap to retry; back within 2 s of Asterisk
         heartbeat: float = 15.0,
         verify_seconds: float = 10.0,
     ) -> None:

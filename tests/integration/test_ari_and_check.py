@@ -3,6 +3,8 @@ with DTMF from patient-sim are exercised by the robot's tests, test_robot.py.)""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from pbx.checks import run_checks
@@ -12,6 +14,9 @@ pytestmark = pytest.mark.integration
 
 async def test_check_reports_ami_ari_agi(server) -> None:
     services, _ = server
-    results = await run_checks(services.settings, timeout=5)
-    assert {name: ok for name, (ok, _) in results.items()} == {"AMI": True, "ARI": True, "FastAGI": True}
+    s = services.settings
+    settings = dataclasses.replace(s, web=dataclasses.replace(s.web, port=services.web_port))
+    results = await run_checks(settings, timeout=5)
+    assert {name: ok for name, (ok, _) in results.items()} == {
+        "AMI": True, "ARI": True, "FastAGI": True, "Database": True, "Disk": True, "Server": True}
     assert "22." in results["AMI"][1]

@@ -181,3 +181,23 @@ async def test_start_reloads_a_changed_config_without_a_restart(asterisk: Embedd
         again = EmbeddedAsterisk(test_settings)
         assert again.start() == pid0 and again.adopted
     assert f"QUEUE_MAX_WAIT={wait}" in asterisk.rx("dialplan show globals")
+
+
+async def test_asterisk_restarted_under_the_server(asterisk: EmbeddedAsterisk, server) -> None:
+    """An explicit `clinic-pbx asterisk restart` (or a crash and a new Asterisk): AMI and ARI
+    are back within 5 s of Asterisk being up, the robot's Stasis app registered again."""
+    services, _ = server
+    assert services.ami is not None and services.ari is not None and services.calls is not None
+    connects = services.ari.connects
+    await asyncio.to_thread(asterisk.restart)
+    up = asyncio.get_running_loop().time()
+    deadline = up + 5.0
+    while asyncio.get_running_loop().time() < deadline:
+        if (services.ami.connected and services.ari.connected.is_set() and services.ari.connects > connects
+                and services.calls.resynced.is_set()):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"not back within 5 s: ami={services.ami.connected} ari={services.ari.connected.is_set()}")
+    assert await services.ari.app_registered()
+    assert "clinic-pbx" in asterisk.rx("ari show apps").split()

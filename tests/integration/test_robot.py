@@ -229,7 +229,8 @@ async def test_robot_survives_check_and_a_takeover_of_its_app(asterisk, robot_se
     srv, services = await start_app(robot_settings, clock)
     try:
         assert services.ari is not None and services.escort is not None
-        results = await run_checks(robot_settings, timeout=5)
+        web = dataclasses.replace(robot_settings.web, port=srv.port)
+        results = await run_checks(dataclasses.replace(robot_settings, web=web), timeout=5)
         assert all(ok for ok, _ in results.values()), results
         assert "app clinic-pbx registered" in results["ARI"][1]
         assert "clinic-pbx" in asterisk.rx("ari show apps").split()

@@ -1,0 +1,146 @@
+"""Fault storm: clinic-pbx killed with ``kill -9`` at random moments while 20 calls are up and the
+confirmation robot is calling, started again each time (as systemd would).
+
+What must hold, printed at the end:
+- every operator call ends as the caller meant it (SIPp's exit code 0: answered calls kept
+  talking through the kills, queued callers were answered);
+- every call is in the CRM exactly once and agrees with Asterisk's CDR;
+- no robot job ran twice: per appointment, the robot calls in the CRM are the ones in the CDR,
+  never two at once;
+- live cards come back after each restart (health's live call count while calls are up).
+
+    .venv/bin/python bench/fault_storm.py [--kills 5] [--concurrent 20] [--calls 80]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import shutil
+import sqlite3
+import time
+
+from harness import BenchServer, bench_config, compare_with_cdr, health
+
+from pbx.settings import PROJECT_DIR
+from pbx.sipp import NEVER, start_desk_phone, start_operator_load
+
+BENCH = PROJECT_DIR / ".local" / "bench-storm"
+
+
+def robot_appointments(server: BenchServer) -> list[tuple[int, str]]:
+    """(appointment id, phone) of the demo's patient-sim patients."""
+    con = sqlite3.connect(f"file:{server.settings.db_path}?mode=ro", uri=True)
+    try:
+        return list(con.execute(
+            "SELECT a.id, pp.e164 FROM appointments a JOIN patient_phones pp ON pp.patient_id = a.patient_id"
+            " WHERE pp.e164 LIKE '+79990000%' AND a.status = 'unconfirmed'"))
+    finally:
+        con.close()
+
+
+def robot_check(server: BenchServer, since: float) -> list[str]:
+    """Robot calls of the CRM against the Local channels Asterisk's CDR saw, per number."""
+    problems = []
+    con = sqlite3.connect(f"file:{server.settings.db_path}?mode=ro", uri=True)
+    ours: dict[str, list[tuple[float, float | None]]] = {}
+    for phone, started, ended in con.execute(
+            "SELECT pp.e164, rc.started_ts, rc.ended_ts FROM robot_calls rc"
+            " JOIN appointments a ON a.id = rc.appointment_id JOIN patient_phones pp ON pp.patient_id = a.patient_id"
+            " WHERE rc.started_ts >= ? AND pp.e164 LIKE '+79990000%'", (since,)):
+        ours.setdefault(phone, []).append((started, ended))
+    con.close()
+    cdr = sqlite3.connect(f"file:{server.settings.cdr_db_path}?mode=ro", uri=True)
+    theirs: dict[str, set[str]] = {}
+    for channel, linkedid in cdr.execute(
+            "SELECT channel, linkedid FROM cdr WHERE CAST(start_u AS REAL) >= ? AND channel LIKE 'Local/%patient-sim%;1'",
+            (since,)):
+        number = "+" + channel.split("/", 1)[1].split("@", 1)[0]
+        theirs.setdefault(number, set()).add(linkedid)
+    cdr.close()
+    for phone in sorted(set(ours) | set(theirs)):
+        calls = sorted(ours.get(phone, []))
+        if len(calls) != len(theirs.get(phone, ())):
+            problems.append(f"{phone}: {len(calls)} robot calls in the CRM, {len(theirs.get(phone, ()))} in the CDR")
+        for (s1, e1), (s2, _) in zip(calls, calls[1:], strict=False):
+            if e1 is None or s2 < e1:
+                problems.append(f"{phone}: two robot calls at once ({s1:.0f}-{e1}, {s2:.0f})")
+    return problems
+
+
+async def wait_live(server: BenchServer, timeout: float = 10.0) -> float | None:
+    """Seconds until health shows live calls again (None: it never did)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if health(server.settings.web.port).get("live_calls", 0) > 0:
+            return time.monotonic() - t0
+        await asyncio.sleep(0.1)
+    return None
+
+
+async def main(args: argparse.Namespace) -> None:
+    shutil.rmtree(BENCH, ignore_errors=True)
+    server = BenchServer(BENCH, bench_config(BENCH / "state", base=29000, web=28280))
+    await server.init()
+    await server.start()
+    settings = server.settings
+    work = BENCH / "run"
+    work.mkdir()
+    phones = [
+        await start_desk_phone(settings, "101", work, ring_ms=1000, calls=0),
+        await start_desk_phone(settings, "102", work, ring_ms=2000, calls=0),
+        await start_desk_phone(settings, "103", work, ring_ms=NEVER, calls=0),
+    ]
+    since = time.time()
+    callers = [f"+7926{random.randint(0, 9_999_999):07d}" for _ in range(args.calls)]
+    load = await start_operator_load(settings, "74951110002", work, callers, total=args.calls,
+                                     concurrent=args.concurrent, rate=1.0, talk_ms=20_000,
+                                     talk_ms_max=40_000, name="storm")
+    panel = await server.panel()
+    for appointment, _ in robot_appointments(server):
+        await panel.post("/escort/call-now", appointment=str(appointment))
+    await panel.close()
+    print(f"{args.calls} calls, up to {args.concurrent} at once (talk 20-40 s); robot calling "
+          f"{len(robot_appointments(server))} demo patients; kill -9 x{args.kills}", flush=True)
+    back = []
+    try:
+        for n in range(args.kills):
+            await asyncio.sleep(random.uniform(4, 15))
+            up = health(settings.web.port).get("live_calls", 0)
+            await server.kill9()
+            await asyncio.sleep(random.uniform(0.2, 2))
+            t0 = time.monotonic()
+            await server.start()
+            healthy = time.monotonic() - t0
+            live = await wait_live(server)
+            back.append(healthy)
+            cards = f"back after {live:.1f} s" if live is not None else "NOT back"
+            print(f"kill {n + 1}: {up} live calls before; healthy again after {healthy:.1f} s; "
+                  f"live cards {cards}", flush=True)
+        rc = await load.wait(args.calls + 120)
+        await asyncio.sleep(15)  # the robot's last attempts, records and CDR rows
+        for p in phones:
+            p.kill()
+        calls, bad = compare_with_cdr(settings, since)
+        robots = robot_check(server, since)
+        print(f"operator calls: {calls} in the CDR; SIPp exit code {rc} (0: every caller's call ended as meant)")
+        print(f"records missing, doubled or disagreeing with the CDR: {len(bad)}")
+        for line in bad[:10]:
+            print("  ", line)
+        print(f"robot jobs run twice or disagreeing with the CDR: {len(robots)}")
+        for line in robots:
+            print("  ", line)
+    finally:
+        for p in phones:
+            p.kill()
+        await server.stop()
+        await server.stop_asterisk()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kills", type=int, default=5)
+    ap.add_argument("--concurrent", type=int, default=20)
+    ap.add_argument("--calls", type=int, default=80)
+    asyncio.run(main(ap.parse_args()))
