@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import shutil
 import sqlite3
 import time
 
-from harness import BenchServer, bench_config, compare_with_cdr, health
+from harness import CLINIC_PBX, BenchServer, bench_config, compare_with_cdr, health
 
 from pbx.settings import PROJECT_DIR
 from pbx.sipp import NEVER, start_desk_phone, start_operator_load
@@ -80,31 +79,33 @@ async def wait_live(server: BenchServer, timeout: float = 10.0) -> float | None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    shutil.rmtree(BENCH, ignore_errors=True)
     server = BenchServer(BENCH, bench_config(BENCH / "state", base=29000, web=28280))
-    await server.init()
-    await server.start()
     settings = server.settings
     work = BENCH / "run"
     work.mkdir()
-    phones = [
-        await start_desk_phone(settings, "101", work, ring_ms=1000, calls=0),
-        await start_desk_phone(settings, "102", work, ring_ms=2000, calls=0),
-        await start_desk_phone(settings, "103", work, ring_ms=NEVER, calls=0),
-    ]
-    since = time.time()
-    callers = [f"+7926{random.randint(0, 9_999_999):07d}" for _ in range(args.calls)]
-    load = await start_operator_load(settings, "74951110002", work, callers, total=args.calls,
-                                     concurrent=args.concurrent, rate=1.0, talk_ms=20_000,
-                                     talk_ms_max=40_000, name="storm")
-    panel = await server.panel()
-    for appointment, _ in robot_appointments(server):
-        await panel.post("/escort/call-now", appointment=str(appointment))
-    await panel.close()
-    print(f"{args.calls} calls, up to {args.concurrent} at once (talk 20-40 s); robot calling "
-          f"{len(robot_appointments(server))} demo patients; kill -9 x{args.kills}", flush=True)
-    back = []
+    phones = []
     try:
+        await server.init()
+        await server.start()
+        phones += [
+            await start_desk_phone(settings, "101", work, ring_ms=1000, calls=0),
+            await start_desk_phone(settings, "102", work, ring_ms=2000, calls=0),
+            await start_desk_phone(settings, "103", work, ring_ms=NEVER, calls=0),
+        ]
+        since = time.time()
+        callers = [f"+7926{random.randint(0, 9_999_999):07d}" for _ in range(args.calls)]
+        load = await start_operator_load(settings, "74951110002", work, callers, total=args.calls,
+                                         concurrent=args.concurrent, rate=1.0, talk_ms=20_000,
+                                         talk_ms_max=40_000, name="storm")
+        phones.append(load)
+        panel = await server.panel()
+        robots = robot_appointments(server)
+        for appointment, _ in robots:
+            await panel.post("/escort/call-now", appointment=str(appointment))
+        await panel.close()
+        print(f"{args.calls} calls, up to {args.concurrent} at once (talk 20-40 s); robot calling "
+              f"{len(robots)} demo patients; kill -9 x{args.kills}", flush=True)
+        back = []
         for n in range(args.kills):
             await asyncio.sleep(random.uniform(4, 15))
             up = health(settings.web.port).get("live_calls", 0)
@@ -123,14 +124,16 @@ async def main(args: argparse.Namespace) -> None:
         for p in phones:
             p.kill()
         calls, bad = compare_with_cdr(settings, since)
-        robots = robot_check(server, since)
+        robot_problems = robot_check(server, since)
         print(f"operator calls: {calls} in the CDR; SIPp exit code {rc} (0: every caller's call ended as meant)")
         print(f"records missing, doubled or disagreeing with the CDR: {len(bad)}")
         for line in bad[:10]:
             print("  ", line)
-        print(f"robot jobs run twice or disagreeing with the CDR: {len(robots)}")
-        for line in robots:
+        print(f"robot jobs run twice or disagreeing with the CDR: {len(robot_problems)}")
+        for line in robot_problems:
             print("  ", line)
+        if args.asterisk_restarts:
+            await asterisk_restarts(server, args)
     finally:
         for p in phones:
             p.kill()
@@ -138,9 +141,60 @@ async def main(args: argparse.Namespace) -> None:
         await server.stop_asterisk()
 
 
+async def asterisk_restarts(server: BenchServer, args: argparse.Namespace) -> None:
+    """Asterisk itself restarted under load (it ends its calls): AMI and ARI back, the robot's
+    app registered, the robot calling again, every call Asterisk ended in the CRM once."""
+    settings = server.settings
+    work = BENCH / "restart"
+    work.mkdir()
+    phones = [await start_desk_phone(settings, "101", work, ring_ms=1000, calls=0),
+              await start_desk_phone(settings, "102", work, ring_ms=2000, calls=0),
+              await start_desk_phone(settings, "103", work, ring_ms=NEVER, calls=0)]
+    since = time.time()
+    callers = [f"+7926{random.randint(0, 9_999_999):07d}" for _ in range(args.calls)]
+    load = await start_operator_load(settings, "74951110002", work, callers, total=args.calls,
+                                     concurrent=args.concurrent, rate=1.0, talk_ms=10_000,
+                                     talk_ms_max=20_000, name="restart")
+    try:
+        for n in range(args.asterisk_restarts):
+            await asyncio.sleep(random.uniform(8, 15))
+            proc = await asyncio.create_subprocess_exec(
+                str(CLINIC_PBX), "asterisk", "restart", env=server.env, stdout=asyncio.subprocess.DEVNULL)
+            await proc.wait()
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 30:
+                h = health(settings.web.port)
+                if h.get("ami") and h.get("ari"):
+                    break
+                await asyncio.sleep(0.1)
+            print(f"Asterisk restart {n + 1}: AMI and ARI (app registered) back "
+                  f"{time.monotonic() - t0:.1f} s after Asterisk was up", flush=True)
+        panel = await server.panel()
+        robots = robot_appointments(server)
+        for appointment, _ in robots:
+            await panel.post("/escort/call-now", appointment=str(appointment))
+        await panel.close()
+        await load.wait(args.calls + 120)
+        await asyncio.sleep(20)
+        calls, bad = compare_with_cdr(settings, since)
+        print(f"across Asterisk restarts: {calls} operator calls in the CDR; records missing, doubled or "
+              f"disagreeing: {len(bad)}")
+        for line in bad[:10]:
+            print("  ", line)
+        problems = robot_check(server, since)
+        print(f"robot calls after the restarts: {len(problems)} problems")
+        for line in problems:
+            print("  ", line)
+    finally:
+        for p in [*phones, load]:
+            p.kill()
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--concurrent", type=int, default=20)
     ap.add_argument("--calls", type=int, default=80)
+    ap.add_argument("--asterisk-restarts", type=int, default=2,
+                    help="then restart Asterisk itself under load N times (0: skip)")
     asyncio.run(main(ap.parse_args()))

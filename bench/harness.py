@@ -8,8 +8,10 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 import urllib.error
@@ -77,7 +79,9 @@ def health(port: int) -> dict[str, Any]:
 class BenchServer:
     """`clinic-pbx run` for a bench: init the demo CRM once, start, kill -9, start again."""
 
-    def __init__(self, folder: Path, config: str) -> None:
+    def __init__(self, folder: Path, config: str, *, fresh: bool = True) -> None:
+        if fresh:
+            self.wipe(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.config = folder / "bench.toml"
@@ -87,13 +91,28 @@ class BenchServer:
                         CLINIC_PBX_ROBOT_DIAL="Local/{number}@patient-sim")
         self.proc: asyncio.subprocess.Process | None = None
         self.log = folder / "server.log"
+        self.admin_password = ""
+
+    @staticmethod
+    def wipe(folder: Path) -> None:
+        """Remove an earlier run's folder, stopping its Asterisk first: it runs in a chroot with
+        the state folder bind-mounted, so deleting the files under it would orphan it."""
+        old = folder / "bench.toml"
+        if old.exists():
+            subprocess.run([str(CLINIC_PBX), "--config", str(old), "asterisk", "stop"], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(folder, ignore_errors=True)
 
     async def init(self) -> None:
         init = await asyncio.create_subprocess_exec(str(CLINIC_PBX), "init", "--demo", env=self.env,
                                                     stdout=asyncio.subprocess.DEVNULL)
         await init.wait()
+        # the file is deleted at the first login: keep the password for the bench's later logins
+        self.admin_password = self.settings.initial_password_file.read_text().strip()
 
     async def start(self, timeout: float = 60.0) -> None:
+        if health(self.settings.web.port):
+            raise SystemExit(f"a clinic-pbx from an earlier run still answers on port {self.settings.web.port}")
         with open(self.log, "ab") as out:  # noqa: ASYNC230 - a local log file, opened once
             self.proc = await asyncio.create_subprocess_exec(
                 str(CLINIC_PBX), "run", env=self.env, stdout=out, stderr=asyncio.subprocess.STDOUT)
@@ -131,9 +150,8 @@ class BenchServer:
         await stop.wait()
 
     async def panel(self) -> Panel:
-        password = (self.settings.initial_password_file).read_text().strip()
         panel = Panel(f"http://127.0.0.1:{self.settings.web.port}")
-        await panel.log_in("admin", password)
+        await panel.log_in("admin", self.admin_password)
         return panel
 
 
@@ -145,7 +163,7 @@ class Panel:
 
     def __init__(self, base: str) -> None:
         self.base = base
-        self.http = aiohttp.ClientSession()
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))  # cookies of 127.0.0.1
         self.csrf = ""
 
     async def _csrf(self, path: str) -> str:

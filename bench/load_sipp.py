@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -57,7 +56,6 @@ async def level(settings, n: int, talk_s: int, workdir: Path, server_pid: int, a
 
 
 async def main(args) -> None:
-    shutil.rmtree(BENCH / "runs", ignore_errors=True)
     server = BenchServer(BENCH, bench_config(BENCH / "state"))
     await server.init()
     await server.start()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import shutil
 import time
 
 from harness import BenchServer, bench_config, compare_with_cdr, health, open_files, proc_stats
@@ -46,14 +45,13 @@ def show(label: str, f: dict[str, float]) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    shutil.rmtree(BENCH, ignore_errors=True)
     server = BenchServer(BENCH, bench_config(BENCH / "state", base=27000, web=28180))
-    await server.init()
-    await server.start()
     work = BENCH / "run"
     work.mkdir()
     settings = server.settings
     try:
+        await server.init()
+        await server.start()
         await asyncio.sleep(2)
         before = figures(server)
         show("before", before)

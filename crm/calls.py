@@ -10,6 +10,7 @@ from typing import Any
 from crm import identify as ident
 from crm import phones, shifts, tags
 from crm.db import Database, utc_now
+from crm.rules import windows
 from pbx.calls import records
 from pbx.calls.records import OUTGOING_NOT_CONNECTED, CallRecord
 
@@ -118,8 +119,9 @@ class CallFilter:
 
 
 CALL_TYPES = records.CALL_TYPES
-PROCESSING_WINDOW = 86400  # a missed call not answered back within a day stays «Необработанный»
-# The conversations with a missed call's number in the day after it (history filter, reports)
+PROCESSING_WINDOW = windows.MISSED_CALL_PROCESSING  # not answered back within it: «Необработанный»
+# The conversations with a missed call's number in the day after it (history filter, reports):
+# windows.missed_call_processed in SQL
 ANSWERED_AFTER = (
     "FROM calls r WHERE r.phone_e164 = c.phone_e164 AND r.answered_at IS NOT NULL"
     f" AND r.started_ts > c.started_ts AND r.started_ts <= c.started_ts + {PROCESSING_WINDOW}"
@@ -133,12 +135,12 @@ CALL_PATIENTS = (
     "(SELECT patient_id FROM call_candidates WHERE call_id = c.id"
     " UNION SELECT patient_id FROM patient_phones WHERE e164 = c.phone_e164)"
 )
-# Converted (seed 000/001): booked from the call's card or a booking panel opened during it,
-# or an answered call whose patient got an appointment from 30 min before it to 30 min after.
+# Converted (seed 000/001): windows.appointment_converts in SQL, for the call's patients
+CONVERSION_WINDOW = windows.APPOINTMENT_LINK
 CONVERTED = (
     "EXISTS (SELECT 1 FROM appointments a WHERE a.call_linkedid = c.linkedid OR"
-    " (c.answered_at IS NOT NULL AND a.created_ts >= c.started_ts - 1800"
-    f" AND a.created_ts <= c.ended_ts + 1800 AND a.patient_id IN {CALL_PATIENTS}))"
+    f" (c.answered_at IS NOT NULL AND a.created_ts >= c.started_ts - {CONVERSION_WINDOW}"
+    f" AND a.created_ts <= c.ended_ts + {CONVERSION_WINDOW} AND a.patient_id IN {CALL_PATIENTS}))"
 )
 # "Whether the patient had an appointment at the time of the call"
 HAD_APPOINTMENT = (
@@ -146,15 +148,16 @@ HAD_APPOINTMENT = (
     " AND a.starts_ts > c.started_ts AND a.status <> 'cancelled'"
     f" AND a.patient_id IN {CALL_PATIENTS})"
 )
-CONVERSION_WINDOW = 1800.0
 
 
-async def converted_live(db: Database, linkedid: str, e164: str | None, started_ts: float) -> bool:
-    """Conversion of a call that may not be stored yet (the post-call tag pop-up)."""
+async def converted_live(db: Database, linkedid: str, e164: str | None, started_ts: float,
+                         ended_ts: float) -> bool:
+    """Conversion of a call that may not be stored yet (the post-call tag pop-up, shown after
+    a conversation): the same rule as CONVERTED, the call's patients being the number's."""
     row = await db.fetchone(
-        "SELECT 1 FROM appointments a WHERE a.call_linkedid = ? OR (a.created_ts >= ? AND"
-        " a.patient_id IN (SELECT patient_id FROM patient_phones WHERE e164 = ?)) LIMIT 1",
-        (linkedid, started_ts - CONVERSION_WINDOW, e164 or ""),
+        "SELECT 1 FROM appointments a WHERE a.call_linkedid = ? OR (a.created_ts >= ? AND a.created_ts <= ?"
+        " AND a.patient_id IN (SELECT patient_id FROM patient_phones WHERE e164 = ?)) LIMIT 1",
+        (linkedid, started_ts - CONVERSION_WINDOW, ended_ts + CONVERSION_WINDOW, e164 or ""),
     )
     return row is not None
 

@@ -11,6 +11,10 @@ from zoneinfo import ZoneInfo
 
 from crm.dates import parse_moment
 from crm.db import Database, utc_now
+from crm.rules.booking import (
+    BookingError as BookingError,  # raised here; callers catch it from here
+)
+from crm.rules.booking import slot_end
 
 STATUSES = {
     "unconfirmed": "Не подтверждён",
@@ -20,10 +24,6 @@ STATUSES = {
     "no_show": "Не пришёл",
 }
 ACTIVE = ("unconfirmed", "confirmed")
-
-
-class BookingError(ValueError):
-    """A booking the schedule cannot take; the message is shown to the administrator."""
 
 
 @dataclass(frozen=True)
@@ -157,11 +157,7 @@ async def book(
 ) -> int:
     """Book a slot in one transaction; a slot already taken (even by a concurrent booking) or
     a time in the past is refused with a BookingError."""
-    if minutes <= 0 or minutes > 480:
-        raise BookingError("Неверная длительность приёма")
-    ends_at = starts_at + timedelta(minutes=minutes)
-    if ends_at.timestamp() <= now:
-        raise BookingError("Это время уже прошло")
+    ends_at = slot_end(starts_at, minutes, now)
     async with db.transaction() as tx:
         doc = await (await tx.execute(
             "SELECT branch_id FROM doctors WHERE id = ? AND active = 1", (doctor_id,)
@@ -206,9 +202,7 @@ async def reschedule(db: Database, appointment_id: int, starts_at: datetime, min
                      now: float) -> None:
     """Move an appointment (keeps its id: details are not sent again; confirmation and
     reminder are planned anew for the new time)."""
-    ends_at = starts_at + timedelta(minutes=minutes)
-    if ends_at.timestamp() <= now:
-        raise BookingError("Это время уже прошло")
+    ends_at = slot_end(starts_at, minutes, now)  # the same checks as a booking
     async with db.transaction() as tx:
         row = await (await tx.execute(
             "SELECT doctor_id FROM appointments WHERE id = ?", (appointment_id,)

@@ -19,14 +19,13 @@ from typing import Any
 import aiohttp
 
 from pbx.ari.client import AriClient, AriError, AriEvent, AriLink
+from pbx.calls import q850
 from pbx.robots import ivr
 from pbx.settings import Settings
 from pbx.tasks import cancel_and_wait
 from pbx.tts import PromptCache, render_phrases
 
 log = logging.getLogger(__name__)
-BUSY_CAUSES = frozenset({17})
-NO_ANSWER_CAUSES = frozenset({18, 19, 20, 21, 0})
 MAX_CALL_SECONDS = 300.0
 ORIGINATE_TIMEOUT = 15.0  # a loaded Asterisk can take seconds to set a call up
 
@@ -191,8 +190,7 @@ class RobotCaller:
                         continue
                     cause = int(data.get("cause", 0) or 0)
                     log.info("robot: %s not answered: cause %s", call.channel_id, cause)
-                    outcome = "busy" if cause in BUSY_CAUSES else "no_answer" if cause in NO_ANSWER_CAUSES else "failed"
-                    return CallResult(outcome)
+                    return CallResult(q850.robot_outcome(cause))
                 feed = ivr.HungUp(at)
             if feed is None:
                 continue

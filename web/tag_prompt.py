@@ -10,7 +10,7 @@ from aiohttp import web
 from crm import calls, phones, shifts, tags
 from crm.tags import TagError
 from pbx.app import SERVICES
-from web.common import Viewer, clean_linkedid, viewer
+from web.common import Viewer, clean_linkedid, now_ts, viewer
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -53,7 +53,9 @@ async def prompt(request: web.Request) -> web.Response:
         since = float(body.get("since", 0))
     except (TypeError, ValueError):
         since = 0.0
-    converted = await calls.converted_live(db, linkedid, phones.normalize(str(body.get("phone", ""))), since)
+    # the pop-up comes as the call ends: "now" is its end
+    converted = await calls.converted_live(db, linkedid, phones.normalize(str(body.get("phone", ""))), since,
+                                           now_ts(request))
     if not await tags.should_prompt(db, linkedid, converted):
         return web.json_response({"show": False})
     await tags.mark_prompted(db, linkedid, me.user_id)

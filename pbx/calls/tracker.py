@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from pbx.calls import events as ev
+from pbx.calls import q850
 from pbx.calls.records import (
     ANSWERED,
     ANSWERED_ELSEWHERE,
@@ -57,8 +58,6 @@ DIAL_STATUS = {
     "CONGESTION": FAILED,
     "INVALIDARGS": FAILED,
 }
-# Q.850 causes that mean the phone never rang
-UNREACHABLE_CAUSES = frozenset({1, 3, 20, 21, 27, 34, 38, 41, 42})
 
 
 def endpoint_of(channel: str) -> str:
@@ -394,7 +393,7 @@ class CallTracker:
             if not outcome:
                 self._anomaly(out, f"unknown DialStatus {e.status!r}", conv.linkedid)
                 outcome = FAILED
-            elif outcome == NO_ANSWER and leg.cause == 17:
+            elif outcome == NO_ANSWER and q850.meaning(leg.cause) == q850.BUSY:
                 outcome = BUSY  # app_queue reports a 486 Busy Here as NOANSWER
         if leg.state == TALKING:
             return  # the talk goes on; its end comes with the hang-up
@@ -500,22 +499,14 @@ class CallTracker:
         if leg.state == TALKING:
             self._leg_to(conv, leg, DONE, at, out)
             return
-        cause = cause or leg.cause
-        if cause == 26:
-            outcome = ANSWERED_ELSEWHERE
-        elif cause == 17:
-            outcome = BUSY
-        elif leg.state == DIALING and cause in UNREACHABLE_CAUSES:
-            outcome = FAILED
-        else:
-            outcome = NO_ANSWER
+        outcome = q850.leg_outcome(cause or leg.cause, rang=leg.state != DIALING)
         self._leg_to(conv, leg, DONE, at, out, outcome)
 
     @staticmethod
     def _refine_busy(leg: Leg) -> None:
         """app_queue reports a 486 Busy Here as NOANSWER, and the phone's hang-up cause 17 may
         arrive before or after that DialEnd: whichever comes last makes the leg "busy"."""
-        if leg.state == DONE and leg.outcome == NO_ANSWER and leg.cause == 17:
+        if leg.state == DONE and leg.outcome == NO_ANSWER and q850.meaning(leg.cause) == q850.BUSY:
             leg.outcome = BUSY
 
     # ---- the end of a conversation --------------------------------------------------

@@ -122,6 +122,11 @@ def exclusion(scenario: str, f: Facts) -> str | None:
     return None
 
 
+def span(window: tuple[time, time]) -> str:
+    """``06:00–21:00``: a window as the skip reasons name it (from the constant, never retyped)."""
+    return f"{window[0]:%H:%M}–{window[1]:%H:%M}"
+
+
 def local(ts: float, tz: tzinfo) -> datetime:
     return datetime.fromtimestamp(ts, tz)
 
@@ -132,7 +137,7 @@ def in_window(ts: float, tz: tzinfo, window: tuple[time, time]) -> bool:
 
 
 def confirmation_window(f: Facts, tz: tzinfo) -> tuple[float, float]:
-    """The day before the appointment, 09:00-20:00 clinic time."""
+    """The day before the appointment, within CALL_WINDOW of the clinic's time."""
     day = local(f.starts_ts, tz).date() - timedelta(days=1)
     start = datetime.combine(day, CALL_WINDOW[0], tz).timestamp()
     return start, datetime.combine(day, CALL_WINDOW[1], tz).timestamp()
@@ -163,11 +168,11 @@ def decide(scenario: str, f: Facts, s: EscortSettings, now: float, tz: tzinfo, *
         if forced:
             return Go("messages")  # the booking form's «СМС оповещение» tick
         if not in_window(f.created_ts, tz, MESSAGE_WINDOW):
-            return Skip("Запись создана ночью (вне 06:00–21:00): детали не отправляются")
+            return Skip(f"Запись создана ночью (вне {span(MESSAGE_WINDOW)}): детали не отправляются")
         if f.starts_ts - now <= TWO_HOURS:
             return Skip("До приёма меньше двух часов")
         if not in_window(now, tz, MESSAGE_WINDOW):
-            return Skip("Вне времени рассылки 06:00–21:00")
+            return Skip(f"Вне времени рассылки {span(MESSAGE_WINDOW)}")
         return Go("messages")
     if scenario == CONFIRMATION:
         if f.status != "unconfirmed":
@@ -181,14 +186,14 @@ def decide(scenario: str, f: Facts, s: EscortSettings, now: float, tz: tzinfo, *
         if now < start:
             return Wait(start)
         if now >= end:
-            return Skip("Окно подтверждения накануне (09:00–20:00) прошло")
+            return Skip(f"Окно подтверждения накануне ({span(CALL_WINDOW)}) прошло")
         return Go("robot" if s.confirmation_mode == "robot" else "messages")
     # reminder
     if f.status not in ("unconfirmed", "confirmed"):
         return Skip("Статус записи не «Не подтверждён» и не «Подтверждён»")
     at = f.starts_ts - TWO_HOURS
     if not in_window(at, tz, MESSAGE_WINDOW):
-        return Skip("Напоминание пришлось бы вне 06:00–21:00")
+        return Skip(f"Напоминание пришлось бы вне {span(MESSAGE_WINDOW)}")
     if now < at:
         return Wait(at)
     if now >= f.starts_ts:

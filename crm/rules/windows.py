@@ -1,0 +1,39 @@
+"""The time windows of seeds 000/001/004 that link one contact to another, each named once.
+
+Every predicate takes epoch seconds. The SQL of ``crm.calls`` and the reports filter with the
+same constants; ``tests/unit/test_rules_windows.py`` checks SQL and predicate agree at the edges.
+"""
+
+from __future__ import annotations
+
+MISSED_CALL_PROCESSING = 24 * 3600  # a missed call is processed by a conversation within a day
+APPOINTMENT_LINK = 30 * 60  # an appointment made 30 min before a call's start .. after its end
+CANCEL_LINK = 15 * 60  # a cancel or move joins the contact within 15 min (seed 001)
+COMMENT_LINK = 5 * 60  # a comment joins a call of its number and direction within 5 min (default)
+CRM_ACTION_LINK = 15 * 60  # an outgoing call joins the CRM action done within 15 min after it
+
+
+def missed_call_processed(missed_started: float, conversation_started: float) -> bool:
+    """A conversation (an answered call either way) with the number after the missed call and
+    within MISSED_CALL_PROCESSING of it makes the missed call «Обработанный»."""
+    return missed_started < conversation_started <= missed_started + MISSED_CALL_PROCESSING
+
+
+def processing_deadline(missed_started: float) -> float:
+    """When an unreturned missed call becomes «Необработанный»."""
+    return missed_started + MISSED_CALL_PROCESSING
+
+
+def appointment_converts(*, created: float, call_started: float, call_ended: float, answered: bool,
+                         booked_from_call: bool) -> bool:
+    """Seed 000's conversion: an appointment booked from the call's card (or a booking panel
+    opened during it), or made for the call's patient from APPOINTMENT_LINK before an answered
+    call started to APPOINTMENT_LINK after it ended."""
+    if booked_from_call:
+        return True
+    return answered and call_started - APPOINTMENT_LINK <= created <= call_ended + APPOINTMENT_LINK
+
+
+def within_after(first: float, then: float, window: float) -> bool:
+    """``then`` happened at ``first`` or up to ``window`` seconds after it (inclusive)."""
+    return first <= then <= first + window

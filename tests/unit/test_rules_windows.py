@@ -1,0 +1,107 @@
+"""The seeds' windows are written once (crm.rules.windows); the SQL that filters calls by them
+is built from the same constants and agrees with the pure predicates at the edges."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from crm import calls, patients
+from crm.db import Database
+from crm.rules import windows
+from crm.rules.booking import BookingError, slot_end
+from pbx.calls.records import CallRecord, LegRecord
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC).timestamp()
+MIN = 60.0
+
+
+def test_missed_call_processing_edges() -> None:
+    day = windows.MISSED_CALL_PROCESSING
+    assert windows.missed_call_processed(T0, T0 + day)
+    assert not windows.missed_call_processed(T0, T0 + day + 1)
+    assert not windows.missed_call_processed(T0, T0)  # the same moment is not "after"
+    assert windows.processing_deadline(T0) == T0 + 24 * 3600
+
+
+@pytest.mark.parametrize(("created", "answered", "from_call", "expected"), [
+    (T0 - 29 * MIN, True, False, True), (T0 - 31 * MIN, True, False, False),
+    (T0 + 5 * MIN + 29 * MIN, True, False, True), (T0 + 5 * MIN + 31 * MIN, True, False, False),
+    (T0 + MIN, False, False, False),  # a missed call converts nothing by time
+    (T0 + 600 * MIN, False, True, True),  # booked from the call's card: always
+])
+def test_appointment_converts_edges(created: float, answered: bool, from_call: bool, expected: bool) -> None:
+    assert windows.appointment_converts(created=created, call_started=T0, call_ended=T0 + 5 * MIN,
+                                        answered=answered, booked_from_call=from_call) is expected
+
+
+def test_within_after() -> None:
+    assert windows.within_after(T0, T0 + windows.COMMENT_LINK, windows.COMMENT_LINK)
+    assert not windows.within_after(T0, T0 + windows.COMMENT_LINK + 1, windows.COMMENT_LINK)
+    assert not windows.within_after(T0, T0 - 1, windows.COMMENT_LINK)
+    assert (windows.COMMENT_LINK, windows.CANCEL_LINK, windows.CRM_ACTION_LINK) == (300, 900, 900)
+
+
+def test_a_move_is_checked_like_a_booking() -> None:
+    start = datetime.fromtimestamp(T0 + 3600, UTC)
+    assert slot_end(start, 30, T0).timestamp() == T0 + 3600 + 1800
+    for minutes in (0, -5, 481):
+        with pytest.raises(BookingError, match="длительность"):
+            slot_end(start, minutes, T0)
+    with pytest.raises(BookingError, match="прошло"):
+        slot_end(start, 30, T0 + 7200)
+
+
+def call(lid: str, phone: str, started: float, answered: bool, minutes: float = 5) -> CallRecord:
+    ended = started + minutes * MIN
+    leg = LegRecord("101", lid + ".1", "answered" if answered else "no_answer", started,
+                    started + 5 if answered else None, ended, not answered)
+    return CallRecord(lid, "incoming", "incoming" if answered else "missed", "74951110001", phone,
+                      "74951110001", "reception", (leg,), "101" if answered else "", started,
+                      started + 5 if answered else None, ended, 5.0, ended - started - 5 if answered else 0.0,
+                      "caller", "")
+
+
+async def test_sql_and_predicates_agree(tmp_path: Path) -> None:
+    """CONVERTED / PROCESSED (SQL) against appointment_converts / missed_call_processed, for
+    appointments and call-backs just inside and just outside each window."""
+    db = Database(tmp_path / "crm.sqlite")
+    await db.open()
+    try:
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO branches (name) VALUES ('B')")
+            await tx.execute("INSERT INTO doctors (id, branch_id, full_name, specialty) VALUES (1, 1, 'Д', 'Терапевт')")
+        cases = []  # (phone, created offset from the call's start, answered)
+        for i, (offset, answered) in enumerate([(-29, True), (-31, True), (34, True), (36, True), (1, False)]):
+            phone = f"+7916000{i:04d}"
+            pid = await patients.add_patient(db, "П", f"{i}", "", phone_numbers=(phone,))
+            started = T0 + i * 86400 * 3
+            await calls.save_call(db, call(f"{started}.{i}", phone, started, answered))
+            created = started + offset * MIN
+            async with db.transaction() as tx:
+                await tx.execute(
+                    "INSERT INTO appointments (patient_id, doctor_id, branch_id, starts_at, ends_at, starts_ts,"
+                    " ends_ts, created_at, created_ts, updated_at) VALUES (?, 1, 1, '', '', ?, ?, '', ?, '')",
+                    (pid, started + 86400, started + 86400 + 1800, created))
+            cases.append((phone, started, created, answered))
+        for phone, started, created, answered in cases:
+            sql = await db.fetchone(f"SELECT {calls.CONVERTED} FROM calls c WHERE c.phone_e164 = ?", (phone,))
+            expected = windows.appointment_converts(created=created, call_started=started, call_ended=started + 5 * MIN,
+                                                    answered=answered, booked_from_call=False)
+            assert bool(sql[0]) is expected, (phone, created - started)
+            live = await calls.converted_live(db, "x", phone, started, started + 5 * MIN)
+            assert live is windows.appointment_converts(created=created, call_started=started,
+                                                        call_ended=started + 5 * MIN, answered=True,
+                                                        booked_from_call=False)
+        # call-backs of a missed call, just inside and just outside the day
+        day = windows.MISSED_CALL_PROCESSING
+        for n, back in enumerate((day - 1, day + 1)):
+            phone, started = f"+7903000000{n}", T0 + 100 * 86400 + n * 10 * 86400
+            await calls.save_call(db, call(f"m{n}", phone, started, False))
+            await calls.save_call(db, call(f"b{n}", phone, started + back, True))
+            sql = await db.fetchone(f"SELECT {calls.PROCESSED} FROM calls c WHERE c.linkedid = ?", (f"m{n}",))
+            assert bool(sql[0]) is windows.missed_call_processed(started, started + back)
+    finally:
+        await db.close()
