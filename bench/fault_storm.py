@@ -68,6 +68,22 @@ def robot_check(server: BenchServer, since: float) -> list[str]:
     return problems
 
 
+async def robots_idle(server: BenchServer, timeout: float = 180.0) -> None:
+    """Wait until no robot call is in progress (its CDR is written when it ends)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        con = sqlite3.connect(f"file:{server.settings.db_path}?mode=ro", uri=True)
+        try:
+            busy = con.execute("SELECT count(*) FROM robot_calls WHERE outcome = ''").fetchone()[0]
+        finally:
+            con.close()
+        if not busy:
+            await asyncio.sleep(3)  # Asterisk writes the CDR row as the channel goes
+            return
+        await asyncio.sleep(1)
+    print(f"robot calls still in progress after {timeout:.0f} s")
+
+
 async def wait_live(server: BenchServer, timeout: float = 10.0) -> float | None:
     """Seconds until health shows live calls again (None: it never did)."""
     t0 = time.monotonic()
@@ -120,7 +136,7 @@ async def main(args: argparse.Namespace) -> None:
             print(f"kill {n + 1}: {up} live calls before; healthy again after {healthy:.1f} s; "
                   f"live cards {cards}", flush=True)
         rc = await load.wait(args.calls + 120)
-        await asyncio.sleep(15)  # the robot's last attempts, records and CDR rows
+        await robots_idle(server)
         for p in phones:
             p.kill()
         calls, bad = compare_with_cdr(settings, since)
@@ -175,7 +191,7 @@ async def asterisk_restarts(server: BenchServer, args: argparse.Namespace) -> No
             await panel.post("/escort/call-now", appointment=str(appointment))
         await panel.close()
         await load.wait(args.calls + 120)
-        await asyncio.sleep(20)
+        await robots_idle(server)
         calls, bad = compare_with_cdr(settings, since)
         print(f"across Asterisk restarts: {calls} operator calls in the CDR; records missing, doubled or "
               f"disagreeing: {len(bad)}")

@@ -183,3 +183,23 @@ def split_sql(script: str) -> list[str]:
     if pending:
         raise ValueError("a CREATE TRIGGER without its END")
     return out
+
+
+def probe_write_lock(db_path: Path, timeout: float) -> tuple[bool, str]:
+    """Take and release SQLite's write lock, as the server's writer must. A database locked by
+    another process (a backup tool, a stray sqlite3 shell) answers ``locked`` after ``timeout``."""
+    if not db_path.exists():
+        return False, f"{db_path}: no database"
+    try:
+        con = sqlite3.connect(db_path, timeout=timeout, isolation_level=None)
+    except sqlite3.Error as exc:
+        return False, f"{db_path}: {exc}"
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+        version = con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+        return True, f"{db_path}, schema {version}"
+    except sqlite3.Error as exc:
+        return False, f"{db_path}: {exc}"
+    finally:
+        con.close()

@@ -66,3 +66,25 @@ async def find_by_phone(db: Database, e164: str) -> list[PatientRef]:
 async def count(db: Database) -> int:
     row = await db.fetchone("SELECT COUNT(*) FROM patients")
     return int(row[0]) if row else 0
+
+
+async def exists(db: Database, patient_id: int) -> bool:
+    return await db.fetchone("SELECT 1 FROM patients WHERE id = ?", (patient_id,)) is not None
+
+
+async def search(db: Database, q: str, limit: int = 50) -> list[dict[str, object]]:
+    """Patients whose number contains the digits typed, or whose full name contains the words
+    typed (the patients page); nothing for an empty or too short query."""
+    clause = phones.search_clause(
+        q, "p.id IN (SELECT patient_id FROM patient_phones WHERE e164 LIKE ?)",
+        "(p.last_name || ' ' || p.first_name || ' ' || p.middle_name) LIKE ?",
+    )
+    if not clause:
+        return []
+    rows = await db.fetchall(
+        "SELECT p.id, p.last_name, p.first_name, p.middle_name, p.birth_date,"
+        " (SELECT GROUP_CONCAT(e164, ' ') FROM patient_phones WHERE patient_id = p.id) AS phones"
+        f" FROM patients p WHERE {clause[0]} ORDER BY p.last_name, p.first_name LIMIT ?",
+        [*clause[1], limit],
+    )
+    return [dict(r) for r in rows]

@@ -9,10 +9,11 @@ from typing import Any
 
 import aiohttp
 
+from crm.db import probe_write_lock
 from pbx.ami.client import AmiClient
 from pbx.ari.client import AriClient, AriError
 from pbx.settings import Settings
-from pbx.storage_health import disk_space, probe_write_lock
+from pbx.storage_health import disk_space
 
 Result = tuple[bool, str]
 

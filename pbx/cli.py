@@ -221,19 +221,19 @@ def cmd_record_ami(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_password(settings: Settings, args: argparse.Namespace) -> int:
-    from crm import users
+    from crm import directory, users
     from crm.db import Database
 
     async def run() -> int:
         db = Database(settings.db_path)
         await db.open()
         try:
-            row = await db.fetchone("SELECT id FROM users WHERE login = ?", (args.login,))
-            if row is None:
+            uid = await directory.user_id(db, args.login)
+            if uid is None:
                 print(f"no user {args.login!r}", file=sys.stderr)
                 return 1
             password = secrets.token_urlsafe(9)
-            await users.set_password(db, int(row[0]), password, time.time())
+            await users.set_password(db, uid, password, time.time())
             print(f"login: {args.login}   new password: {password}   (shown once; their sessions ended)")
             return 0
         finally:

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import audit
+from crm import audit, directory
 from crm.dates import parse_day
 from pbx.app import SERVICES
 from web.common import (
@@ -45,8 +45,8 @@ async def _entries(request: web.Request) -> tuple[dict[str, str], list[dict[str,
 async def audit_page(request: web.Request) -> dict[str, Any]:
     q, rows = await _entries(request)
     await trace(request, "audit_view", "audit", "", f"{q['since']}..{q['until']}")
-    users = await request.app[SERVICES].db.fetchall("SELECT id, full_name, login FROM users ORDER BY login")
-    return {"q": q, "rows": rows, "users": [{"id": u[0], "name": u[1] or u[2]} for u in users],
+    users = await directory.employees(request.app[SERVICES].db)
+    return {"q": q, "rows": rows, "users": users,
             "query": request.query_string}
 
 

@@ -202,7 +202,7 @@ async def waiting_add(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     me = await viewer(request)
     pid = int_or_none(form.get("patient"))
-    if pid is None or not await request.app[SERVICES].db.fetchone("SELECT 1 FROM patients WHERE id = ?", (pid,)):
+    if pid is None or not await patients.exists(request.app[SERVICES].db, pid):
         raise web.HTTPBadRequest(text="Нет такого пациента")
     await schedule.add_waiting(request.app[SERVICES].db, pid, str(form.get("specialty", "")),
                                str(form.get("note", "")), me.user_id)

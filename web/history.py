@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import aiohttp_jinja2
 from aiohttp import web
 
+from crm import directory
 from crm.calls import get_call, list_calls
 from pbx.app import SERVICES
 from web.api import call_filter
@@ -75,9 +76,8 @@ async def history(request: web.Request) -> dict[str, Any]:
         f, error = call_filter({}), str(exc)
     db = request.app[SERVICES].db
     calls = await list_calls(db, f)
-    employees = [{"id": r[0], "name": r[1] or r[2]} for r in await db.fetchall(
-        "SELECT id, full_name, login FROM users WHERE active = 1 ORDER BY full_name, login")]
-    labels = [r[0] for r in await db.fetchall("SELECT DISTINCT label FROM call_tags ORDER BY label")]
+    employees = await directory.employees(db, active_only=True)
+    labels = await directory.tag_labels(db)
     tz = clinic_tz(request)
     return {"calls": [row_view(c, tz) for c in calls], "q": request.query, "error": error,
             "types": FILTER_TYPES, "csv_query": request.query_string, "employees": employees,

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp_session import get_session
 
-from crm import distribution, identify, phones, shifts
+from crm import directory, distribution, identify, phones, shifts
 from crm.db import Database
 from pbx.app import SERVICES
 from pbx.call_service import CallService
@@ -98,8 +98,7 @@ class LiveHub:
                 sub.offer({"type": "notice", "text": text, "level": level})
 
     def branch_of(self, did: str) -> int | None:
-        row = self.db.query_now("SELECT branch_id FROM clinic_numbers WHERE did = ?", (did,)) if did else []
-        return row[0][0] if row else None
+        return directory.number_now(self.db, did)[0]
 
     def snapshot(self, extension: str | None,
                  rules: tuple[distribution.Rule, ...] = ()) -> dict[str, Any]:
@@ -127,13 +126,7 @@ class LiveHub:
             {"id": p.id, "full_name": p.full_name, "birth_date": p.birth_date}
             for p in who.candidates
         ]
-        data["ad_channel"] = data["script"] = ""
-        if call.did:
-            row = self.db.query_now(
-                "SELECT ad_channel, script FROM clinic_numbers WHERE did = ?", (call.did,)
-            )
-            if row:
-                data["ad_channel"], data["script"] = row[0]
+        _, data["ad_channel"], data["script"] = directory.number_now(self.db, call.did)
         return data
 
 

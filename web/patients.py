@@ -22,20 +22,7 @@ NAME_MAX = 60
 @aiohttp_jinja2.template("patients.html")
 async def patient_list(request: web.Request) -> dict[str, Any]:
     q = request.query.get("q", "").strip()[:100]
-    found: list[dict[str, Any]] = []
-    search = phones.search_clause(
-        q, "p.id IN (SELECT patient_id FROM patient_phones WHERE e164 LIKE ?)",
-        "(p.last_name || ' ' || p.first_name || ' ' || p.middle_name) LIKE ?",
-    )
-    if search:
-        rows = await request.app[SERVICES].db.fetchall(
-            "SELECT p.id, p.last_name, p.first_name, p.middle_name, p.birth_date,"
-            " (SELECT GROUP_CONCAT(e164, ' ') FROM patient_phones WHERE patient_id = p.id) AS phones"
-            f" FROM patients p WHERE {search[0]} ORDER BY p.last_name, p.first_name LIMIT 50",
-            search[1],
-        )
-        found = [dict(r) for r in rows]
-    return {"q": q, "found": found}
+    return {"q": q, "found": await patients.search(request.app[SERVICES].db, q)}
 
 
 @aiohttp_jinja2.template("patient_new.html")

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import reports
+from crm import directory, reports
 from crm.calls import CallFilter
 from crm.dates import parse_day
 from pbx.app import SERVICES
@@ -90,12 +90,10 @@ async def reports_page(request: web.Request) -> dict[str, Any]:
     db = request.app[SERVICES].db
     return {
         "report": report, "reports": REPORTS, "q": q, **(await _data(request, report, f, group)),
-        "dids": [dict(r) for r in await db.fetchall("SELECT did, ad_channel FROM clinic_numbers ORDER BY did")],
-        "employees": [{"id": r[0], "name": r[1] or r[2]} for r in await db.fetchall(
-            "SELECT id, full_name, login FROM users ORDER BY full_name, login")],
-        "tag_labels": [r[0] for r in await db.fetchall("SELECT DISTINCT label FROM call_tags ORDER BY label")],
-        "groups": [dict(r) for r in await db.fetchall(
-            "SELECT id, name, deleted_at FROM tag_groups ORDER BY name")],
+        "dids": await directory.clinic_numbers(db),
+        "employees": await directory.employees(db),
+        "tag_labels": await directory.tag_labels(db),
+        "groups": await directory.tag_groups_with_deleted(db),
         "hms": hms, "pct": pct, "query": request.query_string,
     }
 

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import audit, clinic_settings, comments, distribution, schedule, tags, users
+from crm import audit, clinic_settings, comments, directory, distribution, schedule, tags, users
 from crm.comments import CommentError
 from crm.schedule import BookingError
 from crm.tags import TagError
@@ -27,15 +27,14 @@ async def _page(request: web.Request, error: str | None = None) -> dict[str, Any
         "settings": await clinic_settings.get_all(db),
         "groups": await tags.groups(db),
         "topics": await comments.topics(db),
-        "users": [dict(r) for r in await db.fetchall(
-            "SELECT id, login, full_name, role, history_access, active FROM users ORDER BY login")],
+        "users": await directory.users_for_settings(db),
         "roles": ROLE_LABELS, "rights": HISTORY_RIGHTS,
         "rules": await distribution.list_rules(db),
-        "branches": [dict(r) for r in await db.fetchall("SELECT id, name FROM branches ORDER BY id")],
-        "dids": [dict(r) for r in await db.fetchall("SELECT did, ad_channel FROM clinic_numbers ORDER BY did")],
+        "branches": await directory.branches(db),
+        "dids": await directory.clinic_numbers(db),
         "queues": ("reception-ringall", "reception-linear"),
         "workstation": request.cookies.get(WORKSTATION_COOKIE, ""),
-        "doctors": [dict(r) for r in await db.fetchall("SELECT * FROM doctors ORDER BY active DESC, full_name")],
+        "doctors": await directory.doctors(db),
         "hours": await schedule.working_hours(db), "weekdays": schedule.WEEKDAYS,
         "error": error,
     }

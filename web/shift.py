@@ -8,7 +8,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
-from crm import shifts
+from crm import directory, shifts
 from crm.db import utc_now
 from pbx.app import SERVICES
 from web.common import local_today, viewer
@@ -36,12 +36,7 @@ async def shift_first(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 async def phones_with_holders(request: web.Request) -> list[dict[str, object]]:
-    rows = await request.app[SERVICES].db.fetchall(
-        "SELECT d.extension, d.label, u.id AS user_id, u.full_name, u.login FROM desk_phones d"
-        " LEFT JOIN shift_bindings b ON b.extension = d.extension AND b.ended_at IS NULL"
-        " LEFT JOIN users u ON u.id = b.user_id ORDER BY d.extension"
-    )
-    return [dict(r) for r in rows]
+    return await directory.desk_phones_with_holders(request.app[SERVICES].db)
 
 
 @aiohttp_jinja2.template("shift.html")

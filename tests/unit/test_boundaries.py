@@ -1,28 +1,109 @@
-"""The pure core imports no I/O: no asyncio, sockets, HTTP, SQL, or clock-reading modules."""
+"""Boundaries that bite:
+
+1. The pure core (the call tracker, the robot flows and escort rules, the seeds' rules, the AMI
+   framer) reaches no I/O, directly or through any project module it imports, transitively:
+   no asyncio, sockets, threads, subprocesses, files/os, SQL, HTTP, time; and reads no clock
+   (``datetime.now``, ``date.today``, ``time.time`` ...): time arrives on the event.
+2. Only ``crm/`` writes SQL (reading Asterisk's own CDR database in its adapter aside).
+
+Both checkers are shown a deliberate violation, so a checker that sees nothing fails too.
+"""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE = [ROOT / "pbx" / "calls", ROOT / "pbx" / "robots", ROOT / "pbx" / "ami" / "framing.py"]
+PURE = [ROOT / "pbx" / "calls", ROOT / "pbx" / "robots", ROOT / "crm" / "rules",
+        ROOT / "pbx" / "ami" / "framing.py"]
 FORBIDDEN = {
-    "asyncio", "socket", "selectors", "threading", "subprocess", "time",
-    "panoramisk", "aiohttp", "aiosqlite", "sqlite3", "requests", "urllib",
+    "asyncio", "socket", "selectors", "threading", "subprocess", "time", "os", "io", "shutil",
+    "tempfile", "pathlib", "signal", "multiprocessing", "ssl", "http", "urllib", "requests",
+    "panoramisk", "aiohttp", "aiosqlite", "sqlite3", "asyncpg", "psycopg", "aiosmtplib",
     "pbx.ami.client", "pbx.ari", "pbx.embedded", "crm.db", "web", "agi",
 }
+CLOCK_READS = {("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"), ("date", "today"),
+               ("time", "time"), ("time", "monotonic"), ("time", "perf_counter"), ("time", "time_ns")}
+PROJECT = ("pbx", "crm", "agi", "web")
 
 
 def imports_of(path: Path) -> set[str]:
+    """Absolute module names a file imports (``from a import b`` also yields ``a.b``, which
+    may be a submodule)."""
+    tree = ast.parse(path.read_text(), str(path))
+    names: set[str] = set()
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
+    return names
+
+
+def clock_reads(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if (node.value.id, node.attr) in CLOCK_READS:
+                found.add(f"{node.value.id}.{node.attr}")
+    return found
+
+
+def module_file(name: str, root: Path = ROOT) -> Path | None:
+    base = root.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def reach(files: list[Path], root: Path = ROOT) -> dict[Path, list[str]]:
+    """Every project file the given files import, transitively, with the import chain."""
+    seen: dict[Path, list[str]] = {f: [str(f.relative_to(root))] for f in files}
+    todo = list(files)
+    while todo:
+        f = todo.pop()
+        for name in imports_of(f) if root == ROOT else imports_of_under(f, root):
+            if not name.startswith(PROJECT):
+                continue
+            target = module_file(name, root)
+            if target is not None and target not in seen:
+                seen[target] = [*seen[f], name]
+                todo.append(target)
+    return seen
+
+
+def imports_of_under(path: Path, root: Path) -> set[str]:
     tree = ast.parse(path.read_text(), str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
     return names
+
+
+def violations(files: list[Path], root: Path = ROOT) -> set[str]:
+    bad = set()
+    for f, chain in reach(files, root).items():
+        own = imports_of(f) if root == ROOT else imports_of_under(f, root)
+        for name in own:
+            if any(name == x or name.startswith(x + ".") for x in FORBIDDEN):
+                bad.add(f"{' -> '.join(chain)}: imports {name}")
+        for read in clock_reads(f):
+            bad.add(f"{' -> '.join(chain)}: reads the clock ({read})")
+    return bad
 
 
 def pure_files() -> list[Path]:
@@ -32,19 +113,56 @@ def pure_files() -> list[Path]:
     return files
 
 
-def test_pure_modules_import_no_io() -> None:
+def test_the_pure_core_reaches_no_io_and_no_clock() -> None:
     files = pure_files()
-    assert any(f.name == "framing.py" for f in files)
-    bad = {
-        f"{f.relative_to(ROOT)}: {name}"
-        for f in files
-        for name in imports_of(f)
-        if any(name == x or name.startswith(x + ".") for x in FORBIDDEN)
-    }
-    assert not bad, bad
+    assert any(f.name == "framing.py" for f in files) and any(f.name == "windows.py" for f in files)
+    assert not violations(files), sorted(violations(files))
 
 
-def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
-    sample = tmp_path / "x.py"
-    sample.write_text("import asyncio\nfrom aiohttp import web\nfrom datetime import date\n")
-    assert imports_of(sample) == {"asyncio", "aiohttp", "datetime"}
+def test_the_checker_follows_imports_and_sees_clock_reads(tmp_path: Path) -> None:
+    (tmp_path / "pbx" / "robots").mkdir(parents=True)
+    (tmp_path / "crm").mkdir()
+    for pkg in ("pbx", "pbx/robots", "crm"):
+        (tmp_path / pkg / "__init__.py").write_text("")
+    flow = tmp_path / "pbx" / "robots" / "ivr.py"
+    flow.write_text("from crm import escort\n")  # pure-looking, but escort does I/O
+    (tmp_path / "crm" / "escort.py").write_text("from crm.db import Database\nimport os\n")
+    (tmp_path / "crm" / "db.py").write_text("import aiosqlite\n")
+    rules = tmp_path / "crm" / "rules.py"
+    rules.write_text("from datetime import datetime\n\ndef f():\n    return datetime.now()\n")
+    found = violations([flow, rules], tmp_path)
+    assert any("ivr.py -> crm.escort: imports os" in v for v in found), found
+    assert any("imports crm.db" in v for v in found), found
+    assert any("crm.db: imports aiosqlite" in v for v in found), found
+    assert any("reads the clock (datetime.now)" in v for v in found), found
+
+
+# ---- SQL only in crm/ ------------------------------------------------------------------------
+SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"
+                 r"CREATE\s+(TABLE|INDEX)|PRAGMA\s)", re.DOTALL)  # the project writes SQL upper-case
+# Asterisk's own CDR database: read by its adapter, checked by the embedded Asterisk's start
+SQL_ALLOWED = {ROOT / "pbx" / "cdr_backfill.py", ROOT / "pbx" / "embedded.py"}
+
+
+def sql_strings(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
+            out.append(f"{path.relative_to(path.parents[1])}:{node.lineno}: {node.value[:60]!r}")
+    return out
+
+
+def test_only_crm_writes_sql() -> None:
+    files = [f for pkg in ("pbx", "web", "agi") for f in (ROOT / pkg).rglob("*.py") if f not in SQL_ALLOWED]
+    found = [s for f in files for s in sql_strings(f)]
+    assert not found, found
+    assert sql_strings(ROOT / "crm" / "calls.py"), "the checker sees crm's own SQL"
+
+
+def test_the_sql_checker_sees_a_violation(tmp_path: Path) -> None:
+    (tmp_path / "web").mkdir()
+    page = tmp_path / "web" / "page.py"
+    page.write_text('rows = db.fetchall("SELECT id, name FROM users WHERE active = 1")\n'
+                    'label = "Select a patient from the list"\n')
+    assert len(sql_strings(page)) == 1

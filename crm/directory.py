@@ -1,0 +1,64 @@
+"""The clinic's lists that the panel's filters and settings show: employees, clinic numbers,
+branches, doctors, desk phones with who holds them, tag labels. Reads only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crm.db import Database
+
+
+async def employees(db: Database, *, active_only: bool = False) -> list[dict[str, Any]]:
+    """``{id, name}`` for the filters: the full name, or the login when there is none."""
+    rows = await db.fetchall(
+        "SELECT id, full_name, login FROM users" + (" WHERE active = 1" if active_only else "")
+        + " ORDER BY full_name, login")
+    return [{"id": r[0], "name": r[1] or r[2]} for r in rows]
+
+
+async def users_for_settings(db: Database) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetchall(
+        "SELECT id, login, full_name, role, history_access, active FROM users ORDER BY login")]
+
+
+async def user_id(db: Database, login: str) -> int | None:
+    row = await db.fetchone("SELECT id FROM users WHERE login = ?", (login,))
+    return int(row[0]) if row else None
+
+
+async def branches(db: Database) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetchall("SELECT id, name FROM branches ORDER BY id")]
+
+
+async def clinic_numbers(db: Database) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetchall("SELECT did, ad_channel FROM clinic_numbers ORDER BY did")]
+
+
+def number_now(db: Database, did: str) -> tuple[int | None, str, str]:
+    """(branch, advertising channel, script) of a clinic number, inline: the live cards ask for
+    it on the event path, where a thread hop costs more than the indexed read."""
+    if not did:
+        return None, "", ""
+    rows = db.query_now("SELECT branch_id, ad_channel, script FROM clinic_numbers WHERE did = ?", (did,))
+    return (rows[0][0], rows[0][1] or "", rows[0][2] or "") if rows else (None, "", "")
+
+
+async def doctors(db: Database) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetchall("SELECT * FROM doctors ORDER BY active DESC, full_name")]
+
+
+async def desk_phones_with_holders(db: Database) -> list[dict[str, Any]]:
+    """Every desk phone and who is bound to it now (none: the holder fields are NULL)."""
+    return [dict(r) for r in await db.fetchall(
+        "SELECT d.extension, d.label, u.id AS user_id, u.full_name, u.login FROM desk_phones d"
+        " LEFT JOIN shift_bindings b ON b.extension = d.extension AND b.ended_at IS NULL"
+        " LEFT JOIN users u ON u.id = b.user_id ORDER BY d.extension")]
+
+
+async def tag_labels(db: Database) -> list[str]:
+    """Every tag text set on calls (a deleted tag's too: old calls keep it)."""
+    return [r[0] for r in await db.fetchall("SELECT DISTINCT label FROM call_tags ORDER BY label")]
+
+
+async def tag_groups_with_deleted(db: Database) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetchall("SELECT id, name, deleted_at FROM tag_groups ORDER BY name")]
