@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crm import identify as ident
-from crm import phones, shifts, tags
+from crm import phones, shifts
 from crm.db import Database, utc_now
 from crm.rules import windows
 from pbx.calls import records
@@ -204,6 +204,8 @@ def conditions(f: CallFilter) -> tuple[list[str], list[Any]]:
 
 
 async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
+    """One page of calls with their legs, patients, tags and comment: a fixed number of
+    queries whatever the page size (the details are fetched set-based, not per call)."""
     where, params = conditions(f)
     sql = (
         f"SELECT c.*, {CONVERTED} AS converted, {HAD_APPOINTMENT} AS had_appointment"
@@ -211,7 +213,7 @@ async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
         + " ORDER BY c.started_at DESC, c.id DESC LIMIT ? OFFSET ?"
     )
     rows = await db.fetchall(sql, [*params, max(1, min(f.limit, 1000)), max(0, f.offset)])
-    return [await _with_details(db, dict(r)) for r in rows]
+    return await _with_details(db, [dict(r) for r in rows])
 
 
 async def get_call(db: Database, call_id: int) -> dict[str, Any] | None:
@@ -219,7 +221,7 @@ async def get_call(db: Database, call_id: int) -> dict[str, Any] | None:
         f"SELECT c.*, {CONVERTED} AS converted, {HAD_APPOINTMENT} AS had_appointment"
         " FROM calls c WHERE c.id = ?", (call_id,)
     )
-    return await _with_details(db, dict(row)) if row else None
+    return (await _with_details(db, [dict(row)]))[0] if row else None
 
 
 async def get_call_by_linkedid(db: Database, linkedid: str) -> dict[str, Any] | None:
@@ -227,45 +229,57 @@ async def get_call_by_linkedid(db: Database, linkedid: str) -> dict[str, Any] | 
         f"SELECT c.*, {CONVERTED} AS converted, {HAD_APPOINTMENT} AS had_appointment"
         " FROM calls c WHERE c.linkedid = ?", (linkedid,)
     )
-    return await _with_details(db, dict(row)) if row else None
+    return (await _with_details(db, [dict(row)]))[0] if row else None
 
 
-async def _with_details(db: Database, call: dict[str, Any]) -> dict[str, Any]:
-    legs = await db.fetchall(
-        "SELECT extension, user_id, outcome, missed, started_at, answered_at, ended_at"
-        " FROM call_legs WHERE call_id = ? ORDER BY started_at, id",
-        (call["id"],),
-    )
-    call["legs"] = [dict(r) | {"missed": bool(r["missed"])} for r in legs]
-    cands = await db.fetchall(
-        "SELECT p.id, p.last_name, p.first_name, p.middle_name, p.birth_date FROM call_candidates cc"
-        " JOIN patients p ON p.id = cc.patient_id WHERE cc.call_id = ? ORDER BY p.id",
-        (call["id"],),
-    )
-    call["patients"] = [
-        {"id": r[0], "full_name": " ".join(x for x in (r[1], r[2], r[3]) if x), "birth_date": r[4]}
-        for r in cands
-    ]
-    call["missed_by"] = [leg["extension"] for leg in call["legs"] if leg["missed"]]
-    call["counts_for_stats"] = bool(call["counts_for_stats"])
-    call["converted"] = bool(call.get("converted"))
-    call["had_appointment"] = bool(call.get("had_appointment"))
-    call["tags"] = [t["label"] for t in await tags.call_tags(db, call["linkedid"])]
-    prompt = await db.fetchone("SELECT state FROM tag_prompts WHERE linkedid = ?", (call["linkedid"],))
-    # a dash in the history: the tag pop-up was shown and closed without saving
-    call["tags_skipped"] = bool(prompt and prompt[0] != "saved" and not call["tags"])
-    comment = await db.fetchone(
-        "SELECT cc.caller_type, t.name, cc.text, cc.user_id FROM call_comments cc"
-        " LEFT JOIN call_topics t ON t.id = cc.topic_id WHERE cc.linkedid = ?",
-        (call["linkedid"],),
-    )
-    call["comment"] = (
-        {"caller_type": comment[0], "topic": comment[1], "text": comment[2], "user_id": comment[3]}
-        if comment else None
-    )
-    call.pop("started_ts", None)  # internal: interval arithmetic only
-    call.pop("ended_ts", None)
-    return call
+async def _rows_in(db: Database, sql: str, keys: list[Any]) -> list[Any]:
+    """``sql`` has one ``{keys}`` hole for an IN list; run in chunks under SQLite's limit."""
+    out: list[Any] = []
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        out += await db.fetchall(sql.format(keys=",".join("?" * len(chunk))), chunk)
+    return out
+
+
+async def _with_details(db: Database, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not calls:
+        return calls
+    ids = [c["id"] for c in calls]
+    lids = [c["linkedid"] for c in calls]
+    legs: dict[int, list[dict[str, Any]]] = {}
+    for r in await _rows_in(db, "SELECT call_id, extension, user_id, outcome, missed, started_at, answered_at,"
+                            " ended_at FROM call_legs WHERE call_id IN ({keys}) ORDER BY started_at, id", ids):
+        leg = dict(r)
+        legs.setdefault(leg.pop("call_id"), []).append(leg | {"missed": bool(r["missed"])})
+    patients: dict[int, list[dict[str, Any]]] = {}
+    for r in await _rows_in(db, "SELECT cc.call_id, p.id, p.last_name, p.first_name, p.middle_name, p.birth_date"
+                            " FROM call_candidates cc JOIN patients p ON p.id = cc.patient_id"
+                            " WHERE cc.call_id IN ({keys}) ORDER BY p.id", ids):
+        patients.setdefault(r[0], []).append(
+            {"id": r[1], "full_name": " ".join(x for x in (r[2], r[3], r[4]) if x), "birth_date": r[5]})
+    labels: dict[str, list[str]] = {}
+    for r in await _rows_in(db, "SELECT linkedid, label FROM call_tags WHERE linkedid IN ({keys}) ORDER BY id", lids):
+        labels.setdefault(r[0], []).append(r[1])
+    prompts = {r[0]: r[1] for r in await _rows_in(
+        db, "SELECT linkedid, state FROM tag_prompts WHERE linkedid IN ({keys})", lids)}
+    comments = {r[0]: {"caller_type": r[1], "topic": r[2], "text": r[3], "user_id": r[4]} for r in await _rows_in(
+        db, "SELECT cc.linkedid, cc.caller_type, t.name, cc.text, cc.user_id FROM call_comments cc"
+        " LEFT JOIN call_topics t ON t.id = cc.topic_id WHERE cc.linkedid IN ({keys})", lids)}
+    for call in calls:
+        call["legs"] = legs.get(call["id"], [])
+        call["patients"] = patients.get(call["id"], [])
+        call["missed_by"] = [leg["extension"] for leg in call["legs"] if leg["missed"]]
+        call["counts_for_stats"] = bool(call["counts_for_stats"])
+        call["converted"] = bool(call.get("converted"))
+        call["had_appointment"] = bool(call.get("had_appointment"))
+        call["tags"] = labels.get(call["linkedid"], [])
+        prompt = prompts.get(call["linkedid"])
+        # a dash in the history: the tag pop-up was shown and closed without saving
+        call["tags_skipped"] = bool(prompt and prompt != "saved" and not call["tags"])
+        call["comment"] = comments.get(call["linkedid"])
+        call.pop("started_ts", None)  # internal: interval arithmetic only
+        call.pop("ended_ts", None)
+    return calls
 
 
 def may_tag(exists: bool, took_part: bool, history: str) -> bool:

@@ -1,0 +1,60 @@
+"""Listing calls is a fixed number of set-based queries whatever the page size (it was 1 + 5
+per call), and each call keeps its own details."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crm import calls, patients, tags
+from crm.db import Database
+from pbx.calls.records import CallRecord, LegRecord
+
+T0 = 1_790_000_000.0
+
+
+def record(n: int) -> CallRecord:
+    lid = f"{T0 + n}.{n}"
+    legs = (LegRecord("101", lid + ".1", "answered", T0 + n, T0 + n + 2, T0 + n + 60, False),
+            LegRecord("102", lid + ".2", "answered_elsewhere", T0 + n, None, T0 + n + 2, False))
+    return CallRecord(lid, "incoming", "incoming", "74951110001", f"7916{n:07d}", "74951110001",
+                      "reception", legs, "101", T0 + n, T0 + n + 2, T0 + n + 60, 2.0, 58.0, "caller", "")
+
+
+@pytest.fixture
+async def db(tmp_path: Path):
+    database = Database(tmp_path / "crm.sqlite")
+    await database.open()
+    yield database
+    await database.close()
+
+
+async def test_a_fixed_number_of_queries(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    for n in range(60):
+        if n % 2 == 0:
+            await patients.add_patient(db, "Пациент", str(n), "", phone_numbers=(f"+7916{n:07d}",))
+        await calls.save_call(db, record(n))
+    group = await tags.create_group(db, "Итог")
+    tag = await tags.add_tag(db, group, "Записан")
+    await tags.set_tags(db, record(4).linkedid, [tag], "", None)
+    counted: list[str] = []
+    real = db.fetchall
+
+    async def counting(sql, params=()):
+        counted.append(sql)
+        return await real(sql, params)
+
+    monkeypatch.setattr(db, "fetchall", counting)
+    few = await calls.list_calls(db, calls.CallFilter(limit=5))
+    queries_for_5 = len(counted)
+    counted.clear()
+    many = await calls.list_calls(db, calls.CallFilter(limit=60))
+    assert len(few) == 5 and len(many) == 60
+    assert len(counted) == queries_for_5 <= 6
+    by_lid = {c["linkedid"]: c for c in many}
+    four = by_lid[record(4).linkedid]
+    assert four["tags"] == ["Записан"] and by_lid[record(6).linkedid]["tags"] == []
+    assert [leg["extension"] for leg in four["legs"]] == ["101", "102"]
+    assert four["patients"] and four["patients"][0]["full_name"] == "Пациент 4"
+    assert by_lid[record(5).linkedid]["patients"] == []
