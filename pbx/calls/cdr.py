@@ -17,13 +17,13 @@ from pbx.calls.records import (
     FAILED,
     INCOMING,
     INTERNAL,
-    MISSED,
     NO_ANSWER,
     OUTGOING,
     CallRecord,
     LegRecord,
     TrackerConfig,
-    outgoing_type,
+    call_type,
+    leg_missed,
 )
 from pbx.calls.tracker import endpoint_of
 
@@ -82,19 +82,20 @@ def record_from_cdr(rows: Sequence[Row], config: TrackerConfig | None = None) ->
     if direction == OUTGOING:
         trunk = next(((e, r, o) for e, r, o in legs if e in cfg.trunks and o == ANSWERED), None)
         answered_at = _f(trunk[1].get("answer_u")) if trunk else None
-        call_type = outgoing_type(any(e in cfg.trunks for e, _, _ in legs), answered_at is not None)
+        kind = call_type(OUTGOING, answered=answered_at is not None,
+                         patient_dialled=any(e in cfg.trunks for e, _, _ in legs))
         caller, callee = origin_ep, str(first.get("clinic_callee") or first.get("dst") or "")
         answered_by = origin_ep
         talk_row = trunk[1] if trunk else None
     elif direction == INCOMING:
-        call_type = INCOMING if answered_at is not None else MISSED
+        kind = call_type(INCOMING, answered=answered_at is not None)
         caller, callee = str(first.get("src") or ""), str(first.get("clinic_did") or "")
         answered_by = endpoint_of(str(answered_row["dstchannel"])) if answered_row else ""
         talk_row = answered_row
     else:
         if not legs:
             return None
-        call_type = INTERNAL
+        kind = call_type(INTERNAL, answered=answered_at is not None)
         caller, callee = origin_ep, legs[0][0]
         answered_by = endpoint_of(str(answered_row["dstchannel"])) if answered_row else ""
         talk_row = answered_row
@@ -110,13 +111,13 @@ def record_from_cdr(rows: Sequence[Row], config: TrackerConfig | None = None) ->
             endpoint=e, uniqueid=str(r.get("dstchannel")), outcome=o,
             started_at=_f(r.get("start_u")) or started, answered_at=_f(r.get("answer_u")),
             ended_at=_f(r.get("end_u")),
-            missed=call_type == MISSED and e not in cfg.trunks and o == NO_ANSWER,
+            missed=leg_missed(kind, e in cfg.trunks, o),
         )
         for e, r, o in legs
     )
     linkedid = str(first.get("linkedid") or "")
     return CallRecord(
-        linkedid=linkedid, direction=direction, call_type=call_type,
+        linkedid=linkedid, direction=direction, call_type=kind,
         did=callee if direction == INCOMING else "", caller=caller, callee=callee, queue=queue,
         legs=leg_records, answered_by=answered_by, started_at=started, answered_at=answered_at,
         ended_at=ended, wait_seconds=round((answered_at or ended) - started, 3),

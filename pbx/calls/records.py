@@ -27,11 +27,24 @@ HANGUP_CALLEE = "callee"
 HANGUP_SYSTEM = "system"
 
 
-def outgoing_type(patient_dialled: bool, patient_answered: bool) -> str:
-    """One classification of an outgoing call for the tracker and the CDR backfill."""
-    if not patient_dialled:
-        return OUTGOING_NOT_CONNECTED
-    return OUTGOING if patient_answered else OUTGOING_UNANSWERED
+def call_type(direction: str, *, answered: bool, patient_dialled: bool = True) -> str:
+    """The call's type, one classification for the tracker and the CDR backfill. ``answered``:
+    a desk phone answered (incoming) or the patient did (outgoing); ``patient_dialled``: an
+    outgoing call reached the trunk at all (a click-to-call whose own phone never answered
+    did not)."""
+    if direction == "incoming":
+        return INCOMING if answered else MISSED
+    if direction == "outgoing":
+        if not patient_dialled:
+            return OUTGOING_NOT_CONNECTED
+        return OUTGOING if answered else OUTGOING_UNANSWERED
+    return INTERNAL
+
+
+def leg_missed(kind: str, is_trunk: bool, outcome: str) -> bool:
+    """Seed 000: when nobody answered, every desk phone that rang missed the call (a busy or
+    unreachable phone did not ring; with ring-all, answered by a colleague, nobody missed it)."""
+    return kind == MISSED and not is_trunk and outcome == NO_ANSWER
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,6 @@ from pbx.calls.records import (
     HANGUP_SYSTEM,
     INCOMING,
     INTERNAL,
-    MISSED,
     NO_ANSWER,
     OUTGOING,
     Anomaly,
@@ -38,7 +37,8 @@ from pbx.calls.records import (
     NeedsBackfill,
     QueueWaiting,
     TrackerConfig,
-    outgoing_type,
+    call_type,
+    leg_missed,
 )
 
 # Leg states. "dialing" and "ringing" are open; "talking" is answered and open; the rest end it.
@@ -552,18 +552,18 @@ class CallTracker:
             trunk_legs = [lg for lg in conv.legs.values() if lg.endpoint in self.config.trunks]
             answered_trunk = next((lg for lg in trunk_legs if lg.answered_at is not None), None)
             answered_at = answered_trunk.answered_at if answered_trunk else None
-            call_type = outgoing_type(bool(trunk_legs), answered_at is not None)
+            kind = call_type(OUTGOING, answered=answered_at is not None, patient_dialled=bool(trunk_legs))
             answered_by = origin.endpoint if origin is not None else ""
             caller = answered_by
             callee = self._callee(conv)
             talk_chan = answered_trunk.uniqueid if answered_trunk else ""
         elif direction == INCOMING:
-            call_type = INCOMING if answered_at is not None else MISSED
+            kind = call_type(INCOMING, answered=answered_at is not None)
             answered_by = answered_leg.endpoint if answered_leg is not None else ""
             callee = self._did(conv)
             talk_chan = conv.answered_leg
         else:
-            call_type = INTERNAL
+            kind = call_type(direction, answered=answered_at is not None)
             answered_by = answered_leg.endpoint if answered_leg is not None else ""
             callee = next(iter(lg.endpoint for lg in conv.legs.values()), "")
             caller = origin.endpoint if origin is not None else caller
@@ -581,16 +581,14 @@ class CallTracker:
             LegRecord(
                 endpoint=lg.endpoint, uniqueid=lg.uniqueid, outcome=lg.outcome or NO_ANSWER,
                 started_at=lg.started_at, answered_at=lg.answered_at, ended_at=lg.ended_at,
-                # the seed's rule: nobody answered -> every phone that rang missed it
-                missed=(call_type == MISSED and lg.endpoint not in self.config.trunks
-                        and (lg.outcome or NO_ANSWER) == NO_ANSWER),
+                missed=leg_missed(kind, lg.endpoint in self.config.trunks, lg.outcome or NO_ANSWER),
             )
             for lg in sorted(conv.legs.values(), key=lambda x: x.started_at)
         )
         return CallRecord(
             linkedid=conv.linkedid,
             direction=direction,
-            call_type=call_type,
+            call_type=kind,
             did=self._did(conv) if direction == INCOMING else "",
             caller=caller,
             callee=callee,
