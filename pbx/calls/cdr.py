@@ -25,7 +25,7 @@ from pbx.calls.records import (
     call_type,
     leg_missed,
 )
-from pbx.calls.tracker import endpoint_of
+from pbx.calls.conversation import endpoint_of
 
 DISPOSITION = {"ANSWERED": ANSWERED, "NO ANSWER": NO_ANSWER, "BUSY": BUSY, "FAILED": FAILED,
                "CONGESTION": FAILED}

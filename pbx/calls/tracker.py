@@ -11,10 +11,22 @@ No asyncio, no sockets, no clock: time comes on the events.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
+from pbx.calls import conversation as cv
 from pbx.calls import events as ev
 from pbx.calls import q850
+from pbx.calls.conversation import (  # endpoint_of: re-exported for the CDR side and tests
+    DIALING,
+    DONE,
+    LEG_TRANSITIONS,
+    RINGING,
+    TALKING,
+    Channel,
+    Conversation,
+    Leg,
+    endpoint_of,
+)
+from pbx.calls.projection import card_status, live_call, record_of
 from pbx.calls.records import (
     ANSWERED,
     ANSWERED_ELSEWHERE,
@@ -26,29 +38,14 @@ from pbx.calls.records import (
     INCOMING,
     INTERNAL,
     NO_ANSWER,
-    OUTGOING,
     Anomaly,
     CallFinished,
-    CallRecord,
     Change,
-    LegRecord,
-    LiveCall,
     LiveUpdate,
     NeedsBackfill,
     QueueWaiting,
     TrackerConfig,
-    call_type,
-    leg_missed,
 )
-
-# Leg states. "dialing" and "ringing" are open; "talking" is answered and open; the rest end it.
-DIALING, RINGING, TALKING, DONE = "dialing", "ringing", "talking", "done"
-LEG_TRANSITIONS: dict[str, frozenset[str]] = {
-    DIALING: frozenset({RINGING, TALKING, DONE}),
-    RINGING: frozenset({TALKING, DONE}),
-    TALKING: frozenset({DONE}),
-    DONE: frozenset(),
-}
 
 DIAL_STATUS = {
     "ANSWER": ANSWERED,
@@ -58,62 +55,6 @@ DIAL_STATUS = {
     "CONGESTION": FAILED,
     "INVALIDARGS": FAILED,
 }
-
-
-def endpoint_of(channel: str) -> str:
-    """``PJSIP/101-00000001`` -> ``101``; ``Local/1@patient-sim-0000a;2`` -> ``Local/1@patient-sim``."""
-    tech, _, rest = channel.partition("/")
-    if not rest:
-        return channel
-    if tech == "Local":
-        return "Local/" + rest.split(";", 1)[0].rsplit("-", 1)[0]
-    return rest.rsplit("-", 1)[0]
-
-
-@dataclass
-class Channel:
-    uniqueid: str
-    name: str
-    endpoint: str
-    created_at: float
-    caller_num: str = ""
-    caller_name: str = ""
-    exten: str = ""
-    state: str = ""
-    up_at: float | None = None
-    ended_at: float | None = None
-
-
-@dataclass
-class Leg:
-    uniqueid: str
-    endpoint: str
-    started_at: float
-    dial_string: str = ""
-    state: str = DIALING
-    outcome: str = ""
-    answered_at: float | None = None
-    ended_at: float | None = None
-    cause: int = 0  # Q.850 cause of the leg's hang-up request (17: the phone was busy)
-
-
-@dataclass
-class Conversation:
-    linkedid: str
-    started_at: float
-    origin: str  # uniqueid of the first channel
-    linkedids: list[str] = field(default_factory=list)
-    channels: dict[str, Channel] = field(default_factory=dict)
-    legs: dict[str, Leg] = field(default_factory=dict)
-    vars: dict[str, str] = field(default_factory=dict)
-    live: set[str] = field(default_factory=set)
-    queue: str = ""
-    answered_at: float | None = None
-    answered_leg: str = ""
-    hangup_by: str = ""
-    on_hold: bool = False
-    shown: dict[str, str] = field(default_factory=dict)  # endpoint -> last card status sent
-    recovered: bool = False  # rebuilt from a snapshot: our history of it is incomplete
 
 
 class CallTracker:
@@ -221,77 +162,19 @@ class CallTracker:
         return chan
 
     def _direction(self, conv: Conversation) -> str:
-        declared = conv.vars.get("CLINIC_DIRECTION", "")
-        if declared in (INCOMING, OUTGOING, INTERNAL):
-            return declared
-        origin = conv.channels.get(conv.origin)
-        if origin is not None and self._is_trunk(origin.name):
-            return INCOMING
-        if any(leg.endpoint in self.config.trunks for leg in conv.legs.values()):
-            return OUTGOING
-        return INTERNAL
-
-    def _caller(self, conv: Conversation) -> tuple[str, str]:
-        origin = conv.channels.get(conv.origin)
-        if origin is None:
-            return "", ""
-        return origin.caller_num, origin.caller_name
+        return cv.direction(conv, self.config.trunks)
 
     def _live(self, conv: Conversation, endpoint: str, at: float, out: list[Change],
               status: str = "", outcome: str = "") -> None:
-        """Publish the card of ``endpoint`` for this conversation."""
-        direction = self._direction(conv)
-        if not status:
-            leg = next((lg for lg in conv.legs.values() if lg.endpoint == endpoint), None)
-            if direction == OUTGOING and leg is None:
-                status = "talking" if conv.answered_at else "dialing"
-            elif leg is None or leg.state == DONE:
-                status = "ended"
-            elif leg.state == TALKING or (direction == OUTGOING and conv.answered_at):
-                status = "on_hold" if conv.on_hold else "talking"
-            else:
-                status = "ringing" if direction == INCOMING else "dialing"
+        """Publish the card of ``endpoint`` for this conversation (once per status)."""
+        status = status or card_status(conv, endpoint, self.config.trunks)
         if conv.shown.get(endpoint) == status + outcome:
             return  # the card already shows this
         conv.shown[endpoint] = status + outcome
-        caller, name = self._caller(conv)
-        if direction == OUTGOING:
-            caller, name = self._callee(conv), ""
-        out.append(LiveUpdate(LiveCall(
-            linkedid=conv.linkedid, direction=direction, endpoint=endpoint, status=status,
-            caller=caller, caller_name=name, did=self._did(conv), queue=conv.queue,
-            caller_type=conv.vars.get("CLINIC_CALLER_TYPE", ""),
-            patient_id=conv.vars.get("CLINIC_PATIENT_ID", ""), since=at, outcome=outcome,
-        )))
-
-    def _did(self, conv: Conversation) -> str:
-        if conv.vars.get("CLINIC_DID"):
-            return conv.vars["CLINIC_DID"]
-        origin = conv.channels.get(conv.origin)
-        if origin is not None and self._is_trunk(origin.name):
-            return origin.exten
-        return ""
-
-    def _callee(self, conv: Conversation) -> str:
-        if conv.vars.get("CLINIC_CALLEE"):
-            return conv.vars["CLINIC_CALLEE"]
-        for leg in conv.legs.values():
-            if leg.endpoint in self.config.trunks and leg.dial_string:
-                return leg.dial_string.split("@", 1)[0]
-        origin = conv.channels.get(conv.origin)
-        return origin.exten if origin is not None else ""
+        out.append(LiveUpdate(live_call(conv, endpoint, status, at, outcome, self.config.trunks)))
 
     def _desk_endpoints(self, conv: Conversation) -> list[str]:
-        """The desk phones that should see a card for this conversation."""
-        found = []
-        if self._direction(conv) == OUTGOING:
-            origin = conv.channels.get(conv.origin)
-            if origin is not None and self._is_desk(origin.name):
-                found.append(origin.endpoint)
-        for leg in conv.legs.values():
-            if leg.endpoint not in self.config.trunks and leg.endpoint not in found:
-                found.append(leg.endpoint)
-        return found
+        return cv.desk_endpoints(conv, self.config.trunks)
 
     def _leg_to(self, conv: Conversation, leg: Leg, state: str, at: float, out: list[Change],
                 outcome: str = "") -> bool:
@@ -528,7 +411,7 @@ class CallTracker:
                 self._live(conv, endpoint, ended, out, "ended", "completed" if talked else "missed")
             out.append(NeedsBackfill(conv.linkedid, ended))
             return
-        record = self._record(conv, ended)
+        record = record_of(conv, ended, self.config.trunks)
         if record.direction == INTERNAL and not self._desk_endpoints(conv):
             return  # no desk phone, no trunk: a robot's or a test's channel, not a clinic call
         for endpoint in self._desk_endpoints(conv):
@@ -541,73 +424,6 @@ class CallTracker:
                 outcome = "completed" if record.answered else "unanswered"
             self._live(conv, endpoint, ended, out, "ended", outcome)
         out.append(CallFinished(record))
-
-    def _record(self, conv: Conversation, ended: float) -> CallRecord:
-        direction = self._direction(conv)
-        caller, _ = self._caller(conv)
-        origin = conv.channels.get(conv.origin)
-        answered_at = conv.answered_at
-        answered_leg = conv.legs.get(conv.answered_leg)
-        if direction == OUTGOING:
-            trunk_legs = [lg for lg in conv.legs.values() if lg.endpoint in self.config.trunks]
-            answered_trunk = next((lg for lg in trunk_legs if lg.answered_at is not None), None)
-            answered_at = answered_trunk.answered_at if answered_trunk else None
-            kind = call_type(OUTGOING, answered=answered_at is not None, patient_dialled=bool(trunk_legs))
-            answered_by = origin.endpoint if origin is not None else ""
-            caller = answered_by
-            callee = self._callee(conv)
-            talk_chan = answered_trunk.uniqueid if answered_trunk else ""
-        elif direction == INCOMING:
-            kind = call_type(INCOMING, answered=answered_at is not None)
-            answered_by = answered_leg.endpoint if answered_leg is not None else ""
-            callee = self._did(conv)
-            talk_chan = conv.answered_leg
-        else:
-            kind = call_type(direction, answered=answered_at is not None)
-            answered_by = answered_leg.endpoint if answered_leg is not None else ""
-            callee = next(iter(lg.endpoint for lg in conv.legs.values()), "")
-            caller = origin.endpoint if origin is not None else caller
-            talk_chan = conv.answered_leg
-        # A party hanging up shows as a (non-soft) HangupRequest on its channel; when the
-        # switch ends the call (a queue that gave up) there is only a SoftHangupRequest.
-        # QueueCallerAbandon cannot tell them apart: Asterisk sends it on a timeout too.
-        hangup_by = conv.hangup_by or HANGUP_SYSTEM
-        talk = 0.0
-        if answered_at is not None:
-            ends = [c.ended_at for uid, c in conv.channels.items()
-                    if uid in (conv.origin, talk_chan) and c.ended_at is not None]
-            talk = max(0.0, (min(ends) if ends else ended) - answered_at)
-        legs = tuple(
-            LegRecord(
-                endpoint=lg.endpoint, uniqueid=lg.uniqueid, outcome=lg.outcome or NO_ANSWER,
-                started_at=lg.started_at, answered_at=lg.answered_at, ended_at=lg.ended_at,
-                missed=leg_missed(kind, lg.endpoint in self.config.trunks, lg.outcome or NO_ANSWER),
-            )
-            for lg in sorted(conv.legs.values(), key=lambda x: x.started_at)
-        )
-        return CallRecord(
-            linkedid=conv.linkedid,
-            direction=direction,
-            call_type=kind,
-            did=self._did(conv) if direction == INCOMING else "",
-            caller=caller,
-            callee=callee,
-            queue=conv.queue,
-            legs=legs,
-            answered_by=answered_by,
-            started_at=conv.started_at,
-            answered_at=answered_at,
-            ended_at=ended,
-            wait_seconds=round((answered_at or ended) - conv.started_at, 3),
-            talk_seconds=round(talk, 3),
-            hangup_by=hangup_by,
-            recording=conv.vars.get("CLINIC_RECORDING", "") if answered_at is not None else "",
-            caller_type=conv.vars.get("CLINIC_CALLER_TYPE", ""),
-            patient_id=conv.vars.get("CLINIC_PATIENT_ID", ""),
-            originated_by=conv.vars.get("CLINIC_ORIGINATED_BY", ""),
-            linkedids=tuple(conv.linkedids),
-        )
-
 
 _HANDLERS = {
     ev.NewChannel: CallTracker._on_new_channel,
