@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pbx.calls.conversation import endpoint_of
 from pbx.calls.records import (
     ANSWERED,
     ANSWERED_ELSEWHERE,
@@ -25,7 +26,6 @@ from pbx.calls.records import (
     call_type,
     leg_missed,
 )
-from pbx.calls.conversation import endpoint_of
 
 DISPOSITION = {"ANSWERED": ANSWERED, "NO ANSWER": NO_ANSWER, "BUSY": BUSY, "FAILED": FAILED,
                "CONGESTION": FAILED}
