@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -27,34 +25,41 @@ from pbx.cdr_backfill import CdrReader
 from pbx.embedded import EmbeddedAsterisk
 from pbx.escort_service import EscortService
 from pbx.event_pump import EventPump
-from pbx.gateways import make_gateway
+from pbx.gateways import Gateway, make_gateway
 from pbx.robot_caller import RobotCaller
-from pbx.settings import Settings
-from pbx.storage_health import disk_space
+from pbx.services import HEALTH_PARTS, SERVICES, Services, health  # noqa: F401 - re-exported
+from pbx.settings import GatewaySettings, Settings
 from pbx.tts import PromptCache, TtsError, load_phrases
+from web.app import setup_web
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Services:
-    """Everything the request handlers may reach, built once per application."""
-
-    settings: Settings
-    db: Database
-    asterisk: EmbeddedAsterisk | None = None
-    ami: AmiClient | None = None
-    pump: EventPump | None = None
-    ari: AriClient | None = None
-    agi: FastAgiServer | None = None
-    calls: CallService | None = None
-    robot: RobotCaller | None = None
-    escort: EscortService | None = None
-    clock: Clock = field(default_factory=SystemClock)
-    started_at: float = field(default_factory=time.time)  # the counters in health count from here
+def real_ami(settings: Settings, raw_sink: RawSink | None) -> AmiClient | None:
+    a = settings.asterisk
+    return AmiClient(a.host, a.ami_port, a.ami_user, a.ami_secret, ping_interval=a.ami_ping_seconds,
+                     ping_timeout=a.ami_ping_timeout, raw_sink=raw_sink)
 
 
-SERVICES = web.AppKey("services", Services)
+def real_ari(settings: Settings) -> AriClient | None:
+    a = settings.asterisk
+    return AriClient(f"http://{a.host}:{a.http_port}", a.ari_user, a.ari_password, a.ari_app)
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """How the root makes each outside-facing adapter; tests swap them (a factory that returns
+    None leaves that adapter off: the panel without any Asterisk)."""
+
+    ami: Callable[[Settings, RawSink | None], AmiClient | None] = real_ami
+    ari: Callable[[Settings], AriClient | None] = real_ari
+    gateway: Callable[[GatewaySettings], Gateway] = make_gateway
+    agi: bool = True  # serve FastAGI
+
+    @classmethod
+    def offline(cls) -> Adapters:
+        """No Asterisk at all: the panel and the CRM alone."""
+        return cls(ami=lambda _s, _r: None, ari=lambda _s: None, agi=False)
 
 
 def build_app(
@@ -64,12 +69,12 @@ def build_app(
     ami_raw_sink: RawSink | None = None,
     clock: Clock | None = None,
     run_escort: bool = True,
+    adapters: Adapters | None = None,
 ) -> web.Application:
     """Build the aiohttp application. ``manage_asterisk`` defaults to settings.asterisk.embedded;
     ``ami_raw_sink`` receives every raw AMI read (the recorder); ``run_escort=False`` leaves
     the escort's background loop off (tests drive ``services.escort.tick()`` themselves)."""
-    from web.app import setup_web  # web depends on pbx, not the other way round
-
+    make = adapters or Adapters()
     app = web.Application()
     services = Services(settings=settings, db=Database(settings.db_path), clock=clock or SystemClock())
     app[SERVICES] = services
@@ -95,6 +100,9 @@ def build_app(
             log.info("Asterisk pid %s keeps running; `clinic-pbx asterisk stop` stops it", pid)
 
     async def fastagi(_: web.Application) -> AsyncIterator[None]:
+        if not make.agi:
+            yield
+            return
         a = settings.asterisk
         agi = FastAgiServer(a.agi_host, a.agi_port)
         agi.add_route("incoming", incoming_route(services.db))
@@ -105,12 +113,10 @@ def build_app(
         await agi.stop()
 
     async def ami(_: web.Application) -> AsyncIterator[None]:
-        a = settings.asterisk
-        client = AmiClient(
-            a.host, a.ami_port, a.ami_user, a.ami_secret,
-            ping_interval=a.ami_ping_seconds, ping_timeout=a.ami_ping_timeout,
-            raw_sink=ami_raw_sink,
-        )
+        client = make.ami(settings, ami_raw_sink)
+        if client is None:
+            yield
+            return
         pump = EventPump(client)
         assert services.calls is not None
         pump.add_sink(services.calls.on_ami)
@@ -123,8 +129,10 @@ def build_app(
         await pump.stop()
 
     async def ari(_: web.Application) -> AsyncIterator[None]:
-        a = settings.asterisk
-        client = AriClient(f"http://{a.host}:{a.http_port}", a.ari_user, a.ari_password, a.ari_app)
+        client = make.ari(settings)
+        if client is None:
+            yield
+            return
         await client.start()
         if manage:
             await client.wait_connected(5.0)
@@ -143,7 +151,7 @@ def build_app(
             else:  # rendered on the first call (or ahead of time by `clinic-pbx sounds`)
                 robot = RobotCaller(services.ari, settings, prompts, phrases)
                 await robot.start()
-        gateway = make_gateway(settings.gateway)
+        gateway = make.gateway(settings.gateway)
         if settings.gateway.demo:
             log.warning("gateway.demo is on: messages are logged here and sent nowhere")
         await gateway.start()
@@ -164,36 +172,3 @@ def build_app(
 async def agi_ping(request: AgiRequest) -> None:
     """``agi://.../ping``: answers ``clinic-pbx check`` and monitoring with one SET VARIABLE."""
     await request.set_variable("CLINIC_AGI_STATUS", "OK")
-
-
-HEALTH_PARTS = ("db", "db_writes", "disk", "ami", "ari", "agi")  # all true: the server is healthy
-
-
-async def health(services: Services) -> dict[str, object]:
-    """Component status for /api/v1/health and the home page. ``ari`` is true only while our
-    Stasis app is registered (the client verifies it), not merely while a socket is open."""
-    ari_ok = services.ari is not None and services.ari.connected.is_set()
-    calls = services.calls
-    failing = calls.write_failing_since if calls is not None else None
-    disk = disk_space(services.settings.state_dir, services.settings.disk_alarm_mb)
-    return {
-        "db": await services.db.ping(),
-        # finished calls are being committed (false while the database is locked or the disk
-        # full: the records wait in memory and are retried, nothing is dropped)
-        "db_writes": failing is None,
-        "db_error": calls.last_write_error if calls is not None and failing is not None else "",
-        "db_failing_since": datetime.fromtimestamp(failing, UTC).isoformat(timespec="seconds") if failing else None,
-        "calls_pending": calls.pending_writes if calls is not None else 0,
-        "disk": disk.ok,
-        "disk_free_mb": disk.free_mb,
-        "ami": services.ami is not None and services.ami.connected,
-        "ari": ari_ok,
-        "agi": services.agi is not None and services.agi.server is not None,
-        "live_calls": len({lid for cards in calls.live.values() for lid in cards}) if calls is not None else 0,
-        "tasks": len(asyncio.all_tasks()),  # flat over a day: no task leak (the soak bench reads it)
-        "ami_events": services.pump.stats.events if services.pump is not None else 0,
-        # FastAgiServer is a dict (panoramisk's Application): empty, so falsy: compare with None
-        "agi_requests": services.agi.stats["requests"] if services.agi is not None else 0,
-        # the counters are this process's: after a restart they start again from 0
-        "counted_since": datetime.fromtimestamp(services.started_at, UTC).isoformat(timespec="seconds"),
-    }

@@ -14,7 +14,7 @@ from aiohttp import web
 from crm import audit, tokens
 from crm.calls import CALL_TYPES, CallFilter, get_call, list_calls
 from crm.dates import parse_day, parse_moment
-from pbx.app import HEALTH_PARTS, SERVICES, health
+from pbx.services import HEALTH_PARTS, SERVICES, health
 from web.common import ROW_ID
 
 OPENAPI = Path(__file__).parent / "openapi.json"

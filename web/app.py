@@ -16,7 +16,7 @@ from aiohttp_session import get_session, new_session
 from crm import audit, sessions, shifts, users
 from crm.login_limits import LoginThrottle
 from crm.signatures import ReplayGuard
-from pbx.app import SERVICES
+from pbx.services import SERVICES
 from pbx.settings import Settings
 from web import (
     audit_page,

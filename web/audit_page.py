@@ -10,7 +10,7 @@ from aiohttp import web
 
 from crm import audit, directory
 from crm.dates import parse_day
-from pbx.app import SERVICES
+from pbx.services import SERVICES
 from web.common import (
     clinic_tz,
     csv_response,

@@ -14,7 +14,7 @@ from aiohttp import web
 from crm import context, patients, schedule, shifts
 from crm.dates import parse_day
 from crm.schedule import BookingError
-from pbx.app import SERVICES
+from pbx.services import SERVICES
 from web.common import (
     clean_linkedid,
     clinic_tz,

@@ -12,7 +12,7 @@ from aiohttp import web
 from crm import calls, comments, context, shifts
 from crm.comments import CommentError
 from crm.dates import parse_moment
-from pbx.app import SERVICES
+from pbx.services import SERVICES
 from web.common import (
     Viewer,
     clean_linkedid,

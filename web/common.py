@@ -13,7 +13,7 @@ from aiohttp import web
 from yarl import URL
 
 from crm import audit
-from pbx.app import SERVICES
+from pbx.services import SERVICES
 from web.security import current_user
 
 SETTINGS_ROLES = ("settings_admin", "director")

@@ -11,8 +11,8 @@ import logging
 from aiohttp import web
 
 from crm import clinic_settings, identify, phones, shifts
-from pbx.app import SERVICES
 from pbx.originate import OriginateError, OriginateRequest, originate
+from pbx.services import SERVICES
 from web.common import viewer
 from web.live import LIVE_HUB
 

@@ -15,9 +15,9 @@ from aiohttp import web
 from crm import escort, phones, schedule, signatures
 from crm.dates import parse_day
 from crm.schedule import BookingError
-from pbx.app import SERVICES
 from pbx.robots import rules
 from pbx.robots.rules import EscortSettings
+from pbx.services import SERVICES
 from web.common import (
     SETTINGS_ROLES,
     clinic_tz,

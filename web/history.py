@@ -16,7 +16,7 @@ from aiohttp import web
 
 from crm import directory
 from crm.calls import get_call, list_calls
-from pbx.app import SERVICES
+from pbx.services import SERVICES
 from web.api import call_filter
 from web.common import clinic_tz, csv_response, csv_safe, local_time, trace, viewer
 

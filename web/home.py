@@ -13,7 +13,7 @@ from aiohttp import web
 
 from crm import reports, schedule
 from crm.calls import PROCESSING_WINDOW, CallFilter, iso, list_calls
-from pbx.app import SERVICES, health
+from pbx.services import SERVICES, health
 from web.common import clinic_tz, local_time, local_today, now_ts, viewer
 from web.history import row_view
 

@@ -18,9 +18,9 @@ from aiohttp_session import get_session
 
 from crm import directory, distribution, identify, phones, shifts
 from crm.db import Database
-from pbx.app import SERVICES
 from pbx.call_service import CallService
 from pbx.calls.records import Change, LiveCall, LiveUpdate, QueueWaiting
+from pbx.services import SERVICES
 from web.security import VIEWER, current_user
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from aiohttp import web
 from crm import directory, reports
 from crm.calls import CallFilter
 from crm.dates import parse_day
-from pbx.app import SERVICES
+from pbx.services import SERVICES
 from web.api import call_filter
 from web.common import (
     SETTINGS_ROLES,

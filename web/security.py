@@ -20,7 +20,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from crm import sessions
 from crm.sessions import SessionPolicy, SessionUser
-from pbx.app import SERVICES
+from pbx.services import SERVICES
 from pbx.settings import WebSettings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -13,7 +13,7 @@ from crm import audit, clinic_settings, comments, directory, distribution, sched
 from crm.comments import CommentError
 from crm.schedule import BookingError
 from crm.tags import TagError
-from pbx.app import SERVICES
+from pbx.services import SERVICES
 from web.common import ROLE_LABELS, int_or_none, now_ts, require_settings
 from web.live import WORKSTATION_COOKIE
 

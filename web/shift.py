@@ -10,7 +10,7 @@ from aiohttp_session import get_session
 
 from crm import directory, shifts
 from crm.db import utc_now
-from pbx.app import SERVICES
+from pbx.services import SERVICES
 from web.common import local_today, viewer
 from web.live import LIVE_HUB
 

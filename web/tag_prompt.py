@@ -9,7 +9,7 @@ from aiohttp import web
 
 from crm import calls, phones, shifts, tags
 from crm.tags import TagError
-from pbx.app import SERVICES
+from pbx.services import SERVICES
 from web.common import Viewer, clean_linkedid, now_ts, viewer
 
 

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from crm import users
 from crm.calls import known_linkedids
-from pbx.app import SERVICES, Services, build_app, health
+from pbx.app import SERVICES, Adapters, Services, build_app, health
 from pbx.calls.records import CallFinished, CallRecord, LegRecord
 from pbx.checks import check_database, check_disk
 from pbx.settings import Settings
@@ -53,7 +53,7 @@ async def wait_for(pred, timeout: float, what: str) -> None:
 
 @pytest.fixture
 async def panel(settings: Settings) -> AsyncIterator[tuple[TestClient, Services]]:
-    app = build_app(settings)
+    app = build_app(settings, adapters=Adapters.offline())
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         services = app[SERVICES]
         await users.create_user(services.db, "anna", "pw", role="director", history_access="read")
@@ -126,7 +126,7 @@ def fill(folder: Path) -> Path:
 
 async def test_disk_full(small_disk: Path, tmp_path: Path) -> None:
     settings = offline_settings(small_disk / "state", disk_alarm_mb=1)
-    app = build_app(settings)
+    app = build_app(settings, adapters=Adapters.offline())
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         services = app[SERVICES]
         assert services.calls is not None

@@ -1,0 +1,41 @@
+"""The composition root: adapters come from injectable factories, web never imports the root."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from pbx.app import SERVICES, Adapters, build_app
+from pbx.gateways import DemoGateway
+from tests.unit.panel_client import offline_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_adapters_are_injected(tmp_path: Path) -> None:
+    made: list[str] = []
+
+    def gateway(settings):
+        made.append("gateway")
+        return DemoGateway()
+
+    adapters = dataclasses.replace(Adapters.offline(), gateway=gateway)
+    app = build_app(offline_settings(tmp_path), adapters=adapters, run_escort=False)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        services = app[SERVICES]
+        assert services.ami is None and services.ari is None and services.agi is None
+        assert made == ["gateway"] and isinstance(services.escort.gateway, DemoGateway)
+        health = await (await client.get("/api/v1/health")).json()
+        assert health["ami"] is False and health["db"] is True  # what is true: no Asterisk here
+
+
+def test_web_never_imports_the_composition_root() -> None:
+    offenders = []
+    for f in (ROOT / "web").rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "pbx.app":
+                offenders.append(str(f.relative_to(ROOT)))
+    assert not offenders, offenders
