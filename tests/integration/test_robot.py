@@ -146,7 +146,7 @@ async def test_restart_mid_call_neither_loses_nor_repeats(robot_settings: Settin
     ari = services.ari
     assert ari is not None
     for _ in range(100):  # until the robot speaks
-        if services.db.query_now("SELECT 1 FROM robot_calls WHERE outcome = ''") and services.robot and services.robot.playbacks:
+        if services.db.query_now("SELECT 1 FROM robot_calls WHERE outcome = ''") and services.robot and services.robot.runner.playbacks:
             break
         await asyncio.sleep(0.1)
     channels = [c["id"] for c in await ari.get("channels")]

@@ -25,8 +25,14 @@ async def test_rendered_once_at_8_khz(tmp_path: Path) -> None:
 
 async def test_a_cancelled_render_leaves_nothing(tmp_path: Path) -> None:
     cache = PromptCache(tmp_path)
-    task = asyncio.create_task(cache.path("Проверка отмены синтеза речи. " * 30))
-    await asyncio.sleep(0.3)
+    task = asyncio.create_task(cache.path("Проверка отмены синтеза речи. " * 300))
+    for _ in range(200):  # cancel while the synthesis child runs (waiting on a state, not a guess)
+        probe = await asyncio.create_subprocess_exec("pgrep", "-f", "no complete WAV from espeak",
+                                                     stdout=asyncio.subprocess.PIPE)
+        if (await probe.communicate())[0].strip():
+            break
+        await asyncio.sleep(0.02)
+    assert not task.done(), "the render ended before it could be cancelled"
     task.cancel()
     try:
         await task

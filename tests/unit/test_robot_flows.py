@@ -1,0 +1,268 @@
+"""Robot flows: the confirmation flow driven fact by fact (pure), and the one ARI flow runner
+against a small aiohttp fake of Asterisk: the confirmation call answered, busy, refused, and a
+two-channel flow that bridges its channels (the shape of the website callback robot)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+
+from pbx.ari.client import AriClient
+from pbx.ari.flow_runner import FlowRunner
+from pbx.robots import flow as f
+from pbx.robots.confirmation import MAX_CALL, NO_INPUT, ConfirmationFlow
+from tests.unit.test_ari_client import FakeAri
+
+MEDIA = {p: f"sound:/p/{p}" for p in ("main", "invalid", "no_input", "confirmed", "reschedule", "cancelled", "goodbye")}
+
+
+def confirmation(**kw) -> ConfirmationFlow:
+    return ConfirmationFlow("robot-1", "Local/79990000001@patient-sim", MEDIA, 30, **kw)
+
+
+def kinds(commands: list[f.Command]) -> list[str]:
+    return [type(c).__name__ for c in commands]
+
+
+# ---- the pure flow ----------------------------------------------------------------------------
+def test_answered_key_1_confirms() -> None:
+    flow = confirmation(caller_id="74951110001")
+    start = flow.start()
+    assert start == [f.StartTimer(MAX_CALL, 300.0),
+                     f.Originate("robot-1", "Local/79990000001@patient-sim", 30, "74951110001", False)]
+    play = flow.feed(f.Answered("robot-1", 10.0))
+    assert f.Play("robot-1", "robot-1-pb-1", "sound:/p/main") in play
+    assert flow.feed(f.PromptDone("robot-1", "robot-1-pb-1", 15.0)) == [f.StartTimer(NO_INPUT, 7.0)]
+    out = flow.feed(f.Key("robot-1", "1", 16.0))
+    assert out[0] == f.Report("confirmed") and f.Play("robot-1", "robot-1-pb-2", "sound:/p/confirmed") in out
+    out = flow.feed(f.PromptDone("robot-1", "robot-1-pb-2", 18.0))
+    assert f.Hangup("robot-1") in out and out[-1] == f.Outcome("confirmed", "1", 10.0)
+    assert flow.feed(f.HungUp("robot-1", 16, 18.1)) == []  # over: nothing more
+
+
+def test_barge_in_stops_the_playing_prompt() -> None:
+    flow = confirmation()
+    flow.start()
+    flow.feed(f.Answered("robot-1", 10.0))
+    out = flow.feed(f.Key("robot-1", "2", 11.0))  # while the main prompt plays
+    assert f.StopPlayback("robot-1-pb-1") in out and f.Report("reschedule") in out
+    assert flow.feed(f.PromptDone("robot-1", "robot-1-pb-1", 11.1)) == []  # the stopped one
+
+
+@pytest.mark.parametrize(("cause", "outcome"), [(17, "busy"), (19, "no_answer"), (21, "no_answer"), (3, "failed")])
+def test_never_answered_by_cause(cause: int, outcome: str) -> None:
+    flow = confirmation()
+    flow.start()
+    assert flow.feed(f.HungUp("robot-1", cause, 40.0, final=False)) == []  # wait for the cause
+    assert flow.feed(f.HungUp("robot-1", cause, 40.1))[-1] == f.Outcome(outcome)
+
+
+def test_machine_refused_and_too_long() -> None:
+    flow = confirmation(amd=True)
+    assert flow.start()[1].amd
+    out = flow.feed(f.Answered("robot-1", 5.0, machine=True))
+    assert out[0] == f.Hangup("robot-1") and out[-1] == f.Outcome("machine", "", 5.0)
+    flow = confirmation()
+    flow.start()
+    assert flow.feed(f.OriginateFailed("robot-1", "Asterisk: no app", 1.0))[-1].outcome == "not_started"
+    flow = confirmation()
+    flow.start()
+    assert flow.feed(f.OriginateFailed("robot-1", "silent", 1.0, placed=True))[-1].outcome == "failed"
+    flow = confirmation()
+    flow.start()
+    flow.feed(f.Answered("robot-1", 5.0))
+    out = flow.feed(f.TimerDue(MAX_CALL, 305.0))
+    assert out[0] == f.Hangup("robot-1") and out[-1].outcome == "failed" and "300" in out[-1].reason
+
+
+def test_silence_then_goodbye() -> None:
+    flow = confirmation(max_errors=2)
+    flow.start()
+    flow.feed(f.Answered("robot-1", 1.0))
+    flow.feed(f.PromptDone("robot-1", "robot-1-pb-1", 2.0))
+    out = flow.feed(f.TimerDue(NO_INPUT, 9.0))
+    assert f.Play("robot-1", "robot-1-pb-2", "sound:/p/no_input") in out
+    flow.feed(f.PromptDone("robot-1", "robot-1-pb-2", 10.0))
+    flow.feed(f.PromptDone("robot-1", "robot-1-pb-3", 12.0))
+    out = flow.feed(f.TimerDue(NO_INPUT, 19.0))
+    assert f.Play("robot-1", "robot-1-pb-4", "sound:/p/goodbye") in out
+    assert flow.feed(f.PromptDone("robot-1", "robot-1-pb-4", 21.0))[-1] == f.Outcome("no_key", "", 1.0)
+
+
+# ---- the runner against a fake Asterisk ------------------------------------------------------------
+class FakeAsterisk(FakeAri):
+    """Channels that answer, are busy, or are refused; prompts that finish; bridges."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.behaviour: dict[str, str] = {}  # endpoint -> answer | busy | refuse | silent
+        self.requests: list[tuple[str, str]] = []
+        self.up: set[str] = set()
+        router = self.server.app.router
+        router.add_post("/ari/channels", self.originate)
+        router.add_post("/ari/channels/{id}/play", self.play)
+        router.add_delete("/ari/channels/{id}", self.hangup)
+        router.add_delete("/ari/playbacks/{id}", self.stop_playback)
+        router.add_post("/ari/bridges", self.bridge)
+        router.add_post("/ari/bridges/{id}/addChannel", self.add_channel)
+        router.add_post("/ari/bridges/{id}/record", self.record)
+        router.add_delete("/ari/bridges/{id}", self.destroy_bridge)
+
+    def later(self, event: dict, delay: float = 0.02) -> None:
+        asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self.push(event)))
+
+    async def originate(self, request: web.Request) -> web.Response:
+        q = request.query
+        self.requests.append(("originate", q["endpoint"]))
+        kind = self.behaviour.get(q["endpoint"], "answer")
+        cid = q["channelId"]
+        if kind == "refuse":
+            return web.json_response({"message": "Allocation failed"}, status=500)
+        if kind == "answer":
+            self.up.add(cid)
+            self.later({"type": "StasisStart", "channel": {"id": cid}, "args": ["robot", "HUMAN"]})
+        elif kind == "busy":
+            self.later({"type": "ChannelDestroyed", "channel": {"id": cid}, "cause": 17})
+        return web.json_response({"id": cid})
+
+    async def play(self, request: web.Request) -> web.Response:
+        cid, pid = request.match_info["id"], request.query["playbackId"]
+        self.requests.append(("play", request.query["media"]))
+        self.later({"type": "PlaybackFinished", "playback": {"id": pid, "target_uri": f"channel:{cid}"}}, 0.05)
+        return web.json_response({"id": pid})
+
+    async def hangup(self, request: web.Request) -> web.Response:
+        cid = request.match_info["id"]
+        self.requests.append(("hangup", cid))
+        if cid not in self.up:
+            return web.json_response({"message": "Channel not found"}, status=404)
+        self.up.discard(cid)
+        self.later({"type": "StasisEnd", "channel": {"id": cid}})
+        self.later({"type": "ChannelDestroyed", "channel": {"id": cid}, "cause": 16}, 0.03)
+        return web.Response(status=204)
+
+    async def stop_playback(self, request: web.Request) -> web.Response:
+        return web.json_response({"message": "Playback not found"}, status=404)
+
+    async def bridge(self, request: web.Request) -> web.Response:
+        self.requests.append(("bridge", request.query["bridgeId"]))
+        return web.json_response({"id": request.query["bridgeId"]})
+
+    async def add_channel(self, request: web.Request) -> web.Response:
+        bid = request.match_info["id"]
+        for cid in request.query["channel"].split(","):
+            self.requests.append(("add", cid))
+            self.later({"type": "ChannelEnteredBridge", "channel": {"id": cid}, "bridge": {"id": bid}})
+        return web.Response(status=204)
+
+    async def record(self, request: web.Request) -> web.Response:
+        self.requests.append(("record", request.query["name"]))
+        return web.json_response({"name": request.query["name"]})
+
+    async def destroy_bridge(self, request: web.Request) -> web.Response:
+        self.requests.append(("destroy", request.match_info["id"]))
+        return web.Response(status=204)
+
+    def press(self, channel: str, digit: str) -> None:
+        self.later({"type": "ChannelDtmfReceived", "channel": {"id": channel}, "digit": digit}, 0.0)
+
+
+@pytest.fixture
+async def asterisk():
+    fake = FakeAsterisk()
+    await fake.server.start_server()
+    client = AriClient(f"http://127.0.0.1:{fake.server.port}", "u", "p", "clinic-pbx",
+                       backoff_min=0.05, backoff_max=0.2, request_timeout=1.0)
+    await client.start()
+    assert await client.wait_connected(5)
+    runner = FlowRunner(client, "clinic-pbx")
+    await runner.start()
+    yield fake, runner
+    await runner.stop()
+    await client.stop()
+    await fake.server.close()
+
+
+async def test_runner_confirmation_answered_and_key(asterisk) -> None:
+    fake, runner = asterisk
+    reports: list[str] = []
+
+    async def on_report(what: str) -> None:
+        reports.append(what)
+
+    async def patient() -> None:  # presses 1 once the menu was played
+        for _ in range(300):
+            if ("play", "sound:/p/main") in fake.requests:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        fake.press("robot-1", "1")
+
+    presser = asyncio.create_task(patient())
+    out = await asyncio.wait_for(runner.run(confirmation(), on_report), 5)
+    await presser
+    assert out.outcome == "confirmed" and out.keys == "1" and out.answered_at is not None
+    assert reports == ["confirmed"]
+    assert ("play", "sound:/p/confirmed") in fake.requests and ("hangup", "robot-1") in fake.requests
+    assert runner.active == 0 and not runner.playbacks
+
+
+async def test_runner_busy_refused_and_a_stray_channel(asterisk) -> None:
+    fake, runner = asterisk
+    fake.behaviour["Local/79990000001@patient-sim"] = "busy"
+    assert (await asyncio.wait_for(runner.run(confirmation()), 5)).outcome == "busy"
+    fake.behaviour["Local/79990000001@patient-sim"] = "refuse"
+    out = await asyncio.wait_for(runner.run(confirmation()), 5)
+    assert out.outcome == "not_started" and "Allocation failed" in out.reason
+    fake.up.add("left-over")  # a Stasis channel nobody owns (from before a restart) is hung up
+    await fake.push({"type": "StasisStart", "channel": {"id": "left-over"}, "args": []})
+    for _ in range(100):
+        if ("hangup", "left-over") in fake.requests:
+            break
+        await asyncio.sleep(0.01)
+    assert ("hangup", "left-over") in fake.requests
+
+
+@dataclass
+class TwoLegs:
+    """A test flow of the callback robot's shape: call A, then B, bridge both (recorded), end
+    when either hangs up."""
+
+    answered: set[str] = field(default_factory=set)
+    bridged: set[str] = field(default_factory=set)
+
+    def start(self) -> list[f.Command]:
+        return [f.Originate("admin", "PJSIP/101", 20)]
+
+    def feed(self, fact: f.Fact) -> list[f.Command]:
+        if isinstance(fact, f.Answered):
+            self.answered.add(fact.channel)
+            if fact.channel == "admin":
+                return [f.Originate("patient", "Local/79990000001@patient-sim", 20, caller_id="74951110001")]
+            return [f.Bridge("b1", ("admin", "patient"), record_as="callback-1")]
+        if isinstance(fact, f.Bridged):
+            self.bridged.add(fact.channel)
+            if self.bridged == {"admin", "patient"}:
+                return [f.Hangup("patient")]  # the patient hangs up after the talk
+        if isinstance(fact, f.HungUp) and fact.final:
+            return [f.Outcome("bridged" if len(self.bridged) == 2 else "broken")]
+        return []
+
+
+async def test_runner_two_channels_and_a_bridge(asterisk) -> None:
+    fake, runner = asterisk
+    flow = TwoLegs()
+    out = await asyncio.wait_for(runner.run(flow), 5)
+    assert out.outcome == "bridged" and flow.answered == {"admin", "patient"}
+    assert [r for r in fake.requests if r[0] in ("originate", "bridge", "add", "record")] == [
+        ("originate", "PJSIP/101"), ("originate", "Local/79990000001@patient-sim"), ("bridge", "b1"),
+        ("add", "admin"), ("add", "patient"), ("record", "callback-1")]
+    for _ in range(100):  # at the outcome the admin's channel still up is hung up, the bridge destroyed
+        if ("hangup", "admin") in fake.requests and ("destroy", "b1") in fake.requests:
+            break
+        await asyncio.sleep(0.01)
+    assert ("hangup", "admin") in fake.requests and ("destroy", "b1") in fake.requests
+    assert runner.active == 0 and not runner.bridge_owners
