@@ -238,42 +238,40 @@ async def end_robot_call(db: Database, channel_id: str, outcome: str, keys: str,
                        + (f", {reason}" if reason else ""))
 
 
-OUTCOME_STATUS = {"confirmed": "confirmed", "cancelled": "cancelled"}
-
-
 async def apply_choice(db: Database, appointment_id: int, choice: str, now: float, via: str) -> None:
-    """The patient's answer (robot key, reply, link): the schedule changes at once."""
+    """The patient's answer (robot key, reply, link): the schedule changes at once, every step
+    of ``rules.choice_steps`` in one transaction."""
+    offers = await _slot_offers(db, appointment_id) if choice == "cancelled" else []
     async with db.transaction() as tx:
-        if choice == "reschedule":
-            await tx.execute(
-                "UPDATE appointments SET needs_reschedule = 1, updated_at = ? WHERE id = ?",
-                (utc_now(), appointment_id),
-            )
-        else:
+        await _apply_choice(tx, appointment_id, choice, now, via, offers)
+
+
+async def _apply_choice(tx: Any, appointment_id: int, choice: str, now: float, via: str,
+                        offers: list[tuple[int, str, date]]) -> None:
+    for step in rules.choice_steps(choice):
+        if isinstance(step, rules.MarkReschedule):
+            await tx.execute("UPDATE appointments SET needs_reschedule = 1, updated_at = ? WHERE id = ?",
+                             (utc_now(), appointment_id))
+        elif isinstance(step, rules.SetStatus):
             await tx.execute(
                 "UPDATE appointments SET status = ?, updated_at = ? WHERE id = ? AND status IN"
-                " ('unconfirmed', 'confirmed')",
-                (OUTCOME_STATUS[choice], utc_now(), appointment_id),
-            )
-        await _log(tx, appointment_id, CONFIRMATION, now, "status", outcome=choice, detail=via)
-    if choice == "cancelled":
-        await offer_slot(db, appointment_id)
+                " ('unconfirmed', 'confirmed')", (step.status, utc_now(), appointment_id))
+        elif isinstance(step, rules.OfferSlot):
+            for patient_id, title, due in offers:
+                await schedule.insert_task(tx, patient_id, title, due, None)
+    await _log(tx, appointment_id, CONFIRMATION, now, "status", outcome=choice, detail=via)
 
 
-async def offer_slot(db: Database, appointment_id: int) -> int:
-    """A slot freed by the robot goes to the waiting list: a task per matching entry, with the
-    patient's number one click away in the tasks page."""
+async def _slot_offers(db: Database, appointment_id: int) -> list[tuple[int, str, date]]:
+    """A slot freed by the patient goes to the waiting list: a task per matching entry (up to
+    five), with the patient's number one click away in the tasks page."""
     appt = await schedule.get_appointment(db, appointment_id)
     if appt is None:
-        return 0
-    entries = await schedule.waiting(db, appt["specialty"])
+        return []
     when = appt["starts_at"].replace("T", " ")
-    for w in entries[:5]:
-        await schedule.add_task(
-            db, w["patient_id"], f"Освободилось время {when} у врача {appt['doctor_name']}: предложить",
-            date.fromisoformat(appt["starts_at"][:10]) - timedelta(days=1), None,
-        )
-    return len(entries[:5])
+    due = date.fromisoformat(appt["starts_at"][:10]) - timedelta(days=1)
+    return [(w["patient_id"], f"Освободилось время {when} у врача {appt['doctor_name']}: предложить", due)
+            for w in (await schedule.waiting(db, appt["specialty"]))[:5]]
 
 
 # --- the outbox ----------------------------------------------------------------------------
@@ -363,7 +361,8 @@ async def delivery(db: Database, gateway_id: str, state: str) -> bool:
 
 async def accept_reply(db: Database, phone: str, text: str, now: float) -> str:
     """A WhatsApp/SMS reply to a confirmation message: accepted only while the appointment is
-    still «Не подтверждён» (seed 002). Returns what happened, for the gateway's log."""
+    still «Не подтверждён» (seed 002). Returns what happened, for the gateway's log. The choice
+    and the log line are one transaction."""
     choice = rules.reply_choice(text)
     row = await db.fetchone(
         "SELECT o.appointment_id FROM outbox o WHERE o.phone = ? AND o.kind = 'confirm'"
@@ -374,14 +373,15 @@ async def accept_reply(db: Database, phone: str, text: str, now: float) -> str:
         return "no_message"
     appointment_id = int(row[0])
     appt = await schedule.get_appointment(db, appointment_id)
-    if choice is None:
-        status = "not_understood"
-    elif appt is None or appt["status"] != "unconfirmed":
-        status = "ignored_not_unconfirmed"
-    else:
-        await apply_choice(db, appointment_id, choice, now, "ответ на сообщение")
-        status = "accepted"
+    offers = await _slot_offers(db, appointment_id) if choice == "cancelled" else []
     async with db.transaction() as tx:
+        if choice is None:
+            status = "not_understood"
+        elif appt is None or appt["status"] != "unconfirmed":
+            status = "ignored_not_unconfirmed"
+        else:
+            await _apply_choice(tx, appointment_id, choice, now, "ответ на сообщение", offers)
+            status = "accepted"
         await _log(tx, appointment_id, CONFIRMATION, now, "reply", outcome=status, detail=text[:100])
     return status
 

@@ -307,11 +307,16 @@ async def add_task(db: Database, patient_id: int | None, title: str, due: date,
     if not title.strip():
         raise BookingError("Опишите задачу")
     async with db.transaction() as tx:
-        cur = await tx.execute(
-            "INSERT INTO tasks (patient_id, title, due_date, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
-            (patient_id, title.strip()[:500], due.isoformat(), user_id, utc_now()),
-        )
-        return int(cur.lastrowid or 0)
+        return await insert_task(tx, patient_id, title, due, user_id)
+
+
+async def insert_task(tx: Any, patient_id: int | None, title: str, due: date, user_id: int | None) -> int:
+    """A task, inside the caller's transaction (a step of a larger change)."""
+    cur = await tx.execute(
+        "INSERT INTO tasks (patient_id, title, due_date, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
+        (patient_id, title.strip()[:500], due.isoformat(), user_id, utc_now()),
+    )
+    return int(cur.lastrowid or 0)
 
 
 async def complete_task(db: Database, task_id: int) -> None:

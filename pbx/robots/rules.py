@@ -236,15 +236,28 @@ NOT_STARTED_RETRY_SECONDS = 60
 NOT_STARTED_ATTEMPTS = 5
 
 
-def after_call(outcome: str, attempt: int, s: EscortSettings, now: float, window_end: float) -> list[Step]:
-    """The seed's fallbacks: an unsuccessful call (no answer, busy, hang-up, no key, machine,
-    failure) ends in the confirmation message; busy / no answer is first retried."""
-    if outcome == "confirmed":
+def choice_steps(choice: str) -> list[SetStatus | MarkReschedule | OfferSlot]:
+    """What the patient's choice does to the schedule, at once, whichever way it came (a robot
+    key while the robot still talks, a message reply, the link page): 1 confirms, 3 cancels and
+    offers the freed slot to the waiting list, 2 marks the appointment to be moved."""
+    if choice == "confirmed":
         return [SetStatus("confirmed")]
-    if outcome == "cancelled":
+    if choice == "cancelled":
         return [SetStatus("cancelled"), OfferSlot()]
+    if choice == "reschedule":
+        return [MarkReschedule()]
+    raise ValueError(f"unknown choice {choice!r}")
+
+
+def after_call(outcome: str, attempt: int, s: EscortSettings, now: float, window_end: float) -> list[Step]:
+    """What is left to do when the robot's call has ended (the choice itself was applied when
+    the key came, ``choice_steps``). The seed's fallbacks: an unsuccessful call (no answer,
+    busy, hang-up, no key, machine, failure) ends in the confirmation message; busy / no answer
+    is first retried; a patient who asked to move gets the link to choose another time."""
+    if outcome in ("confirmed", "cancelled"):
+        return []
     if outcome == "reschedule":
-        return [MarkReschedule(), SendMessages("reschedule_link")]
+        return [SendMessages("reschedule_link")]
     if outcome == NOT_STARTED and attempt < NOT_STARTED_ATTEMPTS:
         at = now + NOT_STARTED_RETRY_SECONDS
         if at < window_end:

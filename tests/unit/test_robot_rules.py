@@ -185,8 +185,13 @@ def test_after_call_retries_and_fallbacks() -> None:
     assert rules.after_call("busy", 1, s, at(24, 19, 40), end) == [rules.SendMessages("confirm")]
     for outcome in ("hangup", "no_key", "machine", "failed", "interrupted"):
         assert rules.after_call(outcome, 1, s, at(24, 10), end) == [rules.SendMessages("confirm")]
-    assert rules.after_call("cancelled", 1, s, 0, end) == [rules.SetStatus("cancelled"), rules.OfferSlot()]
-    assert rules.after_call("reschedule", 1, s, 0, end)[1] == rules.SendMessages("reschedule_link")
+    # the choice acts at once (crm.escort.apply_choice runs these steps); after the call only
+    # the reschedule link is left
+    assert rules.choice_steps("cancelled") == [rules.SetStatus("cancelled"), rules.OfferSlot()]
+    assert rules.choice_steps("confirmed") == [rules.SetStatus("confirmed")]
+    assert rules.choice_steps("reschedule") == [rules.MarkReschedule()]
+    assert rules.after_call("cancelled", 1, s, 0, end) == [] == rules.after_call("confirmed", 1, s, 0, end)
+    assert rules.after_call("reschedule", 1, s, 0, end) == [rules.SendMessages("reschedule_link")]
 
 
 def test_a_call_asterisk_refused_is_tried_again_soon_then_messaged() -> None:
