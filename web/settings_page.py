@@ -4,6 +4,8 @@ name, and the telephony pause. Every change applies at once (read fresh by each 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp_jinja2
@@ -14,7 +16,7 @@ from crm.comments import CommentError
 from crm.schedule import BookingError
 from crm.tags import TagError
 from pbx.services import SERVICES
-from web.common import ROLE_LABELS, int_or_none, now_ts, require_settings
+from web.common import ROLE_LABELS, Viewer, int_or_none, now_ts, require_settings
 from web.live import WORKSTATION_COOKIE
 
 HISTORY_RIGHTS = {"none": "Нет доступа", "read": "Чтение", "edit": "Редактирование"}
@@ -46,96 +48,127 @@ async def settings_form(request: web.Request) -> dict[str, Any]:
     return await _page(request)
 
 
+@dataclass
+class _Form:
+    """One settings form post: what each action handler needs."""
+
+    request: web.Request
+    form: Any
+    db: Any
+    me: Viewer
+    now: float
+
+    def field(self, name: str) -> str:
+        return str(self.form.get(name, "")).strip()
+
+    def id(self, name: str) -> int:
+        return _id(self.form, name)
+
+    async def trace(self, what: str, uid: int, detail: str) -> None:
+        await audit.record(self.db, self.me.name, what, self.now, user_id=self.me.user_id, object_kind="user",
+                           object_id=uid, detail=detail, address=self.request.remote or "")
+
+
+async def _tags_mode(f: _Form) -> None:
+    await clinic_settings.put(f.db, "tags_enabled", bool(f.form.get("tags_enabled")))
+    mode = f.field("tags_mode")
+    if mode not in ("no_appointment", "always"):
+        raise TagError("Выберите, когда показывать окно меток")
+    await clinic_settings.put(f.db, "tags_mode", mode)
+
+
+async def _user_access(f: _Form) -> None:
+    role, right = f.field("role"), f.field("history_access")
+    if role not in ROLE_LABELS or right not in HISTORY_RIGHTS:
+        raise ValueError("Неверная роль или право")
+    uid = f.id("user")
+    if await users.update_access(f.db, uid, role, right, f.now):  # their sessions end
+        await f.trace("user_update", uid, f"роль {role}, история {right}")
+
+
+async def _user_active(f: _Form) -> None:
+    uid, active = f.id("user"), f.field("active") == "1"
+    if uid == f.me.user_id and not active:
+        raise ValueError("Нельзя отключить самого себя")
+    ended = await users.set_active(f.db, uid, active, f.now)
+    await f.trace("user_update" if active else "user_deactivate", uid,
+                  "включён" if active else f"отключён, завершено сеансов: {ended}")
+
+
+async def _user_password(f: _Form) -> None:
+    uid = f.id("user")
+    if len(f.field("password")) < 8:
+        raise ValueError("Пароль короче 8 символов")
+    await users.set_password(f.db, uid, f.field("password"), f.now)  # their sessions end
+    await f.trace("user_update", uid, "пароль изменён")
+
+
+async def _user_add(f: _Form) -> None:
+    login = f.field("login")[:50]
+    if not login or len(f.field("password")) < 8 or await users.user_exists(f.db, login):
+        raise ValueError("Логин занят или пароль короче 8 символов")
+    role = f.field("role") if f.field("role") in ROLE_LABELS else "administrator"
+    uid = await users.create_user(f.db, login, f.field("password"), full_name=f.field("full_name")[:100], role=role)
+    await f.trace("user_create", uid, login)
+
+
+async def _rule_add(f: _Form) -> None:
+    await distribution.add_rule(
+        f.db, user_id=int_or_none(f.form.get("user")), workstation=f.field("workstation") or None,
+        branch_id=int_or_none(f.form.get("branch")), did=f.field("did") or None, queue=f.field("queue") or None,
+    )
+
+
+async def _doctor_add(f: _Form) -> None:
+    await schedule.add_doctor(
+        f.db, f.field("full_name"), f.field("specialty"), int_or_none(f.form.get("branch")),
+        [int(d) for d in f.form.getall("weekday", []) if str(d).isdigit()],
+        _minutes(f.field("start")), _minutes(f.field("end")), int_or_none(f.form.get("slot")) or 0,
+    )
+
+
+async def _workstation(f: _Form) -> None:
+    resp = web.HTTPFound("/settings")
+    name = f.field("workstation")[:50]
+    if name:
+        resp.set_cookie(WORKSTATION_COOKIE, name, max_age=10 * 365 * 86400, httponly=True, samesite="Lax")
+    else:
+        resp.del_cookie(WORKSTATION_COOKIE)
+    raise resp
+
+
+ACTIONS: dict[str, Callable[[_Form], Awaitable[Any]]] = {
+    "tags": _tags_mode,
+    "group_add": lambda f: tags.create_group(f.db, f.field("name")),
+    "group_rename": lambda f: tags.rename_group(f.db, f.id("group"), f.field("name")),
+    "group_delete": lambda f: tags.delete_group(f.db, f.id("group")),
+    "tag_add": lambda f: tags.add_tag(f.db, f.id("group"), f.field("name")),
+    "tag_delete": lambda f: tags.delete_tag(f.db, f.id("tag")),
+    "topic_add": lambda f: comments.add_topic(f.db, f.field("name")),
+    "user": _user_access,
+    "user_active": _user_active,
+    "user_password": _user_password,
+    "user_add": _user_add,
+    "rule_add": _rule_add,
+    "rule_delete": lambda f: distribution.delete_rule(f.db, f.id("rule")),
+    "doctor_add": _doctor_add,
+    "doctor_active": lambda f: schedule.set_doctor_active(f.db, f.id("doctor"), bool(f.form.get("active"))),
+    "telephony": lambda f: clinic_settings.put(f.db, "telephony_suspended", bool(f.form.get("suspended"))),
+    "workstation": _workstation,
+}
+
+
 async def settings_submit(request: web.Request) -> web.StreamResponse:
     me = await require_settings(request)
-    form = await request.post()
-    db = request.app[SERVICES].db
-    now = now_ts(request)
-    action = str(form.get("action", ""))
-    field = lambda name: str(form.get(name, "")).strip()  # noqa: E731
-
-    async def trace(what: str, uid: int, detail: str) -> None:
-        await audit.record(db, me.name, what, now, user_id=me.user_id, object_kind="user", object_id=uid,
-                           detail=detail, address=request.remote or "")
-
+    f = _Form(request, await request.post(), request.app[SERVICES].db, me, now_ts(request))
+    action = f.field("action")
     try:
-        if action == "tags":
-            await clinic_settings.put(db, "tags_enabled", bool(form.get("tags_enabled")))
-            mode = field("tags_mode")
-            if mode not in ("no_appointment", "always"):
-                raise TagError("Выберите, когда показывать окно меток")
-            await clinic_settings.put(db, "tags_mode", mode)
-        elif action == "group_add":
-            await tags.create_group(db, field("name"))
-        elif action == "group_rename":
-            await tags.rename_group(db, _id(form, "group"), field("name"))
-        elif action == "group_delete":
-            await tags.delete_group(db, _id(form, "group"))
-        elif action == "tag_add":
-            await tags.add_tag(db, _id(form, "group"), field("name"))
-        elif action == "tag_delete":
-            await tags.delete_tag(db, _id(form, "tag"))
-        elif action == "topic_add":
-            await comments.add_topic(db, field("name"))
-        elif action == "user":
-            role, right = field("role"), field("history_access")
-            if role not in ROLE_LABELS or right not in HISTORY_RIGHTS:
-                raise ValueError("Неверная роль или право")
-            uid = _id(form, "user")
-            if await users.update_access(db, uid, role, right, now):  # their sessions end
-                await trace("user_update", uid, f"роль {role}, история {right}")
-        elif action == "user_active":
-            uid = _id(form, "user")
-            active = field("active") == "1"
-            if uid == me.user_id and not active:
-                raise ValueError("Нельзя отключить самого себя")
-            ended = await users.set_active(db, uid, active, now)
-            await trace("user_update" if active else "user_deactivate", uid,
-                        "включён" if active else f"отключён, завершено сеансов: {ended}")
-        elif action == "user_password":
-            uid = _id(form, "user")
-            if len(field("password")) < 8:
-                raise ValueError("Пароль короче 8 символов")
-            await users.set_password(db, uid, field("password"), now)  # their sessions end
-            await trace("user_update", uid, "пароль изменён")
-        elif action == "user_add":
-            login = field("login")[:50]
-            if not login or len(field("password")) < 8 or await users.user_exists(db, login):
-                raise ValueError("Логин занят или пароль короче 8 символов")
-            uid = await users.create_user(db, login, field("password"), full_name=field("full_name")[:100],
-                                          role=field("role") if field("role") in ROLE_LABELS else "administrator")
-            await trace("user_create", uid, login)
-        elif action == "rule_add":
-            await distribution.add_rule(
-                db, user_id=int_or_none(form.get("user")), workstation=field("workstation") or None,
-                branch_id=int_or_none(form.get("branch")), did=field("did") or None,
-                queue=field("queue") or None,
-            )
-        elif action == "rule_delete":
-            await distribution.delete_rule(db, _id(form, "rule"))
-        elif action == "doctor_add":
-            await schedule.add_doctor(
-                db, field("full_name"), field("specialty"), int_or_none(form.get("branch")),
-                [int(d) for d in form.getall("weekday", []) if str(d).isdigit()],
-                _minutes(field("start")), _minutes(field("end")), int_or_none(form.get("slot")) or 0,
-            )
-        elif action == "doctor_active":
-            await schedule.set_doctor_active(db, _id(form, "doctor"), bool(form.get("active")))
-        elif action == "telephony":
-            await clinic_settings.put(db, "telephony_suspended", bool(form.get("suspended")))
-        elif action == "workstation":
-            resp = web.HTTPFound("/settings")
-            name = field("workstation")[:50]
-            if name:
-                resp.set_cookie(WORKSTATION_COOKIE, name, max_age=10 * 365 * 86400, httponly=True,
-                                samesite="Lax")
-            else:
-                resp.del_cookie(WORKSTATION_COOKIE)
-            raise resp
-        else:
+        handler = ACTIONS.get(action)
+        if handler is None:
             raise ValueError("Неизвестное действие")
-        if not action.startswith("user"):
-            await audit.record(db, me.name, "settings_update", now, user_id=me.user_id, object_kind="settings",
+        await handler(f)
+        if not action.startswith("user"):  # the user actions leave their own audit line
+            await audit.record(f.db, me.name, "settings_update", f.now, user_id=me.user_id, object_kind="settings",
                                object_id=action, address=request.remote or "")
     except (TagError, CommentError, BookingError, ValueError) as exc:
         return aiohttp_jinja2.render_template("settings.html", request,
