@@ -112,7 +112,7 @@ async def run_level(n: int, concurrency: int, ast: EmbeddedAsterisk) -> None:
         t0 = time.monotonic()
         while True:
             await service.tick()
-            left = db.query_now("SELECT COUNT(*) FROM escort_jobs WHERE scenario = 'confirmation' AND state IN"
+            left = db.query_now("SELECT COUNT(*) FROM jobs WHERE scenario = 'confirmation' AND state IN"
                                 " ('pending', 'running')")[0][0]
             if not left and not service.calls:
                 break

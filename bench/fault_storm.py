@@ -95,7 +95,7 @@ async def wait_live(server: BenchServer, timeout: float = 10.0) -> float | None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    server = BenchServer(BENCH, bench_config(BENCH / "state", base=29000, web=28280))
+    server = BenchServer(BENCH, bench_config(BENCH / "state", base=23000, web=28280))
     settings = server.settings
     work = BENCH / "run"
     work.mkdir()

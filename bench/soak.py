@@ -45,7 +45,7 @@ def show(label: str, f: dict[str, float]) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    server = BenchServer(BENCH, bench_config(BENCH / "state", base=27000, web=28180))
+    server = BenchServer(BENCH, bench_config(BENCH / "state", base=24000, web=28180))
     work = BENCH / "run"
     work.mkdir()
     settings = server.settings

@@ -39,8 +39,8 @@ async def plan(db: Database, now: float, tz: ZoneInfo, changed_since: str = "") 
     rows = await db.fetchall(
         "SELECT a.id, a.starts_ts, a.created_ts, a.notify_requested FROM appointments a"
         " WHERE a.updated_at >= ? AND a.starts_ts > ? AND a.status IN ('unconfirmed', 'confirmed')"
-        " AND NOT EXISTS (SELECT 1 FROM escort_jobs j WHERE j.appointment_id = a.id"
-        " AND j.scenario = 'reminder' AND j.starts_ts = a.starts_ts)",
+        " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.subject_kind = 'appointment' AND j.subject_id = a.id"
+        " AND j.scenario = 'reminder' AND j.subject_ts = a.starts_ts)",
         (changed_since, now),
     )
     if not rows:
@@ -58,8 +58,9 @@ async def plan(db: Database, now: float, tz: ZoneInfo, changed_since: str = "") 
                 wanted.append((f"{DETAILS}:{r['id']}", DETAILS, r["created_ts"], int(r["notify_requested"])))
             for key, scenario, due_ts, forced in wanted:
                 cur = await tx.execute(
-                    "INSERT INTO escort_jobs (job_key, scenario, appointment_id, starts_ts, due_ts, forced,"
-                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_key) DO NOTHING",
+                    "INSERT INTO jobs (job_key, kind, scenario, subject_kind, subject_id, subject_ts, due_ts, forced,"
+                    " created_at, updated_at) VALUES (?, 'escort', ?, 'appointment', ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (job_key) DO NOTHING",
                     (key, scenario, r["id"], r["starts_ts"], due_ts, forced, stamp, stamp),
                 )
                 made += cur.rowcount
@@ -75,9 +76,9 @@ async def call_now(db: Database, appointment_id: int, now: float) -> None:
     stamp = utc_now()
     async with db.transaction() as tx:
         await tx.execute(
-            "INSERT INTO escort_jobs (job_key, scenario, appointment_id, starts_ts, due_ts, step, mode, forced,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'call', 'robot', 1, ?, ?)"
-            " ON CONFLICT (job_key) DO NOTHING",
+            "INSERT INTO jobs (job_key, kind, scenario, subject_kind, subject_id, subject_ts, due_ts, step, mode,"
+            " forced, manual, created_at, updated_at) VALUES (?, 'escort', ?, 'appointment', ?, ?, ?, 'call', 'robot',"
+            " 1, 1, ?, ?) ON CONFLICT (job_key) DO NOTHING",
             (f"manual:{appointment_id}:{int(now)}", CONFIRMATION, appointment_id, row[0], now, stamp, stamp),
         )
 
@@ -87,14 +88,29 @@ async def claim_due(db: Database, now: float, limit: int, *, confirmation: bool 
     ``confirmation`` True/False takes only confirmation jobs (they may need the robot, whose
     free lines bound the limit) or only the others."""
     only = {None: "", True: " AND scenario = 'confirmation'", False: " AND scenario <> 'confirmation'"}[confirmation]
+    return await claim_jobs(db, "escort", now, limit, only)
+
+
+def job_columns(prefix: str = "") -> str:
+    """A job row as the escort's handlers read it: the subject is an appointment."""
+    names = ("id", "job_key", "kind", "scenario", "subject_id AS appointment_id", "subject_ts AS starts_ts",
+             "due_ts", "state", "step", "mode", "attempts", "forced", "manual", "outcome", "reason",
+             "created_at", "updated_at")
+    return ", ".join(prefix + n for n in names)
+
+
+async def claim_jobs(db: Database, kind: str, now: float, limit: int, where: str = "") -> list[dict[str, Any]]:
+    """The job table's one claim: due jobs of a kind go pending -> running in one transaction,
+    so a job runs once at a time. An escort job shows its subject as ``appointment_id`` and
+    ``starts_ts``."""
     if limit <= 0:
         return []
     async with db.transaction() as tx:
         cur = await tx.execute(
-            "UPDATE escort_jobs SET state = 'running', updated_at = ? WHERE id IN (SELECT id FROM"
-            f" escort_jobs WHERE state = 'pending' AND due_ts <= ?{only} ORDER BY due_ts, id LIMIT ?)"
-            " RETURNING *",
-            (utc_now(), now, limit),
+            "UPDATE jobs SET state = 'running', updated_at = ? WHERE id IN (SELECT id FROM jobs"
+            f" WHERE kind = ? AND state = 'pending' AND due_ts <= ?{where} ORDER BY due_ts, id LIMIT ?)"
+            f" RETURNING {job_columns()}",
+            (utc_now(), kind, now, limit),
         )
         return [dict(r) for r in await cur.fetchall()]
 
@@ -103,7 +119,7 @@ async def upcoming_confirmations(db: Database, until_ts: float, limit: int) -> l
     """Appointments whose confirmation job is still to run before ``until_ts`` (the robot's
     greetings are rendered for them ahead of the calls)."""
     rows = await db.fetchall(
-        "SELECT appointment_id FROM escort_jobs WHERE state = 'pending' AND scenario = 'confirmation'"
+        "SELECT subject_id FROM jobs WHERE kind = 'escort' AND state = 'pending' AND scenario = 'confirmation'"
         " AND step <> 'messages' AND due_ts <= ? ORDER BY due_ts, id LIMIT ?",
         (until_ts, limit),
     )
@@ -115,7 +131,7 @@ async def release(db: Database, job_id: int, due_ts: float, *, step: str | None 
     """Back to pending for later (waiting for the window, a retry of the robot call)."""
     async with db.transaction() as tx:
         await tx.execute(
-            "UPDATE escort_jobs SET state = 'pending', due_ts = ?, step = COALESCE(?, step),"
+            "UPDATE jobs SET state = 'pending', due_ts = ?, step = COALESCE(?, step),"
             " mode = COALESCE(?, mode), updated_at = ? WHERE id = ?",
             (due_ts, step, mode, utc_now(), job_id),
         )
@@ -125,7 +141,7 @@ async def finish(db: Database, job: dict[str, Any], state: str, now: float, *, o
                  reason: str = "") -> None:
     async with db.transaction() as tx:
         await tx.execute(
-            "UPDATE escort_jobs SET state = ?, outcome = ?, reason = ?, updated_at = ? WHERE id = ?",
+            "UPDATE jobs SET state = ?, outcome = ?, reason = ?, updated_at = ? WHERE id = ?",
             (state, outcome, reason, utc_now(), job["id"]),
         )
         if state == "skipped":
@@ -144,13 +160,13 @@ async def recover(db: Database, now: float) -> list[str]:
             await tx.execute("UPDATE robot_calls SET outcome = 'interrupted', ended_ts = ? WHERE id = ?",
                              (now, c["id"]))
             await tx.execute(
-                "UPDATE escort_jobs SET state = 'pending', step = 'messages', due_ts = ?, updated_at = ?"
+                "UPDATE jobs SET state = 'pending', step = 'messages', due_ts = ?, updated_at = ?"
                 " WHERE id = ? AND state IN ('running', 'pending')",
                 (now, utc_now(), c["job_id"]),
             )
             await _log(tx, c["appointment_id"], CONFIRMATION, now, "call", outcome="interrupted",
                        detail="Звонок прерван перезапуском сервера")
-        await tx.execute("UPDATE escort_jobs SET state = 'pending', updated_at = ? WHERE state = 'running'",
+        await tx.execute("UPDATE jobs SET state = 'pending', updated_at = ? WHERE state = 'running'",
                          (utc_now(),))
         await tx.execute("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")
     return [c["channel_id"] for c in open_calls]
@@ -220,7 +236,7 @@ async def start_robot_call(db: Database, job: dict[str, Any], attempt: int, chan
             " VALUES (?, ?, ?, ?, ?)",
             (job["id"], job["appointment_id"], attempt, channel_id, now),
         )
-        await tx.execute("UPDATE escort_jobs SET attempts = ?, step = 'call', mode = 'robot' WHERE id = ?",
+        await tx.execute("UPDATE jobs SET attempts = ?, step = 'call', mode = 'robot' WHERE id = ?",
                          (attempt, job["id"]))
 
 
@@ -344,7 +360,7 @@ async def message_result(db: Database, msg: dict[str, Any], result: str, now: fl
 async def _job_mode(tx: Any, msg: dict[str, Any]) -> str:
     if msg["job_id"] is None:
         return ""
-    row = await (await tx.execute("SELECT mode FROM escort_jobs WHERE id = ?", (msg["job_id"],))).fetchone()
+    row = await (await tx.execute("SELECT mode FROM jobs WHERE id = ?", (msg["job_id"],))).fetchone()
     return str(row[0]) if row else ""
 
 
@@ -494,11 +510,11 @@ async def campaign(db: Database, since_ts: float, until_ts: float) -> list[dict[
     """Jobs due in a period (done, skipped or still to run), with the patient, the outcome and
     the reason nothing was sent (the panel's campaign view)."""
     rows = await db.fetchall(
-        "SELECT j.*, a.starts_at, a.status AS appointment_status, a.needs_reschedule,"
+        f"SELECT {job_columns('j.')}, a.starts_at, a.status AS appointment_status, a.needs_reschedule,"
         " p.last_name || ' ' || p.first_name AS patient_name, p.id AS patient_id,"
         " (SELECT COUNT(*) FROM outbox o WHERE o.job_id = j.id AND o.state IN ('sent', 'delivered')) AS sent,"
         " (SELECT GROUP_CONCAT(o.channel || ':' || o.state, ' ') FROM outbox o WHERE o.job_id = j.id) AS messages"
-        " FROM escort_jobs j JOIN appointments a ON a.id = j.appointment_id"
+        " FROM jobs j JOIN appointments a ON a.id = j.subject_id AND j.subject_kind = 'appointment'"
         " JOIN patients p ON p.id = a.patient_id WHERE j.due_ts >= ? AND j.due_ts < ?"
         " ORDER BY j.due_ts, a.starts_ts, j.scenario",
         (since_ts, until_ts),

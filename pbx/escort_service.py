@@ -149,7 +149,7 @@ class EscortService:
             await self._messages(job, subject, "confirm", now)
             await escort.finish(self.db, job, "done", now, outcome=job["outcome"] or "messages")
             return
-        if job["job_key"].startswith("manual:"):  # «Позвонить сейчас»: no window, no retries
+        if job["manual"]:  # «Позвонить сейчас»: no window, no retries
             decision: rules.Decision = Go("robot") if subject.facts.status == "unconfirmed" else \
                 Skip("Статус записи не «Не подтверждён»")
         else:
@@ -216,7 +216,7 @@ class EscortService:
         now = self.clock.now()
         await escort.end_robot_call(self.db, channel_id, result.outcome, result.keys, result.answered_at, now,
                                     result.reason)
-        manual = job["job_key"].startswith("manual:")
+        manual = bool(job["manual"])
         window_end = now if manual else rules.confirmation_window(subject.facts, self.tz)[1]
         # the choice itself (status, reschedule mark, the freed slot) was applied when the key
         # arrived (``decided``); what is left after the call is a retry or the messages

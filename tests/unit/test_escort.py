@@ -68,7 +68,7 @@ async def book(app, clock, day: int = 25, hour: int = 10, **kw) -> int:
 
 
 async def jobs(app) -> dict[str, dict]:
-    rows = await app[SERVICES].db.fetchall("SELECT * FROM escort_jobs ORDER BY id")
+    rows = await app[SERVICES].db.fetchall(f"SELECT {escort.job_columns()} FROM jobs ORDER BY id")
     return {r["scenario"]: dict(r) for r in rows}
 
 
@@ -166,7 +166,7 @@ async def test_windows_exclusions_and_forced_sms(env, gateway) -> None:
                         minutes=30, now=clock.now())
     clock.set(at(26, 9))
     await service.tick()
-    reasons = {r["reason"] for r in await db.fetchall("SELECT reason FROM escort_jobs WHERE appointment_id = 7")}
+    reasons = {r["reason"] for r in await db.fetchall("SELECT reason FROM jobs WHERE subject_id = 7")}
     assert "В контактах пациента стационарный или иностранный номер" in reasons
 
 
@@ -187,7 +187,7 @@ async def test_settings_apply_to_planned_jobs_and_reschedule(env, gateway) -> No
     await service.tick()
     texts = [m["text"] for m in gateway.to(PETROVA_PHONE)]
     assert len(texts) == 2 and "27 ноября в 11:00" in texts[1] and "подтвердить" in texts[1]
-    n = await db.fetchone("SELECT COUNT(*) FROM escort_jobs WHERE appointment_id = ? AND scenario = 'details'", (appt,))
+    n = await db.fetchone("SELECT COUNT(*) FROM jobs WHERE subject_id = ? AND scenario = 'details'", (appt,))
     assert n[0] == 1
 
 
