@@ -257,9 +257,10 @@ async def _with_details(db: Database, calls: list[dict[str, Any]]) -> list[dict[
                             " WHERE cc.call_id IN ({keys}) ORDER BY p.id", ids):
         patients.setdefault(r[0], []).append(
             {"id": r[1], "full_name": " ".join(x for x in (r[2], r[3], r[4]) if x), "birth_date": r[5]})
-    labels: dict[str, list[str]] = {}
-    for r in await _rows_in(db, "SELECT linkedid, label FROM call_tags WHERE linkedid IN ({keys}) ORDER BY id", lids):
-        labels.setdefault(r[0], []).append(r[1])
+    labels: dict[str, list[tuple[str, str]]] = {}  # linkedid -> (group, label)
+    for r in await _rows_in(db, "SELECT ct.linkedid, ct.label, g.name FROM call_tags ct LEFT JOIN tag_groups g"
+                            " ON g.id = ct.group_id WHERE ct.linkedid IN ({keys}) ORDER BY ct.id", lids):
+        labels.setdefault(r[0], []).append((r[2] or "", r[1]))
     prompts = {r[0]: r[1] for r in await _rows_in(
         db, "SELECT linkedid, state FROM tag_prompts WHERE linkedid IN ({keys})", lids)}
     comments = {r[0]: {"caller_type": r[1], "topic": r[2], "text": r[3], "user_id": r[4]} for r in await _rows_in(
@@ -272,7 +273,8 @@ async def _with_details(db: Database, calls: list[dict[str, Any]]) -> list[dict[
         call["counts_for_stats"] = bool(call["counts_for_stats"])
         call["converted"] = bool(call.get("converted"))
         call["had_appointment"] = bool(call.get("had_appointment"))
-        call["tags"] = labels.get(call["linkedid"], [])
+        call["tags"] = [label for _, label in labels.get(call["linkedid"], [])]
+        call["tag_groups"] = group_tags(labels.get(call["linkedid"], []))
         prompt = prompts.get(call["linkedid"])
         # a dash in the history: the tag pop-up was shown and closed without saving
         call["tags_skipped"] = bool(prompt and prompt != "saved" and not call["tags"])
@@ -280,6 +282,15 @@ async def _with_details(db: Database, calls: list[dict[str, Any]]) -> list[dict[
         call.pop("started_ts", None)  # internal: interval arithmetic only
         call.pop("ended_ts", None)
     return calls
+
+
+def group_tags(tagged: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Seed 000: several tags on one call are shown grouped, by their group, in the order set
+    ("" for «Другая метка», which belongs to no group)."""
+    groups: dict[str, list[str]] = {}
+    for group, label in tagged:
+        groups.setdefault(group, []).append(label)
+    return [{"group": g, "tags": labels} for g, labels in groups.items()]
 
 
 def may_tag(exists: bool, took_part: bool, history: str) -> bool:

@@ -49,6 +49,9 @@ class AsteriskSettings:
     phone_password: str = field(default="", repr=False)
     ring_seconds: int = 15
     queue_max_wait: int = 120  # seconds a caller waits in a queue before the call ends
+    # the clinic number outgoing calls leave by: the caller ID patients see, and the line the
+    # reports' clinic-number filter counts them on (seed 000)
+    outbound_line: str = "74951110001"
     # a desk phone takes one call at a time (false only for load benchmarks, where one SIPp
     # "phone" stands for many)
     one_call_per_phone: bool = True

@@ -133,7 +133,8 @@ def record_from_cdr(rows: Sequence[Row], config: TrackerConfig | None = None) ->
     linkedid = str(first.get("linkedid") or "")
     return CallRecord(
         linkedid=linkedid, direction=direction, call_type=sides.kind,
-        did=sides.callee if direction == INCOMING else "", caller=sides.caller, callee=sides.callee,
+        did=sides.callee if direction == INCOMING else str(first.get("clinic_did") or "") if direction == OUTGOING else "",
+        caller=sides.caller, callee=sides.callee,
         queue=queue, legs=leg_records, answered_by=sides.answered_by, started_at=started,
         answered_at=answered_at, ended_at=ended, wait_seconds=round((answered_at or ended) - started, 3),
         talk_seconds=round(talk, 3), hangup_by="",

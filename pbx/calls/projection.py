@@ -40,7 +40,7 @@ def live_call(conv: Conversation, endpoint: str, status: str, at: float, outcome
         number, name = cv.callee(conv, trunks), ""
     return LiveCall(
         linkedid=conv.linkedid, direction=direction, endpoint=endpoint, status=status,
-        caller=number, caller_name=name, did=cv.did(conv, trunks), queue=conv.queue,
+        caller=number, caller_name=name, did=cv.did(conv, trunks) if direction == INCOMING else "", queue=conv.queue,
         caller_type=conv.vars.get("CLINIC_CALLER_TYPE", ""),
         patient_id=conv.vars.get("CLINIC_PATIENT_ID", ""), since=at, outcome=outcome,
     )
@@ -93,7 +93,8 @@ def record_of(conv: Conversation, ended: float, trunks: Trunks) -> CallRecord:
         linkedid=conv.linkedid,
         direction=direction,
         call_type=kind,
-        did=cv.did(conv, trunks) if direction == INCOMING else "",
+        # incoming: the number called; outgoing: the clinic line it left by (the dialplan's)
+        did=cv.did(conv, trunks) if direction == INCOMING else conv.vars.get("CLINIC_DID", "") if direction == OUTGOING else "",
         caller=caller,
         callee=callee,
         queue=conv.queue,

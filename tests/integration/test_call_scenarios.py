@@ -140,6 +140,13 @@ async def test_outgoing_answered(server, tmp_path: Path) -> None:
     assert r["direction"] == "outgoing" and r["call_type"] == "outgoing"
     assert r["answered_by_ext"] == "101" and r["phone_e164"] == "+79031112233"
     assert 1.5 <= r["talk_seconds"] <= 3.5 and r["hangup_by"] == "callee"
+    # seed 000: the clinic-number filter counts outgoing calls on the line they leave by
+    line = server[0].settings.asterisk.outbound_line
+    assert r["did"] == line and r["branch_id"] is not None
+    rows = await wait_cdr(server[0].settings.cdr_db_path, r["linkedid"])
+    assert {row["clinic_did"] for row in rows} == {line}
+    on_line = await list_calls(server[0].db, CallFilter(did=line, call_type="outgoing"))
+    assert r["linkedid"] in {c["linkedid"] for c in on_line}
 
 
 async def test_outgoing_unanswered(server, tmp_path: Path) -> None:

@@ -58,3 +58,14 @@ async def test_a_fixed_number_of_queries(db: Database, monkeypatch: pytest.Monke
     assert [leg["extension"] for leg in four["legs"]] == ["101", "102"]
     assert four["patients"] and four["patients"][0]["full_name"] == "Пациент 4"
     assert by_lid[record(5).linkedid]["patients"] == []
+
+
+def test_tags_are_grouped_by_their_group() -> None:
+    """Seed 000: «If several tags are set on the same call, they are grouped.»"""
+    tagged = [("Почему не записался", "Нет свободных окон"), ("Направление", "Имплантация"),
+              ("Почему не записался", "Не устроила цена"), ("", "Спросил про рассрочку")]
+    assert calls.group_tags(tagged) == [
+        {"group": "Почему не записался", "tags": ["Нет свободных окон", "Не устроила цена"]},
+        {"group": "Направление", "tags": ["Имплантация"]},
+        {"group": "", "tags": ["Спросил про рассрочку"]},
+    ]

@@ -164,3 +164,13 @@ def test_busy_phone_whatever_the_order_of_cause_and_dialend(cause_first: bool) -
     ])
     [r] = finished(out)
     assert [(leg.endpoint, leg.outcome, leg.missed) for leg in r.legs] == [("101", "busy", False)]
+
+
+def test_record_from_cdr_outgoing_keeps_the_line_it_left_by() -> None:
+    """Seed 000: the clinic-number filter counts an outgoing call on the line it leaves by."""
+    r = record_from_cdr([cdr_row(channel="PJSIP/101-1", dstchannel="PJSIP/operator-2", disposition="ANSWERED",
+                                 clinic_dir="outgoing", clinic_did="74951110001", clinic_callee="79031112233",
+                                 start_u="100.0", answer_u="104.0", end_u="110.0", sequence="1")])
+    assert r is not None and (r.direction, r.call_type, r.did, r.callee) == (
+        "outgoing", "outgoing", "74951110001", "79031112233")
+    assert r.talk_seconds == 6.0

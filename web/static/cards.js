@@ -142,20 +142,17 @@
     const otherLabel = el("label", "tag-other", r.data.other + ": ");
     otherLabel.append(other);
     const error = el("div", "error");
+    // Seed 000: the window closes only when at least one tag is chosen and saved; a tab closed
+    // without saving leaves the dash in the history (the server marked the prompt as shown).
     const save = el("button", "primary", "Сохранить");
-    const close = el("button", "", "Закрыть");
-    save.type = close.type = "button";
+    save.type = "button";
     save.addEventListener("click", async () => {
       const s = await panel.post("/tags/save", { call: c.linkedid, tags: [...chosen], other: other.value });
       if (s.ok) { dialog.hidden = true; dialog.replaceChildren(); }
       else error.textContent = s.data.error || "Не удалось сохранить";
     });
-    close.addEventListener("click", async () => {
-      dialog.hidden = true;
-      dialog.replaceChildren();
-      await panel.post("/tags/dismiss", { call: c.linkedid });
-    });
-    dialog.append(otherLabel, error, save, close);
+    const hint = el("p", "hint", "Окно закроется, когда вы выберете хотя бы одну метку и нажмёте «Сохранить».");
+    dialog.append(otherLabel, hint, error, save);
     dialog.hidden = false;
   }
   const source = new EventSource("/live");
