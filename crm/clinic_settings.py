@@ -12,6 +12,7 @@ DEFAULTS: dict[str, Any] = {
     "tags_enabled": False,
     "tags_mode": "no_appointment",  # no_appointment | always
     "telephony_suspended": False,
+    "notify_default": False,  # the booking form's «СМС оповещение» ticked by default (seed 001)
 }
 
 

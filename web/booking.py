@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import context, patients, schedule, shifts
+from crm import clinic_settings, comments, context, patients, schedule, shifts
 from crm.dates import parse_day
 from crm.schedule import BookingError
 from pbx.services import SERVICES
@@ -72,13 +72,16 @@ async def booking_context(request: web.Request, values: Any, error: str | None) 
         if not slots:
             nearest = await schedule.next_free_slot(db, doctor_id, day, tz, now)
     kept = {"patient": patient_id, "call": call, "phone": values.get("phone")}  # what the filter form keeps
+    call_comment = (await comments.get_comment(db, call) or {}).get("text", "") if call else ""
+    # a fresh form follows the clinic's default for «СМС оповещение»; a posted one keeps its choice
+    notify = bool(values.get("notify")) if "slot" in values else bool(await clinic_settings.get(db, "notify_default"))
     nearest_query = urlencode({"doctor": doctor_id, "date": nearest.starts_at.date().isoformat()}
                               | {k: v for k, v in kept.items() if v}) if nearest else ""
     return {
         "nearest": nearest, "nearest_query": nearest_query,
         "doctors": doctors, "doctor_id": doctor_id, "day": day.isoformat(), "slots": slots,
         "patient_id": patient_id, "ctx": ctx, "call": call, "form": values, "error": error,
-        "chosen_slot": values.get("slot", ""),
+        "chosen_slot": values.get("slot", ""), "call_comment": call_comment, "notify": notify,
     }
 
 

@@ -154,6 +154,7 @@ ACTIONS: dict[str, Callable[[_Form], Awaitable[Any]]] = {
     "doctor_add": _doctor_add,
     "doctor_active": lambda f: schedule.set_doctor_active(f.db, f.id("doctor"), bool(f.form.get("active"))),
     "telephony": lambda f: clinic_settings.put(f.db, "telephony_suspended", bool(f.form.get("suspended"))),
+    "booking": lambda f: clinic_settings.put(f.db, "notify_default", bool(f.form.get("notify_default"))),
     "workstation": _workstation,
 }
 

@@ -392,3 +392,23 @@ async def test_distribution_rules(app) -> None:
     assert (await distribution.rules_for(db, user, "front-desk"))[0].branch_id == 1
     with pytest.raises(ValueError):
         await distribution.add_rule(db, user_id=None, workstation=None, branch_id=None, did=None, queue=None)
+
+
+async def test_booking_copies_the_call_comment_and_follows_the_sms_default(app) -> None:
+    """Seed 001: the call's comment can be copied into the appointment's comment; a clinic
+    setting keeps «СМС оповещение» ticked by default."""
+    application, server, _ = app
+    db = application[SERVICES].db
+    await calls.save_call(db, answered_call("810.1", NOW - 600, "79161234567"))
+    await comments.save_comment(db, "810.1", caller_type="patient_question", topic_id=None, patient_id=PETROVA,
+                                text="Болит зуб <справа>", user_id=None)
+    c = await login(server, "admin", "pw-admin-1")
+    page = await (await c.get(f"/booking?call=810.1&patient={PETROVA}&doctor=1&date=2026-11-24")).text()
+    assert 'data-copy-to="#appointment-comment"' in page and 'data-text="Болит зуб &lt;справа&gt;"' in page
+    assert 'name="notify" value="1" >' in page  # not ticked by default
+    assert "Скопировать комментарий звонка" not in await (await c.get(f"/booking?patient={PETROVA}")).text()
+    boss = await login(server, "boss", "pw-boss-12")
+    r = await boss.post("/settings", data={"csrf_token": await csrf(boss), "action": "booking", "notify_default": "1"},
+                        allow_redirects=False)
+    assert r.status == 302 and await clinic_settings.get(db, "notify_default") is True
+    assert 'name="notify" value="1" checked>' in await (await c.get(f"/booking?patient={PETROVA}")).text()

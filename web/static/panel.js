@@ -42,5 +42,16 @@ window.clinicPanel = (function () {
       setTimeout(() => { button.disabled = false; }, 2000);
     }
   });
+  // the booking form: copy the call's comment into the appointment's comment (seed 001)
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-copy-to]");
+    if (!button) return;
+    event.preventDefault();
+    const target = document.querySelector(button.dataset.copyTo);
+    if (!target) return;
+    const text = button.dataset.text || "";
+    target.value = target.value.trim() ? target.value.trim() + "\n" + text : text;
+    target.focus();
+  });
   return { notice, post };
 })();
