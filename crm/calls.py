@@ -263,6 +263,7 @@ async def _with_details(db: Database, calls: list[dict[str, Any]]) -> list[dict[
         labels.setdefault(r[0], []).append((r[2] or "", r[1]))
     prompts = {r[0]: r[1] for r in await _rows_in(
         db, "SELECT linkedid, state FROM tag_prompts WHERE linkedid IN ({keys})", lids)}
+    hidden = {r[0] for r in await db.fetchall("SELECT did FROM clinic_numbers WHERE hide_caller = 1")}
     comments = {r[0]: {"caller_type": r[1], "topic": r[2], "text": r[3], "user_id": r[4]} for r in await _rows_in(
         db, "SELECT cc.linkedid, cc.caller_type, t.name, cc.text, cc.user_id FROM call_comments cc"
         " LEFT JOIN call_topics t ON t.id = cc.topic_id WHERE cc.linkedid IN ({keys})", lids)}
@@ -279,6 +280,10 @@ async def _with_details(db: Database, calls: list[dict[str, Any]]) -> list[dict[
         # a dash in the history: the tag pop-up was shown and closed without saving
         call["tags_skipped"] = bool(prompt and prompt != "saved" and not call["tags"])
         call["comment"] = comments.get(call["linkedid"])
+        # seed 000: a clinic number set to hide callers shows no number, even of a known patient
+        call["number_hidden"] = call["direction"] == "incoming" and call["did"] in hidden
+        if call["number_hidden"]:
+            call["phone_e164"], call["caller_raw"] = None, ""
         call.pop("started_ts", None)  # internal: interval arithmetic only
         call.pop("ended_ts", None)
     return calls

@@ -3,6 +3,7 @@ branches, doctors, desk phones with who holds them, tag labels. Reads only."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from crm.db import Database
@@ -31,16 +32,32 @@ async def branches(db: Database) -> list[dict[str, Any]]:
 
 
 async def clinic_numbers(db: Database) -> list[dict[str, Any]]:
-    return [dict(r) for r in await db.fetchall("SELECT did, ad_channel FROM clinic_numbers ORDER BY did")]
+    return [dict(r) for r in await db.fetchall(
+        "SELECT did, ad_channel, hide_caller FROM clinic_numbers ORDER BY did")]
 
 
-def number_now(db: Database, did: str) -> tuple[int | None, str, str]:
-    """(branch, advertising channel, script) of a clinic number, inline: the live cards ask for
-    it on the event path, where a thread hop costs more than the indexed read."""
+async def hide_caller(db: Database, did: str, hidden: bool) -> bool:
+    """Show calls on this clinic number without the caller's number (seed 000: ProDoctorov)."""
+    async with db.transaction() as tx:
+        cur = await tx.execute("UPDATE clinic_numbers SET hide_caller = ? WHERE did = ?", (int(hidden), did))
+        return cur.rowcount > 0
+
+
+@dataclass(frozen=True)
+class NumberInfo:
+    branch: int | None = None
+    ad_channel: str = ""
+    script: str = ""
+    hide_caller: bool = False
+
+
+def number_now(db: Database, did: str) -> NumberInfo:
+    """What the CRM knows of a clinic number, inline: the live cards ask for it on the event
+    path, where a thread hop costs more than the indexed read."""
     if not did:
-        return None, "", ""
-    rows = db.query_now("SELECT branch_id, ad_channel, script FROM clinic_numbers WHERE did = ?", (did,))
-    return (rows[0][0], rows[0][1] or "", rows[0][2] or "") if rows else (None, "", "")
+        return NumberInfo()
+    rows = db.query_now("SELECT branch_id, ad_channel, script, hide_caller FROM clinic_numbers WHERE did = ?", (did,))
+    return NumberInfo(rows[0][0], rows[0][1] or "", rows[0][2] or "", bool(rows[0][3])) if rows else NumberInfo()
 
 
 async def doctors(db: Database) -> list[dict[str, Any]]:

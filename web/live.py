@@ -98,7 +98,7 @@ class LiveHub:
                 sub.offer({"type": "notice", "text": text, "level": level})
 
     def branch_of(self, did: str) -> int | None:
-        return directory.number_now(self.db, did)[0]
+        return directory.number_now(self.db, did).branch
 
     def snapshot(self, extension: str | None,
                  rules: tuple[distribution.Rule, ...] = ()) -> dict[str, Any]:
@@ -126,7 +126,11 @@ class LiveHub:
             {"id": p.id, "full_name": p.full_name, "birth_date": p.birth_date}
             for p in who.candidates
         ]
-        _, data["ad_channel"], data["script"] = directory.number_now(self.db, call.did)
+        number = directory.number_now(self.db, call.did)
+        data["ad_channel"], data["script"] = number.ad_channel, number.script
+        data["number_hidden"] = number.hide_caller and call.direction == "incoming"
+        if data["number_hidden"]:  # seed 000: the patient's name, never the number
+            data["phone"] = data["caller"] = ""
         return data
 
 

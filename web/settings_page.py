@@ -127,6 +127,11 @@ async def _doctor_add(f: _Form) -> None:
     )
 
 
+async def _hide_caller(f: _Form) -> None:
+    if not await directory.hide_caller(f.db, f.field("did"), bool(f.form.get("hidden"))):
+        raise ValueError("Нет такого номера клиники")
+
+
 async def _workstation(f: _Form) -> None:
     resp = web.HTTPFound("/settings")
     name = f.field("workstation")[:50]
@@ -154,6 +159,7 @@ ACTIONS: dict[str, Callable[[_Form], Awaitable[Any]]] = {
     "doctor_add": _doctor_add,
     "doctor_active": lambda f: schedule.set_doctor_active(f.db, f.id("doctor"), bool(f.form.get("active"))),
     "telephony": lambda f: clinic_settings.put(f.db, "telephony_suspended", bool(f.form.get("suspended"))),
+    "hide_caller": _hide_caller,
     "booking": lambda f: clinic_settings.put(f.db, "notify_default", bool(f.form.get("notify_default"))),
     "workstation": _workstation,
 }

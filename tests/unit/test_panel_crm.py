@@ -4,6 +4,7 @@ comments, tags, settings, roles, click-to-call refusals and call distribution.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from datetime import date, datetime
@@ -412,3 +413,34 @@ async def test_booking_copies_the_call_comment_and_follows_the_sms_default(app) 
                         allow_redirects=False)
     assert r.status == 302 and await clinic_settings.get(db, "notify_default") is True
     assert 'name="notify" value="1" checked>' in await (await c.get(f"/booking?patient={PETROVA}")).text()
+
+
+async def test_a_clinic_number_that_hides_callers(app) -> None:
+    """Seed 000: «Calls received from patients via ProDoctorov are displayed without a phone
+    number, even if the patient is already in the clinic database.»"""
+    application, server, _ = app
+    db = application[SERVICES].db
+    boss = await login(server, "boss", "pw-boss-12")
+    r = await boss.post("/settings", data={"csrf_token": await csrf(boss), "action": "hide_caller",
+                                           "did": "74951110002", "hidden": "1"}, allow_redirects=False)
+    assert r.status == 302
+    hidden = dataclasses.replace(answered_call("820.1", NOW - 600, "79161234567"), did="74951110002",
+                                 callee="74951110002")
+    await calls.save_call(db, hidden)
+    await calls.save_call(db, answered_call("820.2", NOW - 300, "79031112233"))  # the main number: shown
+    c = await login(server, "admin", "pw-admin-1")
+    page = await (await c.get("/calls")).text()
+    assert "79161234567" not in page and "номер скрыт" in page and "Петрова Анна Сергеевна" in page
+    assert "79031112233" in page
+    csv_text = await (await c.get("/calls.csv")).text()
+    assert "79161234567" not in csv_text and "79031112233" in csv_text
+    stored = await calls.get_call_by_linkedid(db, "820.1")
+    assert stored["number_hidden"] and stored["phone_e164"] is None and stored["caller_raw"] == ""
+    assert stored["patients"][0]["id"] == PETROVA  # still known, just not shown
+    card = application[LIVE_HUB].card(LiveCall("820.3", "incoming", "101", "ringing", "79161234567", "", "74951110002",
+                                                "reception-linear", "patient", "1", NOW))
+    assert card["phone"] == "" and card["caller"] == "" and card["number_hidden"]
+    assert card["patients"][0]["full_name"] == "Петрова Анна Сергеевна"
+    bad = await boss.post("/settings", data={"csrf_token": await csrf(boss), "action": "hide_caller",
+                                             "did": "000", "hidden": "1"})
+    assert bad.status == 400
