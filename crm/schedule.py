@@ -199,9 +199,9 @@ async def _refuse_clash(tx: Any, doctor_id: int, starts_at: datetime, ends_at: d
 
 
 async def reschedule(db: Database, appointment_id: int, starts_at: datetime, minutes: int,
-                     now: float) -> None:
+                     now: float, doctor_id: int | None = None) -> None:
     """Move an appointment (keeps its id: details are not sent again; confirmation and
-    reminder are planned anew for the new time)."""
+    reminder are planned anew for the new time), optionally to another doctor."""
     ends_at = slot_end(starts_at, minutes, now)  # the same checks as a booking
     async with db.transaction() as tx:
         row = await (await tx.execute(
@@ -209,11 +209,15 @@ async def reschedule(db: Database, appointment_id: int, starts_at: datetime, min
         )).fetchone()
         if row is None:
             raise BookingError("Нет такого приёма")
-        await _refuse_clash(tx, row[0], starts_at, ends_at, moving=appointment_id)
+        doctor = doctor_id or row[0]
+        if doctor != row[0] and not await (await tx.execute(
+                "SELECT 1 FROM doctors WHERE id = ? AND active = 1", (doctor,))).fetchone():
+            raise BookingError("Нет такого врача")
+        await _refuse_clash(tx, doctor, starts_at, ends_at, moving=appointment_id)
         await tx.execute(
-            "UPDATE appointments SET starts_at = ?, ends_at = ?, starts_ts = ?, ends_ts = ?,"
+            "UPDATE appointments SET doctor_id = ?, starts_at = ?, ends_at = ?, starts_ts = ?, ends_ts = ?,"
             " status = 'unconfirmed', needs_reschedule = 0, updated_at = ? WHERE id = ?",
-            (wall(starts_at), wall(ends_at), starts_at.timestamp(), ends_at.timestamp(), utc_now(),
+            (doctor, wall(starts_at), wall(ends_at), starts_at.timestamp(), ends_at.timestamp(), utc_now(),
              appointment_id),
         )
 

@@ -52,6 +52,10 @@ async def booking_context(request: web.Request, values: Any, error: str | None) 
     me = await viewer(request)
     today = local_today(request)
     doctors = await schedule.doctors(db)
+    # seed 001: a future appointment is moved to another day from the same form
+    moving = await _movable(db, values.get("move"), now_ts(request))
+    if moving is not None:
+        values = {"doctor": str(moving["doctor_id"]), "patient": str(moving["patient_id"])} | dict(values)
     doctor_id = int_or_none(values.get("doctor")) or (doctors[0]["id"] if doctors else None)
     day = _day(values.get("date"), today)
     patient_id = int_or_none(values.get("patient"))
@@ -82,7 +86,19 @@ async def booking_context(request: web.Request, values: Any, error: str | None) 
         "doctors": doctors, "doctor_id": doctor_id, "day": day.isoformat(), "slots": slots,
         "patient_id": patient_id, "ctx": ctx, "call": call, "form": values, "error": error,
         "chosen_slot": values.get("slot", ""), "call_comment": call_comment, "notify": notify,
+        "moving": moving,
     }
+
+
+async def _movable(db: Any, raw: object, now: float) -> dict[str, Any] | None:
+    """The appointment being moved: only a future one still to happen."""
+    appointment_id = int_or_none(raw)
+    if appointment_id is None:
+        return None
+    appt = await schedule.get_appointment(db, appointment_id)
+    if appt is None or appt["status"] not in ("unconfirmed", "confirmed") or appt["starts_ts"] <= now:
+        raise web.HTTPBadRequest(text="Этот приём нельзя перенести")
+    return appt
 
 
 @aiohttp_jinja2.template("booking.html")
@@ -94,6 +110,8 @@ async def booking_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     db = request.app[SERVICES].db
     me = await viewer(request)
+    if form.get("move"):
+        return await _move(request, form)
     try:
         patient_id = int_or_none(form.get("patient"))
         if patient_id is None:
@@ -124,6 +142,27 @@ async def booking_submit(request: web.Request) -> web.StreamResponse:
         )
     await trace(request, "appointment_book", "appointment", appt, f"пациент {patient_id}, {slot}")
     raise web.HTTPFound(f"/patients/{patient_id}?booked={appt}")
+
+
+async def _move(request: web.Request, form: Any) -> web.StreamResponse:
+    """Seed 001: «Будущие приемы пациентов можно ... переносить на другой день» — the same slot
+    rules as a booking (free, working hours, not past); confirmation is asked anew."""
+    db = request.app[SERVICES].db
+    appt = await _movable(db, form.get("move"), now_ts(request))
+    assert appt is not None
+    slot = str(form.get("slot", ""))
+    try:
+        if not slot:
+            raise BookingError("Выберите новое время приёма")
+        minutes = max(1, round((appt["ends_ts"] - appt["starts_ts"]) / 60))
+        await schedule.reschedule(db, appt["id"], schedule.parse_local(slot, clinic_tz(request)), minutes,
+                                  now_ts(request), doctor_id=int_or_none(form.get("doctor")))
+    except (BookingError, ValueError) as exc:
+        values = {k: str(v) for k, v in form.items()}
+        return aiohttp_jinja2.render_template(
+            "booking.html", request, await booking_context(request, values, str(exc)), status=400)
+    await trace(request, "appointment_move", "appointment", appt["id"], f"{appt['starts_at']} -> {slot}")
+    raise web.HTTPFound(f"/patients/{appt['patient_id']}?moved={appt['id']}")
 
 
 @aiohttp_jinja2.template("schedule.html")

@@ -3,7 +3,7 @@ patient card with the context block (seed 001), appointments, tasks, waiting lis
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import aiohttp_jinja2
@@ -91,4 +91,7 @@ async def patient_card(request: web.Request) -> dict[str, Any]:
         "calls": [row_view(c, clinic_tz(request)) for c in recent[:20]], "can_history": me.history in ("read", "edit"),
         "tz": clinic_tz(request), "scenarios": SCENARIOS,
         "booked": int_or_none(request.query.get("booked")), "today": local_today(request).isoformat(),
+        "moved": int_or_none(request.query.get("moved")),
+        # appointments' starts_at is the clinic's wall time: a future one can be moved
+        "now_local": datetime.fromtimestamp(now_ts(request), clinic_tz(request)).strftime("%Y-%m-%dT%H:%M"),
     }

@@ -444,3 +444,34 @@ async def test_a_clinic_number_that_hides_callers(app) -> None:
     bad = await boss.post("/settings", data={"csrf_token": await csrf(boss), "action": "hide_caller",
                                              "did": "000", "hidden": "1"})
     assert bad.status == 400
+
+
+async def test_staff_move_and_cancel_a_future_appointment(app) -> None:
+    """Seed 001: «Будущие приемы пациентов можно отменять или переносить на другой день» — from
+    the patient card and from the context block beside the booking and comment windows."""
+    application, server, _ = app
+    db = application[SERVICES].db
+    appt = await schedule.book(db, patient_id=IVANOV, doctor_id=1, starts_at=tomorrow_at(12), minutes=30, now=NOW)
+    blocker = await schedule.book(db, patient_id=KID, doctor_id=1, starts_at=tomorrow_at(15), minutes=30, now=NOW)
+    c = await login(server, "admin", "pw-admin-1")
+    card = await (await c.get(f"/patients/{IVANOV}")).text()
+    assert f'href="/booking?move={appt}&amp;date=2026-11-24"' in card
+    form_page = await (await c.get(f"/booking?move={appt}&date=2026-11-25")).text()
+    assert "Перенос приёма 2026-11-24 12:00" in form_page and f'name="move" value="{appt}"' in form_page
+    assert f'href="/booking?move={appt}' in form_page  # the context block offers it too
+    token = await csrf(c)
+    clash = await c.post("/booking", data={"csrf_token": token, "move": str(appt), "doctor": "1",
+                                           "slot": "2026-11-24T15:00"})
+    assert clash.status == 400 and "занято" in await clash.text()
+    r = await c.post("/booking", data={"csrf_token": token, "move": str(appt), "doctor": "1",
+                                       "slot": "2026-11-25T10:30"}, allow_redirects=False)
+    assert r.status == 302 and r.headers["Location"] == f"/patients/{IVANOV}?moved={appt}"
+    moved = await schedule.get_appointment(db, appt)
+    assert moved["starts_at"] == "2026-11-25T10:30" and moved["status"] == "unconfirmed"
+    assert "Приём перенесён" in await (await c.get(r.headers["Location"])).text()
+    # cancelled from the context block's form: the same status route
+    r = await c.post(f"/appointments/{blocker}/status", data={"csrf_token": token, "status": "cancelled",
+                                                            "back": f"/patients/{KID}"}, allow_redirects=False)
+    assert r.status == 302 and (await schedule.get_appointment(db, blocker))["status"] == "cancelled"
+    gone = await c.get(f"/booking?move={blocker}")
+    assert gone.status == 400  # a cancelled appointment is not moved
