@@ -32,7 +32,7 @@ from pbx.calls.records import (
     QueueWaiting,
     TrackerConfig,
 )
-from pbx.calls.tracker import CallTracker
+from pbx.calls.tracker import CallTracker, endpoint_of
 from pbx.cdr_backfill import CdrReader
 from pbx.tasks import cancel_and_wait
 
@@ -52,6 +52,7 @@ class CallService:
         self.listeners: list[LiveListener] = []
         self.live: dict[str, dict[str, LiveCall]] = {}  # endpoint -> linkedid -> card
         self.waiting: dict[str, int] = {}  # queue -> callers waiting
+        self.members: dict[str, set[str]] = {}  # queue -> desk phones that serve it (QueueStatus)
         self.stats = {"records": 0, "backfilled": 0, "anomalies": 0, "write_errors": 0}
         self.link_lost_at: float | None = None
         # set while saving calls fails (database locked by another process, disk full): health,
@@ -135,9 +136,14 @@ class CallService:
         self._apply(self.tracker.resync(snaps, now))
         try:
             status: Any = await ami.action({"Action": "QueueStatus"}, timeout=10)
+            members: dict[str, set[str]] = {}
             for m in status if isinstance(status, list) else [status]:
                 if m.get("Event") == "QueueParams":
                     self.waiting[str(m.get("Queue"))] = int(m.get("Calls") or 0)
+                elif m.get("Event") == "QueueMember":
+                    where = str(m.get("StateInterface") or m.get("Location") or m.get("Interface") or "")
+                    members.setdefault(str(m.get("Queue")), set()).add(endpoint_of(where))
+            self.members = members
         except (TimeoutError, ConnectionError, ValueError) as exc:
             log.warning("QueueStatus failed: %s", exc)
         since = await self._backfill_since()
@@ -146,6 +152,10 @@ class CallService:
         self.resynced.set()
         log.info("call tracking resynced: %d live channels, backfill since %s",
                  len(snaps), datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds"))
+
+    def queues_of(self, extension: str) -> list[str]:
+        """The queues a desk phone serves (its «Ещё N на линии» counts only their callers)."""
+        return sorted(q for q, phones in self.members.items() if extension in phones)
 
     async def _backfill_since(self) -> float:
         last = await crm_calls.last_call_end(self.db)

@@ -112,6 +112,8 @@ class LiveHub:
             "extension": extension,
             "cards": [self.card(c) for c in cards],
             "waiting": dict(self.calls.waiting) if self.calls else {},
+            # seed 000: «Ещё N на линии» counts the callers of the queues this phone serves
+            "queues": self.calls.queues_of(extension) if self.calls and extension else [],
         }
 
     def card(self, call: LiveCall) -> dict[str, Any]:

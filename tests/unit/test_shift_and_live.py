@@ -156,3 +156,32 @@ async def test_the_shift_question_comes_at_the_clinic_s_midnight(tmp_path: Path)
         await anna.session.close()
     finally:
         await server.close()
+
+
+class QueueStatusAmi:
+    """What Asterisk answers at a resync: no channels, two queues with their members."""
+
+    async def action(self, request: dict, timeout: float = 10) -> list[dict]:
+        if request["Action"] == "CoreShowChannels":
+            return [{"Event": "CoreShowChannelsComplete"}]
+        return [
+            {"Event": "QueueParams", "Queue": "reception-ringall", "Calls": "3"},
+            {"Event": "QueueMember", "Queue": "reception-ringall", "Location": "PJSIP/101", "StateInterface": "PJSIP/101"},
+            {"Event": "QueueMember", "Queue": "reception-ringall", "Location": "PJSIP/102", "StateInterface": "PJSIP/102"},
+            {"Event": "QueueParams", "Queue": "surgery", "Calls": "2"},
+            {"Event": "QueueMember", "Queue": "surgery", "Location": "PJSIP/103", "StateInterface": "PJSIP/103"},
+            {"Event": "QueueStatusComplete"},
+        ]
+
+
+async def test_more_on_the_line_counts_only_this_phones_queues(app) -> None:
+    """Seed 000: «Ещё N на линии» — the callers waiting in the queues this phone serves, not
+    in every queue of the clinic."""
+    application, _ = app
+    services = application[SERVICES]
+    await services.calls.resync(QueueStatusAmi())
+    assert services.calls.waiting == {"reception-ringall": 3, "surgery": 2}
+    hub = application[LIVE_HUB]
+    assert hub.snapshot("101")["queues"] == ["reception-ringall"]
+    assert hub.snapshot("103")["queues"] == ["surgery"]
+    assert hub.snapshot("104")["queues"] == []  # unknown: the panel counts every queue

@@ -7,6 +7,7 @@
   if (!box) return;
   const cards = new Map();   // linkedid -> card data
   let waiting = {};          // queue -> callers waiting
+  let queues = [];           // the queues this phone serves ([]: not known, count them all)
   const STATUS = {
     ringing: "Входящий звонок", talking: "Разговор", on_hold: "На удержании",
     dialing: "Исходящий звонок", ended: "Звонок завершён",
@@ -38,7 +39,8 @@
       }
       box.append(pick);
     }
-    const others = Object.values(waiting).reduce((a, b) => a + b, 0) - list.filter((c) => c.status === "ringing").length;
+    const mine = Object.entries(waiting).filter(([q]) => !queues.length || queues.includes(q));
+    const others = mine.reduce((a, [, n]) => a + n, 0) - list.filter((c) => c.status === "ringing").length;
     for (const c of list) box.append(card(c, others));
   }
   function card(c, others) {
@@ -89,6 +91,7 @@
       cards.clear();
       for (const c of msg.cards) cards.set(c.linkedid, c);
       waiting = msg.waiting || {};
+      queues = msg.queues || [];
     } else if (msg.type === "card") {
       const c = msg.card;
       if (c.status === "ended" && (c.outcome === "answered_elsewhere" || c.outcome === "no_answer")) {
