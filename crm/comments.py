@@ -20,7 +20,9 @@ CALLER_TYPES = {
     "employee": "Сотрудник",
     "other": "Прочие и контрагенты",
 }
-NEEDS_TOPIC = frozenset({"wants_booking"})  # the seed makes the topic mandatory for these
+# seed 001: «обязательно должны быть заполнены поля «Кто, тип» и «Тема разговора»» — for every
+# comment, so that the statistics of every contact are right (employees' calls have topics too)
+NEEDS_TOPIC = frozenset(CALLER_TYPES)
 DEFAULT_TOPICS = ("Терапия", "Хирургия", "Имплантация", "Ортодонтия", "Гигиена", "Детская стоматология",
                   "Стоимость услуг", "Прочее")
 

@@ -169,6 +169,11 @@ async def test_comments_and_manual_call(app) -> None:
     with pytest.raises(comments.CommentError):
         await comments.save_comment(db, "600.1", caller_type="hacker", topic_id=None,
                                     patient_id=None, text="", user_id=None)
+    # seed 001: both «Кто, тип» and «Тема разговора» are required, whoever called
+    for kind in comments.CALLER_TYPES:
+        with pytest.raises(comments.CommentError, match="тему"):
+            await comments.save_comment(db, "600.1", caller_type=kind, topic_id=None,
+                                        patient_id=None, text="", user_id=None)
     await comments.save_comment(db, "600.1", caller_type="wants_booking", topic_id=topic,
                                 patient_id=PETROVA, text="Хочет имплант", user_id=None)
     call = await calls.get_call_by_linkedid(db, "600.1")
@@ -401,7 +406,8 @@ async def test_booking_copies_the_call_comment_and_follows_the_sms_default(app) 
     application, server, _ = app
     db = application[SERVICES].db
     await calls.save_call(db, answered_call("810.1", NOW - 600, "79161234567"))
-    await comments.save_comment(db, "810.1", caller_type="patient_question", topic_id=None, patient_id=PETROVA,
+    await comments.save_comment(db, "810.1", caller_type="patient_question",
+                                topic_id=(await comments.topics(db))[0]["id"], patient_id=PETROVA,
                                 text="Болит зуб <справа>", user_id=None)
     c = await login(server, "admin", "pw-admin-1")
     page = await (await c.get(f"/booking?call=810.1&patient={PETROVA}&doctor=1&date=2026-11-24")).text()
