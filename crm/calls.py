@@ -264,9 +264,14 @@ async def _with_details(db: Database, calls: list[dict[str, Any]]) -> list[dict[
     prompts = {r[0]: r[1] for r in await _rows_in(
         db, "SELECT linkedid, state FROM tag_prompts WHERE linkedid IN ({keys})", lids)}
     hidden = {r[0] for r in await db.fetchall("SELECT did FROM clinic_numbers WHERE hide_caller = 1")}
-    comments = {r[0]: {"caller_type": r[1], "topic": r[2], "text": r[3], "user_id": r[4]} for r in await _rows_in(
-        db, "SELECT cc.linkedid, cc.caller_type, t.name, cc.text, cc.user_id FROM call_comments cc"
-        " LEFT JOIN call_topics t ON t.id = cc.topic_id WHERE cc.linkedid IN ({keys})", lids)}
+    comments = {r[0]: {"caller_type": r[1], "topic": r[2], "text": r[3], "user_id": r[4], "patient_id": r[5],
+                       "patient": {"id": r[5], "full_name": " ".join(x for x in (r[6], r[7], r[8]) if x),
+                                   "birth_date": r[9]} if r[5] else None}
+                for r in await _rows_in(
+        db, "SELECT cc.linkedid, cc.caller_type, t.name, cc.text, cc.user_id, cc.patient_id, p.last_name,"
+        " p.first_name, p.middle_name, p.birth_date FROM call_comments cc"
+        " LEFT JOIN call_topics t ON t.id = cc.topic_id LEFT JOIN patients p ON p.id = cc.patient_id"
+        " WHERE cc.linkedid IN ({keys})", lids)}
     for call in calls:
         call["legs"] = legs.get(call["id"], [])
         call["patients"] = patients.get(call["id"], [])
@@ -279,7 +284,12 @@ async def _with_details(db: Database, calls: list[dict[str, Any]]) -> list[dict[
         prompt = prompts.get(call["linkedid"])
         # a dash in the history: the tag pop-up was shown and closed without saving
         call["tags_skipped"] = bool(prompt and prompt != "saved" and not call["tags"])
-        call["comment"] = comments.get(call["linkedid"])
+        comment = comments.get(call["linkedid"])
+        call["comment"] = comment and {k: v for k, v in comment.items() if k != "patient"}
+        if comment and comment["patient"]:
+            # seed 001: the administrator named who really called («жена за мужа, мама за
+            # ребенка»): the call is that patient's
+            call["patients"] = [comment["patient"]]
         # seed 000: a clinic number set to hide callers shows no number, even of a known patient
         call["number_hidden"] = call["direction"] == "incoming" and call["did"] in hidden
         if call["number_hidden"]:

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import calls, comments, context, shifts
+from crm import calls, comments, context, patients, shifts
 from crm.comments import CommentError
 from crm.dates import parse_moment
 from pbx.services import SERVICES
@@ -68,7 +68,10 @@ async def _page(request: web.Request, linkedid: str, values: Any, error: str | N
             patient_id = None
     caller_type = values.get("caller_type") or (existing or {}).get("caller_type") or \
         comments.default_caller_type(call["kind"], bool(ctx and ctx["future"]))
+    # seed 001: typing a surname in «Кто» looks through the whole database, not only the number's
+    find = str(values.get("find") or "").strip()[:100]
     return {
+        "find": find, "found": await patients.search(db, find, limit=20) if find else [],
         "call": call, "ctx": ctx, "patient_id": patient_id, "caller_types": comments.CALLER_TYPES,
         "caller_type": caller_type, "topics": await comments.topics(db),
         "topic_id": int_or_none(values.get("topic")) or (existing or {}).get("topic_id"),

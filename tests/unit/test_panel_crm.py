@@ -481,3 +481,26 @@ async def test_staff_move_and_cancel_a_future_appointment(app) -> None:
     assert r.status == 302 and (await schedule.get_appointment(db, blocker))["status"] == "cancelled"
     gone = await c.get(f"/booking?move={blocker}")
     assert gone.status == 400  # a cancelled appointment is not moved
+
+
+async def test_the_comment_window_finds_anyone_and_retargets_the_call(app) -> None:
+    """Seed 001: «при введении фамилии и имени в поле «Кто» справа появится вся информация об
+    этом пациенте»; the wife calls for her husband: the call becomes his."""
+    application, server, _ = app
+    db = application[SERVICES].db
+    await calls.save_call(db, answered_call("830.1", NOW - 600, "79161234567"))  # Петрова's number
+    c = await login(server, "admin", "pw-admin-1")
+    page = await (await c.get("/comment?call=830.1&find=Иванов")).text()
+    assert f'/comment?call=830.1&amp;patient={IVANOV}' in page and "Иванов Иван Иванович" in page
+    chosen = await (await c.get(f"/comment?call=830.1&patient={IVANOV}")).text()
+    assert f'<option value="{IVANOV}" selected>Иванов Иван Иванович</option>' in chosen
+    assert f'href="/patients/{IVANOV}#appointments"' in chosen  # the context block is his
+    topic = (await comments.topics(db))[0]["id"]
+    r = await c.post("/comment", data={"csrf_token": await csrf(c), "call": "830.1", "patient": str(IVANOV),
+                                       "caller_type": "patient_question", "topic": str(topic), "text": "за мужа"},
+                     allow_redirects=False)
+    assert r.status == 302
+    stored = await calls.get_call_by_linkedid(db, "830.1")
+    assert [p["id"] for p in stored["patients"]] == [IVANOV] and stored["comment"]["patient_id"] == IVANOV
+    assert "Иванов Иван Иванович" in await (await c.get("/calls")).text()
+    assert "Никого не нашли" in await (await c.get("/comment?call=830.1&find=Несуществующий")).text()
