@@ -88,3 +88,65 @@ async def search(db: Database, q: str, limit: int = 50) -> list[dict[str, object
         [*clause[1], limit],
     )
     return [dict(r) for r in rows]
+
+
+PHONE_KINDS = {"mobile": "мобильный", "landline": "стационарный", "foreign": "иностранный"}
+
+
+@dataclass(frozen=True)
+class PatientEdit:
+    """What the card's edit form changes. ``phones`` in order, the first is the main one."""
+
+    last_name: str
+    first_name: str
+    middle_name: str = ""
+    birth_date: str | None = None
+    phones: tuple[tuple[str, str], ...] = ()  # (number as typed, kind)
+    consent_pd: bool = False
+    notify_opt_out: bool = False
+    push_enabled: bool = False
+    notes: str = ""
+    extra_notes: str = ""
+
+
+async def get_for_edit(db: Database, patient_id: int) -> dict[str, object] | None:
+    row = await db.fetchone(
+        "SELECT id, last_name, first_name, middle_name, birth_date, consent_pd, notify_opt_out, push_enabled,"
+        " notes, extra_notes FROM patients WHERE id = ?", (patient_id,))
+    if row is None:
+        return None
+    phones_rows = await db.fetchall("SELECT e164, kind FROM patient_phones WHERE patient_id = ? ORDER BY id",
+                                    (patient_id,))
+    return dict(row) | {"phones": [dict(r) for r in phones_rows]}
+
+
+async def update_patient(db: Database, patient_id: int, edit: PatientEdit) -> None:
+    """Change a card in one transaction (names, birth date, phones with their kind, consent,
+    notification flags, comments); a ValueError says what is wrong, nothing is written then."""
+    if not edit.last_name.strip() or not edit.first_name.strip():
+        raise ValueError("Введите фамилию и имя")
+    numbers: list[tuple[str, str]] = []
+    for raw, kind in edit.phones:
+        if not raw.strip():
+            continue
+        e164 = phones.normalize(raw)
+        if e164 is None:
+            raise ValueError(f"Неверный номер телефона: {raw[:30]}")
+        if kind not in PHONE_KINDS:
+            kind = phones.kind(e164)
+        if e164 not in [n for n, _ in numbers]:
+            numbers.append((e164, kind))
+    async with db.transaction() as tx:
+        cur = await tx.execute(
+            "UPDATE patients SET last_name = ?, first_name = ?, middle_name = ?, birth_date = ?, consent_pd = ?,"
+            " notify_opt_out = ?, push_enabled = ?, notes = ?, extra_notes = ? WHERE id = ?",
+            (edit.last_name.strip()[:60], edit.first_name.strip()[:60], edit.middle_name.strip()[:60],
+             edit.birth_date, int(edit.consent_pd), int(edit.notify_opt_out), int(edit.push_enabled),
+             edit.notes.strip()[:2000], edit.extra_notes.strip()[:2000], patient_id))
+        if cur.rowcount == 0:
+            raise ValueError("Нет такого пациента")
+        # the phones in the order given (ids follow it): the first stays the main one
+        await tx.execute("DELETE FROM patient_phones WHERE patient_id = ?", (patient_id,))
+        for e164, kind in numbers:
+            await tx.execute("INSERT INTO patient_phones (patient_id, e164, kind) VALUES (?, ?, ?)",
+                             (patient_id, e164, kind))

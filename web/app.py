@@ -104,6 +104,8 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/patients/new", patients.patient_new_form)
     app.router.add_post("/patients/new", patients.patient_new_submit)
     app.router.add_get(rf"/patients/{{id:{ROW_ID}}}", patients.patient_card)
+    app.router.add_get(rf"/patients/{{id:{ROW_ID}}}/edit", patients.patient_edit_form)
+    app.router.add_post(rf"/patients/{{id:{ROW_ID}}}/edit", patients.patient_edit_submit)
     app.router.add_get("/booking", booking.booking_form)
     app.router.add_post("/booking", booking.booking_submit)
     app.router.add_get("/schedule", booking.schedule_page)

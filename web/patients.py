@@ -68,6 +68,52 @@ async def patient_new_submit(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound(f"/patients/{pid}")
 
 
+def _edit_view(p: dict[str, Any], error: str | None) -> dict[str, Any]:
+    rows = list(p["phones"]) + [{"e164": "", "kind": "mobile"}] * 2  # room for new numbers
+    return {"p": p, "phone_rows": rows, "kinds": patients.PHONE_KINDS, "error": error}
+
+
+@aiohttp_jinja2.template("patient_edit.html")
+async def patient_edit_form(request: web.Request) -> dict[str, Any]:
+    p = await patients.get_for_edit(request.app[SERVICES].db, int(request.match_info["id"]))
+    if p is None:
+        raise web.HTTPNotFound(text="Нет такого пациента")
+    return _edit_view(p, None)
+
+
+async def patient_edit_submit(request: web.Request) -> web.StreamResponse:
+    """Seed 001: «Если новый номер теперь основной, внесите его в карточку пациента»."""
+    db = request.app[SERVICES].db
+    pid = int(request.match_info["id"])
+    form = await request.post()
+    edit = patients.PatientEdit(
+        last_name=str(form.get("last_name", "")), first_name=str(form.get("first_name", "")),
+        middle_name=str(form.get("middle_name", "")), birth_date=str(form.get("birth_date", "")).strip() or None,
+        phones=tuple(zip((str(x) for x in form.getall("phone", [])),
+                         (str(x) for x in form.getall("phone_kind", [])), strict=False)),
+        consent_pd=bool(form.get("consent_pd")), notify_opt_out=bool(form.get("notify_opt_out")),
+        push_enabled=bool(form.get("push_enabled")), notes=str(form.get("notes", "")),
+        extra_notes=str(form.get("extra_notes", "")),
+    )
+    try:
+        if edit.birth_date:
+            try:
+                if parse_day(edit.birth_date) > date.today():
+                    raise ValueError
+            except ValueError:
+                raise ValueError("Неверная дата рождения") from None
+        await patients.update_patient(db, pid, edit)
+    except ValueError as exc:
+        current = await patients.get_for_edit(db, pid)
+        if current is None:
+            raise web.HTTPNotFound(text="Нет такого пациента") from None
+        shown = current | {k: v for k, v in edit.__dict__.items() if k != "phones"} | {
+            "phones": [{"e164": n, "kind": k} for n, k in edit.phones if n.strip()]}
+        return aiohttp_jinja2.render_template("patient_edit.html", request, _edit_view(shown, str(exc)), status=400)
+    await trace(request, "patient_update", "patient", pid)
+    raise web.HTTPFound(f"/patients/{pid}?saved=1")
+
+
 @aiohttp_jinja2.template("patient.html")
 async def patient_card(request: web.Request) -> dict[str, Any]:
     db = request.app[SERVICES].db
@@ -91,7 +137,7 @@ async def patient_card(request: web.Request) -> dict[str, Any]:
         "calls": [row_view(c, clinic_tz(request)) for c in recent[:20]], "can_history": me.history in ("read", "edit"),
         "tz": clinic_tz(request), "scenarios": SCENARIOS,
         "booked": int_or_none(request.query.get("booked")), "today": local_today(request).isoformat(),
-        "moved": int_or_none(request.query.get("moved")),
+        "moved": int_or_none(request.query.get("moved")), "saved": request.query.get("saved") == "1",
         # appointments' starts_at is the clinic's wall time: a future one can be moved
         "now_local": datetime.fromtimestamp(now_ts(request), clinic_tz(request)).strftime("%Y-%m-%dT%H:%M"),
     }

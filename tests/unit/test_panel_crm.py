@@ -14,7 +14,17 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from crm import calls, clinic_settings, comments, context, distribution, schedule, tags, users
+from crm import (
+    calls,
+    clinic_settings,
+    comments,
+    context,
+    distribution,
+    patients,
+    schedule,
+    tags,
+    users,
+)
 from crm.clock import SettableClock
 from crm.demo import load_demo
 from pbx.app import SERVICES, build_app
@@ -504,3 +514,35 @@ async def test_the_comment_window_finds_anyone_and_retargets_the_call(app) -> No
     assert [p["id"] for p in stored["patients"]] == [IVANOV] and stored["comment"]["patient_id"] == IVANOV
     assert "Иванов Иван Иванович" in await (await c.get("/calls")).text()
     assert "Никого не нашли" in await (await c.get("/comment?call=830.1&find=Несуществующий")).text()
+
+
+async def test_the_patient_card_can_be_edited(app) -> None:
+    """Seed 001: «Если новый номер теперь основной, внесите его в карточку пациента» — and the
+    escort's inputs (consent, notification opt-out, the app's push) are set here."""
+    application, server, _ = app
+    db = application[SERVICES].db
+    c = await login(server, "admin", "pw-admin-1")
+    page = await (await c.get(f"/patients/{PETROVA}/edit")).text()
+    assert 'value="+79161234567"' in page and "Согласие на обработку" in page
+    token = await csrf(c)
+    form = {"csrf_token": token, "last_name": "Петрова", "first_name": "Анна", "middle_name": "Сергеевна",
+            "birth_date": "1985-03-14", "notify_opt_out": "1", "push_enabled": "1", "notes": "<b>VIP</b>"}
+    body = list(form.items()) + [("phone", "8 (903) 555-00-11"), ("phone_kind", "mobile"),
+                                 ("phone", "+79161234567"), ("phone_kind", "mobile"),
+                                 ("phone", "+7 495 111-22-33"), ("phone_kind", "landline")]
+    r = await c.post(f"/patients/{PETROVA}/edit", data=body, allow_redirects=False)
+    assert r.status == 302 and r.headers["Location"] == f"/patients/{PETROVA}?saved=1"
+    p = await patients.get_for_edit(db, PETROVA)
+    assert [ph["e164"] for ph in p["phones"]] == ["+79035550011", "+79161234567", "+74951112233"]
+    assert p["phones"][2]["kind"] == "landline"
+    assert (p["consent_pd"], p["notify_opt_out"], p["push_enabled"]) == (0, 1, 1)
+    card = await (await c.get(r.headers["Location"])).text()
+    assert "Карточка сохранена" in card and "<b>VIP</b>" not in card
+    # the new main number is hers now: a call from it finds her
+    assert [x.id for x in await patients.find_by_phone(db, "+79035550011")] == [PETROVA]
+    bad = await c.post(f"/patients/{PETROVA}/edit", data=list(form.items()) + [("phone", "12ab"), ("phone_kind", "mobile")])
+    assert bad.status == 400 and "Неверный номер" in await bad.text()
+    assert [ph["e164"] for ph in (await patients.get_for_edit(db, PETROVA))["phones"]][0] == "+79035550011"
+    future = await c.post(f"/patients/{PETROVA}/edit", data={**form, "birth_date": "2999-01-01"})
+    assert future.status == 400 and "Неверная дата рождения" in await future.text()
+    assert (await c.get("/patients/999999/edit")).status == 404
