@@ -258,6 +258,13 @@ async def day_appointments(db: Database, day: date, tz: ZoneInfo,
     return await _appointments(db, where, params)
 
 
+async def last_guardian(db: Database, patient_id: int) -> int | None:
+    """The guardian named on the ward's latest appointment that names one."""
+    row = await db.fetchone("SELECT guardian_id FROM appointments WHERE patient_id = ? AND guardian_id IS NOT NULL"
+                            " ORDER BY created_ts DESC, id DESC LIMIT 1", (patient_id,))
+    return int(row[0]) if row else None
+
+
 async def patient_appointments(db: Database, patient_id: int) -> list[dict[str, Any]]:
     return await _appointments(db, "a.patient_id = ?", (patient_id,), order="a.starts_ts DESC")
 
@@ -267,7 +274,10 @@ async def _appointments(db: Database, where: str, params: Any,
     rows = await db.fetchall(
         "SELECT a.*, d.full_name AS doctor_name, d.specialty, p.last_name, p.first_name,"
         " p.middle_name, (SELECT ph.e164 FROM patient_phones ph WHERE ph.patient_id = p.id"
-        " ORDER BY ph.kind = 'mobile' DESC, ph.id LIMIT 1) AS phone"
+        " ORDER BY ph.kind = 'mobile' DESC, ph.id LIMIT 1) AS phone,"
+        " (SELECT g.full_name FROM guardians g WHERE g.id = a.guardian_id) AS guardian_name,"
+        " (SELECT cp.e164 FROM contact_phones cp WHERE cp.owner_kind = 'guardian' AND cp.owner_id = a.guardian_id"
+        " ORDER BY cp.id LIMIT 1) AS guardian_phone"
         " FROM appointments a JOIN doctors d ON d.id = a.doctor_id"
         f" JOIN patients p ON p.id = a.patient_id WHERE {where} ORDER BY {order}",
         params,

@@ -11,8 +11,9 @@ from urllib.parse import urlencode
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import clinic_settings, comments, context, patients, schedule, shifts
+from crm import calls, clinic_settings, comments, context, patients, phones, schedule, shifts
 from crm.dates import parse_day
+from crm.rules.booking import default_guardian
 from crm.schedule import BookingError
 from pbx.services import SERVICES
 from web.common import (
@@ -77,6 +78,15 @@ async def booking_context(request: web.Request, values: Any, error: str | None) 
             nearest = await schedule.next_free_slot(db, doctor_id, day, tz, now)
     kept = {"patient": patient_id, "call": call, "phone": values.get("phone")}  # what the filter form keeps
     call_comment = (await comments.get_comment(db, call) or {}).get("text", "") if call else ""
+    guardian = None
+    if ctx and ctx["guardians"]:  # a ward: the calling guardian, else the last one named
+        caller = phones.normalize(str(values.get("phone") or ""))
+        if caller is None and call:
+            stored = await calls.get_call_by_linkedid(db, call)
+            caller = stored["phone_e164"] if stored else None
+        guardian = int_or_none(values.get("guardian")) or default_guardian(
+            [(g["id"], str(g["phones"] or "").split()) for g in ctx["guardians"]], caller,
+            await schedule.last_guardian(db, patient_id) if patient_id else None)
     # a fresh form follows the clinic's default for «СМС оповещение»; a posted one keeps its choice
     notify = bool(values.get("notify")) if "slot" in values else bool(await clinic_settings.get(db, "notify_default"))
     nearest_query = urlencode({"doctor": doctor_id, "date": nearest.starts_at.date().isoformat()}
@@ -86,7 +96,7 @@ async def booking_context(request: web.Request, values: Any, error: str | None) 
         "doctors": doctors, "doctor_id": doctor_id, "day": day.isoformat(), "slots": slots,
         "patient_id": patient_id, "ctx": ctx, "call": call, "form": values, "error": error,
         "chosen_slot": values.get("slot", ""), "call_comment": call_comment, "notify": notify,
-        "moving": moving,
+        "moving": moving, "guardian": guardian,
     }
 
 

@@ -19,3 +19,18 @@ def slot_end(starts_at: datetime, minutes: int, now: float) -> datetime:
     if ends_at.timestamp() <= now:
         raise BookingError("Это время уже прошло")
     return ends_at
+
+
+def default_guardian(guardians: list[tuple[int, list[str]]], caller: str | None,
+                     last_guardian: int | None) -> int | None:
+    """Seed 000: booking a ward fills in «the guardian who was last linked or … previously
+    selected»: the guardian whose number is calling, else the one of the ward's last
+    appointment, else the first. ``guardians``: (id, phone numbers) of the ward's guardians."""
+    if caller:
+        for gid, numbers in guardians:
+            if caller in numbers:
+                return gid
+    ids = [gid for gid, _ in guardians]
+    if last_guardian in ids:
+        return last_guardian
+    return ids[0] if ids else None

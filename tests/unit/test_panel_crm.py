@@ -546,3 +546,18 @@ async def test_the_patient_card_can_be_edited(app) -> None:
     future = await c.post(f"/patients/{PETROVA}/edit", data={**form, "birth_date": "2999-01-01"})
     assert future.status == 400 and "Неверная дата рождения" in await future.text()
     assert (await c.get("/patients/999999/edit")).status == 404
+
+
+async def test_booking_a_ward_names_the_calling_guardian(app) -> None:
+    application, server, _ = app
+    db = application[SERVICES].db
+    c = await login(server, "admin", "pw-admin-1")
+    page = await (await c.get(f"/booking?patient={KID}&phone=%2B79265554433&doctor=1&date=2026-11-24")).text()
+    mother = re.search(r'<option value="(\d+)" selected>([^<]+)</option>', page[page.index('name="guardian"'):])
+    assert mother is not None
+    r = await c.post("/booking", data={"csrf_token": await csrf(c), "patient": str(KID), "doctor": "1",
+                                       "slot": "2026-11-24T11:00", "guardian": mother.group(1)}, allow_redirects=False)
+    assert r.status == 302
+    assert await schedule.last_guardian(db, KID) == int(mother.group(1))
+    card = await (await c.get(f"/patients/{KID}")).text()
+    assert f"Опекун: {mother.group(2)}" in card and 'data-number="+79265554433" title="Позвонить опекуну"' in card

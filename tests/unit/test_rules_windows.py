@@ -105,3 +105,14 @@ async def test_sql_and_predicates_agree(tmp_path: Path) -> None:
             assert bool(sql[0]) is windows.missed_call_processed(started, started + back)
     finally:
         await db.close()
+
+
+def test_the_guardian_filled_in_when_booking_a_ward() -> None:
+    """Seed 000: «the guardian who was last linked or … previously selected»."""
+    from crm.rules.booking import default_guardian
+
+    mother, father = (1, ["+79265554433"]), (2, ["+79260000002", "+79260000003"])
+    assert default_guardian([mother, father], "+79260000003", 1) == 2  # the one calling
+    assert default_guardian([mother, father], "+79990000000", 2) == 2  # the last appointment's
+    assert default_guardian([mother, father], None, 99) == 1  # a stale one: the first
+    assert default_guardian([], "+79265554433", 1) is None
