@@ -8,7 +8,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from crm import phones
+from crm import contacts, phones
 from crm.calls import iso
 from crm.db import Database, utc_now
 from crm.identify import identify
@@ -64,7 +64,7 @@ async def add_topic(db: Database, name: str) -> None:
 
 async def save_comment(
     db: Database, linkedid: str, *, caller_type: str, topic_id: int | None,
-    patient_id: int | None, text: str, user_id: int | None,
+    patient_id: int | None, text: str, user_id: int | None, contractor_name: str = "",
 ) -> None:
     if caller_type not in CALLER_TYPES:
         raise CommentError("Выберите, кто звонил")
@@ -87,6 +87,7 @@ async def save_comment(
             " updated_at = excluded.updated_at",
             (linkedid, caller_type, topic_id, patient_id, text.strip()[:4000], user_id, utc_now()),
         )
+        await contacts.typed_by_hand(tx, linkedid, caller_type, contractor_name)
 
 
 async def get_comment(db: Database, linkedid: str) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from web import (
     audit_page,
     booking,
     call_comments,
+    contacts_page,
     dial,
     escort_pages,
     home,
@@ -122,6 +123,8 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_post("/tags/prompt", tag_prompt.prompt)
     app.router.add_post("/tags/save", tag_prompt.save)
     app.router.add_post("/tags/dismiss", tag_prompt.dismiss)
+    app.router.add_get("/contacts", contacts_page.contacts_page)
+    app.router.add_post("/contacts", contacts_page.contacts_submit)
     app.router.add_get("/settings", settings_page.settings_form)
     app.router.add_post("/settings", settings_page.settings_submit)
     app.router.add_get("/escort", escort_pages.campaign_page)

@@ -100,6 +100,7 @@ async def comment_submit(request: web.Request) -> web.StreamResponse:
             request.app[SERVICES].db, linkedid, caller_type=str(form.get("caller_type", "")),
             topic_id=int_or_none(form.get("topic")), patient_id=patient_id,
             text=str(form.get("text", "")), user_id=me.user_id,
+            contractor_name=str(form.get("contractor_name", ""))[:100],
         )
     except CommentError as exc:
         values = {k: str(v) for k, v in form.items()}

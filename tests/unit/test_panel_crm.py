@@ -561,3 +561,39 @@ async def test_booking_a_ward_names_the_calling_guardian(app) -> None:
     assert await schedule.last_guardian(db, KID) == int(mother.group(1))
     card = await (await c.get(f"/patients/{KID}")).text()
     assert f"Опекун: {mother.group(2)}" in card and 'data-number="+79265554433" title="Позвонить опекуну"' in card
+
+
+async def test_employees_and_contractors(app) -> None:
+    """Seed 001: a caller typed by hand as «Сотрудник» or «Прочие и контрагенты» leaves the
+    patient statistics; «Контрагенты при следующем звонке будут считаться таковыми
+    автоматически»; their numbers are managed on one page."""
+    from crm import identify
+
+    application, server, _ = app
+    db = application[SERVICES].db
+    boss = await login(server, "boss", "pw-boss-12")
+    r = await boss.post("/contacts", data={"csrf_token": await csrf(boss), "action": "add", "kind": "employee",
+                                           "name": "Сидорова Ж. К.", "detail": "медсестра", "phone": "+79001112233"},
+                        allow_redirects=False)
+    assert r.status == 302
+    assert identify.identify(db, "+79001112233").kind == "employee"
+    page = await (await boss.get("/contacts")).text()
+    assert "Сидорова Ж. К." in page and "+79001112233" in page
+    admin = await login(server, "admin", "pw-admin-1")
+    assert (await admin.get("/contacts")).status == 200
+    denied = await admin.post("/contacts", data={"csrf_token": await csrf(admin), "action": "add", "kind": "contractor",
+                                                 "name": "X", "phone": ""})
+    assert denied.status == 403
+    # a supplier calls from an unknown number; the administrator types it by hand
+    await calls.save_call(db, answered_call("840.1", NOW - 600, "79007778899"))
+    assert (await calls.get_call_by_linkedid(db, "840.1"))["counts_for_stats"]
+    topic = (await comments.topics(db))[0]["id"]
+    r = await admin.post("/comment", data={"csrf_token": await csrf(admin), "call": "840.1", "caller_type": "other",
+                                           "topic": str(topic), "contractor_name": "ООО Дентсервис"},
+                         allow_redirects=False)
+    assert r.status == 302
+    assert not (await calls.get_call_by_linkedid(db, "840.1"))["counts_for_stats"]
+    who = identify.identify(db, "+79007778899")
+    assert who.kind == "contractor" and "Дентсервис" in who.display
+    await calls.save_call(db, answered_call("840.2", NOW - 300, "79007778899"))  # the next call: typed
+    assert (await calls.get_call_by_linkedid(db, "840.2"))["caller_kind"] == "contractor"
