@@ -28,7 +28,16 @@ async def user_id(db: Database, login: str) -> int | None:
 
 
 async def branches(db: Database) -> list[dict[str, Any]]:
-    return [dict(r) for r in await db.fetchall("SELECT id, name FROM branches ORDER BY id")]
+    return [dict(r) for r in await db.fetchall("SELECT id, name, message_name FROM branches ORDER BY id")]
+
+
+async def set_message_name(db: Database, branch_id: int, name: str) -> None:
+    """Seed 002: the branch's «Название в сообщениях», inserted into WhatsApp and SMS texts."""
+    name = " ".join(name.split())[:60]
+    async with db.transaction() as tx:
+        cur = await tx.execute("UPDATE branches SET message_name = ? WHERE id = ?", (name, branch_id))
+        if cur.rowcount == 0:
+            raise ValueError("Нет такого филиала")
 
 
 async def clinic_numbers(db: Database) -> list[dict[str, Any]]:

@@ -302,8 +302,7 @@ async def enqueue(db: Database, job: dict[str, Any], kind: str, chain: tuple[str
 async def _enqueue(tx: Any, job_id: int | None, appointment_id: int | None, scenario: str, kind: str,
                    chain: tuple[str, ...], phone: str, body: str, now: float, with_robot: bool) -> None:
     channel, rest = chain[0], chain[1:]
-    # seed 002: after the robot's unsuccessful call the push goes "in a minute"
-    due = now + 60 if channel == rules.PUSH and with_robot else now
+    due = now + rules.first_try_delay(channel, scenario)
     await tx.execute(
         "INSERT INTO outbox (msg_key, job_id, appointment_id, scenario, kind, channel, fallback, phone,"
         " body, next_try_ts, price, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 import jinja2
@@ -61,6 +62,18 @@ class MalformedRequestFilter(logging.Filter):
 _MALFORMED = MalformedRequestFilter()
 
 
+MOSCOW = ZoneInfo("Europe/Moscow")
+
+
+def with_moscow_time(ts: float, tz: ZoneInfo) -> str:
+    """Seed 002: the escort's notification and call times «at Moscow time»: the clinic's own
+    time, and Moscow's beside it when the clinic is elsewhere."""
+    local = datetime.fromtimestamp(ts, tz)
+    msk = datetime.fromtimestamp(ts, MOSCOW)
+    shown = local.strftime("%d.%m %H:%M")
+    return shown if local.utcoffset() == msk.utcoffset() else f"{shown} (МСК {msk:%H:%M})"
+
+
 def setup_web(app: web.Application, settings: Settings) -> None:
     logging.getLogger("aiohttp.server").addFilter(_MALFORMED)  # idempotent: one instance
     # sessions first: the template context processor reads the session
@@ -74,6 +87,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     )
     env.globals["money"] = money
     env.filters["localtime"] = lambda ts, tz: datetime.fromtimestamp(ts, tz).strftime("%d.%m %H:%M")
+    env.filters["with_msk"] = with_moscow_time
     app.router.add_get("/", home.index)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login_submit)

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import escort, phones, schedule, signatures
+from crm import directory, escort, phones, schedule, signatures
 from crm.dates import parse_day
 from crm.schedule import BookingError
 from pbx.robots import rules
@@ -62,7 +62,25 @@ async def campaign_page(request: web.Request) -> dict[str, Any]:
         days.append({"day": day.isoformat(), "jobs": jobs, "progress": progress})
     return {"days": days, "scenarios": rules.SCENARIOS, "states": STATES, "outcomes": OUTCOMES,
             "settings": await escort.settings(db), "can_edit": me.role in ("settings_admin", "director"),
-            "robot": request.app[SERVICES].robot is not None}
+            "robot": request.app[SERVICES].robot is not None,
+            "examples": await _examples(request, today + timedelta(days=1))}
+
+
+async def _examples(request: web.Request, day: date) -> dict[str, list[tuple[str, str]]]:
+    """Seed 002's «Примеры сообщений»: what each scenario sends, worded as for a real patient,
+    with the branch's «Название в сообщениях»."""
+    branches = await directory.branches(request.app[SERVICES].db)
+    clinic = (branches[0]["message_name"] or branches[0]["name"]) if branches else "Клиника"
+    w = rules.Wording("Анна", "Сергеевна", "Иванова Елена Петровна", "терапевт", clinic,
+                      datetime.combine(day, time(10, 30), clinic_tz(request)))
+    link = f"{request.app[SERVICES].settings.robot.public_url}/e/…"
+    return {
+        rules.DETAILS: [("WhatsApp / СМС", rules.message_text("details", w, link))],
+        rules.CONFIRMATION: [("Робот говорит", rules.robot_text(w)),
+                             ("WhatsApp / СМС", rules.message_text("confirm", w, link)),
+                             ("Если пациент просит перенести", rules.message_text("reschedule_link", w, link))],
+        rules.REMINDER: [("WhatsApp / СМС", rules.message_text("reminder", w, link))],
+    }
 
 
 async def settings_submit(request: web.Request) -> web.StreamResponse:

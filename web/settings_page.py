@@ -160,6 +160,7 @@ ACTIONS: dict[str, Callable[[_Form], Awaitable[Any]]] = {
     "doctor_active": lambda f: schedule.set_doctor_active(f.db, f.id("doctor"), bool(f.form.get("active"))),
     "telephony": lambda f: clinic_settings.put(f.db, "telephony_suspended", bool(f.form.get("suspended"))),
     "hide_caller": _hide_caller,
+    "branch_message_name": lambda f: directory.set_message_name(f.db, f.id("branch"), f.field("message_name")),
     "booking": lambda f: clinic_settings.put(f.db, "notify_default", bool(f.form.get("notify_default"))),
     "workstation": _workstation,
 }

@@ -275,6 +275,15 @@ def channel_chain(f: Facts) -> tuple[str, ...]:
     return (PUSH, WHATSAPP, SMS) if f.push_enabled else (WHATSAPP, SMS)
 
 
+PUSH_DELAY = 60.0
+
+
+def first_try_delay(channel: str, scenario: str) -> float:
+    """Seed 002: the confirmation's push goes «in a minute», with the robot (after its
+    unsuccessful call) and without it; everything else goes at once."""
+    return PUSH_DELAY if channel == PUSH and scenario == CONFIRMATION else 0.0
+
+
 def price(channel: str, scenario: str, with_robot: bool) -> int:
     """Roubles per message (seed 002)."""
     if channel == PUSH:

@@ -19,6 +19,7 @@ from crm import (
     clinic_settings,
     comments,
     context,
+    directory,
     distribution,
     patients,
     schedule,
@@ -597,3 +598,31 @@ async def test_employees_and_contractors(app) -> None:
     assert who.kind == "contractor" and "Дентсервис" in who.display
     await calls.save_call(db, answered_call("840.2", NOW - 300, "79007778899"))  # the next call: typed
     assert (await calls.get_call_by_linkedid(db, "840.2"))["caller_kind"] == "contractor"
+
+
+async def test_message_examples_and_the_branch_name_in_messages(app) -> None:
+    """Seed 002: «To view the sample messages, click on «Примеры сообщений». In WA and SMS
+    messages, the name of the branch is inserted from the "Name in messages" field»."""
+    application, server, _ = app
+    db = application[SERVICES].db
+    boss = await login(server, "boss", "pw-boss-12")
+    branch = (await directory.branches(db))[0]["id"]
+    r = await boss.post("/settings", data={"csrf_token": await csrf(boss), "action": "branch_message_name",
+                                           "branch": str(branch), "message_name": "Улыбка на Тверской"},
+                        allow_redirects=False)
+    assert r.status == 302
+    page = await (await boss.get("/escort")).text()
+    assert "Примеры сообщений" in page and page.count("Улыбка на Тверской") >= 4  # details, robot, confirm, reminder
+    assert "Анна Сергеевна, здравствуйте. Звоним подтвердить запись к врачу" in page
+    bad = await boss.post("/settings", data={"csrf_token": await csrf(boss), "action": "branch_message_name",
+                                             "branch": "999", "message_name": "X"})
+    assert bad.status == 400
+
+
+def test_escort_times_also_in_moscow_time() -> None:
+    """Seed 002: the escort's notification/call time «at Moscow time»."""
+    from web.app import with_moscow_time
+
+    ts = datetime(2026, 11, 24, 7, 0, tzinfo=ZoneInfo("UTC")).timestamp()
+    assert with_moscow_time(ts, ZoneInfo("Europe/Moscow")) == "24.11 10:00"
+    assert with_moscow_time(ts, ZoneInfo("Asia/Yekaterinburg")) == "24.11 12:00 (МСК 10:00)"

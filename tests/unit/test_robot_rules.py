@@ -222,3 +222,10 @@ def test_channels_prices_wording_and_replies() -> None:
     assert rules.reply_choice("12") is None and rules.reply_choice("да") is None
     assert EscortSettings.from_dict({"robot_retries": "x", "confirmation_mode": "fax", "amd": 1}) == \
         EscortSettings(amd=True)
+
+
+def test_the_confirmation_push_goes_in_a_minute_with_or_without_the_robot() -> None:
+    """Seed 002, both «With a robot call» and «Without calling»: «push notification in a minute»."""
+    assert rules.first_try_delay(rules.PUSH, rules.CONFIRMATION) == 60
+    assert rules.first_try_delay(rules.WHATSAPP, rules.CONFIRMATION) == 0
+    assert rules.first_try_delay(rules.PUSH, rules.DETAILS) == 0 == rules.first_try_delay(rules.PUSH, rules.REMINDER)
