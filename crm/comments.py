@@ -45,6 +45,14 @@ async def topics(db: Database) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+async def retire_topic(db: Database, topic_id: int) -> None:
+    """A topic no longer offered; the comments that named it keep it (seed 001's directory)."""
+    async with db.transaction() as tx:
+        cur = await tx.execute("UPDATE call_topics SET active = 0 WHERE id = ?", (topic_id,))
+        if cur.rowcount == 0:
+            raise CommentError("Нет такой темы разговора")
+
+
 async def ensure_default_topics(db: Database) -> None:
     async with db.transaction() as tx:
         for name in DEFAULT_TOPICS:

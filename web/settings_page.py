@@ -150,6 +150,7 @@ ACTIONS: dict[str, Callable[[_Form], Awaitable[Any]]] = {
     "tag_add": lambda f: tags.add_tag(f.db, f.id("group"), f.field("name")),
     "tag_delete": lambda f: tags.delete_tag(f.db, f.id("tag")),
     "topic_add": lambda f: comments.add_topic(f.db, f.field("name")),
+    "topic_retire": lambda f: comments.retire_topic(f.db, f.id("topic")),
     "user": _user_access,
     "user_active": _user_active,
     "user_password": _user_password,

@@ -626,3 +626,22 @@ def test_escort_times_also_in_moscow_time() -> None:
     ts = datetime(2026, 11, 24, 7, 0, tzinfo=ZoneInfo("UTC")).timestamp()
     assert with_moscow_time(ts, ZoneInfo("Europe/Moscow")) == "24.11 10:00"
     assert with_moscow_time(ts, ZoneInfo("Asia/Yekaterinburg")) == "24.11 12:00 (МСК 10:00)"
+
+
+async def test_topics_can_be_retired_and_history_keeps_them(app) -> None:
+    """Seed 001's «Темы разговоров» directory: a retired topic is no longer offered; the
+    comments that named it keep it."""
+    application, server, _ = app
+    db = application[SERVICES].db
+    await calls.save_call(db, answered_call("850.1", NOW - 600, "79161234567"))
+    topic = next(t for t in await comments.topics(db) if t["name"] == "Гигиена")
+    await comments.save_comment(db, "850.1", caller_type="patient_question", topic_id=topic["id"],
+                                patient_id=PETROVA, text="", user_id=None)
+    boss = await login(server, "boss", "pw-boss-12")
+    r = await boss.post("/settings", data={"csrf_token": await csrf(boss), "action": "topic_retire",
+                                           "topic": str(topic["id"])}, allow_redirects=False)
+    assert r.status == 302
+    assert "Гигиена" not in [t["name"] for t in await comments.topics(db)]
+    assert (await calls.get_call_by_linkedid(db, "850.1"))["comment"]["topic"] == "Гигиена"
+    page = await (await boss.get(f"/booking?call=850.1&patient={PETROVA}")).text()
+    assert "Записать пациента (Разговор с пациентом — Петрова Анна Сергеевна)" in page
