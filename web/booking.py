@@ -57,7 +57,16 @@ async def booking_context(request: web.Request, values: Any, error: str | None) 
     moving = await _movable(db, values.get("move"), now_ts(request))
     if moving is not None:
         values = {"doctor": str(moving["doctor_id"]), "patient": str(moving["patient_id"])} | dict(values)
-    doctor_id = int_or_none(values.get("doctor")) or (doctors[0]["id"] if doctors else None)
+    # seed 001: the schedule filtered by a doctor or by a group of specialists (a specialty)
+    specialties = sorted({d["specialty"] for d in doctors})
+    specialty = str(values.get("specialty") or "")
+    if specialty in specialties:
+        doctors = [d for d in doctors if d["specialty"] == specialty]
+    else:
+        specialty = ""
+    doctor_id = int_or_none(values.get("doctor"))
+    if doctor_id not in {d["id"] for d in doctors}:
+        doctor_id = doctors[0]["id"] if doctors else None
     day = _day(values.get("date"), today)
     patient_id = int_or_none(values.get("patient"))
     ctx = None
@@ -96,7 +105,7 @@ async def booking_context(request: web.Request, values: Any, error: str | None) 
         "doctors": doctors, "doctor_id": doctor_id, "day": day.isoformat(), "slots": slots,
         "patient_id": patient_id, "ctx": ctx, "call": call, "form": values, "error": error,
         "chosen_slot": values.get("slot", ""), "call_comment": call_comment, "notify": notify,
-        "moving": moving, "guardian": guardian,
+        "moving": moving, "guardian": guardian, "specialties": specialties, "specialty": specialty,
     }
 
 

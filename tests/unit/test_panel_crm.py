@@ -645,3 +645,18 @@ async def test_topics_can_be_retired_and_history_keeps_them(app) -> None:
     assert (await calls.get_call_by_linkedid(db, "850.1"))["comment"]["topic"] == "Гигиена"
     page = await (await boss.get(f"/booking?call=850.1&patient={PETROVA}")).text()
     assert "Записать пациента (Разговор с пациентом — Петрова Анна Сергеевна)" in page
+
+
+async def test_booking_filters_by_a_group_of_specialists(app) -> None:
+    """Seed 001: «отфильтруйте расписание по врачу или группе специалистов»."""
+    application, server, _ = app
+    doctors = await schedule.doctors(application[SERVICES].db)
+    specialty = doctors[-1]["specialty"]
+    c = await login(server, "admin", "pw-admin-1")
+    page = await (await c.get(f"/booking?specialty={specialty}&doctor={doctors[0]['id']}")).text()
+    doctor_select = page[page.index('name="doctor"'):page.index("</select>", page.index('name="doctor"'))]
+    shown = {d["id"] for d in doctors if f'value="{d["id"]}"' in doctor_select}
+    assert shown == {d["id"] for d in doctors if d["specialty"] == specialty}
+    assert f'<option value="{specialty}" selected>' in page
+    unknown = await (await c.get("/booking?specialty=Астролог")).text()
+    assert all(f'value="{d["id"]}"' in unknown for d in doctors)  # an unknown group filters nothing
