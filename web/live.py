@@ -124,6 +124,7 @@ class LiveHub:
         data["phone"] = e164 or call.caller
         data["kind"] = who.kind
         data["display"] = who.display
+        data["guardian_name"] = who.counterpart_name if who.kind == "guardian" else ""
         data["patients"] = [
             {"id": p.id, "full_name": p.full_name, "birth_date": p.birth_date}
             for p in who.candidates

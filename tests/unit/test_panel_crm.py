@@ -660,3 +660,15 @@ async def test_booking_filters_by_a_group_of_specialists(app) -> None:
     assert f'<option value="{specialty}" selected>' in page
     unknown = await (await c.get("/booking?specialty=Астролог")).text()
     assert all(f'value="{d["id"]}"' in unknown for d in doctors)  # an unknown group filters nothing
+
+
+async def test_a_guardians_card_names_the_guardian(app) -> None:
+    """Seed 000 / the panel issue: before the answer only the number (the card script shows no
+    «Пациенты: N» for a guardian); once answered, the guardian and the wards by name."""
+    application, _, _ = app
+    card = application[LIVE_HUB].card(LiveCall("860.1", "incoming", "101", "talking", "79265554433", "",
+                                               "74951110001", "reception-ringall", "guardian", "", NOW))
+    assert card["kind"] == "guardian" and card["guardian_name"]
+    assert {p["full_name"] for p in card["patients"]} >= {"Смирнова Мария Олеговна", "Смирнов Олег Петрович"}
+    script = (Path(__file__).parents[2] / "web" / "static" / "cards.js").read_text()
+    assert '"Опекун: " + (c.guardian_name' in script

@@ -56,14 +56,27 @@
       const p = c.patients[0];
       d.append(link("/patients/" + p.id, p.full_name, "name"));
       if (p.birth_date) d.append(el("div", "born", "Дата рождения: " + p.birth_date.split("-").reverse().join(".")));
-    } else if (c.kind === "patients" || c.kind === "guardian") {
-      d.append(el("div", "name", c.kind === "guardian" && !answered ? c.display : "Неизвестный пациент"));
+    } else if (c.kind === "guardian") {
+      // seed 000: before the answer only the number; after it, the guardian with the wards
       if (answered) {
-        d.append(el("div", "hint", c.kind === "guardian" ? "Номер привязан к нескольким пациентам:" : "Выберите пациента:"));
+        d.append(el("div", "name", "Опекун: " + (c.guardian_name || "без имени")));
+        d.append(el("div", "hint", "Пациенты этого опекуна:"));
         for (const p of c.patients) {
           const row = el("div", "ward");
           row.append(link("/patients/" + p.id, p.full_name), " ",
-                     link("/booking?patient=" + p.id, "Назначить приём (" + p.full_name + ")", "button"));
+                     link("/booking?patient=" + p.id + "&call=" + encodeURIComponent(c.linkedid) + "&phone=" + encodeURIComponent(c.phone),
+                          "Назначить приём (" + p.full_name + ")", "button"));
+          d.append(row);
+        }
+      }
+    } else if (c.kind === "patients") {
+      d.append(el("div", "name", answered ? "Неизвестный пациент" : c.display));
+      if (answered) {
+        d.append(el("div", "hint", "Выберите пациента:"));
+        for (const p of c.patients) {
+          const row = el("div", "ward");
+          row.append(link("/patients/" + p.id, p.full_name), " ",
+                     link("/booking?patient=" + p.id + "&call=" + encodeURIComponent(c.linkedid), "Назначить приём (" + p.full_name + ")", "button"));
           d.append(row);
         }
       }
