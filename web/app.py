@@ -131,6 +131,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_post("/waiting", booking.waiting_add)
     app.router.add_post("/dial", dial.dial)
     app.router.add_get("/comment", call_comments.comment_form)
+    app.router.add_get("/incoming", call_comments.incoming_calls)
     app.router.add_post("/comment", call_comments.comment_submit)
     app.router.add_get("/calls/manual", call_comments.manual_form)
     app.router.add_post("/calls/manual", call_comments.manual_submit)

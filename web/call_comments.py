@@ -140,3 +140,17 @@ async def manual_submit(request: web.Request) -> web.StreamResponse:
             "manual_call.html", request, {"error": str(exc), "form": form}, status=400
         )
     raise web.HTTPFound(f"/comment?call={linkedid}")
+
+
+async def incoming_calls(request: web.Request) -> web.StreamResponse:
+    """Seed 001's «Входящие звонки» button: the comment window of the call ringing (or being
+    talked on) at my phone right now — the newest one when several ring."""
+    me = await viewer(request)
+    services = request.app[SERVICES]
+    extension = await shifts.current_extension(services.db, me.user_id)
+    live = services.calls.live.get(extension or "", {}) if services.calls else {}
+    current = [c for c in live.values() if c.status in ("ringing", "talking", "on_hold")]
+    if not current:
+        raise web.HTTPFound("/?no_call=1")
+    newest = max(current, key=lambda c: (c.status != "ringing", c.since))  # talking first, then the latest
+    raise web.HTTPFound(f"/comment?call={newest.linkedid}")

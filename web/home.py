@@ -55,7 +55,8 @@ async def index(request: web.Request) -> dict[str, Any]:
     if status["db_failing_since"]:
         status["db_failing_since_local"] = short(local_time(str(status["db_failing_since"]), tz))
     page: dict[str, Any] = {"health": status, "can_history": me.history in ("read", "edit"),
-                            "today": today.isoformat(), "today_label": today.strftime("%d.%m.%Y")}
+                            "today": today.isoformat(), "today_label": today.strftime("%d.%m.%Y"),
+                            "no_call": request.query.get("no_call") == "1"}
     if page["can_history"]:
         # the same rule as the history's «необработанные»: no answered call with the number since
         pending = await list_calls(db, CallFilter(since=iso(now - PROCESSING_WINDOW), missed_state="missed_unprocessed",

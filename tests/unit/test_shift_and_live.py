@@ -185,3 +185,21 @@ async def test_more_on_the_line_counts_only_this_phones_queues(app) -> None:
     assert hub.snapshot("101")["queues"] == ["reception-ringall"]
     assert hub.snapshot("103")["queues"] == ["surgery"]
     assert hub.snapshot("104")["queues"] == []  # unknown: the panel counts every queue
+
+
+async def test_the_incoming_calls_button_opens_the_ringing_calls_comment_window(app) -> None:
+    """Seed 001: «Важно ... при поступлении звонка в клинику нажимали на кнопку «Входящие
+    звонки»» — it opens the comment window of the call at my phone."""
+    application, server = app
+    anna = await login(server, "anna", "pw-anna")
+    assert await choose(anna, "101") == 302
+    r = await anna.get("/incoming", allow_redirects=False)
+    assert r.headers["Location"] == "/?no_call=1"
+    assert "Сейчас на вашем телефоне нет звонка" in await (await anna.get("/?no_call=1")).text()
+    calls = application[SERVICES].calls
+    calls._apply([live_call("ringing", linkedid="5.0")])
+    r = await anna.get("/incoming", allow_redirects=False)
+    assert r.status == 302 and r.headers["Location"] == "/comment?call=5.0"
+    page = await (await anna.get(r.headers["Location"])).text()
+    assert "Добавление комментария к разговору" in page
+    await anna.close()
