@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
+import types
 from pathlib import Path
 
 import pytest
@@ -202,4 +204,63 @@ async def test_the_incoming_calls_button_opens_the_ringing_calls_comment_window(
     assert r.status == 302 and r.headers["Location"] == "/comment?call=5.0"
     page = await (await anna.get(r.headers["Location"])).text()
     assert "Добавление комментария к разговору" in page
+    await anna.close()
+
+
+async def meta_csrf(client: TestClient) -> str:
+    return re.search(r'name="csrf-token" content="([^"]+)"', await (await client.get("/")).text()).group(1)
+
+
+async def test_click_to_call_is_refused_while_already_talking(app) -> None:
+    """Seed 000: no second call from a phone that is talking (implemented earlier, tested now)."""
+    application, server = app
+    anna = await login(server, "anna", "pw-anna")
+    assert await choose(anna, "101") == 302
+    services = application[SERVICES]
+    services.ami = types.SimpleNamespace(connected=True)  # the refusal comes before any originate
+    services.calls._apply([live_call("talking", linkedid="6.0")])
+    r = await anna.post("/dial", json={"number": "+79031112233"}, headers={"X-CSRF-Token": await meta_csrf(anna)})
+    assert r.status == 409 and "уже разговариваете" in (await r.json())["error"]
+    services.ami = None
+    await anna.close()
+
+
+async def test_a_single_clinic_phone_warns_at_the_shift_question(app) -> None:
+    """Seed 000: with one clinic phone only one administrator per shift can use telephony."""
+    application, server = app
+    anna = await login(server, "anna", "pw-anna")
+    assert "В клинике один телефон" not in await (await anna.get("/shift")).text()
+    async with application[SERVICES].db.transaction() as tx:
+        await tx.execute("DELETE FROM desk_phones WHERE extension <> '101'")
+    assert "В клинике один телефон" in await (await anna.get("/shift")).text()
+    await anna.close()
+
+
+async def test_a_booking_opened_during_a_call_and_finished_after_it_converts_it(app) -> None:
+    """Seed 001: a booking panel opened while talking carries the call even when it is saved
+    after the hang-up."""
+    from crm import calls, schedule
+    from pbx.calls.records import CallRecord, LegRecord
+
+    application, server = app
+    anna = await login(server, "anna", "pw-anna")
+    assert await choose(anna, "101") == 302
+    services = application[SERVICES]
+    services.calls._apply([live_call("talking", linkedid="8.0")])
+    form = await (await anna.get("/booking?patient=1&doctor=1")).text()
+    assert 'name="call" value="8.0"' in form
+    slot = re.search(r'name="slot" value="([^"]+)"', form).group(1)
+    services.calls._apply([live_call("ended", linkedid="8.0")])  # the patient hung up
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    r = await anna.post("/booking", data={"csrf_token": token, "patient": "1", "doctor": "1", "call": "8.0",
+                                          "slot": slot}, allow_redirects=False)
+    assert r.status == 302
+    booked = [a for a in await schedule.patient_appointments(services.db, 1) if a["call_linkedid"] == "8.0"]
+    assert len(booked) == 1 and booked[0]["starts_at"].startswith(slot[:10])
+    t0 = time.time() - 60
+    leg = LegRecord("101", "8.1", "answered", t0, t0 + 2, t0 + 50, False)
+    await calls.save_call(services.db, CallRecord("8.0", "incoming", "incoming", "74951110001", "79161234567",
+                                                  "74951110001", "reception-ringall", (leg,), "101", t0, t0 + 2,
+                                                  t0 + 50, 2.0, 48.0, "caller", ""))
+    assert (await calls.get_call_by_linkedid(services.db, "8.0"))["converted"]
     await anna.close()
