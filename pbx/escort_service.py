@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crm import clinic_settings, escort
+from crm import clinic_settings, escort, escort_reports
 from crm.clock import Clock
 from crm.db import Database
 from pbx.gateways import Gateway
@@ -247,7 +247,7 @@ class EscortService:
         today = datetime.fromtimestamp(now, self.tz).date().isoformat()
         if await clinic_settings.get(self.db, WRITE_OFF_KEY) == today:
             return
-        n = await escort.write_off(self.db, now, self.tz)
+        n = await escort_reports.write_off(self.db, now, self.tz)
         await clinic_settings.put(self.db, WRITE_OFF_KEY, today)
         if n:
             log.info("escort: %d messages written off", n)

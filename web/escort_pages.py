@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import directory, escort, phones, schedule, signatures
+from crm import directory, escort, escort_reports, phones, schedule, signatures
 from crm.dates import parse_day
 from crm.schedule import BookingError
 from pbx.robots import rules
@@ -57,7 +57,7 @@ async def campaign_page(request: web.Request) -> dict[str, Any]:
     days = []
     for day in (today, today + timedelta(days=1)):
         since, until = _day_range(request, day)
-        jobs = await escort.campaign(db, since, until)
+        jobs = await escort_reports.campaign(db, since, until)
         progress = {state: sum(1 for j in jobs if j["state"] == state) for state in STATES}
         days.append({"day": day.isoformat(), "jobs": jobs, "progress": progress})
     return {"days": days, "scenarios": rules.SCENARIOS, "states": STATES, "outcomes": OUTCOMES,
@@ -129,12 +129,12 @@ async def reports_page(request: web.Request) -> dict[str, Any]:
     db = request.app[SERVICES].db
     start, _ = _day_range(request, since)
     _, end = _day_range(request, until)
-    write_offs = await escort.report_write_offs(db, since.isoformat(), until.isoformat(), scenario)
+    write_offs = await escort_reports.report_write_offs(db, since.isoformat(), until.isoformat(), scenario)
     return {
         "since": since.isoformat(), "until": until.isoformat(), "scenario": scenario or "",
         "scenarios": rules.SCENARIOS, "channels": rules.CHANNELS, "outcomes": OUTCOMES,
-        "appointments": await escort.report_appointments(db, start, end, scenario),
-        "volume": await escort.report_volume(db, start, end, scenario),
+        "appointments": await escort_reports.report_appointments(db, start, end, scenario),
+        "volume": await escort_reports.report_volume(db, start, end, scenario),
         "write_offs": write_offs, "total": sum(w["amount"] for w in write_offs),
     }
 

@@ -183,3 +183,26 @@ async def test_a_missed_call_to_return_and_in_the_reports(server, page, tmp_path
     await page.goto(base + f"/reports?report=missed&employee={anna}")
     await expect(page.locator("p.summary")).to_contain_text("Пропущено: 1 ")
     await expect(page.locator("p.summary")).to_contain_text("ждут обработки: 1")
+
+
+async def test_more_on_the_line_and_the_missed_card_leaves_after_10_s(server, page, tmp_path: Path) -> None:
+    """Seed 000 (implemented earlier, tested now): while 101 rings with one caller another waits
+    in the queue, and the card says «Ещё 1 на линии» (this phone's queues only); a missed call's
+    card stays about 10 s, then goes."""
+    services, log = server
+    await open_panel(services, page)
+    phones = await start_phones(services, tmp_path, {})  # all three ring and nobody answers
+    first = await start_operator_call(services.settings, "+79031112233", "74951110001", tmp_path,
+                                      cancel_after_ms=7000, name="caller1")
+    await log.wait_for(lambda e: e.name == "DialBegin" and "PJSIP/101-" in str(e.headers.get("DestChannel")))
+    second = await start_operator_call(services.settings, "+79161234567", "74951110001", tmp_path,
+                                       cancel_after_ms=4000, name="caller2")
+    await expect(page.locator("#cards .card.ringing .more")).to_have_text("Ещё 1 на линии", timeout=10_000)
+    missed = page.locator("#cards .card", has_text="Пропущенный звонок")
+    await expect(missed.first).to_be_visible(timeout=20_000)
+    assert await second.wait(30) == 0, second.errors
+    assert await first.wait(30) == 0, first.errors
+    await page.wait_for_timeout(4_000)  # a missed card does not vanish at once...
+    assert await missed.count() >= 1
+    await expect(missed).to_have_count(0, timeout=15_000)  # ...but within its 10 s
+    await stop_all(*phones.values(), wait=20)

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestServer
 
-from crm import escort, patients, schedule
+from crm import escort, escort_reports, patients, schedule
 from crm.clock import SettableClock
 from crm.demo import load_demo
 from pbx.app import SERVICES, Services, build_app
@@ -117,7 +117,7 @@ async def test_robot_scenarios_through_asterisk(robot_settings: Settings, gatewa
         assert any(r["disposition"] == "ANSWERED" for r in cdr), cdr
         assert "74951110001" in {r["src"] for r in cdr}, cdr  # the clinic's outbound caller ID
         # the whole campaign view shows the outcomes
-        assert (await escort.campaign(db, CALL_DAY, CALL_DAY + 3 * 86400))
+        assert (await escort_reports.campaign(db, CALL_DAY, CALL_DAY + 3 * 86400))
     finally:
         await srv.close()
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from crm import escort, schedule, signatures, users
+from crm import escort, escort_reports, schedule, signatures, users
 from crm.clock import SettableClock
 from crm.demo import load_demo
 from pbx.app import SERVICES, build_app
@@ -117,7 +117,7 @@ async def test_three_scenarios_through_the_gateway(env, gateway) -> None:
     clock.set(at(26, 0, 10))
     await service.tick()
     await service.tick()
-    rows = await escort.report_write_offs(app[SERVICES].db, "2026-11-01", "2026-11-30", None)
+    rows = await escort_reports.report_write_offs(app[SERVICES].db, "2026-11-01", "2026-11-30", None)
     assert [(w["day"], w["scenario"], w["channel"], w["messages"], w["amount"]) for w in rows] == [
         ("2026-11-23", "details", "whatsapp", 1, 2.0),
         ("2026-11-24", "confirmation", "whatsapp", 1, 2.0),
