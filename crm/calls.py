@@ -264,6 +264,9 @@ async def _with_details(db: Database, calls: list[dict[str, Any]]) -> list[dict[
     prompts = {r[0]: r[1] for r in await _rows_in(
         db, "SELECT linkedid, state FROM tag_prompts WHERE linkedid IN ({keys})", lids)}
     hidden = {r[0] for r in await db.fetchall("SELECT did FROM clinic_numbers WHERE hide_caller = 1")}
+    guardian_ids = sorted({c["counterpart_id"] for c in calls if c["caller_kind"] == "guardian" and c["counterpart_id"]})
+    guardians = {r[0]: r[1] for r in await _rows_in(
+        db, "SELECT id, full_name FROM guardians WHERE id IN ({keys})", guardian_ids)} if guardian_ids else {}
     comments = {r[0]: {"caller_type": r[1], "topic": r[2], "text": r[3], "user_id": r[4], "patient_id": r[5],
                        "patient": {"id": r[5], "full_name": " ".join(x for x in (r[6], r[7], r[8]) if x),
                                    "birth_date": r[9]} if r[5] else None}
@@ -291,6 +294,7 @@ async def _with_details(db: Database, calls: list[dict[str, Any]]) -> list[dict[
             # ребенка»): the call is that patient's
             call["patients"] = [comment["patient"]]
         # seed 000: a clinic number set to hide callers shows no number, even of a known patient
+        call["guardian"] = guardians.get(call["counterpart_id"]) if call["caller_kind"] == "guardian" else None
         call["number_hidden"] = call["direction"] == "incoming" and call["did"] in hidden
         if call["number_hidden"]:
             call["phone_e164"], call["caller_raw"] = None, ""

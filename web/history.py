@@ -51,6 +51,8 @@ def row_view(call: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     patients = call["patients"]
     if call["caller_kind"] in ("employee", "contractor"):
         who = "Сотрудник" if call["caller_kind"] == "employee" else "Контрагент"
+    elif call.get("guardian"):  # seed 000: a guardian's call names the guardian, the wards expand
+        who = f"Опекун: {call['guardian']} (пациентов: {len(patients)})"
     elif len(patients) == 1:
         who = patients[0]["full_name"]
     elif patients:

@@ -672,3 +672,16 @@ async def test_a_guardians_card_names_the_guardian(app) -> None:
     assert {p["full_name"] for p in card["patients"]} >= {"Смирнова Мария Олеговна", "Смирнов Олег Петрович"}
     script = (Path(__file__).parents[2] / "web" / "static" / "cards.js").read_text()
     assert '"Опекун: " + (c.guardian_name' in script
+
+
+async def test_a_guardians_call_in_the_history_names_the_guardian_and_the_wards(app) -> None:
+    """Seed 000: «Пациенты: 2…» expands to the guardian and the wards."""
+    application, server, _ = app
+    db = application[SERVICES].db
+    await calls.save_call(db, answered_call("870.1", NOW - 600, "79265554433"))
+    stored = await calls.get_call_by_linkedid(db, "870.1")
+    assert stored["caller_kind"] == "guardian" and stored["guardian"]
+    c = await login(server, "admin", "pw-admin-1")
+    page = await (await c.get("/calls")).text()
+    assert f"Опекун: {stored['guardian']} (пациентов: 2)" in page
+    assert f'<a href="/patients/{KID}">' in page
