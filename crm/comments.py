@@ -23,6 +23,31 @@ CALLER_TYPES = {
 # seed 001: «обязательно должны быть заполнены поля «Кто, тип» и «Тема разговора»» — for every
 # comment, so that the statistics of every contact are right (employees' calls have topics too)
 NEEDS_TOPIC = frozenset(CALLER_TYPES)
+GROUP = "group:"  # a clinic's own caller group: ``group:<id>``
+
+
+async def caller_types(db: Database, *, with_retired: bool = False) -> dict[str, str]:
+    """The built-in caller types and the clinic's own groups («Группы людей»)."""
+    rows = await db.fetchall("SELECT id, name FROM caller_groups" + ("" if with_retired else " WHERE active = 1")
+                             + " ORDER BY name")
+    return CALLER_TYPES | {f"{GROUP}{r[0]}": r[1] for r in rows}
+
+
+async def add_caller_group(db: Database, name: str, counts_for_stats: bool) -> None:
+    name = " ".join(name.split())[:100]
+    if not name or name in CALLER_TYPES.values():
+        raise CommentError("Введите новое название группы")
+    async with db.transaction() as tx:
+        await tx.execute("INSERT INTO caller_groups (name, counts_for_stats) VALUES (?, ?) ON CONFLICT (name)"
+                         " DO UPDATE SET active = 1, counts_for_stats = excluded.counts_for_stats",
+                         (name, int(counts_for_stats)))
+
+
+async def retire_caller_group(db: Database, group_id: int) -> None:
+    async with db.transaction() as tx:
+        cur = await tx.execute("UPDATE caller_groups SET active = 0 WHERE id = ?", (group_id,))
+        if cur.rowcount == 0:
+            raise CommentError("Нет такой группы")
 DEFAULT_TOPICS = ("Терапия", "Хирургия", "Имплантация", "Ортодонтия", "Гигиена", "Детская стоматология",
                   "Стоимость услуг", "Прочее")
 
@@ -74,9 +99,9 @@ async def save_comment(
     db: Database, linkedid: str, *, caller_type: str, topic_id: int | None,
     patient_id: int | None, text: str, user_id: int | None, contractor_name: str = "",
 ) -> None:
-    if caller_type not in CALLER_TYPES:
+    if caller_type not in await caller_types(db):
         raise CommentError("Выберите, кто звонил")
-    if caller_type in NEEDS_TOPIC and topic_id is None:
+    if topic_id is None:  # NEEDS_TOPIC: every type, the clinic's groups too
         raise CommentError("Выберите тему разговора")
     if topic_id is not None and not await db.fetchone(
         "SELECT 1 FROM call_topics WHERE id = ?", (topic_id,)

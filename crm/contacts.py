@@ -66,6 +66,12 @@ async def typed_by_hand(tx: Any, linkedid: str, caller_type: str, contractor_nam
     """Seed 001: a caller typed by hand as «Сотрудник» or «Прочие и контрагенты» leaves the
     patient statistics at once; an unknown number typed as a contractor is remembered, so the
     next call from it is typed automatically. Inside the comment's transaction."""
+    if caller_type.startswith("group:"):  # a clinic's own group that is not about patients
+        row = await (await tx.execute("SELECT counts_for_stats FROM caller_groups WHERE id = ?",
+                                      (caller_type.partition(":")[2],))).fetchone()
+        if row is not None and not row[0]:
+            await tx.execute("UPDATE calls SET counts_for_stats = 0 WHERE linkedid = ?", (linkedid,))
+        return
     if caller_type not in ("employee", "other"):
         return
     row = await (await tx.execute("SELECT phone_e164, caller_kind FROM calls WHERE linkedid = ?",

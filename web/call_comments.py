@@ -72,7 +72,7 @@ async def _page(request: web.Request, linkedid: str, values: Any, error: str | N
     find = str(values.get("find") or "").strip()[:100]
     return {
         "find": find, "found": await patients.search(db, find, limit=20) if find else [],
-        "call": call, "ctx": ctx, "patient_id": patient_id, "caller_types": comments.CALLER_TYPES,
+        "call": call, "ctx": ctx, "patient_id": patient_id, "caller_types": await comments.caller_types(db),
         "caller_type": caller_type, "topics": await comments.topics(db),
         "topic_id": int_or_none(values.get("topic")) or (existing or {}).get("topic_id"),
         "text": values.get("text") or (existing or {}).get("text", ""), "error": error,

@@ -206,3 +206,27 @@ async def test_more_on_the_line_and_the_missed_card_leaves_after_10_s(server, pa
     assert await missed.count() >= 1
     await expect(missed).to_have_count(0, timeout=15_000)  # ...but within its 10 s
     await stop_all(*phones.values(), wait=20)
+
+
+async def test_several_calls_ringing_at_once_are_listed(server, page, asterisk, tmp_path: Path) -> None:
+    """Seed 000 (implemented earlier, tested now): when several calls ring one phone at once the
+    card dock lists them (time, number) so the administrator picks the one answered."""
+    services, log = server
+    await open_panel(services, page)
+    # a phone that may ring with two calls at once (a clinic's desk phone with call waiting)
+    asterisk.rx("queue set ringinuse yes on PJSIP/101 in reception-ringall")
+    try:
+        phones = await start_phones(services, tmp_path, {})
+        callers = [await start_operator_call(services.settings, number, "74951110001", tmp_path,
+                                             cancel_after_ms=6000, name=f"caller{i}")
+                   for i, number in enumerate(("+79031112233", "+79161234567"))]
+        pick = page.locator("#cards .card.pick")
+        await expect(pick.locator("a.row")).to_have_count(2, timeout=15_000)
+        assert "Сейчас звонят" in await pick.text_content()
+        assert {"+79031112233", "+79161234567"} <= {
+            (await r.text_content()).split()[-1] for r in await pick.locator("a.row").all()}
+        for caller in callers:
+            assert await caller.wait(30) == 0, caller.errors
+        await stop_all(*phones.values(), wait=20)
+    finally:
+        asterisk.rx("queue set ringinuse no on PJSIP/101 in reception-ringall")

@@ -685,3 +685,36 @@ async def test_a_guardians_call_in_the_history_names_the_guardian_and_the_wards(
     page = await (await c.get("/calls")).text()
     assert f"Опекун: {stored['guardian']} (пациентов: 2)" in page
     assert f'<a href="/patients/{KID}">' in page
+
+
+async def test_the_clinics_own_caller_groups(app) -> None:
+    """Seed 001: «Кто, тип» comes from the «Группы людей» directory: the clinic adds its own
+    groups (calls of a non-patient group leave the patient statistics) and retires them."""
+    application, server, _ = app
+    db = application[SERVICES].db
+    boss = await login(server, "boss", "pw-boss-12")
+    for name, counts in (("Страховая компания", ""), ("Пациент. По рекомендации", "1")):
+        r = await boss.post("/settings", data={"csrf_token": await csrf(boss), "action": "caller_group_add",
+                                               "name": name, "counts": counts}, allow_redirects=False)
+        assert r.status == 302
+    types = await comments.caller_types(db)
+    insurer = next(k for k, v in types.items() if v == "Страховая компания")
+    referred = next(k for k, v in types.items() if v == "Пациент. По рекомендации")
+    await calls.save_call(db, answered_call("880.1", NOW - 600, "79990001111"))
+    await calls.save_call(db, answered_call("880.2", NOW - 300, "79990002222"))
+    c = await login(server, "admin", "pw-admin-1")
+    assert "Страховая компания" in await (await c.get("/comment?call=880.1")).text()
+    topic = str((await comments.topics(db))[0]["id"])
+    for lid, kind in (("880.1", insurer), ("880.2", referred)):
+        r = await c.post("/comment", data={"csrf_token": await csrf(c), "call": lid, "caller_type": kind,
+                                           "topic": topic}, allow_redirects=False)
+        assert r.status == 302
+    assert not (await calls.get_call_by_linkedid(db, "880.1"))["counts_for_stats"]
+    assert (await calls.get_call_by_linkedid(db, "880.2"))["counts_for_stats"]
+    r = await boss.post("/settings", data={"csrf_token": await csrf(boss), "action": "caller_group_retire",
+                                           "group": insurer.partition(":")[2]}, allow_redirects=False)
+    assert r.status == 302 and insurer not in await comments.caller_types(db)
+    assert (await calls.get_call_by_linkedid(db, "880.1"))["comment"]["caller_type"] == insurer  # kept
+    bad = await c.post("/comment", data={"csrf_token": await csrf(c), "call": "880.2", "caller_type": insurer,
+                                         "topic": topic})
+    assert bad.status == 400  # a retired group is no longer offered
