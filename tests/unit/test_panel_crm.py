@@ -718,3 +718,17 @@ async def test_the_clinics_own_caller_groups(app) -> None:
     bad = await c.post("/comment", data={"csrf_token": await csrf(c), "call": "880.2", "caller_type": insurer,
                                          "topic": topic})
     assert bad.status == 400  # a retired group is no longer offered
+
+
+async def test_guardians_of_an_adult_are_shown_with_more(app) -> None:
+    """Seed 000/001: guardians of adults under guardianship are shown too, «Ещё» when many."""
+    application, server, _ = app
+    db = application[SERVICES].db
+    async with db.transaction() as tx:
+        for i in range(4):
+            gid = (await tx.execute("INSERT INTO guardians (full_name) VALUES (?)", (f"Опекун Номер{i}",))).lastrowid
+            await tx.execute("INSERT INTO guardianships (guardian_id, patient_id) VALUES (?, ?)", (gid, IVANOV))
+    c = await login(server, "admin", "pw-admin-1")
+    card = await (await c.get(f"/booking?patient={IVANOV}")).text()  # an adult, with the context block
+    assert "Опекун Номер0" in card and "Опекун Номер1" in card and "Ещё 2" in card
+    assert 'name="guardian"' in card  # booking an adult under guardianship names the guardian too
