@@ -150,3 +150,47 @@ async def update_patient(db: Database, patient_id: int, edit: PatientEdit) -> No
         for e164, kind in numbers:
             await tx.execute("INSERT INTO patient_phones (patient_id, e164, kind) VALUES (?, ?, ?)",
                              (patient_id, e164, kind))
+
+
+async def guardians_of(db: Database, patient_id: int) -> list[dict[str, object]]:
+    rows = await db.fetchall(
+        "SELECT g.id, g.full_name, gs.relation, (SELECT GROUP_CONCAT(cp.e164, ' ') FROM contact_phones cp"
+        " WHERE cp.owner_kind = 'guardian' AND cp.owner_id = g.id) AS phones"
+        " FROM guardianships gs JOIN guardians g ON g.id = gs.guardian_id WHERE gs.patient_id = ? ORDER BY g.id",
+        (patient_id,))
+    return [dict(r) for r in rows]
+
+
+async def add_guardian(db: Database, patient_id: int, full_name: str, phone: str, relation: str = "") -> int:
+    """A guardian for a patient (a child's parent, the guardian of an adult): the one already
+    known by that number is reused, so a mother of two is one guardian with two wards."""
+    full_name = " ".join(full_name.split())[:100]
+    e164 = phones.normalize(phone) if phone.strip() else None
+    if not full_name:
+        raise ValueError("Введите ФИО опекуна")
+    if phone.strip() and e164 is None:
+        raise ValueError("Неверный номер телефона опекуна")
+    async with db.transaction() as tx:
+        if not await (await tx.execute("SELECT 1 FROM patients WHERE id = ?", (patient_id,))).fetchone():
+            raise ValueError("Нет такого пациента")
+        row = None
+        if e164:
+            row = await (await tx.execute(
+                "SELECT owner_id FROM contact_phones WHERE e164 = ? AND owner_kind = 'guardian' ORDER BY id LIMIT 1",
+                (e164,))).fetchone()
+        if row is not None:
+            gid = int(row[0])
+        else:
+            gid = int((await tx.execute("INSERT INTO guardians (full_name) VALUES (?)", (full_name,))).lastrowid or 0)
+            if e164:
+                await tx.execute("INSERT INTO contact_phones (e164, owner_kind, owner_id) VALUES (?, 'guardian', ?)",
+                                 (e164, gid))
+        await tx.execute("INSERT OR IGNORE INTO guardianships (guardian_id, patient_id, relation) VALUES (?, ?, ?)",
+                         (gid, patient_id, " ".join(relation.split())[:40]))
+    return gid
+
+
+async def remove_guardian(db: Database, patient_id: int, guardian_id: int) -> None:
+    """The guardianship ends; the guardian stays for their other wards (and the history)."""
+    async with db.transaction() as tx:
+        await tx.execute("DELETE FROM guardianships WHERE guardian_id = ? AND patient_id = ?", (guardian_id, patient_id))

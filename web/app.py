@@ -121,6 +121,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_get(rf"/patients/{{id:{ROW_ID}}}", patients.patient_card)
     app.router.add_get(rf"/patients/{{id:{ROW_ID}}}/edit", patients.patient_edit_form)
     app.router.add_post(rf"/patients/{{id:{ROW_ID}}}/edit", patients.patient_edit_submit)
+    app.router.add_post(rf"/patients/{{id:{ROW_ID}}}/guardians", patients.patient_guardians_submit)
     app.router.add_get("/booking", booking.booking_form)
     app.router.add_post("/booking", booking.booking_submit)
     app.router.add_get("/schedule", booking.schedule_page)

@@ -68,9 +68,9 @@ async def patient_new_submit(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound(f"/patients/{pid}")
 
 
-def _edit_view(p: dict[str, Any], error: str | None) -> dict[str, Any]:
+def _edit_view(p: dict[str, Any], error: str | None, guardians: list[dict[str, Any]]) -> dict[str, Any]:
     rows = list(p["phones"]) + [{"e164": "", "kind": "mobile"}] * 2  # room for new numbers
-    return {"p": p, "phone_rows": rows, "kinds": patients.PHONE_KINDS, "error": error}
+    return {"p": p, "phone_rows": rows, "kinds": patients.PHONE_KINDS, "error": error, "guardians": guardians}
 
 
 @aiohttp_jinja2.template("patient_edit.html")
@@ -78,7 +78,7 @@ async def patient_edit_form(request: web.Request) -> dict[str, Any]:
     p = await patients.get_for_edit(request.app[SERVICES].db, int(request.match_info["id"]))
     if p is None:
         raise web.HTTPNotFound(text="Нет такого пациента")
-    return _edit_view(p, None)
+    return _edit_view(p, None, await patients.guardians_of(request.app[SERVICES].db, p["id"]))
 
 
 async def patient_edit_submit(request: web.Request) -> web.StreamResponse:
@@ -109,9 +109,37 @@ async def patient_edit_submit(request: web.Request) -> web.StreamResponse:
             raise web.HTTPNotFound(text="Нет такого пациента") from None
         shown = current | {k: v for k, v in edit.__dict__.items() if k != "phones"} | {
             "phones": [{"e164": n, "kind": k} for n, k in edit.phones if n.strip()]}
-        return aiohttp_jinja2.render_template("patient_edit.html", request, _edit_view(shown, str(exc)), status=400)
+        return aiohttp_jinja2.render_template("patient_edit.html", request,
+                                              _edit_view(shown, str(exc), await patients.guardians_of(db, pid)),
+                                              status=400)
     await trace(request, "patient_update", "patient", pid)
     raise web.HTTPFound(f"/patients/{pid}?saved=1")
+
+
+async def patient_guardians_submit(request: web.Request) -> web.StreamResponse:
+    """Add a guardian to the card (by name and number; a known number's guardian is reused) or
+    end a guardianship."""
+    db = request.app[SERVICES].db
+    pid = int(request.match_info["id"])
+    form = await request.post()
+    try:
+        if form.get("action") == "remove":
+            gid = int_or_none(form.get("guardian"))
+            if gid is None:
+                raise ValueError("Неверный запрос")
+            await patients.remove_guardian(db, pid, gid)
+        else:
+            await patients.add_guardian(db, pid, str(form.get("full_name", "")), str(form.get("phone", "")),
+                                        str(form.get("relation", "")))
+    except ValueError as exc:
+        current = await patients.get_for_edit(db, pid)
+        if current is None:
+            raise web.HTTPNotFound(text="Нет такого пациента") from None
+        return aiohttp_jinja2.render_template("patient_edit.html", request,
+                                              _edit_view(current, str(exc), await patients.guardians_of(db, pid)),
+                                              status=400)
+    await trace(request, "patient_update", "patient", pid, "опекуны")
+    raise web.HTTPFound(f"/patients/{pid}/edit")
 
 
 @aiohttp_jinja2.template("patient.html")

@@ -732,3 +732,34 @@ async def test_guardians_of_an_adult_are_shown_with_more(app) -> None:
     card = await (await c.get(f"/booking?patient={IVANOV}")).text()  # an adult, with the context block
     assert "Опекун Номер0" in card and "Опекун Номер1" in card and "Ещё 2" in card
     assert 'name="guardian"' in card  # booking an adult under guardianship names the guardian too
+
+
+async def test_guardians_are_managed_on_the_card(app) -> None:
+    """The card's edit page adds a guardian (reusing the one a known number belongs to) and ends
+    a guardianship; the guardian's next call is recognised."""
+    from crm import identify
+
+    application, server, _ = app
+    db = application[SERVICES].db
+    c = await login(server, "admin", "pw-admin-1")
+    token = await csrf(c)
+    r = await c.post(f"/patients/{IVANOV}/guardians", data={"csrf_token": token, "action": "add",
+                                                          "full_name": "Иванова Мария", "relation": "жена",
+                                                          "phone": "+79267770000"}, allow_redirects=False)
+    assert r.status == 302
+    assert [g["full_name"] for g in await patients.guardians_of(db, IVANOV)] == ["Иванова Мария"]
+    assert identify.identify(db, "+79267770000").kind == "guardian"
+    # the mother of the demo's children, by her number: the same guardian, one more ward
+    await c.post(f"/patients/{IVANOV}/guardians", data={"csrf_token": token, "action": "add",
+                                                      "full_name": "другое имя", "phone": "+79265554433"})
+    mother = [g for g in await patients.guardians_of(db, IVANOV) if "+79265554433" in (g["phones"] or "")]
+    assert mother and mother[0]["full_name"] != "другое имя"
+    page = await (await c.get(f"/patients/{IVANOV}/edit")).text()
+    assert "Иванова Мария (жена)" in page
+    r = await c.post(f"/patients/{IVANOV}/guardians", data={"csrf_token": token, "action": "remove",
+                                                          "guardian": str(mother[0]["id"])}, allow_redirects=False)
+    assert r.status == 302 and len(await patients.guardians_of(db, IVANOV)) == 1
+    assert await patients.guardians_of(db, KID)  # still the children's mother
+    bad = await c.post(f"/patients/{IVANOV}/guardians", data={"csrf_token": token, "action": "add",
+                                                            "full_name": "X", "phone": "zz"})
+    assert bad.status == 400
