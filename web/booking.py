@@ -136,7 +136,8 @@ async def booking_submit(request: web.Request) -> web.StreamResponse:
         if patient_id is None:
             last, first, middle, born, phone = patient_fields(form)
             patient_id = await patients.add_patient(db, last, first, middle, birth_date=born,
-                                                    phone_numbers=(phone,) if phone else ())
+                                                    phone_numbers=(phone,) if phone else (),
+                                                    consent_pd=bool(form.get("consent_pd")))
         doctor_id = int_or_none(form.get("doctor"))
         if doctor_id is None:
             raise BookingError("Выберите врача")

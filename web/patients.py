@@ -61,7 +61,7 @@ async def patient_new_submit(request: web.Request) -> web.StreamResponse:
             "patient_new.html", request, {"form": form, "call": call, "error": str(exc)}, status=400
         )
     pid = await patients.add_patient(request.app[SERVICES].db, last, first, middle, birth_date=born,
-                                     phone_numbers=(phone,) if phone else ())
+                                     phone_numbers=(phone,) if phone else (), consent_pd=bool(form.get("consent_pd")))
     await trace(request, "patient_create", "patient", pid)
     if form.get("then") == "booking":
         raise web.HTTPFound(f"/booking?patient={pid}" + (f"&call={call}" if call else ""))

@@ -764,3 +764,23 @@ async def test_guardians_are_managed_on_the_card(app) -> None:
     bad = await c.post(f"/patients/{IVANOV}/guardians", data={"csrf_token": token, "action": "add",
                                                             "full_name": "X", "phone": "zz"})
     assert bad.status == 400
+
+
+async def test_consent_is_asked_not_assumed_for_a_new_patient(app) -> None:
+    """The escort's exclusion inputs are set in the panel: a new patient's consent to personal
+    data processing is a visible tick (on by default), not silently true."""
+    application, server, _ = app
+    db = application[SERVICES].db
+    c = await login(server, "admin", "pw-admin-1")
+    page = await (await c.get("/patients/new")).text()
+    assert 'name="consent_pd" value="1" checked' in page
+    token = await csrf(c)
+    r = await c.post("/patients/new", data={"csrf_token": token, "last_name": "Без", "first_name": "Согласия",
+                                            "phone": "+79995550101", "then": "card"}, allow_redirects=False)
+    pid = int(r.headers["Location"].rsplit("/", 1)[1])
+    assert (await patients.get_for_edit(db, pid))["consent_pd"] == 0
+    r = await c.post("/patients/new", data={"csrf_token": token, "last_name": "С", "first_name": "Согласием",
+                                            "phone": "+79995550102", "consent_pd": "1", "then": "card"},
+                     allow_redirects=False)
+    pid = int(r.headers["Location"].rsplit("/", 1)[1])
+    assert (await patients.get_for_edit(db, pid))["consent_pd"] == 1
