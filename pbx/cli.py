@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from pbx.settings import Settings, load_settings
+from pbx.version import VERSION
 
 log = logging.getLogger("clinic-pbx")
 
@@ -20,6 +21,7 @@ log = logging.getLogger("clinic-pbx")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clinic-pbx", description=__doc__)
     parser.add_argument("--config", type=Path, help="settings file (default clinic-pbx.toml)")
+    parser.add_argument("--version", action="version", version=f"clinic-pbx {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("run", help="run the server (and the embedded Asterisk)")
@@ -67,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     p_phones.add_argument("--talk-ms", type=int, default=15000,
                           help="how long the patient talks on a click-to-call before hanging up")
 
+    p_backup = sub.add_parser("backup", help="a consistent online copy of the CRM and the secrets into DIR")
+    p_backup.add_argument("target", type=Path)
+    p_restore = sub.add_parser("restore", help="put a backup folder back (stop the server first)")
+    p_restore.add_argument("folder", type=Path)
+
     sub.add_parser("sounds", help="render the robot's fixed phrases (sounds/prompts.toml) for Asterisk")
 
     args = parser.parse_args(argv)
@@ -92,8 +99,26 @@ def main(argv: list[str] | None = None) -> int:
         "token": cmd_token,
         "password": cmd_password,
         "sounds": cmd_sounds,
+        "backup": cmd_backup,
+        "restore": cmd_restore,
     }[args.command]
     return handler(settings, args)
+
+
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from crm.backup import backup
+
+    folder = backup(settings.db_path, settings.state_dir / "secrets.json", args.target)
+    print(f"backup: {folder}")
+    return 0
+
+
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from crm.backup import restore
+
+    kept = restore(args.folder, settings.db_path, settings.state_dir / "secrets.json")
+    print(f"restored {args.folder} into {settings.db_path}" + (f"; the previous database is {kept}" if kept else ""))
+    return 0
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from pbx.event_pump import EventPump
 from pbx.robot_caller import RobotCaller
 from pbx.settings import Settings
 from pbx.storage_health import disk_space
+from pbx.version import VERSION
 
 
 @dataclass
@@ -80,5 +81,6 @@ async def health(services: Services) -> dict[str, object]:
         # FastAgiServer is a dict (panoramisk's Application): empty, so falsy: compare with None
         "agi_requests": services.agi.stats["requests"] if services.agi is not None else 0,
         # the counters are this process's: after a restart they start again from 0
+        "version": VERSION,
         "counted_since": datetime.fromtimestamp(services.started_at, UTC).isoformat(timespec="seconds"),
     }

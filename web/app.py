@@ -19,6 +19,7 @@ from crm.login_limits import LoginThrottle
 from crm.signatures import ReplayGuard
 from pbx.services import SERVICES
 from pbx.settings import Settings
+from pbx.version import VERSION
 from web import (
     audit_page,
     booking,
@@ -180,6 +181,7 @@ async def _context(request: web.Request) -> dict[str, object]:
         "extension": extension,
         "role": user.role if user else None,
         "history_access": user.history if user else None,
+        "version": VERSION,
     }
 
 

@@ -39,3 +39,15 @@ def test_web_never_imports_the_composition_root() -> None:
             if isinstance(node, ast.ImportFrom) and node.module == "pbx.app":
                 offenders.append(str(f.relative_to(ROOT)))
     assert not offenders, offenders
+
+
+def test_the_version_is_reported(capsys) -> None:
+    import pytest
+
+    from pbx.cli import main
+    from pbx.version import VERSION
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"clinic-pbx {VERSION}"
+    assert VERSION != "unknown"  # installed by `make` (pip install -e .)
