@@ -71,6 +71,8 @@ class WebSettings:
     max_connections: int = 512  # open HTTP connections at once; more are closed at once
     header_timeout: float = 10.0  # seconds a new connection may take to send its request
     login_attempts: int = 5  # failed logins per minute per account and per address before 429
+    # /metrics from beyond loopback needs this bearer token (empty: loopback only)
+    metrics_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from web.api import setup_api
 from web.common import ROW_ID, money
 from web.history import history, history_csv, recording
 from web.live import LIVE_HUB, LiveHub, live_events
+from web.metrics import metrics_page
 from web.security import CSRF_FIELD, SESSION_TOKEN, csrf_token, current_user, setup_security
 from web.shift import shift_first, shift_form, shift_submit
 
@@ -134,6 +135,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_post("/dial", dial.dial)
     app.router.add_get("/comment", call_comments.comment_form)
     app.router.add_get("/incoming", call_comments.incoming_calls)
+    app.router.add_get("/metrics", metrics_page)
     app.router.add_post("/comment", call_comments.comment_submit)
     app.router.add_get("/calls/manual", call_comments.manual_form)
     app.router.add_post("/calls/manual", call_comments.manual_submit)
