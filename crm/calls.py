@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from crm import contacts, phones, shifts
 from crm import identify as ident
-from crm import phones, shifts
 from crm.db import Database, utc_now
 from crm.rules import windows
 from pbx.calls import records
@@ -82,6 +82,12 @@ async def save_call(db: Database, record: CallRecord) -> int | None:
                 "INSERT OR IGNORE INTO call_candidates (call_id, patient_id) VALUES (?, ?)",
                 (call_id, cand.id),
             )
+        # a comment written while the call was on (the window opens as it rings) may already
+        # have typed the caller by hand: apply it now that the call is stored
+        typed = await (await tx.execute("SELECT caller_type FROM call_comments WHERE linkedid = ?",
+                                        (record.linkedid,))).fetchone()
+        if typed is not None:
+            await contacts.typed_by_hand(tx, record.linkedid, typed[0])
     return call_id
 
 

@@ -784,3 +784,15 @@ async def test_consent_is_asked_not_assumed_for_a_new_patient(app) -> None:
                      allow_redirects=False)
     pid = int(r.headers["Location"].rsplit("/", 1)[1])
     assert (await patients.get_for_edit(db, pid))["consent_pd"] == 1
+
+
+async def test_a_caller_typed_while_the_call_is_on_leaves_the_statistics_when_it_is_stored(app) -> None:
+    """The comment window opens while the call rings: a caller typed there as «Сотрудник» leaves
+    the patient statistics once the call is stored, as when typed afterwards."""
+    application, _, _ = app
+    db = application[SERVICES].db
+    topic = (await comments.topics(db))[0]["id"]
+    await comments.save_comment(db, "890.1", caller_type="employee", topic_id=topic, patient_id=None,
+                                text="", user_id=None)  # the call row does not exist yet
+    await calls.save_call(db, answered_call("890.1", NOW - 60, "79995556677"))
+    assert not (await calls.get_call_by_linkedid(db, "890.1"))["counts_for_stats"]
