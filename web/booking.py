@@ -85,7 +85,8 @@ async def booking_context(request: web.Request, values: Any, error: str | None) 
         slots = await schedule.free_slots(db, doctor_id, day, tz, now)
         if not slots:
             nearest = await schedule.next_free_slot(db, doctor_id, day, tz, now)
-    kept = {"patient": patient_id, "call": call, "phone": values.get("phone")}  # what the filter form keeps
+    kept = {"patient": patient_id, "call": call, "phone": values.get("phone"),  # what the filter form keeps
+            "move": moving["id"] if moving else None}
     call_comment = (await comments.get_comment(db, call) or {}).get("text", "") if call else ""
     guardian = None
     if ctx and ctx["guardians"]:  # a ward: the calling guardian, else the last one named
