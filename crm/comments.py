@@ -20,9 +20,6 @@ CALLER_TYPES = {
     "employee": "Сотрудник",
     "other": "Прочие и контрагенты",
 }
-# seed 001: «обязательно должны быть заполнены поля «Кто, тип» и «Тема разговора»» — for every
-# comment, so that the statistics of every contact are right (employees' calls have topics too)
-NEEDS_TOPIC = frozenset(CALLER_TYPES)
 GROUP = "group:"  # a clinic's own caller group: ``group:<id>``
 
 
@@ -101,7 +98,9 @@ async def save_comment(
 ) -> None:
     if caller_type not in await caller_types(db):
         raise CommentError("Выберите, кто звонил")
-    if topic_id is None:  # NEEDS_TOPIC: every type, the clinic's groups too
+    # seed 001: «обязательно должны быть заполнены поля «Кто, тип» и «Тема разговора»» — for
+    # every comment, the clinic's own groups too, so that every contact's statistics are right
+    if topic_id is None:
         raise CommentError("Выберите тему разговора")
     if topic_id is not None and not await db.fetchone(
         "SELECT 1 FROM call_topics WHERE id = ?", (topic_id,)
