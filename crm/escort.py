@@ -92,8 +92,8 @@ async def claim_due(db: Database, now: float, limit: int, *, confirmation: bool 
 
 
 def job_columns(prefix: str = "") -> str:
-    """A job row as the escort's handlers read it: the subject is an appointment."""
-    names = ("id", "job_key", "kind", "scenario", "subject_id AS appointment_id", "subject_ts AS starts_ts",
+    """A job row: its subject, and as the escort reads it (the subject is an appointment)."""
+    names = ("id", "job_key", "kind", "scenario", "subject_id", "subject_ts", "subject_id AS appointment_id", "subject_ts AS starts_ts",
              "due_ts", "state", "step", "mode", "attempts", "forced", "manual", "outcome", "reason",
              "created_at", "updated_at")
     return ", ".join(prefix + n for n in names)
@@ -113,6 +113,13 @@ async def claim_jobs(db: Database, kind: str, now: float, limit: int, where: str
             (utc_now(), kind, now, limit),
         )
         return [dict(r) for r in await cur.fetchall()]
+
+
+async def confirmations_due(db: Database, now: float) -> bool:
+    row = await db.fetchone(
+        "SELECT 1 FROM jobs WHERE kind = 'escort' AND state = 'pending' AND scenario = 'confirmation'"
+        " AND step <> 'messages' AND due_ts <= ? LIMIT 1", (now,))
+    return row is not None
 
 
 async def upcoming_confirmations(db: Database, until_ts: float, limit: int) -> list[int]:

@@ -20,12 +20,15 @@ from crm.clock import Clock, SystemClock
 from crm.db import Database
 from pbx.ami.client import AmiClient, RawSink
 from pbx.ari.client import AriClient
+from pbx.ari.flow_runner import FlowRunner
 from pbx.call_service import CallService
+from pbx.callback_service import CallbackService
 from pbx.cdr_backfill import CdrReader
 from pbx.embedded import EmbeddedAsterisk
 from pbx.escort_service import EscortService
 from pbx.event_pump import EventPump
 from pbx.gateways import Gateway, make_gateway
+from pbx.mailer import SmtpMailer
 from pbx.robot_caller import RobotCaller
 from pbx.services import HEALTH_PARTS, SERVICES, Services, health  # noqa: F401 - re-exported
 from pbx.settings import GatewaySettings, Settings
@@ -142,26 +145,37 @@ def build_app(
 
     async def robots(_: web.Application) -> AsyncIterator[None]:
         prompts = PromptCache(settings.sounds_dir / "tts", settings.robot.tts_rate)
-        robot = None
+        robot, runner = None, None
         if services.ari is not None:
+            runner = FlowRunner(services.ari, settings.asterisk.ari_app)  # both robots' calls
+            await runner.start()
             try:
                 phrases = load_phrases()
             except (TtsError, OSError) as exc:
                 log.error("robot phrases missing (%s): the robot will not call", exc)
             else:  # rendered on the first call (or ahead of time by `clinic-pbx sounds`)
-                robot = RobotCaller(services.ari, settings, prompts, phrases)
-                await robot.start()
+                robot = RobotCaller(services.ari, settings, prompts, phrases, runner=runner)
         gateway = make.gateway(settings.gateway)
         if settings.gateway.demo:
             log.warning("gateway.demo is on: messages are logged here and sent nowhere")
         await gateway.start()
         escort = EscortService(services.db, settings, services.clock, gateway, robot, prompts)
+        calls = services.calls
+        assert calls is not None
+        callback = CallbackService(
+            services.db, settings, services.clock, runner, prompts, SmtpMailer(settings.mail),
+            busy_phones=lambda: {ext for ext, cards in calls.live.items() if cards},
+            queue_phones=lambda q: set(calls.members.get(q, set())),
+            other_robot=escort.line_demand, send_messages=escort.send_messages)
+        escort.shared_lines = lambda: callback.active
         await escort.start(loop=run_escort)
-        services.robot, services.escort = robot, escort
+        await callback.start(loop=run_escort)
+        services.robot, services.escort, services.callbacks = robot, escort, callback
         yield
+        await callback.stop()
         await escort.stop()
-        if robot is not None:
-            await robot.stop()
+        if runner is not None:
+            await runner.stop()
         await gateway.stop()
 
     app.cleanup_ctx.extend([database, call_tracking, embedded_asterisk, fastagi, ami, ari, robots])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,15 @@ class EscortService:
         # appointments changed at or after this updated_at are looked at by the planner; the
         # same value is looked at again (>=), so a change within the same millisecond is not lost
         self._planned_to = ""
+        # robot lines taken by the website callback robot (the lines are the clinic's, shared)
+        self.shared_lines: Callable[[], int] = lambda: 0
+
+    async def line_demand(self) -> tuple[int, int, bool]:
+        """For the callback robot's fair share: the clinic's robot lines, the confirmation
+        calls up, and whether confirmation calls are due and waiting."""
+        s = await escort.settings(self.db)
+        active = self.robot.active if self.robot is not None else 0
+        return max(1, s.max_concurrent_calls), active, await escort.confirmations_due(self.db, self.clock.now())
 
     async def start(self, *, loop: bool = True) -> None:
         leftovers = await escort.recover(self.db, self.clock.now())
@@ -95,7 +105,7 @@ class EscortService:
             s = await escort.settings(self.db)
             # confirmation jobs only as many as the robot has free lines: the rest stay queued
             # untouched (no claim-and-release churn while a campaign runs)
-            free = max(1, s.max_concurrent_calls) - (self.robot.active if self.robot else 0)
+            free = max(1, s.max_concurrent_calls) - (self.robot.active if self.robot else 0) - self.shared_lines()
             due = await escort.claim_due(self.db, now, 200, confirmation=False)
             due += await escort.claim_due(self.db, now, free, confirmation=True)
             for job in due:

@@ -22,6 +22,7 @@ from crm.db import Database
 from pbx.ami.client import AmiClient
 from pbx.ari.client import AriClient
 from pbx.call_service import CallService
+from pbx.callback_service import CallbackService
 from pbx.embedded import EmbeddedAsterisk
 from pbx.escort_service import EscortService
 from pbx.event_pump import EventPump
@@ -45,6 +46,7 @@ class Services:
     calls: CallService | None = None
     robot: RobotCaller | None = None
     escort: EscortService | None = None
+    callbacks: CallbackService | None = None
     clock: Clock = field(default_factory=SystemClock)
     started_at: float = field(default_factory=time.time)  # the counters in health count from here
 

@@ -107,6 +107,21 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True)
+class MailSettings:
+    """SMTP for the clinic's letters (the callback robot's «Не надо перезванивать» and
+    «перезвоните пациенту»). Who receives them is a panel setting («Обратные звонки»)."""
+
+    host: str = ""  # empty: no SMTP; letters stay queued (``demo``: logged and counted as sent)
+    port: int = 587
+    security: str = "starttls"  # starttls | ssl | none
+    user: str = ""
+    password: str = field(default="", repr=False)
+    sender: str = "clinic-pbx@localhost"
+    timeout: float = 15.0
+    demo: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     state_dir: Path = PROJECT_DIR / ".local" / "state"
     database: Path | None = None  # default: <state_dir>/crm.sqlite
@@ -119,6 +134,7 @@ class Settings:
     web: WebSettings = WebSettings()
     robot: RobotSettings = RobotSettings()
     gateway: GatewaySettings = GatewaySettings()
+    mail: MailSettings = MailSettings()
 
     @property
     def db_path(self) -> Path:

@@ -19,6 +19,19 @@ from pbx.settings import Settings
 
 SIPP = "sipp"
 SCENARIOS = Path(__file__).parent / "sipp"
+# RFC 2833 key presses recorded as pcap files, shipped by Debian's sip-tester
+DTMF_PCAP = Path("/usr/share/sip-tester/dtmf_2833_{digit}.pcap")
+
+
+def key_presses(keys: str, after_ms: int) -> str:
+    """SIPp steps that press ``keys`` (RFC 2833) ``after_ms`` after the answer, 1 s apart: an
+    administrator who answers and presses a key."""
+    out = []
+    for i, digit in enumerate(k for k in keys if k in "0123456789"):
+        pcap = str(DTMF_PCAP).format(digit=digit)
+        out.append(f'<pause milliseconds="{after_ms if i == 0 else 1000}"/>'
+                   f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
+    return "\n".join(out)
 
 CALLER_HANGS_UP = """
   <recv request="BYE"/>
@@ -175,12 +188,16 @@ async def start_desk_phone(
     ring_ms: int = 2000,
     hangup_ms: int = 0,
     calls: int = 1,
+    keys: str = "",
+    keys_after_ms: int = 1500,
 ) -> SippProcess:
     """A desk phone on its static contact. ``behaviour``: answer (after ``ring_ms``; NEVER
-    makes it ring without answering) or busy. ``hangup_ms`` > 0: the phone hangs up itself."""
+    makes it ring without answering) or busy. ``hangup_ms`` > 0: the phone hangs up itself
+    (counted after the keys). ``keys``: pressed ``keys_after_ms`` after the answer."""
     return await start_uas(
         settings, f"phone{extension}", "127.0.0.1", phone_port(settings, extension), workdir,
         behaviour=behaviour, ring_ms=ring_ms, hangup_ms=hangup_ms, calls=calls,
+        keys=key_presses(keys, keys_after_ms),
     )
 
 
@@ -198,7 +215,7 @@ async def start_operator_uas(
 
 async def start_uas(
     settings: Settings, name: str, ip: str, port: int, workdir: Path, *,
-    behaviour: str = "answer", ring_ms: int = 2000, hangup_ms: int = 0, calls: int = 1,
+    behaviour: str = "answer", ring_ms: int = 2000, hangup_ms: int = 0, calls: int = 1, keys: str = "",
 ) -> SippProcess:
     if behaviour == "busy":
         scenario = _render("desk_phone_busy.xml", {}, workdir / f"{name}.xml")
@@ -211,7 +228,7 @@ async def start_uas(
         )
         scenario = _render(
             "desk_phone.xml",
-            {"TALK": talk.replace("@@HANGUP_MS@@", str(hangup_ms)), "RING_MS": str(ring_ms),
+            {"TALK": keys + talk.replace("@@HANGUP_MS@@", str(hangup_ms)), "RING_MS": str(ring_ms),
              "ACK_ACTION": ack_action},
             workdir / f"{name}.xml",
         )

@@ -37,6 +37,7 @@ class _Running:
     channels: set[str] = field(default_factory=set)  # originated and not destroyed yet
     bridges: set[str] = field(default_factory=set)
     silent: dict[str, str] = field(default_factory=dict)  # SILENCE timer name -> channel
+    followed: set[str] = field(default_factory=set)  # channels followed out of Stasis (Continue)
 
 
 class FlowRunner:
@@ -72,6 +73,10 @@ class FlowRunner:
                 handle.cancel()
             for channel in list(r.channels):
                 await self.hangup(channel)
+            for channel in r.followed:
+                self.ari.subscriptions.discard(f"channel:{channel}")
+                await self._quiet(self.ari.delete(f"applications/{self.app}/subscription",
+                                                  eventSource=f"channel:{channel}"))
             for bridge in list(r.bridges):
                 await self._quiet(self.ari.delete(f"bridges/{bridge}"))
                 self.bridge_owners.pop(bridge, None)
@@ -106,6 +111,8 @@ class FlowRunner:
                     handle.cancel()
             elif isinstance(cmd, f.Bridge):
                 await self._bridge(r, cmd)
+            elif isinstance(cmd, f.Continue):
+                await self._continue(r, cmd)
             elif isinstance(cmd, f.Hangup):
                 await self.hangup(cmd.channel)
             elif isinstance(cmd, f.Report) and on_report is not None:
@@ -161,6 +168,22 @@ class FlowRunner:
         except AriError as exc:  # a party left meanwhile: its hang-up event follows
             log.info("robot: bridge %s: %s", cmd.bridge, exc)
 
+    async def _continue(self, r: _Running, cmd: f.Continue) -> None:
+        """Into the dialplan, still followed: the subscription (renewed after a reconnect)
+        outlives the channel's Stasis, so its Dial and hang-up events keep coming."""
+        try:
+            await self.ari.subscribe(f"channel:{cmd.channel}")
+            r.followed.add(cmd.channel)
+            for name, value in cmd.variables:
+                await self.ari.post(f"channels/{cmd.channel}/variable", variable=name, value=value)
+            await self.ari.post(f"channels/{cmd.channel}/continue", context=cmd.context,
+                                extension=cmd.extension, priority=1)
+        except AriError as exc:  # the channel is gone: its hang-up event follows
+            log.info("robot: continue %s: %s", cmd.channel, exc)
+        except (TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
+            log.warning("robot: continue %s failed: %s; hanging up", cmd.channel, exc)
+            await self.hangup(cmd.channel)
+
     def _gone(self, r: _Running, channel: str) -> None:
         r.channels.discard(channel)
 
@@ -184,7 +207,7 @@ class FlowRunner:
 
     def _dispatch(self, event: AriEvent) -> None:
         data, at = event.data, event.received_at
-        channel = str((data.get("channel") or {}).get("id", ""))
+        channel = str((data.get("channel") or data.get("caller") or {}).get("id", ""))
         if not channel and "playback" in data:
             target = str(data["playback"].get("target_uri", ""))
             channel = self.playbacks.get(str(data["playback"].get("id", "")), target.partition(":")[2])
@@ -220,6 +243,11 @@ class FlowRunner:
             except (TypeError, ValueError):
                 cause = 0
             return f.HungUp(channel, cause, at, final=kind == "ChannelDestroyed")
+        if kind == "Dial":
+            status = str(data.get("dialstatus", ""))
+            if status in ("", "RINGING", "PROGRESS", "PROCEEDING", "PROCEED"):
+                return None
+            return f.Dialled(channel, status, at)
         if kind == "ChannelEnteredBridge":
             return f.Bridged(str((data.get("bridge") or {}).get("id", "")), channel, at)
         return None

@@ -71,7 +71,17 @@ class OriginateFailed:
     placed: bool = False
 
 
-Fact = Answered | Key | PromptDone | HungUp | TimerDue | Bridged | OriginateFailed
+@dataclass(frozen=True)
+class Dialled:
+    """The channel, sent on into the dialplan (``Continue``), dialled someone who answered
+    (``status`` ANSWER) or did not (BUSY, NOANSWER, CHANUNAVAIL, CONGESTION, CANCEL)."""
+
+    channel: str
+    status: str
+    at: float
+
+
+Fact = Answered | Key | PromptDone | HungUp | TimerDue | Bridged | OriginateFailed | Dialled
 
 
 # --- commands out -------------------------------------------------------------------------------
@@ -116,6 +126,18 @@ class Bridge:
 
 
 @dataclass(frozen=True)
+class Continue:
+    """Send the channel on into the dialplan (the callback robot's patient leg goes through
+    ``clinic-outgoing`` as an ordinary outgoing call: caller ID, recording, CDR, live card).
+    The runner keeps following the channel there; ``Dialled`` and ``HungUp`` come back."""
+
+    channel: str
+    context: str
+    extension: str
+    variables: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Hangup:
     channel: str
 
@@ -136,9 +158,11 @@ class Outcome:
     keys: str = ""
     answered_at: float | None = None
     reason: str = ""
+    talk: float = 0.0  # seconds two parties were connected (the callback robot)
 
 
-Command = Originate | Play | StopPlayback | StartTimer | CancelTimer | Bridge | Hangup | Report | Outcome
+Command = (Originate | Play | StopPlayback | StartTimer | CancelTimer | Bridge | Continue | Hangup | Report
+           | Outcome)
 
 
 class Flow(Protocol):

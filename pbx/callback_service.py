@@ -1,0 +1,209 @@
+"""The website callback robot, wired (seed 003): the job table's ``callback`` jobs are claimed
+as lines allow, the pure rules decide before and after each attempt, one pure flow per call
+(``pbx.robots.callback.CallbackFlow``) runs on the shared ARI flow runner, and the storage
+writes each decision in one transaction. Also sends the mail outbox.
+
+Time comes from the injected clock. After a restart ``start()`` closes an attempt left open as
+interrupted (and hangs its channels up); the request is tried again, never the same attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from crm import callbacks, directory, escort, mail
+from crm.clock import Clock
+from crm.db import Database
+from pbx.ari.flow_runner import FlowRunner
+from pbx.mailer import Mailer
+from pbx.robots import callback_rules as cr
+from pbx.robots.callback import CallbackFlow
+from pbx.settings import Settings
+from pbx.tasks import cancel_and_wait
+from pbx.tts import PromptCache, TtsError
+
+log = logging.getLogger(__name__)
+CLOSED_PHRASE = "Заявка закрыта. Спасибо."
+
+
+class CallbackService:
+    def __init__(self, db: Database, settings: Settings, clock: Clock, runner: FlowRunner | None,
+                 prompts: PromptCache, mailer: Mailer, *,
+                 busy_phones: Callable[[], set[str]] = set,
+                 queue_phones: Callable[[str], set[str]] = lambda _q: set(),
+                 other_robot: Callable[[], Awaitable[tuple[int, int, bool]]] | None = None,
+                 send_messages: Callable[[], Any] | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.runner = runner
+        self.prompts = prompts
+        self.mailer = mailer
+        self.tz = ZoneInfo(settings.time_zone)
+        self.busy_phones = busy_phones  # desk phones on a call now (the live cards)
+        self.queue_phones = queue_phones  # the queue's members (QueueStatus)
+        # the confirmation robot: (its lines, its calls up, whether it has calls waiting)
+        self.other_robot = other_robot
+        self.send_messages = send_messages  # the message outbox's sender (the SMS)
+        self.calls: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._tick_lock = asyncio.Lock()
+
+    async def start(self, *, loop: bool = True) -> None:
+        leftovers = await callbacks.recover(self.db, self.clock.now())
+        await mail.recover(self.db)
+        if leftovers and self.runner is not None:
+            phones = await self._all_phones()
+            for base in leftovers:
+                for ext in phones:
+                    await self.runner.hangup(f"{base}-{ext}")
+        if loop:
+            self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="callbacks")
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._loop_task)
+        for task in list(self.calls):
+            await cancel_and_wait(task)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def idle(self) -> None:
+        while self.calls:
+            await asyncio.gather(*list(self.calls), return_exceptions=True)
+
+    @property
+    def active(self) -> int:
+        return len(self.calls)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("callback tick failed")
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.settings.robot.tick_seconds)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def tick(self) -> None:
+        async with self._tick_lock:
+            now = self.clock.now()
+            s = await callbacks.settings(self.db)
+            if s.enabled and self.runner is not None and self.runner.ari.connected.is_set():
+                free = max(0, s.max_concurrent_calls - self.active)
+                if self.other_robot is not None:  # the lines are shared fairly with it
+                    total, others, waiting = await self.other_robot()
+                    free = min(free, cr.free_lines(total, self.active, others, waiting))
+                for job in await escort.claim_jobs(self.db, callbacks.KIND, now, free):
+                    try:
+                        await self._job(job, s, now)
+                    except Exception:
+                        log.exception("callback job %s failed; retried in a minute", job["id"])
+                        await callbacks.release(self.db, job["id"], now + 60, "внутренняя ошибка")
+            await self.send_mail()
+            if self.send_messages is not None:
+                await self.send_messages()
+
+    async def _all_phones(self) -> list[str]:
+        return [str(p["extension"]) for p in await directory.desk_phones_with_holders(self.db)]
+
+    async def _phones(self, s: cr.CallbackSettings) -> tuple[list[str], bool]:
+        """Whom to ring and whether anybody is free: the named desk phone, or the queue's
+        members that are not on a call (all of them busy: wait rather than ring a busy queue)."""
+        wanted = [s.clinic_target] if s.clinic_target != "queue" else sorted(self.queue_phones(s.queue))
+        if not wanted:
+            wanted = await self._all_phones()
+        free = [p for p in wanted if p not in self.busy_phones()]
+        return free, bool(free)
+
+    async def _job(self, job: dict[str, Any], s: cr.CallbackSettings, now: float) -> None:
+        req = await callbacks.request(self.db, job["subject_id"])
+        if req is None or req["state"] != "open":
+            await callbacks.close(self.db, job, job["subject_id"], req["outcome"] if req else "", "", now)
+            return
+        phones, free = await self._phones(s)
+        decision = cr.before_attempt(await callbacks.facts(self.db, req, free), s, now, self.tz)
+        if isinstance(decision, cr.Close):
+            await callbacks.close(self.db, job, req["id"], decision.outcome, decision.reason, now)
+        elif isinstance(decision, cr.GiveUp):
+            await callbacks.close(self.db, job, req["id"], cr.CLOSED_GAVE_UP, decision.reason, now,
+                                  emails=_emails(s), tz=self.tz)
+        elif isinstance(decision, cr.WaitUntil):
+            await callbacks.release(self.db, job["id"], decision.at, decision.reason)
+        else:
+            await self._place(job, req, s, phones, now)
+
+    async def _place(self, job: dict[str, Any], req: dict[str, Any], s: cr.CallbackSettings, phones: list[str],
+                     now: float) -> None:
+        assert self.runner is not None
+        try:
+            prompt = await self.prompts.path(cr.admin_prompt(req["source_name"]))
+            details = [await self.prompts.path(t) for t in cr.details(req["doctor"], req["service"])]
+            closed = await self.prompts.path(CLOSED_PHRASE)
+        except TtsError:
+            log.exception("callback: no prompts for request %s; retried in 5 min", req["id"])
+            await callbacks.release(self.db, job["id"], now + 300, "Нет голосовых подсказок")
+            return
+        attempt = job["attempts"] + 1
+        # unique beyond this database: the channel id becomes the call's linkedid in Asterisk's CDR
+        base = f"cb-{job['id']}-{attempt}-{secrets.token_hex(4)}"
+        flow = CallbackFlow(
+            base=base, desk_phones=tuple(phones), patient=req["phone"].lstrip("+"), prompt=f"sound:{prompt}",
+            details=tuple(f"sound:{p}" for p in details), closed=f"sound:{closed}",
+            ring_clinic_seconds=s.ring_clinic_seconds, ring_patient_seconds=s.ring_patient_seconds,
+            key_wait_seconds=s.key_wait_seconds, prompt_repeats=s.prompt_repeats,
+            desk_caller_id=f'"Заявка {req["source_name"][:20]}" <{req["phone"].lstrip("+")}>', line=s.caller_id,
+        )
+        await callbacks.start_attempt(self.db, job, attempt, base, now)
+        task = asyncio.get_running_loop().create_task(self._call(job, flow, s), name=base)
+        self.calls.add(task)
+        task.add_done_callback(self.calls.discard)
+
+    async def _call(self, job: dict[str, Any], flow: CallbackFlow, s: cr.CallbackSettings) -> None:
+        assert self.runner is not None
+
+        async def progress(what: str) -> None:
+            await callbacks.progress(self.db, flow.base, what, self.clock.now())
+
+        try:
+            out = await self.runner.run(flow, on_report=progress)
+            outcome, talk, reason = out.outcome, out.talk, out.reason
+        except Exception:  # a bug must not leave the job running forever
+            log.exception("callback call %s failed", flow.base)
+            outcome, talk, reason = cr.FAILED, 0.0, "внутренняя ошибка"
+        now = self.clock.now()
+        req = await callbacks.request(self.db, job["subject_id"])
+        assert req is not None
+        facts = await callbacks.facts(self.db, req, True)
+        if cr.leg_of(outcome) == cr.PATIENT:  # this attempt counts too (written with the steps)
+            facts = dataclasses.replace(facts, patient_failures=facts.patient_failures + 1)
+        steps = cr.after_attempt(outcome, facts, s, now, self.tz)
+        texts = callbacks.Texts(cr.sms_text(req["source_name"], s.clinic_phone), _emails(s), self.tz)
+        await callbacks.end_attempt(self.db, job, flow.base, outcome, talk, reason, steps, now, texts)
+        log.info("callback %s: %s (talk %.1f s) -> %s", flow.base, outcome, talk,
+                 ", ".join(type(st).__name__ for st in steps))
+        self.wake()
+
+    async def send_mail(self) -> int:
+        sent = 0
+        if not self.mailer.configured:
+            return 0
+        for letter in await mail.claim(self.db, self.clock.now(), 20):
+            error = await self.mailer.send(letter["to_addrs"].split(","), letter["subject"], letter["body"])
+            await mail.result(self.db, letter, error, self.clock.now())
+            sent += not error
+        return sent
+
+
+def _emails(s: cr.CallbackSettings) -> tuple[str, ...]:
+    return tuple(a.strip() for a in s.emails.replace(";", ",").split(",") if "@" in a)
