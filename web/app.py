@@ -34,6 +34,8 @@ from web import (
     tag_prompt,
 )
 from web.api import setup_api
+from web.callback_api import setup_callback_api
+from web.callbacks_page import setup_callbacks_page
 from web.common import ROW_ID, money
 from web.history import history, history_csv, recording
 from web.live import LIVE_HUB, LiveHub, live_events
@@ -95,6 +97,8 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_post("/login", login_submit)
     app.router.add_post("/logout", logout)
     setup_api(app)
+    setup_callback_api(app)
+    setup_callbacks_page(app)
     app[LIVE_HUB] = LiveHub(app[SERVICES].db)
 
     async def live_hub(app: web.Application) -> AsyncIterator[None]:

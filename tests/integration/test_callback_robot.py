@@ -250,3 +250,20 @@ async def test_a_patient_who_booked_meanwhile_is_not_called_and_the_end_mails_th
     assert (req["state"], req["outcome"]) == ("closed", cr.CLOSED_GAVE_UP)
     await wait_letters(smtp[0], 1)
     assert [m["subject"] for m in smtp[0].letters] == ["Заявка с НаПоправку — перезвоните пациенту"]
+
+
+async def test_a_patient_who_does_not_answer_rings_as_long_as_the_settings_say(app, tmp_path: Path) -> None:
+    services, clock = app
+    rid = await new_request(services, NOW, doctor="", service="")
+    phone = await start_desk_phone(services.settings, "101", tmp_path, ring_ms=500, keys="1")
+    far = await start_operator_uas(services.settings, tmp_path, ring_ms=NEVER)
+    started = asyncio.get_running_loop().time()
+    await attempt(services, clock)
+    took = asyncio.get_running_loop().time() - started
+    _, tries = await state(services, rid)
+    assert tries[0]["outcome"] == cr.PATIENT_NO_ANSWER and tries[0]["leg"] == "patient"
+    assert took < 8 + 15, took  # CLINIC_RING (8 s) ended the ringing, not the dialplan's 60 s
+    call = await wait_call(services, tries[0]["linkedid"])
+    assert call["call_type"] == "outgoing_unanswered" and call["answered_by_ext"] == "101"
+    await phone.wait(10)
+    await far.wait(10)

@@ -1,0 +1,191 @@
+"""Website callback requests without Asterisk: the signed webhook (signature, timestamp, replay
+across a restart, bearer token, idempotency, joining, hostile fields, clear 4xx errors), the
+panel's «Обратные звонки» page and its hand-made request, and the storage's decisions before
+an attempt (booked or talked since the request, a guardian's ward included)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from crm import callbacks, patients, schedule, signatures, users
+from crm.clock import SettableClock
+from crm.demo import load_demo
+from pbx.app import SERVICES, Adapters, build_app
+from pbx.robots import callback_rules as cr
+from tests.unit.panel_client import log_in, offline_settings
+
+TZ = ZoneInfo("Europe/Moscow")
+NOW = datetime(2026, 12, 2, 10, 0, tzinfo=TZ).timestamp()
+SECRET = "s3cret-of-the-site"
+
+
+@pytest.fixture
+async def env(tmp_path: Path):
+    clock = SettableClock(NOW)
+    app = build_app(offline_settings(tmp_path), clock=clock, run_escort=False, adapters=Adapters.offline())
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    client = TestClient(server)
+    db = app[SERVICES].db
+    await load_demo(db, now=NOW, robot_patients=False)
+    await callbacks.save_source(db, "napopravku", "НаПоправку", secret=SECRET)
+    await callbacks.save_source(db, "site", "сайта клиники", token="tok-123")
+    yield app, client, clock
+    await client.close()
+    await server.close()
+
+
+def signed(body: dict | bytes, ts: float = NOW, secret: str = SECRET) -> dict:
+    raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+    stamp = str(int(ts))
+    return {"data": raw, "headers": {"Content-Type": "application/json", signatures.TIMESTAMP_HEADER: stamp,
+                                     signatures.SIGNATURE_HEADER: signatures.sign(secret, stamp, raw)}}
+
+
+REQ = {"source": "napopravku", "external_id": "np-1", "name": "Иванова Мария", "phone": "8 (903) 111-22-33",
+       "doctor": "Кузнецова Ольга Викторовна", "service": "Чистка", "desired_time": "завтра утром",
+       "comment": "после 10", "utm": {"utm_source": "napopravku", "utm_campaign": "winter"}}
+
+
+async def test_a_signed_request_is_stored_once_with_its_job(env) -> None:
+    app, client, _ = env
+    r = await client.post("/api/v1/requests", **signed(REQ))
+    assert r.status == 201, await r.text()
+    first = await r.json()
+    req = await callbacks.request(app[SERVICES].db, first["id"])
+    assert req is not None and req["phone"] == "+79031112233" and req["source_name"] == "НаПоправку"
+    assert json.loads(req["utm"]) == {"utm_source": "napopravku", "utm_campaign": "winter"}
+    job = await app[SERVICES].db.fetchone("SELECT kind, state, due_ts FROM jobs WHERE job_key = ?",
+                                          (f"callback:{first['id']}",))
+    assert tuple(job) == ("callback", "pending", NOW)
+    # the provider retries (signed anew): the same request, no second job
+    r = await client.post("/api/v1/requests", **signed(REQ, NOW + 1))
+    assert r.status == 200 and (await r.json())["id"] == first["id"]
+    assert (await app[SERVICES].db.fetchone("SELECT COUNT(*) FROM jobs WHERE kind = 'callback'"))[0] == 1
+
+
+async def test_replay_bad_signature_and_stale_timestamp_are_refused(env, tmp_path: Path) -> None:
+    app, client, clock = env
+    req = signed(REQ)
+    assert (await client.post("/api/v1/requests", **req)).status == 201
+    again = await client.post("/api/v1/requests", **req)
+    assert again.status == 401 and "replayed" in await again.text()
+    bad = signed(REQ, secret="wrong")
+    assert (await client.post("/api/v1/requests", **bad)).status == 401
+    stale = await client.post("/api/v1/requests", **signed(REQ | {"external_id": "np-2"}, NOW - 301))
+    assert stale.status == 401 and "tolerance" in await stale.text()
+    unsigned = await client.post("/api/v1/requests", json=REQ | {"external_id": "np-3"})
+    assert unsigned.status == 401
+    # the replay guard is the database's: a restarted server still refuses the same signature
+    seen = await callbacks.remember_signature(app[SERVICES].db, req["headers"][signatures.SIGNATURE_HEADER],
+                                              NOW + 10, 600)
+    assert seen is False
+
+
+async def test_token_source_and_unknown_or_disabled_sources(env) -> None:
+    app, client, _ = env
+    body = {"source": "site", "phone": "+7 916 000-00-01", "external_id": "a"}
+    assert (await client.post("/api/v1/requests", json=body)).status == 401
+    ok = await client.post("/api/v1/requests", json=body, headers={"Authorization": "Bearer tok-123"})
+    assert ok.status == 201
+    wrong = await client.post("/api/v1/requests", json=body | {"external_id": "b"},
+                              headers={"Authorization": "Bearer tok-124"})
+    assert wrong.status == 401
+    assert (await client.post("/api/v1/requests", json=body | {"source": "nobody"})).status == 401
+    await callbacks.save_source(app[SERVICES].db, "site", "сайта клиники", token="tok-123", enabled=False)
+    off = await client.post("/api/v1/requests", json=body | {"external_id": "c"},
+                            headers={"Authorization": "Bearer tok-123"})
+    assert off.status == 403
+
+
+@pytest.mark.parametrize(("change", "status", "says"), [
+    ({"phone": "12"}, 422, "phone"),
+    ({"phone": None}, 422, "phone"),
+    ({"comment": "x" * 1001}, 422, "comment"),
+    ({"doctor": ["a"]}, 422, "doctor"),
+    ({"utm": "utm_source=x"}, 422, "utm"),
+])
+async def test_bad_fields_get_clear_errors(env, change: dict, status: int, says: str) -> None:
+    _, client, _ = env
+    r = await client.post("/api/v1/requests", **signed(REQ | change))
+    assert r.status == status and says in (await r.json())["error"]
+
+
+async def test_not_json_and_too_large(env) -> None:
+    _, client, _ = env
+    assert (await client.post("/api/v1/requests", **signed(b"{not json"))).status == 400
+    assert (await client.post("/api/v1/requests", **signed(b"[1, 2]"))).status == 400
+    big = await client.post("/api/v1/requests", data=b"{" + b" " * 70_000 + b"}",
+                            headers={"Content-Type": "application/json"})
+    assert big.status == 413
+
+
+async def test_hostile_text_is_stored_inert_and_shown_escaped(env) -> None:
+    app, client, _ = env
+    evil = REQ | {"external_id": "evil", "name": "<script>alert(1)</script>\x00\x07", "comment": "=HYPERLINK(\"x\")"}
+    r = await client.post("/api/v1/requests", **signed(evil))
+    req = await callbacks.request(app[SERVICES].db, (await r.json())["id"])
+    assert req is not None and req["patient_name"] == "<script>alert(1)</script>"  # control characters gone
+    await users.create_user(app[SERVICES].db, "boss", "pw-boss-12", role="settings_admin")
+    await log_in(client, "boss", "pw-boss-12")
+    page = await (await client.get("/callbacks?day=2026-12-02")).text()
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+
+
+async def test_a_second_request_within_a_day_joins_the_open_one(env) -> None:
+    app, client, clock = env
+    first = await (await client.post("/api/v1/requests", **signed(REQ))).json()
+    clock.advance(3600)
+    r = await client.post("/api/v1/requests", **signed(REQ | {"external_id": "np-9"}, clock.now()))
+    assert r.status == 200 and await r.json() == {"id": first["id"], "created": False, "joined": True}
+    clock.advance(24 * 3600)  # more than a day after the first: a request of its own
+    r = await client.post("/api/v1/requests", **signed(REQ | {"external_id": "np-10"}, clock.now()))
+    assert r.status == 201
+
+
+async def test_booked_or_talked_since_the_request(env) -> None:
+    app, _, clock = env
+    db = app[SERVICES].db
+    intake = await callbacks.create_request(db, callbacks.NewRequest(phone="+79035550101", source_name="X"), NOW)
+    req = await callbacks.request(db, intake.request_id)
+    assert req is not None
+    assert await callbacks.facts(db, req, True) == cr.RequestFacts(created_ts=NOW)
+    # a ward of the guardian whose number made the request is booked after it
+    child = await patients.add_patient(db, "Петров", "Коля", "")
+    await patients.add_guardian(db, child, "Петрова Анна", "+79035550101")
+    await schedule.book(db, patient_id=child, doctor_id=1, starts_at=datetime(2026, 12, 4, 10, tzinfo=TZ),
+                        minutes=30, now=NOW - 60)
+    assert not (await callbacks.facts(db, req, True)).booked_since  # booked before the request
+    await schedule.book(db, patient_id=child, doctor_id=1, starts_at=datetime(2026, 12, 4, 11, tzinfo=TZ),
+                        minutes=30, now=NOW + 60)
+    assert (await callbacks.facts(db, req, True)).booked_since
+
+
+async def test_the_panel_page_and_a_request_made_by_hand(env) -> None:
+    app, client, _ = env
+    await users.create_user(app[SERVICES].db, "anna", "pw-anna-12")
+    token = await log_in(client, "anna", "pw-anna-12")
+    r = await client.post("/callbacks/new", data={"csrf_token": token, "phone": "8 903 777 66 55",
+                                                  "patient_name": "Смирнова Анна", "doctor": "", "service": "Имплант",
+                                                  "desired": "", "comment": "звонила в чат"}, allow_redirects=False)
+    assert r.status == 302, await r.text()
+    rows = await callbacks.list_requests(app[SERVICES].db, NOW - 3600, NOW + 3600)
+    assert [(x["phone"], x["source_name"], x["service"]) for x in rows] == [("+79037776655", "администратора", "Имплант")]
+    page = await (await client.get("/callbacks?day=2026-12-02")).text()
+    assert "Обратные звонки" in page and "Смирнова Анна" in page and "актуальная" in page
+    bad = await client.post("/callbacks/new", data={"csrf_token": token, "phone": "abc"}, allow_redirects=False)
+    assert bad.status == 400
+    # closed by hand: no more calls about it
+    rid = rows[0]["id"]
+    r = await client.post(f"/callbacks/{rid}/close", data={"csrf_token": token}, allow_redirects=False)
+    assert r.status == 302
+    req = await callbacks.request(app[SERVICES].db, rid)
+    assert req is not None and (req["state"], req["outcome"]) == ("closed", cr.CLOSED_CANCELLED)
+    job = await app[SERVICES].db.fetchone("SELECT state FROM jobs WHERE job_key = ?", (f"callback:{rid}",))
+    assert job["state"] == "done"
