@@ -3,12 +3,15 @@ contractor, a guardian, and patients whose numbers the demo call uses."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from crm import comments, patients, schedule, tags
+from crm import callbacks, comments, patients, schedule, tags
 from crm.db import Database
+
+DEMO_SOURCE = "napopravku"
 
 DEMO_PATIENTS = (
     ("Петрова", "Анна", "Сергеевна", "1985-03-14", ("+79161234567",)),
@@ -77,6 +80,8 @@ async def load_demo(db: Database, now: float | None = None, tz: str = "Europe/Mo
         )
     await _schedule(db, ids, doctor, branch, time.time() if now is None else now, ZoneInfo(tz))
     await comments.ensure_default_topics(db)
+    # the aggregator's requests for the website callback robot (`clinic-pbx demo-request`)
+    await callbacks.save_source(db, DEMO_SOURCE, "НаПоправку", secret=secrets.token_urlsafe(24))
     why = await tags.create_group(db, "Почему не записался")
     for name in ("Не подошло время", "Нет свободных окон", "Не устроила цена"):
         await tags.add_tag(db, why, name)

@@ -26,10 +26,9 @@ from pbx.robots import callback_rules as cr
 from pbx.robots.callback import CallbackFlow
 from pbx.settings import Settings
 from pbx.tasks import cancel_and_wait
-from pbx.tts import PromptCache, TtsError
+from pbx.tts import PromptCache, TtsError, load_callback_phrases
 
 log = logging.getLogger(__name__)
-CLOSED_PHRASE = "Заявка закрыта. Спасибо."
 
 
 class CallbackService:
@@ -147,10 +146,12 @@ class CallbackService:
                      now: float) -> None:
         assert self.runner is not None
         try:
+            fixed = load_callback_phrases()
             prompt = await self.prompts.path(cr.admin_prompt(req["source_name"]))
-            details = [await self.prompts.path(t) for t in cr.details(req["doctor"], req["service"])]
-            closed = await self.prompts.path(CLOSED_PHRASE)
-        except TtsError:
+            details = [await self.prompts.path(t)
+                       for t in cr.details(req["doctor"], req["service"], fixed["connecting"])]
+            closed = await self.prompts.path(fixed["closed"])
+        except (TtsError, OSError):
             log.exception("callback: no prompts for request %s; retried in 5 min", req["id"])
             await callbacks.release(self.db, job["id"], now + 300, "Нет голосовых подсказок")
             return

@@ -74,6 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     p_restore = sub.add_parser("restore", help="put a backup folder back (stop the server first)")
     p_restore.add_argument("folder", type=Path)
 
+    p_req = sub.add_parser("demo-request", help="send a signed booking request to the running server's"
+                           " webhook, as the aggregator would (the website callback robot calls it)")
+    p_req.add_argument("--phone", default="+79031112233")
+    p_req.add_argument("--name", default="Иванова Мария Петровна")
+    p_req.add_argument("--doctor", default="Кузнецова Ольга Викторовна")
+    p_req.add_argument("--service", default="Профессиональная чистка зубов")
+    p_req.add_argument("--source", default="napopravku", help="a source set up on «Обратные звонки»")
+
     sub.add_parser("sounds", help="render the robot's fixed phrases (sounds/prompts.toml) for Asterisk")
 
     args = parser.parse_args(argv)
@@ -99,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "token": cmd_token,
         "password": cmd_password,
         "sounds": cmd_sounds,
+        "demo-request": cmd_demo_request,
         "backup": cmd_backup,
         "restore": cmd_restore,
     }[args.command]
@@ -327,13 +336,54 @@ def cmd_demo_phones(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_demo_request(settings: Settings, args: argparse.Namespace) -> int:
+    """Signs with the source's secret from the CRM (same machine) and posts to the webhook."""
+    import json
+    import time
+    import uuid
+
+    import aiohttp
+
+    from crm import callbacks, signatures
+    from crm.db import Database
+
+    async def send() -> int:
+        db = Database(settings.db_path)
+        await db.open()
+        try:
+            src = await callbacks.source(db, args.source)
+        finally:
+            await db.close()
+        if src is None or not src["secret"]:
+            print(f"demo-request: no source {args.source!r} with a secret (set one up on «Обратные звонки»)")
+            return 1
+        body = json.dumps({"source": args.source, "external_id": f"demo-{uuid.uuid4().hex[:8]}",
+                           "name": args.name, "phone": args.phone, "doctor": args.doctor, "service": args.service,
+                           "desired_time": "в ближайшие дни", "utm": {"utm_source": "demo"}},
+                          ensure_ascii=False).encode()
+        stamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", signatures.TIMESTAMP_HEADER: stamp,
+                   signatures.SIGNATURE_HEADER: signatures.sign(src["secret"], stamp, body)}
+        url = f"http://127.0.0.1:{settings.web.port}/api/v1/requests"
+        try:
+            async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as r:
+                print(f"demo-request: {r.status} {await r.text()}")
+                return 0 if r.status in (200, 201) else 1
+        except aiohttp.ClientError as exc:
+            print(f"demo-request: the server at {url} does not answer ({exc}); start it with `make run`")
+            return 1
+
+    return asyncio.run(send())
+
+
 def cmd_sounds(settings: Settings, args: argparse.Namespace) -> int:
-    from pbx.tts import PromptCache, TtsError, load_phrases, render_phrases
+    from pbx.tts import PromptCache, TtsError, load_callback_phrases, load_phrases, render_phrases
 
     async def render() -> int:
         cache = PromptCache(settings.sounds_dir / "tts", settings.robot.tts_rate)
         try:
-            paths = await render_phrases(cache, load_phrases())
+            paths = await render_phrases(cache, load_phrases() | {
+                f"callback_{k}": v for k, v in load_callback_phrases().items()})
         except TtsError as exc:
             print(f"sounds: {exc}")
             return 1

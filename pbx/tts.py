@@ -126,5 +126,17 @@ def load_phrases(path: Path = PHRASES_FILE) -> dict[str, str]:
     return {p: str(phrases[p]) for p in PHRASE_IDS}
 
 
+CALLBACK_PHRASE_IDS = ("connecting", "closed")
+
+
+def load_callback_phrases(path: Path = PHRASES_FILE) -> dict[str, str]:
+    """The callback robot's fixed phrases ([callback] of prompts.toml)."""
+    phrases = tomllib.loads(path.read_text(encoding="utf-8")).get("callback", {})
+    missing = [p for p in CALLBACK_PHRASE_IDS if not str(phrases.get(p, "")).strip()]
+    if missing:
+        raise TtsError(f"{path}: [callback] phrases missing: {', '.join(missing)}")
+    return {p: str(phrases[p]) for p in CALLBACK_PHRASE_IDS}
+
+
 async def render_phrases(cache: PromptCache, phrases: dict[str, str]) -> dict[str, Path]:
     return {name: await cache.path(text) for name, text in phrases.items()}

@@ -284,13 +284,14 @@ def admin_prompt(source: str) -> str:
             "Если пациент уже записан, нажмите 9.")
 
 
-def details(doctor: str, service: str) -> list[str]:
+def details(doctor: str, service: str, connecting: str = "Соединяю с пациентом.") -> list[str]:
+    """What the administrator hears after the key: what the request has, then «Соединяю»."""
     out = []
     if doctor.strip():
         out.append(f"Запись к врачу — {doctor.strip()}.")
     if service.strip():
         out.append(f"Запись на услугу — {service.strip()}.")
-    return [*out, "Соединяю с пациентом."]
+    return [*out, connecting]
 
 
 def sms_text(source: str, clinic_phone: str) -> str:

@@ -189,3 +189,30 @@ async def test_the_panel_page_and_a_request_made_by_hand(env) -> None:
     assert req is not None and (req["state"], req["outcome"]) == ("closed", cr.CLOSED_CANCELLED)
     job = await app[SERVICES].db.fetchone("SELECT state FROM jobs WHERE job_key = ?", (f"callback:{rid}",))
     assert job["state"] == "done"
+
+
+async def test_demo_request_goes_through_the_signed_webhook(tmp_path: Path) -> None:
+    import argparse
+    import asyncio
+    import dataclasses
+    import socket
+
+    from pbx.cli import cmd_demo_request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = offline_settings(tmp_path)
+    settings = dataclasses.replace(base, web=dataclasses.replace(base.web, port=port))
+    app = build_app(settings, run_escort=False, adapters=Adapters.offline())
+    server = TestServer(app, host="127.0.0.1", port=port)
+    await server.start_server()
+    try:
+        await load_demo(app[SERVICES].db, robot_patients=False)  # the demo's source, with its secret
+        args = argparse.Namespace(phone="+79031112233", name="Иванова", doctor="Кузнецова", service="Чистка",
+                                  source="napopravku")
+        assert await asyncio.to_thread(cmd_demo_request, settings, args) == 0
+        rows = await app[SERVICES].db.fetchall("SELECT source_name, phone, service FROM callback_requests")
+        assert [tuple(r) for r in rows] == [("НаПоправку", "+79031112233", "Чистка")]
+    finally:
+        await server.close()
