@@ -267,3 +267,53 @@ async def test_a_patient_who_does_not_answer_rings_as_long_as_the_settings_say(a
     assert call["call_type"] == "outgoing_unanswered" and call["answered_by_ext"] == "101"
     await phone.wait(10)
     await far.wait(10)
+
+
+async def test_a_server_stopped_mid_call_closes_the_attempt_and_tries_again_once(
+        asterisk, test_settings: Settings, tmp_path: Path, gateway: FakeGateway, smtp) -> None:
+    settings = dataclasses.replace(
+        test_settings, database=tmp_path / "crm.sqlite", robot=RobotSettings(tts_rate=320, tick_seconds=0.5),
+        gateway=GatewaySettings(sms_url=gateway.url("sms"), token=gateway.token))
+    clock = SettableClock(NOW)
+
+    async def start() -> tuple[TestServer, Services]:
+        application = build_app(settings, manage_asterisk=False, clock=clock, run_escort=False)
+        srv = TestServer(application, host="127.0.0.1")
+        await srv.start_server()
+        services = application[SERVICES]
+        assert services.ari is not None and await services.ari.wait_connected(10)
+        return srv, services
+
+    srv, services = await start()
+    await load_demo(services.db, now=NOW, robot_patients=False)
+    await callbacks.save_settings(services.db, cr.CallbackSettings(
+        clinic_target="101", ring_clinic_seconds=6, key_wait_seconds=20, prompt_repeats=1))
+    rid = await new_request(services, NOW)
+    phone = await start_desk_phone(services.settings, "101", tmp_path, ring_ms=300)  # answers, no key
+    assert services.callbacks is not None
+    await services.callbacks.tick()
+    for _ in range(100):  # the administrator is listening to the prompt
+        _, tries = await state(services, rid)
+        if tries and tries[0]["admin_ts"]:
+            break
+        await asyncio.sleep(0.1)
+    assert tries[0]["admin_ext"] == "101"
+    await srv.close()  # the server goes away mid-call
+    assert await phone.wait(10) == 0  # its channel was hung up (a BYE), not left up in Asterisk
+
+    srv, services = await start()
+    try:
+        _, tries = await state(services, rid)
+        assert [t["outcome"] for t in tries] == [cr.INTERRUPTED]
+        assert services.callbacks is not None
+        await services.callbacks.tick()
+        assert services.callbacks.active == 0  # not at once: a minute later
+        clock.advance(61)
+        phone = await start_desk_phone(services.settings, "101", tmp_path, ring_ms=300, keys="9")
+        await attempt(services, clock)
+        req, tries = await state(services, rid)
+        assert [(t["attempt"], t["outcome"]) for t in tries] == [(1, cr.INTERRUPTED), (2, cr.ALREADY_BOOKED)]
+        assert req["outcome"] == cr.CLOSED_ALREADY_BOOKED
+        await phone.wait(10)
+    finally:
+        await srv.close()
