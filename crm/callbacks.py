@@ -323,6 +323,14 @@ async def attempts(db: Database, request_ids: list[int]) -> dict[int, list[dict[
     return out
 
 
+async def report_rows(db: Database, since_ts: float, until_ts: float) -> list[dict[str, Any]]:
+    rows = await db.fetchall(
+        "SELECT r.created_ts, r.state, r.outcome, r.closed_ts, (SELECT COUNT(*) FROM callback_attempts a"
+        " WHERE a.request_id = r.id) AS attempts FROM callback_requests r WHERE r.created_ts >= ?"
+        " AND r.created_ts < ? ORDER BY r.created_ts", (since_ts, until_ts))
+    return [dict(r) for r in rows]
+
+
 async def counts(db: Database, since_ts: float, until_ts: float) -> dict[str, int]:
     """The requests' part in the reports: how many came, and how each closed."""
     rows = await db.fetchall(

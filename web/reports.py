@@ -6,15 +6,16 @@ the clinic number (DID), the employee, the tag (and the tag group for the tags r
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import directory, reports
+from crm import callbacks, directory, reports
 from crm.calls import CallFilter
 from crm.dates import parse_day
+from crm.rules import callback_report
 from pbx.services import SERVICES
 from web.api import call_filter
 from web.common import (
@@ -34,6 +35,7 @@ REPORTS = {
     "days": "Количество звонков по дням",
     "missed": "Обработка пропущенных звонков",
     "tags": "Метки звонков",
+    "callbacks": "Обратные звонки",
 }
 
 
@@ -71,7 +73,8 @@ async def _parse(request: web.Request) -> tuple[str, CallFilter, dict[str, str],
     return report, f, q, group
 
 
-async def _data(request: web.Request, report: str, f: CallFilter, group: int | None) -> dict[str, Any]:
+async def _data(request: web.Request, report: str, f: CallFilter, group: int | None,
+                q: dict[str, str]) -> dict[str, Any]:
     db = request.app[SERVICES].db
     tz = clinic_tz(request)
     if report == "efficiency":
@@ -81,6 +84,11 @@ async def _data(request: web.Request, report: str, f: CallFilter, group: int | N
     if report == "missed":
         total, days = await reports.missed_processing(db, f, tz, now_ts(request))
         return {"total": total, "days": days}
+    if report == "callbacks":
+        since = datetime.combine(parse_day(q["since"]), time(0), tz).timestamp()
+        until = datetime.combine(parse_day(q["until"]) + timedelta(days=1), time(0), tz).timestamp()
+        cb_days, cb_total = callback_report.per_day(await callbacks.report_rows(db, since, until), tz)
+        return {"cb_days": cb_days, "cb_total": cb_total}
     return {"tags": await reports.tag_counts(db, f, group)}
 
 
@@ -89,7 +97,7 @@ async def reports_page(request: web.Request) -> dict[str, Any]:
     report, f, q, group = await _parse(request)
     db = request.app[SERVICES].db
     return {
-        "report": report, "reports": REPORTS, "q": q, **(await _data(request, report, f, group)),
+        "report": report, "reports": REPORTS, "q": q, **(await _data(request, report, f, group, q)),
         "dids": await directory.clinic_numbers(db),
         "employees": await directory.employees(db),
         "tag_labels": await directory.tag_labels(db),
@@ -99,9 +107,9 @@ async def reports_page(request: web.Request) -> dict[str, Any]:
 
 
 async def reports_csv(request: web.Request) -> web.Response:
-    report, f, _, group = await _parse(request)
+    report, f, q, group = await _parse(request)
     await trace(request, "report_csv", "report", report, request.query_string[:200])
-    data = await _data(request, report, f, group)
+    data = await _data(request, report, f, group, q)
     rows: list[list[object]] = []
     if report == "efficiency":
         rows.append(["Сотрудник", "Всего звонков", "Записано", "Конверсия, %", "Время разговоров",
@@ -124,6 +132,13 @@ async def reports_csv(request: web.Request) -> web.Response:
             rows.append([str(day), s.missed, s.called_back, s.got_through, pct(s.processed_share),
                         s.pending, s.unprocessed,
                         "" if s.median_minutes is None else round(s.median_minutes)])
+    elif report == "callbacks":
+        rows.append(["День", "Заявок", "Соединены", "Соединены, %", "Уже записан", "Связались иначе",
+                     "Не дозвонились", "Закрыты вручную", "В работе", "Попыток", "Медиана до соединения, мин"])
+        for d in [*data["cb_days"], data["cb_total"]]:
+            rows.append([d.day.isoformat() if d.day else "Итого", d.requests, d.contacted, pct(d.contacted_share),
+                         d.already_booked, d.other_means, d.gave_up, d.cancelled, d.open, d.attempts,
+                         "" if d.median_minutes is None else round(d.median_minutes)])
     else:
         rows.append(["Группа", "Метка", "Звонков", "Доля, %"])
         for name, items in data["tags"]["groups"].items():

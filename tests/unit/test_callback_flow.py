@@ -269,3 +269,28 @@ def test_what_is_said() -> None:
     assert cr.details("Иванов Иван Иванович", "") == ["Запись к врачу — Иванов Иван Иванович.", "Соединяю с пациентом."]
     assert cr.details("", "Чистка")[0] == "Запись на услугу — Чистка."
     assert cr.sms_text("НаПоправку", "+7 495 111-00-01").endswith("перезвоните по номеру: +7 495 111-00-01")
+
+
+# --- the reports' part ------------------------------------------------------------------------
+def test_callback_report_per_day_on_plain_rows() -> None:
+    from crm.rules.callback_report import per_day
+
+    def row(h: int, state: str, outcome: str = "", closed_after: float | None = None, attempts: int = 1,
+            day: int = 2) -> dict:
+        created = at(h, day=day)
+        return {"created_ts": created, "state": state, "outcome": outcome, "attempts": attempts,
+                "closed_ts": None if closed_after is None else created + closed_after}
+
+    rows = [row(10, "closed", cr.CLOSED_CONTACTED, 120), row(11, "closed", cr.CLOSED_CONTACTED, 600),
+            row(12, "closed", cr.CLOSED_GAVE_UP, 9000, attempts=30), row(13, "open", attempts=0),
+            row(0, "closed", cr.CLOSED_OTHER_MEANS, 60, attempts=0, day=3),  # 00:00 Moscow: the 3rd
+            row(9, "closed", cr.CLOSED_ALREADY_BOOKED, 30, day=3), row(9, "closed", cr.CLOSED_CANCELLED, 30, day=3)]
+    days, total = per_day(rows, TZ)
+    assert [d.day for d in days] == [date(2026, 12, 2), date(2026, 12, 3)]
+    first = days[0]
+    assert (first.requests, first.contacted, first.gave_up, first.open, first.attempts) == (4, 2, 1, 1, 32)
+    assert first.median_minutes == pytest.approx(6.0) and first.contacted_share == pytest.approx(50.0)
+    second = days[1]
+    assert (second.other_means, second.already_booked, second.cancelled, second.median_minutes) == (1, 1, 1, None)
+    assert (total.requests, total.contacted, total.attempts) == (7, 2, 34)
+    assert per_day([], TZ) == ([], per_day([], TZ)[1]) and per_day([], TZ)[1].contacted_share is None

@@ -216,3 +216,40 @@ async def test_demo_request_goes_through_the_signed_webhook(tmp_path: Path) -> N
         assert [tuple(r) for r in rows] == [("НаПоправку", "+79031112233", "Чистка")]
     finally:
         await server.close()
+
+
+async def test_the_callbacks_report_and_its_csv(env) -> None:
+    app, client, clock = env
+    db = app[SERVICES].db
+    for i in range(3):
+        await callbacks.create_request(db, callbacks.NewRequest(phone=f"+7903555000{i}", source_name="X"), NOW + i)
+    first = (await callbacks.list_requests(db, NOW - 10, NOW + 10))[-1]
+    await callbacks.close(db, None, first["id"], cr.CLOSED_CONTACTED, "", NOW + 300)
+    await users.create_user(db, "boss", "pw-boss-12", role="director")
+    await log_in(client, "boss", "pw-boss-12")
+    page = await (await client.get("/reports?report=callbacks&since=2026-12-02&until=2026-12-02")).text()
+    assert "Обратные звонки" in page and '<td class="contacted">1 (33,3 %)</td>' in page
+    csv = await (await client.get("/reports.csv?report=callbacks&since=2026-12-02&until=2026-12-02")).text()
+    assert "2026-12-02;3;1;33,3 %;0;0;0;0;2;0;5\r\n" in csv, csv
+
+
+async def test_the_robot_rings_only_free_phones_and_waits_when_all_are_busy(env) -> None:
+    app, _, clock = env
+    svc = app[SERVICES].callbacks
+    assert svc is not None
+    busy: set[str] = {"101"}
+    svc.busy_phones = lambda: busy
+    svc.queue_phones = lambda q: {"101", "102"} if q == "reception-ringall" else set()
+    s = cr.CallbackSettings()
+    assert await svc._phones(s) == (["102"], True)
+    busy.add("102")
+    assert await svc._phones(s) == ([], False)
+    # the job is put off by 30 s, not counted as an attempt
+    db = app[SERVICES].db
+    intake = await callbacks.create_request(db, callbacks.NewRequest(phone="+79035550202", source_name="X"), NOW)
+    job = (await db.fetchall("SELECT * FROM jobs WHERE job_key = ?", (f"callback:{intake.request_id}",)))[0]
+    await svc._job(dict(job) | {"subject_id": intake.request_id}, s, NOW)
+    row = await db.fetchone("SELECT state, due_ts, attempts, reason FROM jobs WHERE id = ?", (job["id"],))
+    assert tuple(row) == ("pending", NOW + cr.BUSY_WAIT, 0, "Все администраторы заняты")
+    named = cr.CallbackSettings(clinic_target="103")
+    assert await svc._phones(named) == (["103"], True)
