@@ -51,6 +51,9 @@ class CallbackService:
         self.other_robot = other_robot
         self.send_messages = send_messages  # the message outbox's sender (the SMS)
         self.calls: set[asyncio.Task[None]] = set()
+        # desk phones the robot's own calls ring or hold (attempt -> phones): the next attempt
+        # rings only the others, even before the call tracker shows them busy
+        self.held: dict[str, set[str]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._tick_lock = asyncio.Lock()
@@ -99,19 +102,30 @@ class CallbackService:
             now = self.clock.now()
             s = await callbacks.settings(self.db)
             if s.enabled and self.runner is not None and self.runner.ari.connected.is_set():
-                free = max(0, s.max_concurrent_calls - self.active)
-                if self.other_robot is not None:  # the lines are shared fairly with it
-                    total, others, waiting = await self.other_robot()
-                    free = min(free, cr.free_lines(total, self.active, others, waiting))
-                for job in await escort.claim_jobs(self.db, callbacks.KIND, now, free):
+                free = await self._free_lines(s)
+                # one job at a time while a line and a phone are free: a placed call holds the
+                # phones it rings, and a job nobody could take stays queued untouched
+                while free > 0 and (await self._phones(s))[1]:
+                    claimed = await escort.claim_jobs(self.db, callbacks.KIND, now, 1)
+                    if not claimed:
+                        break
+                    job = claimed[0]
                     try:
                         await self._job(job, s, now)
                     except Exception:
                         log.exception("callback job %s failed; retried in a minute", job["id"])
                         await callbacks.release(self.db, job["id"], now + 60, "внутренняя ошибка")
+                    free = await self._free_lines(s)
             await self.send_mail()
             if self.send_messages is not None:
                 await self.send_messages()
+
+    async def _free_lines(self, s: cr.CallbackSettings) -> int:
+        free = max(0, s.max_concurrent_calls - self.active)
+        if self.other_robot is not None:  # the clinic's robot lines, shared fairly
+            total, others, waiting = await self.other_robot()
+            free = min(free, cr.free_lines(total, self.active, others, waiting))
+        return free
 
     async def _all_phones(self) -> list[str]:
         return [str(p["extension"]) for p in await directory.desk_phones_with_holders(self.db)]
@@ -122,7 +136,8 @@ class CallbackService:
         wanted = [s.clinic_target] if s.clinic_target != "queue" else sorted(self.queue_phones(s.queue))
         if not wanted:
             wanted = await self._all_phones()
-        free = [p for p in wanted if p not in self.busy_phones()]
+        taken = self.busy_phones().union(*self.held.values())
+        free = [p for p in wanted if p not in taken]
         return free, bool(free)
 
     async def _job(self, job: dict[str, Any], s: cr.CallbackSettings, now: float) -> None:
@@ -166,6 +181,7 @@ class CallbackService:
             desk_caller_id=f'"Заявка {req["source_name"][:20]}" <{req["phone"].lstrip("+")}>', line=s.caller_id,
         )
         await callbacks.start_attempt(self.db, job, attempt, base, now)
+        self.held[base] = set(phones)
         task = asyncio.get_running_loop().create_task(self._call(job, flow, s), name=base)
         self.calls.add(task)
         task.add_done_callback(self.calls.discard)
@@ -174,6 +190,9 @@ class CallbackService:
         assert self.runner is not None
 
         async def progress(what: str) -> None:
+            if what.startswith("answered:"):  # the other phones stopped ringing: free again
+                self.held[flow.base] = {what.partition(":")[2]}
+                self.wake()
             await callbacks.progress(self.db, flow.base, what, self.clock.now())
 
         try:
@@ -182,6 +201,8 @@ class CallbackService:
         except Exception:  # a bug must not leave the job running forever
             log.exception("callback call %s failed", flow.base)
             outcome, talk, reason = cr.FAILED, 0.0, "внутренняя ошибка"
+        finally:
+            self.held.pop(flow.base, None)
         now = self.clock.now()
         req = await callbacks.request(self.db, job["subject_id"])
         assert req is not None
