@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml
 # and no message provider: messages go to the server's log and count as sent.
 run: export CLINIC_PBX_ROBOT_DIAL ?= Local/{number}@patient-sim
 run: export CLINIC_PBX_GATEWAY_DEMO ?= true
+run: export CLINIC_PBX_MAIL_DEMO ?= true
 run: install
 	@$(BIN)/clinic-pbx init --demo
 	@$(BIN)/clinic-pbx sounds >/dev/null
@@ -37,6 +38,7 @@ run: install
 	    echo "Login:    admin / $$(cat .local/state/initial-admin-password)"; \
 	else echo "Login:    admin (first password deleted at the first login; a new one: $(BIN)/clinic-pbx password admin)"; fi
 	@echo "Demo call (another terminal): $(BIN)/clinic-pbx demo-call"
+	@echo "Website request for the callback robot: $(BIN)/clinic-pbx demo-request (with demo-phones running)"
 	@$(BIN)/clinic-pbx run
 
 test: install

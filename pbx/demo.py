@@ -101,7 +101,7 @@ def port_taken(port: int, host: str = "127.0.0.1") -> bool:
 async def run_demo_phones(settings: Settings, workdir: Path, stop: asyncio.Event, *,
                           ring_ms: int = 1500, talk_ms: int = 15000) -> list[str]:
     """``clinic-pbx demo-phones``: desk phones 101-103 pick up every call after ``ring_ms``
-    (queue calls, and the first leg of click-to-call), and the operator trunk plays the
+    (queue calls, the first leg of click-to-call, the callback robot) and press 1, and the operator trunk plays the
     patient who answers click-to-call and hangs up after ``talk_ms``. Until ``stop`` is set;
     returns what went wrong (empty when all ran)."""
     a = settings.asterisk
@@ -109,7 +109,9 @@ async def run_demo_phones(settings: Settings, workdir: Path, stop: asyncio.Event
     if taken or port_taken(a.operator_port, a.operator_ip):
         return [f"ports in use (desk phones {', '.join(taken) or '-'} or the operator"
                 f" {a.operator_ip}:{a.operator_port}): is another demo or a real operator running?"]
-    procs = [await start_desk_phone(settings, ext, workdir, ring_ms=ring_ms, calls=0)
+    # each phone presses 1 two seconds after it picks up: the website callback robot's «нажмите
+    # любую клавишу» (on any other call the key is just a tone)
+    procs = [await start_desk_phone(settings, ext, workdir, ring_ms=ring_ms, calls=0, keys="1", keys_after_ms=2000)
              for ext in ("101", "102", "103")]
     procs.append(await start_operator_uas(settings, workdir, ring_ms=ring_ms, hangup_ms=talk_ms, calls=0))
     try:

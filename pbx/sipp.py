@@ -23,18 +23,29 @@ SCENARIOS = Path(__file__).parent / "sipp"
 DTMF_PCAP = Path("/usr/share/sip-tester/dtmf_2833_{digit}.pcap")
 
 
-def key_presses(keys: str, after_ms: int) -> str:
+def key_presses(keys: str, after_ms: int, *, bye_label: str = "") -> str:
     """SIPp steps that press ``keys`` (RFC 2833) ``after_ms`` after the answer, 1 s apart: an
-    administrator who answers and presses a key."""
+    administrator who answers and presses a key. With ``bye_label`` the waits listen for the
+    other side's BYE (it jumps there: a caller who hangs up before the key is answered, not
+    left to retransmit); without, they are plain pauses (the phone hangs up itself later)."""
     out = []
     for i, digit in enumerate(k for k in keys if k in "0123456789"):
         pcap = str(DTMF_PCAP).format(digit=digit)
-        out.append(f'<pause milliseconds="{after_ms if i == 0 else 1000}"/>'
-                   f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
+        wait = after_ms if i == 0 else 1000
+        if bye_label:
+            out.append(f'<recv request="BYE" timeout="{wait}" ontimeout="key{i}" next="{bye_label}"/>'
+                       f'<label id="key{i}"/>')
+        else:
+            out.append(f'<pause milliseconds="{wait}"/>')
+        out.append(f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
     return "\n".join(out)
+
+
+BYE_LABEL = "bye_received"
 
 CALLER_HANGS_UP = """
   <recv request="BYE"/>
+  <label id="bye_received"/>
   <send>
     <![CDATA[
       SIP/2.0 200 OK
@@ -197,7 +208,7 @@ async def start_desk_phone(
     return await start_uas(
         settings, f"phone{extension}", "127.0.0.1", phone_port(settings, extension), workdir,
         behaviour=behaviour, ring_ms=ring_ms, hangup_ms=hangup_ms, calls=calls,
-        keys=key_presses(keys, keys_after_ms),
+        keys=keys, keys_after_ms=keys_after_ms,
     )
 
 
@@ -216,11 +227,13 @@ async def start_operator_uas(
 async def start_uas(
     settings: Settings, name: str, ip: str, port: int, workdir: Path, *,
     behaviour: str = "answer", ring_ms: int = 2000, hangup_ms: int = 0, calls: int = 1, keys: str = "",
+    keys_after_ms: int = 1500,
 ) -> SippProcess:
     if behaviour == "busy":
         scenario = _render("desk_phone_busy.xml", {}, workdir / f"{name}.xml")
     else:
         talk = PHONE_HANGS_UP if hangup_ms > 0 else CALLER_HANGS_UP
+        presses = key_presses(keys, keys_after_ms, bye_label="" if hangup_ms > 0 else BYE_LABEL)
         # when the phone hangs up itself, the switch's From (with its tag) becomes its BYE's To
         ack_action = (
             '<action><ereg regexp=".*" search_in="hdr" header="From:" check_it="true"'
@@ -228,7 +241,7 @@ async def start_uas(
         )
         scenario = _render(
             "desk_phone.xml",
-            {"TALK": keys + talk.replace("@@HANGUP_MS@@", str(hangup_ms)), "RING_MS": str(ring_ms),
+            {"TALK": presses + talk.replace("@@HANGUP_MS@@", str(hangup_ms)), "RING_MS": str(ring_ms),
              "ACK_ACTION": ack_action},
             workdir / f"{name}.xml",
         )

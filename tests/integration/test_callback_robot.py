@@ -317,3 +317,30 @@ async def test_a_server_stopped_mid_call_closes_the_attempt_and_tries_again_once
         await phone.wait(10)
     finally:
         await srv.close()
+
+
+async def test_the_demo_phones_take_a_request_through_the_queue(app, tmp_path: Path) -> None:
+    """What `make run` + `clinic-pbx demo-phones` + `clinic-pbx demo-request` do: the robot rings
+    the reception queue's free phones, one picks up and presses 1, the patient talks."""
+    from pbx.demo import run_demo_phones
+
+    services, clock = app
+    await callbacks.save_settings(services.db, cr.CallbackSettings(ring_clinic_seconds=8, ring_patient_seconds=8))
+    assert services.calls is not None
+    for _ in range(50):
+        if services.calls.members.get("reception-ringall"):
+            break
+        await asyncio.sleep(0.1)
+    assert services.calls.members["reception-ringall"] == {"101", "102", "103"}
+    stop = asyncio.Event()
+    phones = asyncio.create_task(run_demo_phones(services.settings, tmp_path, stop, ring_ms=400, talk_ms=11_500))
+    try:
+        await asyncio.sleep(0.5)
+        rid = await new_request(services, NOW)
+        await attempt(services, clock)
+        req, tries = await state(services, rid)
+        assert req["outcome"] == cr.CLOSED_CONTACTED, tries
+        assert tries[0]["admin_ext"] in {"101", "102", "103"}
+    finally:
+        stop.set()
+        assert await phones == []
