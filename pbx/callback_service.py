@@ -9,7 +9,6 @@ interrupted (and hangs its channels up); the request is tried again, never the s
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import secrets
@@ -21,23 +20,26 @@ from crm import callbacks, directory, escort, mail
 from crm.clock import Clock
 from crm.db import Database
 from pbx.ari.flow_runner import FlowRunner
+from pbx.job_loop import JobLoop
 from pbx.mailer import Mailer
 from pbx.robots import callback_rules as cr
 from pbx.robots.callback import CallbackFlow
 from pbx.settings import Settings
-from pbx.tasks import cancel_and_wait
 from pbx.tts import PromptCache, TtsError, load_callback_phrases
 
 log = logging.getLogger(__name__)
 
 
-class CallbackService:
+class CallbackService(JobLoop):
+    name = "callbacks"
+
     def __init__(self, db: Database, settings: Settings, clock: Clock, runner: FlowRunner | None,
                  prompts: PromptCache, mailer: Mailer, *,
                  busy_phones: Callable[[], set[str]] = set,
                  queue_phones: Callable[[str], set[str]] = lambda _q: set(),
                  other_robot: Callable[[], Awaitable[tuple[int, int, bool]]] | None = None,
                  send_messages: Callable[[], Any] | None = None) -> None:
+        super().__init__(settings.robot.tick_seconds)
         self.db = db
         self.settings = settings
         self.clock = clock
@@ -50,13 +52,9 @@ class CallbackService:
         # the confirmation robot: (its lines, its calls up, whether it has calls waiting)
         self.other_robot = other_robot
         self.send_messages = send_messages  # the message outbox's sender (the SMS)
-        self.calls: set[asyncio.Task[None]] = set()
         # desk phones the robot's own calls ring or hold (attempt -> phones): the next attempt
         # rings only the others, even before the call tracker shows them busy
         self.held: dict[str, set[str]] = {}
-        self._loop_task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._tick_lock = asyncio.Lock()
 
     async def start(self, *, loop: bool = True) -> None:
         leftovers = await callbacks.recover(self.db, self.clock.now())
@@ -67,58 +65,38 @@ class CallbackService:
                 for ext in phones:
                     await self.runner.hangup(f"{base}-{ext}")
         if loop:
-            self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="callbacks")
+            self.start_loop()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._loop_task)
-        for task in list(self.calls):
-            await cancel_and_wait(task)
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def idle(self) -> None:
-        while self.calls:
-            await asyncio.gather(*list(self.calls), return_exceptions=True)
+        await self.stop_loop()
 
     @property
     def active(self) -> int:
         return len(self.calls)
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("callback tick failed")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.settings.robot.tick_seconds)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-
-    async def tick(self) -> None:
-        async with self._tick_lock:
-            now = self.clock.now()
-            s = await callbacks.settings(self.db)
-            if s.enabled and self.runner is not None and self.runner.ari.connected.is_set():
+    async def work(self) -> None:
+        """One pass: place calls for due requests while a line and a phone are free, then send
+        the letters and messages waiting."""
+        now = self.clock.now()
+        s = await callbacks.settings(self.db)
+        if s.enabled and self.runner is not None and self.runner.ari.connected.is_set():
+            free = await self._free_lines(s)
+            # one job at a time while a line and a phone are free: a placed call holds the
+            # phones it rings, and a job nobody could take stays queued untouched
+            while free > 0 and (await self._phones(s))[1]:
+                claimed = await escort.claim_jobs(self.db, callbacks.KIND, now, 1)
+                if not claimed:
+                    break
+                job = claimed[0]
+                try:
+                    await self._job(job, s, now)
+                except Exception:
+                    log.exception("callback job %s failed; retried in a minute", job["id"])
+                    await callbacks.release(self.db, job["id"], now + 60, "внутренняя ошибка")
                 free = await self._free_lines(s)
-                # one job at a time while a line and a phone are free: a placed call holds the
-                # phones it rings, and a job nobody could take stays queued untouched
-                while free > 0 and (await self._phones(s))[1]:
-                    claimed = await escort.claim_jobs(self.db, callbacks.KIND, now, 1)
-                    if not claimed:
-                        break
-                    job = claimed[0]
-                    try:
-                        await self._job(job, s, now)
-                    except Exception:
-                        log.exception("callback job %s failed; retried in a minute", job["id"])
-                        await callbacks.release(self.db, job["id"], now + 60, "внутренняя ошибка")
-                    free = await self._free_lines(s)
-            await self.send_mail()
-            if self.send_messages is not None:
-                await self.send_messages()
+        await self.send_mail()
+        if self.send_messages is not None:
+            await self.send_messages()
 
     async def _free_lines(self, s: cr.CallbackSettings) -> int:
         free = max(0, s.max_concurrent_calls - self.active)
@@ -182,9 +160,7 @@ class CallbackService:
         )
         await callbacks.start_attempt(self.db, job, attempt, base, now)
         self.held[base] = set(phones)
-        task = asyncio.get_running_loop().create_task(self._call(job, flow, s), name=base)
-        self.calls.add(task)
-        task.add_done_callback(self.calls.discard)
+        self.spawn(self._call(job, flow, s), base)
 
     async def _call(self, job: dict[str, Any], flow: CallbackFlow, s: cr.CallbackSettings) -> None:
         assert self.runner is not None

@@ -22,6 +22,7 @@ from crm import clinic_settings, escort, escort_reports
 from crm.clock import Clock
 from crm.db import Database
 from pbx.gateways import Gateway
+from pbx.job_loop import JobLoop
 from pbx.robot_caller import CallResult, RobotCaller
 from pbx.robots import rules
 from pbx.robots.rules import EscortSettings, Go, Skip, Wait
@@ -39,9 +40,12 @@ PRERENDER_EVERY = 600
 PRERENDER_BATCH = 5000
 
 
-class EscortService:
+class EscortService(JobLoop):
+    name = "escort"
+
     def __init__(self, db: Database, settings: Settings, clock: Clock, gateway: Gateway,
                  robot: RobotCaller | None, prompts: PromptCache) -> None:
+        super().__init__(settings.robot.tick_seconds)
         self.db = db
         self.settings = settings
         self.clock = clock
@@ -49,10 +53,6 @@ class EscortService:
         self.robot = robot
         self.prompts = prompts
         self.tz = ZoneInfo(settings.time_zone)
-        self.calls: set[asyncio.Task[None]] = set()
-        self._loop_task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._tick_lock = asyncio.Lock()
         self._prerender_task: asyncio.Task[int] | None = None
         self._prerendered_at = float("-inf")
         self.secret = escort.link_secret(settings.web.cookie_secret)
@@ -74,54 +74,32 @@ class EscortService:
         if leftovers and self.robot is not None:
             await self.robot.hangup_leftovers(leftovers)
         if loop:
-            self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="escort")
+            self.start_loop()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._loop_task)
         await cancel_and_wait(self._prerender_task)
-        for task in list(self.calls):
-            await cancel_and_wait(task)
+        await self.stop_loop()
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def _run(self) -> None:
-        while True:
+    async def work(self) -> None:
+        """One pass: plan, write off, run the due jobs, send the outbox, render ahead."""
+        now = self.clock.now()
+        _, self._planned_to = await escort.plan(self.db, now, self.tz, self._planned_to)
+        await self._write_off(now)
+        s = await escort.settings(self.db)
+        # confirmation jobs only as many as the robot has free lines: the rest stay queued
+        # untouched (no claim-and-release churn while a campaign runs)
+        free = max(1, s.max_concurrent_calls) - (self.robot.active if self.robot else 0) - self.shared_lines()
+        due = await escort.claim_due(self.db, now, 200, confirmation=False)
+        due += await escort.claim_due(self.db, now, free, confirmation=True)
+        for job in due:
             try:
-                await self.tick()
+                await self._job(job, s, now)
             except Exception:
-                log.exception("escort tick failed")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.settings.robot.tick_seconds)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-
-    async def tick(self) -> None:
-        async with self._tick_lock:
-            now = self.clock.now()
-            _, self._planned_to = await escort.plan(self.db, now, self.tz, self._planned_to)
-            await self._write_off(now)
-            s = await escort.settings(self.db)
-            # confirmation jobs only as many as the robot has free lines: the rest stay queued
-            # untouched (no claim-and-release churn while a campaign runs)
-            free = max(1, s.max_concurrent_calls) - (self.robot.active if self.robot else 0) - self.shared_lines()
-            due = await escort.claim_due(self.db, now, 200, confirmation=False)
-            due += await escort.claim_due(self.db, now, free, confirmation=True)
-            for job in due:
-                try:
-                    await self._job(job, s, now)
-                except Exception:
-                    log.exception("escort job %s failed; retried in a minute", job["id"])
-                    await escort.release(self.db, job["id"], now + 60)
-            await self.send_messages()
-            if s.confirmation_mode == "robot" and self.robot is not None:
-                self._prerender_soon(now)
-
-    async def idle(self) -> None:
-        """Wait for the robot calls under way (tests, the benchmark)."""
-        while self.calls:
-            await asyncio.gather(*list(self.calls), return_exceptions=True)
+                log.exception("escort job %s failed; retried in a minute", job["id"])
+                await escort.release(self.db, job["id"], now + 60)
+        await self.send_messages()
+        if s.confirmation_mode == "robot" and self.robot is not None:
+            self._prerender_soon(now)
 
     def _prerender_soon(self, now: float) -> None:
         running = self._prerender_task is not None and not self._prerender_task.done()
@@ -202,12 +180,8 @@ class EscortService:
         attempt = job["attempts"] + 1
         channel_id = f"robot-{job['id']}-{attempt}"
         await escort.start_robot_call(self.db, job, attempt, channel_id, now)
-        task = asyncio.get_running_loop().create_task(
-            self._call(job | {"attempts": attempt, "mode": "robot"}, subject, s, greeting, channel_id),
-            name=channel_id,
-        )
-        self.calls.add(task)
-        task.add_done_callback(self.calls.discard)
+        self.spawn(self._call(job | {"attempts": attempt, "mode": "robot"}, subject, s, greeting, channel_id),
+                   channel_id)
 
     async def _call(self, job: dict[str, Any], subject: escort.Subject, s: EscortSettings, greeting: Path,
                     channel_id: str) -> None:
