@@ -84,9 +84,9 @@ async def run(n: int, lines: int, talk_ms: int, ast: EmbeddedAsterisk) -> None:
         await callbacks.save_settings(db, cr.CallbackSettings(
             clinic_target="queue", max_concurrent_calls=lines, ring_clinic_seconds=15, ring_patient_seconds=15,
             key_wait_seconds=5, sms_after=3))
-        phones = [await start_desk_phone(s, ext, work, ring_ms=400, keys="1", keys_after_ms=1200, calls=n * 3)
+        phones = [await start_desk_phone(s, ext, work, ring_ms=400, keys="1", keys_after_ms=1200, calls=0)
                   for ext in ("101", "102", "103")]
-        phones.append(await start_operator_uas(s, work, ring_ms=600, hangup_ms=talk_ms, calls=n * 3))
+        phones.append(await start_operator_uas(s, work, ring_ms=600, hangup_ms=talk_ms, calls=0))
         await asyncio.sleep(0.5)
         for _ in range(50):  # the queue's members, for «the free phones of the queue»
             if services.calls is not None and services.calls.members.get("reception-ringall"):

@@ -48,12 +48,16 @@ class FlowRunner:
         self.playbacks: dict[str, str] = {}  # playback id -> channel id
         self.bridge_owners: dict[str, _Running] = {}
         self._task: asyncio.Task[None] | None = None
+        self._link_lost = False
+        self._checks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._route(), name="robot-flows")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
+        for task in list(self._checks):
+            await cancel_and_wait(task)
 
     @property
     def active(self) -> int:
@@ -199,11 +203,35 @@ class FlowRunner:
         while True:
             item = await self.ari.events.get()
             if isinstance(item, AriLink):
+                if not item.up:
+                    self._link_lost = True
+                elif self._link_lost:  # back: which of our channels ended meanwhile?
+                    self._link_lost = False
+                    task = asyncio.get_running_loop().create_task(self._recheck(), name="robot-recheck")
+                    self._checks.add(task)
+                    task.add_done_callback(self._checks.discard)
                 continue
             try:
                 self._dispatch(item)
             except Exception:
                 log.exception("robot: bad ARI event %.200r", item)
+
+    async def _recheck(self) -> None:
+        """After a reconnect: a channel Asterisk no longer has ended unseen (its events were
+        lost with the link, or Asterisk restarted): its flow is told, so no call waits for an
+        event that will never come."""
+        for channel, r in list(self.owners.items()):
+            if channel not in r.channels:
+                continue
+            try:
+                await self.ari.get(f"channels/{channel}")
+            except AriError as exc:
+                if exc.status == 404 and channel in r.channels:
+                    log.warning("robot: channel %s ended while the link to Asterisk was down", channel)
+                    self._gone(r, channel)
+                    r.facts.put_nowait(f.Vanished(channel, time.time()))
+            except (TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
+                log.info("robot: cannot look at channel %s after the reconnect: %s", channel, exc)
 
     def _dispatch(self, event: AriEvent) -> None:
         data, at = event.data, event.received_at

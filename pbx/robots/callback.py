@@ -78,6 +78,10 @@ class CallbackFlow:
             return self._clinic_gone(fact.channel, fact.reason)
         if isinstance(fact, f.Answered):
             return self._answered(fact)
+        if isinstance(fact, f.Vanished):  # the call ended while the link to Asterisk was down
+            if fact.channel == self.admin:
+                return self._end(cr.INTERRUPTED, reason="связь с Asterisk прерывалась")
+            return self._clinic_gone(fact.channel, "")
         if isinstance(fact, f.HungUp):
             if fact.channel != self.admin:
                 self._placed = True

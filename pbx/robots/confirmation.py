@@ -57,6 +57,10 @@ class ConfirmationFlow:
             if fact.machine:
                 return [f.Hangup(self.channel), *self._end(f.Outcome("machine", "", fact.at))]
             return self._run(ivr.Answered(fact.at))
+        if isinstance(fact, f.Vanished):  # ended while the link to Asterisk was down
+            if self.answered_at is None:
+                return self._end(f.Outcome("failed", reason="связь с Asterisk прерывалась"))
+            fact = f.HungUp(fact.channel, 0, fact.at)  # as the patient hanging up (a choice made stays)
         if isinstance(fact, f.HungUp):
             if self.answered_at is None:  # the cause is known once the channel is destroyed
                 return self._end(f.Outcome(q850.robot_outcome(fact.cause))) if fact.final else []

@@ -81,7 +81,16 @@ class Dialled:
     at: float
 
 
-Fact = Answered | Key | PromptDone | HungUp | TimerDue | Bridged | OriginateFailed | Dialled
+@dataclass(frozen=True)
+class Vanished:
+    """The link to Asterisk dropped and, once back, the channel was gone: it ended while
+    nobody watched (Asterisk restarted, or the events were lost), so its end is unknown."""
+
+    channel: str
+    at: float
+
+
+Fact = Answered | Key | PromptDone | HungUp | TimerDue | Bridged | OriginateFailed | Dialled | Vanished
 
 
 # --- commands out -------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import random
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -344,3 +346,37 @@ async def test_the_demo_phones_take_a_request_through_the_queue(app, tmp_path: P
     finally:
         stop.set()
         assert await phones == []
+
+
+async def test_asterisk_killed_mid_call_closes_the_attempt_as_interrupted(app, asterisk, tmp_path: Path) -> None:
+    """kill -9: no hang-up event ever comes; after the reconnect the runner finds the channel
+    gone and the flow ends at once (not at its 3-hour ceiling), retried like any failure."""
+    services, clock = app
+    await callbacks.save_settings(services.db, cr.CallbackSettings(
+        clinic_target="101", ring_clinic_seconds=6, key_wait_seconds=20, prompt_repeats=1))
+    rid = await new_request(services, NOW)
+    phone = await start_desk_phone(services.settings, "101", tmp_path, ring_ms=300)  # answers, no key
+    svc = services.callbacks
+    assert svc is not None
+    await svc.tick()
+    for _ in range(100):
+        _, tries = await state(services, rid)
+        if tries and tries[0]["admin_ts"]:
+            break
+        await asyncio.sleep(0.1)
+    assert tries[0]["admin_ext"] == "101"
+    pid = asterisk.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # the call is gone and no event will say so
+    for _ in range(100):  # the process is gone once the kernel reaped it
+        if not asterisk.running:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.to_thread(asterisk.start)
+    await asyncio.wait_for(svc.idle(), 30)  # ended by the runner's check after the reconnect
+    req, tries = await state(services, rid)
+    assert req["state"] == "open" and [t["outcome"] for t in tries] == [cr.INTERRUPTED]
+    job = await services.db.fetchone("SELECT state, due_ts FROM jobs WHERE job_key = ?", (f"callback:{rid}",))
+    assert job["state"] == "pending" and job["due_ts"] == pytest.approx(NOW + 300)  # tried again
+    phone.kill()
+    await phone.wait(5)

@@ -105,6 +105,7 @@ class FakeAsterisk(FakeAri):
         router.add_post("/ari/channels", self.originate)
         router.add_post("/ari/channels/{id}/play", self.play)
         router.add_delete("/ari/channels/{id}", self.hangup)
+        router.add_get("/ari/channels/{id}", self.channel)
         router.add_delete("/ari/playbacks/{id}", self.stop_playback)
         router.add_post("/ari/bridges", self.bridge)
         router.add_post("/ari/bridges/{id}/addChannel", self.add_channel)
@@ -127,6 +128,12 @@ class FakeAsterisk(FakeAri):
         elif kind == "busy":
             self.later({"type": "ChannelDestroyed", "channel": {"id": cid}, "cause": 17})
         return web.json_response({"id": cid})
+
+    async def channel(self, request: web.Request) -> web.Response:
+        cid = request.match_info["id"]
+        if cid in self.up:
+            return web.json_response({"id": cid})
+        return web.json_response({"message": "Channel not found"}, status=404)
 
     async def play(self, request: web.Request) -> web.Response:
         cid, pid = request.match_info["id"], request.query["playbackId"]
@@ -266,3 +273,38 @@ async def test_runner_two_channels_and_a_bridge(asterisk) -> None:
         await asyncio.sleep(0.01)
     assert ("hangup", "admin") in fake.requests and ("destroy", "b1") in fake.requests
     assert runner.active == 0 and not runner.bridge_owners
+
+
+async def test_a_channel_that_ended_while_the_link_was_down_ends_its_flow(asterisk) -> None:
+    """Asterisk keeps no events for a disconnected client: after the reconnect the runner asks
+    for each of its channels, and one that is gone is a Vanished fact, so the flow ends now
+    rather than at its ceiling."""
+    fake, runner = asterisk
+
+    flow = confirmation()
+    run = asyncio.create_task(runner.run(flow))
+    for _ in range(300):
+        if ("play", "sound:/p/main") in fake.requests:
+            break
+        await asyncio.sleep(0.01)
+    fake.up.discard("robot-1")  # Asterisk restarts: the call is gone, no event says so
+    await fake.drop()
+    out = await asyncio.wait_for(run, 5)
+    assert out.outcome == "hangup" and out.answered_at is not None
+    assert runner.active == 0
+
+
+def test_vanished_in_the_pure_flows() -> None:
+    from pbx.robots import callback_rules as cr
+    from pbx.robots.callback import CallbackFlow
+
+    cb = CallbackFlow(base="cb-1-1-x", desk_phones=("101", "102"), patient="79031112233", prompt="sound:p",
+                      details=("sound:c",), closed="sound:b")
+    cb.start()
+    assert cb.feed(f.Vanished("cb-1-1-x-101", 5.0)) == []  # one ringing phone gone, the other rings
+    cb.feed(f.Answered("cb-1-1-x-102", 6.0))
+    out = cb.feed(f.Vanished("cb-1-1-x-102", 9.0))
+    assert out[-1].outcome == cr.INTERRUPTED and cr.leg_of(cr.INTERRUPTED) == cr.CLINIC
+    flow = confirmation()
+    flow.start()
+    assert flow.feed(f.Vanished("robot-1", 3.0))[-1].outcome == "failed"  # never answered, cause unknown
