@@ -16,7 +16,7 @@ argument, facts come as plain values; the storage (``crm.callbacks``) fetches th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -85,6 +85,9 @@ class CallbackSettings:
     opens: str = "09:00"  # every weekday unless the day has its own hours
     closes: str = "21:00"
     closed_days: str = ""  # ISO weekdays the branch is closed, e.g. "7" (Sunday)
+    # hours per weekday, Monday to Sunday (overrides the three above when set), e.g.
+    # "09:00-21:00,09:00-21:00,09:00-21:00,09:00-21:00,09:00-21:00,10:00-16:00,-"
+    week: str = ""
     emails: str = ""  # the clinic's responsible staff, comma separated
     clinic_phone: str = "+7 495 111-00-01"  # said in the SMS
 
@@ -105,15 +108,22 @@ class CallbackSettings:
                     pass
             else:
                 values[f.name] = str(raw)[:300]
-        s = cls(**values)
-        if parse_hhmm(s.opens) is None or parse_hhmm(s.closes) is None:
-            s = cls(**(values | {"opens": cls.opens, "closes": cls.closes}))
-        return s
+        if parse_hhmm(str(values.get("opens", cls.opens))) is None:
+            values.pop("opens")
+        if parse_hhmm(str(values.get("closes", cls.closes))) is None:
+            values.pop("closes")
+        if values.get("week") and parse_week(values["week"]) is None:
+            values.pop("week")
+        return cls(**values)
 
     @property
     def hours(self) -> OpeningHours:
-        closed = frozenset(int(d) for d in self.closed_days.replace(",", " ").split() if d.isdigit())
-        return OpeningHours(parse_hhmm(self.opens) or time(9), parse_hhmm(self.closes) or time(21), closed)
+        week = parse_week(self.week) if self.week else None
+        if week is not None:
+            return week
+        closed = {int(d) for d in self.closed_days.replace(",", " ").split() if d.isdigit()}
+        o, c = parse_hhmm(self.opens) or time(9), parse_hhmm(self.closes) or time(21)
+        return OpeningHours(tuple((d, o, c) for d in range(1, 8) if d not in closed))
 
 
 def parse_hhmm(text: str) -> time | None:
@@ -143,13 +153,18 @@ def leg_of(outcome: str) -> str:
 # --- opening hours --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class OpeningHours:
-    opens: time = time(9)
-    closes: time = time(21)
-    closed_days: frozenset[int] = field(default_factory=frozenset)  # ISO weekdays
+    """Per ISO weekday (1 Monday .. 7 Sunday) the opening and closing time; a day not listed is
+    closed."""
+
+    days: tuple[tuple[int, time, time], ...] = tuple((d, time(9), time(21)) for d in range(1, 8))
+
+    def of(self, weekday: int) -> tuple[time, time] | None:
+        return next(((o, c) for d, o, c in self.days if d == weekday), None)
 
     def is_open(self, ts: float, tz: ZoneInfo) -> bool:
         local = datetime.fromtimestamp(ts, tz)
-        return local.isoweekday() not in self.closed_days and self.opens <= local.time() < self.closes
+        hours = self.of(local.isoweekday())
+        return hours is not None and hours[0] <= local.time() < hours[1]
 
 
 def opening_at(ts: float, hours: OpeningHours, tz: ZoneInfo) -> float:
@@ -160,10 +175,31 @@ def opening_at(ts: float, hours: OpeningHours, tz: ZoneInfo) -> float:
     day = datetime.fromtimestamp(ts, tz).date()
     for i in range(8):
         d = day + timedelta(days=i)
-        opening = datetime.combine(d, hours.opens, tz).timestamp()
-        if d.isoweekday() not in hours.closed_days and opening >= ts:
+        today = hours.of(d.isoweekday())
+        if today is None:
+            continue
+        opening = datetime.combine(d, today[0], tz).timestamp()
+        if opening >= ts:
             return opening
     return float("inf")
+
+
+def parse_week(text: str) -> OpeningHours | None:
+    """``"09:00-21:00,09:00-21:00,09:00-21:00,09:00-21:00,09:00-21:00,10:00-16:00,-"``: Monday to
+    Sunday, ``-`` (or empty) for a closed day. None when it does not read."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 7:
+        return None
+    days = []
+    for weekday, part in enumerate(parts, start=1):
+        if part in ("", "-"):
+            continue
+        opens, _, closes = part.partition("-")
+        o, c = parse_hhmm(opens), parse_hhmm(closes)
+        if o is None or c is None or c <= o:
+            return None
+        days.append((weekday, o, c))
+    return OpeningHours(tuple(days))
 
 
 # --- before and after an attempt ------------------------------------------------------------

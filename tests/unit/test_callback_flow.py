@@ -188,6 +188,20 @@ def test_opening_hours_edges() -> None:
     assert cr.opening_at(at(10), cr.CallbackSettings(closed_days="1 2 3 4 5 6 7").hours, TZ) == float("inf")
 
 
+def test_hours_per_weekday() -> None:
+    week = cr.CallbackSettings(week="08:00-20:00,08:00-20:00,08:00-20:00,08:00-20:00,08:00-20:00,10:00-16:00,-")
+    hours = week.hours
+    assert cr.opening_at(at(7, 59), hours, TZ) == at(8)  # Wednesday opens at 8 here
+    assert cr.opening_at(at(20), hours, TZ) == at(8, day=3)
+    assert cr.opening_at(at(9, day=5), hours, TZ) == at(10, day=5)  # Saturday: 10:00-16:00 ...
+    assert cr.opening_at(at(16, day=5), hours, TZ) == at(8, day=7)  # ... closed at 16:00, Sunday shut
+    assert cr.opening_at(at(15, 59, day=5), hours, TZ) == at(15, 59, day=5)
+    # a week that does not read keeps the plain hours
+    assert cr.CallbackSettings.from_dict({"week": "9-21"}).week == ""
+    assert cr.CallbackSettings.from_dict({"week": "10:00-09:00,,,,,,"}).week == ""
+    assert cr.parse_week(",,,,,,") == cr.OpeningHours(())
+
+
 def test_retry_every_five_minutes_for_two_and_a_half_hours() -> None:
     first = at(10)
     r = cr.RequestFacts(created_ts=first - 60, first_try_ts=first)

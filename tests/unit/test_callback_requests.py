@@ -253,3 +253,25 @@ async def test_the_robot_rings_only_free_phones_and_waits_when_all_are_busy(env)
     assert tuple(row) == ("pending", NOW + cr.BUSY_WAIT, 0, "Все администраторы заняты")
     named = cr.CallbackSettings(clinic_target="103")
     assert await svc._phones(named) == (["103"], True)
+
+
+async def test_the_settings_form_saves_hours_per_weekday(env) -> None:
+    app, client, _ = env
+    await users.create_user(app[SERVICES].db, "boss", "pw-boss-12", role="settings_admin")
+    token = await log_in(client, "boss", "pw-boss-12")
+    week = "08:00-20:00,08:00-20:00,08:00-20:00,08:00-20:00,08:00-20:00,10:00-16:00,-"
+    r = await client.post("/callbacks/settings", data={"csrf_token": token, "enabled": "1", "clinic_target": "101",
+                                                       "week": week, "retry_minutes": "7", "emails": "a@b.ru"},
+                          allow_redirects=False)
+    assert r.status == 302
+    s = await callbacks.settings(app[SERVICES].db)
+    assert (s.week, s.clinic_target, s.retry_minutes, s.emails, s.enabled) == (week, "101", 7, "a@b.ru", True)
+    assert s.hours.of(7) is None and s.hours.of(6) is not None
+    r = await client.post("/callbacks/sources", data={"csrf_token": token, "code": "prodoctorov",
+                                                      "spoken_name": "ПроДокторов", "auth": "token", "enabled": "1"},
+                          allow_redirects=False)
+    src = await callbacks.source(app[SERVICES].db, "prodoctorov")
+    assert r.status == 302 and src is not None and src["token"] and not src["secret"]
+    bad = await client.post("/callbacks/sources", data={"csrf_token": token, "code": "a b", "spoken_name": "x"},
+                            allow_redirects=False)
+    assert bad.status == 400
