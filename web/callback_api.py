@@ -71,7 +71,10 @@ async def receive_request(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     if (request.content_length or 0) > MAX_BODY:
         return error(413, "body larger than 64 KB")
-    raw = await request.content.read(MAX_BODY + 1)
+    try:
+        raw = await request.read()  # the whole body (aiohttp caps it at client_max_size)
+    except web.HTTPRequestEntityTooLarge:
+        return error(413, "body larger than 64 KB")
     if len(raw) > MAX_BODY:
         return error(413, "body larger than 64 KB")
     try:

@@ -275,3 +275,28 @@ async def test_the_settings_form_saves_hours_per_weekday(env) -> None:
     bad = await client.post("/callbacks/sources", data={"csrf_token": token, "code": "a b", "spoken_name": "x"},
                             allow_redirects=False)
     assert bad.status == 400
+
+
+async def test_a_body_sent_in_chunks_is_read_whole(env) -> None:
+    app, client, _ = env
+    raw = json.dumps(REQ | {"external_id": "chunked", "comment": "к" * 900}, ensure_ascii=False).encode()
+    stamp = str(int(NOW))
+
+    async def chunks():
+        for i in range(0, len(raw), 100):
+            yield raw[i:i + 100]
+
+    r = await client.post("/api/v1/requests", data=chunks(), headers={
+        "Content-Type": "application/json", signatures.TIMESTAMP_HEADER: stamp,
+        signatures.SIGNATURE_HEADER: signatures.sign(SECRET, stamp, raw)})
+    assert r.status == 201, await r.text()
+    req = await callbacks.request(app[SERVICES].db, (await r.json())["id"])
+    assert req is not None and req["comment"] == "к" * 900
+    big = b"{" + b" " * 70_000 + b"}"
+
+    async def big_chunks():
+        for i in range(0, len(big), 1000):
+            yield big[i:i + 1000]
+
+    assert (await client.post("/api/v1/requests", data=big_chunks(),
+                              headers={"Content-Type": "application/json"})).status == 413
