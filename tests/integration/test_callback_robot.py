@@ -142,11 +142,18 @@ async def test_admin_presses_a_key_and_talks_with_the_patient(app, tmp_path: Pat
     services, clock = app
     inbox, _ = smtp
     rid = await new_request(services, NOW)
+    cards: list[Any] = []
+    assert services.calls is not None
+    services.calls.listeners.append(lambda change: cards.append(getattr(change, "call", None)))
     phone = await start_desk_phone(services.settings, "101", tmp_path, ring_ms=500, keys="1")
     far = await start_operator_uas(services.settings, tmp_path, ring_ms=800, hangup_ms=12_500)
     await attempt(services, clock)
     req, tries = await state(services, rid)
     assert (req["state"], req["outcome"]) == ("closed", cr.CLOSED_CONTACTED), tries
+    # 101's live card: the outgoing call to the patient, talking, then ended
+    mine = [c for c in cards if c is not None and c.endpoint == "101" and c.direction == "outgoing"]
+    assert [c.status for c in mine if c.status == "talking"] and mine[-1].status == "ended", mine
+    assert any(PATIENT.lstrip("+") in c.caller or PATIENT in c.caller for c in mine if c.status == "talking"), mine
     t = tries[0]
     assert t["outcome"] == cr.CONTACTED and t["admin_ext"] == "101" and t["talk_seconds"] > 10
     assert t["linkedid"] == f"{t['channel_base']}-101" == req["call_linkedid"]
