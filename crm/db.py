@@ -48,6 +48,33 @@ def migration_files() -> list[tuple[int, str, str]]:
     return out
 
 
+def pending_migrations(path: Path) -> list[tuple[str, list[str]]]:
+    """The migrations a start would apply to the database at ``path`` (all of them for a new
+    one), each with what it changes: its leading comment and its statements' first lines.
+    Reads only; for ``clinic-pbx migrate --dry-run``."""
+    done: set[int] = set()
+    if path.exists():
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'").fetchone():
+                done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        finally:
+            conn.close()
+    out = []
+    for version, name, sql in migration_files():
+        if version in done:
+            continue
+        about = []
+        for line in sql.splitlines():
+            if not line.startswith("--"):
+                break
+            about.append(line[2:].strip())
+        changes = [" ".join(" ".join(ln.split("--", 1)[0] for ln in st.splitlines()).split())[:100]
+                   for st in split_sql(sql)]
+        out.append((name, [*about, *(f"  {c}" for c in changes)]))
+    return out
+
+
 class Database:
     def __init__(self, path: Path) -> None:
         self.path = path

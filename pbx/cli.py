@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     p_phones.add_argument("--talk-ms", type=int, default=15000,
                           help="how long the patient talks on a click-to-call before hanging up")
 
+    p_mig = sub.add_parser("migrate", help="apply the database's pending migrations (the server does so at start)")
+    p_mig.add_argument("--dry-run", action="store_true", help="only say what would change")
+
     p_backup = sub.add_parser("backup", help="a consistent online copy of the CRM and the secrets into DIR")
     p_backup.add_argument("target", type=Path)
     p_restore = sub.add_parser("restore", help="put a backup folder back (stop the server first)")
@@ -109,9 +112,37 @@ def main(argv: list[str] | None = None) -> int:
         "sounds": cmd_sounds,
         "demo-request": cmd_demo_request,
         "backup": cmd_backup,
+        "migrate": cmd_migrate,
         "restore": cmd_restore,
     }[args.command]
     return handler(settings, args)
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from crm.db import Database, pending_migrations
+
+    pending = pending_migrations(settings.db_path)
+    if not pending:
+        print(f"migrate: {settings.db_path} is up to date")
+        return 0
+    if args.dry_run:
+        print(f"migrate --dry-run: {len(pending)} migration(s) would be applied to {settings.db_path},"
+              " each in one transaction:")
+        for name, lines in pending:
+            print(f"{name}")
+            for line in lines:
+                print(f"    {line}")
+        return 0
+
+    async def apply() -> list[str]:
+        db = Database(settings.db_path)
+        await db.open()  # applies them, each atomically
+        await db.close()
+        return [name for name, _ in pending]
+
+    for name in asyncio.run(apply()):
+        print(f"applied {name}")
+    return 0
 
 
 def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
