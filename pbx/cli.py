@@ -95,10 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
     if args.command == "check":  # its table is the answer; adapters' INFO lines are noise
         level = max(level, logging.ERROR)
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from pbx.logs import setup_logging
+
+    setup_logging(level, settings.log_format, settings.log_file, settings.log_max_mb, settings.log_keep)
     handler = {
         "run": cmd_run,
         "check": cmd_check,

@@ -128,6 +128,10 @@ class Settings:
     clinic_name: str = "Клиника"
     time_zone: str = "Europe/Moscow"
     log_level: str = "INFO"
+    log_format: str = "text"  # text | json (one JSON object per line)
+    log_file: str = ""  # empty: stderr (the journal under systemd); else a file rotated at log_max_mb
+    log_max_mb: int = 50
+    log_keep: int = 5  # rotated files kept
     # below this much free space in the state folder (database, recordings) health raises an alarm
     disk_alarm_mb: int = 200
     asterisk: AsteriskSettings = AsteriskSettings()
