@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     p_phones.add_argument("--talk-ms", type=int, default=15000,
                           help="how long the patient talks on a click-to-call before hanging up")
 
+    p_svc = sub.add_parser("install-service", help="install systemd units: the embedded Asterisk, the server,"
+                           " a health-check timer (then: systemctl daemon-reload; systemctl enable --now ...)")
+    p_svc.add_argument("--root", type=Path, default=Path("/"), help="install below this root (default /)")
+    p_svc.add_argument("--unit-config", type=Path, default=Path("/etc/clinic-pbx/clinic-pbx.toml"),
+                       help="the settings file the units use (written from the current settings if missing)")
+
     p_mig = sub.add_parser("migrate", help="apply the database's pending migrations (the server does so at start)")
     p_mig.add_argument("--dry-run", action="store_true", help="only say what would change")
 
@@ -112,9 +118,37 @@ def main(argv: list[str] | None = None) -> int:
         "demo-request": cmd_demo_request,
         "backup": cmd_backup,
         "migrate": cmd_migrate,
+        "install-service": cmd_install_service,
         "restore": cmd_restore,
     }[args.command]
     return handler(settings, args)
+
+
+def cmd_install_service(settings: Settings, args: argparse.Namespace) -> int:
+    from pbx.service_units import (
+        ASTERISK_UNIT,
+        CHECK_TIMER,
+        SERVER_UNIT,
+        install_units,
+        render_units,
+    )
+
+    root: Path = args.root
+    config = root / str(args.unit_config).lstrip("/")
+    if not config.exists():  # one place for the configuration: this installation's state folder kept
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(f'# clinic-pbx settings (see clinic-pbx.example.toml for every key)\n'
+                          f'state_dir = "{settings.state_dir}"\n', encoding="utf-8")
+        config.chmod(0o600)
+        print(f"install-service: wrote {config}")
+    binary = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "clinic-pbx" else \
+        Path(sys.executable).parent / "clinic-pbx"
+    units = render_units(settings, binary, args.unit_config)
+    for path in install_units(units, root / "etc" / "systemd" / "system"):
+        print(f"install-service: wrote {path}")
+    names = [n for n in (ASTERISK_UNIT, SERVER_UNIT, CHECK_TIMER) if n in units]
+    print(f"then: systemctl daemon-reload && systemctl enable --now {' '.join(names)}")
+    return 0
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
