@@ -37,6 +37,16 @@ def backup(db_path: Path, secrets_path: Path, target_dir: Path, *, now: float | 
     return folder
 
 
+def prune(target_dir: Path, keep: int) -> list[Path]:
+    """Retention: keep the ``keep`` newest backup folders in ``target_dir`` (by their stamped
+    names), delete the older ones; returns what was deleted. Other files are never touched."""
+    folders = sorted(p for p in target_dir.glob("clinic-pbx-*") if p.is_dir() and (p / "crm.sqlite").exists())
+    old = folders[:-keep] if keep > 0 else []
+    for path in old:
+        shutil.rmtree(path)
+    return old
+
+
 def restore(folder: Path, db_path: Path, secrets_path: Path) -> Path | None:
     """Put a backup back (the server must be stopped). The database it replaces is kept as
     ``crm.sqlite.before-restore-<time>``; returns that path (None when there was none)."""

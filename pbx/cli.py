@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     p_mig.add_argument("--dry-run", action="store_true", help="only say what would change")
 
     p_backup = sub.add_parser("backup", help="a consistent online copy of the CRM and the secrets into DIR")
-    p_backup.add_argument("target", type=Path)
+    p_backup.add_argument("target", type=Path, nargs="?",
+                          help="the folder (default: backup_dir, or <state_dir>/backups)")
+    p_backup.add_argument("--keep", type=int, default=None,
+                          help="then keep only the N newest backups there (default: backup_keep; 0 keeps all)")
     p_restore = sub.add_parser("restore", help="put a backup folder back (stop the server first)")
     p_restore.add_argument("folder", type=Path)
 
@@ -127,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_install_service(settings: Settings, args: argparse.Namespace) -> int:
     from pbx.service_units import (
         ASTERISK_UNIT,
+        BACKUP_TIMER,
         CHECK_TIMER,
         SERVER_UNIT,
         install_units,
@@ -146,7 +150,7 @@ def cmd_install_service(settings: Settings, args: argparse.Namespace) -> int:
     units = render_units(settings, binary, args.unit_config)
     for path in install_units(units, root / "etc" / "systemd" / "system"):
         print(f"install-service: wrote {path}")
-    names = [n for n in (ASTERISK_UNIT, SERVER_UNIT, CHECK_TIMER) if n in units]
+    names = [n for n in (ASTERISK_UNIT, SERVER_UNIT, CHECK_TIMER, BACKUP_TIMER) if n in units]
     print(f"then: systemctl daemon-reload && systemctl enable --now {' '.join(names)}")
     return 0
 
@@ -179,10 +183,14 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
-    from crm.backup import backup
+    from crm.backup import backup, prune
 
-    folder = backup(settings.db_path, settings.state_dir / "secrets.json", args.target)
+    target = args.target or (Path(settings.backup_dir) if settings.backup_dir else settings.state_dir / "backups")
+    folder = backup(settings.db_path, settings.state_dir / "secrets.json", target)
     print(f"backup: {folder}")
+    keep = settings.backup_keep if args.keep is None else args.keep
+    for old in prune(target, keep):
+        print(f"backup: removed {old} (keeping the {keep} newest)")
     return 0
 
 

@@ -2,7 +2,7 @@
 install-service``): the embedded Asterisk and the server as two services, so a restart or a crash
 of one never stops the other (patients' calls go on while the CRM restarts), and a timer that
 runs ``clinic-pbx check`` every five minutes (a failure shows in the journal and in
-``systemctl --failed``).
+``systemctl --failed``), and a nightly backup with retention (``backup_dir``, ``backup_keep``).
 
 Both run as root: the embedded Asterisk lives in a private root entered with chroot and bind
 mounts. The configuration is one file (``/etc/clinic-pbx/clinic-pbx.toml`` by default); logs go to
@@ -19,6 +19,8 @@ ASTERISK_UNIT = "clinic-pbx-asterisk.service"
 SERVER_UNIT = "clinic-pbx.service"
 CHECK_UNIT = "clinic-pbx-check.service"
 CHECK_TIMER = "clinic-pbx-check.timer"
+BACKUP_UNIT = "clinic-pbx-backup.service"
+BACKUP_TIMER = "clinic-pbx-backup.timer"
 
 
 def render_units(settings: Settings, binary: Path, config: Path) -> dict[str, str]:
@@ -56,6 +58,25 @@ After={SERVER_UNIT}
 [Service]
 Type=oneshot
 ExecStart={cli} check
+""",
+        BACKUP_UNIT: f"""[Unit]
+Description=clinic-pbx nightly backup (an online copy of the CRM and secrets; old ones pruned)
+
+[Service]
+Type=oneshot
+ExecStart={cli} backup
+UMask=0077
+""",
+        BACKUP_TIMER: f"""[Unit]
+Description=clinic-pbx backup every night at 03:30
+
+[Timer]
+OnCalendar=*-*-* 03:30:00
+Persistent=true
+Unit={BACKUP_UNIT}
+
+[Install]
+WantedBy=timers.target
 """,
         CHECK_TIMER: f"""[Unit]
 Description=Run the clinic-pbx health check every five minutes

@@ -132,6 +132,8 @@ class Settings:
     log_file: str = ""  # empty: stderr (the journal under systemd); else a file rotated at log_max_mb
     log_max_mb: int = 50
     log_keep: int = 5  # rotated files kept
+    backup_dir: str = ""  # `clinic-pbx backup` and the nightly timer write here (default <state_dir>/backups)
+    backup_keep: int = 14  # backups kept there (0: all)
     # below this much free space in the state folder (database, recordings) health raises an alarm
     disk_alarm_mb: int = 200
     asterisk: AsteriskSettings = AsteriskSettings()

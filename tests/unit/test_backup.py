@@ -119,3 +119,31 @@ def test_migrate_dry_run_says_what_would_change_and_changes_nothing(tmp_path: Pa
     conn.close()
     assert cmd_migrate(settings, argparse.Namespace(dry_run=False)) == 0
     assert "applied 0011_callback.sql" in capsys.readouterr().out and pending_migrations(path) == []
+
+
+def test_nightly_backups_keep_the_newest(tmp_path: Path, capsys) -> None:
+    from crm.backup import prune
+
+    state = tmp_path / "state"
+    config = tmp_path / "clinic-pbx.toml"
+    config.write_text(f'state_dir = "{state}"\nbackup_keep = 2\n')
+
+    async def make() -> None:
+        db = Database(state / "crm.sqlite")
+        await db.open()
+        await calls.save_call(db, record(1))
+        await db.close()
+
+    asyncio.run(make())
+    target = state / "backups"
+    target.mkdir(parents=True)
+    for day in ("20261120-033000", "20261121-033000", "20261122-033000"):  # three earlier nights
+        (target / f"clinic-pbx-{day}").mkdir()
+        (target / f"clinic-pbx-{day}" / "crm.sqlite").write_bytes(b"x")
+    (target / "notes.txt").write_text("not a backup")
+    assert main(["--config", str(config), "backup"]) == 0  # the default folder and retention
+    out = capsys.readouterr().out
+    kept = sorted(p.name for p in target.iterdir())
+    assert len(kept) == 3 and kept[0] == "clinic-pbx-20261122-033000" and kept[-1] == "notes.txt", kept
+    assert out.count("removed") == 2
+    assert prune(target, 0) == []  # 0 keeps all

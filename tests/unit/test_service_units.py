@@ -10,7 +10,8 @@ from pathlib import Path
 from pbx.cli import main
 from tests.conftest import require
 
-UNITS = ("clinic-pbx.service", "clinic-pbx-asterisk.service", "clinic-pbx-check.service", "clinic-pbx-check.timer")
+UNITS = ("clinic-pbx.service", "clinic-pbx-asterisk.service", "clinic-pbx-check.service", "clinic-pbx-check.timer",
+         "clinic-pbx-backup.service", "clinic-pbx-backup.timer")
 
 
 def verify(folder: Path, names: list[str]) -> subprocess.CompletedProcess[str]:
