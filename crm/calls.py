@@ -331,3 +331,25 @@ async def participation(db: Database, linkedid: str, user_id: int) -> tuple[bool
         " WHERE l.call_id = c.id AND l.user_id = ?) FROM calls c WHERE c.linkedid = ?",
         (user_id, user_id, user_id, linkedid))
     return (row is not None, bool(row and row[0]))
+
+
+# --- recordings (pbx/recordings.py keeps the files; the record follows each file) -----------
+async def recordings_to_compress(db: Database, ended_before: str, limit: int) -> list[dict[str, Any]]:
+    rows = await db.fetchall(
+        "SELECT id, recording FROM calls WHERE recording LIKE '%.wav' AND ended_at < ? ORDER BY id LIMIT ?",
+        (ended_before, limit))
+    return [dict(r) for r in rows]
+
+
+async def recordings_older_than(db: Database, started_before: str, limit: int) -> list[dict[str, Any]]:
+    rows = await db.fetchall(
+        "SELECT id, recording FROM calls WHERE recording <> '' AND started_at < ? ORDER BY id LIMIT ?",
+        (started_before, limit))
+    return [dict(r) for r in rows]
+
+
+async def set_recording(db: Database, call_id: int, old: str, new: str) -> bool:
+    """Point the call at its new file ("" : none any more), only if it still names ``old``."""
+    async with db.transaction() as tx:
+        cur = await tx.execute("UPDATE calls SET recording = ? WHERE id = ? AND recording = ?", (new, call_id, old))
+        return cur.rowcount == 1

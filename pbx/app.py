@@ -29,6 +29,7 @@ from pbx.escort_service import EscortService
 from pbx.event_pump import EventPump
 from pbx.gateways import Gateway, make_gateway
 from pbx.mailer import SmtpMailer
+from pbx.recordings import RecordingKeeper
 from pbx.robot_caller import RobotCaller
 from pbx.services import HEALTH_PARTS, SERVICES, Services, health  # noqa: F401 - re-exported
 from pbx.settings import GatewaySettings, Settings
@@ -76,7 +77,8 @@ def build_app(
 ) -> web.Application:
     """Build the aiohttp application. ``manage_asterisk`` defaults to settings.asterisk.embedded;
     ``ami_raw_sink`` receives every raw AMI read (the recorder); ``run_escort=False`` leaves
-    the escort's background loop off (tests drive ``services.escort.tick()`` themselves)."""
+    the background loops off: the robots' job loops and the recordings keeper (tests drive
+    ``services.escort.tick()`` and the others themselves)."""
     make = adapters or Adapters()
     app = web.Application()
     services = Services(settings=settings, db=Database(settings.db_path), clock=clock or SystemClock())
@@ -178,7 +180,14 @@ def build_app(
             await runner.stop()
         await gateway.stop()
 
-    app.cleanup_ctx.extend([database, call_tracking, embedded_asterisk, fastagi, ami, ari, robots])
+    async def recordings(_: web.Application) -> AsyncIterator[None]:
+        keeper = RecordingKeeper(services.db, settings)
+        if run_escort:  # the background loops (tests drive them by hand)
+            keeper.start()
+        yield
+        await keeper.stop()
+
+    app.cleanup_ctx.extend([database, call_tracking, embedded_asterisk, fastagi, ami, ari, robots, recordings])
     setup_web(app, settings)
     return app
 

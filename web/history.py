@@ -30,7 +30,10 @@ FILTER_TYPES = (
     ("missed_unprocessed", "Пропущенные, необработанные"), ("incoming", "Входящие"),
     ("outgoing", "Исходящие"), ("outgoing_unanswered", "Исходящие без ответа"),
 )
-RECORDING_NAME = re.compile(r"^[0-9]+\.[0-9]+\.wav$")
+# Asterisk's uniqueid (1796195341.45) or a robot's channel id (cb-7-1-5f3a-101), as WAV or as
+# the compressed Ogg Vorbis it becomes (pbx/recordings.py); never a path
+RECORDING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,150}\.(wav|ogg)$")
+AUDIO_TYPES = {"wav": "audio/wav", "ogg": "audio/ogg"}
 
 
 async def history_access(request: web.Request) -> str:
@@ -122,4 +125,5 @@ async def recording(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="Нет записи")
     if request.http_range.start in (None, 0):  # a player asks in pieces: trace the first one
         await trace(request, "recording_play", "call", request.match_info["id"])
-    return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "private"})
+    kind = AUDIO_TYPES[path.suffix.lstrip(".")]
+    return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": "private"})

@@ -4,6 +4,7 @@ calls in figures, today's appointments by status, the tasks due, and the telepho
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,8 +14,9 @@ from aiohttp import web
 
 from crm import reports, schedule
 from crm.calls import PROCESSING_WINDOW, CallFilter, iso, list_calls
+from pbx.recordings import usage
 from pbx.services import SERVICES, health
-from web.common import clinic_tz, local_time, local_today, now_ts, viewer
+from web.common import SETTINGS_ROLES, clinic_tz, local_time, local_today, now_ts, viewer
 from web.history import row_view
 
 
@@ -72,4 +74,11 @@ async def index(request: web.Request) -> dict[str, Any]:
     page["appointments"] = {"total": len(appointments), "by_status": by_status}
     page["tasks"] = [t for t in await schedule.open_tasks(db) if t["due_date"] <= today.isoformat()]
     page["tomorrow"] = (today + timedelta(days=1)).isoformat()
+    if me.role in SETTINGS_ROLES:  # what the recordings take, for whoever runs the box
+        u = await asyncio.to_thread(usage, services.settings.recordings_dir)
+        page["recordings"] = {
+            "files": u.files, "gb": f"{u.bytes / 1e9:.2f}".replace(".", ","),
+            "oldest": datetime.fromtimestamp(u.oldest, tz).strftime("%d.%m.%Y") if u.oldest else "",
+            "keep_days": services.settings.recordings_keep_days,
+        }
     return page
