@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from crm import clinic_settings, mail
 from crm.db import Database, utc_now
+from crm.escort import claim_jobs
 from pbx.robots import callback_rules as cr
 from pbx.robots import rules
 
@@ -21,12 +22,32 @@ UTC_ZONE = ZoneInfo("UTC")
 KIND = "callback"
 
 
-async def settings(db: Database) -> cr.CallbackSettings:
-    return cr.CallbackSettings.from_dict(await clinic_settings.get(db, SETTINGS_KEY))
+def _key(branch_id: int | None) -> str:
+    return SETTINGS_KEY if branch_id is None else f"{SETTINGS_KEY}:{branch_id}"
 
 
-async def save_settings(db: Database, s: cr.CallbackSettings) -> None:
-    await clinic_settings.put(db, SETTINGS_KEY, s.__dict__)
+async def settings(db: Database, branch_id: int | None = None) -> cr.CallbackSettings:
+    """A branch's robot settings; a branch without its own has the clinic's."""
+    raw = await clinic_settings.get(db, _key(branch_id)) if branch_id is not None else None
+    return cr.CallbackSettings.from_dict(raw if raw is not None else await clinic_settings.get(db, SETTINGS_KEY))
+
+
+async def save_settings(db: Database, s: cr.CallbackSettings, branch_id: int | None = None) -> None:
+    await clinic_settings.put(db, _key(branch_id), s.__dict__)
+
+
+async def due_branches(db: Database, now: float) -> list[int | None]:
+    """The branches with callback jobs due now (None: requests of no branch)."""
+    rows = await db.fetchall(
+        "SELECT DISTINCT r.branch_id FROM jobs j JOIN callback_requests r ON r.id = j.subject_id"
+        " WHERE j.kind = 'callback' AND j.state = 'pending' AND j.due_ts <= ?", (now,))
+    return [r[0] for r in rows]
+
+
+async def claim(db: Database, now: float, branch_id: int | None, limit: int) -> list[dict[str, Any]]:
+    """A branch's due callback jobs, through the job table's one claim."""
+    return await claim_jobs(db, KIND, now, limit, " AND subject_id IN (SELECT id FROM callback_requests"
+                            " WHERE branch_id IS ?)", (branch_id,))
 
 
 # --- sources ----------------------------------------------------------------------------------
@@ -40,13 +61,14 @@ async def source(db: Database, code: str) -> dict[str, Any] | None:
 
 
 async def save_source(db: Database, code: str, spoken_name: str, *, secret: str = "", token: str = "",
-                      enabled: bool = True) -> int:
+                      enabled: bool = True, branch_id: int | None = None) -> int:
     async with db.transaction() as tx:
         cur = await tx.execute(
-            "INSERT INTO callback_sources (code, spoken_name, secret, token, enabled, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (code) DO UPDATE SET spoken_name = excluded.spoken_name,"
-            " secret = excluded.secret, token = excluded.token, enabled = excluded.enabled RETURNING id",
-            (code, spoken_name, secret, token, int(enabled), utc_now()),
+            "INSERT INTO callback_sources (code, spoken_name, secret, token, enabled, branch_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (code) DO UPDATE SET spoken_name = excluded.spoken_name,"
+            " secret = excluded.secret, token = excluded.token, enabled = excluded.enabled,"
+            " branch_id = excluded.branch_id RETURNING id",
+            (code, spoken_name, secret, token, int(enabled), branch_id, utc_now()),
         )
         return int((await cur.fetchone())[0])
 

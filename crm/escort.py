@@ -99,7 +99,8 @@ def job_columns(prefix: str = "") -> str:
     return ", ".join(prefix + n for n in names)
 
 
-async def claim_jobs(db: Database, kind: str, now: float, limit: int, where: str = "") -> list[dict[str, Any]]:
+async def claim_jobs(db: Database, kind: str, now: float, limit: int, where: str = "",
+                     params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     """The job table's one claim: due jobs of a kind go pending -> running in one transaction,
     so a job runs once at a time. An escort job shows its subject as ``appointment_id`` and
     ``starts_ts``."""
@@ -110,7 +111,7 @@ async def claim_jobs(db: Database, kind: str, now: float, limit: int, where: str
             "UPDATE jobs SET state = 'running', updated_at = ? WHERE id IN (SELECT id FROM jobs"
             f" WHERE kind = ? AND state = 'pending' AND due_ts <= ?{where} ORDER BY due_ts, id LIMIT ?)"
             f" RETURNING {job_columns()}",
-            (utc_now(), kind, now, limit),
+            (utc_now(), kind, now, *params, limit),
         )
         return [dict(r) for r in await cur.fetchall()]
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crm import callbacks, directory, escort, mail
+from crm import callbacks, directory, mail
 from crm.clock import Clock
 from crm.db import Database
 from pbx.ari.flow_runner import FlowRunner
@@ -55,6 +55,7 @@ class CallbackService(JobLoop):
         # desk phones the robot's own calls ring or hold (attempt -> phones): the next attempt
         # rings only the others, even before the call tracker shows them busy
         self.held: dict[str, set[str]] = {}
+        self.branch_of: dict[str, int | None] = {}  # attempt -> its request's branch (lines per branch)
 
     async def start(self, *, loop: bool = True) -> None:
         leftovers = await callbacks.recover(self.db, self.clock.now())
@@ -75,32 +76,35 @@ class CallbackService(JobLoop):
         return len(self.calls)
 
     async def work(self) -> None:
-        """One pass: place calls for due requests while a line and a phone are free, then send
-        the letters and messages waiting."""
+        """One pass: per branch with requests due, place calls while the branch has a free line
+        and a free phone; then send the letters and messages waiting."""
         now = self.clock.now()
-        s = await callbacks.settings(self.db)
-        if s.enabled and self.runner is not None and self.runner.ari.connected.is_set():
-            free = await self._free_lines(s)
-            # one job at a time while a line and a phone are free: a placed call holds the
-            # phones it rings, and a job nobody could take stays queued untouched
-            while free > 0 and (await self._phones(s))[1]:
-                claimed = await escort.claim_jobs(self.db, callbacks.KIND, now, 1)
-                if not claimed:
-                    break
-                job = claimed[0]
-                try:
-                    await self._job(job, s, now)
-                except Exception:
-                    log.exception("callback job %s failed; retried in a minute", job["id"])
-                    await callbacks.release(self.db, job["id"], now + 60, "внутренняя ошибка")
-                free = await self._free_lines(s)
+        if self.runner is not None and self.runner.ari.connected.is_set():
+            for branch in await callbacks.due_branches(self.db, now):
+                s = await callbacks.settings(self.db, branch)
+                if not s.enabled:
+                    continue
+                # one job at a time: a placed call holds the phones it rings, and a job nobody
+                # could take stays queued untouched
+                while await self._free_lines(s, branch) > 0 and (await self._phones(s))[1]:
+                    claimed = await callbacks.claim(self.db, now, branch, 1)
+                    if not claimed:
+                        break
+                    job = claimed[0]
+                    try:
+                        await self._job(job, s, now, branch)
+                    except Exception:
+                        log.exception("callback job %s failed; retried in a minute", job["id"])
+                        await callbacks.release(self.db, job["id"], now + 60, "внутренняя ошибка")
         await self.send_mail()
         if self.send_messages is not None:
             await self.send_messages()
 
-    async def _free_lines(self, s: cr.CallbackSettings) -> int:
-        free = max(0, s.max_concurrent_calls - self.active)
-        if self.other_robot is not None:  # the clinic's robot lines, shared fairly
+    async def _free_lines(self, s: cr.CallbackSettings, branch: int | None = None) -> int:
+        """The branch's own limit, within the clinic's robot lines shared fairly with the
+        confirmation robot."""
+        free = max(0, s.max_concurrent_calls - sum(1 for b in self.branch_of.values() if b == branch))
+        if self.other_robot is not None:
             total, others, waiting = await self.other_robot()
             free = min(free, cr.free_lines(total, self.active, others, waiting))
         return free
@@ -118,7 +122,7 @@ class CallbackService(JobLoop):
         free = [p for p in wanted if p not in taken]
         return free, bool(free)
 
-    async def _job(self, job: dict[str, Any], s: cr.CallbackSettings, now: float) -> None:
+    async def _job(self, job: dict[str, Any], s: cr.CallbackSettings, now: float, branch: int | None = None) -> None:
         req = await callbacks.request(self.db, job["subject_id"])
         if req is None or req["state"] != "open":
             await callbacks.close(self.db, job, job["subject_id"], req["outcome"] if req else "", "", now)
@@ -133,10 +137,10 @@ class CallbackService(JobLoop):
         elif isinstance(decision, cr.WaitUntil):
             await callbacks.release(self.db, job["id"], decision.at, decision.reason)
         else:
-            await self._place(job, req, s, phones, now)
+            await self._place(job, req, s, phones, now, branch)
 
     async def _place(self, job: dict[str, Any], req: dict[str, Any], s: cr.CallbackSettings, phones: list[str],
-                     now: float) -> None:
+                     now: float, branch: int | None = None) -> None:
         assert self.runner is not None
         try:
             fixed = load_callback_phrases()
@@ -160,6 +164,7 @@ class CallbackService(JobLoop):
         )
         await callbacks.start_attempt(self.db, job, attempt, base, now)
         self.held[base] = set(phones)
+        self.branch_of[base] = branch
         self.spawn(self._call(job, flow, s), base)
 
     async def _call(self, job: dict[str, Any], flow: CallbackFlow, s: cr.CallbackSettings) -> None:
@@ -179,6 +184,7 @@ class CallbackService(JobLoop):
             outcome, talk, reason = cr.FAILED, 0.0, "внутренняя ошибка"
         finally:
             self.held.pop(flow.base, None)
+            self.branch_of.pop(flow.base, None)
         now = self.clock.now()
         req = await callbacks.request(self.db, job["subject_id"])
         assert req is not None

@@ -97,7 +97,7 @@ async def receive_request(request: web.Request) -> web.Response:
     except Invalid as exc:
         return error(422, str(exc))
     intake = await callbacks.create_request(services.db, callbacks.NewRequest(
-        source_name=src["spoken_name"], source_id=src["id"], **fields), now_ts(request))
+        source_name=src["spoken_name"], source_id=src["id"], branch_id=src["branch_id"], **fields), now_ts(request))
     if services.callbacks is not None:
         services.callbacks.wake()
     return web.json_response({"id": intake.request_id, "created": intake.created, "joined": intake.joined},

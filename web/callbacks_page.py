@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import callbacks, mail, phones
+from crm import callbacks, directory, mail, phones
 from crm.dates import parse_day
 from pbx.robots import callback_rules as cr
 from pbx.services import SERVICES
@@ -64,9 +64,17 @@ async def callbacks_page(request: web.Request) -> dict[str, Any]:
         r["status"] = cr.request_status(r["state"], created, today)
         r["closed_as"] = cr.CLOSED_NAMES.get(r["outcome"], r["outcome"])
         r["tries"] = tries[r["id"]]
-    s = await callbacks.settings(services.db)
+    branches = await directory.branches(services.db)
+    branch = int_or_none(request.query.get("branch")) if request.query.get("branch") else None
+    if branch is not None and branch not in {b["id"] for b in branches}:
+        branch = None
+    s = await callbacks.settings(services.db, branch)
     can_edit = me.role in SETTINGS_ROLES
+    names = {b["id"]: b["name"] for b in branches}
+    for r in rows:
+        r["branch_name"] = names.get(r["branch_id"], "")
     return {
+        "branches": branches, "branch": branch,
         "day": day.isoformat(), "prev": (day - timedelta(days=1)).isoformat(),
         "next": (day + timedelta(days=1)).isoformat(), "state": state, "requests": rows, "tz": tz,
         "outcomes": cr.OUTCOME_NAMES, "closed_names": cr.CLOSED_NAMES, "settings": s, "can_edit": can_edit,
@@ -86,8 +94,9 @@ async def request_submit(request: web.Request) -> web.StreamResponse:
     if phone is None:
         raise web.HTTPBadRequest(text="Неверный номер телефона")
     services = request.app[SERVICES]
+    branch = await _branch(request, form.get("branch"))
     intake = await callbacks.create_request(services.db, callbacks.NewRequest(
-        phone=phone, source_name=SOURCE_BY_HAND, patient_name=clean(form.get("patient_name"), 200),
+        phone=phone, source_name=SOURCE_BY_HAND, branch_id=branch, patient_name=clean(form.get("patient_name"), 200),
         doctor=clean(form.get("doctor"), 200), service=clean(form.get("service"), 200),
         desired=clean(form.get("desired"), 100), comment=clean(form.get("comment"), 1000),
         created_by=me.user_id), now_ts(request))
@@ -114,9 +123,20 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     values: dict[str, Any] = {k: str(form.get(k, "")) for k in SETTING_FIELDS if k in form}
     values["enabled"] = "enabled" in form
-    await callbacks.save_settings(request.app[SERVICES].db, cr.CallbackSettings.from_dict(values))
-    await trace(request, "callback_settings", "settings", "callback")
-    raise web.HTTPFound("/callbacks")
+    branch = await _branch(request, form.get("branch"))
+    await callbacks.save_settings(request.app[SERVICES].db, cr.CallbackSettings.from_dict(values), branch)
+    await trace(request, "callback_settings", "settings", f"callback:{branch or ''}")
+    raise web.HTTPFound("/callbacks" + (f"?branch={branch}" if branch else ""))
+
+
+async def _branch(request: web.Request, value: object) -> int | None:
+    """A branch id from a form, only if the clinic has it ("" or unknown: none)."""
+    branch = int_or_none(value) if value else None
+    if branch is None:
+        return None
+    if branch not in {b["id"] for b in await directory.branches(request.app[SERVICES].db)}:
+        raise web.HTTPBadRequest(text="Нет такого филиала")
+    return branch
 
 
 async def source_submit(request: web.Request) -> web.StreamResponse:
@@ -134,6 +154,7 @@ async def source_submit(request: web.Request) -> web.StreamResponse:
     auth = str(form.get("auth", "keep"))
     secret = secrets.token_urlsafe(24) if auth == "secret" else ("" if auth == "token" else old["secret"])
     token = secrets.token_urlsafe(24) if auth == "token" else ("" if auth == "secret" else old["token"])
-    await callbacks.save_source(db, code, spoken, secret=secret, token=token, enabled="enabled" in form)
+    await callbacks.save_source(db, code, spoken, secret=secret, token=token, enabled="enabled" in form,
+                                branch_id=await _branch(request, form.get("branch")))
     await trace(request, "callback_source", "callback_source", code)
     raise web.HTTPFound("/callbacks")

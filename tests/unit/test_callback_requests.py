@@ -300,3 +300,33 @@ async def test_a_body_sent_in_chunks_is_read_whole(env) -> None:
 
     assert (await client.post("/api/v1/requests", data=big_chunks(),
                               headers={"Content-Type": "application/json"})).status == 413
+
+
+async def test_each_branch_has_its_sources_settings_and_queue_of_jobs(env) -> None:
+    app, client, clock = env
+    db = app[SERVICES].db
+    async with db.transaction() as tx:
+        second = (await (await tx.execute("INSERT INTO branches (name) VALUES ('Филиал на Садовой') RETURNING id"))
+                  .fetchone())[0]
+    await callbacks.save_source(db, "sadovaya", "НаПоправку", token="tok-s", branch_id=second)
+    await users.create_user(db, "boss", "pw-boss-12", role="settings_admin")
+    token = await log_in(client, "boss", "pw-boss-12")
+    # the second branch's own settings; the first keeps the clinic's
+    r = await client.post("/callbacks/settings", data={"csrf_token": token, "branch": str(second), "enabled": "1",
+                                                       "clinic_target": "103", "opens": "10:00", "closes": "18:00"},
+                          allow_redirects=False)
+    assert r.status == 302 and r.headers["Location"] == f"/callbacks?branch={second}"
+    assert (await callbacks.settings(db, second)).clinic_target == "103"
+    assert (await callbacks.settings(db, 1)).clinic_target == "queue"  # falls back to the clinic's
+    bad = await client.post("/callbacks/settings", data={"csrf_token": token, "branch": "999"}, allow_redirects=False)
+    assert bad.status == 400
+    page = await (await client.get(f"/callbacks?branch={second}")).text()
+    assert 'value="103"' in page and "Филиал на Садовой" in page
+    # a request through the branch's source is the branch's, and only its claim takes it
+    r = await client.post("/api/v1/requests", json={"source": "sadovaya", "phone": "+79035551111", "external_id": "s1"},
+                          headers={"Authorization": "Bearer tok-s"})
+    rid = (await r.json())["id"]
+    assert (await callbacks.request(db, rid))["branch_id"] == second  # type: ignore[index]
+    assert await callbacks.due_branches(db, NOW) == [second]
+    assert await callbacks.claim(db, NOW, 1, 5) == []
+    assert [j["subject_id"] for j in await callbacks.claim(db, NOW, second, 5)] == [rid]
