@@ -166,10 +166,11 @@ async def main() -> None:
     p.add_argument("--lines", type=int, default=3)
     p.add_argument("--talk-ms", type=int, default=12000)
     args = p.parse_args()
-    shutil.rmtree(STATE / "asterisk" / "var" / "log", ignore_errors=True)
     ast = EmbeddedAsterisk(settings())
     if not ast.installed:
         sys.exit("Asterisk is not installed: run `make test` or scripts/install-asterisk.sh")
+    await asyncio.to_thread(ast.stop)  # one left by an interrupted run: its CDR file goes next
+    shutil.rmtree(STATE / "asterisk" / "var" / "log", ignore_errors=True)
     await asyncio.to_thread(ast.start)
     try:
         await run(args.requests, args.lines, args.talk_ms, ast)
