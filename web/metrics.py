@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agi.server import LATENCY_BUCKETS
 from crm import metrics
 from pbx.services import SERVICES, health
 
@@ -40,9 +41,12 @@ def render(samples: list[tuple[str, str, str, dict[str, str], float]]) -> str:
     out: list[str] = []
     seen: set[str] = set()
     for name, kind, text, labels, value in samples:
-        if name not in seen:
-            out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-            seen.add(name)
+        family = name
+        if kind == "histogram":  # its _bucket, _sum and _count samples are one family
+            family = name.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count")
+        if family not in seen:
+            out += [f"# HELP {family} {text}", f"# TYPE {family} {kind}"]
+            seen.add(family)
         label = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         out.append(f"{name}{{{label}}} {value:g}" if label else f"{name} {value:g}")
     return "\n".join(out) + "\n"
@@ -83,6 +87,20 @@ async def metrics_page(request: web.Request) -> web.Response:
     if services.ari is not None:
         s.append(("clinic_pbx_reconnects_total", "counter", "links re-established", {"link": "ari"},
                   max(0, services.ari.connects - 1)))
+    if services.agi is not None:  # a Prometheus histogram: cumulative buckets, sum, count
+        cumulative = 0
+        for bound, n in zip([*LATENCY_BUCKETS, float("inf")], services.agi.latency_counts, strict=True):
+            cumulative += n
+            s.append(("clinic_pbx_agi_latency_seconds_bucket", "histogram", "FastAGI request handling time",
+                      {"le": "+Inf" if bound == float("inf") else f"{bound:g}"}, cumulative))
+        s.append(("clinic_pbx_agi_latency_seconds_sum", "histogram", "", {}, services.agi.latency_sum))
+        s.append(("clinic_pbx_agi_latency_seconds_count", "histogram", "", {}, cumulative))
+    for outcome, n in sorted((await metrics.callback_outcomes(db)).items()):
+        s.append(("clinic_pbx_callback_attempts_total", "counter", "website callback robot attempts by outcome",
+                  {"outcome": outcome}, n))
+    s.append(("clinic_pbx_callback_requests_open", "gauge", "callback requests not closed yet", {},
+              await metrics.callback_open(db)))
+    s.append(("clinic_pbx_mail_outbox_depth", "gauge", "letters waiting to be sent", {}, await metrics.mail_depth(db)))
     for outcome, n in sorted((await metrics.robot_outcomes(db)).items()):
         s.append(("clinic_pbx_robot_attempts_total", "counter", "robot calls by outcome", {"outcome": outcome}, n))
     s.append(("clinic_pbx_outbox_depth", "gauge", "messages waiting to be sent", {}, await metrics.outbox_depth(db)))

@@ -56,3 +56,28 @@ def test_render_and_quantile() -> None:
     text = render([("m", "gauge", "help", {}, 1.0), ("m", "gauge", "help", {"a": "b"}, 2.5)])
     assert text.count("# TYPE m gauge") == 1 and 'm{a="b"} 2.5' in text
     assert quantile([3.0, 1.0, 2.0], 0.5) == 2.0 and quantile([], 0.99) == 0.0
+
+
+async def test_agi_latency_histogram_and_the_callback_robot(tmp_path: Path) -> None:
+    from agi.server import FastAgiServer
+    from crm import callbacks
+
+    app = build_app(offline_settings(tmp_path), adapters=Adapters.offline(), run_escort=False)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        services = app[SERVICES]
+        agi = FastAgiServer("127.0.0.1", 0)
+        for seconds in (0.0004, 0.0015, 0.003, 0.003, 2.0):
+            agi._timed(seconds)
+        services.agi = agi
+        await callbacks.create_request(services.db, callbacks.NewRequest(phone="+79035550000", source_name="X"), 1.0)
+        text = await (await client.get("/metrics")).text()
+        assert 'clinic_pbx_agi_latency_seconds_bucket{le="0.001"} 1' in text
+        assert 'clinic_pbx_agi_latency_seconds_bucket{le="0.002"} 2' in text
+        assert 'clinic_pbx_agi_latency_seconds_bucket{le="0.005"} 4' in text
+        assert 'clinic_pbx_agi_latency_seconds_bucket{le="1"} 4' in text
+        assert 'clinic_pbx_agi_latency_seconds_bucket{le="+Inf"} 5' in text
+        assert "clinic_pbx_agi_latency_seconds_count 5" in text and "# TYPE clinic_pbx_agi_latency_seconds histogram" in text
+        assert text.count("# TYPE clinic_pbx_agi_latency_seconds") == 1
+        assert "clinic_pbx_callback_requests_open 1" in text and "clinic_pbx_mail_outbox_depth 0" in text
+        samples = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+        assert all(LINE.match(ln) for ln in samples), [ln for ln in samples if not LINE.match(ln)]
