@@ -1,0 +1,83 @@
+"""«История обращений» (seed 004), the storage part: a period's contacts (calls, manual
+dialogs, website requests) and the records they may have brought (appointments and
+waiting-list entries made from 30 min before the period to 30 min after it), as the plain values
+the pure ``crm.rules.appeals`` works on. A fixed number of set-based queries per page."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from crm.db import Database
+from crm.rules import appeals as ap
+from crm.rules.windows import APPOINTMENT_LINK
+from pbx.robots import callback_rules as cr
+
+
+async def contacts(db: Database, since: float, until: float, today: date, tz: ZoneInfo, *,
+                   patient_id: int | None = None, counted_only: bool = True) -> list[ap.Contact]:
+    """Calls (employees' and contractors' left out unless asked) and requests of the period."""
+    who = " AND c.patient_id = ?" if patient_id is not None else ""
+    params: list[object] = [since, until, *([patient_id] if patient_id is not None else [])]
+    rows = await db.fetchall(
+        "SELECT c.id, c.linkedid, c.direction, c.call_type, c.started_ts, c.ended_ts, c.phone_e164, c.patient_id,"
+        " c.caller_kind, c.counterpart_id, c.wait_seconds, c.talk_seconds, c.recording, c.source,"
+        " COALESCE(u.full_name, u.login, c.answered_by_ext) AS employee, COALESCE(t.name, '') AS topic,"
+        " COALESCE(cc.caller_type, '') AS caller_type, COALESCE(cc.text, '') AS comment,"
+        " COALESCE(n.ad_channel, '') AS channel FROM calls c"
+        " LEFT JOIN users u ON u.id = COALESCE(c.answered_by_user, c.originated_by)"
+        " LEFT JOIN call_comments cc ON cc.linkedid = c.linkedid LEFT JOIN call_topics t ON t.id = cc.topic_id"
+        " LEFT JOIN clinic_numbers n ON n.did = c.did"
+        f" WHERE c.started_ts >= ? AND c.started_ts < ? AND c.direction IN ('incoming', 'outgoing'){who}"
+        + (" AND c.counts_for_stats = 1" if counted_only else "") + " ORDER BY c.started_ts, c.id",
+        params,
+    )
+    out = [ap.Contact(
+        id=f"call:{r['id']}", kind=ap.DIALOG if r["source"] == "manual" else r["direction"],
+        started=r["started_ts"], ended=max(r["ended_ts"], r["started_ts"]), phone=r["phone_e164"] or "",
+        patient_id=r["patient_id"], guardian_id=r["counterpart_id"] if r["caller_kind"] == "guardian" else None,
+        missed=r["call_type"] in ("missed", "outgoing_unanswered"), employee=r["employee"] or "",
+        topic=r["topic"], caller_type=r["caller_type"], channel=r["channel"], comment=r["comment"],
+        call_id=r["id"], recording=bool(r["recording"]), wait=r["wait_seconds"] or 0.0,
+        duration=r["talk_seconds"] or 0.0) for r in rows]
+    who = " AND r.patient_id = ?" if patient_id is not None else ""
+    rows = await db.fetchall(
+        "SELECT r.id, r.created_ts, r.closed_ts, r.state, r.phone, r.patient_id, r.source_name, r.comment,"
+        " r.service, r.doctor FROM callback_requests r WHERE r.created_ts >= ? AND r.created_ts < ?"
+        f"{who} ORDER BY r.created_ts, r.id", params)
+    for r in rows:
+        created = datetime.fromtimestamp(r["created_ts"], tz).date()
+        status = cr.request_status(r["state"], created, today)
+        out.append(ap.Contact(
+            id=f"request:{r['id']}", kind=ap.REQUEST, started=r["created_ts"], ended=r["created_ts"],
+            phone=r["phone"], patient_id=r["patient_id"], missed=r["state"] == "open",
+            overdue=status == "просрочена", channel=r["source_name"],
+            comment=" · ".join(x for x in (r["service"], r["doctor"], r["comment"]) if x)))
+    return out
+
+
+async def records(db: Database, since: float, until: float, patients: set[int]) -> list[ap.Record]:
+    """Appointments and waiting-list entries of these patients made in the period's windows."""
+    if not patients:
+        return []
+    lo, hi = since - APPOINTMENT_LINK, until + APPOINTMENT_LINK
+    marks = ",".join("?" * len(patients))
+    ids = sorted(patients)
+    rows = await db.fetchall(
+        f"SELECT id, patient_id, created_ts, status, starts_ts, price FROM appointments WHERE patient_id IN ({marks})"
+        " AND created_ts >= ? AND created_ts <= ?", (*ids, lo, hi))
+    out = [ap.Record(r["id"], "appointment", r["patient_id"], r["created_ts"],
+                     ap.DONE if r["status"] == "completed" else ap.VOID if r["status"] in ("cancelled", "no_show")
+                     else ap.FUTURE, r["price"] or 0.0) for r in rows]
+    rows = await db.fetchall(
+        "SELECT w.id, w.patient_id, w.created_at, w.closed_at, EXISTS (SELECT 1 FROM appointments a"
+        " WHERE a.patient_id = w.patient_id AND a.created_at >= w.created_at AND w.closed_at IS NOT NULL"
+        " AND a.created_at <= w.closed_at) AS booked"
+        f" FROM waiting_list w WHERE w.patient_id IN ({marks})", ids)
+    for r in rows:
+        created = datetime.fromisoformat(r["created_at"]).timestamp()
+        if not lo <= created <= hi:
+            continue
+        state = ap.WAIT_OPEN if r["closed_at"] is None else ap.WAIT_BOOKED if r["booked"] else ap.WAIT_CLOSED
+        out.append(ap.Record(r["id"], "waiting", r["patient_id"], created, state))
+    return out

@@ -1,0 +1,199 @@
+"""«История обращений» (seed 004), the pure part: contacts of every kind joined into обращения
+(all contacts of one client in one clinic day), the records (appointments, waiting-list entries)
+each обращение brought, its main result and its success, and totals. Plain values in; the
+storage (``crm.appeals``) fetches the rows. The same facts give the same report whatever order
+they come in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from crm.rules.windows import APPOINTMENT_LINK
+
+# contact kinds
+INCOMING, OUTGOING, REQUEST, DIALOG = "incoming", "outgoing", "request", "dialog"
+KIND_NAMES = {INCOMING: "Входящий", OUTGOING: "Исходящий", REQUEST: "Заявка", DIALOG: "Диалог"}
+
+# success of an обращение
+NOT_BOOKED = "Не записался"
+BOOKED = "Записался"
+WAITING = "Записался в лист ожидания"
+CANCELLED = "Отменил"
+CAME = "Записался и пришел"
+OPEN_REQUESTS = "Заявки (Актуальные)"
+SUCCESSES = (NOT_BOOKED, BOOKED, WAITING, CANCELLED, CAME, OPEN_REQUESTS)
+
+# a record's state, and how successful it is (seed 004: the main result's order)
+FUTURE, DONE, VOID = "future", "done", "void"  # appointment: to come | completed | cancelled, no-show
+WAIT_OPEN, WAIT_BOOKED, WAIT_CLOSED = "wait_open", "wait_booked", "wait_closed"
+_RANK = {DONE: 3, WAIT_BOOKED: 3, FUTURE: 2, WAIT_OPEN: 2, VOID: 1, WAIT_CLOSED: 1}
+
+
+@dataclass(frozen=True)
+class Contact:
+    id: str
+    kind: str  # INCOMING | OUTGOING | REQUEST | DIALOG
+    started: float
+    ended: float
+    phone: str = ""
+    patient_id: int | None = None
+    guardian_id: int | None = None
+    missed: bool = False  # a missed call; for a request: still open
+    overdue: bool = False  # a request open for 7 full days
+    employee: str = ""
+    topic: str = ""
+    caller_type: str = ""
+    channel: str = ""  # advertising channel
+    comment: str = ""
+    call_id: int | None = None
+    recording: bool = False
+    wait: float = 0.0
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class Record:
+    """An appointment or a waiting-list entry, as the report sees it."""
+
+    id: int
+    kind: str  # appointment | waiting
+    patient_id: int
+    created: float
+    state: str  # FUTURE | DONE | VOID | WAIT_OPEN | WAIT_BOOKED | WAIT_CLOSED
+    price: float = 0.0
+
+
+@dataclass
+class Appeal:
+    """One client's contacts of one clinic day."""
+
+    day: date
+    contacts: list[Contact] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+    main: Record | None = None
+    success: str = NOT_BOOKED
+
+    @property
+    def first(self) -> Contact:
+        return self.contacts[0]
+
+    @property
+    def patient_id(self) -> int | None:
+        return next((c.patient_id for c in self.contacts if c.patient_id is not None), None)
+
+
+def client_keys(c: Contact) -> list[str]:
+    """What ties contacts to one client: the patient, a guardian, the number."""
+    keys = []
+    if c.patient_id is not None:
+        keys.append(f"p:{c.patient_id}")
+    if c.guardian_id is not None:
+        keys.append(f"g:{c.guardian_id}")
+    if c.phone:
+        keys.append(f"n:{c.phone}")
+    return keys or [f"c:{c.id}"]
+
+
+def _find(parent: dict[str, str], k: str) -> str:
+    """Union-find's root of ``k`` (with path halving)."""
+    while parent.setdefault(k, k) != k:
+        parent[k] = parent[parent[k]]
+        k = parent[k]
+    return k
+
+
+def group(contacts: Iterable[Contact], tz: ZoneInfo) -> list[Appeal]:
+    """«По обращениям»: contacts of one client within one clinic day are one обращение — any of
+    the client's numbers, a guardian's, a request and the call back. Sorted by first contact."""
+    by_day: dict[date, list[Contact]] = {}
+    for c in sorted(contacts, key=lambda c: (c.started, c.id)):
+        by_day.setdefault(datetime.fromtimestamp(c.started, tz).date(), []).append(c)
+    appeals: list[Appeal] = []
+    for day, items in by_day.items():
+        parent: dict[str, str] = {}
+        for c in items:
+            keys = client_keys(c)
+            for k in keys[1:]:
+                parent[_find(parent, k)] = _find(parent, keys[0])
+        groups: dict[str, Appeal] = {}
+        for c in items:
+            groups.setdefault(_find(parent, client_keys(c)[0]), Appeal(day)).contacts.append(c)
+        appeals += groups.values()
+    return sorted(appeals, key=lambda a: (a.first.started, a.first.id))
+
+
+def linked(contact: Contact, record: Record) -> bool:
+    """Seed 004 / 000: a record joins a contact if made from 30 min before it started to 30 min
+    after it ended."""
+    return contact.started - APPOINTMENT_LINK <= record.created <= contact.ended + APPOINTMENT_LINK
+
+
+def main_result(records: list[Record], patient_id: int | None) -> Record | None:
+    """Of the records of the patient named in the contact, the most successful (completed, or
+    a waiting list closed by an appointment > to come or open > cancelled or closed without
+    one); a tie goes to the one added earlier."""
+    mine = [r for r in records if patient_id is None or r.patient_id == patient_id]
+    if not mine:
+        return None
+    return min(mine, key=lambda r: (-_RANK[r.state], r.created, r.id))
+
+
+def success_of(main: Record | None, open_requests: bool) -> str:
+    if main is None:
+        return OPEN_REQUESTS if open_requests else NOT_BOOKED
+    if main.state == DONE:
+        return CAME
+    if main.state in (FUTURE, WAIT_BOOKED):
+        return BOOKED
+    if main.state == WAIT_OPEN:
+        return WAITING
+    if main.state == WAIT_CLOSED:
+        return NOT_BOOKED
+    return CANCELLED
+
+
+def judge(appeals: list[Appeal], records: Iterable[Record]) -> list[Appeal]:
+    """Attach to each обращение the records of its patients made within the window of any of
+    its contacts, pick the main result and the success."""
+    by_patient: dict[int, list[Record]] = {}
+    for r in records:
+        by_patient.setdefault(r.patient_id, []).append(r)
+    for a in appeals:
+        patients = {c.patient_id for c in a.contacts if c.patient_id is not None}
+        mine = [r for p in patients for r in by_patient.get(p, []) if any(linked(c, r) for c in a.contacts)]
+        a.records = sorted(mine, key=lambda r: (r.created, r.id))
+        a.main = main_result(a.records, a.patient_id)
+        a.success = success_of(a.main, any(c.kind == REQUEST and c.missed for c in a.contacts))
+    return appeals
+
+
+@dataclass(frozen=True)
+class Total:
+    key: str
+    count: int
+    share: float  # percent of all
+    booked: int  # обращения that ended in a booking (Записался, пришел, лист ожидания)
+    children: tuple[Total, ...] = ()
+
+
+BOOKED_SUCCESSES = (BOOKED, CAME, WAITING)
+
+
+def totals(appeals: list[Appeal], levels: list[Callable[[Appeal], str]]) -> list[Total]:
+    """Counts and shares per value of the first level, each split by the next (two at most)."""
+    whole = len(appeals) or 1
+
+    def level(items: list[Appeal], fns: list[Callable[[Appeal], str]]) -> tuple[Total, ...]:
+        if not fns:
+            return ()
+        parts: dict[str, list[Appeal]] = {}
+        for a in items:
+            parts.setdefault(fns[0](a), []).append(a)
+        return tuple(Total(k, len(v), 100.0 * len(v) / whole, sum(a.success in BOOKED_SUCCESSES for a in v),
+                           level(v, fns[1:])) for k, v in sorted(parts.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+
+    return list(level(appeals, levels[:2]))

@@ -1,0 +1,122 @@
+"""«История обращений», the pure rules (seed 004) on plain rows: grouping one client's contacts of
+one clinic day (several numbers, a guardian, a request and the call back), the 30-minute link at
+its edges, the main result's order and ties, success, totals, and order independence."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from crm.rules import appeals as ap
+
+TZ = ZoneInfo("Europe/Moscow")
+
+
+def at(h: int, m: int = 0, s: int = 0, day: int = 2) -> float:
+    return datetime(2026, 12, day, h, m, s, tzinfo=TZ).timestamp()
+
+
+def call(i: int, start: float, *, kind: str = ap.INCOMING, minutes: float = 2, **kw) -> ap.Contact:
+    return ap.Contact(id=f"call:{i}", kind=kind, started=start, ended=start + minutes * 60, **kw)
+
+
+def test_one_client_one_day_is_one_appeal() -> None:
+    contacts = [
+        call(1, at(9), phone="+79160000001", patient_id=7, missed=True),  # missed from her mobile
+        call(2, at(10), phone="+74950000002", patient_id=7),  # then from her work number
+        ap.Contact(id="request:1", kind=ap.REQUEST, started=at(11), ended=at(11), phone="+79160000001"),
+        call(3, at(12), kind=ap.OUTGOING, phone="+79160000001"),  # the call back (number only)
+        call(4, at(9, 30), phone="+79265554433", guardian_id=3),  # a guardian, not yet a patient
+        call(5, at(13), phone="+79265550000", guardian_id=3),  # the same guardian, another number
+        call(6, at(8), phone="+79031110000"),  # someone else
+        call(7, at(9, day=3), phone="+79160000001", patient_id=7),  # the next day: a new appeal
+    ]
+    appeals = ap.group(contacts, TZ)
+    assert [[c.id for c in a.contacts] for a in appeals] == [
+        ["call:6"], ["call:1", "call:2", "request:1", "call:3"], ["call:4", "call:5"], ["call:7"]]
+    assert appeals[1].patient_id == 7 and appeals[1].day == date(2026, 12, 2)
+
+
+def test_the_clinic_day_is_the_clinics() -> None:
+    late = call(1, at(23, 59), phone="+79160000001")
+    after_midnight = call(2, at(0, 1, day=3), phone="+79160000001")  # 21:01 UTC: the next clinic day
+    assert [len(a.contacts) for a in ap.group([late, after_midnight], TZ)] == [1, 1]
+
+
+def test_the_thirty_minute_link_at_its_edges() -> None:
+    c = call(1, at(10), minutes=5, patient_id=7)
+    def rec(created: float) -> ap.Record:
+        return ap.Record(1, "appointment", 7, created, ap.FUTURE)
+
+    assert ap.linked(c, rec(at(9, 30)))  # 30 min before the start
+    assert not ap.linked(c, rec(at(9, 29, 59)))
+    assert ap.linked(c, rec(at(10, 35)))  # 30 min after the end (10:05)
+    assert not ap.linked(c, rec(at(10, 35, 1)))
+    assert ap.linked(c, rec(at(10, 34)))  # 29 min after: in
+    assert not ap.linked(c, rec(at(10, 36)))  # 31 min after: out
+
+
+def test_the_main_result_and_ties() -> None:
+    future = ap.Record(1, "appointment", 7, at(10), ap.FUTURE)
+    done = ap.Record(2, "appointment", 7, at(10, 5), ap.DONE)
+    void = ap.Record(3, "appointment", 7, at(9), ap.VOID)
+    wait_open = ap.Record(4, "waiting", 7, at(9, 59), ap.WAIT_OPEN)
+    other_patient = ap.Record(5, "appointment", 8, at(9), ap.DONE)
+    assert ap.main_result([future, done, void, other_patient], 7) == done  # completed first
+    assert ap.main_result([future, wait_open, void], 7) == wait_open  # same rank: the earlier
+    assert ap.main_result([void, other_patient], 7) == void  # only the named patient's
+    assert ap.main_result([], 7) is None
+    closed_booked = ap.Record(6, "waiting", 7, at(8), ap.WAIT_BOOKED)
+    assert ap.main_result([done, closed_booked], 7) == closed_booked  # same rank, earlier
+
+
+def test_success_of_each_kind() -> None:
+    r = lambda state: ap.Record(1, "appointment", 7, at(10), state)  # noqa: E731
+    assert ap.success_of(None, False) == ap.NOT_BOOKED
+    assert ap.success_of(None, True) == ap.OPEN_REQUESTS
+    assert ap.success_of(r(ap.DONE), False) == ap.CAME
+    assert ap.success_of(r(ap.FUTURE), False) == ap.BOOKED
+    assert ap.success_of(r(ap.WAIT_BOOKED), False) == ap.BOOKED
+    assert ap.success_of(r(ap.WAIT_OPEN), False) == ap.WAITING
+    assert ap.success_of(r(ap.VOID), False) == ap.CANCELLED
+    assert ap.success_of(r(ap.WAIT_CLOSED), True) == ap.NOT_BOOKED
+
+
+def test_judge_links_records_through_any_contact_and_totals() -> None:
+    contacts = [call(1, at(9), phone="+79160000001", patient_id=7, employee="Анна", missed=True),
+                call(2, at(14), phone="+79160000001", patient_id=7, employee="Ольга"),
+                call(3, at(10), phone="+79030000003", patient_id=8, employee="Анна"),
+                ap.Contact(id="request:1", kind=ap.REQUEST, started=at(11), ended=at(11), phone="+79035550000",
+                           missed=True)]
+    records = [ap.Record(1, "appointment", 7, at(14, 20), ap.FUTURE),  # 20 min after the second call
+               ap.Record(2, "appointment", 8, at(12), ap.DONE)]  # 1 h 58 min after: not linked
+    appeals = ap.judge(ap.group(contacts, TZ), records)
+    by_first = {a.first.id: a for a in appeals}
+    assert by_first["call:1"].success == ap.BOOKED and by_first["call:1"].records == [records[0]]
+    assert by_first["call:3"].success == ap.NOT_BOOKED and by_first["call:3"].records == []
+    assert by_first["request:1"].success == ap.OPEN_REQUESTS
+    totals = ap.totals(appeals, [lambda a: a.success, lambda a: a.first.employee or "—"])
+    # the biggest first, then by name
+    assert [(t.key, t.count, round(t.share, 1), t.booked) for t in totals] == [
+        (ap.BOOKED, 1, 33.3, 1), (ap.OPEN_REQUESTS, 1, 33.3, 0), (ap.NOT_BOOKED, 1, 33.3, 0)]
+    booked = next(t for t in totals if t.key == ap.BOOKED)
+    assert [(c.key, c.count) for c in booked.children] == [("Анна", 1)]
+
+
+def test_the_same_facts_give_the_same_report_in_any_order() -> None:
+    rng = random.Random(4)
+    contacts = [call(i, at(8 + i % 10, i % 60), phone=f"+7916000000{i % 4}", patient_id=(i % 4) or None,
+                     guardian_id=3 if i % 7 == 0 else None) for i in range(40)]
+    records = [ap.Record(i, "appointment", 1 + i % 3, at(9 + i % 9, 10), (ap.FUTURE, ap.DONE, ap.VOID)[i % 3])
+               for i in range(12)]
+
+    def report(cs: list[ap.Contact], rs: list[ap.Record]) -> list[tuple]:
+        return [(tuple(c.id for c in a.contacts), a.success, a.main and a.main.id) for a in ap.judge(ap.group(cs, TZ), rs)]
+
+    expected = report(contacts, records)
+    for _ in range(20):
+        cs, rs = contacts[:], records[:]
+        rng.shuffle(cs)
+        rng.shuffle(rs)
+        assert report(cs, rs) == expected
