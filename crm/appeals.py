@@ -81,3 +81,16 @@ async def records(db: Database, since: float, until: float, patients: set[int]) 
         state = ap.WAIT_OPEN if r["closed_at"] is None else ap.WAIT_BOOKED if r["booked"] else ap.WAIT_CLOSED
         out.append(ap.Record(r["id"], "waiting", r["patient_id"], created, state))
     return out
+
+
+async def patients_info(db: Database, ids: set[int]) -> dict[int, dict[str, object]]:
+    """Names, and the first appointment's creation (a patient with none before an обращение is
+    «Первичный»)."""
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    rows = await db.fetchall(
+        "SELECT p.id, p.last_name, p.first_name, p.middle_name, (SELECT MIN(a.created_ts) FROM appointments a"
+        f" WHERE a.patient_id = p.id) AS first_booked FROM patients p WHERE p.id IN ({marks})", sorted(ids))
+    return {r["id"]: {"name": " ".join(x for x in (r["last_name"], r["first_name"], r["middle_name"]) if x),
+                      "first_booked": r["first_booked"]} for r in rows}

@@ -34,6 +34,7 @@ from web import (
     tag_prompt,
 )
 from web.api import setup_api
+from web.appeals_page import setup_appeals_page
 from web.callback_api import setup_callback_api
 from web.callbacks_page import setup_callbacks_page
 from web.common import ROW_ID, money
@@ -99,6 +100,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     setup_api(app)
     setup_callback_api(app)
     setup_callbacks_page(app)
+    setup_appeals_page(app)
     app[LIVE_HUB] = LiveHub(app[SERVICES].db)
 
     async def live_hub(app: web.Application) -> AsyncIterator[None]:

@@ -1,0 +1,96 @@
+"""«История обращений» in the panel: a day's calls, a request and a booking become обращения with
+their success, both views, filters, totals, a patient's own history, CSV, the right, hostile
+input."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from crm import callbacks, calls, comments, patients, schedule, users
+from crm.clock import SettableClock
+from crm.demo import load_demo
+from crm.rules import appeals as ap
+from pbx.app import SERVICES, Adapters, build_app
+from pbx.calls.records import CallRecord, LegRecord
+from tests.unit.panel_client import log_in, offline_settings
+
+TZ = ZoneInfo("Europe/Moscow")
+
+
+def at(h: int, m: int = 0, day: int = 2) -> float:
+    return datetime(2026, 12, day, h, m, tzinfo=TZ).timestamp()
+
+
+def incoming(lid: str, t0: float, caller: str, *, answered: bool = True) -> CallRecord:
+    leg = LegRecord("101", lid + ".1", "answered" if answered else "no_answer", t0, t0 + 5 if answered else None,
+                    t0 + 65, not answered)
+    return CallRecord(lid, "incoming", "incoming" if answered else "missed", "74951110001", caller, "74951110001",
+                      "reception", (leg,), "101" if answered else "", t0, t0 + 5 if answered else None, t0 + 65,
+                      5.0, 60.0 if answered else 0.0, "caller", "")
+
+
+@pytest.fixture
+async def env(tmp_path: Path):
+    clock = SettableClock(at(18))
+    app = build_app(offline_settings(tmp_path), clock=clock, run_escort=False, adapters=Adapters.offline())
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        db = app[SERVICES].db
+        await load_demo(db, now=at(9, day=1), robot_patients=False)
+        await users.create_user(db, "anna", "pw-anna-12", history_access="read")
+        await users.create_user(db, "blind", "pw-blind-12")
+        pid = await patients.add_patient(db, "Смирнова", "Анна", "Петровна", phone_numbers=("+79035551111",))
+        # a missed call at 9:00, her call at 10:00 with a booking 10 min after it; a stranger's call
+        for record in (incoming("1.0", at(9), "79035551111", answered=False), incoming("2.0", at(10), "79035551111"),
+                       incoming("3.0", at(11), "79037770000")):
+            await calls.save_call(db, record)
+        topic = (await comments.topics(db))[0]
+        await comments.save_comment(db, "2.0", caller_type="wants_booking", topic_id=topic["id"], patient_id=pid,
+                                    text="Хочет на чистку", user_id=None)
+        await schedule.book(db, patient_id=pid, doctor_id=1, starts_at=datetime(2026, 12, 4, 10, tzinfo=TZ),
+                            minutes=30, now=at(10, 11))
+        await callbacks.create_request(db, callbacks.NewRequest(phone="+79039990000", source_name="НаПоправку",
+                                                                service="Имплант"), at(12))
+        yield app, client, pid
+
+
+async def test_grouped_and_flat_views(env) -> None:
+    app, client, pid = env
+    await log_in(client, "anna", "pw-anna-12")
+    page = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02")).text()
+    assert 'class="appeals-count">3<' in page  # Смирнова's two calls are one обращение
+    assert "Смирнова Анна Петровна" in page and ap.BOOKED in page and ap.OPEN_REQUESTS in page
+    assert "Хочет на чистку" in page and "Пациент. Хочет записаться" in page
+    assert "Входящий. Пропущенный" in page and "Заявка. Актуальная" in page
+    flat = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&view=flat")).text()
+    assert flat.count('<tr class="incoming') == 3 and flat.count('<tr class="request') == 1
+    only_booked = await (await client.get(f"/appeals?since=2026-12-02&until=2026-12-02&success={ap.BOOKED}")).text()
+    assert 'class="appeals-count">1<' in only_booked
+    requests_only = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&kind=request")).text()
+    assert 'class="appeals-count">1<' in requests_only and "Имплант" in requests_only
+    totals = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&level1=success")).text()
+    assert 'class="calls report appeal-totals"' in totals and "33.3 %" in totals
+    mine = await (await client.get(f"/appeals?patient={pid}")).text()  # her history, all dates
+    assert 'class="appeals-count">1<' in mine
+    rows = list(csv.reader(io.StringIO((await (await client.get(
+        "/appeals.csv?since=2026-12-02&until=2026-12-02")).text()).lstrip("\ufeff")), delimiter=";"))
+    assert rows[0][0] == "Дата" and len(rows) == 4 and any(r[5] == ap.BOOKED and r[10] == "2" for r in rows[1:])
+
+
+async def test_the_right_and_bad_input(env) -> None:
+    app, client, _ = env
+    await log_in(client, "blind", "pw-blind-12")
+    assert (await client.get("/appeals")).status == 403
+    await client.post("/logout", data={})
+    await log_in(client, "anna", "pw-anna-12")
+    assert (await client.get("/appeals?since=2026-13-40")).status == 400
+    assert (await client.get("/appeals?since=2026-12-05&until=2026-12-01")).status == 400
+    assert (await client.get("/appeals?since=2020-01-01&until=2026-12-01")).status == 400  # over a year
+    odd = await client.get("/appeals?kind=<script>&success=x&level1=zzz&employee=%00&patient=99999999999999999999")
+    assert odd.status == 200 and "<script>" not in await odd.text()
