@@ -43,13 +43,14 @@ async def contacts(db: Database, since: float, until: float, today: date, tz: Zo
     who = " AND r.patient_id = ?" if patient_id is not None else ""
     rows = await db.fetchall(
         "SELECT r.id, r.created_ts, r.closed_ts, r.state, r.phone, r.patient_id, r.source_name, r.comment,"
-        " r.service, r.doctor FROM callback_requests r WHERE r.created_ts >= ? AND r.created_ts < ?"
+        " r.service, r.doctor, r.created_by FROM callback_requests r WHERE r.created_ts >= ? AND r.created_ts < ?"
         f"{who} ORDER BY r.created_ts, r.id", params)
     for r in rows:
         created = datetime.fromtimestamp(r["created_ts"], tz).date()
         status = cr.request_status(r["state"], created, today)
         out.append(ap.Contact(
-            id=f"request:{r['id']}", kind=ap.REQUEST, started=r["created_ts"], ended=r["created_ts"],
+            id=f"request:{r['id']}", kind=ap.REQUEST_DIALOG if r["created_by"] is not None else ap.REQUEST,
+            started=r["created_ts"], ended=r["created_ts"],
             phone=r["phone"], patient_id=r["patient_id"], missed=r["state"] == "open",
             overdue=status == "просрочена", channel=r["source_name"],
             comment=" · ".join(x for x in (r["service"], r["doctor"], r["comment"]) if x)))

@@ -43,7 +43,7 @@ def setup_appeals_page(app: web.Application) -> None:
 def label(c: ap.Contact) -> str:
     """The hover text of a contact's symbol: «Входящий. Пропущенный», «Заявка. Актуальная»…"""
     name = ap.KIND_NAMES[c.kind]
-    if c.kind == ap.REQUEST:
+    if c.kind in (ap.REQUEST, ap.REQUEST_DIALOG):
         return f"{name}. " + ("Просроченная" if c.overdue else "Актуальная" if c.missed else "Закрытая")
     if c.missed:
         return f"{name}. " + ("Пропущенный" if c.kind == ap.INCOMING else "Без ответа")

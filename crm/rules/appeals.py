@@ -16,7 +16,9 @@ from crm.rules.windows import APPOINTMENT_LINK
 
 # contact kinds
 INCOMING, OUTGOING, REQUEST, DIALOG = "incoming", "outgoing", "request", "dialog"
-KIND_NAMES = {INCOMING: "Входящий", OUTGOING: "Исходящий", REQUEST: "Заявка", DIALOG: "Диалог"}
+REQUEST_DIALOG = "request_dialog"  # a request typed in by an administrator: still needs a call
+KIND_NAMES = {INCOMING: "Входящий", OUTGOING: "Исходящий", REQUEST: "Заявка", REQUEST_DIALOG: "Заявка-диалог",
+              DIALOG: "Диалог"}
 
 # success of an обращение
 NOT_BOOKED = "Не записался"
@@ -36,7 +38,7 @@ _RANK = {DONE: 3, WAIT_BOOKED: 3, FUTURE: 2, WAIT_OPEN: 2, VOID: 1, WAIT_CLOSED:
 @dataclass(frozen=True)
 class Contact:
     id: str
-    kind: str  # INCOMING | OUTGOING | REQUEST | DIALOG
+    kind: str  # INCOMING | OUTGOING | REQUEST | REQUEST_DIALOG | DIALOG
     started: float
     ended: float
     phone: str = ""
@@ -167,7 +169,7 @@ def judge(appeals: list[Appeal], records: Iterable[Record]) -> list[Appeal]:
         mine = [r for p in patients for r in by_patient.get(p, []) if any(linked(c, r) for c in a.contacts)]
         a.records = sorted(mine, key=lambda r: (r.created, r.id))
         a.main = main_result(a.records, a.patient_id)
-        a.success = success_of(a.main, any(c.kind == REQUEST and c.missed for c in a.contacts))
+        a.success = success_of(a.main, any(c.kind in (REQUEST, REQUEST_DIALOG) and c.missed for c in a.contacts))
     return appeals
 
 

@@ -57,6 +57,9 @@ async def env(tmp_path: Path):
                             minutes=30, now=at(10, 11))
         await callbacks.create_request(db, callbacks.NewRequest(phone="+79039990000", source_name="НаПоправку",
                                                                 service="Имплант"), at(12))
+        admin = await users.create_user(db, "olga", "pw-olga-12")
+        await callbacks.create_request(db, callbacks.NewRequest(phone="+79039990001", source_name="администратора",
+                                                                created_by=admin), at(13))
         yield app, client, pid
 
 
@@ -64,23 +67,24 @@ async def test_grouped_and_flat_views(env) -> None:
     app, client, pid = env
     await log_in(client, "anna", "pw-anna-12")
     page = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02")).text()
-    assert 'class="appeals-count">3<' in page  # Смирнова's two calls are one обращение
+    assert 'class="appeals-count">4<' in page  # Смирнова's two calls are one обращение
     assert "Смирнова Анна Петровна" in page and ap.BOOKED in page and ap.OPEN_REQUESTS in page
     assert "Хочет на чистку" in page and "Пациент. Хочет записаться" in page
-    assert "Входящий. Пропущенный" in page and "Заявка. Актуальная" in page
+    assert "Входящий. Пропущенный" in page and "Заявка. Актуальная" in page and "Заявка-диалог. Актуальная" in page
     flat = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&view=flat")).text()
-    assert flat.count('<tr class="incoming') == 3 and flat.count('<tr class="request') == 1
+    assert flat.count('<tr class="incoming') == 3 and flat.count('<tr class="request ') == 1
+    assert flat.count('<tr class="request_dialog') == 1
     only_booked = await (await client.get(f"/appeals?since=2026-12-02&until=2026-12-02&success={ap.BOOKED}")).text()
     assert 'class="appeals-count">1<' in only_booked
     requests_only = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&kind=request")).text()
     assert 'class="appeals-count">1<' in requests_only and "Имплант" in requests_only
     totals = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&level1=success")).text()
-    assert 'class="calls report appeal-totals"' in totals and "33.3 %" in totals
+    assert 'class="calls report appeal-totals"' in totals and "25.0 %" in totals and "50.0 %" in totals
     mine = await (await client.get(f"/appeals?patient={pid}")).text()  # her history, all dates
     assert 'class="appeals-count">1<' in mine
     rows = list(csv.reader(io.StringIO((await (await client.get(
         "/appeals.csv?since=2026-12-02&until=2026-12-02")).text()).lstrip("\ufeff")), delimiter=";"))
-    assert rows[0][0] == "Дата" and len(rows) == 4 and any(r[5] == ap.BOOKED and r[10] == "2" for r in rows[1:])
+    assert rows[0][0] == "Дата" and len(rows) == 5 and any(r[5] == ap.BOOKED and r[10] == "2" for r in rows[1:])
 
 
 async def test_the_right_and_bad_input(env) -> None:
