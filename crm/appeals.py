@@ -5,6 +5,7 @@ the pure ``crm.rules.appeals`` works on. A fixed number of set-based queries per
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -24,7 +25,7 @@ async def contacts(db: Database, since: float, until: float, today: date, tz: Zo
         " c.caller_kind, c.counterpart_id, c.wait_seconds, c.talk_seconds, c.recording, c.source,"
         " COALESCE(u.full_name, u.login, c.answered_by_ext) AS employee, COALESCE(t.name, '') AS topic,"
         " COALESCE(cc.caller_type, '') AS caller_type, COALESCE(cc.text, '') AS comment,"
-        " COALESCE(n.ad_channel, '') AS channel FROM calls c"
+        " COALESCE(n.ad_channel, '') AS channel, c.did FROM calls c"
         " LEFT JOIN users u ON u.id = COALESCE(c.answered_by_user, c.originated_by)"
         " LEFT JOIN call_comments cc ON cc.linkedid = c.linkedid LEFT JOIN call_topics t ON t.id = cc.topic_id"
         " LEFT JOIN clinic_numbers n ON n.did = c.did"
@@ -38,12 +39,13 @@ async def contacts(db: Database, since: float, until: float, today: date, tz: Zo
         patient_id=r["patient_id"], guardian_id=r["counterpart_id"] if r["caller_kind"] == "guardian" else None,
         missed=r["call_type"] in ("missed", "outgoing_unanswered"), employee=r["employee"] or "",
         topic=r["topic"], caller_type=r["caller_type"], channel=r["channel"], comment=r["comment"],
+        did=r["did"] or "", service=r["channel"],
         call_id=r["id"], recording=bool(r["recording"]), wait=r["wait_seconds"] or 0.0,
         duration=r["talk_seconds"] or 0.0) for r in rows]
     who = " AND r.patient_id = ?" if patient_id is not None else ""
     rows = await db.fetchall(
         "SELECT r.id, r.created_ts, r.closed_ts, r.state, r.phone, r.patient_id, r.source_name, r.comment,"
-        " r.service, r.doctor, r.created_by FROM callback_requests r WHERE r.created_ts >= ? AND r.created_ts < ?"
+        " r.service, r.doctor, r.created_by, r.utm FROM callback_requests r WHERE r.created_ts >= ? AND r.created_ts < ?"
         f"{who} ORDER BY r.created_ts, r.id", params)
     for r in rows:
         created = datetime.fromtimestamp(r["created_ts"], tz).date()
@@ -52,7 +54,7 @@ async def contacts(db: Database, since: float, until: float, today: date, tz: Zo
             id=f"request:{r['id']}", kind=ap.REQUEST_DIALOG if r["created_by"] is not None else ap.REQUEST,
             started=r["created_ts"], ended=r["created_ts"],
             phone=r["phone"], patient_id=r["patient_id"], missed=r["state"] == "open",
-            overdue=status == "просрочена", channel=r["source_name"],
+            overdue=status == "просрочена", channel=r["source_name"], service=r["source_name"], utm=_utm(r["utm"]),
             comment=" · ".join(x for x in (r["service"], r["doctor"], r["comment"]) if x)))
     return out
 
@@ -95,3 +97,11 @@ async def patients_info(db: Database, ids: set[int]) -> dict[int, dict[str, obje
         f" WHERE a.patient_id = p.id) AS first_booked FROM patients p WHERE p.id IN ({marks})", sorted(ids))
     return {r["id"]: {"name": " ".join(x for x in (r["last_name"], r["first_name"], r["middle_name"]) if x),
                       "first_booked": r["first_booked"]} for r in rows}
+
+
+def _utm(text: str) -> tuple[tuple[str, str], ...]:
+    try:
+        tags = json.loads(text or "{}")
+    except ValueError:
+        return ()
+    return tuple(sorted((str(k), str(v)) for k, v in tags.items())) if isinstance(tags, dict) else ()

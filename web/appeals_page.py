@@ -13,12 +13,23 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
+from crm import ad_channels, comments
 from crm import appeals as store
-from crm import comments
 from crm.dates import parse_day
+from crm.rules import ad_channels as ac
 from crm.rules import appeals as ap
 from pbx.services import SERVICES
-from web.common import clinic_tz, csv_response, csv_safe, int_or_none, local_today, trace
+from web.common import (
+    SETTINGS_ROLES,
+    clinic_tz,
+    csv_response,
+    csv_safe,
+    int_or_none,
+    local_today,
+    require_settings,
+    trace,
+    viewer,
+)
 from web.history import duration, require_history
 
 LEVELS = {
@@ -38,6 +49,10 @@ MAX_DAYS = 366
 def setup_appeals_page(app: web.Application) -> None:
     app.router.add_get("/appeals", appeals_page)
     app.router.add_get("/appeals.csv", appeals_csv)
+    app.router.add_get("/appeals/channels", channels_page)
+    app.router.add_post("/appeals/channels", channel_submit)
+    app.router.add_post("/appeals/channels/rules", rule_submit)
+    app.router.add_post(r"/appeals/channels/rules/{id:\d{1,18}}/delete", rule_delete)
 
 
 def label(c: ap.Contact) -> str:
@@ -67,7 +82,15 @@ async def _report(request: web.Request) -> dict[str, Any]:
     until = datetime.combine(until_day + timedelta(days=1), time(0), tz).timestamp()
     contacts = await store.contacts(services.db, since, until, today, tz, patient_id=patient)
     names = await comments.caller_types(services.db, with_retired=True)
-    contacts = [dataclasses.replace(c, caller_type=names.get(c.caller_type, c.caller_type)) for c in contacts]
+    channel_rules = await ad_channels.rules(services.db)
+    contacts = [with_channel(dataclasses.replace(c, caller_type=names.get(c.caller_type, c.caller_type)),
+                             channel_rules) for c in contacts]
+    groups = [g for g in q.getall("group", []) if g]
+    channels = [c for c in q.getall("channel", []) if c]
+    if groups:
+        contacts = [c for c in contacts if c.channel_group in groups]
+    if channels:
+        contacts = [c for c in contacts if c.channel in channels]
     kinds = [k for k in q.getall("kind", []) if k in ap.KIND_NAMES]
     if kinds:
         contacts = [c for c in contacts if c.kind in kinds]
@@ -85,14 +108,29 @@ async def _report(request: web.Request) -> dict[str, Any]:
     return {
         "appeals": appeals, "info": info, "tz": tz, "view": q.get("view", "grouped"),
         "q": {"since": since_day.isoformat(), "until": until_day.isoformat(), "kinds": kinds, "successes": successes,
-              "employee": employee, "level1": q.get("level1", ""), "level2": q.get("level2", ""),
+              "employee": employee, "groups": groups, "channels": channels, "level1": q.get("level1", ""), "level2": q.get("level2", ""),
               "patient": patient or ""},
         "totals": ap.totals(appeals, [LEVELS[x][1] for x in levels]) if levels else [],
         "level_names": [LEVELS[x][0] for x in levels], "levels": {k: v[0] for k, v in LEVELS.items()},
         "kind_names": ap.KIND_NAMES, "success_names": ap.SUCCESSES, "state_names": STATE_NAMES,
         "employees": sorted({c.employee for c in contacts if c.employee}),
+        "channel_groups": sorted({r.group for r in channel_rules}), "channel_names": sorted({r.channel for r in channel_rules}),
         "label": label, "duration": duration, "query": request.query_string,
     }
+
+
+def facts_of(c: ap.Contact) -> ac.Facts:
+    return ac.Facts(is_request=c.kind in (ap.REQUEST, ap.REQUEST_DIALOG), utm=c.utm, caller=c.phone, did=c.did,
+                    service=c.service)
+
+
+def with_channel(c: ap.Contact, rules: list[ac.Rule]) -> ap.Contact:
+    """The channel the rules find (and which rule), else the number's or the source's label."""
+    rule = ac.channel_for(facts_of(c), rules)
+    if rule is None:
+        return dataclasses.replace(c, channel_rule="ни одно правило не сработало")
+    return dataclasses.replace(c, channel=rule.channel, channel_group=rule.group,
+                               channel_rule=f"{ac.KIND_NAMES[rule.kind]}: {rule.value}")
 
 
 def summary(a: ap.Appeal) -> ap.Contact:
@@ -104,7 +142,8 @@ def summary(a: ap.Appeal) -> ap.Contact:
     with_recording = next((c for c in a.contacts if c.recording), None)
     return dataclasses.replace(
         a.first, caller_type=first("caller_type"), topic=first("topic"), employee=first("employee"),
-        channel=first("channel"), comment=first("comment"), recording=with_recording is not None,
+        channel=first("channel"), channel_group=first("channel_group"), channel_rule=first("channel_rule"),
+        comment=first("comment"), recording=with_recording is not None,
         call_id=with_recording.call_id if with_recording else a.first.call_id,
         wait=sum(c.wait for c in a.contacts), duration=sum(c.duration for c in a.contacts))
 
@@ -120,7 +159,55 @@ async def appeals_page(request: web.Request) -> dict[str, Any]:
     data = await _report(request)
     data["primary"] = primary
     data["summary"] = summary
+    rules = await ad_channels.rules(request.app[SERVICES].db)
+    data["explain"] = lambda c: [(ac.KIND_NAMES[k], f"{r.value} → {r.channel}" if r else "—", fired)
+                                 for k, r, fired in ac.explain(facts_of(c), rules)]
     return data
+
+
+@aiohttp_jinja2.template("ad_channels.html")
+async def channels_page(request: web.Request) -> dict[str, Any]:
+    await require_history(request)
+    me = await viewer(request)
+    return {"groups": await ad_channels.directory(request.app[SERVICES].db), "kinds": ac.KIND_NAMES,
+            "can_edit": me.role in SETTINGS_ROLES}
+
+
+async def channel_submit(request: web.Request) -> web.StreamResponse:
+    await require_settings(request)
+    form = await request.post()
+    db = request.app[SERVICES].db
+    try:
+        channel = await ad_channels.add_channel(db, str(form.get("group", "")), str(form.get("name", "")))
+        if form.get("value"):
+            await ad_channels.add_rule(db, channel, str(form.get("kind", "")), str(form.get("value", "")))
+    except ad_channels.ChannelError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    await trace(request, "ad_channel", "ad_channel", channel)
+    raise web.HTTPFound("/appeals/channels")
+
+
+async def rule_submit(request: web.Request) -> web.StreamResponse:
+    await require_settings(request)
+    form = await request.post()
+    channel = int_or_none(form.get("channel"))
+    try:
+        if channel is None:
+            raise ad_channels.ChannelError("Нет такого канала")
+        rule = await ad_channels.add_rule(request.app[SERVICES].db, channel, str(form.get("kind", "")),
+                                          str(form.get("value", "")), int_or_none(form.get("position")) or 0)
+    except ad_channels.ChannelError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    await trace(request, "ad_channel_rule", "ad_channel_rule", rule)
+    raise web.HTTPFound("/appeals/channels")
+
+
+async def rule_delete(request: web.Request) -> web.StreamResponse:
+    await require_settings(request)
+    rule = int(request.match_info["id"])
+    await ad_channels.remove_rule(request.app[SERVICES].db, rule)
+    await trace(request, "ad_channel_rule_removed", "ad_channel_rule", rule)
+    raise web.HTTPFound("/appeals/channels")
 
 
 async def appeals_csv(request: web.Request) -> web.Response:

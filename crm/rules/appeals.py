@@ -49,7 +49,12 @@ class Contact:
     employee: str = ""
     topic: str = ""
     caller_type: str = ""
-    channel: str = ""  # advertising channel
+    channel: str = ""  # advertising channel (what the rules found, else the number's or source's label)
+    channel_group: str = ""
+    channel_rule: str = ""  # which rule found it
+    did: str = ""  # the clinic number called
+    service: str = ""  # the service it came from (a request's source, a number's label)
+    utm: tuple[tuple[str, str], ...] = ()
     comment: str = ""
     call_id: int | None = None
     recording: bool = False

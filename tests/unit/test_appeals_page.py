@@ -98,3 +98,29 @@ async def test_the_right_and_bad_input(env) -> None:
     assert (await client.get("/appeals?since=2020-01-01&until=2026-12-01")).status == 400  # over a year
     odd = await client.get("/appeals?kind=<script>&success=x&level1=zzz&employee=%00&patient=99999999999999999999")
     assert odd.status == 200 and "<script>" not in await odd.text()
+
+
+async def test_the_channel_directory_and_the_channel_filter(env) -> None:
+    app, client, _ = env
+    db = app[SERVICES].db
+    await users.create_user(db, "boss", "pw-boss-12", role="settings_admin", history_access="read")
+    token = await log_in(client, "boss", "pw-boss-12")
+    r = await client.post("/appeals/channels", data={"csrf_token": token, "group": "Агрегаторы",
+                                                     "name": "НаПоправку", "kind": "service", "value": "НаПоправку"},
+                          allow_redirects=False)
+    assert r.status == 302
+    r = await client.post("/appeals/channels", data={"csrf_token": token, "group": "Сайт", "name": "Сайт клиники",
+                                                     "kind": "did", "value": "74951110001"}, allow_redirects=False)
+    assert r.status == 302
+    bad = await client.post("/appeals/channels/rules", data={"csrf_token": token, "channel": "1", "kind": "utm",
+                                                             "value": "yandex"}, allow_redirects=False)
+    assert bad.status == 400
+    page = await (await client.get("/appeals/channels")).text()
+    assert "Агрегаторы" in page and "НаПоправку" in page and "Номер клиники" in page
+    only = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&view=flat&group=Агрегаторы")).text()
+    assert only.count('<tr class="request ') == 1 and '<tr class="incoming' not in only
+    site = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&channel=Сайт клиники")).text()
+    assert 'class="appeals-count">2<' in site and "Номер клиники: 74951110001" in site
+    await client.post("/logout", data={})
+    await log_in(client, "anna", "pw-anna-12")  # an administrator sees the directory, cannot change it
+    assert (await client.post("/appeals/channels", data={"group": "x", "name": "y"})).status == 403

@@ -120,3 +120,25 @@ def test_the_same_facts_give_the_same_report_in_any_order() -> None:
         rng.shuffle(cs)
         rng.shuffle(rs)
         assert report(cs, rs) == expected
+
+
+# --- advertising channels: the rule by priority -------------------------------------------------
+def test_channel_rules_by_priority() -> None:
+    from crm.rules import ad_channels as ac
+
+    rules = [ac.Rule(1, ac.SERVICE, "НаПоправку", "НаПоправку", "Агрегаторы"),
+             ac.Rule(2, ac.DID, "74951110002", "ПроДокторов", "Агрегаторы"),
+             ac.Rule(3, ac.CALLER, "+7916*", "Мобильные МТС", "Прочие"),
+             ac.Rule(4, ac.UTM, "utm_source=yandex", "Яндекс Директ", "Контекстная реклама"),
+             ac.Rule(5, ac.CALLER, "+79161234567", "Постоянный пациент", "Прочие", position=-1)]
+    call = ac.Facts(caller="+79161234567", did="74951110002")
+    assert ac.channel_for(call, rules).id == 5  # the caller's rules before the clinic number's; by order
+    assert ac.channel_for(ac.Facts(caller="+79031112233", did="74951110002"), rules).id == 2
+    assert ac.channel_for(ac.Facts(caller="+79031112233", did="74951110001"), rules) is None
+    request = ac.Facts(is_request=True, utm=(("utm_source", "Yandex"),), caller="+79161234567", service="НаПоправку")
+    assert ac.channel_for(request, rules).id == 4  # UTM first (case-insensitive)
+    no_utm = ac.Facts(is_request=True, caller="+79161234567", did="74951110002", service="напоправку")
+    assert ac.channel_for(no_utm, rules).id == 1  # a request: never by numbers
+    explained = ac.explain(call, rules)
+    assert [(k, r.id if r else None, fired) for k, r, fired in explained] == [
+        (ac.UTM, None, False), (ac.CALLER, 5, True), (ac.DID, 2, False), (ac.SERVICE, None, False)]
