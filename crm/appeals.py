@@ -9,9 +9,10 @@ import json
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from crm import schedule
 from crm.db import Database
 from crm.rules import appeals as ap
-from crm.rules.windows import APPOINTMENT_LINK
+from crm.rules.windows import APPOINTMENT_LINK, CRM_ACTION_LINK
 from pbx.robots import callback_rules as cr
 
 
@@ -59,16 +60,20 @@ async def contacts(db: Database, since: float, until: float, today: date, tz: Zo
     return out
 
 
-async def records(db: Database, since: float, until: float, patients: set[int]) -> list[ap.Record]:
-    """Appointments and waiting-list entries of these patients made in the period's windows."""
+async def records(db: Database, since: float, until: float, patients: set[int],
+                  changed: set[int] | None = None) -> list[ap.Record]:
+    """Appointments and waiting-list entries of these patients made in the period's windows, and
+    the appointments ``changed`` (cancelled or moved) in it whenever they were made."""
     if not patients:
         return []
     lo, hi = since - APPOINTMENT_LINK, until + APPOINTMENT_LINK
     marks = ",".join("?" * len(patients))
     ids = sorted(patients)
+    extra = sorted(changed or ())
     rows = await db.fetchall(
-        f"SELECT id, patient_id, created_ts, status, starts_ts, price FROM appointments WHERE patient_id IN ({marks})"
-        " AND created_ts >= ? AND created_ts <= ?", (*ids, lo, hi))
+        f"SELECT id, patient_id, created_ts, status, starts_ts, price FROM appointments WHERE (patient_id IN ({marks})"
+        " AND created_ts >= ? AND created_ts <= ?)" + (f" OR id IN ({','.join('?' * len(extra))})" if extra else ""),
+        (*ids, lo, hi, *extra))
     out = [ap.Record(r["id"], "appointment", r["patient_id"], r["created_ts"],
                      ap.DONE if r["status"] == "completed" else ap.VOID if r["status"] in ("cancelled", "no_show")
                      else ap.FUTURE, r["price"] or 0.0) for r in rows]
@@ -105,3 +110,9 @@ def _utm(text: str) -> tuple[tuple[str, str], ...]:
     except ValueError:
         return ()
     return tuple(sorted((str(k), str(v)) for k, v in tags.items())) if isinstance(tags, dict) else ()
+
+
+async def actions(db: Database, patients: set[int], since: float, until: float) -> list[ap.Action]:
+    """What was done in the CRM for these patients in the period (and the 15 minutes after it)."""
+    rows = await schedule.actions(db, patients, since, until + CRM_ACTION_LINK)
+    return [ap.Action(r["at_ts"], r["kind"], r["patient_id"], r["appointment_id"], r["detail"]) for r in rows]

@@ -277,9 +277,13 @@ async def _apply_choice(tx: Any, appointment_id: int, choice: str, now: float, v
             await tx.execute("UPDATE appointments SET needs_reschedule = 1, updated_at = ? WHERE id = ?",
                              (utc_now(), appointment_id))
         elif isinstance(step, rules.SetStatus):
-            await tx.execute(
+            cur = await tx.execute(
                 "UPDATE appointments SET status = ?, updated_at = ? WHERE id = ? AND status IN"
-                " ('unconfirmed', 'confirmed')", (step.status, utc_now(), appointment_id))
+                " ('unconfirmed', 'confirmed') RETURNING patient_id", (step.status, utc_now(), appointment_id))
+            row = await cur.fetchone()
+            if row is not None:  # the appointment's history: the patient answered (robot, reply, link)
+                await schedule.log_action(tx, "status", now, row[0], appointment_id=appointment_id,
+                                          detail=f"-> {step.status} ({via})")
         elif isinstance(step, rules.OfferSlot):
             for patient_id, title, due in offers:
                 await schedule.insert_task(tx, patient_id, title, due, None)

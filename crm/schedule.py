@@ -4,6 +4,7 @@ beside them for interval arithmetic (conversion windows, reminders)."""
 
 from __future__ import annotations
 
+import time as _time
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -15,6 +16,8 @@ from crm.rules.booking import (
     BookingError as BookingError,  # raised here; callers catch it from here
 )
 from crm.rules.booking import slot_end
+
+time_now = _time.time  # the stamp of a CRM action when the caller gave none
 
 STATUSES = {
     "unconfirmed": "Не подтверждён",
@@ -179,11 +182,14 @@ async def book(
                 call_linkedid, user_id, stamp, now, stamp, int(notify_requested),
             ),
         )
-        await tx.execute(
+        waiting_closed = await tx.execute(
             "UPDATE waiting_list SET closed_at = ? WHERE patient_id = ? AND closed_at IS NULL",
             (stamp, patient_id),
         )
-        return int(cur.lastrowid or 0)
+        appointment_id = int(cur.lastrowid or 0)
+        await log_action(tx, "booked", now, patient_id, appointment_id=appointment_id, user_id=user_id,
+                         detail=f"{wall(starts_at)}" + (", из листа ожидания" if waiting_closed.rowcount else ""))
+        return appointment_id
 
 
 async def _refuse_clash(tx: Any, doctor_id: int, starts_at: datetime, ends_at: datetime,
@@ -199,13 +205,13 @@ async def _refuse_clash(tx: Any, doctor_id: int, starts_at: datetime, ends_at: d
 
 
 async def reschedule(db: Database, appointment_id: int, starts_at: datetime, minutes: int,
-                     now: float, doctor_id: int | None = None) -> None:
+                     now: float, doctor_id: int | None = None, user_id: int | None = None) -> None:
     """Move an appointment (keeps its id: details are not sent again; confirmation and
     reminder are planned anew for the new time), optionally to another doctor."""
     ends_at = slot_end(starts_at, minutes, now)  # the same checks as a booking
     async with db.transaction() as tx:
         row = await (await tx.execute(
-            "SELECT doctor_id FROM appointments WHERE id = ?", (appointment_id,)
+            "SELECT doctor_id, patient_id, starts_at FROM appointments WHERE id = ?", (appointment_id,)
         )).fetchone()
         if row is None:
             raise BookingError("Нет такого приёма")
@@ -220,19 +226,25 @@ async def reschedule(db: Database, appointment_id: int, starts_at: datetime, min
             (doctor, wall(starts_at), wall(ends_at), starts_at.timestamp(), ends_at.timestamp(), utc_now(),
              appointment_id),
         )
+        await log_action(tx, "moved", now, row[1], appointment_id=appointment_id, user_id=user_id,
+                         detail=f"{row[2]} -> {wall(starts_at)}")
 
 
 async def set_status(db: Database, appointment_id: int, status: str, *,
-                     needs_reschedule: bool | None = None) -> str:
+                     needs_reschedule: bool | None = None, at: float | None = None,
+                     user_id: int | None = None) -> str:
     """Change an appointment's status; returns the previous one. Unknown status -> ValueError."""
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}")
     async with db.transaction() as tx:
         row = await (await tx.execute(
-            "SELECT status FROM appointments WHERE id = ?", (appointment_id,)
+            "SELECT status, patient_id FROM appointments WHERE id = ?", (appointment_id,)
         )).fetchone()
         if row is None:
             raise BookingError("Нет такого приёма")
+        if row[0] != status:
+            await log_action(tx, "status", at, row[1], appointment_id=appointment_id, user_id=user_id,
+                             detail=f"{row[0]} -> {status}")
         sets, params = ["status = ?", "updated_at = ?"], [status, utc_now()]
         if needs_reschedule is not None:
             sets.append("needs_reschedule = ?")
@@ -333,10 +345,33 @@ async def insert_task(tx: Any, patient_id: int | None, title: str, due: date, us
     return int(cur.lastrowid or 0)
 
 
-async def complete_task(db: Database, task_id: int) -> None:
+async def complete_task(db: Database, task_id: int, *, at: float | None = None, user_id: int | None = None) -> None:
     async with db.transaction() as tx:
-        await tx.execute("UPDATE tasks SET done_at = ? WHERE id = ? AND done_at IS NULL",
-                         (utc_now(), task_id))
+        cur = await tx.execute("UPDATE tasks SET done_at = ? WHERE id = ? AND done_at IS NULL RETURNING patient_id,"
+                               " title", (utc_now(), task_id))
+        row = await cur.fetchone()
+        if row is not None:
+            await log_action(tx, "task_done", at, row[0], task_id=task_id, user_id=user_id, detail=row[1][:200])
+
+
+async def log_action(tx: Any, kind: str, at: float | None, patient_id: int | None, *,
+                     appointment_id: int | None = None, task_id: int | None = None, user_id: int | None = None,
+                     detail: str = "") -> None:
+    """One line of the CRM's history (who, when, what), inside the change's own transaction."""
+    await tx.execute(
+        "INSERT INTO crm_actions (at_ts, kind, patient_id, appointment_id, task_id, user_id, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (time_now() if at is None else at, kind, patient_id, appointment_id, task_id, user_id, detail))
+
+
+async def actions(db: Database, patient_ids: set[int], since: float, until: float) -> list[dict[str, Any]]:
+    if not patient_ids:
+        return []
+    marks = ",".join("?" * len(patient_ids))
+    rows = await db.fetchall(
+        f"SELECT * FROM crm_actions WHERE patient_id IN ({marks}) AND at_ts >= ? AND at_ts < ? ORDER BY at_ts, id",
+        (*sorted(patient_ids), since, until))
+    return [dict(r) for r in rows]
 
 
 async def open_tasks(db: Database, patient_id: int | None = None) -> list[dict[str, Any]]:

@@ -95,9 +95,14 @@ async def _report(request: web.Request) -> dict[str, Any]:
     if kinds:
         contacts = [c for c in contacts if c.kind in kinds]
     employee = q.get("employee", "")
-    appeals = ap.group(contacts, tz)
     patients = {c.patient_id for c in contacts if c.patient_id is not None}
-    ap.judge(appeals, await store.records(services.db, since, until, patients))
+    actions = await store.actions(services.db, patients, since, until)
+    # an outgoing call followed by a CRM action within 15 min takes its type (a comment's wins)
+    contacts = [c if c.caller_type else dataclasses.replace(c, caller_type=ap.action_type(c, actions))
+                for c in contacts]
+    appeals = ap.group(contacts, tz)
+    changed = {a.appointment_id for a in actions if a.appointment_id is not None and a.kind in ("moved", "status")}
+    ap.judge(appeals, await store.records(services.db, since, until, patients, changed), actions)
     successes = [s for s in q.getall("success", []) if s in ap.SUCCESSES]
     if successes:
         appeals = [a for a in appeals if a.success in successes]

@@ -177,7 +177,8 @@ async def _move(request: web.Request, form: Any) -> web.StreamResponse:
             raise BookingError("Выберите новое время приёма")
         minutes = max(1, round((appt["ends_ts"] - appt["starts_ts"]) / 60))
         await schedule.reschedule(db, appt["id"], schedule.parse_local(slot, clinic_tz(request)), minutes,
-                                  now_ts(request), doctor_id=int_or_none(form.get("doctor")))
+                                  now_ts(request), doctor_id=int_or_none(form.get("doctor")),
+                                  user_id=(await viewer(request)).user_id)
     except (BookingError, ValueError) as exc:
         values = {k: str(v) for k, v in form.items()}
         return aiohttp_jinja2.render_template(
@@ -221,7 +222,8 @@ async def appointment_status(request: web.Request) -> web.StreamResponse:
     if status not in schedule.STATUSES:
         raise web.HTTPBadRequest(text="Неизвестный статус")
     try:
-        await schedule.set_status(request.app[SERVICES].db, int(request.match_info["id"]), status)
+        await schedule.set_status(request.app[SERVICES].db, int(request.match_info["id"]), status,
+                                  at=now_ts(request), user_id=(await viewer(request)).user_id)
     except BookingError as exc:
         raise web.HTTPNotFound(text=str(exc)) from None
     await trace(request, "appointment_status", "appointment", request.match_info["id"], status)
@@ -257,7 +259,8 @@ async def task_add(request: web.Request) -> web.StreamResponse:
 
 async def task_done(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    await schedule.complete_task(request.app[SERVICES].db, int(request.match_info["id"]))
+    await schedule.complete_task(request.app[SERVICES].db, int(request.match_info["id"]), at=now_ts(request),
+                                 user_id=(await viewer(request)).user_id)
     raise web.HTTPFound(_back(form.get("back")))
 
 

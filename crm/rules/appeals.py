@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from crm.rules.windows import APPOINTMENT_LINK
+from crm.rules.windows import APPOINTMENT_LINK, CANCEL_LINK, CRM_ACTION_LINK
 
 # contact kinds
 INCOMING, OUTGOING, REQUEST, DIALOG = "incoming", "outgoing", "request", "dialog"
@@ -72,6 +72,45 @@ class Record:
     created: float
     state: str  # FUTURE | DONE | VOID | WAIT_OPEN | WAIT_BOOKED | WAIT_CLOSED
     price: float = 0.0
+
+
+@dataclass(frozen=True)
+class Action:
+    """Something done in the CRM (``crm_actions``): booked, moved, status, task_done."""
+
+    at: float
+    kind: str
+    patient_id: int
+    appointment_id: int | None = None
+    detail: str = ""
+
+
+WANTS_BOOKING = "Пациент. Хочет записаться"
+CRM_TASK = "Пациент. Задача CRM"
+REMINDER = "Пациент. Напоминание"
+
+
+def action_type(contact: Contact, actions: Iterable[Action]) -> str:
+    """Seed 004: an answered outgoing call to a number of the patient's card joins the CRM action
+    done within 15 minutes of it (CRM_ACTION_LINK) and takes its type — a booking (from the
+    waiting list too) «Хочет записаться», a task closed «Задача CRM», an appointment moved,
+    cancelled or confirmed «Напоминание». "" when none."""
+    if contact.kind != OUTGOING or contact.patient_id is None or contact.missed:
+        return ""
+    kinds = {a.kind for a in actions if a.patient_id == contact.patient_id
+             and contact.started <= a.at <= contact.ended + CRM_ACTION_LINK}
+    if "booked" in kinds:
+        return WANTS_BOOKING
+    if "task_done" in kinds:
+        return CRM_TASK
+    if kinds & {"moved", "status"}:
+        return REMINDER
+    return ""
+
+
+def changed_during(contact: Contact, action: Action) -> bool:
+    """A cancel or a move joins the contact it followed within 15 minutes (CANCEL_LINK)."""
+    return action.kind in ("moved", "status") and contact.started <= action.at <= contact.ended + CANCEL_LINK
 
 
 @dataclass
@@ -163,15 +202,23 @@ def success_of(main: Record | None, open_requests: bool) -> str:
     return CANCELLED
 
 
-def judge(appeals: list[Appeal], records: Iterable[Record]) -> list[Appeal]:
+def judge(appeals: list[Appeal], records: Iterable[Record], actions: Iterable[Action] = ()) -> list[Appeal]:
     """Attach to each обращение the records of its patients made within the window of any of
-    its contacts, pick the main result and the success."""
+    its contacts, and the appointments cancelled or moved within 15 minutes of one; pick the
+    main result and the success."""
     by_patient: dict[int, list[Record]] = {}
+    appointments: dict[int, Record] = {}
     for r in records:
         by_patient.setdefault(r.patient_id, []).append(r)
+        if r.kind == "appointment":
+            appointments[r.id] = r
+    acts = list(actions)
     for a in appeals:
         patients = {c.patient_id for c in a.contacts if c.patient_id is not None}
         mine = [r for p in patients for r in by_patient.get(p, []) if any(linked(c, r) for c in a.contacts)]
+        changed = {x.appointment_id for x in acts if x.patient_id in patients and x.appointment_id in appointments
+                   and any(changed_during(c, x) for c in a.contacts)}
+        mine += [appointments[i] for i in sorted(changed) if appointments[i] not in mine]  # type: ignore[index]
         a.records = sorted(mine, key=lambda r: (r.created, r.id))
         a.main = main_result(a.records, a.patient_id)
         a.success = success_of(a.main, any(c.kind in (REQUEST, REQUEST_DIALOG) and c.missed for c in a.contacts))

@@ -124,3 +124,18 @@ async def test_the_channel_directory_and_the_channel_filter(env) -> None:
     await client.post("/logout", data={})
     await log_in(client, "anna", "pw-anna-12")  # an administrator sees the directory, cannot change it
     assert (await client.post("/appeals/channels", data={"group": "x", "name": "y"})).status == 403
+
+
+async def test_an_outgoing_call_then_a_task_closed_is_a_crm_task_call(env) -> None:
+    app, client, pid = env
+    db = app[SERVICES].db
+    out = CallRecord("9.0", "outgoing", "outgoing", "", "101", "79035551111", "", (), "101", at(15), at(15, 1),
+                     at(15, 4), 5.0, 180.0, "caller", "")
+    await calls.save_call(db, out)
+    task = await schedule.add_task(db, pid, "Перезвонить о результатах", datetime(2026, 12, 2).date(), None)
+    await schedule.complete_task(db, task, at=at(15, 10))  # 6 min after the call
+    history = await db.fetchall("SELECT kind, detail FROM crm_actions WHERE patient_id = ?", (pid,))
+    assert [tuple(r) for r in history] == [("booked", "2026-12-04T10:00"), ("task_done", "Перезвонить о результатах")]
+    await log_in(client, "anna", "pw-anna-12")
+    flat = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&view=flat&kind=outgoing")).text()
+    assert "Пациент. Задача CRM" in flat

@@ -142,3 +142,34 @@ def test_channel_rules_by_priority() -> None:
     explained = ac.explain(call, rules)
     assert [(k, r.id if r else None, fired) for k, r, fired in explained] == [
         (ac.UTM, None, False), (ac.CALLER, 5, True), (ac.DID, 2, False), (ac.SERVICE, None, False)]
+
+
+# --- CRM actions: an outgoing call's type, a cancel joining the contact -------------------------
+def test_an_outgoing_call_takes_the_type_of_the_action_within_fifteen_minutes() -> None:
+    out = call(1, at(10), kind=ap.OUTGOING, minutes=3, patient_id=7)  # 10:00-10:03
+    def act(kind: str, h: int, m: int, s: int = 0, patient: int = 7) -> ap.Action:
+        return ap.Action(at(h, m, s), kind, patient, appointment_id=1)
+
+    assert ap.action_type(out, [act("task_done", 10, 17)]) == ap.CRM_TASK  # 14 min after the end
+    assert ap.action_type(out, [act("task_done", 10, 18)]) == ap.CRM_TASK  # 15 min: still in
+    assert ap.action_type(out, [act("task_done", 10, 18, 1)]) == ""  # past 15 min
+    assert ap.action_type(out, [act("task_done", 10, 19)]) == ""  # 16 min after: out
+    assert ap.action_type(out, [act("moved", 10, 5), act("booked", 10, 6)]) == ap.WANTS_BOOKING  # booking wins
+    assert ap.action_type(out, [act("status", 10, 5)]) == ap.REMINDER
+    assert ap.action_type(out, [act("task_done", 10, 5, patient=8)]) == ""  # another patient's
+    incoming = call(2, at(10), patient_id=7)
+    assert ap.action_type(incoming, [act("task_done", 10, 5)]) == ""  # outgoing calls only
+    unanswered = call(3, at(10), kind=ap.OUTGOING, patient_id=7, missed=True)
+    assert ap.action_type(unanswered, [act("task_done", 10, 5)]) == ""
+
+
+def test_a_cancel_within_fifteen_minutes_joins_the_contact() -> None:
+    c = call(1, at(10), patient_id=7)  # 10:00-10:02
+    old = ap.Record(41, "appointment", 7, at(9, day=1), ap.VOID)  # made yesterday, cancelled now
+    cancel_in = ap.Action(at(10, 16), "status", 7, appointment_id=41)  # 14 min after the end
+    cancel_out = ap.Action(at(10, 18), "status", 7, appointment_id=41)  # 16 min after
+    assert ap.changed_during(c, cancel_in) and not ap.changed_during(c, cancel_out)
+    joined = ap.judge(ap.group([c], TZ), [old], [cancel_in])[0]
+    assert joined.records == [old] and joined.success == ap.CANCELLED
+    alone = ap.judge(ap.group([c], TZ), [old], [cancel_out])[0]
+    assert alone.records == [] and alone.success == ap.NOT_BOOKED
