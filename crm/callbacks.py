@@ -220,6 +220,7 @@ class Texts:
     sms: str
     emails: tuple[str, ...]
     tz: ZoneInfo
+    sender: str = ""  # the branch's own From (empty: the server's)
 
 
 async def end_attempt(db: Database, job: dict[str, Any], base: str, outcome: str, talk: float, reason: str,
@@ -241,11 +242,11 @@ async def end_attempt(db: Database, job: dict[str, Any], base: str, outcome: str
                 closed = step.outcome if isinstance(step, cr.Close) else cr.CLOSED_GAVE_UP
                 linked = base if closed == cr.CLOSED_CONTACTED else ""
                 await _close(tx, job["id"], request_id, closed, step.reason, now, linked_base=linked)
-                await _mail_about(tx, request_id, closed, texts.emails, texts.tz, now)
+                await _mail_about(tx, request_id, closed, texts.emails, texts.tz, now, texts.sender)
 
 
 async def close(db: Database, job: dict[str, Any] | None, request_id: int, outcome: str, reason: str, now: float,
-                emails: tuple[str, ...] = (), tz: ZoneInfo = UTC_ZONE) -> None:
+                emails: tuple[str, ...] = (), tz: ZoneInfo = UTC_ZONE, sender: str = "") -> None:
     """Closed before an attempt (contacted by other means, gave up) or by hand."""
     async with db.transaction() as tx:
         job_id = job["id"] if job else None
@@ -254,7 +255,7 @@ async def close(db: Database, job: dict[str, Any] | None, request_id: int, outco
                                           (f"callback:{request_id}",))).fetchone()
             job_id = row[0] if row else None
         await _close(tx, job_id, request_id, outcome, reason, now)
-        await _mail_about(tx, request_id, outcome, emails, tz, now)
+        await _mail_about(tx, request_id, outcome, emails, tz, now, sender)
 
 
 async def _close(tx: Any, job_id: int | None, request_id: int, outcome: str, reason: str, now: float, *,
@@ -286,7 +287,7 @@ async def _queue_sms(tx: Any, job: dict[str, Any], request_id: int, body: str, n
 
 
 async def _mail_about(tx: Any, request_id: int, closed: str, emails: tuple[str, ...], tz: ZoneInfo,
-                      now: float) -> None:
+                      now: float, sender: str = "") -> None:
     """Contacted: «Не надо перезванивать»; gave up: «перезвоните пациенту». Other closings
     need no letter: the administrator was there."""
     if closed not in (cr.CLOSED_CONTACTED, cr.CLOSED_GAVE_UP) or not emails:
@@ -295,7 +296,7 @@ async def _mail_about(tx: Any, request_id: int, closed: str, emails: tuple[str, 
     tries = [dict(r) for r in await (await tx.execute(
         "SELECT * FROM callback_attempts WHERE request_id = ? ORDER BY attempt", (request_id,))).fetchall()]
     subject, body = mail.callback_letter(req, tries, closed, tz)
-    await mail.enqueue(tx, f"callback:{request_id}:{closed}", request_id, emails, subject, body, now)
+    await mail.enqueue(tx, f"callback:{request_id}:{closed}", request_id, emails, subject, body, now, sender)
 
 
 async def recover(db: Database, now: float) -> list[str]:

@@ -16,11 +16,11 @@ MAIL_TRIES = 5
 
 
 async def enqueue(tx: Any, key: str, request_id: int | None, to: tuple[str, ...], subject: str, body: str,
-                  now: float) -> None:
+                  now: float, sender: str = "") -> None:
     await tx.execute(
-        "INSERT INTO mail_outbox (mail_key, request_id, to_addrs, subject, body, next_try_ts, created_ts)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (mail_key) DO NOTHING",
-        (key, request_id, ",".join(to), subject, body, now, now))
+        "INSERT INTO mail_outbox (mail_key, request_id, to_addrs, from_addr, subject, body, next_try_ts, created_ts)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (mail_key) DO NOTHING",
+        (key, request_id, ",".join(to), sender, subject, body, now, now))
 
 
 async def claim(db: Database, now: float, limit: int) -> list[dict[str, Any]]:

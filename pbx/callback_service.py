@@ -133,7 +133,7 @@ class CallbackService(JobLoop):
             await callbacks.close(self.db, job, req["id"], decision.outcome, decision.reason, now)
         elif isinstance(decision, cr.GiveUp):
             await callbacks.close(self.db, job, req["id"], cr.CLOSED_GAVE_UP, decision.reason, now,
-                                  emails=_emails(s), tz=self.tz)
+                                  emails=_emails(s), tz=self.tz, sender=s.mail_from)
         elif isinstance(decision, cr.WaitUntil):
             await callbacks.release(self.db, job["id"], decision.at, decision.reason)
         else:
@@ -192,7 +192,7 @@ class CallbackService(JobLoop):
         if cr.leg_of(outcome) == cr.PATIENT:  # this attempt counts too (written with the steps)
             facts = dataclasses.replace(facts, patient_failures=facts.patient_failures + 1)
         steps = cr.after_attempt(outcome, facts, s, now, self.tz)
-        texts = callbacks.Texts(cr.sms_text(req["source_name"], s.clinic_phone), _emails(s), self.tz)
+        texts = callbacks.Texts(cr.sms_text(req["source_name"], s.clinic_phone), _emails(s), self.tz, s.mail_from)
         await callbacks.end_attempt(self.db, job, flow.base, outcome, talk, reason, steps, now, texts)
         log.info("callback %s: %s (talk %.1f s) -> %s", flow.base, outcome, talk,
                  ", ".join(type(st).__name__ for st in steps))
@@ -203,7 +203,8 @@ class CallbackService(JobLoop):
         if not self.mailer.configured:
             return 0
         for letter in await mail.claim(self.db, self.clock.now(), 20):
-            error = await self.mailer.send(letter["to_addrs"].split(","), letter["subject"], letter["body"])
+            error = await self.mailer.send(letter["to_addrs"].split(","), letter["subject"], letter["body"],
+                                           letter["from_addr"])
             await mail.result(self.db, letter, error, self.clock.now())
             sent += not error
         return sent

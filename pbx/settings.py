@@ -116,8 +116,9 @@ class MailSettings:
     security: str = "starttls"  # starttls | ssl | none
     user: str = ""
     password: str = field(default="", repr=False)
-    sender: str = "clinic-pbx@localhost"
+    sender: str = "clinic-pbx@localhost"  # unless a branch sets its own (callback robot settings)
     timeout: float = 15.0
+    verify_tls: bool = True  # false only for a server with a self-signed certificate on the LAN
     demo: bool = False
 
 

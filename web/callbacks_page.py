@@ -31,7 +31,7 @@ from web.common import (
 SOURCE_BY_HAND = "администратора"  # «Заявка на запись с администратора» — a request typed in the panel
 SETTING_FIELDS = ("clinic_target", "queue", "caller_id", "ring_clinic_seconds", "ring_patient_seconds",
                   "key_wait_seconds", "prompt_repeats", "retry_minutes", "give_up_minutes", "sms_after",
-                  "max_concurrent_calls", "opens", "closes", "closed_days", "week", "emails", "clinic_phone")
+                  "max_concurrent_calls", "opens", "closes", "closed_days", "week", "emails", "mail_from", "clinic_phone")
 
 
 def setup_callbacks_page(app: web.Application) -> None:

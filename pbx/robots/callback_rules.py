@@ -89,6 +89,7 @@ class CallbackSettings:
     # "09:00-21:00,09:00-21:00,09:00-21:00,09:00-21:00,09:00-21:00,10:00-16:00,-"
     week: str = ""
     emails: str = ""  # the clinic's responsible staff, comma separated
+    mail_from: str = ""  # the branch's own sender address (empty: the server's [mail] sender)
     clinic_phone: str = "+7 495 111-00-01"  # said in the SMS
 
     @classmethod
