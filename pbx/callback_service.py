@@ -192,6 +192,8 @@ class CallbackService(JobLoop):
         if cr.leg_of(outcome) == cr.PATIENT:  # this attempt counts too (written with the steps)
             facts = dataclasses.replace(facts, patient_failures=facts.patient_failures + 1)
         steps = cr.after_attempt(outcome, facts, s, now, self.tz)
+        if req["state"] != "open":  # closed by hand during the call: no retry, no SMS; the job ends
+            steps = [cr.Close(req["outcome"], "Заявка закрыта во время звонка")]
         texts = callbacks.Texts(cr.sms_text(req["source_name"], s.clinic_phone), _emails(s), self.tz, s.mail_from)
         await callbacks.end_attempt(self.db, job, flow.base, outcome, talk, reason, steps, now, texts)
         log.info("callback %s: %s (talk %.1f s) -> %s", flow.base, outcome, talk,
