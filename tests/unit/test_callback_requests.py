@@ -330,3 +330,51 @@ async def test_each_branch_has_its_sources_settings_and_queue_of_jobs(env) -> No
     assert await callbacks.due_branches(db, NOW) == [second]
     assert await callbacks.claim(db, NOW, 1, 5) == []
     assert [j["subject_id"] for j in await callbacks.claim(db, NOW, second, 5)] == [rid]
+
+
+class FakeRunner:
+    """Stands for the ARI flow runner: the call ends with a set outcome at once."""
+
+    def __init__(self, outcome: str, talk: float = 0.0) -> None:
+        self.outcome, self.talk = outcome, talk
+
+    async def run(self, flow, on_report=None):
+        from pbx.robots import flow as f
+
+        if on_report is not None:
+            await on_report("answered:101")
+        return f.Outcome(self.outcome, "1", None, "", self.talk)
+
+
+async def attempt_with(app, outcome: str, *, close_first: bool = False) -> tuple[dict, dict]:
+    svc = app[SERVICES].callbacks
+    db = app[SERVICES].db
+    intake = await callbacks.create_request(db, callbacks.NewRequest(phone="+79035557777", source_name="НаПоправку"),
+                                            NOW)
+    job = (await callbacks.claim(db, NOW, None, 1))[0]
+    await callbacks.start_attempt(db, job, 1, "cb-test-1", NOW)
+    if close_first:
+        await callbacks.close(db, None, intake.request_id, cr.CLOSED_CANCELLED, "", NOW)
+    svc.runner = FakeRunner(outcome)
+    flow = type("F", (), {"base": "cb-test-1"})()
+    await svc._call(job, flow, cr.CallbackSettings(sms_after=1))
+    req = await callbacks.request(db, intake.request_id)
+    row = await db.fetchone("SELECT state, due_ts FROM jobs WHERE id = ?", (job["id"],))
+    return req, dict(row)  # type: ignore[return-value]
+
+
+async def test_after_a_busy_patient_the_sms_and_the_retry(env) -> None:
+    app, _, _ = env
+    req, job = await attempt_with(app, cr.PATIENT_BUSY)
+    assert req["state"] == "open" and req["sms_sent"] == 1
+    assert job == {"state": "pending", "due_ts": NOW + 300}
+    sms = await app[SERVICES].db.fetchall("SELECT phone, body FROM outbox WHERE scenario = 'callback'")
+    assert [tuple(r) for r in sms] == [("+79035557777", cr.sms_text("НаПоправку", "+7 495 111-00-01"))]
+
+
+async def test_a_request_closed_during_the_call_is_not_retried(env) -> None:
+    app, _, _ = env
+    req, job = await attempt_with(app, cr.PATIENT_BUSY, close_first=True)
+    assert (req["state"], req["outcome"], req["sms_sent"]) == ("closed", cr.CLOSED_CANCELLED, 0)
+    assert job["state"] == "done"
+    assert await app[SERVICES].db.fetchall("SELECT 1 FROM outbox WHERE scenario = 'callback'") == []
