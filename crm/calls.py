@@ -122,6 +122,8 @@ class CallFilter:
     tag: str | None = None  # a tag's text as set on calls
     limit: int = 100
     offset: int = 0
+    # keyset paging for whole exports: only calls before this (started_at, id), newest first
+    before: tuple[str, int] | None = None
 
 
 CALL_TYPES = records.CALL_TYPES
@@ -178,6 +180,9 @@ def conditions(f: CallFilter) -> tuple[list[str], list[Any]]:
     if f.until:
         where.append("c.started_at < ?")
         params.append(f.until)
+    if f.before is not None:
+        where.append("(c.started_at < ? OR (c.started_at = ? AND c.id < ?))")
+        params += [f.before[0], f.before[0], f.before[1]]
     if f.call_type:
         where.append("c.call_type = ?")
         params.append(f.call_type)

@@ -80,11 +80,12 @@ class RecordingKeeper:
 
     async def _run(self) -> None:
         while True:
+            # the first pass a few minutes after the start too: a restart is no time for sox
+            await asyncio.sleep(PASS_SECONDS)
             try:
                 await self.pass_once(time.time())
             except Exception:
                 log.exception("recordings pass failed")
-            await asyncio.sleep(PASS_SECONDS)
 
     async def pass_once(self, now: float) -> tuple[int, int]:
         """Returns (compressed, deleted)."""

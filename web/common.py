@@ -92,12 +92,17 @@ def int_or_none(text: object) -> int | None:
     return value if 0 < value < 2**62 else None
 
 
-def csv_response(rows: Iterable[Iterable[object]], filename: str) -> web.Response:
-    """A CSV download Excel opens right: ``;``-separated, UTF-8 with a BOM for the Cyrillic."""
+def csv_lines(rows: Iterable[Iterable[object]]) -> str:
+    """Rows as the panel's CSV writes them: ``;``-separated (Excel in a Russian locale)."""
     out = io.StringIO()
     csv.writer(out, delimiter=";").writerows(rows)
+    return out.getvalue()
+
+
+def csv_response(rows: Iterable[Iterable[object]], filename: str) -> web.Response:
+    """A CSV download Excel opens right: ``;``-separated, UTF-8 with a BOM for the Cyrillic."""
     return web.Response(
-        body=("\ufeff" + out.getvalue()).encode(), content_type="text/csv", charset="utf-8",
+        body=("\ufeff" + csv_lines(rows)).encode(), content_type="text/csv", charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 

@@ -130,3 +130,23 @@ async def test_times_and_days_are_the_clinic_s(app) -> None:
     body = (await (await c.get("/calls.csv?since=2026-12-01&until=2026-12-01")).read()).decode()
     assert "2026-12-01 01:30:00" in body
     await c.close()
+
+
+async def test_the_csv_has_every_call_of_the_period_each_once(app) -> None:
+    application, server = app
+    db = application[SERVICES].db
+    from zoneinfo import ZoneInfo
+
+    base = datetime(2026, 11, 25, 8, 0, tzinfo=ZoneInfo("Europe/Moscow")).timestamp()  # 2,500 calls till 15:00
+
+    for i in range(2500):
+        await calls.save_call(db, rec(f"5{i:05d}.0", base + i * 10, f"7903{i:07d}", "incoming"))
+    c = TestClient(server)
+    await log_in(c, "reader", "pw")
+    day = "2026-11-25"
+    body = (await (await c.get(f"/calls.csv?since={day}&until={day}")).read()).decode()
+    lines = body.lstrip("\ufeff").splitlines()
+    numbers = [ln.split(";")[2] for ln in lines[1:]]
+    assert len(numbers) == 2500 and len(set(numbers)) == 2500  # all of them, none twice
+    assert numbers[0] == "+79030002499" and numbers[-1] == "+79030000000"  # newest first
+    await c.close()
