@@ -117,6 +117,7 @@ class CallFilter:
     missed_state: str | None = None
     user_id: int | None = None  # an employee who took part (answered, was rung, or placed it)
     query: str | None = None  # part of a phone number, or of a patient's name
+    phones: tuple[str, ...] = ()  # exactly these E.164 numbers (a patient card: on the index)
     did: str | None = None
     converted: bool | None = None  # an appointment came of the call (seed 000's conversion)
     tag: str | None = None  # a tag's text as set on calls
@@ -180,6 +181,9 @@ def conditions(f: CallFilter) -> tuple[list[str], list[Any]]:
     if f.until:
         where.append("c.started_at < ?")
         params.append(f.until)
+    if f.phones:
+        where.append(f"c.phone_e164 IN ({','.join('?' * len(f.phones))})")
+        params += list(f.phones)
     if f.before is not None:
         where.append("(c.started_at < ? OR (c.started_at = ? AND c.id < ?))")
         params += [f.before[0], f.before[0], f.before[1]]
