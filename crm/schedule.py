@@ -304,13 +304,14 @@ async def _appointments(db: Database, where: str, params: Any,
 
 
 async def add_waiting(db: Database, patient_id: int, specialty: str, note: str,
-                      user_id: int | None) -> int:
+                      user_id: int | None, at: float | None = None) -> int:
     async with db.transaction() as tx:
         cur = await tx.execute(
             "INSERT INTO waiting_list (patient_id, specialty, note, created_by, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (patient_id, specialty[:200], note[:1000], user_id, utc_now()),
         )
+        await log_action(tx, "waiting_added", at, patient_id, user_id=user_id, detail=specialty[:200])
         return int(cur.lastrowid or 0)
 
 

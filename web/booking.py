@@ -271,5 +271,5 @@ async def waiting_add(request: web.Request) -> web.StreamResponse:
     if pid is None or not await patients.exists(request.app[SERVICES].db, pid):
         raise web.HTTPBadRequest(text="Нет такого пациента")
     await schedule.add_waiting(request.app[SERVICES].db, pid, str(form.get("specialty", "")),
-                               str(form.get("note", "")), me.user_id)
+                               str(form.get("note", "")), me.user_id, at=now_ts(request))
     raise web.HTTPFound(_back(form.get("back")))

@@ -86,6 +86,7 @@ class Action:
 
 
 WANTS_BOOKING = "Пациент. Хочет записаться"
+WAITING_LIST = "Пациент. Лист ожидания"
 CRM_TASK = "Пациент. Задача CRM"
 REMINDER = "Пациент. Напоминание"
 
@@ -93,14 +94,16 @@ REMINDER = "Пациент. Напоминание"
 def action_type(contact: Contact, actions: Iterable[Action]) -> str:
     """Seed 004: an answered outgoing call to a number of the patient's card joins the CRM action
     done within 15 minutes of it (CRM_ACTION_LINK) and takes its type — a booking (from the
-    waiting list too) «Хочет записаться», a task closed «Задача CRM», an appointment moved,
-    cancelled or confirmed «Напоминание». "" when none."""
+    waiting list too) «Хочет записаться», a waiting-list entry «Лист ожидания», a task closed
+    «Задача CRM», an appointment moved, cancelled or confirmed «Напоминание». "" when none."""
     if contact.kind != OUTGOING or contact.patient_id is None or contact.missed:
         return ""
     kinds = {a.kind for a in actions if a.patient_id == contact.patient_id
              and contact.started <= a.at <= contact.ended + CRM_ACTION_LINK}
     if "booked" in kinds:
         return WANTS_BOOKING
+    if "waiting_added" in kinds:
+        return WAITING_LIST
     if "task_done" in kinds:
         return CRM_TASK
     if kinds & {"moved", "status"}:

@@ -156,6 +156,8 @@ def test_an_outgoing_call_takes_the_type_of_the_action_within_fifteen_minutes() 
     assert ap.action_type(out, [act("task_done", 10, 19)]) == ""  # 16 min after: out
     assert ap.action_type(out, [act("moved", 10, 5), act("booked", 10, 6)]) == ap.WANTS_BOOKING  # booking wins
     assert ap.action_type(out, [act("status", 10, 5)]) == ap.REMINDER
+    assert ap.action_type(out, [act("waiting_added", 10, 5), act("task_done", 10, 6)]) == ap.WAITING_LIST
+    assert ap.action_type(out, [act("waiting_added", 10, 5), act("booked", 10, 7)]) == ap.WANTS_BOOKING
     assert ap.action_type(out, [act("task_done", 10, 5, patient=8)]) == ""  # another patient's
     incoming = call(2, at(10), patient_id=7)
     assert ap.action_type(incoming, [act("task_done", 10, 5)]) == ""  # outgoing calls only
