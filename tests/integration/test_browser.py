@@ -235,3 +235,40 @@ async def test_several_calls_ringing_at_once_are_listed(server, page, asterisk, 
         # a fresh Asterisk for the next test: setting the member's ringinuse back by hand (or
         # reloading the queues) still left 101 rung-and-cancelled at once on the next call
         await asyncio.to_thread(asterisk.restart)
+
+
+async def test_a_call_and_its_booking_are_one_successful_appeal(server, page, tmp_path: Path) -> None:
+    """Seed 004 in the browser: a real SIPp call from Петрова, answered on 101, booked from the
+    card while talking, a comment on the call; «История обращений» shows one обращение
+    «Записался» with the recording's player, the comment and the booking's symbol."""
+    from crm import comments
+
+    services, log = server
+    base = await open_panel(services, page)
+    phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 1500}})
+    call = await start_operator_call(services.settings, "+79161234567", "74951110001", tmp_path, talk_ms=6000)
+    talking = page.locator("#cards .card.talking")
+    await talking.wait_for(timeout=15_000)
+    ring = await log.wait_for(lambda e: e.name == "DialBegin" and "PJSIP/101-" in str(e.headers.get("DestChannel")))
+    linkedid = ring.headers["Linkedid"]
+    await talking.locator("a", has_text="Назначить приём").click()
+    await page.wait_for_url("**/booking?**")
+    await page.fill("input[name=date]", next_workday())
+    await page.click("form.filters button[type=submit]")
+    await page.locator("form.booking input[name=slot]").first.check()
+    await page.click("form.booking button.primary")
+    await page.wait_for_selector("p.booked")
+    assert await call.wait(30) == 0
+    await stop_all(*phones.values())
+    record = await wait_call(services, linkedid)
+    topic = (await comments.topics(services.db))[0]
+    await comments.save_comment(services.db, linkedid, caller_type="wants_booking", topic_id=topic["id"],
+                                patient_id=record["patient_id"], text="Хочет на чистку", user_id=None)
+    await page.goto(base + "/appeals")
+    assert await page.text_content(".appeals-count") == "1"
+    row = page.locator("table.appeals tbody.appeal tr").first
+    await expect(row.locator("td.success")).to_contain_text("Записался")
+    text = await row.text_content()
+    assert "Петрова Анна Сергеевна" in text and "Хочет на чистку" in text and "Пациент. Хочет записаться" in text
+    assert await row.locator("audio").count() == 1  # the recording plays from the report
+    assert await row.locator("span.record.future").count() == 1  # the booking, still to come

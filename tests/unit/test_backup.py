@@ -89,7 +89,7 @@ def test_migrate_dry_run_says_what_would_change_and_changes_nothing(tmp_path: Pa
     import argparse
 
     from crm.db import Database, pending_migrations
-    from pbx.cli import cmd_migrate
+    from pbx.cli_ops import cmd_migrate
     from pbx.settings import Settings
 
     path = tmp_path / "crm.sqlite"

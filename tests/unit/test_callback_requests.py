@@ -197,7 +197,7 @@ async def test_demo_request_goes_through_the_signed_webhook(tmp_path: Path) -> N
     import dataclasses
     import socket
 
-    from pbx.cli import cmd_demo_request
+    from pbx.cli_ops import cmd_demo_request
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,0 +1,126 @@
+"""The operator's commands of ``clinic-pbx`` (see ``pbx.cli``): systemd units, migrations,
+backups, and the demo's website request. Each takes the settings and the parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from pbx.settings import Settings
+
+
+def cmd_install_service(settings: Settings, args: argparse.Namespace) -> int:
+    from pbx.service_units import (
+        ASTERISK_UNIT,
+        BACKUP_TIMER,
+        CHECK_TIMER,
+        SERVER_UNIT,
+        install_units,
+        render_units,
+    )
+
+    root: Path = args.root
+    config = root / str(args.unit_config).lstrip("/")
+    if not config.exists():  # one place for the configuration: this installation's state folder kept
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(f'# clinic-pbx settings (see clinic-pbx.example.toml for every key)\n'
+                          f'state_dir = "{settings.state_dir}"\n', encoding="utf-8")
+        config.chmod(0o600)
+        print(f"install-service: wrote {config}")
+    binary = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "clinic-pbx" else \
+        Path(sys.executable).parent / "clinic-pbx"
+    units = render_units(settings, binary, args.unit_config)
+    for path in install_units(units, root / "etc" / "systemd" / "system"):
+        print(f"install-service: wrote {path}")
+    names = [n for n in (ASTERISK_UNIT, SERVER_UNIT, CHECK_TIMER, BACKUP_TIMER) if n in units]
+    print(f"then: systemctl daemon-reload && systemctl enable --now {' '.join(names)}")
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from crm.db import Database, pending_migrations
+
+    pending = pending_migrations(settings.db_path)
+    if not pending:
+        print(f"migrate: {settings.db_path} is up to date")
+        return 0
+    if args.dry_run:
+        print(f"migrate --dry-run: {len(pending)} migration(s) would be applied to {settings.db_path},"
+              " each in one transaction:")
+        for name, lines in pending:
+            print(f"{name}")
+            for line in lines:
+                print(f"    {line}")
+        return 0
+
+    async def apply() -> list[str]:
+        db = Database(settings.db_path)
+        await db.open()  # applies them, each atomically
+        await db.close()
+        return [name for name, _ in pending]
+
+    for name in asyncio.run(apply()):
+        print(f"applied {name}")
+    return 0
+
+
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from crm.backup import backup, prune
+
+    target = args.target or (Path(settings.backup_dir) if settings.backup_dir else settings.state_dir / "backups")
+    folder = backup(settings.db_path, settings.state_dir / "secrets.json", target)
+    print(f"backup: {folder}")
+    keep = settings.backup_keep if args.keep is None else args.keep
+    for old in prune(target, keep):
+        print(f"backup: removed {old} (keeping the {keep} newest)")
+    return 0
+
+
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from crm.backup import restore
+
+    kept = restore(args.folder, settings.db_path, settings.state_dir / "secrets.json")
+    print(f"restored {args.folder} into {settings.db_path}" + (f"; the previous database is {kept}" if kept else ""))
+    return 0
+
+
+def cmd_demo_request(settings: Settings, args: argparse.Namespace) -> int:
+    """Signs with the source's secret from the CRM (same machine) and posts to the webhook."""
+    import json
+    import time
+    import uuid
+
+    import aiohttp
+
+    from crm import callbacks, signatures
+    from crm.db import Database
+
+    async def send() -> int:
+        db = Database(settings.db_path)
+        await db.open()
+        try:
+            src = await callbacks.source(db, args.source)
+        finally:
+            await db.close()
+        if src is None or not src["secret"]:
+            print(f"demo-request: no source {args.source!r} with a secret (set one up on «Обратные звонки»)")
+            return 1
+        body = json.dumps({"source": args.source, "external_id": f"demo-{uuid.uuid4().hex[:8]}",
+                           "name": args.name, "phone": args.phone, "doctor": args.doctor, "service": args.service,
+                           "desired_time": "в ближайшие дни", "utm": {"utm_source": "demo"}},
+                          ensure_ascii=False).encode()
+        stamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", signatures.TIMESTAMP_HEADER: stamp,
+                   signatures.SIGNATURE_HEADER: signatures.sign(src["secret"], stamp, body)}
+        url = f"http://127.0.0.1:{settings.web.port}/api/v1/requests"
+        try:
+            async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as r:
+                print(f"demo-request: {r.status} {await r.text()}")
+                return 0 if r.status in (200, 201) else 1
+        except aiohttp.ClientError as exc:
+            print(f"demo-request: the server at {url} does not answer ({exc}); start it with `make run`")
+            return 1
+
+    return asyncio.run(send())
