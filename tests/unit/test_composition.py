@@ -51,3 +51,20 @@ def test_the_version_is_reported(capsys) -> None:
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"clinic-pbx {VERSION}"
     assert VERSION != "unknown"  # installed by `make` (pip install -e .)
+
+
+async def test_a_task_failing_while_it_stops_does_not_stop_the_shutdown(caplog) -> None:
+    import asyncio
+
+    from pbx.tasks import cancel_and_wait
+
+    async def writes_then_fails() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise RuntimeError("ROLLBACK refused") from None
+
+    task = asyncio.get_running_loop().create_task(writes_then_fails(), name="escort")
+    await asyncio.sleep(0)
+    await cancel_and_wait(task)  # no exception: logged, and the next part stops
+    assert "task escort failed while stopping" in caplog.text
