@@ -9,6 +9,7 @@ lets run beside the writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
@@ -155,16 +156,33 @@ class Database:
             try:
                 yield w
             except BaseException:
-                await w.execute("ROLLBACK")
+                await self._rollback(w)
                 raise
+            # aiosqlite runs a statement in its thread whatever happens to the awaiting task, so a
+            # COMMIT is waited for even when the task is cancelled meanwhile (a stopping server):
+            # a ROLLBACK queued behind a COMMIT that went through would fail
+            commit = asyncio.ensure_future(w.execute("COMMIT"))
             try:
-                await w.execute("COMMIT")
+                await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await commit
+                if w.in_transaction:
+                    await self._rollback(w)
+                raise
             except BaseException:
                 # a COMMIT refused (disk full, busy) may leave the transaction open: end it, or
                 # every later BEGIN on this one writer connection would fail for good
                 if w.in_transaction:
-                    await w.execute("ROLLBACK")
+                    await self._rollback(w)
                 raise
+
+    @staticmethod
+    async def _rollback(w: aiosqlite.Connection) -> None:
+        try:
+            await w.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:  # nothing left to roll back: it had ended
+            log.info("rollback: %s", exc)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         r = self._reader or self._require_writer()

@@ -172,3 +172,32 @@ async def test_a_refused_commit_leaves_the_writer_usable(tmp_path: Path) -> None
         assert await db.fetchall("SELECT p FROM child") == []
     finally:
         await db.close()
+
+
+async def test_a_task_cancelled_during_its_commit(tmp_path: Path) -> None:
+    """A stopping server cancels a loop in the middle of a COMMIT: aiosqlite runs it anyway, so
+    the transaction waits for it (a ROLLBACK behind it would fail and break the shutdown); the
+    row is committed, the task ends cancelled, the database goes on."""
+    import asyncio
+
+    from crm.db import Database
+
+    db = Database(tmp_path / "crm.sqlite")
+    await db.open()
+    try:
+        async def write() -> None:
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO clinic_settings (key, value) VALUES ('k', '1')")
+                me = asyncio.current_task()
+                assert me is not None
+                asyncio.get_running_loop().call_soon(me.cancel)  # lands on the COMMIT's await
+
+        task = asyncio.get_running_loop().create_task(write())
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert (await db.fetchone("SELECT value FROM clinic_settings WHERE key = 'k'"))[0] == "1"
+        async with db.transaction() as tx:  # the one writer is still usable
+            await tx.execute("UPDATE clinic_settings SET value = '2' WHERE key = 'k'")
+        assert (await db.fetchone("SELECT value FROM clinic_settings WHERE key = 'k'"))[0] == "2"
+    finally:
+        await db.close()
