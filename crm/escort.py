@@ -174,8 +174,8 @@ async def recover(db: Database, now: float) -> list[str]:
             )
             await _log(tx, c["appointment_id"], CONFIRMATION, now, "call", outcome="interrupted",
                        detail="Звонок прерван перезапуском сервера")
-        await tx.execute("UPDATE jobs SET state = 'pending', updated_at = ? WHERE state = 'running'",
-                         (utc_now(),))
+        await tx.execute("UPDATE jobs SET state = 'pending', updated_at = ? WHERE kind = 'escort'"
+                         " AND state = 'running'", (utc_now(),))  # the callback's own: crm.callbacks.recover
         await tx.execute("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")
     return [c["channel_id"] for c in open_calls]
 

@@ -24,6 +24,7 @@ from pbx.ami.recording import RawRecorder
 from pbx.app import SERVICES, Services, build_app
 from pbx.embedded import EmbeddedAsterisk
 from pbx.settings import PROJECT_DIR, AsteriskSettings, Settings, with_generated_secrets
+from tests.gateway_fake import FakeGateway
 
 IN_CI = bool(os.environ.get("CI"))
 TEST_STATE = Path(os.environ.get("CLINIC_PBX_TEST_STATE", PROJECT_DIR / ".local" / "test-state"))
@@ -196,3 +197,12 @@ async def server(
     yield services, log
     await srv.close()
     recorder.close()
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[FakeGateway]:
+    """A local HTTP message gateway (push, WhatsApp, SMS) that keeps what it is sent."""
+    g = FakeGateway()
+    await g.start()
+    yield g
+    await g.stop()

@@ -119,7 +119,7 @@ async def _report(request: web.Request) -> dict[str, Any]:
         "level_names": [LEVELS[x][0] for x in levels], "levels": {k: v[0] for k, v in LEVELS.items()},
         "kind_names": ap.KIND_NAMES, "success_names": ap.SUCCESSES, "state_names": STATE_NAMES,
         "employees": sorted({c.employee for c in contacts if c.employee}),
-        "channel_groups": sorted({r.group for r in channel_rules}), "channel_names": sorted({r.channel for r in channel_rules}),
+        "channel_rules": channel_rules, "channel_groups": sorted({r.group for r in channel_rules}), "channel_names": sorted({r.channel for r in channel_rules}),
         "label": label, "duration": duration, "query": request.query_string,
     }
 
@@ -164,7 +164,7 @@ async def appeals_page(request: web.Request) -> dict[str, Any]:
     data = await _report(request)
     data["primary"] = primary
     data["summary"] = summary
-    rules = await ad_channels.rules(request.app[SERVICES].db)
+    rules = data["channel_rules"]
     data["explain"] = lambda c: [(ac.KIND_NAMES[k], f"{r.value} → {r.channel}" if r else "—", fired)
                                  for k, r, fired in ac.explain(facts_of(c), rules)]
     return data

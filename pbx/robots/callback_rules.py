@@ -16,10 +16,12 @@ argument, facts come as plain values; the storage (``crm.callbacks``) fetches th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from pbx.robots.plain import tolerant_values
 
 CONTACT_MIN_TALK = 10.0  # seconds bridged with the patient; more than this closes the request
 RETRY_SPACING = 5 * 60
@@ -95,20 +97,7 @@ class CallbackSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> CallbackSettings:
         """Tolerant: unknown keys are ignored, values of the wrong type keep the default."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            if not data or f.name not in data:
-                continue
-            default, raw = getattr(cls, f.name), data[f.name]
-            if isinstance(default, bool):
-                values[f.name] = raw in (True, 1, "1", "true", "on")
-            elif isinstance(default, int):
-                try:
-                    values[f.name] = max(0, min(int(raw), 10_000))
-                except (TypeError, ValueError):
-                    pass
-            else:
-                values[f.name] = str(raw)[:300]
+        values = tolerant_values(cls, data, int_max=10_000, str_max=300)
         if parse_hhmm(str(values.get("opens", cls.opens))) is None:
             values.pop("opens")
         if parse_hhmm(str(values.get("closes", cls.closes))) is None:

@@ -4,9 +4,11 @@ call's outcome leads to. The adapter reads the facts and the clock and passes th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any
+
+from pbx.robots.plain import tolerant_values
 
 DETAILS, CONFIRMATION, REMINDER = "details", "confirmation", "reminder"
 SCENARIOS = {DETAILS: "Детали записи", CONFIRMATION: "Подтверждение приёма", REMINDER: "Напоминание о приёме"}
@@ -37,20 +39,7 @@ class EscortSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> EscortSettings:
         """Tolerant: unknown keys ignored, wrong types fall back to the defaults."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            if data and f.name in data:
-                default = getattr(cls, f.name)
-                raw = data[f.name]
-                if isinstance(default, bool):
-                    values[f.name] = bool(raw)
-                elif isinstance(default, int):
-                    try:
-                        values[f.name] = max(0, min(int(raw), 1000))
-                    except (TypeError, ValueError):
-                        pass
-                else:
-                    values[f.name] = str(raw)[:40]
+        values = tolerant_values(cls, data, int_max=1000, str_max=40)
         if values.get("confirmation_mode") not in (None, "robot", "messages"):
             values.pop("confirmation_mode")
         return cls(**values)

@@ -13,19 +13,15 @@ import dataclasses
 import os
 import random
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
-from email import message_from_bytes
-from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestServer
-from aiosmtpd.controller import Controller
 
 from crm import callbacks, patients, schedule
 from crm.clock import SettableClock
@@ -36,6 +32,7 @@ from pbx.settings import GatewaySettings, MailSettings, RobotSettings, Settings
 from pbx.sipp import NEVER, start_desk_phone, start_operator_uas
 from tests.gateway_fake import FakeGateway
 from tests.integration.helpers import billsec_agrees, wait_call, wait_cdr
+from tests.smtp_fake import Inbox, free_port, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sip_guard")]
 TZ = ZoneInfo("Europe/Moscow")
@@ -50,35 +47,13 @@ def _fresh_patient_number(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys.modules[__name__], "PATIENT", f"+7903{random.randrange(10**7):07d}")
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.letters: list[dict[str, str]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        msg = message_from_bytes(envelope.content)
-        self.letters.append({"to": ",".join(envelope.rcpt_tos), "subject": str(make_header(decode_header(msg["Subject"]))),
-                             "body": msg.get_payload(decode=True).decode()})
-        return "250 OK"
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
+    inbox, port = Inbox(), free_port()
+    controller = serve(inbox, port)
     yield inbox, port
     controller.stop()
 
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeGateway]:
-    g = FakeGateway()
-    await g.start()
-    yield g
-    await g.stop()
 
 
 @pytest.fixture

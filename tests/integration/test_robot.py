@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -36,13 +35,6 @@ SCENARIOS = {  # patient-sim number -> what they do (asterisk-config/extensions.
     "+79990000098": "hangs up", "+79990000097": "busy", "+79990000096": "no answer",
 }
 
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeGateway]:
-    g = FakeGateway()
-    await g.start()
-    yield g
-    await g.stop()
 
 
 async def start_app(settings: Settings, clock: SettableClock) -> tuple[TestServer, Services]:

@@ -23,6 +23,14 @@ def record(n: int) -> CallRecord:
                       (leg,), "101", t0, t0 + 2, t0 + 30, 2.0, 28.0, "caller", "")
 
 
+async def one_call_crm(state: Path) -> None:
+    """A state folder whose CRM holds one call."""
+    db = Database(state / "crm.sqlite")
+    await db.open()
+    await calls.save_call(db, record(1))
+    await db.close()
+
+
 async def test_a_backup_during_a_burst_of_writes(tmp_path: Path) -> None:
     db = Database(tmp_path / "state" / "crm.sqlite")
     await db.open()
@@ -71,14 +79,7 @@ def test_the_commands(tmp_path: Path, capsys, monkeypatch) -> None:
     state = tmp_path / "state"
     config = tmp_path / "clinic-pbx.toml"
     config.write_text(f'state_dir = "{state}"\n')
-
-    async def make() -> None:
-        db = Database(state / "crm.sqlite")
-        await db.open()
-        await calls.save_call(db, record(1))
-        await db.close()
-
-    asyncio.run(make())
+    asyncio.run(one_call_crm(state))
     assert main(["--config", str(config), "backup", str(tmp_path / "b")]) == 0
     folder = Path(capsys.readouterr().out.split("backup: ", 1)[1].strip())
     assert main(["--config", str(config), "restore", str(folder)]) == 0
@@ -127,14 +128,7 @@ def test_nightly_backups_keep_the_newest(tmp_path: Path, capsys) -> None:
     state = tmp_path / "state"
     config = tmp_path / "clinic-pbx.toml"
     config.write_text(f'state_dir = "{state}"\nbackup_keep = 2\n')
-
-    async def make() -> None:
-        db = Database(state / "crm.sqlite")
-        await db.open()
-        await calls.save_call(db, record(1))
-        await db.close()
-
-    asyncio.run(make())
+    asyncio.run(one_call_crm(state))
     target = state / "backups"
     target.mkdir(parents=True)
     for day in ("20261120-033000", "20261121-033000", "20261122-033000"):  # three earlier nights

@@ -307,4 +307,5 @@ def test_callback_report_per_day_on_plain_rows() -> None:
     second = days[1]
     assert (second.other_means, second.already_booked, second.cancelled, second.median_minutes) == (1, 1, 1, None)
     assert (total.requests, total.contacted, total.attempts) == (7, 2, 34)
-    assert per_day([], TZ) == ([], per_day([], TZ)[1]) and per_day([], TZ)[1].contacted_share is None
+    none_days, none_total = per_day([], TZ)
+    assert none_days == [] and none_total.requests == 0 and none_total.contacted_share is None

@@ -34,13 +34,6 @@ def at(day: int, hour: int, minute: int = 0) -> float:
     return datetime(2026, 11, day, hour, minute, tzinfo=TZ).timestamp()
 
 
-@pytest.fixture
-async def gateway():
-    g = FakeGateway()
-    await g.start()
-    yield g
-    await g.stop()
-
 
 @pytest.fixture
 async def env(tmp_path: Path, gateway: FakeGateway):

@@ -5,15 +5,11 @@ the sender of the branch."""
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import ssl
-from email import message_from_bytes
-from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,29 +20,12 @@ from crm import mail
 from crm.db import Database
 from pbx.mailer import SmtpMailer
 from pbx.settings import MailSettings
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.letters: list[dict[str, str]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        msg = message_from_bytes(envelope.content)
-        self.letters.append({"from": str(msg["From"]), "to": ",".join(envelope.rcpt_tos),
-                             "subject": str(make_header(decode_header(msg["Subject"]))),
-                             "body": msg.get_payload(decode=True).decode(), "authenticated": str(session.authenticated)})
-        return "250 OK"
+from tests.smtp_fake import Inbox, free_port, serve
 
 
 def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
     ok = isinstance(data, LoginPassword) and data.login == b"robot" and data.password == b"s3cret"
     return AuthResult(success=ok, handled=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +44,6 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(folder / "cert.pem", folder / "key.pem")
     return ctx
-
-
-def serve(inbox: Inbox, port: int, **kw: Any) -> Controller:
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, **kw)
-    controller.start()
-    return controller
 
 
 async def test_starttls_with_a_login(tls: ssl.SSLContext) -> None:
