@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm import clinic_settings, mail
-from crm.db import Database, utc_now
+from crm.db import Database
 from crm.escort import claim_jobs
 from pbx.robots import callback_rules as cr
 from pbx.robots import rules
@@ -68,7 +68,7 @@ async def save_source(db: Database, code: str, spoken_name: str, *, secret: str 
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (code) DO UPDATE SET spoken_name = excluded.spoken_name,"
             " secret = excluded.secret, token = excluded.token, enabled = excluded.enabled,"
             " branch_id = excluded.branch_id RETURNING id",
-            (code, spoken_name, secret, token, int(enabled), branch_id, utc_now()),
+            (code, spoken_name, secret, token, int(enabled), branch_id, tx.stamp()),
         )
         return int((await cur.fetchone())[0])
 
@@ -137,7 +137,7 @@ async def create_request(db: Database, req: NewRequest, now: float) -> Intake:
              json.dumps(req.utm, ensure_ascii=False), now, req.created_by),
         )
         request_id = int((await cur.fetchone())[0])
-        stamp = utc_now()
+        stamp = tx.stamp()
         await tx.execute(
             "INSERT INTO jobs (job_key, kind, scenario, subject_kind, subject_id, subject_ts, due_ts, created_at,"
             " updated_at) VALUES (?, ?, 'callback', 'request', ?, ?, ?, ?, ?)",
@@ -181,7 +181,7 @@ async def facts(db: Database, req: dict[str, Any], admins_free: bool) -> cr.Requ
 async def release(db: Database, job_id: int, due_ts: float, reason: str = "") -> None:
     async with db.transaction() as tx:
         await tx.execute("UPDATE jobs SET state = 'pending', due_ts = ?, reason = ?, updated_at = ? WHERE id = ?",
-                         (due_ts, reason, utc_now(), job_id))
+                         (due_ts, reason, tx.stamp(), job_id))
 
 
 # --- attempts ---------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ async def start_attempt(db: Database, job: dict[str, Any], attempt: int, base: s
         await tx.execute(
             "INSERT INTO callback_attempts (request_id, job_id, attempt, channel_base, started_ts)"
             " VALUES (?, ?, ?, ?, ?)", (job["subject_id"], job["id"], attempt, base, now))
-        await tx.execute("UPDATE jobs SET attempts = ?, updated_at = ? WHERE id = ?", (attempt, utc_now(), job["id"]))
+        await tx.execute("UPDATE jobs SET attempts = ?, updated_at = ? WHERE id = ?", (attempt, tx.stamp(), job["id"]))
         await tx.execute("UPDATE callback_requests SET first_try_ts = COALESCE(first_try_ts, ?) WHERE id = ?",
                          (now, job["subject_id"]))
 
@@ -237,7 +237,7 @@ async def end_attempt(db: Database, job: dict[str, Any], base: str, outcome: str
                 await _queue_sms(tx, job, request_id, texts.sms, now)
             elif isinstance(step, cr.WaitUntil):
                 await tx.execute("UPDATE jobs SET state = 'pending', due_ts = ?, reason = ?, updated_at = ?"
-                                 " WHERE id = ?", (step.at, step.reason, utc_now(), job["id"]))
+                                 " WHERE id = ?", (step.at, step.reason, tx.stamp(), job["id"]))
             elif isinstance(step, cr.Close | cr.GiveUp):
                 closed = step.outcome if isinstance(step, cr.Close) else cr.CLOSED_GAVE_UP
                 linked = base if closed == cr.CLOSED_CONTACTED else ""
@@ -270,7 +270,7 @@ async def _close(tx: Any, job_id: int | None, request_id: int, outcome: str, rea
         " WHERE id = ? AND state = 'open'", (outcome, now, linkedid, request_id))
     if job_id is not None:
         await tx.execute("UPDATE jobs SET state = 'done', outcome = ?, reason = ?, updated_at = ? WHERE id = ?"
-                         " AND state <> 'done'", (outcome, reason[:200], utc_now(), job_id))
+                         " AND state <> 'done'", (outcome, reason[:200], tx.stamp(), job_id))
 
 
 async def _queue_sms(tx: Any, job: dict[str, Any], request_id: int, body: str, now: float) -> None:
@@ -310,9 +310,9 @@ async def recover(db: Database, now: float) -> list[str]:
             await tx.execute("UPDATE callback_attempts SET outcome = ?, leg = 'clinic', ended_ts = ?, reason = ?"
                              " WHERE id = ?", (cr.INTERRUPTED, now, "Звонок прерван перезапуском", r["id"]))
             await tx.execute("UPDATE jobs SET state = 'pending', due_ts = ?, updated_at = ? WHERE id = ?"
-                             " AND state IN ('running', 'pending')", (now + 60, utc_now(), r["job_id"]))
+                             " AND state IN ('running', 'pending')", (now + 60, tx.stamp(), r["job_id"]))
         await tx.execute("UPDATE jobs SET state = 'pending', updated_at = ? WHERE kind = ? AND state = 'running'",
-                         (utc_now(), KIND))
+                         (tx.stamp(), KIND))
     return [r["channel_base"] for r in rows]
 
 

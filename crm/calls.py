@@ -9,7 +9,7 @@ from typing import Any
 
 from crm import contacts, phones, shifts
 from crm import identify as ident
-from crm.db import Database, utc_now
+from crm.db import Database
 from crm.rules import windows
 from pbx.calls import records
 from pbx.calls.records import OUTGOING_NOT_CONNECTED, CallRecord
@@ -62,7 +62,7 @@ async def save_call(db: Database, record: CallRecord) -> int | None:
                 record.recording, who.kind, who.patient_id, who.counterpart_id,
                 int(who.counts_for_stats and record.direction != "internal"
                     and record.call_type != OUTGOING_NOT_CONNECTED), originated_by,
-                record.source, utc_now(), record.started_at, record.ended_at,
+                record.source, tx.stamp(), record.started_at, record.ended_at,
             ),
         )
         if cur.rowcount == 0:

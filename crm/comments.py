@@ -10,7 +10,7 @@ from typing import Any
 
 from crm import contacts, phones
 from crm.calls import iso
-from crm.db import Database, utc_now
+from crm.db import Database
 from crm.identify import identify
 
 CALLER_TYPES = {
@@ -117,7 +117,7 @@ async def save_comment(
             " caller_type = excluded.caller_type, topic_id = excluded.topic_id,"
             " patient_id = excluded.patient_id, text = excluded.text, user_id = excluded.user_id,"
             " updated_at = excluded.updated_at",
-            (linkedid, caller_type, topic_id, patient_id, text.strip()[:4000], user_id, utc_now()),
+            (linkedid, caller_type, topic_id, patient_id, text.strip()[:4000], user_id, tx.stamp()),
         )
         await contacts.typed_by_hand(tx, linkedid, caller_type, contractor_name)
 
@@ -157,7 +157,7 @@ async def add_manual_call(
                 e164 if direction == "outgoing" else "", e164, user_id,
                 user_id if direction == "outgoing" else None, _utc(start_ts), _utc(start_ts),
                 _utc(end_ts), minutes * 60,
-                who.kind, who.patient_id, utc_now(), start_ts, end_ts,
+                who.kind, who.patient_id, tx.stamp(), start_ts, end_ts,
             ),
         )
         call_id = int(cur.lastrowid or 0)

@@ -21,6 +21,8 @@ from typing import Any
 
 import aiosqlite
 
+from crm.clock import Clock, SystemClock
+
 log = logging.getLogger(__name__)
 
 PRAGMAS = (
@@ -31,8 +33,29 @@ PRAGMAS = (
 )
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+def iso_stamp(ts: float) -> str:
+    """The audit stamp stored in ``created_at``/``updated_at`` columns: UTC, milliseconds."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+class Tx:
+    """One open write transaction: ``execute`` as on the connection, and ``stamp()``, the audit
+    time from the database's one clock (so a test's settable clock moves every stamp too)."""
+
+    __slots__ = ("_conn", "_clock")
+
+    def __init__(self, conn: aiosqlite.Connection, clock: Clock) -> None:
+        self._conn = conn
+        self._clock = clock
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        return self._conn.execute(sql, tuple(params))
+
+    def now(self) -> float:
+        return self._clock.now()
+
+    def stamp(self) -> str:
+        return iso_stamp(self._clock.now())
 
 
 def migration_files() -> list[tuple[int, str, str]]:
@@ -77,8 +100,9 @@ def pending_migrations(path: Path) -> list[tuple[str, list[str]]]:
 
 
 class Database:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Clock | None = None) -> None:
         self.path = path
+        self.clock: Clock = clock or SystemClock()
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._now: sqlite3.Connection | None = None
@@ -132,7 +156,7 @@ class Database:
                         await w.execute(statement)
                     await w.execute(
                         "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                        (version, name, utc_now()),
+                        (version, name, self.stamp()),
                     )
                     await w.execute("COMMIT")
                 except BaseException:
@@ -147,14 +171,18 @@ class Database:
             raise RuntimeError("database is not open")
         return self._writer
 
+    def stamp(self) -> str:
+        """The audit stamp for a write made now, from the database's clock."""
+        return iso_stamp(self.clock.now())
+
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[Tx]:
         """The one way to write: ``async with db.transaction() as tx: await tx.execute(...)``."""
         w = self._require_writer()
         async with self._write_lock:
             await w.execute("BEGIN IMMEDIATE")
             try:
-                yield w
+                yield Tx(w, self.clock)
             except BaseException:
                 await self._rollback(w)
                 raise

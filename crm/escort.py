@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm import clinic_settings, schedule
-from crm.db import Database, utc_now
+from crm.db import Database
 from pbx.robots import rules
 from pbx.robots.rules import CONFIRMATION, DETAILS, REMINDER, EscortSettings, Facts, Wording
 
@@ -45,7 +45,7 @@ async def plan(db: Database, now: float, tz: ZoneInfo, changed_since: str = "") 
     )
     if not rows:
         return 0, watermark
-    stamp = utc_now()
+    stamp = db.stamp()
     made = 0
     async with db.transaction() as tx:
         for r in rows:
@@ -73,7 +73,7 @@ async def call_now(db: Database, appointment_id: int, now: float) -> None:
     row = await db.fetchone("SELECT starts_ts FROM appointments WHERE id = ?", (appointment_id,))
     if row is None:
         raise KeyError(appointment_id)
-    stamp = utc_now()
+    stamp = db.stamp()
     async with db.transaction() as tx:
         await tx.execute(
             "INSERT INTO jobs (job_key, kind, scenario, subject_kind, subject_id, subject_ts, due_ts, step, mode,"
@@ -111,7 +111,7 @@ async def claim_jobs(db: Database, kind: str, now: float, limit: int, where: str
             "UPDATE jobs SET state = 'running', updated_at = ? WHERE id IN (SELECT id FROM jobs"
             f" WHERE kind = ? AND state = 'pending' AND due_ts <= ?{where} ORDER BY due_ts, id LIMIT ?)"
             f" RETURNING {job_columns()}",
-            (utc_now(), kind, now, *params, limit),
+            (tx.stamp(), kind, now, *params, limit),
         )
         return [dict(r) for r in await cur.fetchall()]
 
@@ -141,7 +141,7 @@ async def release(db: Database, job_id: int, due_ts: float, *, step: str | None 
         await tx.execute(
             "UPDATE jobs SET state = 'pending', due_ts = ?, step = COALESCE(?, step),"
             " mode = COALESCE(?, mode), updated_at = ? WHERE id = ?",
-            (due_ts, step, mode, utc_now(), job_id),
+            (due_ts, step, mode, tx.stamp(), job_id),
         )
 
 
@@ -150,7 +150,7 @@ async def finish(db: Database, job: dict[str, Any], state: str, now: float, *, o
     async with db.transaction() as tx:
         await tx.execute(
             "UPDATE jobs SET state = ?, outcome = ?, reason = ?, updated_at = ? WHERE id = ?",
-            (state, outcome, reason, utc_now(), job["id"]),
+            (state, outcome, reason, tx.stamp(), job["id"]),
         )
         if state == "skipped":
             await _log(tx, job["appointment_id"], job["scenario"], now, "skip", detail=reason)
@@ -170,12 +170,12 @@ async def recover(db: Database, now: float) -> list[str]:
             await tx.execute(
                 "UPDATE jobs SET state = 'pending', step = 'messages', due_ts = ?, updated_at = ?"
                 " WHERE id = ? AND state IN ('running', 'pending')",
-                (now, utc_now(), c["job_id"]),
+                (now, tx.stamp(), c["job_id"]),
             )
             await _log(tx, c["appointment_id"], CONFIRMATION, now, "call", outcome="interrupted",
                        detail="Звонок прерван перезапуском сервера")
         await tx.execute("UPDATE jobs SET state = 'pending', updated_at = ? WHERE kind = 'escort'"
-                         " AND state = 'running'", (utc_now(),))  # the callback's own: crm.callbacks.recover
+                         " AND state = 'running'", (tx.stamp(),))  # the callback's own: crm.callbacks.recover
         await tx.execute("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")
     return [c["channel_id"] for c in open_calls]
 
@@ -275,11 +275,11 @@ async def _apply_choice(tx: Any, appointment_id: int, choice: str, now: float, v
     for step in rules.choice_steps(choice):
         if isinstance(step, rules.MarkReschedule):
             await tx.execute("UPDATE appointments SET needs_reschedule = 1, updated_at = ? WHERE id = ?",
-                             (utc_now(), appointment_id))
+                             (tx.stamp(), appointment_id))
         elif isinstance(step, rules.SetStatus):
             cur = await tx.execute(
                 "UPDATE appointments SET status = ?, updated_at = ? WHERE id = ? AND status IN"
-                " ('unconfirmed', 'confirmed') RETURNING patient_id", (step.status, utc_now(), appointment_id))
+                " ('unconfirmed', 'confirmed') RETURNING patient_id", (step.status, tx.stamp(), appointment_id))
             row = await cur.fetchone()
             if row is not None:  # the appointment's history: the patient answered (robot, reply, link)
                 await schedule.log_action(tx, "status", now, row[0], appointment_id=appointment_id,

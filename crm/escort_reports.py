@@ -8,7 +8,7 @@ from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crm.db import Database, utc_now
+from crm.db import Database
 from crm.escort import job_columns
 from pbx.robots.rules import CONFIRMATION
 
@@ -40,7 +40,7 @@ async def write_off(db: Database, now: float, tz: ZoneInfo) -> int:
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (day, scenario, channel) DO UPDATE SET"
                 " messages = write_offs.messages + excluded.messages,"
                 " amount = write_offs.amount + excluded.amount",
-                (day, scenario, channel, count, amount, utc_now()),
+                (day, scenario, channel, count, amount, tx.stamp()),
             )
     return len(rows)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from crm import phones
-from crm.db import Database, utc_now
+from crm.db import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,7 @@ async def add_patient(
         cur = await tx.execute(
             "INSERT INTO patients (last_name, first_name, middle_name, birth_date, consent_pd,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (last_name, first_name, middle_name, birth_date, int(consent_pd), utc_now()),
+            (last_name, first_name, middle_name, birth_date, int(consent_pd), tx.stamp()),
         )
         pid = int(cur.lastrowid or 0)
         for e164 in normalized:

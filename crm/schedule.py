@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm.dates import parse_moment
-from crm.db import Database, utc_now
+from crm.db import Database
 from crm.rules.booking import (
     BookingError as BookingError,  # raised here; callers catch it from here
 )
@@ -170,7 +170,7 @@ async def book(
         if await (await tx.execute("SELECT 1 FROM patients WHERE id = ?", (patient_id,))).fetchone() is None:
             raise BookingError("Нет такого пациента")
         await _refuse_clash(tx, doctor_id, starts_at, ends_at)
-        stamp = utc_now()
+        stamp = tx.stamp()
         cur = await tx.execute(
             "INSERT INTO appointments (patient_id, doctor_id, branch_id, guardian_id, starts_at,"
             " ends_at, starts_ts, ends_ts, status, source, kind, comment, call_linkedid, created_by,"
@@ -223,7 +223,7 @@ async def reschedule(db: Database, appointment_id: int, starts_at: datetime, min
         await tx.execute(
             "UPDATE appointments SET doctor_id = ?, starts_at = ?, ends_at = ?, starts_ts = ?, ends_ts = ?,"
             " status = 'unconfirmed', needs_reschedule = 0, updated_at = ? WHERE id = ?",
-            (doctor, wall(starts_at), wall(ends_at), starts_at.timestamp(), ends_at.timestamp(), utc_now(),
+            (doctor, wall(starts_at), wall(ends_at), starts_at.timestamp(), ends_at.timestamp(), tx.stamp(),
              appointment_id),
         )
         await log_action(tx, "moved", now, row[1], appointment_id=appointment_id, user_id=user_id,
@@ -245,7 +245,7 @@ async def set_status(db: Database, appointment_id: int, status: str, *,
         if row[0] != status:
             await log_action(tx, "status", at, row[1], appointment_id=appointment_id, user_id=user_id,
                              detail=f"{row[0]} -> {status}")
-        sets, params = ["status = ?", "updated_at = ?"], [status, utc_now()]
+        sets, params = ["status = ?", "updated_at = ?"], [status, tx.stamp()]
         if needs_reschedule is not None:
             sets.append("needs_reschedule = ?")
             params.append(int(needs_reschedule))
@@ -309,7 +309,7 @@ async def add_waiting(db: Database, patient_id: int, specialty: str, note: str,
         cur = await tx.execute(
             "INSERT INTO waiting_list (patient_id, specialty, note, created_by, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (patient_id, specialty[:200], note[:1000], user_id, utc_now()),
+            (patient_id, specialty[:200], note[:1000], user_id, tx.stamp()),
         )
         await log_action(tx, "waiting_added", at, patient_id, user_id=user_id, detail=specialty[:200])
         return int(cur.lastrowid or 0)
@@ -341,7 +341,7 @@ async def insert_task(tx: Any, patient_id: int | None, title: str, due: date, us
     """A task, inside the caller's transaction (a step of a larger change)."""
     cur = await tx.execute(
         "INSERT INTO tasks (patient_id, title, due_date, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
-        (patient_id, title.strip()[:500], due.isoformat(), user_id, utc_now()),
+        (patient_id, title.strip()[:500], due.isoformat(), user_id, tx.stamp()),
     )
     return int(cur.lastrowid or 0)
 
@@ -349,7 +349,7 @@ async def insert_task(tx: Any, patient_id: int | None, title: str, due: date, us
 async def complete_task(db: Database, task_id: int, *, at: float | None = None, user_id: int | None = None) -> None:
     async with db.transaction() as tx:
         cur = await tx.execute("UPDATE tasks SET done_at = ? WHERE id = ? AND done_at IS NULL RETURNING patient_id,"
-                               " title", (utc_now(), task_id))
+                               " title", (tx.stamp(), task_id))
         row = await cur.fetchone()
         if row is not None:
             await log_action(tx, "task_done", at, row[0], task_id=task_id, user_id=user_id, detail=row[1][:200])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from crm import clinic_settings
-from crm.db import Database, utc_now
+from crm.db import Database
 
 OTHER = "Другая метка"
 
@@ -45,7 +45,7 @@ async def rename_group(db: Database, group_id: int, name: str) -> None:
 
 async def delete_group(db: Database, group_id: int) -> None:
     """The group and its tags leave the pop-up; tags already set stay in history."""
-    stamp = utc_now()
+    stamp = db.stamp()
     async with db.transaction() as tx:
         await tx.execute("UPDATE tag_groups SET deleted_at = ? WHERE id = ?", (stamp, group_id))
         await tx.execute("UPDATE tags SET deleted_at = ? WHERE group_id = ? AND deleted_at IS NULL",
@@ -67,7 +67,7 @@ async def add_tag(db: Database, group_id: int, name: str) -> int:
 
 async def delete_tag(db: Database, tag_id: int) -> None:
     async with db.transaction() as tx:
-        await tx.execute("UPDATE tags SET deleted_at = ? WHERE id = ?", (utc_now(), tag_id))
+        await tx.execute("UPDATE tags SET deleted_at = ? WHERE id = ?", (tx.stamp(), tag_id))
 
 
 def _name(name: str) -> str:
@@ -92,7 +92,7 @@ async def set_tags(db: Database, linkedid: str, tag_ids: list[int], other: str,
     other = " ".join(other.split())[:200]
     if not tag_ids and not other:
         raise TagError("Выберите хотя бы одну метку")
-    stamp = utc_now()
+    stamp = db.stamp()
     async with db.transaction() as tx:
         if await (await tx.execute("SELECT 1 FROM call_tags WHERE linkedid = ?", (linkedid,))).fetchone():
             raise TagError("Метки этого звонка уже установлены")
@@ -118,13 +118,13 @@ async def set_tags(db: Database, linkedid: str, tag_ids: list[int], other: str,
 
 async def dismiss(db: Database, linkedid: str, user_id: int | None) -> None:
     async with db.transaction() as tx:
-        await _prompt_state(tx, linkedid, user_id, "dismissed", utc_now(), keep_saved=True)
+        await _prompt_state(tx, linkedid, user_id, "dismissed", tx.stamp(), keep_saved=True)
 
 
 async def mark_prompted(db: Database, linkedid: str, user_id: int | None) -> None:
     """The pop-up was shown: closing the tab now leaves a dash in the history."""
     async with db.transaction() as tx:
-        await _prompt_state(tx, linkedid, user_id, "pending", utc_now(), keep_saved=True)
+        await _prompt_state(tx, linkedid, user_id, "pending", tx.stamp(), keep_saved=True)
 
 
 async def _prompt_state(tx: Any, linkedid: str, user_id: int | None, state: str, stamp: str,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from crm.db import Database, utc_now
+from crm.db import Database
 
 PREFIX = "cpbx_"
 SCOPES = ("calls:read", "requests:write")
@@ -26,7 +26,7 @@ async def create_token(db: Database, name: str, scopes: tuple[str, ...] = ("call
     async with db.transaction() as tx:
         await tx.execute(
             "INSERT INTO api_tokens (name, token_hash, created_at, scopes, expires_ts) VALUES (?, ?, ?, ?, ?)",
-            (name, _hash(token), utc_now(), " ".join(scopes), expires_ts),
+            (name, _hash(token), tx.stamp(), " ".join(scopes), expires_ts),
         )
     return token
 
@@ -44,7 +44,7 @@ async def check_token(db: Database, token: str, scope: str = "calls:read", now: 
     if row["expires_ts"] is not None and now is not None and now >= float(row["expires_ts"]):
         return None
     async with db.transaction() as tx:
-        await tx.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (utc_now(), row[0]))
+        await tx.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (tx.stamp(), row[0]))
     return str(row[1])
 
 

@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from crm import sessions
-from crm.db import Database, utc_now
+from crm.db import Database
 
 ROLES = ("administrator", "director", "settings_admin")
 HISTORY_RIGHTS = ("none", "read", "edit")
@@ -93,7 +93,7 @@ async def create_user(
         cur = await tx.execute(
             "INSERT INTO users (login, full_name, role, password_hash, created_at, history_access)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (login, full_name, role, hashed, utc_now(), history_access),
+            (login, full_name, role, hashed, tx.stamp(), history_access),
         )
         return int(cur.lastrowid or 0)
 

@@ -81,7 +81,8 @@ def build_app(
     ``services.escort.tick()`` and the others themselves)."""
     make = adapters or Adapters()
     app = web.Application()
-    services = Services(settings=settings, db=Database(settings.db_path), clock=clock or SystemClock())
+    clock = clock or SystemClock()  # one clock: events' times, jobs' due times and audit stamps
+    services = Services(settings=settings, db=Database(settings.db_path, clock), clock=clock)
     app[SERVICES] = services
     manage = settings.asterisk.embedded if manage_asterisk is None else manage_asterisk
 

@@ -162,7 +162,7 @@ class CallService:
         if last:
             since = datetime.fromisoformat(last) - BACKFILL_MARGIN
         else:
-            since = datetime.now(UTC) - timedelta(days=1)
+            since = datetime.fromtimestamp(self.db.clock.now(), UTC) - timedelta(days=1)
         if self.link_lost_at is not None:
             since = min(since, datetime.fromtimestamp(self.link_lost_at, UTC) - BACKFILL_MARGIN)
         return since.timestamp()

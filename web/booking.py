@@ -135,7 +135,7 @@ async def booking_submit(request: web.Request) -> web.StreamResponse:
     try:
         patient_id = int_or_none(form.get("patient"))
         if patient_id is None:
-            last, first, middle, born, phone = patient_fields(form)
+            last, first, middle, born, phone = patient_fields(form, local_today(request))
             patient_id = await patients.add_patient(db, last, first, middle, birth_date=born,
                                                     phone_numbers=(phone,) if phone else (),
                                                     consent_pd=bool(form.get("consent_pd")))

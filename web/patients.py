@@ -31,7 +31,7 @@ async def patient_new_form(request: web.Request) -> dict[str, Any]:
             "call": clean_linkedid(request.query.get("call")), "error": None}
 
 
-def patient_fields(form: Any) -> tuple[str, str, str, str | None, str]:
+def patient_fields(form: Any, today: date) -> tuple[str, str, str, str | None, str]:
     """Validated new-patient fields; ValueError with the message to show."""
     last = " ".join(str(form.get("last_name", "")).split())[:NAME_MAX]
     first = " ".join(str(form.get("first_name", "")).split())[:NAME_MAX]
@@ -41,7 +41,7 @@ def patient_fields(form: Any) -> tuple[str, str, str, str | None, str]:
     born = str(form.get("birth_date", "")).strip() or None
     if born:
         try:
-            if parse_day(born) > date.today():
+            if parse_day(born) > today:
                 raise ValueError
         except ValueError:
             raise ValueError("Неверная дата рождения") from None
@@ -55,7 +55,7 @@ async def patient_new_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     call = clean_linkedid(str(form.get("call", "")))
     try:
-        last, first, middle, born, phone = patient_fields(form)
+        last, first, middle, born, phone = patient_fields(form, local_today(request))
     except ValueError as exc:
         return aiohttp_jinja2.render_template(
             "patient_new.html", request, {"form": form, "call": call, "error": str(exc)}, status=400
@@ -98,7 +98,7 @@ async def patient_edit_submit(request: web.Request) -> web.StreamResponse:
     try:
         if edit.birth_date:
             try:
-                if parse_day(edit.birth_date) > date.today():
+                if parse_day(edit.birth_date) > local_today(request):
                     raise ValueError
             except ValueError:
                 raise ValueError("Неверная дата рождения") from None

@@ -9,7 +9,6 @@ from aiohttp import web
 from aiohttp_session import get_session
 
 from crm import directory, shifts
-from crm.db import utc_now
 from pbx.services import SERVICES
 from web.common import local_today, viewer
 from web.live import LIVE_HUB
@@ -61,7 +60,7 @@ async def shift_submit(request: web.Request) -> web.StreamResponse:
             status=400,
         )
     db = request.app[SERVICES].db
-    result = await shifts.bind(db, user_id, None if choice == NONE else choice, utc_now())
+    result = await shifts.bind(db, user_id, None if choice == NONE else choice, db.stamp())
     if result.displaced_user is not None:
         name = (await viewer(request)).name
         request.app[LIVE_HUB].notify_user(

@@ -10,7 +10,6 @@ import pytest
 
 from crm import patients
 from crm.calls import CallFilter, list_calls
-from crm.db import utc_now
 from pbx.originate import OriginateRequest, originate
 from pbx.sipp import NEVER, start_operator_call, start_operator_uas
 from tests.integration.helpers import (
@@ -249,7 +248,7 @@ async def test_leg_attributed_to_the_bound_employee(server, tmp_path: Path) -> N
     from crm import shifts, users
 
     anna = await users.create_user(services.db, "anna", "x", full_name="Анна")
-    await shifts.bind(services.db, anna, "101", utc_now())
+    await shifts.bind(services.db, anna, "101", services.db.stamp())
     r = await incoming(server, tmp_path, "bound_answer", RINGALL,
                        {"101": {"ring_ms": 800}, "102": {"ring_ms": NEVER}, "103": {"ring_ms": NEVER}})
     assert r["answered_by_user"] == anna

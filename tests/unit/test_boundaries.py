@@ -166,3 +166,37 @@ def test_the_sql_checker_sees_a_violation(tmp_path: Path) -> None:
     page.write_text('rows = db.fetchall("SELECT id, name FROM users WHERE active = 1")\n'
                     'label = "Select a patient from the list"\n')
     assert len(sql_strings(page)) == 1
+
+
+# The storage and the panel stamp and judge time only through the injected clock (a test's
+# settable clock moves audit stamps, "today" and due times together); adapters stamp the
+# events they receive, and the few listed here time things that are not clinic time.
+CLOCK_ALLOWED = {
+    ROOT / "crm" / "clock.py",  # the system clock itself
+    ROOT / "crm" / "backup.py",  # a backup folder's name when no time is given
+    ROOT / "crm" / "demo.py",  # the demo's schedule when no time is given
+    ROOT / "web" / "metrics.py",  # the scrape's own timestamp
+    ROOT / "web" / "serve.py",  # request durations (monotonic)
+}
+
+
+def test_storage_and_pages_read_time_from_the_one_clock() -> None:
+    files = [f for pkg in ("crm", "web") for f in (ROOT / pkg).rglob("*.py") if f not in CLOCK_ALLOWED]
+    found = {f"{f.relative_to(ROOT)}: {r}" for f in files for r in clock_reads(f)}
+    assert not found, found
+
+
+async def test_audit_stamps_follow_the_injected_clock(tmp_path: Path) -> None:
+    from crm import patients
+    from crm.clock import SettableClock
+    from crm.db import Database
+
+    clock = SettableClock(1_767_225_600.0)  # 2026-01-01 00:00 UTC
+    db = Database(tmp_path / "crm.sqlite", clock)
+    await db.open()
+    try:
+        pid = await patients.add_patient(db, "Иванов", "Иван")
+        row = await db.fetchone("SELECT created_at FROM patients WHERE id = ?", (pid,))
+        assert row is not None and row[0] == "2026-01-01T00:00:00.000+00:00"
+    finally:
+        await db.close()
