@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
-from pbx.settings import Settings
+from pbx.settings import ENV_PREFIX, Settings, settings_file
 
 
 def cmd_install_service(settings: Settings, args: argparse.Namespace) -> int:
@@ -23,12 +24,19 @@ def cmd_install_service(settings: Settings, args: argparse.Namespace) -> int:
 
     root: Path = args.root
     config = root / str(args.unit_config).lstrip("/")
-    if not config.exists():  # one place for the configuration: this installation's state folder kept
+    if not config.exists():  # one place for the configuration: the settings in effect now, kept
         config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(f'# clinic-pbx settings (see clinic-pbx.example.toml for every key)\n'
-                          f'state_dir = "{settings.state_dir}"\n', encoding="utf-8")
+        source = settings_file(args.config)
+        text = source.read_text(encoding="utf-8") if source is not None else ""
+        if not any(line.split("=")[0].strip() == "state_dir" for line in text.splitlines()):
+            text = f'state_dir = "{settings.state_dir}"\n' + text  # top-level keys come before tables
+        config.write_text("# clinic-pbx settings (see clinic-pbx.example.toml for every key)\n" + text,
+                          encoding="utf-8")
         config.chmod(0o600)
-        print(f"install-service: wrote {config}")
+        print(f"install-service: wrote {config}" + (f" from {source}" if source else ""))
+        if ignored := sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k != f"{ENV_PREFIX}CONFIG"):
+            print(f"install-service: the units do not see environment settings ({', '.join(ignored)}):"
+                  f" put them into {config}")
     binary = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "clinic-pbx" else \
         Path(sys.executable).parent / "clinic-pbx"
     units = render_units(settings, binary, args.unit_config)

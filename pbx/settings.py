@@ -245,14 +245,21 @@ def _load_secrets(state_dir: Path) -> dict[str, str]:
     return stored
 
 
-def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Build the frozen settings: defaults < TOML file < environment < ``overrides``."""
+def settings_file(path: Path | None = None) -> Path | None:
+    """The TOML file the settings come from: ``path`` (``--config``), else ``CLINIC_PBX_CONFIG``,
+    else ``clinic-pbx.toml`` in the project; None when that file does not exist."""
     if path is None:
         env_path = os.environ.get(f"{ENV_PREFIX}CONFIG")
         path = Path(env_path) if env_path else PROJECT_DIR / "clinic-pbx.toml"
+    return path if path.exists() else None
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Build the frozen settings: defaults < TOML file < environment < ``overrides``."""
+    source = settings_file(path)
     values: dict[str, Any] = {}
-    if path.exists():
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    if source is not None:
+        values = tomllib.loads(source.read_text(encoding="utf-8"))
     settings = _merge(Settings(), values, "")
     if overrides:
         settings = _replace_nested(settings, overrides)

@@ -43,3 +43,22 @@ def test_units_install_and_verify(tmp_path: Path) -> None:
     (folder / "broken.service").write_text(server.replace(str(Path(server.split("ExecStart=")[1].split()[0])),
                                                           "/nonexistent/clinic-pbx"))
     assert verify(folder, ["./broken.service"]).returncode != 0
+
+
+def test_the_units_get_the_settings_in_effect(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The unit's configuration is written from the file the command was given (not a bare
+    state folder), with the state folder first; environment settings are named as not carried."""
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[web]\nport = 8099\n")
+    monkeypatch.setenv("CLINIC_PBX_WEB_HOST", "127.0.0.1")
+    root = tmp_path / "root"
+    assert main(["--config", str(mine), "install-service", "--root", str(root)]) == 0
+    import tomllib
+
+    installed = tomllib.loads((root / "etc" / "clinic-pbx" / "clinic-pbx.toml").read_text())
+    assert installed["web"]["port"] == 8099 and installed["state_dir"]
+    assert "do not see environment settings (CLINIC_PBX_WEB_HOST)" in capsys.readouterr().out
+    # an existing configuration is never overwritten
+    (root / "etc" / "clinic-pbx" / "clinic-pbx.toml").write_text("[web]\nport = 8100\n")
+    assert main(["--config", str(mine), "install-service", "--root", str(root)]) == 0
+    assert "8100" in (root / "etc" / "clinic-pbx" / "clinic-pbx.toml").read_text()
