@@ -290,7 +290,21 @@ async def _with_details(db: Database, calls: list[dict[str, Any]]) -> list[dict[
         " p.first_name, p.middle_name, p.birth_date FROM call_comments cc"
         " LEFT JOIN call_topics t ON t.id = cc.topic_id LEFT JOIN patients p ON p.id = cc.patient_id"
         " WHERE cc.linkedid IN ({keys})", lids)}
+    user_ids = sorted({c["answered_by_user"] for c in calls if c["answered_by_user"]}
+                      | {c["originated_by"] for c in calls if c["originated_by"]})
+    user_names = {r[0]: r[1] for r in await _rows_in(
+        db, "SELECT id, full_name FROM users WHERE id IN ({keys})", user_ids)} if user_ids else {}
+    people: dict[tuple[str, int], str] = {}
+    for kind, table, column in (("employee", "employees", "full_name"), ("contractor", "contractors", "name")):
+        wanted = sorted({c["counterpart_id"] for c in calls if c["caller_kind"] == kind and c["counterpart_id"]})
+        if wanted:
+            for r in await _rows_in(db, f"SELECT id, {column} FROM {table} WHERE id IN ({{keys}})", wanted):
+                people[(kind, r[0])] = r[1]
     for call in calls:
+        # people, not extensions: who answered (or placed) the call, and who the employee or
+        # contractor on the line was
+        call["answered_by_name"] = user_names.get(call["answered_by_user"] or call["originated_by"] or 0, "")
+        call["counterpart_name"] = people.get((call["caller_kind"], call["counterpart_id"] or 0), "")
         call["legs"] = legs.get(call["id"], [])
         call["patients"] = patients.get(call["id"], [])
         call["missed_by"] = [leg["extension"] for leg in call["legs"] if leg["missed"]]

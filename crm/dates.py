@@ -18,10 +18,17 @@ def checked(value: D) -> D:
 
 
 def parse_day(text: str) -> date:
-    """``2026-11-20`` -> date; ValueError for anything else or an absurd year."""
+    """``2026-11-20`` or ``20.11.2026`` (as people in Russia type it) -> date; ValueError for
+    anything else or an absurd year."""
+    text = text.strip()
+    if len(text) == 10 and text[2] == "." and text[5] == ".":
+        return checked(datetime.strptime(text, "%d.%m.%Y").date())
     return checked(date.fromisoformat(text))
 
 
 def parse_moment(text: str) -> datetime:
-    """An ISO date-time (naive or not) -> datetime; ValueError as above."""
+    """An ISO date-time (naive or not) or ``20.11.2026 14:30`` -> datetime; ValueError as above."""
+    text = text.strip()
+    if len(text) >= 16 and text[2] == "." and text[5] == ".":
+        return checked(datetime.strptime(text[:16], "%d.%m.%Y %H:%M"))
     return checked(datetime.fromisoformat(text))

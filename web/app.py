@@ -27,6 +27,7 @@ from web import (
     contacts_page,
     dial,
     escort_pages,
+    formatting,
     home,
     patients,
     reports,
@@ -37,7 +38,7 @@ from web.api import setup_api
 from web.appeals_page import setup_appeals_page
 from web.callback_api import setup_callback_api
 from web.callbacks_page import setup_callbacks_page
-from web.common import ROW_ID, money
+from web.common import ROW_ID, clinic_tz, money
 from web.history import history, history_csv, recording
 from web.live import LIVE_HUB, LiveHub, live_events
 from web.metrics import metrics_page
@@ -91,7 +92,14 @@ def setup_web(app: web.Application, settings: Settings) -> None:
         context_processors=[_context],
     )
     env.globals["money"] = money
-    env.filters["localtime"] = lambda ts, tz: datetime.fromtimestamp(ts, tz).strftime("%d.%m %H:%M")
+    # one formatting for the whole panel (web/formatting.py); a stored UTC moment is shown in the
+    # clinic's time zone, which every page's context carries
+    env.filters["localtime"] = lambda ts, tz: formatting.date_time(ts, tz)
+    env.filters["dt"] = jinja2.pass_context(lambda ctx, v: formatting.date_time(v, ctx.get("clinic_tz")))
+    env.filters["day"] = jinja2.pass_context(lambda ctx, v: formatting.day(v, ctx.get("clinic_tz")))
+    env.filters["phone"] = formatting.phone
+    env.filters["dur"] = formatting.duration
+    env.filters["days_in"] = formatting.days_in_text
     env.filters["with_msk"] = with_moscow_time
     app.router.add_get("/", home.index)
     app.router.add_get("/login", login_form)
@@ -186,6 +194,8 @@ async def _context(request: web.Request) -> dict[str, object]:
         "csrf_token": await csrf_token(request),
         "user_name": user.name if user else None,
         "clinic_name": request.app[SERVICES].settings.clinic_name,
+        "clinic_tz": clinic_tz(request),
+        "path": request.path,
         "extension": extension,
         "role": user.role if user else None,
         "history_access": user.history if user else None,

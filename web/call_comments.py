@@ -117,7 +117,7 @@ async def manual_form(request: web.Request) -> dict[str, Any]:
     me = await viewer(request)
     if me.history != "edit":
         raise web.HTTPForbidden(text="Нет права редактировать историю звонков")
-    return {"error": None, "form": {"when": local_now(request).strftime("%Y-%m-%dT%H:%M")}}
+    return {"error": None, "form": {"when": local_now(request).strftime("%d.%m.%Y %H:%M")}}
 
 
 async def manual_submit(request: web.Request) -> web.StreamResponse:

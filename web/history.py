@@ -55,6 +55,8 @@ def row_view(call: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     patients = call["patients"]
     if call["caller_kind"] in ("employee", "contractor"):
         who = "Сотрудник" if call["caller_kind"] == "employee" else "Контрагент"
+        if call.get("counterpart_name"):
+            who = f"{who}: {call['counterpart_name']}"
     elif call.get("guardian"):  # seed 000: a guardian's call names the guardian, the wards expand
         who = f"Опекун: {call['guardian']} (пациентов: {len(patients)})"
     elif len(patients) == 1:
@@ -66,6 +68,7 @@ def row_view(call: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     return {
         **call,
         "when": local_time(call["started_at"], tz),
+        "answered_by": call.get("answered_by_name") or call.get("answered_by_ext") or "",
         "type_label": TYPE_LABELS.get(call["call_type"], call["call_type"]),
         "duration": duration(call["talk_seconds"]),
         "who": who,

@@ -20,11 +20,6 @@ from web.common import SETTINGS_ROLES, clinic_tz, local_time, local_today, now_t
 from web.history import row_view
 
 
-def short(wall: str) -> str:
-    """``2026-11-22 15:12:07`` -> ``22.11 15:12`` (how the clinic writes it)."""
-    return f"{wall[8:10]}.{wall[5:7]} {wall[11:16]}"
-
-
 def to_call_back(pending: list[dict[str, Any]], tz: ZoneInfo) -> list[dict[str, Any]]:
     """One row per number (its latest call, how many, the first call's deadline), the most
     urgent first. Hidden numbers cannot be called back and are left out."""
@@ -36,13 +31,10 @@ def to_call_back(pending: list[dict[str, Any]], tz: ZoneInfo) -> list[dict[str, 
         deadline = local_time((datetime.fromisoformat(c["started_at"]) + timedelta(seconds=PROCESSING_WINDOW)).isoformat(), tz)
         rows[c["phone_e164"]] = row_view(c, tz) | {
             "times": first["times"] + 1 if first else 1,
-            "deadline": first["deadline"] if first else short(deadline),
+            "deadline": first["deadline"] if first else deadline,
             "first": first["first"] if first else c["started_at"],
         }
-    result = sorted(rows.values(), key=lambda r: r["first"])
-    for r in result:
-        r["when"] = short(r["when"])
-    return result
+    return sorted(rows.values(), key=lambda r: r["first"])
 
 
 @aiohttp_jinja2.template("index.html")
@@ -55,7 +47,7 @@ async def index(request: web.Request) -> dict[str, Any]:
     next_midnight = datetime.combine(today + timedelta(days=1), time(0), tz).timestamp()
     status = await health(services)
     if status["db_failing_since"]:
-        status["db_failing_since_local"] = short(local_time(str(status["db_failing_since"]), tz))
+        status["db_failing_since_local"] = local_time(str(status["db_failing_since"]), tz)
     page: dict[str, Any] = {"health": status, "can_history": me.history in ("read", "edit"),
                             "today": today.isoformat(), "today_label": today.strftime("%d.%m.%Y"),
                             "no_call": request.query.get("no_call") == "1"}

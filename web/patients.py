@@ -31,6 +31,19 @@ async def patient_new_form(request: web.Request) -> dict[str, Any]:
             "call": clean_linkedid(request.query.get("call")), "error": None}
 
 
+def birth_day(text: str, today: date) -> str | None:
+    """A typed birth date (``14.03.1985`` or ISO) as the stored ISO day; None if empty."""
+    if not text.strip():
+        return None
+    try:
+        born = parse_day(text)
+    except ValueError:
+        raise ValueError("Неверная дата рождения") from None
+    if born > today:
+        raise ValueError("Неверная дата рождения")
+    return born.isoformat()
+
+
 def patient_fields(form: Any, today: date) -> tuple[str, str, str, str | None, str]:
     """Validated new-patient fields; ValueError with the message to show."""
     last = " ".join(str(form.get("last_name", "")).split())[:NAME_MAX]
@@ -38,13 +51,7 @@ def patient_fields(form: Any, today: date) -> tuple[str, str, str, str | None, s
     middle = " ".join(str(form.get("middle_name", "")).split())[:NAME_MAX]
     if not last or not first:
         raise ValueError("Введите фамилию и имя")
-    born = str(form.get("birth_date", "")).strip() or None
-    if born:
-        try:
-            if parse_day(born) > today:
-                raise ValueError
-        except ValueError:
-            raise ValueError("Неверная дата рождения") from None
+    born = birth_day(str(form.get("birth_date", "")), today)
     phone = str(form.get("phone", "")).strip()[:30]
     if phone and phones.normalize(phone) is None:
         raise ValueError("Неверный номер телефона")
@@ -86,9 +93,14 @@ async def patient_edit_submit(request: web.Request) -> web.StreamResponse:
     db = request.app[SERVICES].db
     pid = int(request.match_info["id"])
     form = await request.post()
+    typed_birth = str(form.get("birth_date", "")).strip()
+    try:
+        born = birth_day(typed_birth, local_today(request))
+    except ValueError:
+        born = typed_birth  # shown back with the error below
     edit = patients.PatientEdit(
         last_name=str(form.get("last_name", "")), first_name=str(form.get("first_name", "")),
-        middle_name=str(form.get("middle_name", "")), birth_date=str(form.get("birth_date", "")).strip() or None,
+        middle_name=str(form.get("middle_name", "")), birth_date=born,
         phones=tuple(zip((str(x) for x in form.getall("phone", [])),
                          (str(x) for x in form.getall("phone_kind", [])), strict=False)),
         consent_pd=bool(form.get("consent_pd")), notify_opt_out=bool(form.get("notify_opt_out")),
@@ -96,12 +108,7 @@ async def patient_edit_submit(request: web.Request) -> web.StreamResponse:
         extra_notes=str(form.get("extra_notes", "")),
     )
     try:
-        if edit.birth_date:
-            try:
-                if parse_day(edit.birth_date) > local_today(request):
-                    raise ValueError
-            except ValueError:
-                raise ValueError("Неверная дата рождения") from None
+        birth_day(typed_birth, local_today(request))  # the error to show, if any
         await patients.update_patient(db, pid, edit)
     except ValueError as exc:
         current = await patients.get_for_edit(db, pid)

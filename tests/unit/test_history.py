@@ -124,7 +124,7 @@ async def test_times_and_days_are_the_clinic_s(app) -> None:
     await calls.save_call(application[SERVICES].db, rec("500.0", late, "79990001122", "incoming"))
     c = await client_for(server, "reader")
     december = await (await c.get("/calls?since=2026-12-01&until=2026-12-01")).text()
-    assert "2026-12-01 01:30:00" in december and "+79990001122" in december
+    assert "01.12.2026 01:30" in december and "+7 999 000-11-22" in december
     november = await (await c.get("/calls?since=2026-11-30&until=2026-11-30")).text()
     assert "+79990001122" not in november
     body = (await (await c.get("/calls.csv?since=2026-12-01&until=2026-12-01")).read()).decode()

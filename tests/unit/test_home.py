@@ -66,7 +66,7 @@ async def test_missed_calls_to_return_and_today(app) -> None:
     call_back = page[page.index("Перезвонить"):page.index("Звонки сегодня")]
     assert call_back.count('<tr class="missed">') == 1  # one row for Петрова's two calls
     assert "Петрова Анна Сергеевна" in call_back and "(×2)" in call_back
-    assert "24.11 09:00" in call_back  # the first call's deadline, the clinic's time
+    assert "24.11.2026 09:00" in call_back  # the first call's deadline, the clinic's time
     assert "79035550000" not in call_back and "79990001122" not in call_back
     assert "Звонки сегодня: <strong>4</strong>" in page  # three missed + one outgoing
     assert "Напомнить о гигиене" in page and "Через неделю" not in page

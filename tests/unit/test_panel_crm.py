@@ -796,3 +796,25 @@ async def test_a_caller_typed_while_the_call_is_on_leaves_the_statistics_when_it
                                 text="", user_id=None)  # the call row does not exist yet
     await calls.save_call(db, answered_call("890.1", NOW - 60, "79995556677"))
     assert not (await calls.get_call_by_linkedid(db, "890.1"))["counts_for_stats"]
+
+
+async def test_birth_dates_are_typed_as_people_write_them(app) -> None:
+    """Date fields do not depend on the browser's locale: «14.03.1985» is taken (and ISO too),
+    stored as the ISO day, shown back as 14.03.1985; a future or impossible date is refused."""
+    application, server, _ = app
+    db = application[SERVICES].db
+    c = await login(server, "admin", "pw-admin-1")
+    token = await csrf(c)
+    r = await c.post("/patients/new", data={"csrf_token": token, "last_name": "Датов", "first_name": "Иван",
+                                            "birth_date": "14.03.1985", "phone": "+79995550103", "consent_pd": "1",
+                                            "then": "card"}, allow_redirects=False)
+    pid = int(r.headers["Location"].rsplit("/", 1)[1])
+    assert (await patients.get_for_edit(db, pid))["birth_date"] == "1985-03-14"
+    card = await (await c.get(f"/patients/{pid}")).text()
+    assert "14.03.1985" in card and "1985-03-14" not in card.split("<main>")[1].split("href")[0]
+    edit = await (await c.get(f"/patients/{pid}/edit")).text()
+    assert 'value="14.03.1985"' in edit
+    for bad in ("31.02.1985", "01.01.2999"):
+        r = await c.post("/patients/new", data={"csrf_token": token, "last_name": "Датов", "first_name": "Пётр",
+                                                "birth_date": bad, "phone": "+79995550104", "then": "card"})
+        assert r.status == 400 and "Неверная дата рождения" in await r.text()

@@ -1,4 +1,5 @@
-// Live call cards (bottom-left, on every page). Data arrives over SSE from /live.
+// Live call cards (a dock on the right of every page, newest on top, collapsible; the page
+// makes room for it so it never covers the page's controls). Data arrives over SSE from /live.
 // Everything is built with textContent: names and numbers are never parsed as HTML.
 "use strict";
 (function () {
@@ -25,16 +26,36 @@
     a.href = href;
     return a;
   }
+  // +79161234567 -> +7 916 123-45-67, as the panel writes numbers (web/formatting.py)
+  function fmtPhone(n) {
+    const m = /^\+7(\d{3})(\d{3})(\d{2})(\d{2})$/.exec(n || "");
+    return m ? "+7 " + m[1] + " " + m[2] + "-" + m[3] + "-" + m[4] : (n || "");
+  }
+  let collapsed = sessionStorage.getItem("cards-collapsed") === "1";
   function render() {
     box.replaceChildren();
-    const list = [...cards.values()];
+    const list = [...cards.values()].sort((a, b) => (b.since || 0) - (a.since || 0));
+    document.body.classList.toggle("with-cards", list.length > 0 && !collapsed);
+    box.hidden = list.length === 0;
+    if (!list.length) return;
+    const head = el("button", "dock-head", (collapsed ? "▸ " : "▾ ") + "Звонки: " + list.length);
+    head.type = "button";
+    head.setAttribute("aria-expanded", String(!collapsed));
+    head.title = collapsed ? "Показать карточки звонков" : "Свернуть карточки звонков";
+    head.addEventListener("click", () => {
+      collapsed = !collapsed;
+      sessionStorage.setItem("cards-collapsed", collapsed ? "1" : "0");
+      render();
+    });
+    box.append(head);
+    if (collapsed) return;
     if (list.filter((c) => c.status === "ringing").length > 1) {
       const pick = el("div", "card pick");
       pick.append(el("div", "title", "Сейчас звонят:"));
       for (const c of list.filter((x) => x.status === "ringing")) {
         // the administrator picks, by the last digits, the call being answered
         const row = link("/comment?call=" + encodeURIComponent(c.linkedid),
-                         new Date(c.since * 1000).toLocaleTimeString("ru-RU") + "  " + c.phone, "row");
+                         new Date(c.since * 1000).toLocaleTimeString("ru-RU") + "  " + fmtPhone(c.phone), "row");
         pick.append(row);
       }
       box.append(pick);
@@ -83,7 +104,7 @@
     } else if (c.kind === "employee" || c.kind === "contractor") {
       d.append(el("div", "name", c.display));
     }
-    d.append(el("div", "phone", c.phone));
+    d.append(el("div", "phone", fmtPhone(c.phone)));
     if (c.ad_channel) d.append(el("div", "channel", "Канал: " + c.ad_channel));
     if (c.script && c.status !== "ended") d.append(el("div", "script", c.script));
     if (answered && (c.kind === "unknown" || c.kind === "patient")) {
@@ -107,6 +128,8 @@
       queues = msg.queues || [];
     } else if (msg.type === "card") {
       const c = msg.card;
+      // pages with live figures (the home page) refresh them when a call ends
+      if (c.status === "ended") document.dispatchEvent(new CustomEvent("clinic:calls-changed"));
       if (c.status === "ended" && (c.outcome === "answered_elsewhere" || c.outcome === "no_answer")) {
         cards.delete(c.linkedid);
       } else {
@@ -117,6 +140,7 @@
         }
       }
     } else if (msg.type === "waiting") {
+      if ((waiting[msg.queue] || 0) > msg.count) document.dispatchEvent(new CustomEvent("clinic:calls-changed"));
       waiting[msg.queue] = msg.count;
     } else if (msg.type === "notice") {
       if (window.clinicPanel) window.clinicPanel.notice(msg.text, msg.level);
@@ -135,7 +159,7 @@
     const r = await panel.post("/tags/prompt", { call: c.linkedid, phone: c.phone, since: c.since });
     if (!r.ok || !r.data.show) return;
     dialog.replaceChildren();
-    dialog.append(el("h3", "", "Метки звонка " + c.phone));
+    dialog.append(el("h3", "", "Метки звонка " + fmtPhone(c.phone)));
     const chosen = new Set();
     for (const g of r.data.groups) {
       const box = el("fieldset", "tag-group");

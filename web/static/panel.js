@@ -53,5 +53,25 @@ window.clinicPanel = (function () {
     target.value = target.value.trim() ? target.value.trim() + "\n" + text : text;
     target.focus();
   });
+  // Live figures (the home page's counters and «Перезвонить»): the block marked data-live is
+  // fetched again when the live channel says a call ended (and every minute, for calls that
+  // never rang this phone); only that block is replaced, so nothing typed elsewhere is lost.
+  const live = document.querySelector("[data-live]");
+  if (live) {
+    let timer = null;
+    async function refresh() {
+      timer = null;
+      try {
+        const resp = await fetch(location.href, { credentials: "same-origin" });
+        if (!resp.ok) return;
+        const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+        const fresh = doc.querySelector("[data-live]");
+        if (fresh) live.replaceChildren(...fresh.childNodes);
+      } catch (e) { /* offline for a moment: the next event or minute tries again */ }
+    }
+    const soon = () => { if (!timer) timer = setTimeout(refresh, 700); };
+    document.addEventListener("clinic:calls-changed", soon);
+    setInterval(soon, 60000);
+  }
   return { notice, post };
 })();

@@ -1,0 +1,52 @@
+"""One formatting for the whole panel (web/formatting.py) and dates typed the Russian way
+(crm/dates.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from crm.dates import parse_day, parse_moment
+from web.formatting import date_time, day, days_in_text, duration, phone
+
+MSK = ZoneInfo("Europe/Moscow")
+
+
+def test_moments_are_the_clinic_s_wall_clock() -> None:
+    assert date_time("2026-12-01T22:30:00+00:00", MSK) == "02.12.2026 01:30"  # stored UTC, shown in Moscow
+    assert date_time("2026-12-02 00:11:39", MSK) == "02.12.2026 00:11"  # already the clinic's wall time
+    assert date_time("2026-12-02T10:00", MSK) == "02.12.2026 10:00"  # an appointment's start
+    assert date_time(datetime(2026, 12, 1, 22, 30, tzinfo=UTC).timestamp(), MSK) == "02.12.2026 01:30"
+    assert date_time(datetime(2026, 3, 4, 5, 6), None) == "04.03.2026 05:06"
+    assert date_time(None) == "" and date_time("") == ""
+    assert date_time("сейчас") == "сейчас"  # not a moment: shown as it is
+
+
+def test_days() -> None:
+    assert day("1985-03-14") == "14.03.1985" and day(date(2026, 1, 2)) == "02.01.2026"
+    assert day("2026-12-01T22:30:00+00:00", MSK) == "02.12.2026"
+    assert day(None) == "" and day("не знаю") == "не знаю"
+    assert days_in_text("2026-12-01..2026-12-02") == "01.12.2026..02.12.2026"
+
+
+def test_phone_numbers() -> None:
+    assert phone("+79161234567") == "+7 916 123-45-67"
+    assert phone("+74951110001") == "+7 495 111-00-01"
+    assert phone("+4930123456") == "+49 30 123456"  # foreign: international
+    assert phone("101") == "101" and phone("") == "" and phone(None) == ""  # an extension, nothing
+    assert phone("+1") == "+1"  # not a possible number: as it is
+
+
+def test_durations() -> None:
+    assert duration(8) == "0:08" and duration(750) == "12:30" and duration(3723) == "1:02:03"
+    assert duration(None) == "" and duration("x") == "x"
+
+
+def test_typed_dates_both_ways() -> None:
+    assert parse_day("14.03.1985") == parse_day("1985-03-14") == date(1985, 3, 14)
+    assert parse_moment("02.12.2026 14:30") == datetime(2026, 12, 2, 14, 30)
+    for bad in ("31.02.2026", "14.03.0001", "1.3.85", "", "2026-13-01"):
+        with pytest.raises(ValueError):
+            parse_day(bad)
