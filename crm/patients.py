@@ -90,6 +90,28 @@ async def search(db: Database, q: str, limit: int = 50) -> list[dict[str, object
     return [dict(r) for r in rows]
 
 
+async def recent(db: Database, limit: int = 20) -> list[dict[str, object]]:
+    """The patients page before a search: those in the latest calls (newest first), then the
+    newest cards. Bounded reads: the latest calls by the start index, never the whole table."""
+    ids: list[int] = []
+    for r in await db.fetchall("SELECT patient_id FROM calls WHERE patient_id IS NOT NULL"
+                               " ORDER BY started_ts DESC LIMIT ?", (limit * 10,)):
+        if r[0] not in ids:
+            ids.append(r[0])
+    if len(ids) < limit:
+        for r in await db.fetchall("SELECT id FROM patients ORDER BY id DESC LIMIT ?", (limit * 2,)):
+            if r[0] not in ids:
+                ids.append(r[0])
+    ids = ids[:limit]
+    if not ids:
+        return []
+    rows = {r["id"]: dict(r) for r in await db.fetchall(
+        "SELECT p.id, p.last_name, p.first_name, p.middle_name, p.birth_date,"
+        " (SELECT GROUP_CONCAT(e164, ' ') FROM patient_phones WHERE patient_id = p.id) AS phones"
+        f" FROM patients p WHERE p.id IN ({','.join('?' * len(ids))})", ids)}
+    return [rows[i] for i in ids if i in rows]
+
+
 PHONE_KINDS = {"mobile": "мобильный", "landline": "стационарный", "foreign": "иностранный"}
 
 

@@ -193,6 +193,9 @@ async def schedule_page(request: web.Request) -> dict[str, Any]:
     tz = clinic_tz(request)
     day = _day(request.query.get("date"), local_today(request))
     doctors = await schedule.doctors(db)
+    week_of = int_or_none(request.query.get("week"))
+    if week_of is not None and any(d["id"] == week_of for d in doctors):
+        return await _week(request, day, next(d for d in doctors if d["id"] == week_of), doctors)
     columns = []
     for d in doctors:
         slots = await schedule.day_slots(db, d["id"], day, tz)
@@ -208,11 +211,36 @@ async def schedule_page(request: web.Request) -> dict[str, Any]:
         if call_list:
             break
     return {
+        "week": None, "doctors": doctors,
         "day": day.isoformat(), "prev": (day - timedelta(days=1)).isoformat(),
         "next": (day + timedelta(days=1)).isoformat(), "columns": columns,
         "day_label": day_label(day), "call_list": call_list, "call_day": day_label(call_day), "statuses": schedule.STATUSES, "now": now_ts(request),
         "cancelled": [a for a in await schedule.day_appointments(db, day, tz)
                       if a["status"] in ("cancelled",)],
+    }
+
+
+async def _week(request: web.Request, day: date, doctor: dict[str, Any],
+                doctors: list[dict[str, Any]]) -> dict[str, Any]:
+    """One doctor's week (Monday to Sunday around ``day``): a row per slot time, a column per
+    day; each cell the appointment, «Записать», or nothing when the doctor does not work."""
+    db, tz = request.app[SERVICES].db, clinic_tz(request)
+    monday = day - timedelta(days=day.weekday())
+    days = [monday + timedelta(days=i) for i in range(7)]
+    cells: dict[tuple[str, int], dict[str, Any]] = {}
+    times: set[str] = set()
+    for i, d in enumerate(days):
+        appts = {a["id"]: a for a in await schedule.day_appointments(db, d, tz, doctor["id"])}
+        for slot in await schedule.day_slots(db, doctor["id"], d, tz):
+            t = slot.starts_at.strftime("%H:%M")
+            times.add(t)
+            cells[(t, i)] = {"slot": slot, "appt": appts.get(slot.appointment_id)}
+    return {
+        "week": {"doctor": doctor, "days": days, "times": sorted(times), "cells": cells},
+        "doctors": doctors, "day": day.isoformat(), "prev": (day - timedelta(days=7)).isoformat(),
+        "next": (day + timedelta(days=7)).isoformat(), "columns": [],
+        "day_label": f"{doctor['full_name']}, неделя с {monday.strftime('%d.%m.%Y')}", "call_list": [],
+        "call_day": "", "statuses": schedule.STATUSES, "now": now_ts(request), "cancelled": [],
     }
 
 

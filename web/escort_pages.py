@@ -18,6 +18,7 @@ from crm.schedule import BookingError
 from pbx.robots import rules
 from pbx.robots.rules import EscortSettings
 from pbx.services import SERVICES
+from web import charts
 from web.common import (
     SETTINGS_ROLES,
     clinic_tz,
@@ -59,7 +60,10 @@ async def campaign_page(request: web.Request) -> dict[str, Any]:
         since, until = _day_range(request, day)
         jobs = await escort_reports.campaign(db, since, until)
         progress = {state: sum(1 for j in jobs if j["state"] == state) for state in STATES}
-        days.append({"day": day.isoformat(), "jobs": jobs, "progress": progress})
+        chart = charts.bars([(label.capitalize(), progress[state], len(jobs)) for state, label in STATES.items()],
+                            title="Ход сопровождения", first="Задач в этом состоянии",
+                            second="Всего задач на день") if jobs else None
+        days.append({"day": day.isoformat(), "jobs": jobs, "progress": progress, "chart": chart})
     return {"days": days, "scenarios": rules.SCENARIOS, "states": STATES, "outcomes": OUTCOMES,
             "settings": await escort.settings(db), "can_edit": me.role in ("settings_admin", "director"),
             "robot": request.app[SERVICES].robot is not None,

@@ -65,6 +65,8 @@ def phone(value: object) -> str:
     if not value:
         return ""
     text = str(value)
+    if len(text) == 11 and text.isdigit() and text[0] in "78":
+        text = "+7" + text[1:]  # a clinic number as the dialplan keeps it (74951110001)
     if not text.startswith("+"):
         return text
     try:

@@ -18,6 +18,7 @@ from pbx.recordings import usage
 from pbx.services import SERVICES, health
 from web.common import SETTINGS_ROLES, clinic_tz, local_time, local_today, now_ts, viewer
 from web.history import row_view
+from web.reports import calls_chart
 
 
 def to_call_back(pending: list[dict[str, Any]], tz: ZoneInfo) -> list[dict[str, Any]]:
@@ -43,7 +44,6 @@ async def index(request: web.Request) -> dict[str, Any]:
     services = request.app[SERVICES]
     db, tz, now = services.db, clinic_tz(request), now_ts(request)
     today = local_today(request)
-    midnight = datetime.combine(today, time(0), tz).timestamp()
     next_midnight = datetime.combine(today + timedelta(days=1), time(0), tz).timestamp()
     status = await health(services)
     if status["db_failing_since"]:
@@ -56,9 +56,11 @@ async def index(request: web.Request) -> dict[str, Any]:
         pending = await list_calls(db, CallFilter(since=iso(now - PROCESSING_WINDOW), missed_state="missed_unprocessed",
                                                   limit=1000))
         page["to_call_back"] = to_call_back(pending, tz)
-        day = CallFilter(since=iso(midnight), until=iso(next_midnight))
-        rows = await reports.calls_per_day(db, day, tz)
-        page["calls_today"] = rows[0] if rows else reports.DayRow(today)
+        # the last two weeks, today included: today's figures and the chart, in one read
+        fortnight = datetime.combine(today - timedelta(days=13), time(0), tz).timestamp()
+        rows = await reports.calls_per_day(db, CallFilter(since=iso(fortnight), until=iso(next_midnight)), tz)
+        page["calls_today"] = next((r for r in rows if r.day == today), reports.DayRow(today))
+        page["chart"] = calls_chart(rows)
     appointments = await schedule.day_appointments(db, today, tz)
     by_status: dict[str, int] = {}
     for a in appointments:

@@ -22,7 +22,8 @@ NAME_MAX = 60
 @aiohttp_jinja2.template("patients.html")
 async def patient_list(request: web.Request) -> dict[str, Any]:
     q = request.query.get("q", "").strip()[:100]
-    return {"q": q, "found": await patients.search(request.app[SERVICES].db, q)}
+    db = request.app[SERVICES].db
+    return {"q": q, "found": await patients.search(db, q) if q else await patients.recent(db)}
 
 
 @aiohttp_jinja2.template("patient_new.html")

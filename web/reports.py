@@ -11,12 +11,14 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from crm import callbacks, directory, reports
 from crm.calls import CallFilter
 from crm.dates import parse_day
 from crm.rules import callback_report
 from pbx.services import SERVICES
+from web import charts
 from web.api import call_filter
 from web.common import (
     SETTINGS_ROLES,
@@ -78,9 +80,13 @@ async def _data(request: web.Request, report: str, f: CallFilter, group: int | N
     db = request.app[SERVICES].db
     tz = clinic_tz(request)
     if report == "efficiency":
-        return {"rows": await reports.admin_efficiency(db, f)}
+        rows = await reports.admin_efficiency(db, f)
+        return {"rows": rows, "chart": charts.bars([(r.name, r.booked, r.total) for r in rows],
+                                                   title="Звонки администраторов", first="Записано",
+                                                   second="Всего звонков")}
     if report == "days":
-        return {"rows": await reports.calls_per_day(db, f, tz)}
+        days = await reports.calls_per_day(db, f, tz)
+        return {"rows": days, "chart": calls_chart(days)}
     if report == "missed":
         total, days = await reports.missed_processing(db, f, tz, now_ts(request))
         return {"total": total, "days": days}
@@ -90,6 +96,14 @@ async def _data(request: web.Request, report: str, f: CallFilter, group: int | N
         cb_days, cb_total = callback_report.per_day(await callbacks.report_rows(db, since, until), tz)
         return {"cb_days": cb_days, "cb_total": cb_total}
     return {"tags": await reports.tag_counts(db, f, group)}
+
+
+def calls_chart(days: list[reports.DayRow]) -> Markup:
+    """Calls per day as stacked columns (the reports and the home page)."""
+    return charts.stacked_columns(
+        [(d.day.strftime("%d.%m"), {"incoming": d.incoming, "missed": d.missed, "outgoing": d.outgoing,
+                                    "outgoing_unanswered": d.outgoing_unanswered}) for d in days],
+        title="Звонки по дням")
 
 
 @aiohttp_jinja2.template("reports.html")

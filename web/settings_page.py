@@ -23,9 +23,30 @@ HISTORY_RIGHTS = {"none": "Нет доступа", "read": "Чтение", "edit
 assert tuple(HISTORY_RIGHTS) == users.HISTORY_RIGHTS
 
 
-async def _page(request: web.Request, error: str | None = None) -> dict[str, Any]:
+# the queues the shipped dialplan has, as the clinic knows them
+QUEUE_NAMES = {"reception-ringall": "Регистратура: звонят все телефоны сразу",
+               "reception-linear": "Регистратура: телефоны по очереди"}
+# the page's sections (tabs by anchor); each action returns to its own
+SECTIONS = {"telephony": "Телефония", "doctors": "Врачи", "users": "Пользователи", "tags": "Метки",
+            "topics": "Темы и «Кто, тип»"}
+
+
+def section_of(action: str) -> str:
+    if action.startswith(("tag", "group")):
+        return "tags"
+    if action.startswith(("topic", "caller_group")):
+        return "topics"
+    if action.startswith("user"):
+        return "users"
+    if action.startswith("doctor"):
+        return "doctors"
+    return "telephony"
+
+
+async def _page(request: web.Request, error: str | None = None, section: str = "telephony") -> dict[str, Any]:
     db = request.app[SERVICES].db
     return {
+        "sections": SECTIONS, "open": section,
         "settings": await clinic_settings.get_all(db),
         "groups": await tags.groups(db),
         "topics": await comments.topics(db),
@@ -35,7 +56,7 @@ async def _page(request: web.Request, error: str | None = None) -> dict[str, Any
         "rules": await distribution.list_rules(db),
         "branches": await directory.branches(db),
         "dids": await directory.clinic_numbers(db),
-        "queues": ("reception-ringall", "reception-linear"),
+        "queues": QUEUE_NAMES,
         "workstation": request.cookies.get(WORKSTATION_COOKIE, ""),
         "doctors": await directory.doctors(db),
         "hours": await schedule.working_hours(db), "weekdays": schedule.WEEKDAYS,
@@ -134,7 +155,7 @@ async def _hide_caller(f: _Form) -> None:
 
 
 async def _workstation(f: _Form) -> None:
-    resp = web.HTTPFound("/settings")
+    resp = web.HTTPFound("/settings#telephony")
     name = f.field("workstation")[:50]
     if name:
         resp.set_cookie(WORKSTATION_COOKIE, name, max_age=10 * 365 * 86400, httponly=True, samesite="Lax")
@@ -184,8 +205,8 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
                                object_id=action, address=request.remote or "")
     except (TagError, CommentError, BookingError, ValueError) as exc:
         return aiohttp_jinja2.render_template("settings.html", request,
-                                              await _page(request, str(exc)), status=400)
-    raise web.HTTPFound("/settings")
+                                              await _page(request, str(exc), section_of(action)), status=400)
+    raise web.HTTPFound(f"/settings#{section_of(action)}")
 
 
 def _id(form: Any, name: str) -> int:

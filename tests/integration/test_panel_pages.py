@@ -65,6 +65,16 @@ async def test_every_page_reads_alike_and_fits(server, page, tmp_path: Path) -> 
             if seen["unlabelled"]:
                 problems.append(f"{path}: fields without a label {seen['unlabelled']}")
     assert not problems, "\n".join(problems)
+    # the home page's chart draws today's real figures: its last column is today's counters
+    await page.goto(base + "/")
+    today = await page.inner_text(".calls-today")
+    incoming = int(re.search(r"входящие (\d+)", today).group(1))
+    drawn = await page.evaluate("""() => {
+      const cols = document.querySelectorAll('figure.chart g.column');
+      const r = cols[cols.length - 1].querySelector('rect[data-series=incoming]');
+      return [cols.length, r ? Number(r.dataset.value) : 0];
+    }""")
+    assert drawn == [14, incoming] and incoming >= 1, (drawn, today)
     # the checks bite: the history shows the call's number formatted
     await page.goto(base + "/calls")
     assert "+7 916 123-45-67" in await page.inner_text("table.calls")

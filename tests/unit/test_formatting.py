@@ -37,6 +37,7 @@ def test_phone_numbers() -> None:
     assert phone("+4930123456") == "+49 30 123456"  # foreign: international
     assert phone("101") == "101" and phone("") == "" and phone(None) == ""  # an extension, nothing
     assert phone("+1") == "+1"  # not a possible number: as it is
+    assert phone("74951110001") == "+7 495 111-00-01"  # a clinic number as the dialplan keeps it
 
 
 def test_durations() -> None:

@@ -818,3 +818,22 @@ async def test_birth_dates_are_typed_as_people_write_them(app) -> None:
         r = await c.post("/patients/new", data={"csrf_token": token, "last_name": "Датов", "first_name": "Пётр",
                                                 "birth_date": bad, "phone": "+79995550104", "then": "card"})
         assert r.status == 400 and "Неверная дата рождения" in await r.text()
+
+
+async def test_a_doctor_s_week_and_the_recent_patients(app) -> None:
+    """The schedule has a date field and a week per doctor (Monday to Sunday, a row per slot
+    time, the days the doctor does not work empty); the patients page lists recent patients
+    before any search."""
+    application, server, _ = app
+    db = application[SERVICES].db
+    c = await login(server, "admin", "pw-admin-1")
+    doctor = (await schedule.doctors(db))[0]
+    week = await (await c.get(f"/schedule?date=25.11.2026&week={doctor['id']}")).text()
+    assert f"{doctor['full_name']}, неделя с 23.11.2026" in week
+    for label in ("Пн 23.11.2026", "Вс 29.11.2026", "09:00"):
+        assert label in week, label
+    assert 'name="date"' in week and 'value="25.11.2026"' in week  # the date field, dd.mm.yyyy
+    # an unknown doctor: the ordinary day view, not an error
+    assert "Расписание: среда, 25.11.2026" in await (await c.get("/schedule?date=2026-11-25&week=999")).text()
+    recent = await (await c.get("/patients")).text()
+    assert "Недавние" in recent and "Петрова" in recent

@@ -5,6 +5,7 @@ the page's rights, filters and CSV."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -170,6 +171,18 @@ async def test_reports_page_rights_filters_and_csv(app) -> None:
     assert "Анна Админова" in page and "20,0 %" in page
     days = await (await boss.get("/reports?report=days&since=2026-11-20&until=2026-11-22")).text()
     assert days.count("<tr><td>2") == 3  # 20, 21, 22 November
+    # the chart draws the same figures as the table: a column per day, each series' value
+    from tests.unit.test_charts import values
+
+    table = days[days.index('<table class="calls report days">'):]
+    rows = re.findall(r"<tr><td>(\d\d)\.11\.2026</td><td class=\"total\">\d+</td><td>(\d+)</td>"
+                      r"<td class=\"missed\">(\d+)</td><td>(\d+)</td>", table)
+    assert days.count('<g class="column">') == 3 and len(rows) == 3
+    assert values(days, "incoming") == [int(r[1]) for r in rows if int(r[1])]
+    assert values(days, "missed") == [int(r[2]) for r in rows if int(r[2])]
+    assert values(days, "outgoing") == [int(r[3]) for r in rows if int(r[3])]
+    assert any(int(r[1]) or int(r[2]) or int(r[3]) for r in rows)  # there are figures to draw
+    assert 'class="bar"' in page  # the efficiency report's bars
     missed = await (await boss.get("/reports?report=missed&since=2026-11-20&until=2026-11-23")).text()
     assert 'class="unprocessed">1<' in missed
     tag_page = await (await boss.get("/reports?report=tags&since=2026-11-20&until=2026-11-23")).text()

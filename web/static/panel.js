@@ -73,5 +73,16 @@ window.clinicPanel = (function () {
     document.addEventListener("clinic:calls-changed", soon);
     setInterval(soon, 60000);
   }
+  // tabs by anchor (the settings page): mark the one shown
+  const tabs = document.querySelectorAll("nav.tabs a[data-tab]");
+  if (tabs.length) {
+    const open = document.querySelector(".settings-sections > section.open");
+    const mark = () => {
+      const shown = (location.hash || "").slice(1) || (open && open.id) || "";
+      for (const t of tabs) t.setAttribute("aria-current", String(t.dataset.tab === shown));
+    };
+    window.addEventListener("hashchange", mark);
+    mark();
+  }
   return { notice, post };
 })();
