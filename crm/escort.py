@@ -422,6 +422,17 @@ async def _log(tx: Any, appointment_id: int, scenario: str, ts: float, what: str
     )
 
 
+async def details_progress(db: Database, appointment_id: int) -> dict[str, Any]:
+    """Where the «Детали записи» message of one appointment is: its job (state, reason) and its
+    latest message (channel, state, error); empty values when not planned yet."""
+    job = await db.fetchone("SELECT state, reason FROM jobs WHERE job_key = ?", (f"{DETAILS}:{appointment_id}",))
+    msg = await db.fetchone("SELECT channel, state, error FROM outbox WHERE appointment_id = ? AND scenario = ?"
+                            " ORDER BY id DESC LIMIT 1", (appointment_id, DETAILS))
+    return {"job_state": job["state"] if job else None, "job_reason": job["reason"] if job else "",
+            "channel": msg["channel"] if msg else "sms", "message_state": msg["state"] if msg else None,
+            "message_error": msg["error"] if msg else ""}
+
+
 async def appointment_log(db: Database, appointment_id: int) -> list[dict[str, Any]]:
     rows = await db.fetchall(
         "SELECT * FROM escort_log WHERE appointment_id = ? ORDER BY ts, id", (appointment_id,)

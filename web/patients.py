@@ -11,6 +11,7 @@ from aiohttp import web
 
 from crm import calls, context, escort, patients, phones, schedule
 from crm.dates import parse_day
+from pbx.robots import rules
 from pbx.robots.rules import SCENARIOS
 from pbx.services import SERVICES
 from web.common import clean_linkedid, clinic_tz, int_or_none, local_today, now_ts, trace, viewer
@@ -168,11 +169,21 @@ async def patient_card(request: web.Request) -> dict[str, Any]:
         # exact numbers on the index (a part-of-number search would scan every call)
         numbers = tuple(ph["e164"] for ph in ctx["patient"]["phones"])
         recent = await calls.list_calls(db, calls.CallFilter(phones=numbers, limit=20))
+    booked = int_or_none(request.query.get("booked"))
+    message_notice = None
+    mine = next((a for a in appointments if a["id"] == booked), None)
+    if mine is not None:  # what the «СМС оповещение» tick came to, said right after booking
+        subject = await escort.subject(db, booked, clinic_tz(request))
+        progress = await escort.details_progress(db, booked)
+        message_notice = rules.booking_message_notice(
+            bool(mine.get("notify_requested")), (await escort.settings(db)).details_enabled,
+            rules.exclusion(rules.DETAILS, subject.facts) if subject else None, **progress)
     return {
+        "message_notice": message_notice,
         "ctx": ctx, "p": ctx["patient"], "appointments": appointments,
         "calls": [row_view(c, clinic_tz(request)) for c in recent[:20]], "can_history": me.history in ("read", "edit"),
         "tz": clinic_tz(request), "scenarios": SCENARIOS,
-        "booked": int_or_none(request.query.get("booked")), "today": local_today(request).isoformat(),
+        "booked": booked, "today": local_today(request).isoformat(),
         "moved": int_or_none(request.query.get("moved")), "saved": request.query.get("saved") == "1",
         # appointments' starts_at is the clinic's wall time: a future one can be moved
         "now_local": datetime.fromtimestamp(now_ts(request), clinic_tz(request)).strftime("%Y-%m-%dT%H:%M"),

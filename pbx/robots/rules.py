@@ -330,3 +330,28 @@ def reply_choice(text: str) -> str | None:
     if len(digits) != 1 or digits[0] not in "123":
         return None
     return {"1": "confirmed", "2": "reschedule", "3": "cancelled"}[digits[0]]
+
+
+CHANNEL_NAMES = {"sms": "СМС", "whatsapp": "WhatsApp", "push": "push-уведомление"}
+
+
+def booking_message_notice(requested: bool, enabled: bool, excluded: str | None, job_state: str | None,
+                           job_reason: str, message_state: str | None, message_error: str,
+                           channel: str = "sms") -> tuple[str, str] | None:
+    """What the booking form's «СМС оповещение» tick came to, for the administrator who just
+    booked: (``ok`` | ``warn``, text). Sent, queued, or not sent and why — never a bare
+    «записан» when nothing went out (a landline, no consent, the scenario off, a gateway error)."""
+    if not requested:
+        return None
+    if not enabled:
+        return "warn", "СМС не отправлено: сценарий «Детали записи» выключен в настройках сопровождения"
+    if excluded:
+        return "warn", f"СМС не отправлено: {excluded}"
+    if job_state == "skipped":
+        return "warn", f"СМС не отправлено: {job_reason or 'сценарий пропущен'}"
+    name = CHANNEL_NAMES.get(channel, channel)
+    if message_state in ("sent", "delivered"):
+        return "ok", f"{name} с деталями записи отправлено" + (" и доставлено" if message_state == "delivered" else "")
+    if message_state in ("failed", "no_account", "undelivered"):
+        return "warn", f"{name} не отправлено: {message_error or 'шлюз сообщений отказал'}"
+    return "ok", "СМС с деталями записи поставлено в очередь: уйдёт в ближайшие минуты"

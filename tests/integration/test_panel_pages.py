@@ -91,8 +91,23 @@ async def test_home_figures_follow_a_call_live(server, page, tmp_path: Path) -> 
     # nobody answers: the caller gives up while 101 rings, a missed call to call back
     phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 60_000}})
     number = f"+7903{random.randrange(10**7):07d}"  # this run's: the CDR backfill brings earlier runs' calls
-    call = await start_operator_call(services.settings, number, "74951110001", tmp_path, cancel_after_ms=1500)
+    call = await start_operator_call(services.settings, number, "74951110001", tmp_path, cancel_after_ms=4000)
     ring = await log.wait_for(lambda e: e.name == "DialBegin" and "PJSIP/101-" in str(e.headers.get("DestChannel")))
+    # the ringing card sits in the dock, and the page makes room: nothing of it lies under the dock
+    await page.locator("#cards .card.ringing").wait_for(timeout=10_000)
+    overlap = await page.evaluate("""() => {
+      const dock = document.getElementById('cards').getBoundingClientRect();
+      return [...document.querySelectorAll('main a, main button, main input, main select, main th')]
+        .map((e) => e.getBoundingClientRect()).filter((r) => r.width && r.right > dock.left && r.left < dock.right
+          && r.bottom > dock.top && r.top < dock.bottom).length;
+    }""")
+    assert overlap == 0
+    # collapsible: the dock folds to its head and gives the page its width back
+    await page.click("#cards .dock-head")
+    assert await page.locator("#cards .card").count() == 0
+    assert not await page.evaluate("document.body.classList.contains('with-cards')")
+    await page.click("#cards .dock-head")
+    await page.locator("#cards .card.ringing").wait_for()
     assert await call.wait(30) == 0, call.errors
     await stop_all(*phones.values())
     await wait_call(services, ring.headers["Linkedid"])

@@ -837,3 +837,20 @@ async def test_a_doctor_s_week_and_the_recent_patients(app) -> None:
     assert "Расписание: среда, 25.11.2026" in await (await c.get("/schedule?date=2026-11-25&week=999")).text()
     recent = await (await c.get("/patients")).text()
     assert "Недавние" in recent and "Петрова" in recent
+
+
+async def test_the_sms_tick_says_what_came_of_it(app) -> None:
+    """After booking with «СМС оповещение» the card says whether the message is queued or why
+    it will not go (a landline), instead of a bare «записан»."""
+    _, server, _ = app
+    c = await login(server, "admin", "pw-admin-1")
+    token = await csrf(c)
+    said = {}
+    for slot, phone in (("2026-11-24T10:00", "+79990007788"), ("2026-11-24T10:30", "+74957654321")):
+        form = {"csrf_token": token, "doctor": "2", "slot": slot, "last_name": "Смсов", "first_name": "Иван",
+                "phone": phone, "consent_pd": "1", "notify": "1"}
+        resp = await c.post("/booking", data=form, allow_redirects=False)
+        assert resp.status == 302, await resp.text()
+        said[phone] = await (await c.get(resp.headers["Location"])).text()
+    assert "поставлено в очередь" in said["+79990007788"]
+    assert "СМС не отправлено: В контактах пациента стационарный или иностранный номер" in said["+74957654321"]

@@ -229,3 +229,23 @@ def test_the_confirmation_push_goes_in_a_minute_with_or_without_the_robot() -> N
     assert rules.first_try_delay(rules.PUSH, rules.CONFIRMATION) == 60
     assert rules.first_try_delay(rules.WHATSAPP, rules.CONFIRMATION) == 0
     assert rules.first_try_delay(rules.PUSH, rules.DETAILS) == 0 == rules.first_try_delay(rules.PUSH, rules.REMINDER)
+
+
+def test_what_the_sms_tick_came_to() -> None:
+    """The booking form's «СМС оповещение»: sent, queued, or not sent and why."""
+    from pbx.robots.rules import booking_message_notice as notice
+
+    base = dict(requested=True, enabled=True, excluded=None, job_state=None, job_reason="", message_state=None,
+                message_error="")
+    assert notice(**base | {"requested": False}) is None  # no tick: nothing to say
+    assert notice(**base) == ("ok", "СМС с деталями записи поставлено в очередь: уйдёт в ближайшие минуты")
+    assert notice(**base | {"job_state": "pending"})[0] == "ok"
+    assert notice(**base | {"excluded": "В контактах пациента стационарный или иностранный номер"}) == (
+        "warn", "СМС не отправлено: В контактах пациента стационарный или иностранный номер")
+    assert "выключен" in notice(**base | {"enabled": False})[1]
+    assert notice(**base | {"job_state": "skipped", "job_reason": "Приём перенесён"}) == (
+        "warn", "СМС не отправлено: Приём перенесён")
+    assert notice(**base | {"job_state": "done", "message_state": "sent"}) == ("ok", "СМС с деталями записи отправлено")
+    assert notice(**base | {"message_state": "delivered", "channel": "whatsapp"})[1].startswith("WhatsApp")
+    assert notice(**base | {"message_state": "failed", "message_error": "шлюз: 503"}) == (
+        "warn", "СМС не отправлено: шлюз: 503")

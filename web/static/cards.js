@@ -38,6 +38,9 @@
     document.body.classList.toggle("with-cards", list.length > 0 && !collapsed);
     box.hidden = list.length === 0;
     if (!list.length) return;
+    // below the header, however many lines its sections take at this width
+    const header = document.querySelector("header");
+    if (header) box.style.top = Math.ceil(header.getBoundingClientRect().bottom) + 8 + "px";
     const head = el("button", "dock-head", (collapsed ? "▸ " : "▾ ") + "Звонки: " + list.length);
     head.type = "button";
     head.setAttribute("aria-expanded", String(!collapsed));

@@ -6,6 +6,8 @@ window.clinicPanel = (function () {
   function notice(text, level) {
     const box = document.getElementById("notices");
     if (!box) return;
+    const header = document.querySelector("header");  // under the header, never over the title's row
+    if (header) box.style.top = Math.ceil(header.getBoundingClientRect().bottom) + 6 + "px";
     const n = document.createElement("div");
     n.className = "notice " + (level || "info");
     n.textContent = text;
