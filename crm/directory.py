@@ -19,7 +19,7 @@ async def employees(db: Database, *, active_only: bool = False) -> list[dict[str
 
 async def users_for_settings(db: Database) -> list[dict[str, Any]]:
     return [dict(r) for r in await db.fetchall(
-        "SELECT id, login, full_name, role, history_access, active FROM users ORDER BY login")]
+        "SELECT id, login, full_name, role, history_access, appeals_access, active FROM users ORDER BY login")]
 
 
 async def user_id(db: Database, login: str) -> int | None:

@@ -30,6 +30,7 @@ class SessionUser:
     name: str
     role: str
     history: str  # none | read | edit
+    appeals: bool = False  # the «История обращений» right
 
 
 def _hash(token: str) -> str:
@@ -62,7 +63,7 @@ async def admit(db: Database, token: Any, now: float, policy: SessionPolicy) -> 
     sid = _hash(token)
     row = await db.fetchone(
         "SELECT s.created_ts, s.seen_ts, s.ended_ts, u.id, u.login, u.full_name, u.role,"
-        " u.history_access, u.active FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
+        " u.history_access, u.appeals_access, u.active FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
         (sid,),
     )
     if row is None or row["ended_ts"] is not None:
@@ -77,7 +78,7 @@ async def admit(db: Database, token: Any, now: float, policy: SessionPolicy) -> 
         async with db.transaction() as tx:
             await tx.execute("UPDATE sessions SET seen_ts = ? WHERE id = ? AND ended_ts IS NULL", (now, sid))
     return SessionUser(sid, int(row["id"]), row["login"], row["full_name"] or row["login"], row["role"],
-                       row["history_access"])
+                       row["history_access"], bool(row["appeals_access"]))
 
 
 async def end(db: Database, session_id: str, now: float, reason: str) -> None:

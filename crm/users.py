@@ -81,9 +81,11 @@ def _dummy_hash() -> str:
 
 async def create_user(
     db: Database, login: str, password: str, *, full_name: str = "", role: str = "administrator",
-    history_access: str = "none",
+    history_access: str = "none", appeals_access: bool | None = None,
 ) -> int:
-    """A new account; it sees no call history until a settings admin grants it."""
+    """A new account; it sees no call history until a settings admin grants it. «История
+    обращений» is an administrator's and a director's by default (seed 004), a settings
+    admin's when granted."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
     if history_access not in HISTORY_RIGHTS:
@@ -91,9 +93,10 @@ async def create_user(
     hashed = await _in_thread(hash_password, password)
     async with db.transaction() as tx:
         cur = await tx.execute(
-            "INSERT INTO users (login, full_name, role, password_hash, created_at, history_access)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (login, full_name, role, hashed, tx.stamp(), history_access),
+            "INSERT INTO users (login, full_name, role, password_hash, created_at, history_access, appeals_access)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (login, full_name, role, hashed, tx.stamp(), history_access,
+             int(role != "settings_admin" if appeals_access is None else appeals_access)),
         )
         return int(cur.lastrowid or 0)
 
@@ -122,15 +125,19 @@ async def user_exists(db: Database, login: str) -> bool:
     return await db.fetchone("SELECT 1 FROM users WHERE login = ?", (login,)) is not None
 
 
-async def update_access(db: Database, user_id: int, role: str, history_access: str, now: float) -> bool:
-    """Change a user's role and history right; their open sessions end when either changed
-    (they log in again with the new rights). Returns whether anything changed."""
+async def update_access(db: Database, user_id: int, role: str, history_access: str, now: float,
+                        appeals: bool | None = None) -> bool:
+    """Change a user's role, history right and «История обращений» right (None: unchanged);
+    their open sessions end when any changed (they log in again with the new rights). Returns
+    whether anything changed."""
     if role not in ROLES or history_access not in HISTORY_RIGHTS:
         raise ValueError("unknown role or right")
     async with db.transaction() as tx:
         cur = await tx.execute(
-            "UPDATE users SET role = ?, history_access = ? WHERE id = ? AND (role != ? OR history_access != ?)",
-            (role, history_access, user_id, role, history_access))
+            "UPDATE users SET role = ?, history_access = ?, appeals_access = COALESCE(?, appeals_access)"
+            " WHERE id = ? AND (role != ? OR history_access != ? OR appeals_access != COALESCE(?, appeals_access))",
+            (role, history_access, None if appeals is None else int(appeals), user_id, role, history_access,
+             None if appeals is None else int(appeals)))
         if cur.rowcount:
             await sessions.end_all(tx, user_id, now, "role or right changed")
         return bool(cur.rowcount)

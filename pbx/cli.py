@@ -180,9 +180,9 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"database ready: {settings.db_path}; user {args.admin!r} already exists")
             else:
                 password = secrets.token_urlsafe(9)
-                # the clinic's own admin edits the history
+                # the clinic's own admin edits the history and reads «История обращений»
                 await users.create_user(db, args.admin, password, full_name="Администратор",
-                                        role="settings_admin", history_access="edit")
+                                        role="settings_admin", history_access="edit", appeals_access=True)
                 keep = settings.initial_password_file
                 fd = os.open(keep, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as fh:

@@ -199,6 +199,7 @@ async def _context(request: web.Request) -> dict[str, object]:
         "extension": extension,
         "role": user.role if user else None,
         "history_access": user.history if user else None,
+        "appeals_access": user.appeals if user else False,
         "version": VERSION,
     }
 

@@ -2,13 +2,15 @@
 website requests) either one by one («Без группировки») or joined into обращения («По
 обращениям»: one client, one clinic day), with what each brought (the main result's symbol,
 its success), totals on up to two levels, filters, a patient's own history, and CSV. For users
-with the history right (the calls' personal data and recordings are in it)."""
+with the right «История обращений» (administrators and directors by default; the recordings'
+players need the call history's right too)."""
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -30,7 +32,7 @@ from web.common import (
     trace,
     viewer,
 )
-from web.history import duration, require_history
+from web.history import duration
 
 LEVELS = {
     "employee": ("Сотрудник", lambda a: next((c.employee for c in a.contacts if c.employee), "—")),
@@ -44,6 +46,7 @@ STATE_NAMES = {ap.FUTURE: "будущий приём", ap.DONE: "приём со
                ap.WAIT_OPEN: "лист ожидания открыт", ap.WAIT_BOOKED: "лист ожидания закрыт записью",
                ap.WAIT_CLOSED: "лист ожидания закрыт"}
 MAX_DAYS = 366
+HIGH_TICKET = ("Имплантация", "Ортодонтия", "Хирургия")  # the demo's topics a preset picks first
 
 
 def setup_appeals_page(app: web.Application) -> None:
@@ -65,8 +68,16 @@ def label(c: ap.Contact) -> str:
     return name
 
 
+async def require_appeals(request: web.Request, *, or_settings: bool = False) -> None:
+    """The right «История обращений» (seed 004); the channel directory is also the settings
+    admins' to keep."""
+    me = await viewer(request)
+    if not (me.appeals or (or_settings and me.role in SETTINGS_ROLES)):
+        raise web.HTTPForbidden(text="Нет доступа к истории обращений")
+
+
 async def _report(request: web.Request) -> dict[str, Any]:
-    await require_history(request)
+    await require_appeals(request)
     services = request.app[SERVICES]
     tz, today = clinic_tz(request), local_today(request)
     q = request.query
@@ -100,6 +111,14 @@ async def _report(request: web.Request) -> dict[str, Any]:
     # an outgoing call followed by a CRM action within 15 min takes its type (a comment's wins)
     contacts = [c if c.caller_type else dataclasses.replace(c, caller_type=ap.action_type(c, actions))
                 for c in contacts]
+    who_names = sorted({c.caller_type for c in contacts if c.caller_type} | set(names.values()) | {ap.PATIENT_TALK})
+    topic_names = sorted({c.topic for c in contacts if c.topic})
+    whos = [w for w in q.getall("who", []) if w]
+    topics = [t for t in q.getall("topic", []) if t]
+    if whos:
+        contacts = [c for c in contacts if ap.who_matches(c.caller_type, whos)]
+    if topics:
+        contacts = [c for c in contacts if c.topic in topics]
     appeals = ap.group(contacts, tz)
     changed = {a.appointment_id for a in actions if a.appointment_id is not None and a.kind in ("moved", "status")}
     ap.judge(appeals, await store.records(services.db, since, until, patients, changed), actions)
@@ -114,7 +133,9 @@ async def _report(request: web.Request) -> dict[str, Any]:
         "appeals": appeals, "info": info, "tz": tz, "view": q.get("view", "grouped"),
         "q": {"since": since_day.isoformat(), "until": until_day.isoformat(), "kinds": kinds, "successes": successes,
               "employee": employee, "groups": groups, "channels": channels, "level1": q.get("level1", ""), "level2": q.get("level2", ""),
-              "patient": patient or ""},
+              "patient": patient or "", "whos": whos, "topics": topics},
+        "who_names": who_names, "topic_names": topic_names,
+        "presets": presets(since_day, until_day, topic_names),
         "totals": ap.totals(appeals, [LEVELS[x][1] for x in levels]) if levels else [],
         "level_names": [LEVELS[x][0] for x in levels], "levels": {k: v[0] for k, v in LEVELS.items()},
         "kind_names": ap.KIND_NAMES, "success_names": ap.SUCCESSES, "state_names": STATE_NAMES,
@@ -122,6 +143,20 @@ async def _report(request: web.Request) -> dict[str, Any]:
         "channel_rules": channel_rules, "channel_groups": sorted({r.group for r in channel_rules}), "channel_names": sorted({r.channel for r in channel_rules}),
         "label": label, "duration": duration, "query": request.query_string,
     }
+
+
+def presets(since: date, until: date, topics: list[str]) -> list[tuple[str, str]]:
+    """Seed 004's four uses, one click each for the period shown: the administrators' results,
+    the «Не записался» review, the high-ticket directions, an ad channel's share of bookings."""
+    period = {"since": since.isoformat(), "until": until.isoformat(), "view": "grouped", "who": ap.WANTS_BOOKING}
+    costly = next((t for t in topics if t in HIGH_TICKET), topics[0] if topics else "")
+    return [
+        ("Результаты администраторов", urlencode(period | {"level1": "employee", "level2": "success"})),
+        ("Работа над ошибками: не записались", urlencode(period | {"success": ap.NOT_BOOKED})),
+        ("Направления с высоким чеком", urlencode(period | {"success": ap.NOT_BOOKED}
+                                                           | ({"topic": costly} if costly else {}))),
+        ("Рекламные каналы: доля записей", urlencode(period | {"level1": "channel", "level2": "success"})),
+    ]
 
 
 def facts_of(c: ap.Contact) -> ac.Facts:
@@ -172,7 +207,7 @@ async def appeals_page(request: web.Request) -> dict[str, Any]:
 
 @aiohttp_jinja2.template("ad_channels.html")
 async def channels_page(request: web.Request) -> dict[str, Any]:
-    await require_history(request)
+    await require_appeals(request, or_settings=True)
     me = await viewer(request)
     return {"groups": await ad_channels.directory(request.app[SERVICES].db), "kinds": ac.KIND_NAMES,
             "can_edit": me.role in SETTINGS_ROLES}

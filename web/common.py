@@ -31,6 +31,7 @@ class Viewer:
     name: str
     role: str
     history: str  # none | read | edit
+    appeals: bool = False  # the «История обращений» right
 
 
 async def viewer(request: web.Request) -> Viewer:
@@ -38,7 +39,7 @@ async def viewer(request: web.Request) -> Viewer:
     user = await current_user(request)
     if user is None:
         raise web.HTTPFound("/login")
-    return Viewer(user.user_id, user.name, user.role, user.history)
+    return Viewer(user.user_id, user.name, user.role, user.history, user.appeals)
 
 
 async def require_settings(request: web.Request) -> Viewer:

@@ -104,8 +104,9 @@ async def _user_access(f: _Form) -> None:
     if role not in ROLE_LABELS or right not in HISTORY_RIGHTS:
         raise ValueError("Неверная роль или право")
     uid = f.id("user")
-    if await users.update_access(f.db, uid, role, right, f.now):  # their sessions end
-        await f.trace("user_update", uid, f"роль {role}, история {right}")
+    appeals = f.form.get("appeals_access") == "1"
+    if await users.update_access(f.db, uid, role, right, f.now, appeals=appeals):  # their sessions end
+        await f.trace("user_update", uid, f"роль {role}, история {right}, история обращений {'да' if appeals else 'нет'}")
 
 
 async def _user_active(f: _Form) -> None:

@@ -7,7 +7,7 @@ they come in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -89,6 +89,15 @@ WANTS_BOOKING = "Пациент. Хочет записаться"
 WAITING_LIST = "Пациент. Лист ожидания"
 CRM_TASK = "Пациент. Задача CRM"
 REMINDER = "Пациент. Напоминание"
+
+
+PATIENT_TALK = "Разговор с пациентом"  # the «Кто, тип» choice for the automatic outgoing types
+
+
+def who_matches(caller_type: str, chosen: Collection[str]) -> bool:
+    """The «Кто, тип» filter: the types ticked; «Разговор с пациентом» stands for the talks the
+    CRM typed by the action that followed (waiting list, task, reminder), as seed 004 uses it."""
+    return caller_type in chosen or (PATIENT_TALK in chosen and caller_type in (WAITING_LIST, CRM_TASK, REMINDER))
 
 
 def action_type(contact: Contact, actions: Iterable[Action]) -> str:

@@ -44,7 +44,7 @@ async def env(tmp_path: Path):
         db = app[SERVICES].db
         await load_demo(db, now=at(9, day=1), robot_patients=False)
         await users.create_user(db, "anna", "pw-anna-12", history_access="read")
-        await users.create_user(db, "blind", "pw-blind-12")
+        await users.create_user(db, "blind", "pw-blind-12", appeals_access=False)
         pid = await patients.add_patient(db, "Смирнова", "Анна", "Петровна", phone_numbers=("+79035551111",))
         # a missed call at 9:00, her call at 10:00 with a booking 10 min after it; a stranger's call
         for record in (incoming("1.0", at(9), "79035551111", answered=False), incoming("2.0", at(10), "79035551111"),
@@ -103,7 +103,8 @@ async def test_the_right_and_bad_input(env) -> None:
 async def test_the_channel_directory_and_the_channel_filter(env) -> None:
     app, client, _ = env
     db = app[SERVICES].db
-    await users.create_user(db, "boss", "pw-boss-12", role="settings_admin", history_access="read")
+    await users.create_user(db, "boss", "pw-boss-12", role="settings_admin", history_access="read",
+                            appeals_access=True)
     token = await log_in(client, "boss", "pw-boss-12")
     r = await client.post("/appeals/channels", data={"csrf_token": token, "group": "Агрегаторы",
                                                      "name": "НаПоправку", "kind": "service", "value": "НаПоправку"},
@@ -139,3 +140,62 @@ async def test_an_outgoing_call_then_a_task_closed_is_a_crm_task_call(env) -> No
     await log_in(client, "anna", "pw-anna-12")
     flat = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&view=flat&kind=outgoing")).text()
     assert "Пациент. Задача CRM" in flat
+
+
+async def test_who_and_topic_filters_and_the_seed_s_presets(env) -> None:
+    """«Кто, тип» and «Тема разговора» filter the contacts; the four uses of seed 004 are one
+    click each for the period shown (each link a filter the page understands)."""
+    from urllib.parse import parse_qs, unquote
+
+    app, client, _ = env
+    await log_in(client, "anna", "pw-anna-12")
+    day = "since=2026-12-02&until=2026-12-02"
+    topic = (await comments.topics(app[SERVICES].db))[0]["name"]
+    wants = await (await client.get(f"/appeals?{day}&who={ap.WANTS_BOOKING}")).text()
+    assert 'class="appeals-count">1<' in wants and "Хочет на чистку" in wants  # only her commented call
+    on_topic = await (await client.get(f"/appeals?{day}&topic={topic}")).text()
+    assert 'class="appeals-count">1<' in on_topic
+    assert 'class="appeals-count">0<' in await (await client.get(f"/appeals?{day}&topic=нет такой")).text()
+    page = await (await client.get(f"/appeals?{day}")).text()
+    links = [unquote(h).replace("&amp;", "&") for h in
+             page.split('class="presets"')[1].split("</p>")[0].split('href="/appeals?')[1:]]
+    assert len(links) == 4
+    queries = [parse_qs(link.split('"')[0]) for link in links]
+    assert queries[0]["level1"] == ["employee"] and queries[0]["level2"] == ["success"]
+    assert all(qs["who"] == [ap.WANTS_BOOKING] and qs["since"] == ["2026-12-02"] for qs in queries)
+    assert queries[1]["success"] == [ap.NOT_BOOKED] and queries[3]["level1"] == ["channel"]
+    for link in links:
+        assert (await client.get("/appeals?" + link.split('"')[0])).status == 200
+
+
+def test_patient_talk_stands_for_the_automatic_types() -> None:
+    assert ap.who_matches(ap.CRM_TASK, [ap.PATIENT_TALK]) and ap.who_matches(ap.REMINDER, [ap.PATIENT_TALK])
+    assert ap.who_matches(ap.WAITING_LIST, [ap.PATIENT_TALK])
+    assert not ap.who_matches(ap.WANTS_BOOKING, [ap.PATIENT_TALK])
+    assert ap.who_matches(ap.WANTS_BOOKING, [ap.WANTS_BOOKING]) and not ap.who_matches("Сотрудник", [])
+
+
+async def test_the_appeals_right_is_its_own(env) -> None:
+    """«История обращений» is a right of its own (seed 004): administrators and directors have it
+    by default, a settings admin when granted in the settings (the call history's right is
+    another); the menu and the card's link follow it."""
+    app, client, pid = env
+    db = app[SERVICES].db
+    keeper = await users.create_user(db, "keeper", "pw-keeper-12", role="settings_admin", history_access="edit")
+    token = await log_in(client, "keeper", "pw-keeper-12")
+    assert (await client.get("/appeals")).status == 403 and (await client.get("/appeals.csv")).status == 403
+    assert (await client.get("/appeals/channels")).status == 200  # the directory is theirs to keep
+    page = await (await client.get("/")).text()
+    assert 'href="/appeals"' not in page and 'href="/calls"' in page
+    assert "К истории обращений" not in await (await client.get(f"/patients/{pid}")).text()
+    r = await client.post("/settings", data={"csrf_token": token, "action": "user", "user": str(keeper),
+                                             "role": "settings_admin", "history_access": "edit",
+                                             "appeals_access": "1"}, allow_redirects=False)
+    assert r.status == 302 and r.headers["Location"] == "/settings#users"
+    await log_in(client, "keeper", "pw-keeper-12")  # the change ended the session
+    assert (await client.get("/appeals")).status == 200
+    assert "К истории обращений" in await (await client.get(f"/patients/{pid}")).text()
+    assert (await users.authenticate(db, "blind", "pw-blind-12")) is not None
+    director = await users.create_user(db, "dir", "pw-dir-1234", role="director")
+    row = await db.fetchone("SELECT appeals_access FROM users WHERE id = ?", (director,))
+    assert row[0] == 1
