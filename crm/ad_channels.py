@@ -62,3 +62,34 @@ async def add_rule(db: Database, channel_id: int, kind: str, value: str, positio
 async def remove_rule(db: Database, rule_id: int) -> None:
     async with db.transaction() as tx:
         await tx.execute("DELETE FROM ad_channel_rules WHERE id = ?", (rule_id,))
+
+
+async def set_spend(db: Database, channel_id: int, month: str, amount: float) -> None:
+    """A channel's spend for one month (``2026-11``); 0 removes it."""
+    if len(month) != 7 or month[4] != "-" or not (month[:4].isdigit() and month[5:].isdigit()) \
+            or not 1 <= int(month[5:]) <= 12:
+        raise ChannelError("Месяц пишется как 2026-11")
+    if not 0 <= amount < 1e10:
+        raise ChannelError("Сумма — неотрицательное число")
+    async with db.transaction() as tx:
+        if not await (await tx.execute("SELECT 1 FROM ad_channels WHERE id = ?", (channel_id,))).fetchone():
+            raise ChannelError("Нет такого канала")
+        if amount == 0:
+            await tx.execute("DELETE FROM ad_spend WHERE channel_id = ? AND month = ?", (channel_id, month))
+        else:
+            await tx.execute("INSERT INTO ad_spend (channel_id, month, amount) VALUES (?, ?, ?)"
+                             " ON CONFLICT (channel_id, month) DO UPDATE SET amount = excluded.amount",
+                             (channel_id, month, amount))
+
+
+async def spend(db: Database, first_month: str, last_month: str) -> dict[tuple[str, str], float]:
+    """(channel name, month) -> amount for the months from ``first_month`` to ``last_month``."""
+    rows = await db.fetchall("SELECT c.name, s.month, s.amount FROM ad_spend s JOIN ad_channels c ON c.id = s.channel_id"
+                             " WHERE s.month BETWEEN ? AND ?", (first_month, last_month))
+    return {(r[0], r[1]): float(r[2]) for r in rows}
+
+
+async def spend_list(db: Database) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetchall(
+        "SELECT s.channel_id, c.name AS channel, s.month, s.amount FROM ad_spend s"
+        " JOIN ad_channels c ON c.id = s.channel_id ORDER BY s.month DESC, c.name LIMIT 200")]

@@ -21,6 +21,7 @@ from crm.dates import parse_day
 from crm.rules import ad_channels as ac
 from crm.rules import appeals as ap
 from pbx.services import SERVICES
+from web import charts
 from web.common import (
     SETTINGS_ROLES,
     clinic_tz,
@@ -55,6 +56,7 @@ def setup_appeals_page(app: web.Application) -> None:
     app.router.add_get("/appeals/channels", channels_page)
     app.router.add_post("/appeals/channels", channel_submit)
     app.router.add_post("/appeals/channels/rules", rule_submit)
+    app.router.add_post("/appeals/channels/spend", spend_submit)
     app.router.add_post(r"/appeals/channels/rules/{id:\d{1,18}}/delete", rule_delete)
 
 
@@ -128,6 +130,10 @@ async def _report(request: web.Request) -> dict[str, Any]:
     if employee:
         appeals = [a for a in appeals if any(c.employee == employee for c in a.contacts)]
     info = await store.patients_info(services.db, patients)
+    channel_of = {id(a): next((c.channel for c in a.contacts if c.channel), "") or "Канал не определён" for a in appeals}
+    monthly = await ad_channels.spend(services.db, since_day.strftime("%Y-%m"), until_day.strftime("%Y-%m"))
+    cost_rows = ac.costs([(channel_of[id(a)], a.success in ap.BOOKED_SUCCESSES, a.success == ap.CAME) for a in appeals],
+                         ac.period_spend(monthly, since_day, until_day)) if (monthly or channel_rules) else []
     levels = [x for x in (q.get("level1", ""), q.get("level2", "")) if x in LEVELS]
     return {
         "appeals": appeals, "info": info, "tz": tz, "view": q.get("view", "grouped"),
@@ -136,6 +142,7 @@ async def _report(request: web.Request) -> dict[str, Any]:
               "patient": patient or "", "whos": whos, "topics": topics},
         "who_names": who_names, "topic_names": topic_names,
         "presets": presets(since_day, until_day, topic_names),
+        "costs": cost_rows, "channel_chart": channel_chart(appeals, channel_of, since_day, until_day) if cost_rows else None,
         "totals": ap.totals(appeals, [LEVELS[x][1] for x in levels]) if levels else [],
         "level_names": [LEVELS[x][0] for x in levels], "levels": {k: v[0] for k, v in LEVELS.items()},
         "kind_names": ap.KIND_NAMES, "success_names": ap.SUCCESSES, "state_names": STATE_NAMES,
@@ -143,6 +150,30 @@ async def _report(request: web.Request) -> dict[str, Any]:
         "channel_rules": channel_rules, "channel_groups": sorted({r.group for r in channel_rules}), "channel_names": sorted({r.channel for r in channel_rules}),
         "label": label, "duration": duration, "query": request.query_string,
     }
+
+
+PALETTE = ("#24527a", "#e07b00", "#1b7f3b", "#8e44ad", "#b00020", "#0097a7", "#8a94a3")
+
+
+def channel_chart(appeals: list[ap.Appeal], channel_of: dict[int, str], since: date, until: date) -> Any:
+    """обращения per day, stacked by channel (the six busiest by name, the rest together)."""
+    if (until - since).days > 92 or not appeals:
+        return None
+    busiest: dict[str, int] = {}
+    for a in appeals:
+        busiest[channel_of[id(a)]] = busiest.get(channel_of[id(a)], 0) + 1
+    top = sorted(busiest, key=lambda ch: -busiest[ch])[:6]
+    series = [charts.Series(f"c{i}", ch, PALETTE[i]) for i, ch in enumerate(top)]
+    if len(busiest) > len(top):
+        series.append(charts.Series("rest", "Прочие каналы", PALETTE[-1]))
+    key = {ch: f"c{i}" for i, ch in enumerate(top)}
+    days: dict[date, dict[str, int]] = {since + timedelta(days=i): {} for i in range((until - since).days + 1)}
+    for a in appeals:
+        row = days.setdefault(a.day, {})
+        k = key.get(channel_of[id(a)], "rest")
+        row[k] = row.get(k, 0) + 1
+    return charts.stacked_columns([(d.strftime("%d.%m"), v) for d, v in sorted(days.items())], series,
+                                  title="Обращения по дням и каналам")
 
 
 def presets(since: date, until: date, topics: list[str]) -> list[tuple[str, str]]:
@@ -209,8 +240,29 @@ async def appeals_page(request: web.Request) -> dict[str, Any]:
 async def channels_page(request: web.Request) -> dict[str, Any]:
     await require_appeals(request, or_settings=True)
     me = await viewer(request)
-    return {"groups": await ad_channels.directory(request.app[SERVICES].db), "kinds": ac.KIND_NAMES,
-            "can_edit": me.role in SETTINGS_ROLES}
+    db = request.app[SERVICES].db
+    return {"groups": await ad_channels.directory(db), "kinds": ac.KIND_NAMES,
+            "can_edit": me.role in SETTINGS_ROLES, "spend": await ad_channels.spend_list(db),
+            "month": local_today(request).strftime("%Y-%m")}
+
+
+async def spend_submit(request: web.Request) -> web.StreamResponse:
+    """A channel's spend for a month (settings admins): the cost per обращение, booking, visit."""
+    await require_settings(request)
+    form = await request.post()
+    channel = int_or_none(form.get("channel"))
+    try:
+        amount = float(str(form.get("amount", "")).replace(" ", "").replace(",", ".") or "x")
+    except ValueError:
+        raise web.HTTPBadRequest(text="Сумма — число рублей") from None
+    try:
+        if channel is None:
+            raise ad_channels.ChannelError("Нет такого канала")
+        await ad_channels.set_spend(request.app[SERVICES].db, channel, str(form.get("month", "")).strip(), amount)
+    except ad_channels.ChannelError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    await trace(request, "ad_spend", "ad_channel", channel, f"{form.get('month')}: {amount:.0f}")
+    raise web.HTTPFound("/appeals/channels#spend")
 
 
 async def channel_submit(request: web.Request) -> web.StreamResponse:

@@ -5,7 +5,9 @@ directory (``crm.ad_channels``)."""
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 UTM, CALLER, DID, SERVICE = "utm", "caller", "did", "service"
 KIND_NAMES = {UTM: "UTM-метки", CALLER: "Номер звонящего", DID: "Номер клиники", SERVICE: "Внешний сервис"}
@@ -70,3 +72,46 @@ def explain(f: Facts, rules: list[Rule]) -> list[tuple[str, Rule | None, bool]]:
                    None)
         out.append((kind, hit, hit is not None and hit == fired))
     return out
+
+
+@dataclass(frozen=True)
+class ChannelCost:
+    channel: str
+    appeals: int
+    booked: int
+    came: int
+    spend: float
+
+    def per(self, n: int) -> float | None:
+        return self.spend / n if n else None
+
+
+def period_spend(monthly: dict[tuple[str, str], float], first: date, last: date) -> dict[str, float]:
+    """Each channel's spend over the days ``first``..``last``: a month's amount shared by its
+    days, so a week costs a quarter of its month, a whole month its amount."""
+    out: dict[str, float] = {}
+    day = first
+    while day <= last:
+        days_in_month = calendar.monthrange(day.year, day.month)[1]
+        month = f"{day.year:04d}-{day.month:02d}"
+        for (channel, m), amount in monthly.items():
+            if m == month:
+                out[channel] = out.get(channel, 0.0) + amount / days_in_month
+        day += timedelta(days=1)
+    return out
+
+
+def costs(results: list[tuple[str, bool, bool]], spend: dict[str, float]) -> list[ChannelCost]:
+    """Per channel: обращения, how many booked, how many came, and the spend; ``results`` is
+    one (channel, booked, came) per обращение. Channels with spend but no обращение are kept
+    (money spent for nothing shows)."""
+    count: dict[str, list[int]] = {}
+    for channel, booked, came in results:
+        c = count.setdefault(channel, [0, 0, 0])
+        c[0] += 1
+        c[1] += int(booked)
+        c[2] += int(came)
+    for channel in spend:
+        count.setdefault(channel, [0, 0, 0])
+    return sorted((ChannelCost(ch, a, b, c, round(spend.get(ch, 0.0), 2)) for ch, (a, b, c) in count.items()),
+                  key=lambda x: (-x.spend, -x.appeals, x.channel))

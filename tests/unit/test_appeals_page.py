@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from crm import callbacks, calls, comments, patients, schedule, users
+from crm import ad_channels, callbacks, calls, comments, patients, schedule, users
 from crm.clock import SettableClock
 from crm.demo import load_demo
 from crm.rules import appeals as ap
@@ -199,3 +199,29 @@ async def test_the_appeals_right_is_its_own(env) -> None:
     director = await users.create_user(db, "dir", "pw-dir-1234", role="director")
     row = await db.fetchone("SELECT appeals_access FROM users WHERE id = ?", (director,))
     assert row[0] == 1
+
+
+async def test_spend_per_channel_gives_the_cost_of_an_appeal(env) -> None:
+    app, client, _ = env
+    db = app[SERVICES].db
+    await users.create_user(db, "boss2", "pw-boss-12", role="settings_admin", appeals_access=True)
+    token = await log_in(client, "boss2", "pw-boss-12")
+    r = await client.post("/appeals/channels", data={"csrf_token": token, "group": "Сайт", "name": "Сайт клиники",
+                                                     "kind": "did", "value": "74951110001"}, allow_redirects=False)
+    assert r.status == 302
+    channel = (await ad_channels.directory(db))[0]["channels"][0]["id"]
+    for bad in ({"month": "2026-13", "amount": "100"}, {"month": "2026-12", "amount": "-5"},
+                {"month": "2026-12", "amount": "много"}, {"month": "<b>", "amount": "1"}):
+        assert (await client.post("/appeals/channels/spend", data={"csrf_token": token, "channel": str(channel)}
+                                  | bad)).status == 400, bad
+    r = await client.post("/appeals/channels/spend", data={"csrf_token": token, "channel": str(channel),
+                                                           "month": "2026-12", "amount": "31 000"},
+                          allow_redirects=False)
+    assert r.status == 302
+    assert "31 000 ₽" in await (await client.get("/appeals/channels")).text()
+    page = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02")).text()
+    table = page.split('class="calls report channel-costs"')[1].split("</table>")[0]
+    # a day of December costs 1 000 ₽; the clinic number's two обращения (a booking among them)
+    row = table.split("<td>Сайт клиники</td>")[1].split("</tr>")[0]
+    assert [c.split("<")[0] for c in row.split('class="num">')[1:]] == ["2", "1", "0", "1 000 ₽", "500 ₽", "1 000 ₽", "—"]
+    assert "Обращения по дням и каналам" in page

@@ -175,3 +175,21 @@ def test_a_cancel_within_fifteen_minutes_joins_the_contact() -> None:
     assert joined.records == [old] and joined.success == ap.CANCELLED
     alone = ap.judge(ap.group([c], TZ), [old], [cancel_out])[0]
     assert alone.records == [] and alone.success == ap.NOT_BOOKED
+
+
+def test_a_month_s_spend_is_shared_by_its_days() -> None:
+    from datetime import date
+
+    from crm.rules.ad_channels import costs, period_spend
+
+    monthly = {("Яндекс", "2026-11"): 3000.0, ("Яндекс", "2026-12"): 3100.0, ("Сайт", "2026-11"): 600.0}
+    assert period_spend(monthly, date(2026, 11, 1), date(2026, 11, 30)) == {"Яндекс": 3000.0, "Сайт": 600.0}
+    week = period_spend(monthly, date(2026, 11, 28), date(2026, 12, 4))  # 3 days of November, 4 of December
+    assert round(week["Яндекс"], 2) == round(3 * 100 + 4 * 100, 2) and round(week["Сайт"], 2) == 60.0
+    rows = costs([("Яндекс", True, True), ("Яндекс", False, False), ("Сайт", True, False)],
+                 {"Яндекс": 700.0, "Реклама в метро": 500.0})
+    by = {r.channel: r for r in rows}
+    assert (by["Яндекс"].appeals, by["Яндекс"].booked, by["Яндекс"].came) == (2, 1, 1)
+    assert by["Яндекс"].per(2) == 350.0 and by["Яндекс"].per(1) == 700.0
+    assert by["Реклама в метро"].appeals == 0 and by["Реклама в метро"].per(0) is None  # money for nothing shows
+    assert by["Сайт"].spend == 0
