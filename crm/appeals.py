@@ -26,7 +26,7 @@ async def contacts(db: Database, since: float, until: float, today: date, tz: Zo
         " c.caller_kind, c.counterpart_id, c.wait_seconds, c.talk_seconds, c.recording, c.source,"
         " COALESCE(u.full_name, u.login, c.answered_by_ext) AS employee, COALESCE(t.name, '') AS topic,"
         " COALESCE(cc.caller_type, '') AS caller_type, COALESCE(cc.text, '') AS comment,"
-        " COALESCE(n.ad_channel, '') AS channel, c.did FROM calls c"
+        " COALESCE(n.ad_channel, '') AS channel, c.did, c.manual_kind FROM calls c"
         " LEFT JOIN users u ON u.id = COALESCE(c.answered_by_user, c.originated_by)"
         " LEFT JOIN call_comments cc ON cc.linkedid = c.linkedid LEFT JOIN call_topics t ON t.id = cc.topic_id"
         " LEFT JOIN clinic_numbers n ON n.did = c.did"
@@ -35,7 +35,8 @@ async def contacts(db: Database, since: float, until: float, today: date, tz: Zo
         params,
     )
     out = [ap.Contact(
-        id=f"call:{r['id']}", kind=ap.DIALOG if r["source"] == "manual" else r["direction"],
+        id=f"call:{r['id']}", kind=(ap.COMMENT if r["manual_kind"] == "comment" else ap.DIALOG)
+        if r["source"] == "manual" else r["direction"],
         started=r["started_ts"], ended=max(r["ended_ts"], r["started_ts"]), phone=r["phone_e164"] or "",
         patient_id=r["patient_id"], guardian_id=r["counterpart_id"] if r["caller_kind"] == "guardian" else None,
         missed=r["call_type"] in ("missed", "outgoing_unanswered"), employee=r["employee"] or "",

@@ -13,6 +13,7 @@ DEFAULTS: dict[str, Any] = {
     "tags_mode": "no_appointment",  # no_appointment | always
     "telephony_suspended": False,
     "notify_default": False,  # the booking form's «СМС оповещение» ticked by default (seed 001)
+    "comment_link_minutes": 5,  # a comment entered by hand joins a call this close (seed 004)
 }
 
 

@@ -12,6 +12,7 @@ from crm import contacts, phones
 from crm.calls import iso
 from crm.db import Database
 from crm.identify import identify
+from crm.rules.windows import COMMENT_LINK, comment_joins
 
 CALLER_TYPES = {
     "wants_booking": "Пациент. Хочет записаться",
@@ -131,12 +132,21 @@ async def get_comment(db: Database, linkedid: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+MANUAL_KINDS = {"comment": "Комментарий к разговору", "dialog": "Диалог"}
+
+
 async def add_manual_call(
     db: Database, *, direction: str, phone: str, started: datetime, minutes: float, user_id: int,
-) -> str:
-    """A call to/from a mobile that bypassed the PBX: stored like a call, marked manual."""
+    kind: str = "dialog", link_window: float = COMMENT_LINK,
+) -> tuple[str, bool]:
+    """A talk entered by hand: a «comment» joins the PBX call of its number and direction that
+    started within ``link_window`` of the time typed (the nearest; seed 004), else it is stored
+    like a call, marked manual (a comment joined to no call, or a «Диалог»). Returns the call's
+    linkedid and whether it joined a call."""
     if direction not in ("incoming", "outgoing"):
         raise CommentError("Выберите направление вызова")
+    if kind not in MANUAL_KINDS:
+        raise CommentError("Выберите, что это было")
     e164 = phones.normalize(phone)
     if e164 is None:
         raise CommentError("Неверный номер телефона")
@@ -144,26 +154,47 @@ async def add_manual_call(
         raise CommentError("Неверная длительность")
     start_ts = started.timestamp()
     end_ts = start_ts + minutes * 60
+    if kind == "comment":
+        near = await db.fetchall(
+            "SELECT linkedid, started_ts FROM calls WHERE phone_e164 = ? AND direction = ? AND source <> 'manual'"
+            " AND started_ts BETWEEN ? AND ?", (e164, direction, start_ts - link_window, start_ts + link_window))
+        joined = [r for r in near if comment_joins(start_ts, r[1], link_window)]
+        if joined:
+            return min(joined, key=lambda r: abs(r[1] - start_ts))[0], True
     linkedid = "manual-" + secrets.token_hex(8)
     who = identify(db, e164)
     async with db.transaction() as tx:
         cur = await tx.execute(
             "INSERT INTO calls (linkedid, direction, call_type, caller_raw, callee_raw, phone_e164,"
             " answered_by_user, originated_by, started_at, answered_at, ended_at, talk_seconds,"
-            " caller_kind, patient_id, source, created_at, started_ts, ended_ts)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'manual', ?, ?, ?)",
+            " caller_kind, patient_id, source, created_at, started_ts, ended_ts, manual_kind)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'manual', ?, ?, ?, ?)",
             (
                 linkedid, direction, direction, e164 if direction == "incoming" else "",
                 e164 if direction == "outgoing" else "", e164, user_id,
                 user_id if direction == "outgoing" else None, _utc(start_ts), _utc(start_ts),
                 _utc(end_ts), minutes * 60,
-                who.kind, who.patient_id, tx.stamp(), start_ts, end_ts,
+                who.kind, who.patient_id, tx.stamp(), start_ts, end_ts, kind,
             ),
         )
         call_id = int(cur.lastrowid or 0)
         for cand in who.candidates:
             await tx.execute("INSERT INTO call_candidates (call_id, patient_id) VALUES (?, ?)", (call_id, cand.id))
-    return linkedid
+    return linkedid, False
+
+
+async def delete_unlinked_comment(db: Database, call_id: int) -> bool:
+    """Seed 004: a comment that joined no call can be deleted (with its manual record), in one
+    transaction; a real call or a «Диалог» never is. Returns whether one was deleted."""
+    async with db.transaction() as tx:
+        row = await (await tx.execute("SELECT linkedid FROM calls WHERE id = ? AND source = 'manual'"
+                                      " AND manual_kind = 'comment'", (call_id,))).fetchone()
+        if row is None:
+            return False
+        await tx.execute("DELETE FROM call_comments WHERE linkedid = ?", (row[0],))
+        await tx.execute("DELETE FROM call_candidates WHERE call_id = ?", (call_id,))
+        await tx.execute("DELETE FROM calls WHERE id = ?", (call_id,))
+        return True
 
 
 def _utc(ts: float) -> str:

@@ -30,6 +30,7 @@ from web.common import (
     int_or_none,
     local_today,
     require_settings,
+    safe_back,
     trace,
     viewer,
 )
@@ -57,6 +58,7 @@ def setup_appeals_page(app: web.Application) -> None:
     app.router.add_post("/appeals/channels", channel_submit)
     app.router.add_post("/appeals/channels/rules", rule_submit)
     app.router.add_post("/appeals/channels/spend", spend_submit)
+    app.router.add_post(r"/appeals/comments/{id:\d{1,18}}/delete", comment_delete)
     app.router.add_post(r"/appeals/channels/rules/{id:\d{1,18}}/delete", rule_delete)
 
 
@@ -149,6 +151,7 @@ async def _report(request: web.Request) -> dict[str, Any]:
         "employees": sorted({c.employee for c in contacts if c.employee}),
         "channel_rules": channel_rules, "channel_groups": sorted({r.group for r in channel_rules}), "channel_names": sorted({r.channel for r in channel_rules}),
         "label": label, "duration": duration, "query": request.query_string,
+        "can_edit_history": (await viewer(request)).history == "edit",
     }
 
 
@@ -244,6 +247,18 @@ async def channels_page(request: web.Request) -> dict[str, Any]:
     return {"groups": await ad_channels.directory(db), "kinds": ac.KIND_NAMES,
             "can_edit": me.role in SETTINGS_ROLES, "spend": await ad_channels.spend_list(db),
             "month": local_today(request).strftime("%Y-%m")}
+
+
+async def comment_delete(request: web.Request) -> web.StreamResponse:
+    """Seed 004: a comment that joined no call can be deleted (the history's edit right)."""
+    await require_appeals(request)
+    if (await viewer(request)).history != "edit":
+        raise web.HTTPForbidden(text="Нет права редактировать историю звонков")
+    call_id = int(request.match_info["id"])
+    if not await comments.delete_unlinked_comment(request.app[SERVICES].db, call_id):
+        raise web.HTTPNotFound(text="Нет такого комментария без звонка")
+    await trace(request, "comment_delete", "call", call_id)
+    raise web.HTTPFound(safe_back((await request.post()).get("back"), "/appeals"))
 
 
 async def spend_submit(request: web.Request) -> web.StreamResponse:

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import calls, comments, context, patients, shifts
+from crm import calls, clinic_settings, comments, context, patients, shifts
 from crm.comments import CommentError
 from crm.dates import parse_moment
 from pbx.services import SERVICES
@@ -76,6 +76,7 @@ async def _page(request: web.Request, linkedid: str, values: Any, error: str | N
         "caller_type": caller_type, "topics": await comments.topics(db),
         "topic_id": int_or_none(values.get("topic")) or (existing or {}).get("topic_id"),
         "text": values.get("text") or (existing or {}).get("text", ""), "error": error,
+        "joined": request.query.get("joined") == "1",
     }
 
 
@@ -117,7 +118,8 @@ async def manual_form(request: web.Request) -> dict[str, Any]:
     me = await viewer(request)
     if me.history != "edit":
         raise web.HTTPForbidden(text="Нет права редактировать историю звонков")
-    return {"error": None, "form": {"when": local_now(request).strftime("%d.%m.%Y %H:%M")}}
+    return {"error": None, "form": {"when": local_now(request).strftime("%d.%m.%Y %H:%M")},
+            "link_minutes": await clinic_settings.get(request.app[SERVICES].db, "comment_link_minutes")}
 
 
 async def manual_submit(request: web.Request) -> web.StreamResponse:
@@ -125,21 +127,23 @@ async def manual_submit(request: web.Request) -> web.StreamResponse:
     if me.history != "edit":
         raise web.HTTPForbidden(text="Нет права редактировать историю звонков")
     form = await request.post()
+    db = request.app[SERVICES].db
+    window = 60 * float(await clinic_settings.get(db, "comment_link_minutes") or 5)
     try:
         try:
             started = parse_moment(str(form.get("when", ""))).replace(tzinfo=clinic_tz(request))
             minutes = float(str(form.get("minutes", "0")).replace(",", "."))
         except ValueError:
             raise CommentError("Неверные дата или длительность") from None
-        linkedid = await comments.add_manual_call(
-            request.app[SERVICES].db, direction=str(form.get("direction", "")),
-            phone=str(form.get("phone", ""))[:30], started=started, minutes=minutes, user_id=me.user_id,
+        linkedid, joined = await comments.add_manual_call(
+            db, direction=str(form.get("direction", "")), phone=str(form.get("phone", ""))[:30], started=started,
+            minutes=minutes, user_id=me.user_id, kind=str(form.get("kind", "comment")), link_window=window,
         )
     except CommentError as exc:
         return aiohttp_jinja2.render_template(
-            "manual_call.html", request, {"error": str(exc), "form": form}, status=400
+            "manual_call.html", request, {"error": str(exc), "form": form, "link_minutes": window / 60}, status=400
         )
-    raise web.HTTPFound(f"/comment?call={linkedid}")
+    raise web.HTTPFound(f"/comment?call={linkedid}" + ("&joined=1" if joined else ""))
 
 
 async def incoming_calls(request: web.Request) -> web.StreamResponse:

@@ -34,6 +34,12 @@ def appointment_converts(*, created: float, call_started: float, call_ended: flo
     return answered and call_started - APPOINTMENT_LINK <= created <= call_ended + APPOINTMENT_LINK
 
 
+def comment_joins(typed_at: float, call_started: float, window: float = COMMENT_LINK) -> bool:
+    """Seed 004: a comment entered by hand joins a call of its number and direction that started
+    within ``window`` of the time typed, either side (inclusive)."""
+    return abs(call_started - typed_at) <= window
+
+
 def within_after(first: float, then: float, window: float) -> bool:
     """``then`` happened at ``first`` or up to ``window`` seconds after it (inclusive)."""
     return first <= then <= first + window

@@ -225,3 +225,33 @@ async def test_spend_per_channel_gives_the_cost_of_an_appeal(env) -> None:
     row = table.split("<td>Сайт клиники</td>")[1].split("</tr>")[0]
     assert [c.split("<")[0] for c in row.split('class="num">')[1:]] == ["2", "1", "0", "1 000 ₽", "500 ₽", "1 000 ₽", "—"]
     assert "Обращения по дням и каналам" in page
+
+
+async def test_an_unlinked_comment_is_a_contact_of_its_own_and_deletable(env) -> None:
+    app, client, _ = env
+    db = app[SERVICES].db
+    await users.create_user(db, "ed", "pw-edit-123", history_access="edit")
+    token = await log_in(client, "ed", "pw-edit-123")
+    form = {"csrf_token": token, "kind": "comment", "direction": "incoming", "minutes": "2"}
+    # 10:03 near Смирнова's 10:00 call: joins it; 15:00 on a personal mobile: stands alone
+    joined = await client.post("/calls/manual", data=form | {"phone": "+79035551111", "when": "02.12.2026 10:03"},
+                               allow_redirects=False)
+    assert joined.headers["Location"] == "/comment?call=2.0&joined=1"
+    alone = await client.post("/calls/manual", data=form | {"phone": "+79035551111", "when": "02.12.2026 15:00"},
+                              allow_redirects=False)
+    assert alone.headers["Location"].startswith("/comment?call=manual-")
+    flat = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&view=flat")).text()
+    assert flat.count('<tr class="comment') == 1 and 'title="Комментарий"' in flat
+    call_id = flat.split('action="/appeals/comments/')[1].split("/")[0]
+    # a reader may not delete; the editor may, once
+    await client.post("/logout", data={})
+    reader_token = await log_in(client, "anna", "pw-anna-12")
+    assert (await client.post(f"/appeals/comments/{call_id}/delete", data={"csrf_token": reader_token})).status == 403
+    await client.post("/logout", data={})
+    token = await log_in(client, "ed", "pw-edit-123")
+    r = await client.post(f"/appeals/comments/{call_id}/delete", data={"csrf_token": token, "back": "https://evil/"},
+                          allow_redirects=False)
+    assert r.status == 302 and r.headers["Location"] == "/appeals"
+    assert (await client.post(f"/appeals/comments/{call_id}/delete", data={"csrf_token": token})).status == 404
+    flat = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&view=flat")).text()
+    assert '<tr class="comment' not in flat

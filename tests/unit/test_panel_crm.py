@@ -192,7 +192,7 @@ async def test_comments_and_manual_call(app) -> None:
     assert comments.default_caller_type("employee", False) == "employee"
     assert comments.default_caller_type("contractor", False) == "other"
     assert comments.default_caller_type("patient", True) == "booked"
-    lid = await comments.add_manual_call(db, direction="outgoing", phone="8 (916) 123-45-67",
+    lid, _ = await comments.add_manual_call(db, direction="outgoing", phone="8 (916) 123-45-67",
                                          started=datetime(2026, 11, 23, 9, 30, tzinfo=TZ), minutes=3,
                                          user_id=None)
     manual = await calls.get_call_by_linkedid(db, lid)

@@ -116,3 +116,46 @@ def test_the_guardian_filled_in_when_booking_a_ward() -> None:
     assert default_guardian([mother, father], "+79990000000", 2) == 2  # the last appointment's
     assert default_guardian([mother, father], None, 99) == 1  # a stale one: the first
     assert default_guardian([], "+79265554433", 1) is None
+
+
+@pytest.mark.parametrize(("offset", "joins"), [(-5 * MIN - 1, False), (-4 * MIN - 59, True), (0, True),
+                                               (4 * MIN + 59, True), (5 * MIN, True), (5 * MIN + 60, False)])
+def test_comment_joins_edges(offset: float, joins: bool) -> None:
+    assert windows.comment_joins(T0, T0 + offset) is joins
+
+
+async def test_a_comment_entered_by_hand_joins_its_call_or_stands_alone(tmp_path: Path) -> None:
+    """Seed 004: by time (5 min by default; a setting), number and direction; the nearest call;
+    else a «Комментарий» of its own, deletable (a real call or a «Диалог» never is)."""
+    from zoneinfo import ZoneInfo
+
+    from crm import comments
+
+    db = Database(tmp_path / "crm.sqlite")
+    await db.open()
+    try:
+        phone = "+79160001122"
+        await calls.save_call(db, call("pbx.1", phone, T0, True))  # an incoming call at T0
+        moment = datetime.fromtimestamp
+        tz = ZoneInfo("Europe/Moscow")
+        near = await comments.add_manual_call(db, direction="incoming", phone=phone, started=moment(T0 + 4 * MIN + 59, tz),
+                                              minutes=1, user_id=None, kind="comment")
+        assert near == ("pbx.1", True)
+        other_way = await comments.add_manual_call(db, direction="outgoing", phone=phone, started=moment(T0, tz),
+                                                   minutes=1, user_id=None, kind="comment")
+        late = await comments.add_manual_call(db, direction="incoming", phone=phone, started=moment(T0 + 5 * MIN + 60, tz),
+                                              minutes=1, user_id=None, kind="comment")
+        wider = await comments.add_manual_call(db, direction="incoming", phone=phone, started=moment(T0 + 9 * MIN, tz),
+                                               minutes=1, user_id=None, kind="comment", link_window=10 * MIN)
+        dialog = await comments.add_manual_call(db, direction="incoming", phone=phone, started=moment(T0, tz),
+                                                minutes=1, user_id=None, kind="dialog")
+        assert not other_way[1] and not late[1] and not dialog[1] and wider == ("pbx.1", True)
+        kinds = dict(db.query_now("SELECT linkedid, manual_kind FROM calls WHERE source = 'manual'"))
+        assert kinds == {other_way[0]: "comment", late[0]: "comment", dialog[0]: "dialog"}
+        ids = dict(db.query_now("SELECT linkedid, id FROM calls"))
+        assert not await comments.delete_unlinked_comment(db, ids["pbx.1"])  # a real call: never
+        assert not await comments.delete_unlinked_comment(db, ids[dialog[0]])  # a «Диалог»: never
+        assert await comments.delete_unlinked_comment(db, ids[late[0]])
+        assert late[0] not in dict(db.query_now("SELECT linkedid, id FROM calls"))
+    finally:
+        await db.close()
