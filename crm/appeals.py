@@ -58,6 +58,15 @@ async def contacts(db: Database, since: float, until: float, today: date, tz: Zo
             phone=r["phone"], patient_id=r["patient_id"], missed=r["state"] == "open",
             overdue=status == "просрочена", channel=r["source_name"], service=r["source_name"], utm=_utm(r["utm"]),
             comment=" · ".join(x for x in (r["service"], r["doctor"], r["comment"]) if x)))
+    # patients' replies to the robot's messages (seed 004: «написал … а потом позвонил»)
+    who = " AND a.patient_id = ?" if patient_id is not None else ""
+    rows = await db.fetchall(
+        "SELECT l.id, l.ts, l.detail, a.patient_id, (SELECT e164 FROM patient_phones ph WHERE ph.patient_id"
+        " = a.patient_id ORDER BY ph.id LIMIT 1) AS phone FROM escort_log l JOIN appointments a ON a.id ="
+        f" l.appointment_id WHERE l.what = 'reply' AND l.ts >= ? AND l.ts < ?{who} ORDER BY l.ts, l.id", params)
+    for r in rows:
+        out.append(ap.Contact(id=f"reply:{r['id']}", kind=ap.MESSAGE, started=r["ts"], ended=r["ts"],
+                              phone=r["phone"] or "", patient_id=r["patient_id"], comment=r["detail"]))
     return out
 
 

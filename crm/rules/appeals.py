@@ -17,9 +17,10 @@ from crm.rules.windows import APPOINTMENT_LINK, CANCEL_LINK, CRM_ACTION_LINK
 # contact kinds
 INCOMING, OUTGOING, REQUEST, DIALOG = "incoming", "outgoing", "request", "dialog"
 COMMENT = "comment"  # a comment entered by hand that joined no call (deletable)
+MESSAGE = "message"  # a patient's reply to a message (WhatsApp / SMS)
 REQUEST_DIALOG = "request_dialog"  # a request typed in by an administrator: still needs a call
 KIND_NAMES = {INCOMING: "Входящий", OUTGOING: "Исходящий", REQUEST: "Заявка", REQUEST_DIALOG: "Заявка-диалог",
-              DIALOG: "Диалог", COMMENT: "Комментарий"}
+              DIALOG: "Диалог", COMMENT: "Комментарий", MESSAGE: "Сообщение пациента"}
 
 # success of an обращение
 NOT_BOOKED = "Не записался"
@@ -39,7 +40,7 @@ _RANK = {DONE: 3, WAIT_BOOKED: 3, FUTURE: 2, WAIT_OPEN: 2, VOID: 1, WAIT_CLOSED:
 @dataclass(frozen=True)
 class Contact:
     id: str
-    kind: str  # INCOMING | OUTGOING | REQUEST | REQUEST_DIALOG | DIALOG | COMMENT
+    kind: str  # INCOMING | OUTGOING | REQUEST | REQUEST_DIALOG | DIALOG | COMMENT | MESSAGE
     started: float
     ended: float
     phone: str = ""

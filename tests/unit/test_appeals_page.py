@@ -255,3 +255,19 @@ async def test_an_unlinked_comment_is_a_contact_of_its_own_and_deletable(env) ->
     assert (await client.post(f"/appeals/comments/{call_id}/delete", data={"csrf_token": token})).status == 404
     flat = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&view=flat")).text()
     assert '<tr class="comment' not in flat
+
+
+async def test_a_patient_s_message_reply_is_a_contact_of_her_appeal(env) -> None:
+    app, client, pid = env
+    db = app[SERVICES].db
+    appt = db.query_now("SELECT id FROM appointments WHERE patient_id = ?", (pid,))[0][0]
+    async with db.transaction() as tx:
+        await tx.execute("INSERT INTO escort_log (appointment_id, scenario, ts, what, outcome, detail)"
+                         " VALUES (?, 'confirmation', ?, 'reply', 'accepted', 'Да, приду')", (appt, at(14)))
+    await log_in(client, "anna", "pw-anna-12")
+    flat = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&view=flat")).text()
+    assert flat.count('<tr class="message') == 1 and "Да, приду" in flat and 'title="Сообщение пациента"' in flat
+    grouped = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02")).text()
+    assert 'class="appeals-count">4<' in grouped  # her day's calls and the reply: still one обращение
+    mine = await (await client.get(f"/appeals?patient={pid}&view=flat")).text()
+    assert "Да, приду" in mine
