@@ -16,8 +16,10 @@ from pbx.app import SERVICES, build_app
 from tests.unit.panel_client import log_in, offline_settings
 
 PAGES = ("/calls", "/calls.csv", "/reports", "/reports.csv", "/reports/escort", "/schedule", "/booking",
-         "/escort", "/tasks", "/api/v1/calls")
+         "/escort", "/tasks", "/api/v1/calls", "/appeals", "/appeals.csv", "/callbacks", "/audit")
 QUERIES = ("since=0001-01-01&until=0001-01-01", "since=9999-12-31&until=9999-12-31", "date=0001-01-01",
+           "since=31.02.2026&until=01.03.2026", "date=00.00.0000", "date=25.11.2026&week=-1",
+           "date=25.11.2026&week=99999999999999999999", "since=01.01.0001&until=31.12.9999",
            "date=9999-12-31", "day=9999-12-31", "day=0001-01-01", "since=2026-01-01T25:00", "date=x",
            "report=days&since=0001-01-01&until=0001-12-31", "since=2026-11-01T10:00:00%2B99:00")
 

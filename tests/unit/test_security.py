@@ -62,7 +62,8 @@ async def status(server: TestServer, path: str, cookies: dict[str, str], method:
 
 
 PAGES = ("/", "/calls", "/calls.csv", "/patients", "/patients/1", "/schedule", "/booking", "/tasks",
-         "/escort", "/reports", "/settings", "/audit", "/comment?call=1.1")
+         "/escort", "/reports", "/settings", "/audit", "/comment?call=1.1", "/appeals", "/appeals/channels",
+         "/schedule?week=1")
 
 
 # --- 1. sessions that can be ended ------------------------------------------------------------
