@@ -143,12 +143,14 @@ def _local_days(f: CallFilter, tz: ZoneInfo) -> list[date]:
     return [first + timedelta(days=i) for i in range(min(max(n, 0), MAX_DAYS))]
 
 
-async def calls_per_day(db: Database, f: CallFilter, tz: ZoneInfo) -> list[DayRow]:
+async def calls_per_day(db: Database, f: CallFilter, tz: ZoneInfo, *, with_booked: bool = True) -> list[DayRow]:
     """Each day of the period (empty days too): incoming answered, missed, outgoing with and
-    without an answer, and how many ended in an appointment."""
+    without an answer, and how many ended in an appointment (``with_booked``: the conversion
+    test runs per call, so a chart that does not show it leaves it out)."""
     where, params = _stats_where(f)
+    booked = _one(CONVERTED) if with_booked else "0"
     rows = await db.fetchall(
-        f"SELECT c.started_ts, c.call_type, {_one(CONVERTED)} AS booked FROM calls c WHERE {where}"
+        f"SELECT c.started_ts, c.call_type, {booked} AS booked FROM calls c WHERE {where}"
         " AND c.call_type IN ('incoming', 'missed', 'outgoing', 'outgoing_unanswered')",
         params,
     )

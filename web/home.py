@@ -56,11 +56,13 @@ async def index(request: web.Request) -> dict[str, Any]:
         pending = await list_calls(db, CallFilter(since=iso(now - PROCESSING_WINDOW), missed_state="missed_unprocessed",
                                                   limit=1000))
         page["to_call_back"] = to_call_back(pending, tz)
-        # the last two weeks, today included: today's figures and the chart, in one read
+        # today's figures (with bookings); the chart of the last two weeks counts calls only
+        midnight = datetime.combine(today, time(0), tz).timestamp()
+        rows = await reports.calls_per_day(db, CallFilter(since=iso(midnight), until=iso(next_midnight)), tz)
+        page["calls_today"] = rows[0] if rows else reports.DayRow(today)
         fortnight = datetime.combine(today - timedelta(days=13), time(0), tz).timestamp()
-        rows = await reports.calls_per_day(db, CallFilter(since=iso(fortnight), until=iso(next_midnight)), tz)
-        page["calls_today"] = next((r for r in rows if r.day == today), reports.DayRow(today))
-        page["chart"] = calls_chart(rows)
+        page["chart"] = calls_chart(await reports.calls_per_day(
+            db, CallFilter(since=iso(fortnight), until=iso(next_midnight)), tz, with_booked=False))
     appointments = await schedule.day_appointments(db, today, tz)
     by_status: dict[str, int] = {}
     for a in appointments:
