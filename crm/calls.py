@@ -146,10 +146,13 @@ CALL_PATIENTS = (
 )
 # Converted (seed 000/001): windows.appointment_converts in SQL, for the call's patients
 CONVERSION_WINDOW = windows.APPOINTMENT_LINK
+# Two EXISTS, not one with an OR inside: each then searches its own index (the booking's call,
+# the patient's appointments by creation time) instead of scanning every appointment for every
+# call (21.9 s -> 0.14 s for 20 000 calls, bench/scale_pages.py).
 CONVERTED = (
-    "EXISTS (SELECT 1 FROM appointments a WHERE a.call_linkedid = c.linkedid OR"
-    f" (c.answered_at IS NOT NULL AND a.created_ts >= c.started_ts - {CONVERSION_WINDOW}"
-    f" AND a.created_ts <= c.ended_ts + {CONVERSION_WINDOW} AND a.patient_id IN {CALL_PATIENTS}))"
+    "(EXISTS (SELECT 1 FROM appointments a WHERE a.call_linkedid = c.linkedid) OR"
+    f" (c.answered_at IS NOT NULL AND EXISTS (SELECT 1 FROM appointments a WHERE a.patient_id IN {CALL_PATIENTS}"
+    f" AND a.created_ts >= c.started_ts - {CONVERSION_WINDOW} AND a.created_ts <= c.ended_ts + {CONVERSION_WINDOW})))"
 )
 # "Whether the patient had an appointment at the time of the call"
 HAD_APPOINTMENT = (
@@ -163,12 +166,13 @@ async def converted_live(db: Database, linkedid: str, e164: str | None, started_
                          ended_ts: float) -> bool:
     """Conversion of a call that may not be stored yet (the post-call tag pop-up, shown after
     a conversation): the same rule as CONVERTED, the call's patients being the number's."""
-    row = await db.fetchone(
-        "SELECT 1 FROM appointments a WHERE a.call_linkedid = ? OR (a.created_ts >= ? AND a.created_ts <= ?"
-        " AND a.patient_id IN (SELECT patient_id FROM patient_phones WHERE e164 = ?)) LIMIT 1",
-        (linkedid, started_ts - CONVERSION_WINDOW, ended_ts + CONVERSION_WINDOW, e164 or ""),
+    row = await db.fetchone(  # two indexed searches (see CONVERTED), not one OR over every appointment
+        "SELECT EXISTS (SELECT 1 FROM appointments a WHERE a.call_linkedid = ?) OR EXISTS (SELECT 1 FROM"
+        " appointments a WHERE a.patient_id IN (SELECT patient_id FROM patient_phones WHERE e164 = ?)"
+        " AND a.created_ts >= ? AND a.created_ts <= ?)",
+        (linkedid, e164 or "", started_ts - CONVERSION_WINDOW, ended_ts + CONVERSION_WINDOW),
     )
-    return row is not None
+    return bool(row and row[0])
 
 
 def conditions(f: CallFilter) -> tuple[list[str], list[Any]]:

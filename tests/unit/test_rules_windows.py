@@ -159,3 +159,43 @@ async def test_a_comment_entered_by_hand_joins_its_call_or_stands_alone(tmp_path
         assert late[0] not in dict(db.query_now("SELECT linkedid, id FROM calls"))
     finally:
         await db.close()
+
+
+async def test_the_indexed_conversion_test_equals_the_plain_one(tmp_path: Path) -> None:
+    """CONVERTED is written as two EXISTS for the indexes' sake; on random calls and
+    appointments (booked from calls, near calls, far from them, unanswered calls) it marks
+    exactly the calls the plain one-EXISTS form marks."""
+    import random
+
+    plain = (
+        "EXISTS (SELECT 1 FROM appointments a WHERE a.call_linkedid = c.linkedid OR"
+        f" (c.answered_at IS NOT NULL AND a.created_ts >= c.started_ts - {windows.APPOINTMENT_LINK}"
+        f" AND a.created_ts <= c.ended_ts + {windows.APPOINTMENT_LINK} AND a.patient_id IN {calls.CALL_PATIENTS}))"
+    )
+    rnd = random.Random(5)
+    db = Database(tmp_path / "crm.sqlite")
+    await db.open()
+    try:
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO branches (name) VALUES ('B')")
+            await tx.execute("INSERT INTO doctors (id, branch_id, full_name, specialty) VALUES (1, 1, 'Д', 'Т')")
+        pids = [await patients.add_patient(db, "П", str(i), "", phone_numbers=(f"+7916100{i:04d}",)) for i in range(12)]
+        starts = []
+        for i in range(120):
+            n = rnd.randrange(14)  # 12 patients' numbers and two strangers'
+            phone, started = f"+7916100{n:04d}", T0 + rnd.random() * 86400 * 5
+            await calls.save_call(db, call(f"L{i}", phone, started, rnd.random() < 0.75))
+            starts.append((f"L{i}", started))
+        async with db.transaction() as tx:
+            for _ in range(80):
+                lid, started = rnd.choice(starts)
+                created = started + rnd.choice((-40, -29, -1, 3, 34, 36, 200)) * MIN
+                await tx.execute(
+                    "INSERT INTO appointments (patient_id, doctor_id, branch_id, starts_at, ends_at, starts_ts, ends_ts,"
+                    " created_at, created_ts, updated_at, call_linkedid) VALUES (?, 1, 1, '', '', ?, ?, '', ?, '', ?)",
+                    (rnd.choice(pids), created + 86400, created + 88200, created, lid if rnd.random() < 0.1 else None))
+        fast = db.query_now(f"SELECT c.linkedid, {calls.CONVERTED} FROM calls c ORDER BY c.id")
+        slow = db.query_now(f"SELECT c.linkedid, {plain} FROM calls c ORDER BY c.id")
+        assert fast == slow and 10 < sum(v for _, v in fast) < 110  # both kinds of answer are there
+    finally:
+        await db.close()

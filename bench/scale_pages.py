@@ -1,0 +1,220 @@
+"""Pages and reports on a year of calls: a generated CRM (seeded; ``--calls`` 100 000 by default,
+1 000 000 for a chain's scale: patients a tenth of the calls, 2.5 legs a call, appointments a
+fifth, tags and comments on a tenth), kept under ``.local/scale/`` for the next run, and the
+panel served in this process (the real aiohttp app, no Asterisk). Each page is timed best and
+median of 3 beside the bare indexed SQL that reads the same rows, in the same run, and the
+process's peak RSS is printed. Figures, never assertions: see bench/README.md.
+
+    .venv/bin/python -u bench/scale_pages.py [--calls 1000000] [--fresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import resource
+import sqlite3
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
+
+from crm import users  # noqa: E402
+from crm.db import Database  # noqa: E402
+from pbx.app import SERVICES, Adapters, build_app  # noqa: E402
+from pbx.settings import PROJECT_DIR, AsteriskSettings, Settings, with_generated_secrets  # noqa: E402
+
+TZ = ZoneInfo("Europe/Moscow")
+NOW = datetime(2026, 12, 1, 12, tzinfo=TZ).timestamp()
+YEAR = 365 * 86400
+ADMINS = 6
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+async def schema(path: Path) -> None:
+    db = Database(path)
+    await db.open()
+    await db.close()
+
+
+def generate(path: Path, n_calls: int, seed: int = 7) -> None:
+    """The data set, written straight with sqlite3 in one transaction (the server's own write
+    path would take hours at 1M; the rows are what it writes)."""
+    rnd = random.Random(seed)
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=OFF")
+    t0 = time.perf_counter()
+    with con:
+        con.execute("INSERT INTO branches (id, name) VALUES (1, 'Клиника на Тверской')")
+        con.executemany("INSERT INTO doctors (id, branch_id, full_name, specialty) VALUES (?, 1, ?, ?)",
+                        [(i, f"Врач {i}", s) for i, s in enumerate(("терапевт", "хирург", "ортодонт", "гигиенист"), 1)])
+        con.executemany("INSERT INTO users (id, login, full_name, role, password_hash, created_at) VALUES (?, ?, ?,"
+                        " 'administrator', 'x', '2026-01-01')",
+                        [(i, f"admin{i}", f"Администратор {i}") for i in range(1, ADMINS + 1)])
+        con.executemany("INSERT INTO clinic_numbers (did, ad_channel) VALUES (?, ?)",
+                        [("74951110001", "Сайт"), ("74951110002", "ПроДокторов")])
+        n_patients = max(10, n_calls // 10)
+        con.executemany("INSERT INTO patients (id, last_name, first_name, created_at) VALUES (?, ?, ?, '2025-01-01')",
+                        ((i, f"Фамилия{i}", "Имя") for i in range(1, n_patients + 1)))
+        con.executemany("INSERT INTO patient_phones (patient_id, e164, kind) VALUES (?, ?, 'mobile')",
+                        ((i, f"+7916{i:07d}") for i in range(1, n_patients + 1)))
+        calls, legs, tags, comments = [], [], [], []
+        known: list[tuple[float, int]] = []  # (start, patient) of calls from patients, for bookings near them
+        for i in range(1, n_calls + 1):
+            start = NOW - rnd.random() * YEAR
+            pid = rnd.randint(1, n_patients) if rnd.random() < 0.8 else None
+            phone = f"+7916{pid:07d}" if pid else f"+7903{rnd.randrange(10**7):07d}"
+            kind = rnd.choices(("incoming", "missed", "outgoing", "outgoing_unanswered"), (55, 15, 25, 5))[0]
+            answered = kind in ("incoming", "outgoing")
+            talk = rnd.uniform(20, 300) if answered else 0.0
+            user = rnd.randint(1, ADMINS)
+            direction = "outgoing" if kind.startswith("outgoing") else "incoming"
+            if pid and answered and len(known) < 500_000:
+                known.append((start, pid))
+            end = start + 5 + talk
+            calls.append((i, f"{start:.0f}.{i}", direction, kind, "74951110001" if rnd.random() < 0.7 else "74951110002",
+                          phone if direction == "incoming" else "", phone if direction == "outgoing" else "", phone,
+                          str(100 + user) if answered else "", user if answered else None, iso(start),
+                          iso(start + 5) if answered else None, iso(end), 5.0, talk, "patient" if pid else "unknown",
+                          pid, user if direction == "outgoing" else None, iso(end), start, end))
+            for leg in range(rnd.choice((1, 2, 2, 3, 4))):
+                legs.append((i, str(101 + leg % 3), "answered" if answered and leg == 0 else "no_answer",
+                             int(kind == "missed"), iso(start)))
+            if rnd.random() < 0.1:
+                tags.append((f"{start:.0f}.{i}", rnd.choice(("Дорого", "Нет окон", "Имплантация")), iso(end)))
+            if rnd.random() < 0.1:
+                comments.append((f"{start:.0f}.{i}", "wants_booking", pid, "Хочет записаться", iso(end)))
+            if len(calls) >= 50_000:
+                _flush(con, calls, legs, tags, comments)
+        _flush(con, calls, legs, tags, comments)
+        appts = []
+        for _ in range(n_calls // 5):
+            if known and rnd.random() < 0.3:  # booked around a call of the patient's: a conversion
+                call_start, patient = rnd.choice(known)
+                created = call_start + rnd.uniform(-20, 40) * 60
+            else:
+                created, patient = NOW - rnd.random() * YEAR, rnd.randint(1, n_patients)
+            starts = created + rnd.uniform(1, 30) * 86400
+            status = "completed" if starts < NOW and rnd.random() < 0.7 else ("cancelled" if rnd.random() < 0.2 else
+                                                                              "unconfirmed")
+            appts.append((patient, rnd.randint(1, 4), datetime.fromtimestamp(starts, TZ)
+                          .strftime("%Y-%m-%dT%H:%M"), datetime.fromtimestamp(starts + 1800, TZ).strftime("%Y-%m-%dT%H:%M"),
+                          starts, starts + 1800, status, iso(created), created, iso(created)))
+        con.executemany("INSERT INTO appointments (patient_id, doctor_id, branch_id, starts_at, ends_at, starts_ts,"
+                        " ends_ts, status, created_at, created_ts, updated_at) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        appts)
+    con.execute("ANALYZE")
+    con.close()
+    print(f"generated {n_calls} calls in {time.perf_counter() - t0:.0f} s: {path} ({path.stat().st_size / 2**20:.0f} MB)")
+
+
+def _flush(con: sqlite3.Connection, calls: list, legs: list, tags: list, comments: list) -> None:
+    con.executemany(
+        "INSERT INTO calls (id, linkedid, direction, call_type, did, caller_raw, callee_raw, phone_e164,"
+        " answered_by_ext, answered_by_user, started_at, answered_at, ended_at, wait_seconds, talk_seconds,"
+        " caller_kind, patient_id, originated_by, created_at, started_ts, ended_ts, source)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ami')", calls)
+    con.executemany("INSERT INTO call_legs (call_id, extension, outcome, missed, started_at) VALUES (?, ?, ?, ?, ?)",
+                    legs)
+    con.executemany("INSERT INTO call_tags (linkedid, label, created_at) VALUES (?, ?, ?)", tags)
+    con.executemany("INSERT INTO call_comments (linkedid, caller_type, patient_id, text, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", comments)
+    for batch in (calls, legs, tags, comments):
+        batch.clear()
+
+
+def bare(path: Path, sql: str, params: tuple = ()) -> float:
+    """The best of 3 of the bare indexed read the page needs (all rows fetched)."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        con.execute(sql, params).fetchall()
+        best = min(best, time.perf_counter() - t0)
+    con.close()
+    return best
+
+
+async def measure(path: Path, n_calls: int, size_mb: float) -> None:
+    state = path.parent / f"state-{n_calls}"
+    settings = with_generated_secrets(Settings(state_dir=state, database=path, time_zone="Europe/Moscow",
+                                               asterisk=AsteriskSettings(embedded=False, ami_port=1, http_port=1,
+                                                                         agi_port=0)))
+    app = build_app(settings, adapters=Adapters.offline(), run_escort=False)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        db = app[SERVICES].db
+        if await users.authenticate(db, "boss", "scale-bench-pw") is None:
+            await users.create_user(db, "boss", "scale-bench-pw", role="director", history_access="read")
+        from tests.unit.panel_client import log_in
+
+        await log_in(client, "boss", "scale-bench-pw")
+        end = datetime.fromtimestamp(NOW, TZ).date()
+        month, year = (end - timedelta(days=29)).isoformat(), (end - timedelta(days=364)).isoformat()
+        m0 = datetime.combine(end - timedelta(days=29), datetime.min.time(), TZ).timestamp()
+        y0 = datetime.combine(end - timedelta(days=364), datetime.min.time(), TZ).timestamp()
+        e = end.isoformat()
+        scan_month = ("SELECT started_ts, call_type, talk_seconds, answered_by_user FROM calls"
+                      " WHERE started_ts >= ? AND started_ts < ?", (m0, NOW + 86400))
+        scan_year = (scan_month[0], (y0, NOW + 86400))
+        pid = 4242 if n_calls >= 50_000 else 5
+        pages = [
+            ("«Эффективность администраторов», month", f"/reports?report=efficiency&since={month}&until={e}", scan_month),
+            ("«Эффективность администраторов», year", f"/reports?report=efficiency&since={year}&until={e}", scan_year),
+            ("«Количество звонков по дням», month", f"/reports?report=days&since={month}&until={e}", scan_month),
+            ("«Количество звонков по дням», year", f"/reports?report=days&since={year}&until={e}", scan_year),
+            ("«Обработка пропущенных», year", f"/reports?report=missed&since={year}&until={e}", scan_year),
+            ("«Метки звонков», year", f"/reports?report=tags&since={year}&until={e}", scan_year),
+            ("history /calls (100 rows)", f"/calls?since={month}&until={e}",
+             ("SELECT * FROM calls WHERE started_ts >= ? ORDER BY started_ts DESC LIMIT 100", (m0,))),
+            ("/calls.csv, month", f"/calls.csv?since={month}&until={e}", ("SELECT * FROM calls WHERE started_ts >= ?", (m0,))),
+            ("patient card", f"/patients/{pid}", ("SELECT * FROM calls WHERE phone_e164 = ?", (f"+7916{pid:07d}",))),
+            ("home page", "/", ("SELECT * FROM calls WHERE started_ts >= ?", (NOW - 86400,))),
+            ("«История обращений», month", f"/appeals?since={month}&until={e}", scan_month),
+        ]
+        print(f"\n{n_calls} calls ({size_mb:.0f} MB); best / median of 3, beside the bare scan")
+        print(f"{'page':44} {'best s':>8} {'median s':>9} {'bare s':>8} {'÷ bare':>8}")
+        for name, url, (sql, params) in pages:
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                resp = await client.get(url)
+                await resp.read()
+                times.append(time.perf_counter() - t0)
+                if resp.status != 200:
+                    print(f"  {url}: HTTP {resp.status}")
+                    break
+            b = bare(path, sql, params)
+            print(f"{name:44} {min(times):8.3f} {statistics.median(times):9.3f} {b:8.4f} {min(times) / b:8.0f}")
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peak RSS of the process (generator excluded when the data was kept): {rss:.0f} MB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=100_000)
+    ap.add_argument("--fresh", action="store_true", help="generate again even if kept")
+    args = ap.parse_args()
+    folder = PROJECT_DIR / ".local" / "scale"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"crm-{args.calls}.sqlite"
+    if args.fresh or not path.exists():
+        for p in folder.glob(f"crm-{args.calls}.sqlite*"):
+            p.unlink()
+        asyncio.run(schema(path))
+        generate(path, args.calls)
+    asyncio.run(measure(path, args.calls, path.stat().st_size / 2**20))
+
+
+if __name__ == "__main__":
+    main()
