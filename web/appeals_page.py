@@ -98,8 +98,8 @@ async def _report(request: web.Request) -> dict[str, Any]:
     contacts = await store.contacts(services.db, since, until, today, tz, patient_id=patient)
     names = await comments.caller_types(services.db, with_retired=True)
     channel_rules = await ad_channels.rules(services.db)
-    contacts = [with_channel(dataclasses.replace(c, caller_type=names.get(c.caller_type, c.caller_type)),
-                             channel_rules) for c in contacts]
+    contacts = [with_channel(c, channel_rules, caller_type=names.get(c.caller_type, c.caller_type))
+                for c in contacts]
     groups = [g for g in q.getall("group", []) if g]
     channels = [c for c in q.getall("channel", []) if c]
     if groups:
@@ -113,7 +113,7 @@ async def _report(request: web.Request) -> dict[str, Any]:
     patients = {c.patient_id for c in contacts if c.patient_id is not None}
     actions = await store.actions(services.db, patients, since, until)
     # an outgoing call followed by a CRM action within 15 min takes its type (a comment's wins)
-    contacts = [c if c.caller_type else dataclasses.replace(c, caller_type=ap.action_type(c, actions))
+    contacts = [c if c.caller_type or not (t := ap.action_type(c, actions)) else dataclasses.replace(c, caller_type=t)
                 for c in contacts]
     who_names = sorted({c.caller_type for c in contacts if c.caller_type} | set(names.values()) | {ap.PATIENT_TALK})
     topic_names = sorted({c.topic for c in contacts if c.topic})
@@ -198,13 +198,15 @@ def facts_of(c: ap.Contact) -> ac.Facts:
                     service=c.service)
 
 
-def with_channel(c: ap.Contact, rules: list[ac.Rule]) -> ap.Contact:
-    """The channel the rules find (and which rule), else the number's or the source's label."""
-    rule = ac.channel_for(facts_of(c), rules)
-    if rule is None:
-        return dataclasses.replace(c, channel_rule="ни одно правило не сработало")
+def with_channel(c: ap.Contact, rules: list[ac.Rule], **more: Any) -> ap.Contact:
+    """The channel the rules find (and which rule), else the number's or the source's label;
+    ``more`` fields set in the same copy (one copy a contact: a month holds tens of thousands)."""
+    rule = ac.channel_for(facts_of(c), rules) if rules else None
+    if rule is None:  # the rule's text is empty then: the page says no rule fired
+        changed = {k: v for k, v in more.items() if getattr(c, k) != v}
+        return dataclasses.replace(c, **changed) if changed else c
     return dataclasses.replace(c, channel=rule.channel, channel_group=rule.group,
-                               channel_rule=f"{ac.KIND_NAMES[rule.kind]}: {rule.value}")
+                               channel_rule=f"{ac.KIND_NAMES[rule.kind]}: {rule.value}", **more)
 
 
 def summary(a: ap.Appeal) -> ap.Contact:
@@ -228,9 +230,18 @@ def primary(a: ap.Appeal, info: dict[int, dict[str, Any]]) -> bool:
     return p is not None and (p["first_booked"] is None or p["first_booked"] >= a.first.started)
 
 
+PAGE_SIZE = 200  # обращения a page shows; counts, totals and the CSV take them all
+
+
 @aiohttp_jinja2.template("appeals.html")
 async def appeals_page(request: web.Request) -> dict[str, Any]:
     data = await _report(request)
+    appeals = data["appeals"]
+    pages = max(1, -(-len(appeals) // PAGE_SIZE))
+    page = min(max(1, int_or_none(request.query.get("page")) or 1), pages)
+    data["shown"] = appeals[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
+    data["page"], data["pages"], data["first_shown"] = page, pages, (page - 1) * PAGE_SIZE + 1
+    data["page_query"] = urlencode([(k, v) for k, v in request.query.items() if k != "page"])
     data["primary"] = primary
     data["summary"] = summary
     rules = data["channel_rules"]
