@@ -40,6 +40,8 @@ def date_time(value: object, tz: ZoneInfo | None = None) -> str:
     """``02.12.2026 00:11``; '' for nothing."""
     if value is None or value == "":
         return ""
+    if isinstance(value, date) and not isinstance(value, datetime) or isinstance(value, str) and len(value) == 10:
+        return day(value)  # a day with no time: the day
     moment = _moment(value, tz)
     return moment.strftime(DATE_TIME) if moment is not None else str(value)
 

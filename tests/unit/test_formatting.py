@@ -22,6 +22,7 @@ def test_moments_are_the_clinic_s_wall_clock() -> None:
     assert date_time(datetime(2026, 3, 4, 5, 6), None) == "04.03.2026 05:06"
     assert date_time(None) == "" and date_time("") == ""
     assert date_time("сейчас") == "сейчас"  # not a moment: shown as it is
+    assert date_time("2026-11-02") == "02.11.2026" and date_time(date(2026, 11, 2)) == "02.11.2026"  # a day
 
 
 def test_days() -> None:
