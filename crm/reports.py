@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crm.calls import ANSWERED_AFTER, CONVERTED, PROCESSING_WINDOW, CallFilter, conditions
+from crm.calls import ANSWERED_AFTER, CONVERTED, PROCESSING_WINDOW, CallFilter, conditions, iso
 from crm.db import Database
 
 MAX_DAYS = 366
@@ -143,14 +143,12 @@ def _local_days(f: CallFilter, tz: ZoneInfo) -> list[date]:
     return [first + timedelta(days=i) for i in range(min(max(n, 0), MAX_DAYS))]
 
 
-async def calls_per_day(db: Database, f: CallFilter, tz: ZoneInfo, *, with_booked: bool = True) -> list[DayRow]:
+async def calls_per_day(db: Database, f: CallFilter, tz: ZoneInfo) -> list[DayRow]:
     """Each day of the period (empty days too): incoming answered, missed, outgoing with and
-    without an answer, and how many ended in an appointment (``with_booked``: the conversion
-    test runs per call, so a chart that does not show it leaves it out)."""
+    without an answer, and how many ended in an appointment."""
     where, params = _stats_where(f)
-    booked = _one(CONVERTED) if with_booked else "0"
     rows = await db.fetchall(
-        f"SELECT c.started_ts, c.call_type, {booked} AS booked FROM calls c WHERE {where}"
+        f"SELECT c.started_ts, c.call_type, {_one(CONVERTED)} AS booked FROM calls c WHERE {where}"
         " AND c.call_type IN ('incoming', 'missed', 'outgoing', 'outgoing_unanswered')",
         params,
     )
@@ -161,6 +159,26 @@ async def calls_per_day(db: Database, f: CallFilter, tz: ZoneInfo, *, with_booke
         setattr(row, r["call_type"], getattr(row, r["call_type"]) + 1)
         row.booked += r["booked"]
     return [days[d] for d in sorted(days)]
+
+
+async def call_counts_per_day(db: Database, days: list[date], tz: ZoneInfo) -> list[DayRow]:
+    """Calls of each day by type, counted by SQLite in one query (each call's day found by the
+    clinic's midnights, so a DST change stays exact; no row reaches Python): the home page's
+    chart. Bookings are not counted (``booked`` stays 0)."""
+    if not days:
+        return []
+    midnights = [datetime.combine(d, datetime.min.time(), tz).timestamp() for d in days]
+    end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), tz).timestamp()
+    where, params = _stats_where(CallFilter(since=iso(midnights[0]), until=iso(end)))
+    which = "CASE " + " ".join(f"WHEN c.started_ts < ? THEN {i}" for i in range(len(days))) + f" ELSE {len(days) - 1} END"
+    rows = await db.fetchall(
+        f"SELECT {which} AS d, c.call_type, COUNT(*) FROM calls c WHERE {where}"
+        " AND c.call_type IN ('incoming', 'missed', 'outgoing', 'outgoing_unanswered') GROUP BY d, c.call_type",
+        [*midnights[1:], end, *params])
+    out = [DayRow(d) for d in days]
+    for index, call_type, n in rows:
+        setattr(out[index], call_type, n)
+    return out
 
 
 # --- «Обработка пропущенных звонков» ------------------------------------------------------

@@ -60,9 +60,8 @@ async def index(request: web.Request) -> dict[str, Any]:
         midnight = datetime.combine(today, time(0), tz).timestamp()
         rows = await reports.calls_per_day(db, CallFilter(since=iso(midnight), until=iso(next_midnight)), tz)
         page["calls_today"] = rows[0] if rows else reports.DayRow(today)
-        fortnight = datetime.combine(today - timedelta(days=13), time(0), tz).timestamp()
-        page["chart"] = calls_chart(await reports.calls_per_day(
-            db, CallFilter(since=iso(fortnight), until=iso(next_midnight)), tz, with_booked=False))
+        page["chart"] = calls_chart(await reports.call_counts_per_day(
+            db, [today - timedelta(days=13 - i) for i in range(14)], tz))
     appointments = await schedule.day_appointments(db, today, tz)
     by_status: dict[str, int] = {}
     for a in appointments:
