@@ -69,3 +69,22 @@ def test_tags_are_grouped_by_their_group() -> None:
         {"group": "Направление", "tags": ["Имплантация"]},
         {"group": "", "tags": ["Спросил про рассрочку"]},
     ]
+
+
+async def test_tag_labels_by_skip_scan_equal_distinct(tmp_path: Path) -> None:
+    """The tag filter's list (a skip scan on the label index) is exactly SELECT DISTINCT ... ORDER BY."""
+    from crm import directory
+    from crm.db import Database
+
+    db = Database(tmp_path / "tags.sqlite")
+    await db.open()
+    try:
+        assert await directory.tag_labels(db) == []
+        labels = ["Дорого", "дорого", "Нет окон", "Дорого", "", "A", "Я", "Нет окон", "a b"]
+        async with db.transaction() as tx:
+            for i, label in enumerate(labels):
+                await tx.execute("INSERT INTO call_tags (linkedid, label, created_at) VALUES (?, ?, '')", (f"{i}.1", label))
+        plain = [r[0] for r in await db.fetchall("SELECT DISTINCT label FROM call_tags ORDER BY label")]
+        assert await directory.tag_labels(db) == plain and len(plain) == 7
+    finally:
+        await db.close()
