@@ -37,6 +37,18 @@ SCAN = """() => {
           width: document.documentElement.clientWidth, unlabelled};
 }"""
 
+DOCKED = """() => {
+  document.body.classList.add('with-cards');
+  const main = document.querySelector('main');
+  const dock = parseFloat(getComputedStyle(document.documentElement).getPropertyValue('--dock')) *
+               parseFloat(getComputedStyle(document.documentElement).fontSize);
+  const right = main.getBoundingClientRect().right, limit = window.innerWidth - dock;
+  const clipped = ['auto', 'hidden', 'scroll'].includes(getComputedStyle(main).overflowX);
+  const fits = main.scrollWidth <= main.clientWidth;
+  document.body.classList.remove('with-cards');
+  return {ok: right <= limit && (fits || clipped), right, limit, fits, clipped};
+}"""
+
 
 async def test_every_page_reads_alike_and_fits(server, page, tmp_path: Path) -> None:  # noqa: F811
     services, _ = server
@@ -64,6 +76,11 @@ async def test_every_page_reads_alike_and_fits(server, page, tmp_path: Path) -> 
                 problems.append(f"{path}: unformatted numbers {raw[:3]}")
             if seen["unlabelled"]:
                 problems.append(f"{path}: fields without a label {seen['unlabelled']}")
+            # with call cards showing, the page keeps clear of the dock: main ends left of it and
+            # what does not fit scrolls inside main (clipped), never under the cards
+            clear = await page.evaluate(DOCKED)
+            if not clear["ok"]:
+                problems.append(f"{width}: {path} reaches under the card dock {clear}")
     assert not problems, "\n".join(problems)
     # the home page's chart draws today's real figures: its last column is today's counters
     await page.goto(base + "/")
