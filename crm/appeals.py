@@ -18,9 +18,23 @@ from pbx.robots import callback_rules as cr
 
 async def contacts(db: Database, since: float, until: float, today: date, tz: ZoneInfo, *,
                    patient_id: int | None = None, counted_only: bool = True) -> list[ap.Contact]:
-    """Calls (employees' and contractors' left out unless asked) and requests of the period."""
-    who = " AND c.patient_id = ?" if patient_id is not None else ""
-    params: list[object] = [since, until, *([patient_id] if patient_id is not None else [])]
+    """The period's contacts: calls (employees' and contractors' left out unless asked),
+    requests, and patients' replies to messages; one patient's only when given."""
+    return [*await _calls(db, since, until, patient_id, counted_only),
+            *await _requests(db, since, until, today, tz, patient_id),
+            *await _replies(db, since, until, patient_id)]
+
+
+def _period(alias: str, since: float, until: float, patient_id: int | None) -> tuple[str, list[object]]:
+    """`` AND <alias>.patient_id = ?`` when one patient is asked for, with the period's params."""
+    if patient_id is None:
+        return "", [since, until]
+    return f" AND {alias}.patient_id = ?", [since, until, patient_id]
+
+
+async def _calls(db: Database, since: float, until: float, patient_id: int | None,
+                 counted_only: bool) -> list[ap.Contact]:
+    who, params = _period("c", since, until, patient_id)
     rows = await db.fetchall(
         "SELECT c.id, c.linkedid, c.direction, c.call_type, c.started_ts, c.ended_ts, c.phone_e164, c.patient_id,"
         " c.caller_kind, c.counterpart_id, c.wait_seconds, c.talk_seconds, c.recording, c.source,"
@@ -34,7 +48,7 @@ async def contacts(db: Database, since: float, until: float, today: date, tz: Zo
         + (" AND c.counts_for_stats = 1" if counted_only else "") + " ORDER BY c.started_ts, c.id",
         params,
     )
-    out = [ap.Contact(
+    return [ap.Contact(
         id=f"call:{r['id']}", kind=(ap.COMMENT if r["manual_kind"] == "comment" else ap.DIALOG)
         if r["source"] == "manual" else r["direction"],
         started=r["started_ts"], ended=max(r["ended_ts"], r["started_ts"]), phone=r["phone_e164"] or "",
@@ -44,11 +58,16 @@ async def contacts(db: Database, since: float, until: float, today: date, tz: Zo
         did=r["did"] or "", service=r["channel"],
         call_id=r["id"], recording=bool(r["recording"]), wait=r["wait_seconds"] or 0.0,
         duration=r["talk_seconds"] or 0.0) for r in rows]
-    who = " AND r.patient_id = ?" if patient_id is not None else ""
+
+
+async def _requests(db: Database, since: float, until: float, today: date, tz: ZoneInfo,
+                    patient_id: int | None) -> list[ap.Contact]:
+    who, params = _period("r", since, until, patient_id)
     rows = await db.fetchall(
         "SELECT r.id, r.created_ts, r.closed_ts, r.state, r.phone, r.patient_id, r.source_name, r.comment,"
         " r.service, r.doctor, r.created_by, r.utm FROM callback_requests r WHERE r.created_ts >= ? AND r.created_ts < ?"
         f"{who} ORDER BY r.created_ts, r.id", params)
+    out = []
     for r in rows:
         created = datetime.fromtimestamp(r["created_ts"], tz).date()
         status = cr.request_status(r["state"], created, today)
@@ -58,16 +77,18 @@ async def contacts(db: Database, since: float, until: float, today: date, tz: Zo
             phone=r["phone"], patient_id=r["patient_id"], missed=r["state"] == "open",
             overdue=status == "просрочена", channel=r["source_name"], service=r["source_name"], utm=_utm(r["utm"]),
             comment=" · ".join(x for x in (r["service"], r["doctor"], r["comment"]) if x)))
-    # patients' replies to the robot's messages (seed 004: «написал … а потом позвонил»)
-    who = " AND a.patient_id = ?" if patient_id is not None else ""
+    return out
+
+
+async def _replies(db: Database, since: float, until: float, patient_id: int | None) -> list[ap.Contact]:
+    """Patients' replies to the robot's messages (seed 004: «написал … а потом позвонил»)."""
+    who, params = _period("a", since, until, patient_id)
     rows = await db.fetchall(
         "SELECT l.id, l.ts, l.detail, a.patient_id, (SELECT e164 FROM patient_phones ph WHERE ph.patient_id"
         " = a.patient_id ORDER BY ph.id LIMIT 1) AS phone FROM escort_log l JOIN appointments a ON a.id ="
         f" l.appointment_id WHERE l.what = 'reply' AND l.ts >= ? AND l.ts < ?{who} ORDER BY l.ts, l.id", params)
-    for r in rows:
-        out.append(ap.Contact(id=f"reply:{r['id']}", kind=ap.MESSAGE, started=r["ts"], ended=r["ts"],
-                              phone=r["phone"] or "", patient_id=r["patient_id"], comment=r["detail"]))
-    return out
+    return [ap.Contact(id=f"reply:{r['id']}", kind=ap.MESSAGE, started=r["ts"], ended=r["ts"], phone=r["phone"] or "",
+                       patient_id=r["patient_id"], comment=r["detail"]) for r in rows]
 
 
 async def records(db: Database, since: float, until: float, patients: set[int],

@@ -51,9 +51,6 @@ class Tx:
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
         return self._conn.execute(sql, tuple(params))
 
-    def now(self) -> float:
-        return self._clock.now()
-
     def stamp(self) -> str:
         return iso_stamp(self._clock.now())
 

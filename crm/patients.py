@@ -81,12 +81,15 @@ async def search(db: Database, q: str, limit: int = 50) -> list[dict[str, object
     )
     if not clause:
         return []
+    return await _cards(db, f"{clause[0]} ORDER BY p.last_name, p.first_name LIMIT ?", [*clause[1], limit])
+
+
+async def _cards(db: Database, where: str, params: list[object]) -> list[dict[str, object]]:
+    """Patients as the list shows them: names, birth date, their numbers."""
     rows = await db.fetchall(
         "SELECT p.id, p.last_name, p.first_name, p.middle_name, p.birth_date,"
         " (SELECT GROUP_CONCAT(e164, ' ') FROM patient_phones WHERE patient_id = p.id) AS phones"
-        f" FROM patients p WHERE {clause[0]} ORDER BY p.last_name, p.first_name LIMIT ?",
-        [*clause[1], limit],
-    )
+        f" FROM patients p WHERE {where}", params)
     return [dict(r) for r in rows]
 
 
@@ -105,10 +108,7 @@ async def recent(db: Database, limit: int = 20) -> list[dict[str, object]]:
     ids = ids[:limit]
     if not ids:
         return []
-    rows = {r["id"]: dict(r) for r in await db.fetchall(
-        "SELECT p.id, p.last_name, p.first_name, p.middle_name, p.birth_date,"
-        " (SELECT GROUP_CONCAT(e164, ' ') FROM patient_phones WHERE patient_id = p.id) AS phones"
-        f" FROM patients p WHERE p.id IN ({','.join('?' * len(ids))})", ids)}
+    rows = {r["id"]: r for r in await _cards(db, f"p.id IN ({','.join('?' * len(ids))})", list(ids))}
     return [rows[i] for i in ids if i in rows]
 
 

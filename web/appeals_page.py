@@ -24,6 +24,7 @@ from pbx.services import SERVICES
 from web import charts
 from web.common import (
     SETTINGS_ROLES,
+    Viewer,
     clinic_tz,
     csv_response,
     csv_safe,
@@ -72,16 +73,17 @@ def label(c: ap.Contact) -> str:
     return name
 
 
-async def require_appeals(request: web.Request, *, or_settings: bool = False) -> None:
+async def require_appeals(request: web.Request, *, or_settings: bool = False) -> Viewer:
     """The right «История обращений» (seed 004); the channel directory is also the settings
-    admins' to keep."""
+    admins' to keep. Returns who is looking."""
     me = await viewer(request)
     if not (me.appeals or (or_settings and me.role in SETTINGS_ROLES)):
         raise web.HTTPForbidden(text="Нет доступа к истории обращений")
+    return me
 
 
 async def _report(request: web.Request) -> dict[str, Any]:
-    await require_appeals(request)
+    me = await require_appeals(request)
     services = request.app[SERVICES]
     tz, today = clinic_tz(request), local_today(request)
     q = request.query
@@ -151,7 +153,7 @@ async def _report(request: web.Request) -> dict[str, Any]:
         "employees": sorted({c.employee for c in contacts if c.employee}),
         "channel_rules": channel_rules, "channel_groups": sorted({r.group for r in channel_rules}), "channel_names": sorted({r.channel for r in channel_rules}),
         "label": label, "duration": duration, "query": request.query_string,
-        "can_edit_history": (await viewer(request)).history == "edit",
+        "can_edit_history": me.history == "edit",
     }
 
 
@@ -252,8 +254,7 @@ async def appeals_page(request: web.Request) -> dict[str, Any]:
 
 @aiohttp_jinja2.template("ad_channels.html")
 async def channels_page(request: web.Request) -> dict[str, Any]:
-    await require_appeals(request, or_settings=True)
-    me = await viewer(request)
+    me = await require_appeals(request, or_settings=True)
     db = request.app[SERVICES].db
     return {"groups": await ad_channels.directory(db), "kinds": ac.KIND_NAMES,
             "can_edit": me.role in SETTINGS_ROLES, "spend": await ad_channels.spend_list(db),
@@ -262,8 +263,7 @@ async def channels_page(request: web.Request) -> dict[str, Any]:
 
 async def comment_delete(request: web.Request) -> web.StreamResponse:
     """Seed 004: a comment that joined no call can be deleted (the history's edit right)."""
-    await require_appeals(request)
-    if (await viewer(request)).history != "edit":
+    if (await require_appeals(request)).history != "edit":
         raise web.HTTPForbidden(text="Нет права редактировать историю звонков")
     call_id = int(request.match_info["id"])
     if not await comments.delete_unlinked_comment(request.app[SERVICES].db, call_id):

@@ -210,14 +210,19 @@ async def schedule_page(request: web.Request) -> dict[str, Any]:
                      if a["status"] in schedule.ACTIVE]
         if call_list:
             break
-    return {
-        "week": None, "doctors": doctors,
-        "day": day.isoformat(), "prev": (day - timedelta(days=1)).isoformat(),
-        "next": (day + timedelta(days=1)).isoformat(), "columns": columns,
-        "day_label": day_label(day), "call_list": call_list, "call_day": day_label(call_day), "statuses": schedule.STATUSES, "now": now_ts(request),
-        "cancelled": [a for a in await schedule.day_appointments(db, day, tz)
-                      if a["status"] in ("cancelled",)],
+    return _frame(request, day, doctors, step=1) | {
+        "columns": columns, "day_label": day_label(day), "call_list": call_list, "call_day": day_label(call_day),
+        "cancelled": [a for a in await schedule.day_appointments(db, day, tz) if a["status"] in ("cancelled",)],
     }
+
+
+def _frame(request: web.Request, day: date, doctors: list[dict[str, Any]], *, step: int) -> dict[str, Any]:
+    """What the day and the week views share: the day, its neighbours ``step`` days away, the
+    doctors, the statuses, the time now; the day view's parts empty."""
+    return {"week": None, "doctors": doctors, "day": day.isoformat(),
+            "prev": (day - timedelta(days=step)).isoformat(), "next": (day + timedelta(days=step)).isoformat(),
+            "statuses": schedule.STATUSES, "now": now_ts(request), "columns": [], "call_list": [], "call_day": "",
+            "cancelled": []}
 
 
 async def _week(request: web.Request, day: date, doctor: dict[str, Any],
@@ -235,12 +240,9 @@ async def _week(request: web.Request, day: date, doctor: dict[str, Any],
             t = slot.starts_at.strftime("%H:%M")
             times.add(t)
             cells[(t, i)] = {"slot": slot, "appt": appts.get(slot.appointment_id)}
-    return {
+    return _frame(request, day, doctors, step=7) | {
         "week": {"doctor": doctor, "days": days, "times": sorted(times), "cells": cells},
-        "doctors": doctors, "day": day.isoformat(), "prev": (day - timedelta(days=7)).isoformat(),
-        "next": (day + timedelta(days=7)).isoformat(), "columns": [],
-        "day_label": f"{doctor['full_name']}, неделя с {monday.strftime('%d.%m.%Y')}", "call_list": [],
-        "call_day": "", "statuses": schedule.STATUSES, "now": now_ts(request), "cancelled": [],
+        "day_label": f"{doctor['full_name']}, неделя с {monday.strftime('%d.%m.%Y')}",
     }
 
 

@@ -96,10 +96,11 @@ async def patient_edit_submit(request: web.Request) -> web.StreamResponse:
     pid = int(request.match_info["id"])
     form = await request.post()
     typed_birth = str(form.get("birth_date", "")).strip()
+    birth_error: ValueError | None = None
     try:
         born = birth_day(typed_birth, local_today(request))
-    except ValueError:
-        born = typed_birth  # shown back with the error below
+    except ValueError as exc:
+        born, birth_error = typed_birth, exc  # shown back with the error below
     edit = patients.PatientEdit(
         last_name=str(form.get("last_name", "")), first_name=str(form.get("first_name", "")),
         middle_name=str(form.get("middle_name", "")), birth_date=born,
@@ -110,7 +111,8 @@ async def patient_edit_submit(request: web.Request) -> web.StreamResponse:
         extra_notes=str(form.get("extra_notes", "")),
     )
     try:
-        birth_day(typed_birth, local_today(request))  # the error to show, if any
+        if birth_error is not None:
+            raise birth_error
         await patients.update_patient(db, pid, edit)
     except ValueError as exc:
         current = await patients.get_for_edit(db, pid)

@@ -332,9 +332,6 @@ def reply_choice(text: str) -> str | None:
     return {"1": "confirmed", "2": "reschedule", "3": "cancelled"}[digits[0]]
 
 
-CHANNEL_NAMES = {"sms": "СМС", "whatsapp": "WhatsApp", "push": "push-уведомление"}
-
-
 def booking_message_notice(requested: bool, enabled: bool, excluded: str | None, job_state: str | None,
                            job_reason: str, message_state: str | None, message_error: str,
                            channel: str = "sms") -> tuple[str, str] | None:
@@ -349,7 +346,7 @@ def booking_message_notice(requested: bool, enabled: bool, excluded: str | None,
         return "warn", f"СМС не отправлено: {excluded}"
     if job_state == "skipped":
         return "warn", f"СМС не отправлено: {job_reason or 'сценарий пропущен'}"
-    name = CHANNEL_NAMES.get(channel, channel)
+    name = CHANNELS.get(channel, channel)
     if message_state in ("sent", "delivered"):
         return "ok", f"{name} с деталями записи отправлено" + (" и доставлено" if message_state == "delivered" else "")
     if message_state in ("failed", "no_account", "undelivered"):
