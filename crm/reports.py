@@ -14,8 +14,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crm.calls import ANSWERED_AFTER, CONVERTED, PROCESSING_WINDOW, CallFilter, conditions, iso
+from crm import call_stats
+from crm.calls import CallFilter, conditions, iso
 from crm.db import Database
+from crm.rules import call_stats as call_stats_rules
+from crm.rules.call_stats import COUNTED_TYPES, Totals
 
 MAX_DAYS = 366
 
@@ -69,52 +72,28 @@ class AdminRow:
         return percent(self.outgoing_unanswered, self.outgoing + self.outgoing_unanswered)
 
 
-async def admin_efficiency(db: Database, f: CallFilter) -> list[AdminRow]:
+async def admin_efficiency(db: Database, f: CallFilter, tz: ZoneInfo) -> list[AdminRow]:
     """One row per employee: what they answered or placed (``answered_by_user`` is the
     phone's holder at that moment, also for outgoing calls) and the calls they missed. A
     ring-all call someone answered, or a linear queue's call a later phone answered, is
-    nobody's miss; a call nobody answered is missed by every phone that rang."""
-    where, params = _stats_where(f)
-    answered = _one("c.direction = 'incoming'")
-    outgoing = _one("c.call_type = 'outgoing'")
-    unanswered = _one("c.call_type = 'outgoing_unanswered'")
-    taken = await db.fetchall(
-        f"SELECT c.answered_by_user AS user_id, SUM({answered}) AS answered,"
-        f" SUM({outgoing}) AS outgoing, SUM({unanswered}) AS outgoing_unanswered,"
-        f" SUM({_one(CONVERTED)}) AS booked, SUM(c.talk_seconds) AS talk_seconds,"
-        f" SUM({_one('c.answered_at IS NOT NULL')}) AS talked"
-        f" FROM calls c WHERE {where} AND c.answered_by_user IS NOT NULL"
-        " AND c.call_type IN ('incoming', 'outgoing', 'outgoing_unanswered')"
-        " GROUP BY c.answered_by_user",
-        params,
-    )
-    missed = await db.fetchall(
-        "SELECT l.user_id, COUNT(DISTINCT c.id) AS missed FROM calls c"
-        f" JOIN call_legs l ON l.call_id = c.id WHERE {where} AND c.call_type = 'missed'"
-        " AND l.missed = 1 AND l.user_id IS NOT NULL GROUP BY l.user_id",
-        params,
-    )
-    by_user: dict[int, dict[str, Any]] = {}
-    for r in taken:
-        by_user[r["user_id"]] = dict(r)
-    for r in missed:
-        by_user.setdefault(r["user_id"], {})["missed"] = r["missed"]
-    if f.user_id is not None:  # the filter is "calls they took part in": show them alone
-        by_user = {k: v for k, v in by_user.items() if k == f.user_id}
+    nobody's miss; a call nobody answered is missed by every phone that rang (the rules:
+    crm.rules.call_stats; the figures: the daily aggregates of crm.call_stats)."""
+    own = ("own_answered", "own_missed", "own_outgoing", "own_outgoing_unanswered", "own_booked",
+           "own_talk_seconds", "own_talked")
+    by_user: dict[int, Totals] = {}
+    for _, uid, t in await call_stats.read(db, stats_filter(f, tz), tz, own, per_user=True):
+        by_user.setdefault(uid, Totals()).add(t)
+    by_user = {uid: t for uid, t in by_user.items() if any(getattr(t, n) for n in own if n != "own_talk_seconds")}
     if not by_user:
         return []
     marks = ", ".join("?" for _ in by_user)
     names = {r[0]: r[1] or r[2] for r in await db.fetchall(
         f"SELECT id, full_name, login FROM users WHERE id IN ({marks})", list(by_user))}
     rows = [
-        AdminRow(
-            user_id=uid, name=names.get(uid, f"#{uid}"), answered=int(v.get("answered") or 0),
-            missed=int(v.get("missed") or 0), outgoing=int(v.get("outgoing") or 0),
-            outgoing_unanswered=int(v.get("outgoing_unanswered") or 0),
-            booked=int(v.get("booked") or 0), talk_seconds=float(v.get("talk_seconds") or 0.0),
-            talked=int(v.get("talked") or 0),
-        )
-        for uid, v in by_user.items()
+        AdminRow(user_id=uid, name=names.get(uid, f"#{uid}"), answered=t.own_answered, missed=t.own_missed,
+                 outgoing=t.own_outgoing, outgoing_unanswered=t.own_outgoing_unanswered, booked=t.own_booked,
+                 talk_seconds=float(t.own_talk_seconds), talked=t.own_talked)
+        for uid, t in by_user.items()
     ]
     return sorted(rows, key=lambda r: (-r.total, r.name))
 
@@ -143,21 +122,23 @@ def _local_days(f: CallFilter, tz: ZoneInfo) -> list[date]:
     return [first + timedelta(days=i) for i in range(min(max(n, 0), MAX_DAYS))]
 
 
+def stats_filter(f: CallFilter, tz: ZoneInfo) -> call_stats.StatsFilter:
+    """A report's call filter as whole clinic days (the reports' periods are days)."""
+    days = _local_days(f, tz)
+    if not days:
+        raise ValueError("a report needs a period")
+    return call_stats.StatsFilter(first=days[0], last=days[-1], did=f.did or "", user_id=f.user_id,
+                                  tag=f.tag or "")
+
+
 async def calls_per_day(db: Database, f: CallFilter, tz: ZoneInfo) -> list[DayRow]:
     """Each day of the period (empty days too): incoming answered, missed, outgoing with and
     without an answer, and how many ended in an appointment."""
-    where, params = _stats_where(f)
-    rows = await db.fetchall(
-        f"SELECT c.started_ts, c.call_type, {_one(CONVERTED)} AS booked FROM calls c WHERE {where}"
-        " AND c.call_type IN ('incoming', 'missed', 'outgoing', 'outgoing_unanswered')",
-        params,
-    )
     days = {d: DayRow(d) for d in _local_days(f, tz)}
-    for r in rows:
-        d = datetime.fromtimestamp(r["started_ts"], tz).date()
-        row = days.setdefault(d, DayRow(d))
-        setattr(row, r["call_type"], getattr(row, r["call_type"]) + 1)
-        row.booked += r["booked"]
+    for day, _, t in await call_stats.read(db, stats_filter(f, tz), tz, COUNTED_TYPES + ("booked",)):
+        row = days[date.fromisoformat(day)]
+        for name in (*COUNTED_TYPES, "booked"):
+            setattr(row, name, getattr(row, name) + getattr(t, name))
     return [days[d] for d in sorted(days)]
 
 
@@ -201,79 +182,59 @@ class MissedSummary:
 
     @property
     def median_minutes(self) -> float | None:
-        values = sorted(self.minutes_to_process)
-        if not values:
-            return None
-        mid = len(values) // 2
-        return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+        return call_stats_rules.median(self.minutes_to_process)
 
 
 async def missed_processing(db: Database, f: CallFilter, tz: ZoneInfo,
                             now: float) -> tuple[MissedSummary, list[tuple[date, MissedSummary]]]:
     """How many patients whose calls were missed were reached within 24 hours, by whom, and
     how fast (the same rule as the history's «обработанные / необработанные»)."""
-    where, params = _stats_where(f)
-    rows = await db.fetchall(
-        f"SELECT c.started_ts, (SELECT MIN(r.started_ts) {ANSWERED_AFTER}) AS back_ts,"
-        f" (SELECT r.direction {ANSWERED_AFTER} ORDER BY r.started_ts LIMIT 1) AS back_direction"
-        f" FROM calls c WHERE {where} AND c.call_type = 'missed' ORDER BY c.started_ts",
-        params,
-    )
-    total = MissedSummary()
-    per_day: dict[date, MissedSummary] = {}
-    for r in rows:
-        d = datetime.fromtimestamp(r["started_ts"], tz).date()
-        day = per_day.setdefault(d, MissedSummary())
-        for s in (total, day):
-            s.missed += 1
-            if r["back_ts"] is not None:
-                if r["back_direction"] == "outgoing":
-                    s.called_back += 1
-                else:
-                    s.got_through += 1
-                s.minutes_to_process.append((r["back_ts"] - r["started_ts"]) / 60)
-            elif now - r["started_ts"] < PROCESSING_WINDOW:
-                s.pending += 1
-            else:
-                s.unprocessed += 1
-    return total, sorted(per_day.items())
+    per_day: dict[date, Totals] = {}
+    for day, _, t in await call_stats.read(db, stats_filter(f, tz), tz,
+                                           ("missed", "called_back", "got_through", "minutes_to_process",
+                                            "unreturned")):
+        if t.missed:
+            per_day.setdefault(date.fromisoformat(day), Totals()).add(t)
+    everything = Totals()
+    for t in per_day.values():
+        everything.add(t)
+    return _missed_summary(everything, now), [(d, _missed_summary(t, now)) for d, t in sorted(per_day.items())]
+
+
+def _missed_summary(t: Totals, now: float) -> MissedSummary:
+    pending, unprocessed = call_stats_rules.processing_state(t, now)
+    return MissedSummary(missed=t.missed, called_back=t.called_back, got_through=t.got_through, pending=pending,
+                         unprocessed=unprocessed, minutes_to_process=t.minutes_to_process)
 
 
 # --- «Метки звонков» ----------------------------------------------------------------------
-async def tag_counts(db: Database, f: CallFilter, group_id: int | None = None) -> dict[str, Any]:
+async def tag_counts(db: Database, f: CallFilter, tz: ZoneInfo, group_id: int | None = None) -> dict[str, Any]:
     """Calls per tag (a call with several tags counts for each), grouped by tag group; a
     deleted group's tags stay (seed 000). «Другая метка» texts are counted apart. Also the
     calls whose pop-up was closed without a tag (the history's dash)."""
-    where, params = _stats_where(f)
-    group_sql, group_params = ("", []) if group_id is None else (" AND t.group_id = ?", [group_id])
-    rows = await db.fetchall(
-        "SELECT t.group_id, g.name AS group_name, g.deleted_at, t.tag_id, t.label,"
-        " COUNT(DISTINCT c.id) AS n FROM call_tags t JOIN calls c ON c.linkedid = t.linkedid"
-        f" LEFT JOIN tag_groups g ON g.id = t.group_id WHERE {where}{group_sql}"
-        " GROUP BY t.group_id, g.name, g.deleted_at, t.tag_id, t.label"
-        " ORDER BY g.name, n DESC, t.label",
-        [*params, *group_params],
-    )
-    tagged = await db.fetchone(
-        "SELECT COUNT(DISTINCT c.id) FROM call_tags t JOIN calls c ON c.linkedid = t.linkedid"
-        f" WHERE {where}{group_sql}",
-        [*params, *group_params],
-    )
-    dismissed = await db.fetchone(
-        "SELECT COUNT(*) FROM tag_prompts p JOIN calls c ON c.linkedid = p.linkedid"
-        f" WHERE {where} AND p.state <> 'saved'",
-        params,
-    )
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        if r["tag_id"] is None:
+    t = Totals()
+    for _, _, day in await call_stats.read(db, stats_filter(f, tz), tz,
+                                           ("tagged", "dismissed", "tag_calls", "group_tagged")):
+        t.add(day)
+    counts = [(*call_stats_rules.untag_key(k), n) for k, n in t.tag_calls.items()]
+    if group_id is not None:
+        counts = [c for c in counts if c[0] == group_id]
+    group_rows = await db.fetchall("SELECT id, name, deleted_at FROM tag_groups")
+    group_names = {r["id"]: (r["name"], r["deleted_at"]) for r in group_rows}
+    named = []
+    for gid, tag_id, label, n in counts:
+        if tag_id is None:
             name = "Другая метка"
         else:
-            name = (r["group_name"] or "Без группы") + (" (группа удалена)" if r["deleted_at"] else "")
-        groups.setdefault(name, []).append({"label": r["label"], "calls": r["n"]})
-    tagged_calls = int(tagged[0]) if tagged else 0
+            gname, deleted = group_names.get(gid, (None, None))
+            name = (gname or "Без группы") + (" (группа удалена)" if deleted else "")
+        named.append((name, label, n))
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for name, label, n in sorted(named, key=lambda x: (x[0], -x[2], x[1])):
+        groups.setdefault(name, []).append({"label": label, "calls": n})
+    tagged_calls = t.tagged if group_id is None else t.group_tagged.get(str(group_id), 0)
     for items in groups.values():
         for item in items:
             item["share"] = percent(item["calls"], tagged_calls)
     return {"groups": groups, "tagged_calls": tagged_calls,
-            "closed_without_tag": 0 if group_id is not None else int(dismissed[0] if dismissed else 0)}
+            "closed_without_tag": 0 if group_id is not None else t.dismissed}

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -30,6 +31,7 @@ from pbx.event_pump import EventPump
 from pbx.gateways import Gateway, make_gateway
 from pbx.mailer import SmtpMailer
 from pbx.recordings import RecordingKeeper
+from pbx.report_refresher import ReportRefresher
 from pbx.robot_caller import RobotCaller
 from pbx.services import HEALTH_PARTS, SERVICES, Services, health  # noqa: F401 - re-exported
 from pbx.settings import GatewaySettings, Settings
@@ -188,7 +190,15 @@ def build_app(
         yield
         await keeper.stop()
 
-    app.cleanup_ctx.extend([database, call_tracking, embedded_asterisk, fastagi, ami, ari, robots, recordings])
+    async def report_days(_: web.Application) -> AsyncIterator[None]:
+        refresher = ReportRefresher(services.db, ZoneInfo(settings.time_zone))
+        if run_escort:
+            refresher.start()
+        yield
+        await refresher.stop()
+
+    app.cleanup_ctx.extend([database, call_tracking, embedded_asterisk, fastagi, ami, ari, robots, recordings,
+                            report_days])
     setup_web(app, settings)
     return app
 

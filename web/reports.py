@@ -80,7 +80,7 @@ async def _data(request: web.Request, report: str, f: CallFilter, group: int | N
     db = request.app[SERVICES].db
     tz = clinic_tz(request)
     if report == "efficiency":
-        rows = await reports.admin_efficiency(db, f)
+        rows = await reports.admin_efficiency(db, f, tz)
         return {"rows": rows, "chart": charts.bars([(r.name, r.booked, r.total) for r in rows],
                                                    title="Звонки администраторов", first="Записано",
                                                    second="Всего звонков")}
@@ -95,7 +95,7 @@ async def _data(request: web.Request, report: str, f: CallFilter, group: int | N
         until = datetime.combine(parse_day(q["until"]) + timedelta(days=1), time(0), tz).timestamp()
         cb_days, cb_total = callback_report.per_day(await callbacks.report_rows(db, since, until), tz)
         return {"cb_days": cb_days, "cb_total": cb_total}
-    return {"tags": await reports.tag_counts(db, f, group)}
+    return {"tags": await reports.tag_counts(db, f, tz, group)}
 
 
 def calls_chart(days: list[reports.DayRow]) -> Markup:

@@ -105,7 +105,7 @@ def period(first: int, last: int) -> CallFilter:
 
 async def test_admin_efficiency_follows_the_seed_rules(app) -> None:
     application, _, ids = app
-    rows = {r.name: r for r in await reports.admin_efficiency(application[SERVICES].db, period(20, 23))}
+    rows = {r.name: r for r in await reports.admin_efficiency(application[SERVICES].db, period(20, 23), TZ)}
     anna, olga = rows["Анна Админова"], rows["=Ольга"]
     # Anna: answered 1.0 (booked), missed 3.0 and 8.0, called back 4.0, 5.0 unanswered; 6.0 is an employee
     assert (anna.answered, anna.missed, anna.outgoing, anna.outgoing_unanswered) == (1, 2, 1, 1)
@@ -117,7 +117,7 @@ async def test_admin_efficiency_follows_the_seed_rules(app) -> None:
     assert olga.conversion == 0.0 and olga.unanswered_share is None
     only = await reports.admin_efficiency(application[SERVICES].db,
                                           CallFilter(since=period(20, 23).since, until=period(20, 23).until,
-                                                     user_id=ids["olga"]))
+                                                     user_id=ids["olga"]), TZ)
     assert [r.name for r in only] == ["=Ольга"]
 
 
@@ -148,7 +148,7 @@ async def test_missed_calls_processed_within_a_day(app) -> None:
 
 async def test_tags_keep_a_deleted_group(app) -> None:
     application, _, _ = app
-    result = await reports.tag_counts(application[SERVICES].db, period(20, 23))
+    result = await reports.tag_counts(application[SERVICES].db, period(20, 23), TZ)
     assert result["tagged_calls"] == 2 and result["closed_without_tag"] == 1
     assert result["groups"]["Почему не записался (группа удалена)"] == [{"label": "Дорого", "calls": 2, "share": 100.0}]
     assert result["groups"]["Другая метка"] == [{"label": "Спросил про МРТ", "calls": 1, "share": 50.0}]
