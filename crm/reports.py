@@ -4,7 +4,9 @@ calls, calls per day, and call tags.
 They read the same records as the history and take the same filter (period, DID, employee,
 tag), so a report's figure and the history's rows for that filter always agree. Employees'
 and contractors' calls and internal calls are left out (seed 001: ``counts_for_stats``).
-Days are the clinic's days (its time zone), not UTC ones.
+Days are the clinic's days (its time zone), not UTC ones. The figures come from the daily
+aggregates of ``crm.call_stats`` (a year's report reads a few thousand rows, not a million
+calls); tests/unit/test_report_aggregates.py holds them equal to the row-by-row computation.
 """
 
 from __future__ import annotations
@@ -15,22 +17,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm import call_stats
-from crm.calls import CallFilter, conditions, iso
+from crm.calls import CallFilter
 from crm.db import Database
 from crm.rules import call_stats as call_stats_rules
 from crm.rules.call_stats import COUNTED_TYPES, Totals
 
 MAX_DAYS = 366
-
-
-def _one(condition: str) -> str:
-    """A 0/1 column, portable (PostgreSQL cannot SUM a boolean)."""
-    return f"CASE WHEN {condition} THEN 1 ELSE 0 END"
-
-
-def _stats_where(f: CallFilter) -> tuple[str, list[Any]]:
-    where, params = conditions(f)
-    return " AND ".join([*where, "c.counts_for_stats = 1"]), params
 
 
 def percent(part: float, whole: float) -> float | None:
@@ -140,26 +132,6 @@ async def calls_per_day(db: Database, f: CallFilter, tz: ZoneInfo) -> list[DayRo
         for name in (*COUNTED_TYPES, "booked"):
             setattr(row, name, getattr(row, name) + getattr(t, name))
     return [days[d] for d in sorted(days)]
-
-
-async def call_counts_per_day(db: Database, days: list[date], tz: ZoneInfo) -> list[DayRow]:
-    """Calls of each day by type, counted by SQLite in one query (each call's day found by the
-    clinic's midnights, so a DST change stays exact; no row reaches Python): the home page's
-    chart. Bookings are not counted (``booked`` stays 0)."""
-    if not days:
-        return []
-    midnights = [datetime.combine(d, datetime.min.time(), tz).timestamp() for d in days]
-    end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), tz).timestamp()
-    where, params = _stats_where(CallFilter(since=iso(midnights[0]), until=iso(end)))
-    which = "CASE " + " ".join(f"WHEN c.started_ts < ? THEN {i}" for i in range(len(days))) + f" ELSE {len(days) - 1} END"
-    rows = await db.fetchall(
-        f"SELECT {which} AS d, c.call_type, COUNT(*) FROM calls c WHERE {where}"
-        " AND c.call_type IN ('incoming', 'missed', 'outgoing', 'outgoing_unanswered') GROUP BY d, c.call_type",
-        [*midnights[1:], end, *params])
-    out = [DayRow(d) for d in days]
-    for index, call_type, n in rows:
-        setattr(out[index], call_type, n)
-    return out
 
 
 # --- «Обработка пропущенных звонков» ------------------------------------------------------

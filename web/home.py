@@ -56,12 +56,11 @@ async def index(request: web.Request) -> dict[str, Any]:
         pending = await list_calls(db, CallFilter(since=iso(now - PROCESSING_WINDOW), missed_state="missed_unprocessed",
                                                   limit=1000))
         page["to_call_back"] = to_call_back(pending, tz)
-        # today's figures (with bookings); the chart of the last two weeks counts calls only
-        midnight = datetime.combine(today, time(0), tz).timestamp()
-        rows = await reports.calls_per_day(db, CallFilter(since=iso(midnight), until=iso(next_midnight)), tz)
-        page["calls_today"] = rows[0] if rows else reports.DayRow(today)
-        page["chart"] = calls_chart(await reports.call_counts_per_day(
-            db, [today - timedelta(days=13 - i) for i in range(14)], tz))
+        # the last two weeks from the reports' daily aggregates: the chart, and today's figures
+        first = datetime.combine(today - timedelta(days=13), time(0), tz).timestamp()
+        rows = await reports.calls_per_day(db, CallFilter(since=iso(first), until=iso(next_midnight)), tz)
+        page["calls_today"] = rows[-1]
+        page["chart"] = calls_chart(rows)
     appointments = await schedule.day_appointments(db, today, tz)
     by_status: dict[str, int] = {}
     for a in appointments:

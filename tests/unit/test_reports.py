@@ -6,7 +6,7 @@ the page's rights, filters and CSV."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -195,21 +195,3 @@ async def test_reports_page_rights_filters_and_csv(app) -> None:
     assert resp.headers["Content-Disposition"] == 'attachment; filename="report-efficiency.csv"'
     await admin.close()  # closes the test server too
     await boss.close()
-
-
-async def test_the_home_chart_s_counts_equal_the_report_s(app) -> None:
-    """call_counts_per_day (one grouped query) gives each day the same counts as the row-by-row
-    calls_per_day of «Количество звонков по дням», empty days included."""
-    application, _, _ = app
-    db = application[SERVICES].db
-    days = [datetime(2026, 11, 17, tzinfo=TZ).date() + timedelta(days=i) for i in range(14)]
-    counted = await reports.call_counts_per_day(db, days, TZ)
-    f = CallFilter(since=datetime(2026, 11, 17, tzinfo=TZ).astimezone(UTC).isoformat(),
-                   until=datetime(2026, 12, 1, tzinfo=TZ).astimezone(UTC).isoformat())
-    rows = {r.day: r for r in await reports.calls_per_day(db, f, TZ)}
-    assert [d.day for d in counted] == days
-    for d in counted:
-        r = rows[d.day]
-        assert (d.incoming, d.missed, d.outgoing, d.outgoing_unanswered) == (
-            r.incoming, r.missed, r.outgoing, r.outgoing_unanswered), d.day
-    assert sum(d.total for d in counted) > 0
