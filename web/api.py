@@ -4,6 +4,7 @@ create NAME``); health and the OpenAPI document are public."""
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -94,9 +95,29 @@ def call_filter(q: Any, tz: tzinfo = UTC) -> CallFilter:
         raise ValueError("converted must be yes or no")
     converted = None if not converted_text else converted_text == "yes"
     tag = (q.get("tag") or "")[:200] or None
+    before = read_cursor(q["cursor"]) if q.get("cursor") else None
+    if before is not None and offset:
+        raise ValueError("use either cursor or offset")
     return CallFilter(since=since, until=until, call_type=call_type, missed_state=missed_state,
                       user_id=employee, query=query, did=did, converted=converted, tag=tag,
-                      limit=limit, offset=offset)
+                      limit=limit, offset=offset, before=before)
+
+
+def make_cursor(call: dict[str, Any]) -> str:
+    """Where the next page starts: after this call, newest first (its start and id)."""
+    return base64.urlsafe_b64encode(f"{call['started_at']}|{call['id']}".encode()).decode().rstrip("=")
+
+
+def read_cursor(text: str) -> tuple[str, int]:
+    try:
+        started, _, call_id = base64.urlsafe_b64decode(text[:200] + "=" * (-len(text[:200]) % 4)).decode().partition("|")
+        datetime.fromisoformat(started)
+        number = int(call_id)
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors too
+        raise ValueError("cursor is not one this API gave") from None
+    if not 0 < number < 2**62:
+        raise ValueError("cursor is not one this API gave")
+    return started, number
 
 
 async def api_calls(request: web.Request) -> web.Response:
@@ -109,7 +130,11 @@ async def api_calls(request: web.Request) -> web.Response:
         return error(400, str(exc))
     calls = await list_calls(request.app[SERVICES].db, f)
     await api_trace(request, name, "api_calls_list", "", f"{len(calls)} звонков")
-    return web.json_response({"calls": calls, "limit": f.limit, "offset": f.offset})
+    # a full page may have more after it: ``next_cursor`` fetches them, however many calls are
+    # saved meanwhile (a page never repeats or skips a call, unlike an offset)
+    more = len(calls) == f.limit
+    return web.json_response({"calls": calls, "limit": f.limit, "offset": f.offset, "more": more,
+                              "next_cursor": make_cursor(calls[-1]) if more else None})
 
 
 async def api_call(request: web.Request) -> web.Response:

@@ -75,3 +75,36 @@ async def test_openapi_document(client) -> None:
     props = set(doc["components"]["schemas"]["Call"]["properties"])
     body = await (await client.get("/api/v1/calls", headers=auth(client))).json()
     assert set(body["calls"][0]) == props  # the document describes what is really returned
+
+
+async def test_a_cursor_pages_through_every_call_once(client) -> None:
+    """limit stays a page size; the cursor fetches what follows, even while calls are saved."""
+    h = auth(client)
+    db = client.server.app[SERVICES].db
+    for i in range(5):
+        await calls.save_call(db, record(f"{300 + i}.0", 1795400000.0 + i * 60, "79161234567", answered=True))
+    seen: list[str] = []
+    page = await (await client.get("/api/v1/calls?limit=3", headers=h)).json()
+    assert page["more"] is True and page["limit"] == 3 and len(page["calls"]) == 3
+    seen += [c["linkedid"] for c in page["calls"]]
+    # a newer call arrives between pages: it does not push a call into the next page twice
+    await calls.save_call(db, record("900.0", 1795500000.0, "79161234567", answered=True))
+    while page["more"]:
+        page = await (await client.get("/api/v1/calls", params={"limit": "3", "cursor": page["next_cursor"]},
+                                       headers=h)).json()
+        seen += [c["linkedid"] for c in page["calls"]]
+    assert seen == ["304.0", "303.0", "302.0", "301.0", "300.0", "200.0", "100.0"]
+    assert page["next_cursor"] is None
+
+
+@pytest.mark.parametrize("cursor", ["nope", "", "!!!", "MjAyNi0xMS0yMHw", "eHx5", "MjAyNi0xMS0yMFQxMDowMDowMHwtNQ"])
+async def test_a_forged_cursor_is_400(client, cursor: str) -> None:
+    resp = await client.get("/api/v1/calls", params={"cursor": cursor or "=", "offset": "0"}, headers=auth(client))
+    assert resp.status == 400 and "cursor" in (await resp.json())["error"]
+
+
+async def test_cursor_and_offset_together_are_400(client) -> None:
+    page = await (await client.get("/api/v1/calls?limit=1", headers=auth(client))).json()
+    resp = await client.get("/api/v1/calls", params={"cursor": page["next_cursor"], "offset": "1"},
+                            headers=auth(client))
+    assert resp.status == 400
