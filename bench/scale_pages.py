@@ -196,7 +196,10 @@ async def measure(path: Path, n_calls: int, size_mb: float) -> None:
             ("/calls.csv, month", f"/calls.csv?since={month}&until={e}", ("SELECT * FROM calls WHERE started_ts >= ?", (m0,))),
             ("patient card", f"/patients/{pid}", ("SELECT * FROM calls WHERE phone_e164 = ?", (f"+7916{pid:07d}",))),
             ("home page", "/", ("SELECT * FROM calls WHERE started_ts >= ?", (NOW - 86400,))),
+            ("«История обращений», one patient", f"/appeals?patient={pid}",
+             ("SELECT * FROM calls WHERE patient_id = ?", (pid,))),
             ("«История обращений», month", f"/appeals?since={month}&until={e}", scan_month),
+            ("«История обращений», year", f"/appeals?since={year}&until={e}", scan_year),
         ]
         # the bare scans run in a child process: their rows must not count in this process's RSS
         scans = concurrent.futures.ProcessPoolExecutor(max_workers=1)

@@ -48,16 +48,17 @@ async def _calls(db: Database, since: float, until: float, patient_id: int | Non
         + (" AND c.counts_for_stats = 1" if counted_only else "") + " ORDER BY c.started_ts, c.id",
         params,
     )
+    # by position: a month at 1M calls is 80 000 rows, and a row's lookup by name scans its columns
     return [ap.Contact(
-        id=f"call:{r['id']}", kind=(ap.COMMENT if r["manual_kind"] == "comment" else ap.DIALOG)
-        if r["source"] == "manual" else r["direction"],
-        started=r["started_ts"], ended=max(r["ended_ts"], r["started_ts"]), phone=r["phone_e164"] or "",
-        patient_id=r["patient_id"], guardian_id=r["counterpart_id"] if r["caller_kind"] == "guardian" else None,
-        missed=r["call_type"] in ("missed", "outgoing_unanswered"), employee=r["employee"] or "",
-        topic=r["topic"], caller_type=r["caller_type"], channel=r["channel"], comment=r["comment"],
-        did=r["did"] or "", service=r["channel"],
-        call_id=r["id"], recording=bool(r["recording"]), wait=r["wait_seconds"] or 0.0,
-        duration=r["talk_seconds"] or 0.0) for r in rows]
+        id=f"call:{call_id}", kind=(ap.COMMENT if manual_kind == "comment" else ap.DIALOG)
+        if source == "manual" else direction,
+        started=started, ended=max(ended, started), phone=phone or "",
+        patient_id=patient_id, guardian_id=counterpart_id if caller_kind == "guardian" else None,
+        missed=call_type in ("missed", "outgoing_unanswered"), employee=employee or "",
+        topic=topic, caller_type=caller_type, channel=channel, comment=comment, did=did or "", service=channel,
+        call_id=call_id, recording=bool(recording), wait=wait or 0.0, duration=talk or 0.0)
+        for (call_id, _, direction, call_type, started, ended, phone, patient_id, caller_kind, counterpart_id, wait,
+             talk, recording, source, employee, topic, caller_type, comment, channel, did, manual_kind) in rows]
 
 
 async def _requests(db: Database, since: float, until: float, today: date, tz: ZoneInfo,

@@ -140,7 +140,8 @@ async def _report(request: web.Request) -> dict[str, Any]:
                          ac.period_spend(monthly, since_day, until_day)) if (monthly or channel_rules) else []
     levels = [x for x in (q.get("level1", ""), q.get("level2", "")) if x in LEVELS]
     return {
-        "appeals": appeals, "info": info, "tz": tz, "view": q.get("view", "grouped"),
+        "appeals": appeals, "contacts_total": sum(len(a.contacts) for a in appeals), "info": info, "tz": tz,
+        "view": q.get("view", "grouped"),
         "q": {"since": since_day.isoformat(), "until": until_day.isoformat(), "kinds": kinds, "successes": successes,
               "employee": employee, "groups": groups, "channels": channels, "level1": q.get("level1", ""), "level2": q.get("level2", ""),
               "patient": patient or "", "whos": whos, "topics": topics},

@@ -175,13 +175,13 @@ def group(contacts: Iterable[Contact], tz: ZoneInfo) -> list[Appeal]:
     appeals: list[Appeal] = []
     for day, items in by_day.items():
         parent: dict[str, str] = {}
-        for c in items:
-            keys = client_keys(c)
+        keyed = [(c, client_keys(c)) for c in items]
+        for _, keys in keyed:
             for k in keys[1:]:
                 parent[_find(parent, k)] = _find(parent, keys[0])
         groups: dict[str, Appeal] = {}
-        for c in items:
-            groups.setdefault(_find(parent, client_keys(c)[0]), Appeal(day)).contacts.append(c)
+        for c, keys in keyed:
+            groups.setdefault(_find(parent, keys[0]), Appeal(day)).contacts.append(c)
         appeals += groups.values()
     return sorted(appeals, key=lambda a: (a.first.started, a.first.id))
 
