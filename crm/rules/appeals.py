@@ -37,7 +37,7 @@ WAIT_OPEN, WAIT_BOOKED, WAIT_CLOSED = "wait_open", "wait_booked", "wait_closed"
 _RANK = {DONE: 3, WAIT_BOOKED: 3, FUTURE: 2, WAIT_OPEN: 2, VOID: 1, WAIT_CLOSED: 1}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Contact:
     id: str
     kind: str  # INCOMING | OUTGOING | REQUEST | REQUEST_DIALOG | DIALOG | COMMENT | MESSAGE
@@ -64,7 +64,7 @@ class Contact:
     duration: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     """An appointment or a waiting-list entry, as the report sees it."""
 
@@ -76,7 +76,7 @@ class Record:
     price: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
     """Something done in the CRM (``crm_actions``): booked, moved, status, task_done."""
 
@@ -127,7 +127,7 @@ def changed_during(contact: Contact, action: Action) -> bool:
     return action.kind in ("moved", "status") and contact.started <= action.at <= contact.ended + CANCEL_LINK
 
 
-@dataclass
+@dataclass(slots=True)
 class Appeal:
     """One client's contacts of one clinic day."""
 
