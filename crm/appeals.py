@@ -5,11 +5,13 @@ the pure ``crm.rules.appeals`` works on. A fixed number of set-based queries per
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from crm import schedule
+from crm import ad_channels, comments, schedule
 from crm.db import Database
 from crm.rules import appeals as ap
 from crm.rules.windows import APPOINTMENT_LINK, CRM_ACTION_LINK
@@ -23,6 +25,62 @@ async def contacts(db: Database, since: float, until: float, today: date, tz: Zo
     return [*await _calls(db, since, until, patient_id, counted_only),
             *await _requests(db, since, until, today, tz, patient_id),
             *await _replies(db, since, until, patient_id)]
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """Filters on contacts, applied before they are joined into обращения (the обращения of those
+    contacts only): contact kind, «Кто, тип», topic, ad channel group and channel."""
+
+    kinds: tuple[str, ...] = ()
+    whos: tuple[str, ...] = ()
+    topics: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.kinds or self.whos or self.topics or self.groups or self.channels)
+
+
+@dataclass
+class Built:
+    appeals: list[ap.Appeal]
+    who_names: set[str]  # the «Кто, тип» and topics the contacts had (the filters' choices)
+    topic_names: set[str]
+    employees: set[str]
+
+
+async def build(db: Database, since: float, until: float, today: date, tz: ZoneInfo, *,
+                patient_id: int | None = None, narrow: Narrowing = Narrowing()) -> Built:
+    """The period's обращения, live: contacts with their channel and «Кто, тип», narrowed,
+    joined by client and clinic day, each with the records it brought and its success."""
+    names = await comments.caller_types(db, with_retired=True)
+    channel_rules = await ad_channels.rules(db)
+    found = [ap.with_channel(c, channel_rules, caller_type=names.get(c.caller_type, c.caller_type))
+             for c in await contacts(db, since, until, today, tz, patient_id=patient_id)]
+    if narrow.groups:
+        found = [c for c in found if c.channel_group in narrow.groups]
+    if narrow.channels:
+        found = [c for c in found if c.channel in narrow.channels]
+    if narrow.kinds:
+        found = [c for c in found if c.kind in narrow.kinds]
+    patients = {c.patient_id for c in found if c.patient_id is not None}
+    # a contact that ends after the period still takes what followed it (records, actions)
+    reach = max((c.ended for c in found), default=until)
+    done = await actions(db, patients, since, max(until, reach))
+    # an outgoing call followed by a CRM action within 15 min takes its type (a comment's wins)
+    found = [c if c.caller_type or not (t := ap.action_type(c, done)) else dataclasses.replace(c, caller_type=t)
+             for c in found]
+    who_names = {c.caller_type for c in found if c.caller_type}
+    topic_names = {c.topic for c in found if c.topic}
+    if narrow.whos:
+        found = [c for c in found if ap.who_matches(c.caller_type, narrow.whos)]
+    if narrow.topics:
+        found = [c for c in found if c.topic in narrow.topics]
+    appeals = ap.group(found, tz)
+    changed = {a.appointment_id for a in done if a.appointment_id is not None and a.kind in ("moved", "status")}
+    ap.judge(appeals, await records(db, since, max(until, reach), patients, changed), done)
+    return Built(appeals, who_names, topic_names, {c.employee for c in found if c.employee})
 
 
 async def count_contacts(db: Database, since: float, until: float) -> int:

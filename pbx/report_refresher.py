@@ -1,19 +1,22 @@
-"""Keeps the reports' daily aggregates fresh in the background (crm.call_stats): a report then
-seldom has more than today to recompute, and after an upgrade the days stored before migration
-0021 are computed while the server already serves (one day per transaction, calls go on)."""
+"""Keeps the reports' daily aggregates (crm.call_stats) and «История обращений»'s stored days
+(crm.appeal_days, the last WARM_DAYS) fresh in the background: a page then seldom has more than
+today to compute, and after an upgrade the old days are computed while the server already
+serves (one day per transaction, calls go on)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from crm import call_stats
+from crm import appeal_days, call_stats
 from crm.db import Database
 from pbx.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 PASS_SECONDS = 60.0
+WARM_DAYS = 400  # a year's «История обращений» and a bit
 
 
 class ReportRefresher:
@@ -33,6 +36,10 @@ class ReportRefresher:
                 days = await call_stats.refresh(self.db, self.tz)
                 if days > 1:
                     log.info("report aggregates: %d clinic days recomputed", days)
+                today = datetime.fromtimestamp(self.db.clock.now(), self.tz).date()
+                days = await appeal_days.warm(self.db, today - timedelta(days=WARM_DAYS), today, today, self.tz)
+                if days > 1:
+                    log.info("«История обращений»: %d clinic days computed", days)
             except Exception:  # a failing database is the health check's to report; try again later
                 log.exception("report aggregates: refresh failed")
             await asyncio.sleep(self.every)

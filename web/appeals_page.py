@@ -8,6 +8,7 @@ players need the call history's right too)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -15,7 +16,7 @@ from urllib.parse import urlencode
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import ad_channels, comments
+from crm import ad_channels, appeal_days, comments
 from crm import appeals as store
 from crm.dates import parse_day
 from crm.rules import ad_channels as ac
@@ -26,7 +27,7 @@ from web.common import (
     SETTINGS_ROLES,
     Viewer,
     clinic_tz,
-    csv_response,
+    csv_lines,
     csv_safe,
     int_or_none,
     local_today,
@@ -37,13 +38,13 @@ from web.common import (
 )
 from web.history import duration
 
-LEVELS = {
-    "employee": ("Сотрудник", lambda a: next((c.employee for c in a.contacts if c.employee), "—")),
-    "success": ("Успешность", lambda a: a.success),
-    "topic": ("Тема", lambda a: next((c.topic for c in a.contacts if c.topic), "—")),
-    "channel": ("Рекламный канал", lambda a: next((c.channel for c in a.contacts if c.channel), "—")),
-    "who": ("Кто, тип", lambda a: next((c.caller_type for c in a.contacts if c.caller_type), "—")),
-    "day": ("День", lambda a: a.day.strftime("%d.%m.%Y")),
+LEVELS: dict[str, tuple[str, Callable[[ap.Facet], str]]] = {
+    "employee": ("Сотрудник", lambda f: f.employee or "—"),
+    "success": ("Успешность", lambda f: f.success),
+    "topic": ("Тема", lambda f: f.topic or "—"),
+    "channel": ("Рекламный канал", lambda f: f.channel or "—"),
+    "who": ("Кто, тип", lambda f: f.who or "—"),
+    "day": ("День", lambda f: f.day.strftime("%d.%m.%Y")),
 }
 STATE_NAMES = {ap.FUTURE: "будущий приём", ap.DONE: "приём состоялся", ap.VOID: "приём отменён / неявка",
                ap.WAIT_OPEN: "лист ожидания открыт", ap.WAIT_BOOKED: "лист ожидания закрыт записью",
@@ -98,65 +99,49 @@ async def _report(request: web.Request) -> dict[str, Any]:
         raise web.HTTPBadRequest(text="Неверный период (не длиннее года)")
     since = datetime.combine(since_day, time(0), tz).timestamp()
     until = datetime.combine(until_day + timedelta(days=1), time(0), tz).timestamp()
-    if patient is None and (n := await store.count_contacts(services.db, since, until)) > MAX_CONTACTS:
-        # a chain's year (a million contacts) grouped in memory would take gigabytes and a minute
-        raise web.HTTPBadRequest(text=f"За период {n} контактов: отчёт строится не больше чем по {MAX_CONTACTS}."
-                                 " Выберите период короче (CSV и итоги — тоже за него).")
-    contacts = await store.contacts(services.db, since, until, today, tz, patient_id=patient)
-    names = await comments.caller_types(services.db, with_retired=True)
-    channel_rules = await ad_channels.rules(services.db)
-    contacts = [with_channel(c, channel_rules, caller_type=names.get(c.caller_type, c.caller_type))
-                for c in contacts]
     groups = [g for g in q.getall("group", []) if g]
     channels = [c for c in q.getall("channel", []) if c]
-    if groups:
-        contacts = [c for c in contacts if c.channel_group in groups]
-    if channels:
-        contacts = [c for c in contacts if c.channel in channels]
     kinds = [k for k in q.getall("kind", []) if k in ap.KIND_NAMES]
-    if kinds:
-        contacts = [c for c in contacts if c.kind in kinds]
-    employee = q.get("employee", "")
-    patients = {c.patient_id for c in contacts if c.patient_id is not None}
-    actions = await store.actions(services.db, patients, since, until)
-    # an outgoing call followed by a CRM action within 15 min takes its type (a comment's wins)
-    contacts = [c if c.caller_type or not (t := ap.action_type(c, actions)) else dataclasses.replace(c, caller_type=t)
-                for c in contacts]
-    who_names = sorted({c.caller_type for c in contacts if c.caller_type} | set(names.values()) | {ap.PATIENT_TALK})
-    topic_names = sorted({c.topic for c in contacts if c.topic})
     whos = [w for w in q.getall("who", []) if w]
     topics = [t for t in q.getall("topic", []) if t]
-    if whos:
-        contacts = [c for c in contacts if ap.who_matches(c.caller_type, whos)]
-    if topics:
-        contacts = [c for c in contacts if c.topic in topics]
-    appeals = ap.group(contacts, tz)
-    changed = {a.appointment_id for a in actions if a.appointment_id is not None and a.kind in ("moved", "status")}
-    ap.judge(appeals, await store.records(services.db, since, until, patients, changed), actions)
+    narrow = store.Narrowing(tuple(kinds), tuple(whos), tuple(topics), tuple(groups), tuple(channels))
+    if patient is not None or narrow:  # grouped anew from the narrowed contacts
+        if patient is None and (n := await store.count_contacts(services.db, since, until)) > MAX_CONTACTS:
+            # a chain's year (a million contacts) grouped in memory would take gigabytes and a minute
+            raise web.HTTPBadRequest(text=f"За период {n} контактов: отчёт с отбором по контактам строится не больше"
+                                     f" чем по {MAX_CONTACTS}. Выберите период короче.")
+        period = appeal_days.Period.of(await store.build(services.db, since, until, today, tz, patient_id=patient,
+                                                         narrow=narrow))
+    else:  # the stored days (exact: see crm/appeal_days.py)
+        period = await appeal_days.period(services.db, since_day, until_day, today, tz)
+    names = await comments.caller_types(services.db, with_retired=True)
+    channel_rules = await ad_channels.rules(services.db)
+    employee = q.get("employee", "")
     successes = [s for s in q.getall("success", []) if s in ap.SUCCESSES]
-    if successes:
-        appeals = [a for a in appeals if a.success in successes]
-    if employee:
-        appeals = [a for a in appeals if any(c.employee == employee for c in a.contacts)]
-    info = await store.patients_info(services.db, patients)
-    channel_of = {id(a): next((c.channel for c in a.contacts if c.channel), "") or "Канал не определён" for a in appeals}
+    chosen = [(f, day, i) for f, day, i in period.facets
+              if (not successes or f.success in successes) and (not employee or employee in f.employees)]
+    facets = [f for f, _, _ in chosen]
+    channel_of = [f.channel or "Канал не определён" for f in facets]
     monthly = await ad_channels.spend(services.db, since_day.strftime("%Y-%m"), until_day.strftime("%Y-%m"))
-    cost_rows = ac.costs([(channel_of[id(a)], a.success in ap.BOOKED_SUCCESSES, a.success == ap.CAME) for a in appeals],
-                         ac.period_spend(monthly, since_day, until_day)) if (monthly or channel_rules) else []
+    cost_rows = ac.costs([(ch, f.success in ap.BOOKED_SUCCESSES, f.success == ap.CAME) for ch, f in zip(
+        channel_of, facets, strict=True)], ac.period_spend(monthly, since_day, until_day)) if (monthly or channel_rules) else []
     levels = [x for x in (q.get("level1", ""), q.get("level2", "")) if x in LEVELS]
+    topic_names = sorted(period.topic_names)
     return {
-        "appeals": appeals, "contacts_total": sum(len(a.contacts) for a in appeals), "info": info, "tz": tz,
-        "view": q.get("view", "grouped"),
+        "period": period, "chosen": [(day, i) for _, day, i in chosen], "count": len(chosen),
+        "contacts_total": sum(f.contacts for f in facets), "tz": tz, "view": q.get("view", "grouped"),
         "q": {"since": since_day.isoformat(), "until": until_day.isoformat(), "kinds": kinds, "successes": successes,
               "employee": employee, "groups": groups, "channels": channels, "level1": q.get("level1", ""), "level2": q.get("level2", ""),
               "patient": patient or "", "whos": whos, "topics": topics},
-        "who_names": who_names, "topic_names": topic_names,
+        "who_names": sorted(period.who_names | set(names.values()) | {ap.PATIENT_TALK}), "topic_names": topic_names,
         "presets": presets(since_day, until_day, topic_names),
-        "costs": cost_rows, "channel_chart": channel_chart(appeals, channel_of, since_day, until_day) if cost_rows else None,
-        "totals": ap.totals(appeals, [LEVELS[x][1] for x in levels]) if levels else [],
+        "costs": cost_rows,
+        "channel_chart": channel_chart([(f.day, ch) for f, ch in zip(facets, channel_of, strict=True)], since_day,
+                                       until_day) if cost_rows else None,
+        "totals": ap.totals(facets, [LEVELS[x][1] for x in levels]) if levels else [],
         "level_names": [LEVELS[x][0] for x in levels], "levels": {k: v[0] for k, v in LEVELS.items()},
         "kind_names": ap.KIND_NAMES, "success_names": ap.SUCCESSES, "state_names": STATE_NAMES,
-        "employees": sorted({c.employee for c in contacts if c.employee}),
+        "employees": sorted(period.employees),
         "channel_rules": channel_rules, "channel_groups": sorted({r.group for r in channel_rules}), "channel_names": sorted({r.channel for r in channel_rules}),
         "label": label, "duration": duration, "query": request.query_string,
         "can_edit_history": me.history == "edit",
@@ -166,22 +151,22 @@ async def _report(request: web.Request) -> dict[str, Any]:
 PALETTE = ("#24527a", "#e07b00", "#1b7f3b", "#8e44ad", "#b00020", "#0097a7", "#8a94a3")
 
 
-def channel_chart(appeals: list[ap.Appeal], channel_of: dict[int, str], since: date, until: date) -> Any:
-    """обращения per day, stacked by channel (the six busiest by name, the rest together)."""
+def channel_chart(appeals: list[tuple[date, str]], since: date, until: date) -> Any:
+    """обращения (day, channel) per day, stacked by channel (the six busiest by name, the rest together)."""
     if (until - since).days > 92 or not appeals:
         return None
     busiest: dict[str, int] = {}
-    for a in appeals:
-        busiest[channel_of[id(a)]] = busiest.get(channel_of[id(a)], 0) + 1
+    for _, channel in appeals:
+        busiest[channel] = busiest.get(channel, 0) + 1
     top = sorted(busiest, key=lambda ch: -busiest[ch])[:6]
     series = [charts.Series(f"c{i}", ch, PALETTE[i]) for i, ch in enumerate(top)]
     if len(busiest) > len(top):
         series.append(charts.Series("rest", "Прочие каналы", PALETTE[-1]))
     key = {ch: f"c{i}" for i, ch in enumerate(top)}
     days: dict[date, dict[str, int]] = {since + timedelta(days=i): {} for i in range((until - since).days + 1)}
-    for a in appeals:
-        row = days.setdefault(a.day, {})
-        k = key.get(channel_of[id(a)], "rest")
+    for day, channel in appeals:
+        row = days.setdefault(day, {})
+        k = key.get(channel, "rest")
         row[k] = row.get(k, 0) + 1
     return charts.stacked_columns([(d.strftime("%d.%m"), v) for d, v in sorted(days.items())], series,
                                   title="Обращения по дням и каналам")
@@ -199,22 +184,6 @@ def presets(since: date, until: date, topics: list[str]) -> list[tuple[str, str]
                                                            | ({"topic": costly} if costly else {}))),
         ("Рекламные каналы: доля записей", urlencode(period | {"level1": "channel", "level2": "success"})),
     ]
-
-
-def facts_of(c: ap.Contact) -> ac.Facts:
-    return ac.Facts(is_request=c.kind in (ap.REQUEST, ap.REQUEST_DIALOG), utm=c.utm, caller=c.phone, did=c.did,
-                    service=c.service)
-
-
-def with_channel(c: ap.Contact, rules: list[ac.Rule], **more: Any) -> ap.Contact:
-    """The channel the rules find (and which rule), else the number's or the source's label;
-    ``more`` fields set in the same copy (one copy a contact: a month holds tens of thousands)."""
-    rule = ac.channel_for(facts_of(c), rules) if rules else None
-    if rule is None:  # the rule's text is empty then: the page says no rule fired
-        changed = {k: v for k, v in more.items() if getattr(c, k) != v}
-        return dataclasses.replace(c, **changed) if changed else c
-    return dataclasses.replace(c, channel=rule.channel, channel_group=rule.group,
-                               channel_rule=f"{ac.KIND_NAMES[rule.kind]}: {rule.value}", **more)
 
 
 def summary(a: ap.Appeal) -> ap.Contact:
@@ -244,17 +213,18 @@ PAGE_SIZE = 200  # обращения a page shows; counts, totals and the CSV t
 @aiohttp_jinja2.template("appeals.html")
 async def appeals_page(request: web.Request) -> dict[str, Any]:
     data = await _report(request)
-    appeals = data["appeals"]
-    pages = max(1, -(-len(appeals) // PAGE_SIZE))
+    pages = max(1, -(-data["count"] // PAGE_SIZE))
     page = min(max(1, int_or_none(request.query.get("page")) or 1), pages)
-    data["shown"] = appeals[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
+    data["shown"] = data["period"].appeals(data["chosen"][(page - 1) * PAGE_SIZE:page * PAGE_SIZE])
+    data["info"] = await store.patients_info(request.app[SERVICES].db, {
+        a.patient_id for a in data["shown"] if a.patient_id is not None} | ({data["q"]["patient"]} if data["q"]["patient"] else set()))
     data["page"], data["pages"], data["first_shown"] = page, pages, (page - 1) * PAGE_SIZE + 1
     data["page_query"] = urlencode([(k, v) for k, v in request.query.items() if k != "page"])
     data["primary"] = primary
     data["summary"] = summary
     rules = data["channel_rules"]
     data["explain"] = lambda c: [(ac.KIND_NAMES[k], f"{r.value} → {r.channel}" if r else "—", fired)
-                                 for k, r, fired in ac.explain(facts_of(c), rules)]
+                                 for k, r, fired in ac.explain(ap.facts_of(c), rules)]
     return data
 
 
@@ -334,16 +304,27 @@ async def rule_delete(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/appeals/channels")
 
 
-async def appeals_csv(request: web.Request) -> web.Response:
+async def appeals_csv(request: web.Request) -> web.StreamResponse:
+    """Every обращение of the period (not only a page), streamed a day at a time."""
     data = await _report(request)
     await trace(request, "appeals_csv", "report", "appeals", request.query_string[:200])
-    tz, info = data["tz"], data["info"]
-    rows: list[list[object]] = [["Дата", "Кто", "Тип обращения", "Тема", "Сотрудник", "Успешность",
-                                 "Рекламный канал", "Комментарий", "Ожидание", "Длительность", "Контактов"]]
-    for a in data["appeals"]:
-        who = info[a.patient_id]["name"] if a.patient_id in info else a.first.phone
-        row = summary(a)
-        rows.append([datetime.fromtimestamp(a.first.started, tz).strftime("%d.%m.%Y %H:%M"), csv_safe(str(who)),
-                     label(a.first), csv_safe(row.topic), csv_safe(row.employee), a.success, csv_safe(row.channel),
-                     csv_safe(row.comment), duration(row.wait), duration(row.duration), len(a.contacts)])
-    return csv_response(rows, "appeals.csv")
+    tz, db = data["tz"], request.app[SERVICES].db
+    response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
+                                           "Content-Disposition": 'attachment; filename="appeals.csv"'})
+    await response.prepare(request)
+    await response.write(("\ufeff" + csv_lines([["Дата", "Кто", "Тип обращения", "Тема", "Сотрудник", "Успешность",
+                                                "Рекламный канал", "Комментарий", "Ожидание", "Длительность",
+                                                "Контактов"]])).encode())
+    for appeals in data["period"].by_day(data["chosen"]):
+        info = await store.patients_info(db, {a.patient_id for a in appeals if a.patient_id is not None})
+        rows: list[list[object]] = []
+        for a in appeals:
+            who = info[a.patient_id]["name"] if a.patient_id in info else a.first.phone
+            row = summary(a)
+            rows.append([datetime.fromtimestamp(a.first.started, tz).strftime("%d.%m.%Y %H:%M"), csv_safe(str(who)),
+                         label(a.first), csv_safe(row.topic), csv_safe(row.employee), a.success,
+                         csv_safe(row.channel), csv_safe(row.comment), duration(row.wait), duration(row.duration),
+                         len(a.contacts)])
+        await response.write(csv_lines(rows).encode())
+    await response.write_eof()
+    return response

@@ -7,11 +7,14 @@ they come in.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from crm.rules import ad_channels as ac
 from crm.rules.windows import APPOINTMENT_LINK, CANCEL_LINK, CRM_ACTION_LINK
 
 # contact kinds
@@ -62,6 +65,22 @@ class Contact:
     recording: bool = False
     wait: float = 0.0
     duration: float = 0.0
+
+
+def facts_of(c: Contact) -> ac.Facts:
+    return ac.Facts(is_request=c.kind in (REQUEST, REQUEST_DIALOG), utm=c.utm, caller=c.phone, did=c.did,
+                    service=c.service)
+
+
+def with_channel(c: Contact, rules: list[ac.Rule], **more: Any) -> Contact:
+    """The channel the rules find (and which rule), else the number's or the source's label;
+    ``more`` fields set in the same copy (one copy a contact: a month holds tens of thousands)."""
+    rule = ac.channel_for(facts_of(c), rules) if rules else None
+    if rule is None:  # the rule's text is empty then: the page says no rule fired
+        changed = {k: v for k, v in more.items() if getattr(c, k) != v}
+        return dataclasses.replace(c, **changed) if changed else c
+    return dataclasses.replace(c, channel=rule.channel, channel_group=rule.group,
+                               channel_rule=f"{ac.KIND_NAMES[rule.kind]}: {rule.value}", **more)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +258,37 @@ def judge(appeals: list[Appeal], records: Iterable[Record], actions: Iterable[Ac
     return appeals
 
 
+@dataclass(frozen=True, slots=True)
+class Facet:
+    """What the counts, totals, costs, the chart and the filters applied after grouping need of
+    one обращение; computed once with it (and stored with a day's обращения)."""
+
+    day: date
+    success: str
+    employee: str  # of its contacts, the first that names one ("" when none)
+    topic: str
+    channel: str
+    who: str  # «Кто, тип»
+    employees: tuple[str, ...]  # every employee of its contacts (the employee filter)
+    caller_types: tuple[str, ...]
+    topics: tuple[str, ...]
+    contacts: int
+
+
+def facet_of(a: Appeal) -> Facet:
+    def first(values: list[str]) -> str:
+        return next((v for v in values if v), "")
+
+    def distinct(values: list[str]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(v for v in values if v))
+
+    employees = [c.employee for c in a.contacts]
+    types = [c.caller_type for c in a.contacts]
+    topics = [c.topic for c in a.contacts]
+    return Facet(a.day, a.success, first(employees), first(topics), first([c.channel for c in a.contacts]),
+                 first(types), distinct(employees), distinct(types), distinct(topics), len(a.contacts))
+
+
 @dataclass(frozen=True)
 class Total:
     key: str
@@ -251,14 +301,14 @@ class Total:
 BOOKED_SUCCESSES = (BOOKED, CAME, WAITING)
 
 
-def totals(appeals: list[Appeal], levels: list[Callable[[Appeal], str]]) -> list[Total]:
+def totals(appeals: list[Facet], levels: list[Callable[[Facet], str]]) -> list[Total]:
     """Counts and shares per value of the first level, each split by the next (two at most)."""
     whole = len(appeals) or 1
 
-    def level(items: list[Appeal], fns: list[Callable[[Appeal], str]]) -> tuple[Total, ...]:
+    def level(items: list[Facet], fns: list[Callable[[Facet], str]]) -> tuple[Total, ...]:
         if not fns:
             return ()
-        parts: dict[str, list[Appeal]] = {}
+        parts: dict[str, list[Facet]] = {}
         for a in items:
             parts.setdefault(fns[0](a), []).append(a)
         return tuple(Total(k, len(v), 100.0 * len(v) / whole, sum(a.success in BOOKED_SUCCESSES for a in v),

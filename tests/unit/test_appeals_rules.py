@@ -96,7 +96,9 @@ def test_judge_links_records_through_any_contact_and_totals() -> None:
     assert by_first["call:1"].success == ap.BOOKED and by_first["call:1"].records == [records[0]]
     assert by_first["call:3"].success == ap.NOT_BOOKED and by_first["call:3"].records == []
     assert by_first["request:1"].success == ap.OPEN_REQUESTS
-    totals = ap.totals(appeals, [lambda a: a.success, lambda a: a.first.employee or "—"])
+    facets = [ap.facet_of(a) for a in appeals]
+    assert facets[0].employees == ("Анна", "Ольга") and facets[0].contacts == 2 and facets[0].employee == "Анна"
+    totals = ap.totals(facets, [lambda f: f.success, lambda f: f.employee or "—"])
     # the biggest first, then by name
     assert [(t.key, t.count, round(t.share, 1), t.booked) for t in totals] == [
         (ap.BOOKED, 1, 33.3, 1), (ap.OPEN_REQUESTS, 1, 33.3, 0), (ap.NOT_BOOKED, 1, 33.3, 0)]

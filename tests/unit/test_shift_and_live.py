@@ -7,7 +7,9 @@ import json
 import re
 import time
 import types
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -247,7 +249,10 @@ async def test_a_booking_opened_during_a_call_and_finished_after_it_converts_it(
     assert await choose(anna, "101") == 302
     services = application[SERVICES]
     services.calls._apply([live_call("talking", linkedid="8.0")])
-    form = await (await anna.get("/booking?patient=1&doctor=1")).text()
+    # next Monday: today's slots may all be past (the test runs at any hour)
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date()
+    monday = today + timedelta(days=7 - today.weekday())
+    form = await (await anna.get(f"/booking?patient=1&doctor=1&date={monday.isoformat()}")).text()
     assert 'name="call" value="8.0"' in form
     slot = re.search(r'name="slot" value="([^"]+)"', form).group(1)
     services.calls._apply([live_call("ended", linkedid="8.0")])  # the patient hung up
