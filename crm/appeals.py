@@ -83,18 +83,6 @@ async def build(db: Database, since: float, until: float, today: date, tz: ZoneI
     return Built(appeals, who_names, topic_names, {c.employee for c in found if c.employee})
 
 
-async def count_contacts(db: Database, since: float, until: float) -> int:
-    """How many contacts ``contacts`` would read for the period (every patient): a cheap count on
-    the time indexes, asked before the page reads and groups them in memory."""
-    row = await db.fetchone(
-        "SELECT (SELECT COUNT(*) FROM calls c WHERE c.started_ts >= ? AND c.started_ts < ?"
-        " AND c.direction IN ('incoming', 'outgoing') AND c.counts_for_stats = 1)"
-        " + (SELECT COUNT(*) FROM callback_requests r WHERE r.created_ts >= ? AND r.created_ts < ?)"
-        " + (SELECT COUNT(*) FROM escort_log l WHERE l.what = 'reply' AND l.ts >= ? AND l.ts < ?)",
-        (since, until) * 3)
-    return int(row[0]) if row else 0
-
-
 def _period(alias: str, since: float, until: float, patient_id: int | None) -> tuple[str, list[object]]:
     """`` AND <alias>.patient_id = ?`` when one patient is asked for, with the period's params."""
     if patient_id is None:

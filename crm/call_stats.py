@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -35,7 +36,7 @@ async def refresh(db: Database, tz: ZoneInfo) -> int:
             "SELECT 1 WHERE EXISTS (SELECT 1 FROM report_dirty) OR EXISTS (SELECT 1 FROM report_days_todo)"
             " OR NOT EXISTS (SELECT 1 FROM report_meta WHERE key = 'tz' AND value = ?)", (tz.key,)):
         return 0
-    async with db.transaction() as tx:
+    async with db.transaction(opportunistic=True) as tx:
         row = await (await tx.execute("SELECT value FROM report_meta WHERE key = 'tz'")).fetchone()
         if row is None or row[0] != tz.key:  # days cut in another zone: all of them again
             await tx.execute("DELETE FROM report_days")
@@ -53,7 +54,7 @@ async def refresh(db: Database, tz: ZoneInfo) -> int:
         todo = await db.fetchall("SELECT day FROM report_days_todo ORDER BY day LIMIT 1")
         if not todo:
             return done
-        async with db.transaction() as tx:
+        async with db.transaction(opportunistic=True) as tx:
             await recompute_day(tx, date.fromisoformat(todo[0][0]), tz)
             await tx.execute("DELETE FROM report_days_todo WHERE day = ?", (todo[0][0],))
         done += 1
@@ -100,9 +101,9 @@ async def recompute_day(tx: Any, day: date, tz: ZoneInfo) -> None:
     columns = ("tag", "user_id", "day", "did", *NUMBERS, *LISTS)
     sql = (f"INSERT INTO report_days ({', '.join(columns)})"
            f" VALUES ({', '.join('?' for _ in columns)})")
-    for (did, tag, user), t in rules.day_totals(facts).items():
-        await tx.execute(sql, (tag, user, day.isoformat(), did, *(getattr(t, n) for n in NUMBERS),
-                               *(json.dumps(getattr(t, n)) for n in LISTS)))
+    await tx.executemany(sql, [(tag, user, day.isoformat(), did, *(getattr(t, n) for n in NUMBERS),
+                                *(json.dumps(getattr(t, n)) for n in LISTS))
+                               for (did, tag, user), t in rules.day_totals(facts).items()])
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,12 @@ async def read(db: Database, f: StatsFilter, tz: ZoneInfo, columns: tuple[str, .
                per_user: bool = False) -> list[tuple[str, int, Totals]]:
     """(day, user, totals) of the filter's rows, after a refresh. ``per_user``: the rows of each
     employee (the efficiency report; only the filter's employee when one is chosen), else the
-    rows of the filter's employee or of everyone. Only ``columns`` are read and filled."""
-    await refresh(db, tz)
+    rows of the filter's employee or of everyone. Only ``columns`` are read and filled. While
+    another process holds the database (no write possible), the days stored so far are read."""
+    try:
+        await refresh(db, tz)
+    except sqlite3.OperationalError as exc:  # locked: the health check reports it; the report still reads
+        log.warning("report aggregates not refreshed: %s", exc)
     where = ["tag = ?", "day >= ?", "day <= ?"]
     params: list[Any] = [f.tag, f.first.isoformat(), f.last.isoformat()]
     if per_user and f.user_id is None:

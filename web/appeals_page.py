@@ -50,7 +50,8 @@ STATE_NAMES = {ap.FUTURE: "будущий приём", ap.DONE: "приём со
                ap.WAIT_OPEN: "лист ожидания открыт", ap.WAIT_BOOKED: "лист ожидания закрыт записью",
                ap.WAIT_CLOSED: "лист ожидания закрыт"}
 MAX_DAYS = 366
-MAX_CONTACTS = 200_000  # about 500 MB of the server's memory while one page is built
+MAX_CONTACTS = 200_000  # grouped anew in memory: about 500 MB of the server's memory while one page is built
+MAX_STORED_CONTACTS = 500_000  # from the stored days: about 400 MB (a chain's five months, a clinic's years)
 HIGH_TICKET = ("Имплантация", "Ортодонтия", "Хирургия")  # the demo's topics a preset picks first
 
 
@@ -105,11 +106,12 @@ async def _report(request: web.Request) -> dict[str, Any]:
     whos = [w for w in q.getall("who", []) if w]
     topics = [t for t in q.getall("topic", []) if t]
     narrow = store.Narrowing(tuple(kinds), tuple(whos), tuple(topics), tuple(groups), tuple(channels))
+    limit = MAX_CONTACTS if narrow else MAX_STORED_CONTACTS
+    if patient is None and (n := await appeal_days.contacts_in(services.db, since_day, until_day)) > limit:
+        # a chain's year (a million contacts) would take gigabytes of the server's memory
+        raise web.HTTPBadRequest(text=f"За период около {n} контактов: отчёт {'с отбором по контактам ' if narrow else ''}"
+                                 f"строится не больше чем по {limit}. Выберите период короче.")
     if patient is not None or narrow:  # grouped anew from the narrowed contacts
-        if patient is None and (n := await store.count_contacts(services.db, since, until)) > MAX_CONTACTS:
-            # a chain's year (a million contacts) grouped in memory would take gigabytes and a minute
-            raise web.HTTPBadRequest(text=f"За период {n} контактов: отчёт с отбором по контактам строится не больше"
-                                     f" чем по {MAX_CONTACTS}. Выберите период короче.")
         period = appeal_days.Period.of(await store.build(services.db, since, until, today, tz, patient_id=patient,
                                                          narrow=narrow))
     else:  # the stored days (exact: see crm/appeal_days.py)
@@ -118,9 +120,11 @@ async def _report(request: web.Request) -> dict[str, Any]:
     channel_rules = await ad_channels.rules(services.db)
     employee = q.get("employee", "")
     successes = [s for s in q.getall("success", []) if s in ap.SUCCESSES]
-    chosen = [(f, day, i) for f, day, i in period.facets
-              if (not successes or f.success in successes) and (not employee or employee in f.employees)]
-    facets = [f for f, _, _ in chosen]
+    chosen: range | list[int] = range(len(period.facets))  # positions in period.facets
+    if successes or employee:
+        chosen = [p for p, f in enumerate(period.facets)
+                  if (not successes or f.success in successes) and (not employee or f.has_employee(employee))]
+    facets = period.facets if isinstance(chosen, range) else [period.facets[p] for p in chosen]
     channel_of = [f.channel or "Канал не определён" for f in facets]
     monthly = await ad_channels.spend(services.db, since_day.strftime("%Y-%m"), until_day.strftime("%Y-%m"))
     cost_rows = ac.costs([(ch, f.success in ap.BOOKED_SUCCESSES, f.success == ap.CAME) for ch, f in zip(
@@ -128,7 +132,7 @@ async def _report(request: web.Request) -> dict[str, Any]:
     levels = [x for x in (q.get("level1", ""), q.get("level2", "")) if x in LEVELS]
     topic_names = sorted(period.topic_names)
     return {
-        "period": period, "chosen": [(day, i) for _, day, i in chosen], "count": len(chosen),
+        "period": period, "chosen": chosen, "count": len(chosen),
         "contacts_total": sum(f.contacts for f in facets), "tz": tz, "view": q.get("view", "grouped"),
         "q": {"since": since_day.isoformat(), "until": until_day.isoformat(), "kinds": kinds, "successes": successes,
               "employee": employee, "groups": groups, "channels": channels, "level1": q.get("level1", ""), "level2": q.get("level2", ""),
@@ -215,7 +219,9 @@ async def appeals_page(request: web.Request) -> dict[str, Any]:
     data = await _report(request)
     pages = max(1, -(-data["count"] // PAGE_SIZE))
     page = min(max(1, int_or_none(request.query.get("page")) or 1), pages)
-    data["shown"] = data["period"].appeals(data["chosen"][(page - 1) * PAGE_SIZE:page * PAGE_SIZE])
+    period = data["period"]
+    data["shown"] = await period.appeals(request.app[SERVICES].db,
+                                         period.refs(data["chosen"][(page - 1) * PAGE_SIZE:page * PAGE_SIZE]))
     data["info"] = await store.patients_info(request.app[SERVICES].db, {
         a.patient_id for a in data["shown"] if a.patient_id is not None} | ({data["q"]["patient"]} if data["q"]["patient"] else set()))
     data["page"], data["pages"], data["first_shown"] = page, pages, (page - 1) * PAGE_SIZE + 1
@@ -315,7 +321,7 @@ async def appeals_csv(request: web.Request) -> web.StreamResponse:
     await response.write(("\ufeff" + csv_lines([["Дата", "Кто", "Тип обращения", "Тема", "Сотрудник", "Успешность",
                                                 "Рекламный канал", "Комментарий", "Ожидание", "Длительность",
                                                 "Контактов"]])).encode())
-    for appeals in data["period"].by_day(data["chosen"]):
+    async for appeals in data["period"].by_day(db, data["period"].refs(data["chosen"])):
         info = await store.patients_info(db, {a.patient_id for a in appeals if a.patient_id is not None})
         rows: list[list[object]] = []
         for a in appeals:

@@ -1,6 +1,6 @@
 -- «История обращений» by clinic day (crm/appeal_days.py): each day's обращения as the live
 -- computation found them (JSON), with their facets for counts, totals and costs, so that a
--- month is a few dozen rows instead of every contact grouped again.
+-- month reads its facets' rows instead of grouping every contact again.
 --
 -- A write that can change a day's обращения forgets the days of the span it touches, here, in
 -- its own transaction (the next page computes them again), and moves the epoch on: a day
@@ -15,10 +15,26 @@ CREATE TABLE appeal_days (
     start_ts       REAL NOT NULL,          -- the day's first instant
     end_ts         REAL NOT NULL,          -- the next day's
     computed_for   TEXT NOT NULL,          -- the clinic's date when computed (requests fall overdue)
-    facets         TEXT NOT NULL,
-    appeals        TEXT NOT NULL
+    version        INTEGER NOT NULL,       -- the epoch it was computed at
+    size           INTEGER NOT NULL,       -- how many обращения (its facets' rows)
+    contacts       INTEGER NOT NULL,       -- how many contacts they hold
+    names          TEXT NOT NULL,          -- JSON: the «Кто, тип», topics and employees its contacts had
+    appeals        TEXT NOT NULL           -- JSON: the обращения, read for the days a page shows
 );
 CREATE INDEX appeal_days_span ON appeal_days (start_ts);
+-- one row an обращение: what counts, totals, costs and the filters after grouping read
+CREATE TABLE appeal_facets (
+    day        TEXT NOT NULL REFERENCES appeal_days (day) ON DELETE CASCADE,
+    idx        INTEGER NOT NULL,           -- its place in the day's JSON
+    success    TEXT NOT NULL,
+    employee   TEXT NOT NULL,
+    topic      TEXT NOT NULL,
+    channel    TEXT NOT NULL,
+    who        TEXT NOT NULL,
+    employees  TEXT NOT NULL,              -- every employee of its contacts, separated by a line feed
+    contacts   INTEGER NOT NULL,
+    PRIMARY KEY (day, idx)
+) WITHOUT ROWID;
 CREATE TABLE appeal_meta (id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL);
 INSERT INTO appeal_meta (id, epoch) VALUES (1, 0);
 

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from crm.rules import ad_channels as ac
@@ -258,10 +258,10 @@ def judge(appeals: list[Appeal], records: Iterable[Record], actions: Iterable[Ac
     return appeals
 
 
-@dataclass(frozen=True, slots=True)
-class Facet:
+class Facet(NamedTuple):
     """What the counts, totals, costs, the chart and the filters applied after grouping need of
-    one обращение; computed once with it (and stored with a day's обращения)."""
+    one обращение; computed once with it (and stored with a day's обращения). A plain tuple: a
+    year's page holds a million of them."""
 
     day: date
     success: str
@@ -269,24 +269,24 @@ class Facet:
     topic: str
     channel: str
     who: str  # «Кто, тип»
-    employees: tuple[str, ...]  # every employee of its contacts (the employee filter)
-    caller_types: tuple[str, ...]
-    topics: tuple[str, ...]
+    employees: str  # every employee of its contacts, one a line (the employee filter: ``has_employee``)
     contacts: int
+
+    def has_employee(self, name: str) -> bool:
+        return name in self.employees.split(EMPLOYEE_SEP)
+
+
+EMPLOYEE_SEP = "\n"  # names are one line each
 
 
 def facet_of(a: Appeal) -> Facet:
     def first(values: list[str]) -> str:
         return next((v for v in values if v), "")
 
-    def distinct(values: list[str]) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(v for v in values if v))
-
     employees = [c.employee for c in a.contacts]
-    types = [c.caller_type for c in a.contacts]
-    topics = [c.topic for c in a.contacts]
-    return Facet(a.day, a.success, first(employees), first(topics), first([c.channel for c in a.contacts]),
-                 first(types), distinct(employees), distinct(types), distinct(topics), len(a.contacts))
+    return Facet(a.day, a.success, first(employees), first([c.topic for c in a.contacts]),
+                 first([c.channel for c in a.contacts]), first([c.caller_type for c in a.contacts]),
+                 EMPLOYEE_SEP.join(dict.fromkeys(e for e in employees if e)), len(a.contacts))
 
 
 @dataclass(frozen=True)

@@ -96,12 +96,13 @@ async def live(db: Database, first: date, last: date, today: date) -> list[ap.Ap
 
 async def assert_same(db: Database, first: date, last: date, today: date) -> list[ap.Appeal]:
     period = await appeal_days.period(db, first, last, today, TZ)
-    stored = period.appeals([(d, i) for _, d, i in period.facets])
+    stored = await period.appeals(db, period.refs(range(len(period.facets))))
     expected = await live(db, first, last, today)
     assert stored == expected, (first, last)
-    assert [f for f, _, _ in period.facets] == [ap.facet_of(a) for a in expected]
+    assert period.facets == [ap.facet_of(a) for a in expected]
     again = await appeal_days.period(db, first, last, today, TZ)  # now read back from storage
-    assert again.appeals([(d, i) for _, d, i in again.facets]) == expected
+    assert not again.decoded  # every day read from storage this time
+    assert await again.appeals(db, again.refs(range(len(again.facets)))) == expected
     return expected
 
 
@@ -195,19 +196,27 @@ async def test_each_kind_of_write_forgets_the_stored_day(clinic, late: str) -> N
 
 
 async def test_a_write_between_the_reads_and_the_store_is_not_lost(clinic) -> None:
-    """A day computed from reads older than a write is returned but not stored."""
+    """A day computed from reads older than a write is returned but not stored; a stored day
+    changed between the page's two reads (its facets, then its обращения) is computed again."""
     db, clock, admin, pids = clinic
     await calls.save_call(db, call("a.0", T0 + 3600, NUMBERS[0]))
+    built = await store.build(db, T0, T0 + 86400, DAY0, TZ)
     seen = await appeal_days.epoch(db)
     await calls.save_call(db, call("b.0", T0 + 7200, NUMBERS[3]))  # meanwhile
-    assert not await appeal_days.save(db, DAY0, TZ, DAY0, [], "[]", seen)
-    assert await appeal_days.load(db, DAY0, DAY0, TZ, DAY0) == {}
-    assert await appeal_days.save(db, DAY0, TZ, DAY0, [], "[]", await appeal_days.epoch(db))
-    assert DAY0 in await appeal_days.load(db, DAY0, DAY0, TZ, DAY0)
-    # and a stored day is valid in its time zone only, and for the date it was computed on while
+    assert not await appeal_days.save(db, DAY0, TZ, DAY0, built, seen)
+    assert await appeal_days.stored_days(db, DAY0, DAY0, TZ, DAY0) == {}
+    period = await appeal_days.period(db, DAY0, DAY0, DAY0, TZ)  # computes and stores it
+    assert DAY0 in await appeal_days.stored_days(db, DAY0, DAY0, TZ, DAY0)
+    period = await appeal_days.period(db, DAY0, DAY0, DAY0, TZ)
+    assert not period.decoded and len(period.facets) == 2
+    await calls.save_call(db, call("c.0", T0 + 9000, NUMBERS[5]))  # forgets the day after its facets were read
+    shown = await period.appeals(db, period.refs(range(len(period.facets))))
+    assert [a.first.id for a in shown] == [a.first.id for a in (await live(db, DAY0, DAY0, DAY0))[:2]]
+    # a stored day is valid in its time zone only, and for the date it was computed on while
     # its requests could still fall overdue
-    assert await appeal_days.load(db, DAY0, DAY0, ZoneInfo("Asia/Yekaterinburg"), DAY0) == {}
-    assert await appeal_days.load(db, DAY0, DAY0, TZ, DAY0 + timedelta(days=1)) == {}
+    await appeal_days.period(db, DAY0, DAY0, DAY0, TZ)
+    assert await appeal_days.stored_days(db, DAY0, DAY0, ZoneInfo("Asia/Yekaterinburg"), DAY0) == {}
+    assert await appeal_days.stored_days(db, DAY0, DAY0, TZ, DAY0 + timedelta(days=1)) == {}
     assert appeal_days.settled(DAY0, DAY0 + timedelta(days=9)) and not appeal_days.settled(DAY0, DAY0 + timedelta(days=8))
 
 
@@ -226,7 +235,7 @@ async def test_warming_stores_the_missing_days_once(clinic) -> None:
     today = DAY0 + timedelta(days=DAYS)
     assert await appeal_days.warm(db, DAY0, today, today, TZ) == DAYS + 1
     assert await appeal_days.warm(db, DAY0, today, today, TZ) == 0  # nothing written since
-    assert len(await appeal_days.load(db, DAY0, today, TZ, today)) == DAYS + 1
+    assert len(await appeal_days.stored_days(db, DAY0, today, TZ, today)) == DAYS + 1
     await calls.save_call(db, call("late.0", T0 + 86400 + 600, NUMBERS[4]))  # forgets that day only
     assert await appeal_days.warm(db, DAY0, today, today, TZ) == 1
     await assert_same(db, DAY0, today, today)

@@ -102,21 +102,25 @@ async def test_the_right_and_bad_input(env) -> None:
 
 async def test_a_narrowed_period_with_too_many_contacts_is_refused_not_built(env, monkeypatch) -> None:
     """Narrowed by contact (kind, «Кто, тип», topic, channel), a period is grouped anew in memory:
-    a chain's year would take gigabytes, so the page counts first and says so. The whole period
-    comes from the stored days and one patient's history (all years) is small: never refused."""
+    a chain's year would take gigabytes, so the page counts first and says so. From the stored
+    days the bound is higher; one patient's history (all years) is small: never refused."""
     from web import appeals_page
 
     app, client, pid = env
     await log_in(client, "anna", "pw-anna-12")
     monkeypatch.setattr(appeals_page, "MAX_CONTACTS", 4)  # the day has 5: three calls and two requests
+    assert (await client.get("/appeals?since=2026-12-02&until=2026-12-02")).status == 200  # the day stored
     for url in ("/appeals?since=2026-12-02&until=2026-12-02&kind=incoming",
                 "/appeals.csv?since=2026-12-02&until=2026-12-02&kind=incoming"):
         resp = await client.get(url)
-        assert resp.status == 400 and "За период 5 контактов" in await resp.text(), url
+        assert resp.status == 400 and "За период около 5 контактов" in await resp.text(), url
     assert (await client.get(f"/appeals?patient={pid}")).status == 200
     assert (await client.get("/appeals?since=2026-12-02&until=2026-12-02")).status == 200
     monkeypatch.setattr(appeals_page, "MAX_CONTACTS", 5)
     assert (await client.get("/appeals?since=2026-12-02&until=2026-12-02&kind=incoming")).status == 200
+    monkeypatch.setattr(appeals_page, "MAX_STORED_CONTACTS", 4)  # from the stored days: a higher bound
+    resp = await client.get("/appeals?since=2026-12-02&until=2026-12-02")
+    assert resp.status == 400 and "не больше чем по 4" in await resp.text()
 
 
 async def test_the_channel_directory_and_the_channel_filter(env) -> None:

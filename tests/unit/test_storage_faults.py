@@ -100,6 +100,27 @@ async def test_database_locked_for_10_s(panel, settings: Settings) -> None:
     assert (await check_database(settings, timeout=1))[0]
 
 
+async def test_reports_and_the_contact_history_answer_while_the_database_is_locked(panel, settings: Settings) -> None:
+    """Their stored days are a cache: with another process holding the database they are neither
+    refreshed nor stored (at once, without waiting the busy timeout with the one writer), and the
+    pages still answer from what the database holds."""
+    client, services = panel
+    for r in [record(n) for n in range(3)]:
+        services.calls._apply([CallFinished(r)])
+    await services.calls.flush(timeout=10)
+    locker = await asyncio.create_subprocess_exec(sys.executable, "-c", LOCKER, str(settings.db_path), "4",
+                                                  stdout=asyncio.subprocess.PIPE)
+    try:
+        assert locker.stdout is not None and (await locker.stdout.readline()).strip() == b"locked"
+        t0 = asyncio.get_running_loop().time()
+        assert (await client.get("/reports?report=days&since=2026-09-01&until=2026-09-30")).status == 200
+        assert (await client.get("/appeals?since=2026-09-01&until=2026-09-03")).status == 200
+        assert asyncio.get_running_loop().time() - t0 < 3  # no busy timeout waited per day
+    finally:
+        await asyncio.wait_for(locker.wait(), 20)
+    assert (await client.get("/appeals?since=2026-09-01&until=2026-09-03")).status == 200
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     require("root (to mount a tmpfs)", os.geteuid() == 0, "run the tests as root")
