@@ -19,7 +19,7 @@ import itertools
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -72,6 +72,7 @@ async def save(db: Database, day: date, tz: ZoneInfo, today: date, built: store.
         if row is None or row[0] != seen_epoch:
             return False
         await tx.execute("DELETE FROM appeal_facets WHERE day = ?", (day.isoformat(),))
+        await tx.execute("DELETE FROM appeal_groups WHERE day = ?", (day.isoformat(),))
         await tx.execute("DELETE FROM appeal_days WHERE day = ?", (day.isoformat(),))
         await tx.execute(
             "INSERT INTO appeal_days (day, tz, start_ts, end_ts, computed_for, version, size, contacts, names, appeals)"
@@ -85,6 +86,9 @@ async def save(db: Database, day: date, tz: ZoneInfo, today: date, built: store.
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(day.isoformat(), i, f.success, f.employee, f.topic, f.channel, f.who, f.employees, f.contacts)
              for i, f in enumerate(facets)])
+        await tx.executemany(
+            "INSERT INTO appeal_groups (day, success, employee, topic, channel, who, n, contacts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(day.isoformat(), *g[1:]) for g in ap.group_facets(facets)])
     return True
 
 
@@ -121,16 +125,16 @@ def decode_appeals(text: str, day: date) -> list[ap.Appeal]:
     return out
 
 
-async def _compute(db: Database, day: date, today: date, tz: ZoneInfo) -> store.Built:
-    """One day's обращения, live, stored when no write came meanwhile."""
+async def _compute(db: Database, day: date, today: date, tz: ZoneInfo) -> tuple[store.Built, bool]:
+    """One day's обращения, live, stored when no write came meanwhile (and whether it was)."""
     seen = await epoch(db)
     start, end = call_stats.day_bounds(day, tz)
     built = await store.build(db, start, end, today, tz)
     try:
-        await save(db, day, tz, today, built, seen)
+        return built, await save(db, day, tz, today, built, seen)
     except sqlite3.OperationalError as exc:  # another process holds the database: served, not stored
         log.warning("«История обращений» of %s not stored: %s", day, exc)
-    return built
+        return built, False
 
 
 async def warm(db: Database, first: date, last: date, today: date, tz: ZoneInfo) -> int:
@@ -145,40 +149,105 @@ async def warm(db: Database, first: date, last: date, today: date, tz: ZoneInfo)
     return done
 
 
+@dataclass(frozen=True)
+class Pick:
+    """The filters applied after grouping: the success, an employee of any contact."""
+
+    successes: tuple[str, ...] = ()
+    employee: str = ""
+
+    def matches(self, f: ap.Facet) -> bool:
+        return (not self.successes or f.success in self.successes) and (
+            not self.employee or f.has_employee(self.employee))
+
+    def sql(self) -> tuple[str, list[Any]]:
+        where, params = "", []
+        if self.successes:
+            where += f" AND success IN ({','.join('?' * len(self.successes))})"
+            params += list(self.successes)
+        if self.employee:  # one whole line of the employees
+            where += " AND instr(char(10) || employees || char(10), char(10) || ? || char(10)) > 0"
+            params.append(self.employee)
+        return where, params
+
+
 @dataclass
 class Period:
-    """A period's обращения: their facets in order, each with its day and place, and the
-    обращения themselves read and decoded on demand."""
+    """A period's обращения. Stored (every day of it stored and valid): counted, paged and read
+    with SQL over ``appeal_facets``, the обращения decoded for the days shown. In memory (built
+    live, or a day that could not be stored): their facets in order, each day's from ``starts``."""
 
-    facets: list[ap.Facet] = field(default_factory=list)  # in order: each day's in its JSON's order
-    starts: dict[date, int] = field(default_factory=dict)  # where each day's facets start in ``facets``
+    first: date
+    last: date
+    stored: bool = False
+    facets: list[ap.Facet] = field(default_factory=list)
+    starts: dict[date, int] = field(default_factory=dict)
+    sizes: dict[date, int] = field(default_factory=dict)
     who_names: set[str] = field(default_factory=set)
     topic_names: set[str] = field(default_factory=set)
     employees: set[str] = field(default_factory=set)
-    versions: dict[date, int] = field(default_factory=dict)  # stored days: the version the facets are of
+    versions: dict[date, int] = field(default_factory=dict)  # stored days: the version counted
     decoded: dict[date, list[ap.Appeal]] = field(default_factory=dict)
     tz: ZoneInfo | None = None
     today: date | None = None
 
     @classmethod
-    def of(cls, built: store.Built) -> Period:
+    def of(cls, built: store.Built, first: date, last: date) -> Period:
         """A period built live (narrowed, or one patient's): nothing to read again."""
-        out = cls(who_names=built.who_names, topic_names=built.topic_names, employees=built.employees)
+        out = cls(first, last, who_names=built.who_names, topic_names=built.topic_names, employees=built.employees)
         for a in built.appeals:
             out.starts.setdefault(a.day, len(out.facets))
+            out.sizes[a.day] = out.sizes.get(a.day, 0) + 1
             out.decoded.setdefault(a.day, []).append(a)
             out.facets.append(ap.facet_of(a))
         return out
 
-    def refs(self, positions: Iterable[int]) -> list[tuple[date, int]]:
-        """(day, place in the day) of the facets at these positions."""
-        return [(f.day, p - self.starts[f.day]) for p in positions for f in (self.facets[p],)]
+    def _span(self, pick: Pick) -> tuple[str, list[Any]]:
+        where, params = pick.sql()
+        return f"day >= ? AND day <= ?{where}", [self.first.isoformat(), self.last.isoformat(), *params]
 
-    async def by_day(self, db: Database, refs: list[tuple[date, int]]) -> AsyncIterator[list[ap.Appeal]]:
-        """The обращения of ``refs`` a day at a time (a year's CSV then holds one day in memory)."""
-        for day, group in itertools.groupby(refs, key=lambda ref: ref[0]):
-            yield await self.appeals(db, list(group))
+    async def groups(self, db: Database, pick: Pick) -> list[ap.Group]:
+        """The picked обращения as groups of alike ones (counts, totals, costs, the chart)."""
+        if not self.stored:
+            return ap.group_facets(f for f in self.facets if pick.matches(f))
+        where, params = self._span(pick)
+        if pick.employee:  # any contact's employee: counted from the facets
+            sql = ("SELECT day, success, employee, topic, channel, who, COUNT(*), SUM(contacts) FROM appeal_facets"
+                   f" WHERE {where} GROUP BY day, success, employee, topic, channel, who")
+        else:
+            sql = f"SELECT day, success, employee, topic, channel, who, n, contacts FROM appeal_groups WHERE {where}"
+        days: dict[str, date] = {}
+        return [ap.Group(days.setdefault(r[0], date.fromisoformat(r[0])), *r[1:]) for r in await db.fetch_tuples(
+            sql, params)]
+
+    async def refs(self, db: Database, pick: Pick, offset: int = 0, limit: int | None = None) -> list[tuple[date, int]]:
+        """(day, place in the day) of the picked обращения, in order, from ``offset``."""
+        if not self.stored:
+            chosen = [p for p, f in enumerate(self.facets) if pick.matches(f)]
+            chosen = chosen[offset:] if limit is None else chosen[offset:offset + limit]
+            return [(f.day, p - self.starts[f.day]) for p in chosen for f in (self.facets[p],)]
+        where, params = self._span(pick)
+        rows = await db.fetch_tuples(f"SELECT day, idx FROM appeal_facets WHERE {where} ORDER BY day, idx"
+                                     + (" LIMIT ? OFFSET ?" if limit is not None else ""),
+                                     [*params, *((limit, offset) if limit is not None else ())])
+        return [(date.fromisoformat(d), i) for d, i in rows]
+
+    async def by_day(self, db: Database, pick: Pick) -> AsyncIterator[list[ap.Appeal]]:
+        """The picked обращения a day at a time (a year's CSV holds one day in memory)."""
+        day = self.first
+        while day <= self.last:
+            if self.stored:
+                where, params = pick.sql()
+                refs = [(day, r[0]) for r in await db.fetch_tuples(
+                    f"SELECT idx FROM appeal_facets WHERE day = ?{where} ORDER BY idx", [day.isoformat(), *params])]
+            else:
+                start = self.starts.get(day, 0)
+                refs = [(day, p - start) for p in range(start, start + self.sizes.get(day, 0))
+                        if pick.matches(self.facets[p])]
+            if refs:
+                yield await self.appeals(db, refs)
             self.decoded.pop(day, None)
+            day += timedelta(days=1)
 
     async def appeals(self, db: Database, refs: list[tuple[date, int]]) -> list[ap.Appeal]:
         out = []
@@ -187,23 +256,20 @@ class Period:
                 row = await db.fetchone("SELECT version, appeals FROM appeal_days WHERE day = ?", (day.isoformat(),))
                 if row is not None and row[0] == self.versions.get(day):
                     self.decoded[day] = decode_appeals(row[1], day)
-                else:  # changed since its facets were read: computed again
+                else:  # changed since it was counted: computed again
                     assert self.tz is not None and self.today is not None
-                    self.decoded[day] = (await _compute(db, day, self.today, self.tz)).appeals
+                    self.decoded[day] = (await _compute(db, day, self.today, self.tz))[0].appeals
             day_appeals = self.decoded[day]
             if index < len(day_appeals):
                 out.append(day_appeals[index])
         return out
 
 
-async def period(db: Database, first: date, last: date, today: date, tz: ZoneInfo) -> Period:
-    """Every обращение of the clinic days ``first``..``last``: the stored days' facets as they
-    are, the other days (and a day that changed between two reads) computed live
-    (``crm.appeals.build`` for that day alone) and stored."""
-    have = await stored_days(db, first, last, tz, today)
+async def _read_facets(db: Database, first: date, last: date, have: dict[date, Stored]) -> dict[date, list[ap.Facet]]:
+    """The stored days' facets (of the version ``have`` says), a month of rows at a time."""
     read: dict[date, list[ap.Facet]] = {}
     chunk = first
-    while chunk <= last:  # a month of rows at a time: a year's rows never sit in memory at once
+    while chunk <= last:
         end = min(last, chunk + timedelta(days=30))
         rows = await db.fetch_tuples(
             "SELECT f.day, f.success, f.employee, f.topic, f.channel, f.who, f.employees, f.contacts, d.version"
@@ -221,21 +287,43 @@ async def period(db: Database, first: date, last: date, today: date, tz: ZoneInf
             if collecting:
                 gc.enable()
         chunk = end + timedelta(days=1)
-    out = Period(tz=tz, today=today)
+    return read
+
+
+async def period(db: Database, first: date, last: date, today: date, tz: ZoneInfo) -> Period:
+    """Every обращение of the clinic days ``first``..``last``: the days not stored (or no longer
+    valid) computed live (``crm.appeals.build`` for that day alone) and stored, then the whole
+    period counted in SQL; in memory when a day could not be stored."""
+    have = await stored_days(db, first, last, tz, today)
+    out = Period(first, last, tz=tz, today=today)
+    fresh: dict[date, store.Built] = {}
+    all_stored = True
     for day in [first + timedelta(days=i) for i in range((last - first).days + 1)]:
-        known = have.get(day)
-        if known is not None and len(read.get(day, ())) == known.size:
-            out.versions[day] = known.version
-            facets = read.get(day, [])
-            whos, topics, employees = known.names
-        else:
-            built = await _compute(db, day, today, tz)
+        if day not in have:
+            fresh[day], stored = await _compute(db, day, today, tz)
+            all_stored = all_stored and stored
+    if fresh and all_stored:
+        have |= await stored_days(db, min(fresh), max(fresh), tz, today)
+        all_stored = all(day in have for day in fresh)
+    for day, known in have.items():
+        out.versions[day] = known.version
+        for names, into in zip(known.names, (out.who_names, out.topic_names, out.employees), strict=True):
+            into.update(names)
+    for built in fresh.values():
+        out.who_names |= built.who_names
+        out.topic_names |= built.topic_names
+        out.employees |= built.employees
+    if all_stored:
+        out.stored = True
+        return out
+    read = await _read_facets(db, first, last, have)
+    for day in [first + timedelta(days=i) for i in range((last - first).days + 1)]:
+        if day in fresh or len(read.get(day, ())) != have[day].size:
+            built = fresh[day] if day in fresh else (await _compute(db, day, today, tz))[0]
             out.decoded[day] = built.appeals
             facets = [ap.facet_of(a) for a in built.appeals]
-            whos, topics, employees = built.who_names, built.topic_names, built.employees  # type: ignore[assignment]
-        out.starts[day] = len(out.facets)
+        else:
+            facets = read[day]
+        out.starts[day], out.sizes[day] = len(out.facets), len(facets)
         out.facets += facets
-        out.who_names.update(whos)
-        out.topic_names.update(topics)
-        out.employees.update(employees)
     return out

@@ -38,7 +38,7 @@ from web.common import (
 )
 from web.history import duration
 
-LEVELS: dict[str, tuple[str, Callable[[ap.Facet], str]]] = {
+LEVELS: dict[str, tuple[str, Callable[[ap.Group], str]]] = {
     "employee": ("Сотрудник", lambda f: f.employee or "—"),
     "success": ("Успешность", lambda f: f.success),
     "topic": ("Тема", lambda f: f.topic or "—"),
@@ -51,7 +51,9 @@ STATE_NAMES = {ap.FUTURE: "будущий приём", ap.DONE: "приём со
                ap.WAIT_CLOSED: "лист ожидания закрыт"}
 MAX_DAYS = 366
 MAX_CONTACTS = 200_000  # grouped anew in memory: about 500 MB of the server's memory while one page is built
-MAX_STORED_CONTACTS = 500_000  # from the stored days: about 400 MB (a chain's five months, a clinic's years)
+# from the stored days the page holds groups, not обращения; only when a day cannot be stored (the
+# database held by another process) it falls back to a facet per обращение in memory (~100 B each)
+MAX_STORED_CONTACTS = 2_000_000
 HIGH_TICKET = ("Имплантация", "Ортодонтия", "Хирургия")  # the demo's topics a preset picks first
 
 
@@ -113,36 +115,33 @@ async def _report(request: web.Request) -> dict[str, Any]:
                                  f"строится не больше чем по {limit}. Выберите период короче.")
     if patient is not None or narrow:  # grouped anew from the narrowed contacts
         period = appeal_days.Period.of(await store.build(services.db, since, until, today, tz, patient_id=patient,
-                                                         narrow=narrow))
+                                                         narrow=narrow), since_day, until_day)
     else:  # the stored days (exact: see crm/appeal_days.py)
         period = await appeal_days.period(services.db, since_day, until_day, today, tz)
     names = await comments.caller_types(services.db, with_retired=True)
     channel_rules = await ad_channels.rules(services.db)
     employee = q.get("employee", "")
     successes = [s for s in q.getall("success", []) if s in ap.SUCCESSES]
-    chosen: range | list[int] = range(len(period.facets))  # positions in period.facets
-    if successes or employee:
-        chosen = [p for p, f in enumerate(period.facets)
-                  if (not successes or f.success in successes) and (not employee or f.has_employee(employee))]
-    facets = period.facets if isinstance(chosen, range) else [period.facets[p] for p in chosen]
-    channel_of = [f.channel or "Канал не определён" for f in facets]
+    pick = appeal_days.Pick(tuple(successes), employee)
+    groups = await period.groups(services.db, pick)
+    channel_of = [g.channel or "Канал не определён" for g in groups]
     monthly = await ad_channels.spend(services.db, since_day.strftime("%Y-%m"), until_day.strftime("%Y-%m"))
-    cost_rows = ac.costs([(ch, f.success in ap.BOOKED_SUCCESSES, f.success == ap.CAME) for ch, f in zip(
-        channel_of, facets, strict=True)], ac.period_spend(monthly, since_day, until_day)) if (monthly or channel_rules) else []
+    cost_rows = ac.costs([(ch, g.success in ap.BOOKED_SUCCESSES, g.success == ap.CAME, g.n) for ch, g in zip(
+        channel_of, groups, strict=True)], ac.period_spend(monthly, since_day, until_day)) if (monthly or channel_rules) else []
     levels = [x for x in (q.get("level1", ""), q.get("level2", "")) if x in LEVELS]
     topic_names = sorted(period.topic_names)
     return {
-        "period": period, "chosen": chosen, "count": len(chosen),
-        "contacts_total": sum(f.contacts for f in facets), "tz": tz, "view": q.get("view", "grouped"),
+        "period": period, "pick": pick, "count": sum(g.n for g in groups),
+        "contacts_total": sum(g.contacts for g in groups), "tz": tz, "view": q.get("view", "grouped"),
         "q": {"since": since_day.isoformat(), "until": until_day.isoformat(), "kinds": kinds, "successes": successes,
               "employee": employee, "groups": groups, "channels": channels, "level1": q.get("level1", ""), "level2": q.get("level2", ""),
               "patient": patient or "", "whos": whos, "topics": topics},
         "who_names": sorted(period.who_names | set(names.values()) | {ap.PATIENT_TALK}), "topic_names": topic_names,
         "presets": presets(since_day, until_day, topic_names),
         "costs": cost_rows,
-        "channel_chart": channel_chart([(f.day, ch) for f, ch in zip(facets, channel_of, strict=True)], since_day,
-                                       until_day) if cost_rows else None,
-        "totals": ap.totals(facets, [LEVELS[x][1] for x in levels]) if levels else [],
+        "channel_chart": channel_chart([(g.day, ch, g.n) for g, ch in zip(groups, channel_of, strict=True)],
+                                       since_day, until_day) if cost_rows else None,
+        "totals": ap.totals(groups, [LEVELS[x][1] for x in levels]) if levels else [],
         "level_names": [LEVELS[x][0] for x in levels], "levels": {k: v[0] for k, v in LEVELS.items()},
         "kind_names": ap.KIND_NAMES, "success_names": ap.SUCCESSES, "state_names": STATE_NAMES,
         "employees": sorted(period.employees),
@@ -155,23 +154,24 @@ async def _report(request: web.Request) -> dict[str, Any]:
 PALETTE = ("#24527a", "#e07b00", "#1b7f3b", "#8e44ad", "#b00020", "#0097a7", "#8a94a3")
 
 
-def channel_chart(appeals: list[tuple[date, str]], since: date, until: date) -> Any:
-    """обращения (day, channel) per day, stacked by channel (the six busiest by name, the rest together)."""
+def channel_chart(appeals: list[tuple[date, str, int]], since: date, until: date) -> Any:
+    """обращения ((day, channel, how many)) per day, stacked by channel (the six busiest by name,
+    the rest together)."""
     if (until - since).days > 92 or not appeals:
         return None
     busiest: dict[str, int] = {}
-    for _, channel in appeals:
-        busiest[channel] = busiest.get(channel, 0) + 1
+    for _, channel, n in appeals:
+        busiest[channel] = busiest.get(channel, 0) + n
     top = sorted(busiest, key=lambda ch: -busiest[ch])[:6]
     series = [charts.Series(f"c{i}", ch, PALETTE[i]) for i, ch in enumerate(top)]
     if len(busiest) > len(top):
         series.append(charts.Series("rest", "Прочие каналы", PALETTE[-1]))
     key = {ch: f"c{i}" for i, ch in enumerate(top)}
     days: dict[date, dict[str, int]] = {since + timedelta(days=i): {} for i in range((until - since).days + 1)}
-    for day, channel in appeals:
+    for day, channel, n in appeals:
         row = days.setdefault(day, {})
         k = key.get(channel, "rest")
-        row[k] = row.get(k, 0) + 1
+        row[k] = row.get(k, 0) + n
     return charts.stacked_columns([(d.strftime("%d.%m"), v) for d, v in sorted(days.items())], series,
                                   title="Обращения по дням и каналам")
 
@@ -219,9 +219,8 @@ async def appeals_page(request: web.Request) -> dict[str, Any]:
     data = await _report(request)
     pages = max(1, -(-data["count"] // PAGE_SIZE))
     page = min(max(1, int_or_none(request.query.get("page")) or 1), pages)
-    period = data["period"]
-    data["shown"] = await period.appeals(request.app[SERVICES].db,
-                                         period.refs(data["chosen"][(page - 1) * PAGE_SIZE:page * PAGE_SIZE]))
+    period, db = data["period"], request.app[SERVICES].db
+    data["shown"] = await period.appeals(db, await period.refs(db, data["pick"], (page - 1) * PAGE_SIZE, PAGE_SIZE))
     data["info"] = await store.patients_info(request.app[SERVICES].db, {
         a.patient_id for a in data["shown"] if a.patient_id is not None} | ({data["q"]["patient"]} if data["q"]["patient"] else set()))
     data["page"], data["pages"], data["first_shown"] = page, pages, (page - 1) * PAGE_SIZE + 1
@@ -321,7 +320,7 @@ async def appeals_csv(request: web.Request) -> web.StreamResponse:
     await response.write(("\ufeff" + csv_lines([["Дата", "Кто", "Тип обращения", "Тема", "Сотрудник", "Успешность",
                                                 "Рекламный канал", "Комментарий", "Ожидание", "Длительность",
                                                 "Контактов"]])).encode())
-    async for appeals in data["period"].by_day(db, data["period"].refs(data["chosen"])):
+    async for appeals in data["period"].by_day(db, data["pick"]):
         info = await store.patients_info(db, {a.patient_id for a in appeals if a.patient_id is not None})
         rows: list[list[object]] = []
         for a in appeals:

@@ -35,6 +35,19 @@ CREATE TABLE appeal_facets (
     contacts   INTEGER NOT NULL,
     PRIMARY KEY (day, idx)
 ) WITHOUT ROWID;
+-- the day's обращения counted by what the page groups by (without the employee filter, a
+-- period's counts, totals, costs and chart read these: a year is a hundred thousand rows)
+CREATE TABLE appeal_groups (
+    day        TEXT NOT NULL REFERENCES appeal_days (day) ON DELETE CASCADE,
+    success    TEXT NOT NULL,
+    employee   TEXT NOT NULL,
+    topic      TEXT NOT NULL,
+    channel    TEXT NOT NULL,
+    who        TEXT NOT NULL,
+    n          INTEGER NOT NULL,
+    contacts   INTEGER NOT NULL
+);
+CREATE INDEX appeal_groups_day ON appeal_groups (day);
 CREATE TABLE appeal_meta (id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL);
 INSERT INTO appeal_meta (id, epoch) VALUES (1, 0);
 

@@ -6,6 +6,7 @@ directory (``crm.ad_channels``)."""
 from __future__ import annotations
 
 import calendar
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -101,16 +102,18 @@ def period_spend(monthly: dict[tuple[str, str], float], first: date, last: date)
     return out
 
 
-def costs(results: list[tuple[str, bool, bool]], spend: dict[str, float]) -> list[ChannelCost]:
+def costs(results: Iterable[tuple[str, bool, bool] | tuple[str, bool, bool, int]],
+          spend: dict[str, float]) -> list[ChannelCost]:
     """Per channel: обращения, how many booked, how many came, and the spend; ``results`` is
-    one (channel, booked, came) per обращение. Channels with spend but no обращение are kept
-    (money spent for nothing shows)."""
+    (channel, booked, came) per обращение, or per group of alike ones with their number.
+    Channels with spend but no обращение are kept (money spent for nothing shows)."""
     count: dict[str, list[int]] = {}
-    for channel, booked, came in results:
+    for channel, booked, came, *n in results:
+        weight = n[0] if n else 1
         c = count.setdefault(channel, [0, 0, 0])
-        c[0] += 1
-        c[1] += int(booked)
-        c[2] += int(came)
+        c[0] += weight
+        c[1] += weight * int(booked)
+        c[2] += weight * int(came)
     for channel in spend:
         count.setdefault(channel, [0, 0, 0])
     return sorted((ChannelCost(ch, a, b, c, round(spend.get(ch, 0.0), 2)) for ch, (a, b, c) in count.items()),

@@ -301,17 +301,42 @@ class Total:
 BOOKED_SUCCESSES = (BOOKED, CAME, WAITING)
 
 
-def totals(appeals: list[Facet], levels: list[Callable[[Facet], str]]) -> list[Total]:
-    """Counts and shares per value of the first level, each split by the next (two at most)."""
-    whole = len(appeals) or 1
+class Group(NamedTuple):
+    """Обращения alike in everything a page counts them by, and how many (the weight of counts,
+    totals, costs and the chart): a year is thousands of groups, not a million rows."""
 
-    def level(items: list[Facet], fns: list[Callable[[Facet], str]]) -> tuple[Total, ...]:
+    day: date
+    success: str
+    employee: str
+    topic: str
+    channel: str
+    who: str
+    n: int
+    contacts: int
+
+
+def group_facets(facets: Iterable[Facet]) -> list[Group]:
+    counts: dict[tuple[date, str, str, str, str, str], list[int]] = {}
+    for f in facets:
+        c = counts.setdefault((f.day, f.success, f.employee, f.topic, f.channel, f.who), [0, 0])
+        c[0] += 1
+        c[1] += f.contacts
+    return [Group(*key, n, contacts) for key, (n, contacts) in counts.items()]
+
+
+def totals(groups: list[Group], levels: list[Callable[[Group], str]]) -> list[Total]:
+    """Counts and shares per value of the first level, each split by the next (two at most)."""
+    whole = sum(g.n for g in groups) or 1
+
+    def level(items: list[Group], fns: list[Callable[[Group], str]]) -> tuple[Total, ...]:
         if not fns:
             return ()
-        parts: dict[str, list[Facet]] = {}
-        for a in items:
-            parts.setdefault(fns[0](a), []).append(a)
-        return tuple(Total(k, len(v), 100.0 * len(v) / whole, sum(a.success in BOOKED_SUCCESSES for a in v),
-                           level(v, fns[1:])) for k, v in sorted(parts.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+        parts: dict[str, list[Group]] = {}
+        for g in items:
+            parts.setdefault(fns[0](g), []).append(g)
+        counted = {k: sum(g.n for g in v) for k, v in parts.items()}
+        return tuple(Total(k, counted[k], 100.0 * counted[k] / whole,
+                           sum(g.n for g in v if g.success in BOOKED_SUCCESSES), level(v, fns[1:]))
+                     for k, v in sorted(parts.items(), key=lambda kv: (-counted[kv[0]], kv[0])))
 
-    return list(level(appeals, levels[:2]))
+    return list(level(groups, levels[:2]))

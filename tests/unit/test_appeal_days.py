@@ -95,14 +95,20 @@ async def live(db: Database, first: date, last: date, today: date) -> list[ap.Ap
 
 
 async def assert_same(db: Database, first: date, last: date, today: date) -> list[ap.Appeal]:
-    period = await appeal_days.period(db, first, last, today, TZ)
-    stored = await period.appeals(db, period.refs(range(len(period.facets))))
+    """The period from the stored days (counted in SQL) equals the live computation: the
+    обращения, their groups, and the same for the success and employee filters."""
     expected = await live(db, first, last, today)
-    assert stored == expected, (first, last)
-    assert period.facets == [ap.facet_of(a) for a in expected]
-    again = await appeal_days.period(db, first, last, today, TZ)  # now read back from storage
-    assert not again.decoded  # every day read from storage this time
-    assert await again.appeals(db, again.refs(range(len(again.facets)))) == expected
+    facets = [ap.facet_of(a) for a in expected]
+    period = await appeal_days.period(db, first, last, today, TZ)
+    assert period.stored  # every day could be stored
+    for pick in (appeal_days.Pick(), appeal_days.Pick((ap.BOOKED, ap.OPEN_REQUESTS)), appeal_days.Pick(employee="Анна"),
+                 appeal_days.Pick((ap.NOT_BOOKED,), "Анна")):
+        chosen = [a for a, f in zip(expected, facets, strict=True) if pick.matches(f)]
+        assert await period.appeals(db, await period.refs(db, pick)) == chosen, (first, last, pick)
+        assert sorted(await period.groups(db, pick)) == sorted(ap.group_facets(f for f in facets if pick.matches(f)))
+        assert await period.appeals(db, await period.refs(db, pick, 1, 2)) == chosen[1:3]
+        shown = [a async for day in period.by_day(db, pick) for a in day]
+        assert shown == chosen
     return expected
 
 
@@ -208,9 +214,10 @@ async def test_a_write_between_the_reads_and_the_store_is_not_lost(clinic) -> No
     period = await appeal_days.period(db, DAY0, DAY0, DAY0, TZ)  # computes and stores it
     assert DAY0 in await appeal_days.stored_days(db, DAY0, DAY0, TZ, DAY0)
     period = await appeal_days.period(db, DAY0, DAY0, DAY0, TZ)
-    assert not period.decoded and len(period.facets) == 2
-    await calls.save_call(db, call("c.0", T0 + 9000, NUMBERS[5]))  # forgets the day after its facets were read
-    shown = await period.appeals(db, period.refs(range(len(period.facets))))
+    refs = await period.refs(db, appeal_days.Pick())
+    assert period.stored and not period.decoded and len(refs) == 2
+    await calls.save_call(db, call("c.0", T0 + 9000, NUMBERS[5]))  # forgets the day after it was counted
+    shown = await period.appeals(db, refs)
     assert [a.first.id for a in shown] == [a.first.id for a in (await live(db, DAY0, DAY0, DAY0))[:2]]
     # a stored day is valid in its time zone only, and for the date it was computed on while
     # its requests could still fall overdue
@@ -239,3 +246,27 @@ async def test_warming_stores_the_missing_days_once(clinic) -> None:
     await calls.save_call(db, call("late.0", T0 + 86400 + 600, NUMBERS[4]))  # forgets that day only
     assert await appeal_days.warm(db, DAY0, today, today, TZ) == 1
     await assert_same(db, DAY0, today, today)
+
+
+async def test_a_period_whose_days_cannot_be_stored_is_counted_in_memory_alike(clinic, monkeypatch) -> None:
+    """When a day cannot be stored (a write came, the database is held), the page works from the
+    facets in memory: the same обращения, groups, pages and days as from storage."""
+    db, clock, admin, pids = clinic
+    await fill(db, clock, admin, pids, random.Random(11), 40)
+    today = DAY0 + timedelta(days=DAYS)
+    await appeal_days.warm(db, DAY0, DAY0 + timedelta(days=2), today, TZ)  # some days stored, some not
+
+    async def refused(*_: object) -> bool:
+        return False
+
+    monkeypatch.setattr(appeal_days, "save", refused)
+    expected = await live(db, DAY0, today, today)
+    facets = [ap.facet_of(a) for a in expected]
+    period = await appeal_days.period(db, DAY0, today, today, TZ)
+    assert not period.stored
+    for pick in (appeal_days.Pick(), appeal_days.Pick((ap.BOOKED,)), appeal_days.Pick(employee="Анна")):
+        chosen = [a for a, f in zip(expected, facets, strict=True) if pick.matches(f)]
+        assert await period.appeals(db, await period.refs(db, pick)) == chosen
+        assert await period.appeals(db, await period.refs(db, pick, 1, 3)) == chosen[1:4]
+        assert sorted(await period.groups(db, pick)) == sorted(ap.group_facets(f for f in facets if pick.matches(f)))
+        assert [a async for day in period.by_day(db, pick) for a in day] == chosen

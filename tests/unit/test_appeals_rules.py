@@ -98,7 +98,7 @@ def test_judge_links_records_through_any_contact_and_totals() -> None:
     assert by_first["request:1"].success == ap.OPEN_REQUESTS
     facets = [ap.facet_of(a) for a in appeals]
     assert facets[0].has_employee("Ольга") and not facets[0].has_employee("Оль") and facets[0].contacts == 2 and facets[0].employee == "Анна"
-    totals = ap.totals(facets, [lambda f: f.success, lambda f: f.employee or "—"])
+    totals = ap.totals(ap.group_facets(facets), [lambda g: g.success, lambda g: g.employee or "—"])
     # the biggest first, then by name
     assert [(t.key, t.count, round(t.share, 1), t.booked) for t in totals] == [
         (ap.BOOKED, 1, 33.3, 1), (ap.OPEN_REQUESTS, 1, 33.3, 0), (ap.NOT_BOOKED, 1, 33.3, 0)]
