@@ -123,25 +123,25 @@ async def _report(request: web.Request) -> dict[str, Any]:
     employee = q.get("employee", "")
     successes = [s for s in q.getall("success", []) if s in ap.SUCCESSES]
     pick = appeal_days.Pick(tuple(successes), employee)
-    groups = await period.groups(services.db, pick)
-    channel_of = [g.channel or "Канал не определён" for g in groups]
+    counted = await period.groups(services.db, pick)
+    channel_of = [g.channel or "Канал не определён" for g in counted]
     monthly = await ad_channels.spend(services.db, since_day.strftime("%Y-%m"), until_day.strftime("%Y-%m"))
     cost_rows = ac.costs([(ch, g.success in ap.BOOKED_SUCCESSES, g.success == ap.CAME, g.n) for ch, g in zip(
-        channel_of, groups, strict=True)], ac.period_spend(monthly, since_day, until_day)) if (monthly or channel_rules) else []
+        channel_of, counted, strict=True)], ac.period_spend(monthly, since_day, until_day)) if (monthly or channel_rules) else []
     levels = [x for x in (q.get("level1", ""), q.get("level2", "")) if x in LEVELS]
     topic_names = sorted(period.topic_names)
     return {
-        "period": period, "pick": pick, "count": sum(g.n for g in groups),
-        "contacts_total": sum(g.contacts for g in groups), "tz": tz, "view": q.get("view", "grouped"),
+        "period": period, "pick": pick, "count": sum(g.n for g in counted),
+        "contacts_total": sum(g.contacts for g in counted), "tz": tz, "view": q.get("view", "grouped"),
         "q": {"since": since_day.isoformat(), "until": until_day.isoformat(), "kinds": kinds, "successes": successes,
               "employee": employee, "groups": groups, "channels": channels, "level1": q.get("level1", ""), "level2": q.get("level2", ""),
               "patient": patient or "", "whos": whos, "topics": topics},
         "who_names": sorted(period.who_names | set(names.values()) | {ap.PATIENT_TALK}), "topic_names": topic_names,
         "presets": presets(since_day, until_day, topic_names),
         "costs": cost_rows,
-        "channel_chart": channel_chart([(g.day, ch, g.n) for g, ch in zip(groups, channel_of, strict=True)],
+        "channel_chart": channel_chart([(g.day, ch, g.n) for g, ch in zip(counted, channel_of, strict=True)],
                                        since_day, until_day) if cost_rows else None,
-        "totals": ap.totals(groups, [LEVELS[x][1] for x in levels]) if levels else [],
+        "totals": ap.totals(counted, [LEVELS[x][1] for x in levels]) if levels else [],
         "level_names": [LEVELS[x][0] for x in levels], "levels": {k: v[0] for k, v in LEVELS.items()},
         "kind_names": ap.KIND_NAMES, "success_names": ap.SUCCESSES, "state_names": STATE_NAMES,
         "employees": sorted(period.employees),

@@ -143,6 +143,7 @@ async def test_the_channel_directory_and_the_channel_filter(env) -> None:
     assert "Агрегаторы" in page and "НаПоправку" in page and "Номер клиники" in page
     only = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&view=flat&group=Агрегаторы")).text()
     assert only.count('<tr class="request ') == 1 and '<tr class="incoming' not in only
+    assert '<option value="Агрегаторы" selected>' in only  # the form keeps what was chosen
     site = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&channel=Сайт клиники")).text()
     assert 'class="appeals-count">2<' in site and "Номер клиники: 74951110001" in site
     await client.post("/logout", data={})
