@@ -261,15 +261,21 @@ async def test_a_call_and_its_booking_are_one_successful_appeal(server, page, tm
     assert await call.wait(30) == 0
     await stop_all(*phones.values())
     record = await wait_call(services, linkedid)
-    topic = (await comments.topics(services.db))[0]
-    await comments.save_comment(services.db, linkedid, caller_type="wants_booking", topic_id=topic["id"],
-                                patient_id=record["patient_id"], text="Хочет на чистку", user_id=None)
-    # her обращения of today (the fresh CRM also backfilled the day's earlier test calls from
-    # Asterisk's CDR, her number's among them: one client, one day, one обращение)
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
     today = datetime.now(ZoneInfo(services.settings.time_zone)).date().isoformat()  # the clinic's day
+    await page.goto(base + f"/appeals?since={today}&until={today}")  # the day computed and stored
+    topic = (await comments.topics(services.db))[0]
+    await comments.save_comment(services.db, linkedid, caller_type="wants_booking", topic_id=topic["id"],
+                                patient_id=record["patient_id"], text="Хочет на чистку", user_id=None)
+    # the whole day, from the stored days: the comment made it compute that day again
+    await page.goto(base + f"/appeals?since={today}&until={today}")
+    hers = page.locator("table.appeals tbody.appeal tr", has_text="Петрова Анна Сергеевна").first
+    await expect(hers.locator("td.success")).to_contain_text("Записался")
+    assert "Хочет на чистку" in (await hers.text_content() or "")
+    # her обращения of today (the fresh CRM also backfilled the day's earlier test calls from
+    # Asterisk's CDR, her number's among them: one client, one day, one обращение)
     await page.goto(base + f"/appeals?patient={record['patient_id']}&since={today}&until={today}")
     assert await page.text_content(".appeals-count") == "1"
     row = page.locator("table.appeals tbody.appeal tr").first
