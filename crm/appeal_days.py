@@ -1,7 +1,7 @@
 """«История обращений» kept by clinic day (migration 0023): a day's обращения as the live
-computation builds them, stored as JSON, and one row of facets each (``appeal_facets``), so that
-a month's page reads its facets' rows and decodes only the days it shows instead of grouping
-every contact again.
+computation builds them, stored as JSON, one row of facets each (``appeal_facets``) and the day's
+groups of alike обращения (``appeal_groups``), so that a period's page counts in SQL and decodes
+only the days it shows instead of grouping every contact again.
 
 Exact by forgetting: the triggers of migration 0023 delete, in the writing transaction, every
 stored day a write may change, and move an epoch on; a day is stored only if no write came
