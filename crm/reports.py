@@ -11,6 +11,7 @@ calls); tests/unit/test_report_aggregates.py holds them equal to the row-by-row 
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -154,7 +155,7 @@ class MissedSummary:
 
     @property
     def median_minutes(self) -> float | None:
-        return call_stats_rules.median(self.minutes_to_process)
+        return statistics.median(self.minutes_to_process) if self.minutes_to_process else None
 
 
 async def missed_processing(db: Database, f: CallFilter, tz: ZoneInfo,

@@ -152,14 +152,6 @@ def processing_state(t: Totals, now: float) -> tuple[int, int]:
     return pending, len(t.unreturned) - pending
 
 
-def median(values: list[float]) -> float | None:
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def days_touched(from_ts: float, to_ts: float, tz: ZoneInfo) -> list[date]:
     """The clinic days an instant or a span of time falls on."""
     first = datetime.fromtimestamp(min(from_ts, to_ts), tz).date()
