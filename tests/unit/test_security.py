@@ -9,7 +9,9 @@ import asyncio
 import os
 import stat
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -31,8 +33,13 @@ T0 = 1_795_000_000.0
 
 @pytest.fixture
 async def env(tmp_path: Path):
-    clock = SettableClock(time.time())
-    app = build_app(offline_settings(tmp_path), clock=clock)
+    settings = offline_settings(tmp_path)
+    # The last 08:00 of the clinic's day: the tests advance the clock by hours, and a clinic
+    # midnight on the way would ask the shift question (a 302) whatever the session rules say.
+    local = datetime.now(ZoneInfo(settings.time_zone))
+    morning = local.replace(hour=8, minute=0, second=0, microsecond=0)
+    clock = SettableClock((morning if morning <= local else morning - timedelta(days=1)).timestamp())
+    app = build_app(settings, clock=clock)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     db = app[SERVICES].db
