@@ -5,7 +5,10 @@ panel served in this process (the real aiohttp app, no Asterisk). Each page is t
 median of 3 beside the bare indexed SQL that reads the same rows, in the same run, and the
 process's peak RSS is printed. Figures, never assertions: see bench/README.md.
 
-    .venv/bin/python -u bench/scale_pages.py [--calls 1000000] [--fresh]
+    .venv/bin/python -u bench/scale_pages.py [--calls 1000000] [--fresh] [--only csv]
+
+``--only`` times the pages whose name contains the text (the stored days are then brought up to
+date as the server would, not computed again from nothing).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
-from crm import appeal_days, call_stats, users  # noqa: E402
+from crm import appeal_days, call_stats, tokens, users  # noqa: E402
 from crm.db import Database  # noqa: E402
 from pbx.app import SERVICES, Adapters, build_app  # noqa: E402
 from pbx.report_refresher import WARM_DAYS  # noqa: E402
@@ -144,19 +147,32 @@ def peak_rss() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bare(path: Path, sql: str, params: tuple = ()) -> float:
-    """The best of 3 of the bare indexed read the page needs (all rows fetched)."""
+def bare(path: Path, reads: list[tuple[str, tuple]]) -> float:
+    """The best of 3 of the bare indexed reads the page needs (all rows fetched): one for most
+    pages; for the history, one per table whose rows a line shows."""
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     best = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
-        con.execute(sql, params).fetchall()
+        for sql, params in reads:
+            con.execute(sql, params).fetchall()
         best = min(best, time.perf_counter() - t0)
     con.close()
     return best
 
 
-async def measure(path: Path, n_calls: int, size_mb: float) -> None:
+def shown_rows(calls_sql: str, params: tuple) -> list[tuple[str, tuple]]:
+    """The bare reads of a history line's rows: the calls, and their legs (who missed it), tags,
+    comments and patients, each table joined to the same calls on its index."""
+    return [(f"SELECT * FROM ({calls_sql})", params),
+            (f"SELECT l.* FROM ({calls_sql}) c JOIN call_legs l ON l.call_id = c.id", params),
+            (f"SELECT t.* FROM ({calls_sql}) c JOIN call_tags t ON t.linkedid = c.linkedid", params),
+            (f"SELECT m.* FROM ({calls_sql}) c JOIN call_comments m ON m.linkedid = c.linkedid", params),
+            (f"SELECT p.* FROM ({calls_sql}) c JOIN call_candidates k ON k.call_id = c.id"
+             " JOIN patients p ON p.id = k.patient_id", params)]
+
+
+async def measure(path: Path, n_calls: int, size_mb: float, only: str = "") -> None:
     state = path.parent / f"state-{n_calls}"
     settings = with_generated_secrets(Settings(state_dir=state, database=path, time_zone="Europe/Moscow",
                                                asterisk=AsteriskSettings(embedded=False, ami_port=1, http_port=1,
@@ -166,18 +182,21 @@ async def measure(path: Path, n_calls: int, size_mb: float) -> None:
         db = app[SERVICES].db
         if await users.authenticate(db, "boss", "scale-bench-pw") is None:
             await users.create_user(db, "boss", "scale-bench-pw", role="director", history_access="read")
+        api_token = await tokens.create_token(db, "scale-bench", expires_ts=time.time() + 3600)
         from tests.unit.panel_client import log_in
 
-        async with db.transaction() as tx:  # every day computed again, as after the upgrade or a new time zone
-            await tx.execute("DELETE FROM report_meta")
+        if not only:
+            async with db.transaction() as tx:  # every day computed again, as after the upgrade or a new time zone
+                await tx.execute("DELETE FROM report_meta")
         t0 = time.perf_counter()
         days = await call_stats.refresh(db, TZ)  # before any page: logging in opens the home page
         if days:
             print(f"daily aggregates computed for {days} clinic days in {time.perf_counter() - t0:.1f} s"
                   " (once, as after the upgrade; the server does it in the background)")
         t0 = time.perf_counter()
-        async with db.transaction() as tx:  # «История обращений»'s stored days, computed again (as after the upgrade)
-            await tx.execute("DELETE FROM appeal_days")
+        if not only:
+            async with db.transaction() as tx:  # «История обращений»'s stored days, computed again (as after the upgrade)
+                await tx.execute("DELETE FROM appeal_days")
         today = datetime.fromtimestamp(db.clock.now(), TZ).date()  # the server's today, as its pages see it
         days = await appeal_days.warm(db, today - timedelta(days=WARM_DAYS), today, today, TZ)
         print(f"«История обращений»: {days} clinic days computed and stored in {time.perf_counter() - t0:.1f} s"
@@ -200,8 +219,14 @@ async def measure(path: Path, n_calls: int, size_mb: float) -> None:
             ("«Обработка пропущенных», year", f"/reports?report=missed&since={year}&until={e}", scan_year),
             ("«Метки звонков», year", f"/reports?report=tags&since={year}&until={e}", scan_year),
             ("history /calls (100 rows)", f"/calls?since={month}&until={e}",
-             ("SELECT * FROM calls WHERE started_ts >= ? ORDER BY started_ts DESC LIMIT 100", (m0,))),
-            ("/calls.csv, month", f"/calls.csv?since={month}&until={e}", ("SELECT * FROM calls WHERE started_ts >= ?", (m0,))),
+             shown_rows("SELECT * FROM calls WHERE started_ts >= ? ORDER BY started_ts DESC LIMIT 100", (m0,))),
+            ("history /calls, rows 4901-5000", f"/calls?since={month}&until={e}&offset=4900",
+             shown_rows("SELECT * FROM calls WHERE started_ts >= ? ORDER BY started_ts DESC LIMIT 100 OFFSET 4900",
+                        (m0,))),
+            ("/api/v1/calls?limit=1000", f"/api/v1/calls?since={month}&until={e}&limit=1000",
+             shown_rows("SELECT * FROM calls WHERE started_ts >= ? ORDER BY started_ts DESC LIMIT 1000", (m0,))),
+            ("/calls.csv, month", f"/calls.csv?since={month}&until={e}",
+             shown_rows("SELECT * FROM calls WHERE started_ts >= ?", (m0,))),
             ("patient card", f"/patients/{pid}", ("SELECT * FROM calls WHERE phone_e164 = ?", (f"+7916{pid:07d}",))),
             ("home page", "/", ("SELECT * FROM calls WHERE started_ts >= ?", (NOW - 86400,))),
             ("«История обращений», one patient", f"/appeals?patient={pid}",
@@ -213,17 +238,21 @@ async def measure(path: Path, n_calls: int, size_mb: float) -> None:
         scans = concurrent.futures.ProcessPoolExecutor(max_workers=1)
         print(f"\n{n_calls} calls ({size_mb:.0f} MB); best / median of 3, beside the bare scan")
         print(f"{'page':44} {'best s':>8} {'median s':>9} {'bare s':>8} {'÷ bare':>8} {'peak MB':>8}")
-        for name, url, (sql, params) in pages:
+        for name, url, reads in pages:
+            if only and only not in name:
+                continue
+            if isinstance(reads, tuple):
+                reads = [reads]
             times = []
             for _ in range(3):
                 t0 = time.perf_counter()
-                resp = await client.get(url)
+                resp = await client.get(url, headers={"Authorization": f"Bearer {api_token}"} if "/api/" in url else {})
                 await resp.read()
                 times.append(time.perf_counter() - t0)
                 if resp.status != 200:
                     print(f"  {url}: HTTP {resp.status}")
                     break
-            b = await asyncio.get_running_loop().run_in_executor(scans, bare, path, sql, params)
+            b = await asyncio.get_running_loop().run_in_executor(scans, bare, path, reads)
             print(f"{name:44} {min(times):8.3f} {statistics.median(times):9.3f} {b:8.4f} {min(times) / b:8.2f}"
                   f" {peak_rss():8.0f}")
         scans.shutdown()
@@ -236,6 +265,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=100_000)
     ap.add_argument("--fresh", action="store_true", help="generate again even if kept")
+    ap.add_argument("--only", default="", help="time only the pages whose name contains this")
     args = ap.parse_args()
     folder = PROJECT_DIR / ".local" / "scale"
     folder.mkdir(parents=True, exist_ok=True)
@@ -245,7 +275,7 @@ def main() -> None:
             p.unlink()
         asyncio.run(schema(path))
         generate(path, args.calls)
-    asyncio.run(measure(path, args.calls, path.stat().st_size / 2**20))
+    asyncio.run(measure(path, args.calls, path.stat().st_size / 2**20, args.only))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 
 from crm import contacts, phones, shifts
 from crm import identify as ident
-from crm.db import Database
+from crm.db import Database, Reader
 from crm.rules import windows
 from pbx.calls import records
 from pbx.calls.records import OUTGOING_NOT_CONNECTED, CallRecord
@@ -144,22 +144,33 @@ CALL_PATIENTS = (
     "(SELECT patient_id FROM call_candidates WHERE call_id = c.id"
     " UNION SELECT patient_id FROM patient_phones WHERE e164 = c.phone_e164)"
 )
+# The same two sources apart: an appointment of "the call's patients" is one of either, and two
+# EXISTS over plain IN lists cost a third less per call than one IN over a UNION (which builds a
+# temporary table per call).
+_PATIENT_SOURCES = (
+    "(SELECT patient_id FROM call_candidates WHERE call_id = c.id)",
+    "(SELECT patient_id FROM patient_phones WHERE e164 = c.phone_e164)",
+)
+
+
+def _patients_have(appointment: str) -> str:
+    """An appointment of the call's patients (CALL_PATIENTS) meeting ``appointment`` exists."""
+    return "(" + " OR ".join(f"EXISTS (SELECT 1 FROM appointments a WHERE a.patient_id IN {src} AND {appointment})"
+                             for src in _PATIENT_SOURCES) + ")"
+
+
 # Converted (seed 000/001): windows.appointment_converts in SQL, for the call's patients
 CONVERSION_WINDOW = windows.APPOINTMENT_LINK
-# Two EXISTS, not one with an OR inside: each then searches its own index (the booking's call,
+# EXISTS apart, not one with an OR inside: each then searches its own index (the booking's call,
 # the patient's appointments by creation time) instead of scanning every appointment for every
 # call (21.9 s -> 0.14 s for 20 000 calls, bench/scale_pages.py).
 CONVERTED = (
-    "(EXISTS (SELECT 1 FROM appointments a WHERE a.call_linkedid = c.linkedid) OR"
-    f" (c.answered_at IS NOT NULL AND EXISTS (SELECT 1 FROM appointments a WHERE a.patient_id IN {CALL_PATIENTS}"
-    f" AND a.created_ts >= c.started_ts - {CONVERSION_WINDOW} AND a.created_ts <= c.ended_ts + {CONVERSION_WINDOW})))"
+    "(EXISTS (SELECT 1 FROM appointments a WHERE a.call_linkedid = c.linkedid) OR (c.answered_at IS NOT NULL AND "
+    + _patients_have(f"a.created_ts >= c.started_ts - {CONVERSION_WINDOW} AND a.created_ts <= c.ended_ts + {CONVERSION_WINDOW}")
+    + "))"
 )
-# "Whether the patient had an appointment at the time of the call"
-HAD_APPOINTMENT = (
-    "EXISTS (SELECT 1 FROM appointments a WHERE a.created_ts < c.started_ts"
-    " AND a.starts_ts > c.started_ts AND a.status <> 'cancelled'"
-    f" AND a.patient_id IN {CALL_PATIENTS})"
-)
+# "Whether the patient had an appointment at the time of the call": windows.appointment_pending
+HAD_APPOINTMENT = _patients_have("a.created_ts < c.started_ts AND a.starts_ts > c.started_ts AND a.status <> 'cancelled'")
 
 
 async def converted_live(db: Database, linkedid: str, e164: str | None, started_ts: float,
@@ -189,7 +200,9 @@ def conditions(f: CallFilter) -> tuple[list[str], list[Any]]:
         where.append(f"c.phone_e164 IN ({','.join('?' * len(f.phones))})")
         params += list(f.phones)
     if f.before is not None:
-        where.append("(c.started_at < ? OR (c.started_at = ? AND c.id < ?))")
+        # an upper bound the index can range over, then the tie on id (an OR of the two ranges
+        # made SQLite read the whole rest of the period and sort it, for every page)
+        where.append("c.started_at <= ? AND (c.started_at < ? OR c.id < ?)")
         params += [f.before[0], f.before[0], f.before[1]]
     if f.call_type:
         where.append("c.call_type = ?")
@@ -222,88 +235,96 @@ def conditions(f: CallFilter) -> tuple[list[str], list[Any]]:
     return where, params
 
 
+DETAILED = "SELECT c.* FROM calls c"
+
+
 async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
     """One page of calls with their legs, patients, tags and comment: a fixed number of
-    queries whatever the page size (the details are fetched set-based, not per call)."""
+    queries whatever the page size (the details are fetched set-based, not per call), all in
+    one hop to the reading thread."""
+    return await db.read(lambda r: _list_calls(r, f))
+
+
+def _list_calls(r: Reader, f: CallFilter) -> list[dict[str, Any]]:
     where, params = conditions(f)
-    sql = (
-        f"SELECT c.*, {CONVERTED} AS converted, {HAD_APPOINTMENT} AS had_appointment"
-        " FROM calls c WHERE " + " AND ".join(where)
-        + " ORDER BY c.started_at DESC, c.id DESC LIMIT ? OFFSET ?"
-    )
-    rows = await db.fetchall(sql, [*params, max(1, min(f.limit, 1000)), max(0, f.offset)])
-    return await _with_details(db, [dict(r) for r in rows])
+    # The page's ids first, in index order, then its rows (with the conversion tests in the
+    # select list of one query, SQLite computed them for every row of the rest of the period
+    # before sorting).
+    page = ("SELECT c.id FROM calls c WHERE " + " AND ".join(where)
+            + " ORDER BY c.started_at DESC, c.id DESC LIMIT ? OFFSET ?")
+    rows = r.fetchall(f"{DETAILED} WHERE c.id IN ({page}) ORDER BY c.started_at DESC, c.id DESC",
+                      [*params, max(1, min(f.limit, 1000)), max(0, f.offset)])
+    return _with_details(r, [dict(row) for row in rows])
 
 
 async def get_call(db: Database, call_id: int) -> dict[str, Any] | None:
-    row = await db.fetchone(
-        f"SELECT c.*, {CONVERTED} AS converted, {HAD_APPOINTMENT} AS had_appointment"
-        " FROM calls c WHERE c.id = ?", (call_id,)
-    )
-    return (await _with_details(db, [dict(row)]))[0] if row else None
+    def one(r: Reader) -> dict[str, Any] | None:
+        row = r.fetchone(f"{DETAILED} WHERE c.id = ?", (call_id,))
+        return _with_details(r, [dict(row)])[0] if row else None
+    return await db.read(one)
 
 
 async def get_call_by_linkedid(db: Database, linkedid: str) -> dict[str, Any] | None:
-    row = await db.fetchone(
-        f"SELECT c.*, {CONVERTED} AS converted, {HAD_APPOINTMENT} AS had_appointment"
-        " FROM calls c WHERE c.linkedid = ?", (linkedid,)
-    )
-    return (await _with_details(db, [dict(row)]))[0] if row else None
+    def one(r: Reader) -> dict[str, Any] | None:
+        row = r.fetchone(f"{DETAILED} WHERE c.linkedid = ?", (linkedid,))
+        return _with_details(r, [dict(row)])[0] if row else None
+    return await db.read(one)
 
 
-async def _rows_in(db: Database, sql: str, keys: list[Any]) -> list[Any]:
+def _rows_in(r: Reader, sql: str, keys: list[Any]) -> list[Any]:
     """``sql`` has one ``{keys}`` hole for an IN list; run in chunks under SQLite's limit."""
     out: list[Any] = []
     for i in range(0, len(keys), 500):
         chunk = keys[i:i + 500]
-        out += await db.fetchall(sql.format(keys=",".join("?" * len(chunk))), chunk)
+        out += r.fetchall(sql.format(keys=",".join("?" * len(chunk))), chunk)
     return out
 
 
-async def _with_details(db: Database, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _with_details(db: Reader, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not calls:
         return calls
     ids = [c["id"] for c in calls]
     lids = [c["linkedid"] for c in calls]
     legs: dict[int, list[dict[str, Any]]] = {}
-    for r in await _rows_in(db, "SELECT call_id, extension, user_id, outcome, missed, started_at, answered_at,"
-                            " ended_at FROM call_legs WHERE call_id IN ({keys}) ORDER BY started_at, id", ids):
-        leg = dict(r)
-        legs.setdefault(leg.pop("call_id"), []).append(leg | {"missed": bool(r["missed"])})
+    for r in _rows_in(db, "SELECT call_id, extension, user_id, outcome, missed, started_at, answered_at,"
+                      " ended_at FROM call_legs WHERE call_id IN ({keys}) ORDER BY started_at, id", ids):
+        legs.setdefault(r[0], []).append({"extension": r[1], "user_id": r[2], "outcome": r[3], "missed": bool(r[4]),
+                                          "started_at": r[5], "answered_at": r[6], "ended_at": r[7]})
     patients: dict[int, list[dict[str, Any]]] = {}
-    for r in await _rows_in(db, "SELECT cc.call_id, p.id, p.last_name, p.first_name, p.middle_name, p.birth_date"
-                            " FROM call_candidates cc JOIN patients p ON p.id = cc.patient_id"
-                            " WHERE cc.call_id IN ({keys}) ORDER BY p.id", ids):
+    for r in _rows_in(db, "SELECT cc.call_id, p.id, p.last_name, p.first_name, p.middle_name, p.birth_date"
+                      " FROM call_candidates cc JOIN patients p ON p.id = cc.patient_id"
+                      " WHERE cc.call_id IN ({keys}) ORDER BY p.id", ids):
         patients.setdefault(r[0], []).append(
             {"id": r[1], "full_name": " ".join(x for x in (r[2], r[3], r[4]) if x), "birth_date": r[5]})
     labels: dict[str, list[tuple[str, str]]] = {}  # linkedid -> (group, label)
-    for r in await _rows_in(db, "SELECT ct.linkedid, ct.label, g.name FROM call_tags ct LEFT JOIN tag_groups g"
-                            " ON g.id = ct.group_id WHERE ct.linkedid IN ({keys}) ORDER BY ct.id", lids):
+    for r in _rows_in(db, "SELECT ct.linkedid, ct.label, g.name FROM call_tags ct LEFT JOIN tag_groups g"
+                      " ON g.id = ct.group_id WHERE ct.linkedid IN ({keys}) ORDER BY ct.id", lids):
         labels.setdefault(r[0], []).append((r[2] or "", r[1]))
-    prompts = {r[0]: r[1] for r in await _rows_in(
+    prompts = {r[0]: r[1] for r in _rows_in(
         db, "SELECT linkedid, state FROM tag_prompts WHERE linkedid IN ({keys})", lids)}
-    hidden = {r[0] for r in await db.fetchall("SELECT did FROM clinic_numbers WHERE hide_caller = 1")}
+    hidden = {r[0] for r in db.fetch_tuples("SELECT did FROM clinic_numbers WHERE hide_caller = 1")}
     guardian_ids = sorted({c["counterpart_id"] for c in calls if c["caller_kind"] == "guardian" and c["counterpart_id"]})
-    guardians = {r[0]: r[1] for r in await _rows_in(
+    guardians = {r[0]: r[1] for r in _rows_in(
         db, "SELECT id, full_name FROM guardians WHERE id IN ({keys})", guardian_ids)} if guardian_ids else {}
     comments = {r[0]: {"caller_type": r[1], "topic": r[2], "text": r[3], "user_id": r[4], "patient_id": r[5],
                        "patient": {"id": r[5], "full_name": " ".join(x for x in (r[6], r[7], r[8]) if x),
                                    "birth_date": r[9]} if r[5] else None}
-                for r in await _rows_in(
+                for r in _rows_in(
         db, "SELECT cc.linkedid, cc.caller_type, t.name, cc.text, cc.user_id, cc.patient_id, p.last_name,"
         " p.first_name, p.middle_name, p.birth_date FROM call_comments cc"
         " LEFT JOIN call_topics t ON t.id = cc.topic_id LEFT JOIN patients p ON p.id = cc.patient_id"
         " WHERE cc.linkedid IN ({keys})", lids)}
     user_ids = sorted({c["answered_by_user"] for c in calls if c["answered_by_user"]}
                       | {c["originated_by"] for c in calls if c["originated_by"]})
-    user_names = {r[0]: r[1] for r in await _rows_in(
+    user_names = {r[0]: r[1] for r in _rows_in(
         db, "SELECT id, full_name FROM users WHERE id IN ({keys})", user_ids)} if user_ids else {}
     people: dict[tuple[str, int], str] = {}
     for kind, table, column in (("employee", "employees", "full_name"), ("contractor", "contractors", "name")):
         wanted = sorted({c["counterpart_id"] for c in calls if c["caller_kind"] == kind and c["counterpart_id"]})
         if wanted:
-            for r in await _rows_in(db, f"SELECT id, {column} FROM {table} WHERE id IN ({{keys}})", wanted):
+            for r in _rows_in(db, f"SELECT id, {column} FROM {table} WHERE id IN ({{keys}})", wanted):
                 people[(kind, r[0])] = r[1]
+    converted, had_appointment = _appointment_marks(db, calls)
     for call in calls:
         # people, not extensions: who answered (or placed) the call, and who the employee or
         # contractor on the line was
@@ -313,8 +334,8 @@ async def _with_details(db: Database, calls: list[dict[str, Any]]) -> list[dict[
         call["patients"] = patients.get(call["id"], [])
         call["missed_by"] = [leg["extension"] for leg in call["legs"] if leg["missed"]]
         call["counts_for_stats"] = bool(call["counts_for_stats"])
-        call["converted"] = bool(call.get("converted"))
-        call["had_appointment"] = bool(call.get("had_appointment"))
+        call["converted"] = call["id"] in converted
+        call["had_appointment"] = call["id"] in had_appointment
         call["tags"] = [label for _, label in labels.get(call["linkedid"], [])]
         call["tag_groups"] = group_tags(labels.get(call["linkedid"], []))
         prompt = prompts.get(call["linkedid"])
@@ -334,6 +355,48 @@ async def _with_details(db: Database, calls: list[dict[str, Any]]) -> list[dict[
         call.pop("started_ts", None)  # internal: interval arithmetic only
         call.pop("ended_ts", None)
     return calls
+
+
+def _appointment_marks(db: Reader, calls: list[dict[str, Any]]) -> tuple[set[int], set[int]]:
+    """The calls converted (CONVERTED) and those whose patient had an appointment then
+    (HAD_APPOINTMENT), for a page at once: the page's patients and their appointments in three
+    reads, the windows' predicates in Python (two correlated searches per row cost 15 µs each).
+    ``tests/unit/test_rules_windows.py`` checks this equals the SQL forms."""
+    ids = [c["id"] for c in calls]
+    phones_of = sorted({c["phone_e164"] for c in calls if c["phone_e164"]})
+    patients_of: dict[int, set[int]] = {}
+    for call_id, patient_id in _rows_in(db, "SELECT call_id, patient_id FROM call_candidates"
+                                            " WHERE call_id IN ({keys})", ids):
+        patients_of.setdefault(call_id, set()).add(patient_id)
+    owners: dict[str, set[int]] = {}
+    for e164, patient_id in _rows_in(db, "SELECT e164, patient_id FROM patient_phones WHERE e164 IN ({keys})",
+                                     phones_of):
+        owners.setdefault(e164, set()).add(patient_id)
+    for c in calls:
+        if c["phone_e164"] in owners:
+            patients_of.setdefault(c["id"], set()).update(owners[c["phone_e164"]])
+    wanted = sorted(set().union(*patients_of.values())) if patients_of else []
+    appointments: dict[int, list[tuple[float, float, bool]]] = {}
+    for patient_id, created, starts, status in _rows_in(
+            db, "SELECT patient_id, created_ts, starts_ts, status FROM appointments WHERE patient_id IN ({keys})",
+            wanted):
+        appointments.setdefault(patient_id, []).append((created, starts, status == "cancelled"))
+    booked = {r[0] for r in _rows_in(db, "SELECT DISTINCT call_linkedid FROM appointments"
+                                         " WHERE call_linkedid IN ({keys})", [c["linkedid"] for c in calls])}
+    converted: set[int] = set()
+    had: set[int] = set()
+    for c in calls:
+        theirs = [a for p in patients_of.get(c["id"], ()) for a in appointments.get(p, ())]
+        answered = c["answered_at"] is not None
+        if c["linkedid"] in booked or any(
+                windows.appointment_converts(created=created, call_started=c["started_ts"], call_ended=c["ended_ts"],
+                                             answered=answered, booked_from_call=False)
+                for created, _, _ in theirs):
+            converted.add(c["id"])
+        if any(windows.appointment_pending(created=created, starts=starts, cancelled=cancelled,
+                                           call_started=c["started_ts"]) for created, starts, cancelled in theirs):
+            had.add(c["id"])
+    return converted, had
 
 
 def group_tags(tagged: list[tuple[str, str]]) -> list[dict[str, Any]]:

@@ -9,15 +9,16 @@ lets run beside the writer.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -59,6 +60,32 @@ class Tx:
 
     def stamp(self) -> str:
         return iso_stamp(self._clock.now())
+
+
+T = TypeVar("T")
+
+
+class Reader:
+    """The read connection as a read function sees it inside ``Database.read``: plain sqlite3
+    calls in the reading thread, so a function of many statements costs one thread hop."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        cur = self._conn.execute(sql, tuple(params))
+        cur.row_factory = sqlite3.Row
+        return cur.fetchall()
+
+    def fetch_tuples(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, tuple(params)).fetchall()
+
+    def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        cur = self._conn.execute(sql, tuple(params))
+        cur.row_factory = sqlite3.Row
+        return cur.fetchone()
 
 
 def migration_files() -> list[tuple[int, str, str]]:
@@ -109,6 +136,8 @@ class Database:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._now: sqlite3.Connection | None = None
+        self._bulk: sqlite3.Connection | None = None  # Database.read's, in its one thread
+        self._bulk_thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._write_lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -121,6 +150,10 @@ class Database:
         # tens of microseconds, less than the thread hop of aiosqlite, so it runs inline.
         self._now = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
         self._now.execute("PRAGMA busy_timeout=1000")
+        self._bulk_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="crm-read")
+        self._bulk = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
+                                     isolation_level=None)
+        self._bulk.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -133,6 +166,12 @@ class Database:
         if self._now is not None:
             self._now.close()
             self._now = None
+        if self._bulk_thread is not None:
+            self._bulk_thread.shutdown(wait=True)  # a read still running ends before its connection
+            self._bulk_thread = None
+        if self._bulk is not None:
+            self._bulk.close()
+            self._bulk = None
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()
@@ -241,6 +280,23 @@ class Database:
         r = self._reader or self._require_writer()
         async with r.execute(sql, tuple(params)) as cur:
             return await cur.fetchone()
+
+    async def read(self, fn: Callable[[Reader], T]) -> T:
+        """Run a whole read function (many statements, their rows turned into results) in the
+        reading thread: one hop instead of one per statement (~0.25 ms each through aiosqlite).
+        Its statements see one snapshot: they run in one read transaction."""
+        if self._bulk is None or self._bulk_thread is None:
+            raise RuntimeError("database is not open")
+        conn = self._bulk
+
+        def run() -> T:
+            conn.execute("BEGIN")
+            try:
+                return fn(Reader(conn))
+            finally:
+                conn.execute("COMMIT")
+
+        return await asyncio.get_running_loop().run_in_executor(self._bulk_thread, run)
 
     def query_now(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """A small indexed read, inline (no thread hop). Only for point lookups."""

@@ -75,7 +75,8 @@ def day_label(day: date) -> str:
 
 def local_time(iso_utc: str, tz: ZoneInfo) -> str:
     """A stored ISO UTC instant as the clinic's wall clock: ``2026-11-20 14:05:09``."""
-    return datetime.fromisoformat(iso_utc).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+    # isoformat, not strftime: a fifth of the cost, and a month's CSV formats 80 000 of them
+    return datetime.fromisoformat(iso_utc).astimezone(tz).isoformat(" ", "seconds")[:19]
 
 
 def clean_linkedid(text: str | None) -> str | None:

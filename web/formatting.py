@@ -9,6 +9,7 @@ it is rather than failing the page.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -71,6 +72,15 @@ def phone(value: object) -> str:
         text = "+7" + text[1:]  # a clinic number as the dialplan keeps it (74951110001)
     if not text.startswith("+"):
         return text
+    if len(text) == 12 and text.startswith("+79") and text[1:].isdigit():
+        # a Russian mobile number, most of a page: its one grouping without parsing (the library
+        # takes 0.13 ms a number, a 100-row history page 13 ms); the test checks they agree
+        return f"+7 {text[2:5]} {text[5:8]}-{text[8:10]}-{text[10:]}"
+    return _international(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _international(text: str) -> str:
     try:
         number = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException:

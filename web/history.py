@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
@@ -18,7 +19,7 @@ from aiohttp import web
 from crm import directory
 from crm.calls import get_call, list_calls
 from pbx.services import SERVICES
-from web.api import call_filter
+from web.api import call_filter, make_cursor
 from web.common import clinic_tz, csv_lines, csv_safe, local_time, trace, viewer
 
 TYPE_LABELS = {
@@ -88,9 +89,13 @@ async def history(request: web.Request) -> dict[str, Any]:
     employees = await directory.employees(db, active_only=True)
     labels = await directory.tag_labels(db)
     tz = clinic_tz(request)
+    # the next (older) page starts after the last call shown, whatever is saved meanwhile
+    filters = {k: v for k, v in request.query.items() if k not in ("cursor", "offset")}
+    older = urlencode({**filters, "cursor": make_cursor(calls[-1])}) if len(calls) == f.limit else None
     return {"calls": [row_view(c, tz) for c in calls], "q": request.query, "error": error,
-            "types": FILTER_TYPES, "csv_query": request.query_string, "employees": employees,
-            "tag_labels": labels, "can_edit": await history_access(request) == "edit"}
+            "types": FILTER_TYPES, "csv_query": urlencode(filters), "employees": employees,
+            "tag_labels": labels, "can_edit": await history_access(request) == "edit",
+            "older": older, "first_page": urlencode(filters) if "cursor" in request.query or f.offset else None}
 
 
 CSV_PAGE = 1000

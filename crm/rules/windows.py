@@ -34,6 +34,12 @@ def appointment_converts(*, created: float, call_started: float, call_ended: flo
     return answered and call_started - APPOINTMENT_LINK <= created <= call_ended + APPOINTMENT_LINK
 
 
+def appointment_pending(*, created: float, starts: float, cancelled: bool, call_started: float) -> bool:
+    """Seed 000's «Был записан»: when the call started, the patient already had an appointment
+    (made before the call, for a time after its start, not cancelled)."""
+    return not cancelled and created < call_started < starts
+
+
 def comment_joins(typed_at: float, call_started: float, window: float = COMMENT_LINK) -> bool:
     """Seed 004: a comment entered by hand joins a call of its number and direction that started
     within ``window`` of the time typed, either side (inclusive)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from crm import calls, patients, tags
-from crm.db import Database
+from crm.db import Database, Reader
 from pbx.calls.records import CallRecord, LegRecord
 
 T0 = 1_790_000_000.0
@@ -39,19 +39,30 @@ async def test_a_fixed_number_of_queries(db: Database, monkeypatch: pytest.Monke
     tag = await tags.add_tag(db, group, "Записан")
     await tags.set_tags(db, record(4).linkedid, [tag], "", None)
     counted: list[str] = []
-    real = db.fetchall
+    hops: list[int] = []
+    statement = Reader.fetchall
 
-    async def counting(sql, params=()):
+    def counting(self, sql, params=()):
         counted.append(sql)
-        return await real(sql, params)
+        return statement(self, sql, params)
 
-    monkeypatch.setattr(db, "fetchall", counting)
+    monkeypatch.setattr(Reader, "fetchall", counting)
+    monkeypatch.setattr(Reader, "fetch_tuples", counting)
+    monkeypatch.setattr(Reader, "fetchone", lambda self, sql, params=(): (counting(self, sql, params) or [None])[0])
+    one_hop = db.read
+
+    async def hop(fn):
+        hops.append(1)
+        return await one_hop(fn)
+
+    monkeypatch.setattr(db, "read", hop)
     few = await calls.list_calls(db, calls.CallFilter(limit=5))
     queries_for_5 = len(counted)
     counted.clear()
     many = await calls.list_calls(db, calls.CallFilter(limit=60))
     assert len(few) == 5 and len(many) == 60
-    assert len(counted) == queries_for_5 <= 7
+    assert 8 <= len(counted) == queries_for_5 <= 14  # the same statements for 5 calls and for 60
+    assert hops == [1, 1]  # each listing is one hop to the reading thread, all its statements in it
     by_lid = {c["linkedid"]: c for c in many}
     four = by_lid[record(4).linkedid]
     assert four["tags"] == ["Записан"] and by_lid[record(6).linkedid]["tags"] == []
@@ -88,3 +99,35 @@ async def test_tag_labels_by_skip_scan_equal_distinct(tmp_path: Path) -> None:
         assert await directory.tag_labels(db) == plain and len(plain) == 7
     finally:
         await db.close()
+
+
+async def test_a_read_function_runs_whole_in_one_snapshot(db: Database) -> None:
+    """``Database.read``: a function's statements see one state of the database, a write
+    committed meanwhile shows in the next read; an error reaches the caller and leaves the
+    reading connection usable; a closed database refuses."""
+    await calls.save_call(db, record(1))
+    seen: list[int] = []
+
+    def twice(r: Reader) -> None:
+        seen.append(r.fetch_tuples("SELECT COUNT(*) FROM calls")[0][0])
+        # a write from another connection between the function's two statements
+        import sqlite3
+        other = sqlite3.connect(db.path, isolation_level=None)
+        other.execute("UPDATE calls SET talk_seconds = 999")
+        other.close()
+        seen.append(r.fetchone("SELECT MAX(talk_seconds) FROM calls")[0])
+
+    await db.read(twice)
+    assert seen == [1, 58.0]  # the second statement still saw the first one's database
+    assert (await db.read(lambda r: r.fetchone("SELECT MAX(talk_seconds) FROM calls")))[0] == 999
+
+    def broken(r: Reader) -> None:
+        r.fetchall("SELECT no_such_column FROM calls")
+
+    with pytest.raises(Exception, match="no_such_column"):
+        await db.read(broken)
+    assert (await db.read(lambda r: r.fetch_tuples("SELECT COUNT(*) FROM calls")))[0][0] == 1
+    await db.close()
+    with pytest.raises(RuntimeError):
+        await db.read(lambda r: None)
+    await db.open()  # the fixture closes it again

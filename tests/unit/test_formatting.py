@@ -41,6 +41,23 @@ def test_phone_numbers() -> None:
     assert phone("74951110001") == "+7 495 111-00-01"  # a clinic number as the dialplan keeps it
 
 
+def test_the_mobile_fast_path_formats_as_the_library_does() -> None:
+    """Russian mobile numbers skip the library (a page of them rendered 10x slower): on every
+    operator prefix and random subscribers, the same text as phonenumbers gives."""
+    import random
+
+    import phonenumbers
+
+    rnd = random.Random(7)
+    for prefix in range(900, 1000):
+        for _ in range(20):
+            text = f"+7{prefix}{rnd.randrange(10**7):07d}"
+            expected = phonenumbers.format_number(phonenumbers.parse(text, None),
+                                                  phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+            assert phone(text) == expected, text
+            assert phone(text[1:]) == expected  # as the dialplan keeps it
+
+
 def test_durations() -> None:
     assert duration(8) == "0:08" and duration(750) == "12:30" and duration(3723) == "1:02:03"
     assert duration(None) == "" and duration("x") == "x"

@@ -137,10 +137,10 @@ async def test_the_csv_has_every_call_of_the_period_each_once(app) -> None:
     db = application[SERVICES].db
     from zoneinfo import ZoneInfo
 
-    base = datetime(2026, 11, 25, 8, 0, tzinfo=ZoneInfo("Europe/Moscow")).timestamp()  # 2,500 calls till 15:00
+    base = datetime(2026, 11, 25, 8, 0, tzinfo=ZoneInfo("Europe/Moscow")).timestamp()  # 2,500 calls till 10:20
 
-    for i in range(2500):
-        await calls.save_call(db, rec(f"5{i:05d}.0", base + i * 10, f"7903{i:07d}", "incoming"))
+    for i in range(2500):  # three calls a start: the pages' boundaries fall inside such ties
+        await calls.save_call(db, rec(f"5{i:05d}.0", base + i // 3 * 10, f"7903{i:07d}", "incoming"))
     c = TestClient(server)
     await log_in(c, "reader", "pw")
     day = "2026-11-25"
@@ -149,4 +149,36 @@ async def test_the_csv_has_every_call_of_the_period_each_once(app) -> None:
     numbers = [ln.split(";")[2] for ln in lines[1:]]
     assert len(numbers) == 2500 and len(set(numbers)) == 2500  # all of them, none twice
     assert numbers[0] == "+79030002499" and numbers[-1] == "+79030000000"  # newest first
+    await c.close()
+
+
+async def test_the_history_pages_to_older_calls_each_once(app) -> None:
+    """A page shows 100 calls and links the older ones: following the links shows every call of
+    the filter once, newest first, though calls are saved meanwhile; the CSV link keeps the
+    filter, not the page."""
+    import re
+    from html import unescape
+
+    application, server = app
+    db = application[SERVICES].db
+    for i in range(230):  # two calls a start: page boundaries fall inside ties
+        await calls.save_call(db, rec(f"7{i:04d}.0", T0 + 86400 + i // 2 * 60, f"7904{i:07d}", "incoming"))
+    c = TestClient(server)
+    await log_in(c, "reader", "pw")
+    url, seen, pages = "/calls?q=7904", [], 0
+    while url:
+        html = await (await c.get(url)).text()
+        seen += re.findall(r"\+7 904 \d{3}-\d{2}-\d{2}", html)
+        older = re.search(r'<a href="(/calls\?[^"]*)" class="older">', html)
+        csv_link = re.search(r'<a href="/calls\.csv\?([^"]*)">', html)
+        assert csv_link and "cursor" not in csv_link.group(1) and "q=7904" in csv_link.group(1)
+        url = unescape(older.group(1)) if older else ""
+        pages += 1
+        if pages == 1:  # a newer call saved while the user reads: it neither repeats nor shifts rows
+            await calls.save_call(db, rec("79999.0", T0 + 3 * 86400, "79049999999", "incoming"))
+            assert "К новым" not in html
+        else:
+            assert "К новым" in html
+    assert pages == 3 and len(seen) == 230 and len(set(seen)) == 230, [s for s in seen if seen.count(s) > 1 or "999" in s]
+    assert seen[0] == "+7 904 000-02-29" and seen[-1] == "+7 904 000-00-00"
     await c.close()

@@ -37,6 +37,18 @@ def test_appointment_converts_edges(created: float, answered: bool, from_call: b
                                         answered=answered, booked_from_call=from_call) is expected
 
 
+@pytest.mark.parametrize("created, starts, cancelled, expected", [
+    (T0 - 1, T0 + 1, False, True),  # booked before the call, for after it
+    (T0, T0 + 86400, False, False),  # booked at the call's very start: made by this call
+    (T0 - 86400, T0, False, False),  # the visit began as the call did: not ahead any more
+    (T0 - 86400, T0 - 1, False, False),  # a past visit
+    (T0 - 1, T0 + 86400, True, False),  # cancelled
+])
+def test_appointment_pending_edges(created: float, starts: float, cancelled: bool, expected: bool) -> None:
+    assert windows.appointment_pending(created=created, starts=starts, cancelled=cancelled,
+                                       call_started=T0) is expected
+
+
 def test_within_after() -> None:
     assert windows.within_after(T0, T0 + windows.COMMENT_LINK, windows.COMMENT_LINK)
     assert not windows.within_after(T0, T0 + windows.COMMENT_LINK + 1, windows.COMMENT_LINK)
@@ -162,9 +174,9 @@ async def test_a_comment_entered_by_hand_joins_its_call_or_stands_alone(tmp_path
 
 
 async def test_the_indexed_conversion_test_equals_the_plain_one(tmp_path: Path) -> None:
-    """CONVERTED is written as two EXISTS for the indexes' sake; on random calls and
-    appointments (booked from calls, near calls, far from them, unanswered calls) it marks
-    exactly the calls the plain one-EXISTS form marks."""
+    """CONVERTED and HAD_APPOINTMENT are written as several EXISTS for the indexes' sake; on
+    random calls and appointments (booked from calls, near calls, far from them, unanswered
+    calls, cancelled ones) they mark exactly the calls the plain one-EXISTS forms mark."""
     import random
 
     plain = (
@@ -186,6 +198,9 @@ async def test_the_indexed_conversion_test_equals_the_plain_one(tmp_path: Path) 
             phone, started = f"+7916100{n:04d}", T0 + rnd.random() * 86400 * 5
             await calls.save_call(db, call(f"L{i}", phone, started, rnd.random() < 0.75))
             starts.append((f"L{i}", started))
+        # a card made after the calls for one stranger's number: its calls' patients are then
+        # the number's owner, not a candidate known when they rang
+        pids.append(await patients.add_patient(db, "Новый", "0", "", phone_numbers=("+79161000012",)))
         async with db.transaction() as tx:
             for _ in range(80):
                 lid, started = rnd.choice(starts)
@@ -194,8 +209,23 @@ async def test_the_indexed_conversion_test_equals_the_plain_one(tmp_path: Path) 
                     "INSERT INTO appointments (patient_id, doctor_id, branch_id, starts_at, ends_at, starts_ts, ends_ts,"
                     " created_at, created_ts, updated_at, call_linkedid) VALUES (?, 1, 1, '', '', ?, ?, '', ?, '', ?)",
                     (rnd.choice(pids), created + 86400, created + 88200, created, lid if rnd.random() < 0.1 else None))
+            for _ in range(10):  # a few cancelled ones: "had an appointment" must not count them
+                await tx.execute("UPDATE appointments SET status = 'cancelled' WHERE id = ?", (rnd.randrange(1, 81),))
         fast = db.query_now(f"SELECT c.linkedid, {calls.CONVERTED} FROM calls c ORDER BY c.id")
         slow = db.query_now(f"SELECT c.linkedid, {plain} FROM calls c ORDER BY c.id")
         assert fast == slow and 10 < sum(v for _, v in fast) < 110  # both kinds of answer are there
+        had_plain = (
+            "EXISTS (SELECT 1 FROM appointments a WHERE a.created_ts < c.started_ts AND a.starts_ts > c.started_ts"
+            f" AND a.status <> 'cancelled' AND a.patient_id IN {calls.CALL_PATIENTS})"
+        )
+        fast = db.query_now(f"SELECT c.linkedid, {calls.HAD_APPOINTMENT} FROM calls c ORDER BY c.id")
+        slow = db.query_now(f"SELECT c.linkedid, {had_plain} FROM calls c ORDER BY c.id")
+        assert fast == slow and 10 < sum(v for _, v in fast) < 110
+        # the history's page decides both in Python over the page's appointments: the same marks
+        shown = {c["linkedid"]: c for c in await calls.list_calls(db, calls.CallFilter(limit=1000))}
+        marks = db.query_now(f"SELECT c.linkedid, {calls.CONVERTED}, {calls.HAD_APPOINTMENT} FROM calls c")
+        assert len(shown) == len(marks) == 120
+        assert {lid: (shown[lid]["converted"], shown[lid]["had_appointment"]) for lid, _, _ in marks} == {
+            lid: (bool(conv), bool(had)) for lid, conv, had in marks}
     finally:
         await db.close()
