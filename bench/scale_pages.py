@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import gc
 import random
 import resource
 import sqlite3
@@ -143,8 +144,20 @@ def _flush(con: sqlite3.Connection, calls: list, legs: list, tags: list, comment
 
 
 def peak_rss() -> float:
-    """This process's peak RSS so far, MB."""
+    """This process's peak RSS since the last ``reset_peak()`` (Linux's VmHWM), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak() -> None:
+    """Start the peak RSS again from the current RSS (``clear_refs`` 5), so that each page shows
+    its own peak, not the one-off computation of the stored days before it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def bare(path: Path, reads: list[tuple[str, tuple]]) -> float:
@@ -172,7 +185,39 @@ def shown_rows(calls_sql: str, params: tuple) -> list[tuple[str, tuple]]:
              " JOIN patients p ON p.id = k.patient_id", params)]
 
 
+def precompute(path: Path, again: bool) -> list[str]:
+    """The stored days (reports' aggregates, «История обращений»), computed in a child process as
+    the server's background pass does after the upgrade (``again``: every day from nothing), so
+    the server measured afterwards starts as after a restart. Returns lines to print."""
+    async def run() -> list[str]:
+        db = Database(path)
+        await db.open()
+        lines = []
+        try:
+            if again:
+                async with db.transaction() as tx:  # as after the upgrade or a new time zone
+                    await tx.execute("DELETE FROM report_meta")
+                    await tx.execute("DELETE FROM appeal_days")
+            t0 = time.perf_counter()
+            days = await call_stats.refresh(db, TZ)
+            lines.append(f"daily aggregates: {days} clinic days computed in {time.perf_counter() - t0:.1f} s,"
+                         f" peak {peak_rss():.0f} MB")
+            reset_peak()
+            t0 = time.perf_counter()
+            today = datetime.fromtimestamp(db.clock.now(), TZ).date()  # the server's today, as its pages see it
+            days = await appeal_days.warm(db, today - timedelta(days=WARM_DAYS), today, today, TZ)
+            lines.append(f"«История обращений»: {days} clinic days computed and stored in"
+                         f" {time.perf_counter() - t0:.1f} s, peak {peak_rss():.0f} MB")
+        finally:
+            await db.close()
+        return lines
+    return asyncio.run(run())
+
+
 async def measure(path: Path, n_calls: int, size_mb: float, only: str = "") -> None:
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1) as child:
+        for line in await asyncio.get_running_loop().run_in_executor(child, precompute, path, not only):
+            print(line, "(once after the upgrade, in a child process here; the server does it in the background)")
     state = path.parent / f"state-{n_calls}"
     settings = with_generated_secrets(Settings(state_dir=state, database=path, time_zone="Europe/Moscow",
                                                asterisk=AsteriskSettings(embedded=False, ami_port=1, http_port=1,
@@ -182,25 +227,11 @@ async def measure(path: Path, n_calls: int, size_mb: float, only: str = "") -> N
         db = app[SERVICES].db
         if await users.authenticate(db, "boss", "scale-bench-pw") is None:
             await users.create_user(db, "boss", "scale-bench-pw", role="director", history_access="read")
+        async with db.transaction() as tx:  # the last run's token
+            await tx.execute("DELETE FROM api_tokens WHERE name = 'scale-bench'")
         api_token = await tokens.create_token(db, "scale-bench", expires_ts=time.time() + 3600)
         from tests.unit.panel_client import log_in
 
-        if not only:
-            async with db.transaction() as tx:  # every day computed again, as after the upgrade or a new time zone
-                await tx.execute("DELETE FROM report_meta")
-        t0 = time.perf_counter()
-        days = await call_stats.refresh(db, TZ)  # before any page: logging in opens the home page
-        if days:
-            print(f"daily aggregates computed for {days} clinic days in {time.perf_counter() - t0:.1f} s"
-                  " (once, as after the upgrade; the server does it in the background)")
-        t0 = time.perf_counter()
-        if not only:
-            async with db.transaction() as tx:  # «История обращений»'s stored days, computed again (as after the upgrade)
-                await tx.execute("DELETE FROM appeal_days")
-        today = datetime.fromtimestamp(db.clock.now(), TZ).date()  # the server's today, as its pages see it
-        days = await appeal_days.warm(db, today - timedelta(days=WARM_DAYS), today, today, TZ)
-        print(f"«История обращений»: {days} clinic days computed and stored in {time.perf_counter() - t0:.1f} s"
-              " (once, as after the upgrade; the server does it in the background)")
         await log_in(client, "boss", "scale-bench-pw")
         end = datetime.fromtimestamp(NOW, TZ).date()
         month, year = (end - timedelta(days=29)).isoformat(), (end - timedelta(days=364)).isoformat()
@@ -237,17 +268,21 @@ async def measure(path: Path, n_calls: int, size_mb: float, only: str = "") -> N
         # the bare scans run in a child process: their rows must not count in this process's RSS
         scans = concurrent.futures.ProcessPoolExecutor(max_workers=1)
         print(f"\n{n_calls} calls ({size_mb:.0f} MB); best / median of 3, beside the bare scan")
-        print(f"{'page':44} {'best s':>8} {'median s':>9} {'bare s':>8} {'÷ bare':>8} {'peak MB':>8}")
+        print(f"{'page':44} {'best s':>8} {'median s':>9} {'bare s':>8} {'÷ bare':>8} {'peak MB':>8}"
+              "  (peak: during that page's three loads)")
         for name, url, reads in pages:
             if only and only not in name:
                 continue
             if isinstance(reads, tuple):
                 reads = [reads]
             times = []
+            gc.collect()
+            reset_peak()
             for _ in range(3):
                 t0 = time.perf_counter()
                 resp = await client.get(url, headers={"Authorization": f"Bearer {api_token}"} if "/api/" in url else {})
-                await resp.read()
+                async for _ in resp.content.iter_chunked(1 << 16):  # read and dropped, as a browser saves it
+                    pass
                 times.append(time.perf_counter() - t0)
                 if resp.status != 200:
                     print(f"  {url}: HTTP {resp.status}")
@@ -257,8 +292,8 @@ async def measure(path: Path, n_calls: int, size_mb: float, only: str = "") -> N
                   f" {peak_rss():8.0f}")
         scans.shutdown()
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"peak RSS of the server's process (the bare scans ran in a child; the generator counts when"
-              f" it ran in this run): {rss:.0f} MB")
+        print(f"peak RSS of the server's process over the whole run (the bare scans ran in a child; the"
+              f" generator and the stored days' computation count when they ran in this run): {rss:.0f} MB")
 
 
 def main() -> None:

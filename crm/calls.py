@@ -252,22 +252,22 @@ def _list_calls(r: Reader, f: CallFilter) -> list[dict[str, Any]]:
     # before sorting).
     page = ("SELECT c.id FROM calls c WHERE " + " AND ".join(where)
             + " ORDER BY c.started_at DESC, c.id DESC LIMIT ? OFFSET ?")
-    rows = r.fetchall(f"{DETAILED} WHERE c.id IN ({page}) ORDER BY c.started_at DESC, c.id DESC",
-                      [*params, max(1, min(f.limit, 1000)), max(0, f.offset)])
-    return _with_details(r, [dict(row) for row in rows])
+    rows = r.fetch_dicts(f"{DETAILED} WHERE c.id IN ({page}) ORDER BY c.started_at DESC, c.id DESC",
+                         [*params, max(1, min(f.limit, 1000)), max(0, f.offset)])
+    return _with_details(r, rows)
 
 
 async def get_call(db: Database, call_id: int) -> dict[str, Any] | None:
     def one(r: Reader) -> dict[str, Any] | None:
-        row = r.fetchone(f"{DETAILED} WHERE c.id = ?", (call_id,))
-        return _with_details(r, [dict(row)])[0] if row else None
+        rows = r.fetch_dicts(f"{DETAILED} WHERE c.id = ?", (call_id,))
+        return _with_details(r, rows)[0] if rows else None
     return await db.read(one)
 
 
 async def get_call_by_linkedid(db: Database, linkedid: str) -> dict[str, Any] | None:
     def one(r: Reader) -> dict[str, Any] | None:
-        row = r.fetchone(f"{DETAILED} WHERE c.linkedid = ?", (linkedid,))
-        return _with_details(r, [dict(row)])[0] if row else None
+        rows = r.fetch_dicts(f"{DETAILED} WHERE c.linkedid = ?", (linkedid,))
+        return _with_details(r, rows)[0] if rows else None
     return await db.read(one)
 
 
@@ -276,7 +276,7 @@ def _rows_in(r: Reader, sql: str, keys: list[Any]) -> list[Any]:
     out: list[Any] = []
     for i in range(0, len(keys), 500):
         chunk = keys[i:i + 500]
-        out += r.fetchall(sql.format(keys=",".join("?" * len(chunk))), chunk)
+        out += r.fetch_tuples(sql.format(keys=",".join("?" * len(chunk))), chunk)
     return out
 
 

@@ -48,6 +48,7 @@ async def test_a_fixed_number_of_queries(db: Database, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(Reader, "fetchall", counting)
     monkeypatch.setattr(Reader, "fetch_tuples", counting)
+    monkeypatch.setattr(Reader, "fetch_dicts", lambda self, sql, params=(): [dict(r) for r in counting(self, sql, params)])
     monkeypatch.setattr(Reader, "fetchone", lambda self, sql, params=(): (counting(self, sql, params) or [None])[0])
     one_hop = db.read
 
