@@ -176,13 +176,18 @@ def bare(path: Path, reads: list[tuple[str, tuple]]) -> float:
 
 def shown_rows(calls_sql: str, params: tuple) -> list[tuple[str, tuple]]:
     """The bare reads of a history line's rows: the calls, and their legs (who missed it), tags,
-    comments and patients, each table joined to the same calls on its index."""
+    comments, patients and the patients' appointments, each table joined to the same calls on
+    its index."""
     return [(f"SELECT * FROM ({calls_sql})", params),
             (f"SELECT l.* FROM ({calls_sql}) c JOIN call_legs l ON l.call_id = c.id", params),
             (f"SELECT t.* FROM ({calls_sql}) c JOIN call_tags t ON t.linkedid = c.linkedid", params),
             (f"SELECT m.* FROM ({calls_sql}) c JOIN call_comments m ON m.linkedid = c.linkedid", params),
             (f"SELECT p.* FROM ({calls_sql}) c JOIN call_candidates k ON k.call_id = c.id"
-             " JOIN patients p ON p.id = k.patient_id", params)]
+             " JOIN patients p ON p.id = k.patient_id", params),
+            # «Был записан» and «Конверсия»: the appointments of the numbers' patients
+            (f"SELECT a.patient_id, a.created_ts, a.starts_ts, a.status FROM ({calls_sql}) c"
+             " JOIN patient_phones o ON o.e164 = c.phone_e164"
+             " JOIN appointments a ON a.patient_id = o.patient_id", params)]
 
 
 def precompute(path: Path, again: bool) -> list[str]:

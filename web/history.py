@@ -7,6 +7,7 @@ like ``<uniqueid>.wav`` inside the recordings folder; aiohttp's FileResponse doe
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from typing import Any
@@ -85,9 +86,10 @@ async def history(request: web.Request) -> dict[str, Any]:
     except ValueError as exc:
         f, error = call_filter({}), str(exc)
     db = request.app[SERVICES].db
-    calls = await list_calls(db, f)
-    employees = await directory.employees(db, active_only=True)
-    labels = await directory.tag_labels(db)
+    # the filters' lists on the reading connection while the page's calls are read in the
+    # reading thread: side by side, not one after another
+    calls, employees, labels = await asyncio.gather(
+        list_calls(db, f), directory.employees(db, active_only=True), directory.tag_labels(db))
     tz = clinic_tz(request)
     # the next (older) page starts after the last call shown, whatever is saved meanwhile
     filters = {k: v for k, v in request.query.items() if k not in ("cursor", "offset")}
