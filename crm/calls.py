@@ -235,9 +235,6 @@ def conditions(f: CallFilter) -> tuple[list[str], list[Any]]:
     return where, params
 
 
-DETAILED = "SELECT c.* FROM calls c"
-
-
 async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
     """One page of calls with their legs, patients, tags and comment: a fixed number of
     queries whatever the page size (the details are fetched set-based, not per call), all in
@@ -252,21 +249,21 @@ def _list_calls(r: Reader, f: CallFilter) -> list[dict[str, Any]]:
     # before sorting).
     page = ("SELECT c.id FROM calls c WHERE " + " AND ".join(where)
             + " ORDER BY c.started_at DESC, c.id DESC LIMIT ? OFFSET ?")
-    rows = r.fetch_dicts(f"{DETAILED} WHERE c.id IN ({page}) ORDER BY c.started_at DESC, c.id DESC",
+    rows = r.fetch_dicts(f"SELECT c.* FROM calls c WHERE c.id IN ({page}) ORDER BY c.started_at DESC, c.id DESC",
                          [*params, max(1, min(f.limit, 1000)), max(0, f.offset)])
     return _with_details(r, rows)
 
 
 async def get_call(db: Database, call_id: int) -> dict[str, Any] | None:
     def one(r: Reader) -> dict[str, Any] | None:
-        rows = r.fetch_dicts(f"{DETAILED} WHERE c.id = ?", (call_id,))
+        rows = r.fetch_dicts("SELECT c.* FROM calls c WHERE c.id = ?", (call_id,))
         return _with_details(r, rows)[0] if rows else None
     return await db.read(one)
 
 
 async def get_call_by_linkedid(db: Database, linkedid: str) -> dict[str, Any] | None:
     def one(r: Reader) -> dict[str, Any] | None:
-        rows = r.fetch_dicts(f"{DETAILED} WHERE c.linkedid = ?", (linkedid,))
+        rows = r.fetch_dicts("SELECT c.* FROM calls c WHERE c.linkedid = ?", (linkedid,))
         return _with_details(r, rows)[0] if rows else None
     return await db.read(one)
 
@@ -324,7 +321,8 @@ def _with_details(db: Reader, calls: list[dict[str, Any]]) -> list[dict[str, Any
         if wanted:
             for r in _rows_in(db, f"SELECT id, {column} FROM {table} WHERE id IN ({{keys}})", wanted):
                 people[(kind, r[0])] = r[1]
-    converted, had_appointment = _appointment_marks(db, calls)
+    converted, had_appointment = _appointment_marks(
+        db, calls, {call_id: {p["id"] for p in theirs} for call_id, theirs in patients.items()})
     for call in calls:
         # people, not extensions: who answered (or placed) the call, and who the employee or
         # contractor on the line was
@@ -357,17 +355,15 @@ def _with_details(db: Reader, calls: list[dict[str, Any]]) -> list[dict[str, Any
     return calls
 
 
-def _appointment_marks(db: Reader, calls: list[dict[str, Any]]) -> tuple[set[int], set[int]]:
+def _appointment_marks(db: Reader, calls: list[dict[str, Any]],
+                       candidates: dict[int, set[int]]) -> tuple[set[int], set[int]]:
     """The calls converted (CONVERTED) and those whose patient had an appointment then
-    (HAD_APPOINTMENT), for a page at once: the page's patients and their appointments in three
-    reads, the windows' predicates in Python (two correlated searches per row cost 15 µs each).
+    (HAD_APPOINTMENT), for a page at once: the numbers' owners and the patients' appointments
+    in three reads beside the ``candidates`` already read (call id -> patient ids), the windows'
+    predicates in Python (two correlated searches per row cost 15 µs each).
     ``tests/unit/test_rules_windows.py`` checks this equals the SQL forms."""
-    ids = [c["id"] for c in calls]
     phones_of = sorted({c["phone_e164"] for c in calls if c["phone_e164"]})
-    patients_of: dict[int, set[int]] = {}
-    for call_id, patient_id in _rows_in(db, "SELECT call_id, patient_id FROM call_candidates"
-                                            " WHERE call_id IN ({keys})", ids):
-        patients_of.setdefault(call_id, set()).add(patient_id)
+    patients_of = {call_id: set(ids) for call_id, ids in candidates.items()}
     owners: dict[str, set[int]] = {}
     for e164, patient_id in _rows_in(db, "SELECT e164, patient_id FROM patient_phones WHERE e164 IN ({keys})",
                                      phones_of):

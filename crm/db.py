@@ -74,11 +74,6 @@ class Reader:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        cur = self._conn.execute(sql, tuple(params))
-        cur.row_factory = sqlite3.Row
-        return cur.fetchall()
-
     def fetch_tuples(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         return self._conn.execute(sql, tuple(params)).fetchall()
 
@@ -88,11 +83,6 @@ class Reader:
         cur = self._conn.execute(sql, tuple(params))
         names = [d[0] for d in cur.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-    def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        cur = self._conn.execute(sql, tuple(params))
-        cur.row_factory = sqlite3.Row
-        return cur.fetchone()
 
 
 def migration_files() -> list[tuple[int, str, str]]:

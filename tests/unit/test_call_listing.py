@@ -40,16 +40,16 @@ async def test_a_fixed_number_of_queries(db: Database, monkeypatch: pytest.Monke
     await tags.set_tags(db, record(4).linkedid, [tag], "", None)
     counted: list[str] = []
     hops: list[int] = []
-    statement = Reader.fetchall
+    real = {name: getattr(Reader, name) for name in ("fetch_tuples", "fetch_dicts")}
 
-    def counting(self, sql, params=()):
-        counted.append(sql)
-        return statement(self, sql, params)
+    def counting(name):
+        def statement(self, sql, params=()):
+            counted.append(sql)
+            return real[name](self, sql, params)
+        return statement
 
-    monkeypatch.setattr(Reader, "fetchall", counting)
-    monkeypatch.setattr(Reader, "fetch_tuples", counting)
-    monkeypatch.setattr(Reader, "fetch_dicts", lambda self, sql, params=(): [dict(r) for r in counting(self, sql, params)])
-    monkeypatch.setattr(Reader, "fetchone", lambda self, sql, params=(): (counting(self, sql, params) or [None])[0])
+    for name in real:
+        monkeypatch.setattr(Reader, name, counting(name))
     one_hop = db.read
 
     async def hop(fn):
@@ -116,14 +116,14 @@ async def test_a_read_function_runs_whole_in_one_snapshot(db: Database) -> None:
         other = sqlite3.connect(db.path, isolation_level=None)
         other.execute("UPDATE calls SET talk_seconds = 999")
         other.close()
-        seen.append(r.fetchone("SELECT MAX(talk_seconds) FROM calls")[0])
+        seen.append(r.fetch_tuples("SELECT MAX(talk_seconds) FROM calls")[0][0])
 
     await db.read(twice)
     assert seen == [1, 58.0]  # the second statement still saw the first one's database
-    assert (await db.read(lambda r: r.fetchone("SELECT MAX(talk_seconds) FROM calls")))[0] == 999
+    assert (await db.read(lambda r: r.fetch_tuples("SELECT MAX(talk_seconds) FROM calls")[0]))[0] == 999
 
     def broken(r: Reader) -> None:
-        r.fetchall("SELECT no_such_column FROM calls")
+        r.fetch_dicts("SELECT no_such_column FROM calls")
 
     with pytest.raises(Exception, match="no_such_column"):
         await db.read(broken)
