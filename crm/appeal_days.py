@@ -166,8 +166,9 @@ class Pick:
             where += f" AND success IN ({','.join('?' * len(self.successes))})"
             params += list(self.successes)
         if self.employee:  # one whole line of the employees
-            where += " AND instr(char(10) || employees || char(10), char(10) || ? || char(10)) > 0"
-            params.append(self.employee)
+            where += " AND (? || employees || ?) LIKE ? ESCAPE '!'"
+            line = self.employee.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+            params += ["\n", "\n", f"%\n{line}\n%"]
         return where, params
 
 

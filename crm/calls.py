@@ -102,8 +102,13 @@ async def known_linkedids(db: Database, linkedids: list[str]) -> set[str]:
     return found
 
 
-async def last_call_end(db: Database) -> str | None:
-    row = await db.fetchone("SELECT MAX(ended_at) FROM calls")
+async def last_call_end(db: Database, box: str = "") -> str | None:
+    """The end of the last call stored, of one chain box (its linkedids start with its name)
+    or of every call: where that box's CDR backfill starts after a restart."""
+    if box:
+        row = await db.fetchone("SELECT MAX(ended_at) FROM calls WHERE linkedid LIKE ?", (f"{box}-%",))
+    else:
+        row = await db.fetchone("SELECT MAX(ended_at) FROM calls")
     return row[0] if row and row[0] else None
 
 

@@ -68,7 +68,8 @@ async def context(db: Database, patient_id: int, *, today: date, now: float) -> 
         (patient_id, today.isoformat(), today.isoformat()),
     )]
     habits = await db.fetchone(
-        "SELECT SUM(status = 'completed'), SUM(status IN ('completed', 'no_show', 'cancelled')),"
+        "SELECT COUNT(CASE WHEN status = 'completed' THEN 1 END),"
+        " COUNT(CASE WHEN status IN ('completed', 'no_show', 'cancelled') THEN 1 END),"
         " MAX(CASE WHEN status = 'completed' THEN starts_at END)"
         " FROM appointments WHERE patient_id = ? AND starts_ts < ?",
         (patient_id, now),

@@ -46,6 +46,9 @@ class Tx:
     time from the database's one clock (so a test's settable clock moves every stamp too)."""
 
     __slots__ = ("_conn", "_clock")
+    # a claim's subquery clause that skips rows another transaction holds: nothing here, SQLite's
+    # one writer at a time (BEGIN IMMEDIATE) already serialises claims, across processes too
+    skip_locked = ""
 
     def __init__(self, conn: aiosqlite.Connection, clock: Clock) -> None:
         self._conn = conn
@@ -99,10 +102,8 @@ def migration_files() -> list[tuple[int, str, str]]:
     return out
 
 
-def pending_migrations(path: Path) -> list[tuple[str, list[str]]]:
-    """The migrations a start would apply to the database at ``path`` (all of them for a new
-    one), each with what it changes: its leading comment and its statements' first lines.
-    Reads only; for ``clinic-pbx migrate --dry-run``."""
+def applied_versions(path: Path) -> set[int]:
+    """The migrations the SQLite database at ``path`` has (none for a new one). Reads only."""
     done: set[int] = set()
     if path.exists():
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -111,6 +112,12 @@ def pending_migrations(path: Path) -> list[tuple[str, list[str]]]:
                 done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
         finally:
             conn.close()
+    return done
+
+
+def pending_migrations(done: set[int]) -> list[tuple[str, list[str]]]:
+    """The migrations a start would apply to a database that has ``done``, each with what it
+    changes: its leading comment and its statements' first lines (``migrate --dry-run``)."""
     out = []
     for version, name, sql in migration_files():
         if version in done:

@@ -26,8 +26,9 @@ async def enqueue(tx: Any, key: str, request_id: int | None, to: tuple[str, ...]
 async def claim(db: Database, now: float, limit: int) -> list[dict[str, Any]]:
     async with db.transaction() as tx:
         cur = await tx.execute(
-            "UPDATE mail_outbox SET state = 'sending' WHERE id IN (SELECT id FROM mail_outbox WHERE"
-            " state = 'queued' AND next_try_ts <= ? ORDER BY next_try_ts, id LIMIT ?) RETURNING *", (now, limit))
+            "UPDATE mail_outbox SET state = 'sending' WHERE state = 'queued' AND id IN (SELECT id FROM mail_outbox"
+            f" WHERE state = 'queued' AND next_try_ts <= ? ORDER BY next_try_ts, id LIMIT ?{tx.skip_locked})"
+            " RETURNING *", (now, limit))
         return [dict(r) for r in await cur.fetchall()]
 
 

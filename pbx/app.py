@@ -17,8 +17,8 @@ from aiohttp import web
 
 from agi.routes import incoming_route
 from agi.server import AgiRequest, FastAgiServer
+from crm import storage
 from crm.clock import Clock, SystemClock
-from crm.db import Database
 from pbx.ami.client import AmiClient, RawSink
 from pbx.ari.client import AriClient
 from pbx.ari.flow_runner import FlowRunner
@@ -84,7 +84,7 @@ def build_app(
     make = adapters or Adapters()
     app = web.Application()
     clock = clock or SystemClock()  # one clock: events' times, jobs' due times and audit stamps
-    services = Services(settings=settings, db=Database(settings.db_path, clock), clock=clock)
+    services = Services(settings=settings, db=storage.database(settings.db_location, clock, settings.state_dir / "chain-copy.sqlite"), clock=clock)
     app[SERVICES] = services
     manage = settings.asterisk.embedded if manage_asterisk is None else manage_asterisk
 
@@ -94,7 +94,8 @@ def build_app(
         await services.db.close()
 
     async def call_tracking(_: web.Application) -> AsyncIterator[None]:
-        services.calls = CallService(services.db, CdrReader(settings.cdr_db_path))
+        services.calls = CallService(services.db, CdrReader(settings.cdr_db_path),
+                                     box=settings.asterisk.system_name)
         services.calls.start()
         yield
         await services.calls.stop()

@@ -21,6 +21,17 @@ def phone_port(settings: Settings, extension: str) -> int:
     return settings.asterisk.phone_port_base + int(extension) - 100
 
 
+BOX_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,19}$")
+
+
+def box_name(name: str) -> str:
+    """A chain box's name as Asterisk's systemname: it starts every linkedid, so it stays short
+    and plain (and is then safe inside a LIKE pattern)."""
+    if not BOX_NAME.match(name):
+        raise ValueError(f"asterisk.system_name {name!r}: a letter, then letters, digits or '-', up to 20")
+    return name
+
+
 def template_values(settings: Settings) -> dict[str, str]:
     a = settings.asterisk
     values = {
@@ -47,6 +58,8 @@ def template_values(settings: Settings) -> dict[str, str]:
         "OUTBOUND_LINE": "".join(ch for ch in a.outbound_line if ch.isdigit()),
         "RINGINUSE": "no" if a.one_call_per_phone else "yes",
         "PHONE_BUSY_AT": "1" if a.one_call_per_phone else "0",
+        "SYSTEM_NAME_LINE": (f"systemname = {box_name(a.system_name)}" if a.system_name
+                             else "; systemname: not set (one box; each box of a chain has its own)"),
     }
     for ext in DESK_PHONES:
         values[f"PHONE_CONTACT_{ext}"] = (

@@ -44,8 +44,10 @@ BACKFILL_MARGIN = timedelta(minutes=10)
 
 
 class CallService:
-    def __init__(self, db: Database, cdr: CdrReader, config: TrackerConfig | None = None) -> None:
+    def __init__(self, db: Database, cdr: CdrReader, config: TrackerConfig | None = None, *,
+                 box: str = "") -> None:
         self.db = db
+        self.box = box  # a chain's box: its backfill starts after its own last call
         self.cdr = cdr
         self.tracker = CallTracker(config)
         self.config = self.tracker.config
@@ -158,7 +160,7 @@ class CallService:
         return sorted(q for q, phones in self.members.items() if extension in phones)
 
     async def _backfill_since(self) -> float:
-        last = await crm_calls.last_call_end(self.db)
+        last = await crm_calls.last_call_end(self.db, self.box)
         if last:
             since = datetime.fromisoformat(last) - BACKFILL_MARGIN
         else:

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from crm.db import probe_write_lock
+from crm.pg import probe_postgresql
 from pbx.ami.client import AmiClient
 from pbx.ari.client import AriClient, AriError
 from pbx.settings import Settings
@@ -87,6 +88,9 @@ async def check_agi(settings: Settings, timeout: float) -> Result:
 
 
 async def check_database(settings: Settings, timeout: float) -> Result:
+    if settings.on_postgresql:
+        ok, detail = await asyncio.to_thread(probe_postgresql, str(settings.db_location), timeout)
+        return ok, detail.replace(str(settings.db_location), settings.db_shown)
     ok, detail = await asyncio.to_thread(probe_write_lock, settings.db_path, timeout)
     return ok, detail if ok else f"{detail} (another process holds the database?)"
 

@@ -141,7 +141,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from web.serve import serve
 
     quiet_accept_errors()
-    secure_state_dir(settings.state_dir, (settings.db_path, settings.state_dir / "secrets.json"))
+    secure_state_dir(settings.state_dir, ((settings.db_path,) if not settings.on_postgresql else ())
+                     + (settings.state_dir / "secrets.json",))
     log.info("open-file limit: %d", raise_open_files())
 
     async def run() -> None:
@@ -170,14 +171,14 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     from crm import demo, users
-    from crm.db import Database
+    from crm.storage import database
 
     async def init() -> int:
-        db = Database(settings.db_path)
+        db = database(settings.db_location)
         await db.open()
         try:
             if await users.user_exists(db, args.admin):
-                print(f"database ready: {settings.db_path}; user {args.admin!r} already exists")
+                print(f"database ready: {settings.db_shown}; user {args.admin!r} already exists")
             else:
                 password = secrets.token_urlsafe(9)
                 # the clinic's own admin edits the history and reads «История обращений»
@@ -187,7 +188,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
                 fd = os.open(keep, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as fh:
                     fh.write(password + "\n")
-                print(f"database ready: {settings.db_path}")
+                print(f"database ready: {settings.db_shown}")
                 print(f"login: {args.admin}   password: {password}   (shown once; also in {keep},"
                       " deleted at the first login)")
             if args.demo:
@@ -261,10 +262,10 @@ def cmd_record_ami(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_password(settings: Settings, args: argparse.Namespace) -> int:
     from crm import directory, users
-    from crm.db import Database
+    from crm.storage import database
 
     async def run() -> int:
-        db = Database(settings.db_path)
+        db = database(settings.db_location)
         await db.open()
         try:
             uid = await directory.user_id(db, args.login)
@@ -283,10 +284,10 @@ def cmd_password(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     from crm import tokens
-    from crm.db import Database
+    from crm.storage import database
 
     async def run() -> int:
-        db = Database(settings.db_path)
+        db = database(settings.db_location)
         await db.open()
         try:
             if args.action == "create":

@@ -48,14 +48,15 @@ def cmd_install_service(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from crm.db import Database, pending_migrations
+    from crm.db import pending_migrations
+    from crm.storage import applied_versions, database
 
-    pending = pending_migrations(settings.db_path)
+    pending = pending_migrations(applied_versions(settings.db_location))
     if not pending:
-        print(f"migrate: {settings.db_path} is up to date")
+        print(f"migrate: {settings.db_shown} is up to date")
         return 0
     if args.dry_run:
-        print(f"migrate --dry-run: {len(pending)} migration(s) would be applied to {settings.db_path},"
+        print(f"migrate --dry-run: {len(pending)} migration(s) would be applied to {settings.db_shown},"
               " each in one transaction:")
         for name, lines in pending:
             print(f"{name}")
@@ -64,7 +65,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     async def apply() -> list[str]:
-        db = Database(settings.db_path)
+        db = database(settings.db_location)
         await db.open()  # applies them, each atomically
         await db.close()
         return [name for name, _ in pending]
@@ -103,10 +104,10 @@ def cmd_demo_request(settings: Settings, args: argparse.Namespace) -> int:
     import aiohttp
 
     from crm import callbacks, signatures
-    from crm.db import Database
+    from crm.storage import database
 
     async def send() -> int:
-        db = Database(settings.db_path)
+        db = database(settings.db_location)
         await db.open()
         try:
             src = await callbacks.source(db, args.source)

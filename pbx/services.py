@@ -18,7 +18,7 @@ from aiohttp import web
 
 from agi.server import FastAgiServer
 from crm.clock import Clock, SystemClock
-from crm.db import Database
+from crm.storage import AnyDatabase
 from pbx.ami.client import AmiClient
 from pbx.ari.client import AriClient
 from pbx.call_service import CallService
@@ -37,7 +37,7 @@ class Services:
     """Everything the request handlers may reach, built once per application."""
 
     settings: Settings
-    db: Database
+    db: AnyDatabase
     asterisk: EmbeddedAsterisk | None = None
     ami: AmiClient | None = None
     pump: EventPump | None = None

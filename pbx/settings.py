@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field
@@ -26,6 +27,10 @@ class AsteriskSettings:
     """Where Asterisk is and how to reach it. All ports are on loopback by default."""
 
     embedded: bool = True  # clinic-pbx starts and stops its own Asterisk (chroot)
+    # a chain's box name (letters, digits, "-"): Asterisk's systemname, the prefix of every
+    # uniqueid/linkedid of this box, so that two branches' calls never share a linkedid in the
+    # shared CRM; empty for one clinic
+    system_name: str = ""
     root: Path = PROJECT_DIR / ".local" / "asterisk-root"
     host: str = "127.0.0.1"
     sip_port: int = 5060
@@ -125,7 +130,8 @@ class MailSettings:
 @dataclass(frozen=True)
 class Settings:
     state_dir: Path = PROJECT_DIR / ".local" / "state"
-    database: Path | None = None  # default: <state_dir>/crm.sqlite
+    # default: <state_dir>/crm.sqlite; a clinic chain: "postgresql://user@host/db" (README, "Clinic chain")
+    database: Path | str | None = None
     clinic_name: str = "Клиника"
     time_zone: str = "Europe/Moscow"
     log_level: str = "INFO"
@@ -146,7 +152,27 @@ class Settings:
     mail: MailSettings = MailSettings()
 
     @property
+    def db_location(self) -> Path | str:
+        """The SQLite file, or the chain's PostgreSQL URL."""
+        return self.database or self.state_dir / "crm.sqlite"
+
+    @property
+    def db_shown(self) -> str:
+        """The database as printed and logged: a URL without its password."""
+        if isinstance(self.database, str):
+            return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", self.database)
+        return str(self.db_location)
+
+    @property
+    def on_postgresql(self) -> bool:
+        return isinstance(self.database, str)
+
+    @property
     def db_path(self) -> Path:
+        """The SQLite file, for what only a file has (backup, restore, the dry run of migrate)."""
+        if isinstance(self.database, str):
+            raise ValueError("the database is PostgreSQL (a clinic chain): use pg_dump and pg_restore,"
+                             " see README, \"Clinic chain\"")
         return self.database or self.state_dir / "crm.sqlite"
 
     @property
@@ -199,7 +225,9 @@ def _coerce(value: str, target: Any) -> Any:
     return value
 
 
-def _is_path(f: dataclasses.Field[Any], current: Any) -> bool:
+def _is_path(f: dataclasses.Field[Any], current: Any, raw: Any = None) -> bool:
+    if isinstance(raw, str) and raw.startswith(("postgresql://", "postgres://")):
+        return False  # a chain's database: a URL, which a Path would mangle
     return isinstance(current, Path) or "Path" in str(f.type)
 
 
@@ -215,10 +243,10 @@ def _merge(obj: Any, values: dict[str, Any], env_section: str) -> Any:
             continue
         if f.name in values:
             raw = values[f.name]
-            changes[f.name] = Path(raw) if _is_path(f, current) else raw
+            changes[f.name] = Path(raw) if _is_path(f, current, raw) else raw
         env = os.environ.get(f"{ENV_PREFIX}{env_section}{f.name.upper()}")
         if env is not None:
-            changes[f.name] = Path(env) if _is_path(f, current) else _coerce(env, current)
+            changes[f.name] = Path(env) if _is_path(f, current, env) else _coerce(env, current)
     return dataclasses.replace(obj, **changes)
 
 

@@ -5,7 +5,7 @@
 # (scripts/install-asterisk.sh) and never touches the host.
 set -euo pipefail
 
-PKGS=(mmdebstrap bc sip-tester espeak-ng libespeak-ng1 sox chromium systemd)
+PKGS=(mmdebstrap bc sip-tester espeak-ng libespeak-ng1 sox chromium systemd postgresql)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

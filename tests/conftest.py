@@ -19,12 +19,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from crm.storage import AnyDatabase, database
 from pbx.ami.client import AmiEvent, AmiLink
 from pbx.ami.recording import RawRecorder
 from pbx.app import SERVICES, Services, build_app
 from pbx.embedded import EmbeddedAsterisk
 from pbx.settings import PROJECT_DIR, AsteriskSettings, Settings, with_generated_secrets
 from tests.gateway_fake import FakeGateway
+from tests.pg_cluster import PgCluster, pg_bin, running_cluster
 
 IN_CI = bool(os.environ.get("CI"))
 TEST_STATE = Path(os.environ.get("CLINIC_PBX_TEST_STATE", PROJECT_DIR / ".local" / "test-state"))
@@ -36,6 +38,41 @@ def require(what: str, present: bool, hint: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} is missing and CI is set: {hint}")
     pytest.skip(f"{what} is missing: {hint}")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One throwaway PostgreSQL cluster for the run (a fresh database per test)."""
+    require("PostgreSQL", pg_bin() is not None, "make installs Debian's postgresql")
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a test's CRM lives, on each storage: a SQLite file, or a fresh database of the
+    run's PostgreSQL cluster (a clinic chain's)."""
+    if request.param == "sqlite":
+        return tmp_path / "crm.sqlite"
+    return str(request.getfixturevalue("pg_cluster").new_database())
+
+
+@pytest.fixture
+async def crm_db(db_location: Path | str) -> AsyncIterator[AnyDatabase]:
+    """An empty, migrated CRM on each storage."""
+    db = database(db_location)
+    await db.open()
+    yield db
+    await db.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_setting(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings' overrides for a panel on each storage: none (the embedded SQLite in the state
+    folder) or a fresh database of the run's PostgreSQL cluster."""
+    if request.param == "sqlite":
+        return {}
+    return {"database": request.getfixturevalue("pg_cluster").new_database()}
 
 
 def make_test_settings() -> Settings:

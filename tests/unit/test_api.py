@@ -23,9 +23,9 @@ def record(lid: str, t0: float, caller: str, *, answered: bool) -> CallRecord:
 
 
 @pytest.fixture
-async def client(tmp_path: Path):
+async def client(tmp_path: Path, storage_setting: dict):
     asterisk = AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0)
-    app = build_app(with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk)))
+    app = build_app(with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk, **storage_setting)))
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         db = app[SERVICES].db
         await patients.add_patient(db, "Петрова", "Анна", "Сергеевна", phone_numbers=("+79161234567",))

@@ -19,6 +19,7 @@ from crm.clock import SettableClock
 from crm.db import Database
 from crm.demo import load_demo
 from crm.rules import appeals as ap
+from crm.storage import database
 from pbx.calls.records import CallRecord, LegRecord
 
 TZ = ZoneInfo("Europe/Moscow")
@@ -43,9 +44,9 @@ def call(lid: str, t0: float, number: str, *, outgoing: bool = False, answered: 
 
 
 @pytest.fixture
-async def clinic(tmp_path: Path):
+async def clinic(db_location: Path | str):
     clock = SettableClock(T0)
-    db = Database(tmp_path / "crm.sqlite", clock)
+    db = database(db_location, clock)
     await db.open()
     await load_demo(db, now=T0 - 86400 * 30, robot_patients=False)
     admin = await users.create_user(db, "anna", "pw", full_name="Анна")

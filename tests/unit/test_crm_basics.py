@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from crm import identify, patients, phones, shifts, users
@@ -29,11 +27,8 @@ def test_kinds() -> None:
 
 
 @pytest.fixture
-async def db(tmp_path: Path):
-    d = Database(tmp_path / "crm.sqlite")
-    await d.open()
-    yield d
-    await d.close()
+async def db(crm_db: Database):
+    return crm_db
 
 
 async def test_identify_every_kind(db: Database) -> None:

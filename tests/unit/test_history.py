@@ -32,9 +32,9 @@ def rec(lid: str, t0: float, caller: str, kind: str, recording: str = "") -> Cal
 
 
 @pytest.fixture
-async def app(tmp_path: Path):
+async def app(tmp_path: Path, storage_setting: dict):
     asterisk = AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0)
-    settings = with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk))
+    settings = with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk, **storage_setting))
     application = build_app(settings)
     server = TestServer(application, host="127.0.0.1")
     await server.start_server()

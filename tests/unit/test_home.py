@@ -37,9 +37,9 @@ def called_back(lid: str, t0: float, callee: str) -> CallRecord:
 
 
 @pytest.fixture
-async def app(tmp_path: Path):
+async def app(tmp_path: Path, storage_setting: dict):
     clock = SettableClock(at(23, 12))
-    application = build_app(offline_settings(tmp_path), clock=clock)
+    application = build_app(offline_settings(tmp_path, **storage_setting), clock=clock)
     async with TestClient(TestServer(application, host="127.0.0.1")) as client:
         db = application[SERVICES].db
         await load_demo(db, now=at(1, 9), robot_patients=False)

@@ -25,8 +25,8 @@ QUERIES = ("since=0001-01-01&until=0001-01-01", "since=9999-12-31&until=9999-12-
 
 
 @pytest.fixture
-async def client(tmp_path: Path):
-    app = build_app(offline_settings(tmp_path))
+async def client(tmp_path: Path, storage_setting: dict):
+    app = build_app(offline_settings(tmp_path, **storage_setting))
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         db = app[SERVICES].db
         await load_demo(db)

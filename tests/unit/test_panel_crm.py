@@ -49,9 +49,9 @@ def answered_call(lid: str, t0: float, caller: str, talk: float = 120.0, answere
 
 
 @pytest.fixture
-async def app(tmp_path: Path):
+async def app(tmp_path: Path, storage_setting: dict):
     asterisk = AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0)
-    settings = with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk))
+    settings = with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk, **storage_setting))
     clock = SettableClock(NOW)
     application = build_app(settings, clock=clock)
     server = TestServer(application, host="127.0.0.1")

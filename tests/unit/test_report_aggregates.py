@@ -20,6 +20,7 @@ from crm.clock import SettableClock
 from crm.db import Database
 from crm.demo import load_demo
 from crm.rules import call_stats as rules
+from crm.storage import database
 from pbx.calls.records import CallRecord, LegRecord
 from tests.unit import report_reference as reference
 
@@ -85,8 +86,8 @@ async def group_ids(db: Database) -> list[int]:
 
 
 @pytest.fixture
-async def clinic(tmp_path: Path):
-    db = Database(tmp_path / "crm.sqlite", SettableClock(T0))
+async def clinic(db_location: Path | str):
+    db = database(db_location, SettableClock(T0))
     await db.open()
     await load_demo(db, now=T0 - 86400 * 30, robot_patients=False)
     ids = [await users.create_user(db, f"u{e}", "pw", full_name=f"Админ {e}") for e in EXTS]

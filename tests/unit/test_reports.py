@@ -50,9 +50,9 @@ def outgoing(lid: str, t0: float, ext: str, callee: str, answered: bool, talk: f
 
 
 @pytest.fixture
-async def app(tmp_path: Path):
+async def app(tmp_path: Path, storage_setting: dict):
     clock = SettableClock(at(23, 12))
-    application = build_app(offline_settings(tmp_path), clock=clock)
+    application = build_app(offline_settings(tmp_path, **storage_setting), clock=clock)
     server = TestServer(application, host="127.0.0.1")
     await server.start_server()
     db = application[SERVICES].db

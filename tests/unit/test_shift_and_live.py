@@ -23,9 +23,9 @@ from web.live import LIVE_HUB, QUEUE_SIZE
 
 
 @pytest.fixture
-async def app(tmp_path: Path):
+async def app(tmp_path: Path, storage_setting: dict):
     asterisk = AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0)
-    application = build_app(with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk)))
+    application = build_app(with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk, **storage_setting)))
     server = TestServer(application, host="127.0.0.1")
     await server.start_server()
     db = application[SERVICES].db

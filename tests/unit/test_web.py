@@ -15,10 +15,10 @@ from pbx.settings import AsteriskSettings, Settings, with_generated_secrets
 
 
 @pytest.fixture
-async def client(tmp_path: Path):
+async def client(tmp_path: Path, storage_setting: dict):
     # Nothing listens on these ports: the adapters keep retrying in the background.
     asterisk = AsteriskSettings(embedded=False, ami_port=1, http_port=1, agi_port=0)
-    settings = with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk))
+    settings = with_generated_secrets(Settings(state_dir=tmp_path, asterisk=asterisk, **storage_setting))
     settings = dataclasses.replace(settings, clinic_name="<b>Клиника</b>")
     app = build_app(settings)
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:

@@ -1,0 +1,438 @@
+"""PostgreSQL storage for a clinic chain: the same doors as crm/db.py's SQLite ``Database``
+(``transaction``, ``fetchall``/``fetchone``/``fetch_tuples``, ``read``, ``query_now``), the same
+numbered migrations translated by crm/dialect.py, psycopg 3 underneath.
+
+Several processes (one per branch) write to one PostgreSQL: each keeps one writer connection
+(its writes still queue in order, as with SQLite), the migrations run under an advisory lock so
+that two processes starting together apply them once, and an opportunistic transaction (a
+cache's) gives up after a short ``lock_timeout`` instead of waiting behind another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.adapt import Loader
+
+from crm import dialect
+from crm.clock import Clock, SystemClock
+from crm.db import iso_stamp, migration_files, split_sql
+from crm.local_copy import LocalCopy
+
+log = logging.getLogger(__name__)
+
+OPPORTUNISTIC_WAIT_MS = 50
+# a dead link is noticed in seconds, not after TCP's quarter of an hour of retransmissions
+CONNECT_OPTIONS: dict[str, Any] = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10,
+                                   "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 10000}
+# the inline lookups' connection gives up fast: it runs on the event loop
+NOW_OPTIONS: dict[str, Any] = {**CONNECT_OPTIONS, "connect_timeout": 2, "tcp_user_timeout": 1000}
+RETRY_CENTRE_SECONDS = 5.0  # while unreachable, the centre is tried again this often
+COPY_REFRESH_SECONDS = 60.0
+MIGRATION_LOCK = 0x636C696E  # pg_advisory_xact_lock key: "clin"
+T = TypeVar("T")
+
+
+class Row(tuple):  # type: ignore[type-arg]
+    """A row read by position or by name, as ``sqlite3.Row`` (``row[0]``, ``row["id"]``,
+    ``dict(row)``)."""
+
+    __slots__ = ()
+    _index: dict[str, int] = {}
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+@functools.lru_cache(maxsize=1024)
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    return type("Row", (Row,), {"__slots__": (), "_index": {n: i for i, n in enumerate(names)}})
+
+
+def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
+    cls = _row_class(tuple(c.name for c in cursor.description or ()))
+    return cls
+
+
+class _Number(Loader):
+    """``numeric`` (what PostgreSQL's SUM of integers and AVG return) as int or float, as SQLite
+    gives them: a Decimal would refuse arithmetic with the code's floats."""
+
+    def load(self, data: Any) -> int | float:
+        d = Decimal(bytes(data).decode())
+        return int(d) if d == d.to_integral_value() else float(d)
+
+
+def _configure(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    conn.adapters.register_loader("numeric", _Number)
+
+
+class Result:
+    """A statement's outcome as the code reads SQLite's cursor: rows, ``rowcount``, ``lastrowid``."""
+
+    __slots__ = ("_rows", "rowcount", "lastrowid", "description")
+
+    def __init__(self, rows: list[Any], rowcount: int, lastrowid: int | None, description: Any) -> None:
+        self._rows, self.rowcount, self.lastrowid, self.description = rows, rowcount, lastrowid, description
+
+    async def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    async def fetchall(self) -> list[Any]:
+        return list(self._rows)
+
+
+def _params(params: Iterable[Any]) -> tuple[Any, ...]:
+    """PostgreSQL's text cannot hold NUL, which SQLite's can: a NUL in hostile input (a form
+    field, a caller name) becomes U+FFFD rather than failing the whole write."""
+    return tuple(p.replace("\x00", "\ufffd") if isinstance(p, str) and "\x00" in p else p for p in params)
+
+
+async def _run(conn: psycopg.AsyncConnection[Any], sql: str, params: Iterable[Any], id_tables: frozenset[str],
+               *, many: bool = False) -> Result:
+    text = dialect.statement(sql)
+    wants_id = False
+    if not many and id_tables:
+        target = dialect.insert_target(text)
+        wants_id = target in id_tables and not dialect.has_returning(text)
+        if wants_id:
+            text = f"{text.rstrip()} RETURNING id"
+    async with conn.cursor(row_factory=_row_factory) as cur:
+        if many:
+            await cur.executemany(text, [_params(r) for r in params])
+            return Result([], cur.rowcount, None, None)
+        await cur.execute(text, _params(params))
+        rows = await cur.fetchall() if cur.description is not None else []
+        lastrowid = None
+        if wants_id:
+            lastrowid = rows[0][0] if rows else None
+            rows = []
+        return Result(rows, cur.rowcount, lastrowid, cur.description)
+
+
+class Tx:
+    """An open write transaction, as ``crm.db.Tx``."""
+
+    __slots__ = ("_conn", "_clock", "_ids")
+    skip_locked = " FOR UPDATE SKIP LOCKED"  # a claim skips the rows another process's claim holds
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], clock: Clock, ids: frozenset[str]) -> None:
+        self._conn, self._clock, self._ids = conn, clock, ids
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> Result:
+        return await _run(self._conn, sql, params, self._ids)
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> Result:
+        return await _run(self._conn, sql, rows, self._ids, many=True)
+
+    def stamp(self) -> str:
+        return iso_stamp(self._clock.now())
+
+
+class Reader:
+    """``crm.db.Reader`` on a PostgreSQL connection, in the reading thread."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def fetch_tuples(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(dialect.statement(sql), _params(params)).fetchall()
+
+    def fetch_dicts(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        cur = self._conn.execute(dialect.statement(sql), _params(params))
+        names = [d.name for d in cur.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def applied_versions(url: str) -> set[int]:
+    """The migrations the PostgreSQL database at ``url`` has (none for a new one). Reads only."""
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:  # type: ignore[index]
+            return set()
+        return {r[0] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+
+
+def probe_postgresql(url: str, timeout: float) -> tuple[bool, str]:
+    """What ``clinic-pbx check`` verifies of a chain's database: it answers within ``timeout``,
+    accepts writes (a primary, not a standby in recovery: a write is taken and rolled back) and
+    has the schema; the detail names the server, the database and the schema version."""
+    try:
+        with psycopg.connect(url, connect_timeout=max(1, int(timeout))) as conn:
+            conn.execute(f"SET statement_timeout = {int(timeout * 1000)}")
+            if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:  # type: ignore[index]
+                return False, f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}: a standby, read-only"
+            version = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]  # type: ignore[index]
+            conn.execute("CREATE TEMP TABLE clinic_pbx_probe (x int)")  # rolled back on leaving
+            return True, (f"PostgreSQL {conn.info.server_version // 10000} at {conn.info.host}:{conn.info.port}"
+                          f"/{conn.info.dbname}, schema {version}")
+    except psycopg.Error as exc:
+        return False, f"PostgreSQL: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+
+
+class PgDatabase:
+    """The CRM on PostgreSQL (``database = "postgresql://…"``)."""
+
+    def __init__(self, url: str, clock: Clock | None = None, local_copy: Path | None = None) -> None:
+        self.url = url
+        self.copy = LocalCopy(local_copy)
+        self.centre_unreachable_since: float | None = None  # set while inline lookups fail
+        self._copy_task: asyncio.Task[None] | None = None
+        self.path = None  # no file: backups are pg_dump's (README, "Clinic chain")
+        self.clock: Clock = clock or SystemClock()
+        self._writer: psycopg.AsyncConnection[Any] | None = None
+        self._reader: psycopg.AsyncConnection[Any] | None = None
+        self._now: psycopg.Connection[Any] | None = None
+        self._bulk: psycopg.Connection[Any] | None = None
+        self._bulk_thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._write_lock = asyncio.Lock()
+        self._ids: frozenset[str] = frozenset()
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, row_factory=_row_factory,
+                                                     **CONNECT_OPTIONS)
+        _configure(conn)
+        return conn
+
+    def _connect_sync(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self.url, autocommit=True, **CONNECT_OPTIONS)
+        _configure(conn)
+        return conn
+
+    @staticmethod
+    def _usable(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None) -> bool:
+        return conn is not None and not conn.closed and not conn.broken
+
+    async def _writer_now(self) -> psycopg.AsyncConnection[Any]:
+        """The writer, connected again if the centre dropped it (a restart, a cut link): the
+        call writer's retries then land once PostgreSQL answers again."""
+        if self._writer is None:
+            raise RuntimeError("database is not open")
+        if not self._usable(self._writer):
+            log.warning("PostgreSQL: the writer's connection was lost; connecting again")
+            with contextlib.suppress(psycopg.Error):
+                await self._writer.close()
+            self._writer = await self._connect()
+        return self._writer
+
+    async def _reader_now(self) -> psycopg.AsyncConnection[Any]:
+        if self._reader is None:
+            return await self._writer_now()
+        if not self._usable(self._reader):
+            with contextlib.suppress(psycopg.Error):
+                await self._reader.close()
+            self._reader = await self._connect()
+        return self._reader
+
+    async def open(self) -> None:
+        self._writer = await self._connect()
+        await self.migrate()
+        self._ids = frozenset(r[0] for r in await (await self._writer.execute(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND column_name = 'id' AND is_identity = 'YES'")).fetchall())
+        self._reader = await self._connect()
+        loop = asyncio.get_running_loop()
+        self._now = await loop.run_in_executor(None, lambda: psycopg.connect(self.url, autocommit=True, **NOW_OPTIONS))
+        _configure(self._now)
+        self._bulk_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="crm-read")
+        self._bulk = await loop.run_in_executor(self._bulk_thread, self._connect_sync)
+        self.copy.open()
+        await self.refresh_copy()
+        self._copy_task = asyncio.create_task(self._keep_copy(), name="pg-local-copy")
+
+    async def refresh_copy(self) -> bool:
+        """Bring the local copy up to date with the centre (in a worker thread)."""
+        def run() -> int:
+            with psycopg.connect(self.url, **CONNECT_OPTIONS) as source:
+                return self.copy.refresh(source, self.clock.now())
+        try:
+            rows = await asyncio.get_running_loop().run_in_executor(None, run)
+        except (psycopg.Error, OSError) as exc:
+            log.warning("PostgreSQL: the local copy was not refreshed: %s", exc)
+            return False
+        log.debug("PostgreSQL: local copy refreshed, %d rows", rows)
+        return True
+
+    async def _keep_copy(self) -> None:
+        """Refresh the copy every minute; while the centre is unreachable, try it every few seconds."""
+        since_refresh = 0.0
+        while True:
+            await asyncio.sleep(RETRY_CENTRE_SECONDS)
+            if self.centre_unreachable_since is not None:
+                await self._reach_centre()
+                since_refresh = 0.0
+                continue
+            since_refresh += RETRY_CENTRE_SECONDS
+            if since_refresh >= COPY_REFRESH_SECONDS:
+                await self.refresh_copy()
+                since_refresh = 0.0
+
+    async def close(self) -> None:
+        if self._copy_task is not None:
+            self._copy_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._copy_task
+            self._copy_task = None
+        self.copy.close()
+        if self._bulk_thread is not None:
+            self._bulk_thread.shutdown(wait=True)
+            self._bulk_thread = None
+        for sync in (self._now, self._bulk):
+            if sync is not None:
+                sync.close()
+        self._now = self._bulk = None
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    async def migrate(self) -> list[str]:
+        w = self._require_writer()
+        applied: list[str] = []
+        async with self._write_lock:
+            await w.execute("BEGIN")
+            try:
+                await w.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                await w.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                " version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+                done = {r[0] for r in await (await w.execute("SELECT version FROM schema_migrations")).fetchall()}
+                for version, name, sql in migration_files():
+                    if version in done:
+                        continue
+                    for stmt in split_sql(sql):
+                        for pg in dialect.migration(stmt):
+                            await w.execute(pg)  # type: ignore[arg-type]
+                    await w.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
+                                    (version, name, self.stamp()))
+                    applied.append(name)
+                await w.execute("COMMIT")
+            except BaseException:
+                await w.execute("ROLLBACK")
+                raise
+        for name in applied:
+            log.info("applied migration %s", name)
+        return applied
+
+    def _require_writer(self) -> psycopg.AsyncConnection[Any]:
+        if self._writer is None:
+            raise RuntimeError("database is not open")
+        return self._writer
+
+    def stamp(self) -> str:
+        return iso_stamp(self.clock.now())
+
+    @asynccontextmanager
+    async def transaction(self, *, opportunistic: bool = False) -> AsyncIterator[Tx]:
+        async with self._write_lock:
+            w = await self._writer_now()
+            await w.execute("BEGIN")
+            try:
+                if opportunistic:
+                    await w.execute(f"SET LOCAL lock_timeout = '{OPPORTUNISTIC_WAIT_MS}ms'")
+                yield Tx(w, self.clock, self._ids)
+            except BaseException:
+                await self._rollback(w)
+                raise
+            commit = asyncio.ensure_future(w.execute("COMMIT"))
+            try:
+                await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await commit
+                raise
+            except BaseException:
+                await self._rollback(w)
+                raise
+
+    @staticmethod
+    async def _rollback(w: psycopg.AsyncConnection[Any]) -> None:
+        try:
+            await w.execute("ROLLBACK")
+        except psycopg.Error as exc:
+            log.info("rollback: %s", exc)
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        return await (await _run(await self._reader_now(), sql, params, frozenset())).fetchall()
+
+    async def fetch_tuples(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await self.fetchall(sql, params)]
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        return await (await _run(await self._reader_now(), sql, params, frozenset())).fetchone()
+
+    async def read(self, fn: Callable[[Reader], T]) -> T:  # type: ignore[override]
+        if self._bulk is None or self._bulk_thread is None:
+            raise RuntimeError("database is not open")
+
+        def run() -> T:
+            if not self._usable(self._bulk):
+                with contextlib.suppress(psycopg.Error):
+                    self._bulk.close()  # type: ignore[union-attr]
+                self._bulk = self._connect_sync()
+            conn = self._bulk
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")  # one snapshot
+            try:
+                return fn(Reader(conn))
+            finally:
+                if self._usable(conn):
+                    conn.execute("COMMIT")
+
+        return await asyncio.get_running_loop().run_in_executor(self._bulk_thread, run)
+
+    def query_now(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """A point lookup, inline (FastAGI, the live cards): a round trip to the centre while it
+        answers; from its first failure the branch's local copy answers, never waiting on the
+        event loop for a dead link, until the background task has connected again."""
+        if self._now is None:
+            raise RuntimeError("database is not open")
+        if self.centre_unreachable_since is None:
+            try:
+                if self._usable(self._now):
+                    return self._now.execute(dialect.statement(sql), _params(params)).fetchall()
+                reason = "the connection was lost"
+            except psycopg.OperationalError as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.error("PostgreSQL unreachable (%s); lookups answered from the local copy", reason)
+            self.centre_unreachable_since = self.clock.now()
+        return self.copy.query(sql, params)
+
+    async def _reach_centre(self) -> bool:
+        """Connect the inline lookups again (in a worker thread); True once the centre answers."""
+        def connect() -> psycopg.Connection[Any]:
+            conn = psycopg.connect(self.url, autocommit=True, **NOW_OPTIONS)
+            _configure(conn)
+            return conn
+        try:
+            fresh = await asyncio.get_running_loop().run_in_executor(None, connect)
+        except (psycopg.Error, OSError):
+            return False
+        old, self._now = self._now, fresh
+        if old is not None:
+            with contextlib.suppress(psycopg.Error):
+                old.close()
+        self.centre_unreachable_since = None
+        log.warning("PostgreSQL answers again; lookups go to the centre")
+        await self.refresh_copy()
+        return True
+
+    async def ping(self) -> bool:
+        try:
+            return (await self.fetchone("SELECT 1")) is not None
+        except Exception:
+            return False
