@@ -39,7 +39,9 @@ CONNECT_OPTIONS: dict[str, Any] = {"connect_timeout": 5, "keepalives": 1, "keepa
 NOW_OPTIONS: dict[str, Any] = {**CONNECT_OPTIONS, "connect_timeout": 2, "tcp_user_timeout": 1000}
 RETRY_CENTRE_SECONDS = 5.0  # while unreachable, the centre is tried again this often
 COPY_REFRESH_SECONDS = 60.0
-MIGRATION_LOCK = 0x636C696E  # pg_advisory_xact_lock key: "clin"
+MIGRATION_LOCK = 0x636C696E
+LIVE_CHANNEL = "clinic_pbx_live"  # LISTEN/NOTIFY: live cards between a chain's processes
+MAX_NOTIFY_BYTES = 7900  # PostgreSQL refuses a payload of 8000 bytes or more  # pg_advisory_xact_lock key: "clin"
 T = TypeVar("T")
 
 
@@ -194,6 +196,9 @@ class PgDatabase:
         self.copy = LocalCopy(local_copy)
         self.centre_unreachable_since: float | None = None  # set while inline lookups fail
         self._copy_task: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[str | None], None]] = []
+        self._listen_task: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()  # set while the live channel is listened to
         self.path = None  # no file: backups are pg_dump's (README, "Clinic chain")
         self.clock: Clock = clock or SystemClock()
         self._writer: psycopg.AsyncConnection[Any] | None = None
@@ -283,7 +288,56 @@ class PgDatabase:
                 await self.refresh_copy()
                 since_refresh = 0.0
 
+    async def notify(self, payload: str) -> bool:
+        """Send ``payload`` to every process listening (itself included); False if too long."""
+        if len(payload.encode()) > MAX_NOTIFY_BYTES:
+            log.warning("live message of %d bytes not sent (PostgreSQL's limit)", len(payload.encode()))
+            return False
+        await (await self._reader_now()).execute("SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, payload))
+        return True
+
+    def listen(self, callback: Callable[[str | None], None]) -> None:
+        """``callback(payload)`` for every message on the live channel, in order; ``callback(None)``
+        after each (re)connection, when messages may have been missed (the listener resyncs)."""
+        self._listeners.append(callback)
+        if self._listen_task is None:
+            self._listen_task = asyncio.create_task(self._listen(), name="pg-listen")
+
+    async def _listen(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, **CONNECT_OPTIONS)
+                try:
+                    await conn.execute(f"LISTEN {LIVE_CHANNEL}")
+                    delay = 0.5
+                    self.listening.set()
+                    self._deliver(None)
+                    async for message in conn.notifies():
+                        self._deliver(message.payload)
+                finally:
+                    self.listening.clear()
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.close()
+            except (psycopg.Error, OSError) as exc:
+                log.warning("PostgreSQL live channel: %s; listening again in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    def _deliver(self, payload: str | None) -> None:
+        for callback in self._listeners:
+            try:
+                callback(payload)
+            except Exception:
+                log.exception("live channel listener failed")
+
     async def close(self) -> None:
+        for task in (self._listen_task,):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._listen_task = None
         if self._copy_task is not None:
             self._copy_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -341,7 +395,13 @@ class PgDatabase:
     async def transaction(self, *, opportunistic: bool = False) -> AsyncIterator[Tx]:
         async with self._write_lock:
             w = await self._writer_now()
-            await w.execute("BEGIN")
+            try:
+                await w.execute("BEGIN")
+            except psycopg.OperationalError:
+                if not w.broken:
+                    raise
+                w = await self._writer_now()  # dropped while idle (the centre restarted): nothing done yet
+                await w.execute("BEGIN")
             try:
                 if opportunistic:
                     await w.execute(f"SET LOCAL lock_timeout = '{OPPORTUNISTIC_WAIT_MS}ms'")
@@ -367,20 +427,31 @@ class PgDatabase:
         except psycopg.Error as exc:
             log.info("rollback: %s", exc)
 
+    async def _read_once(self, sql: str, params: Iterable[Any]) -> Result:
+        """A read on the reading connection, once more on a fresh one if the centre had dropped
+        it while idle (a read is safe to repeat)."""
+        params = tuple(params)
+        try:
+            return await _run(await self._reader_now(), sql, params, frozenset())
+        except psycopg.OperationalError:
+            if self._reader is None or not self._reader.broken:
+                raise
+            return await _run(await self._reader_now(), sql, params, frozenset())
+
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        return await (await _run(await self._reader_now(), sql, params, frozenset())).fetchall()
+        return await (await self._read_once(sql, params)).fetchall()
 
     async def fetch_tuples(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in await self.fetchall(sql, params)]
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        return await (await _run(await self._reader_now(), sql, params, frozenset())).fetchone()
+        return await (await self._read_once(sql, params)).fetchone()
 
     async def read(self, fn: Callable[[Reader], T]) -> T:  # type: ignore[override]
         if self._bulk is None or self._bulk_thread is None:
             raise RuntimeError("database is not open")
 
-        def run() -> T:
+        def attempt() -> T:
             if not self._usable(self._bulk):
                 with contextlib.suppress(psycopg.Error):
                     self._bulk.close()  # type: ignore[union-attr]
@@ -392,6 +463,14 @@ class PgDatabase:
             finally:
                 if self._usable(conn):
                     conn.execute("COMMIT")
+
+        def run() -> T:
+            try:
+                return attempt()
+            except psycopg.OperationalError:
+                if self._bulk is None or not self._bulk.broken:
+                    raise
+                return attempt()  # dropped while idle: a read is safe to repeat
 
         return await asyncio.get_running_loop().run_in_executor(self._bulk_thread, run)
 

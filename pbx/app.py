@@ -19,6 +19,7 @@ from agi.routes import incoming_route
 from agi.server import AgiRequest, FastAgiServer
 from crm import storage
 from crm.clock import Clock, SystemClock
+from crm.local_outbox import LocalOutbox
 from pbx.ami.client import AmiClient, RawSink
 from pbx.ari.client import AriClient
 from pbx.ari.flow_runner import FlowRunner
@@ -94,11 +95,14 @@ def build_app(
         await services.db.close()
 
     async def call_tracking(_: web.Application) -> AsyncIterator[None]:
+        outbox = LocalOutbox(settings.state_dir / "chain-outbox.sqlite") if settings.on_postgresql else None
         services.calls = CallService(services.db, CdrReader(settings.cdr_db_path),
-                                     box=settings.asterisk.system_name)
+                                     box=settings.asterisk.system_name, outbox=outbox)
         services.calls.start()
         yield
         await services.calls.stop()
+        if outbox is not None:
+            outbox.close()
 
     async def embedded_asterisk(_: web.Application) -> AsyncIterator[None]:
         services.asterisk = EmbeddedAsterisk(settings)

@@ -19,6 +19,7 @@ from typing import Any
 
 from crm import calls as crm_calls
 from crm.db import Database
+from crm.local_outbox import LocalOutbox
 from pbx.ami.client import AmiClient, AmiEvent, AmiLink
 from pbx.calls.events import ChannelSnapshot, normalize
 from pbx.calls.records import (
@@ -45,9 +46,11 @@ BACKFILL_MARGIN = timedelta(minutes=10)
 
 class CallService:
     def __init__(self, db: Database, cdr: CdrReader, config: TrackerConfig | None = None, *,
-                 box: str = "") -> None:
+                 box: str = "", outbox: LocalOutbox | None = None) -> None:
         self.db = db
         self.box = box  # a chain's box: its backfill starts after its own last call
+        # a chain's branch: calls the centre could not take are kept on disk until it does
+        self.outbox = outbox
         self.cdr = cdr
         self.tracker = CallTracker(config)
         self.config = self.tracker.config
@@ -70,6 +73,12 @@ class CallService:
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
+        if self.outbox is not None:  # what a stop during an outage left: first, in order
+            kept = self.outbox.waiting()
+            for item in kept:
+                self._writes.put_nowait(item)
+            if kept:
+                log.warning("%d finished calls kept from before the restart: saving them first", len(kept))
         self._task = asyncio.create_task(self._writer(), name="call-writer")
 
     async def stop(self) -> None:
@@ -79,8 +88,9 @@ class CallService:
             try:
                 await self.flush(timeout=5)
             except TimeoutError:
-                log.error("shutdown: %d finished calls not written (the CDR backfill will "
-                          "add them at the next start)", self._writes.qsize())
+                log.error("shutdown: %d finished calls not written (%s)", self._writes.qsize(),
+                          "kept in the local outbox for the next start" if self.outbox is not None
+                          else "the CDR backfill will add them at the next start")
             await cancel_and_wait(self._task)
 
     async def flush(self, timeout: float = 10.0) -> None:
@@ -101,6 +111,8 @@ class CallService:
     def _apply(self, changes: list[Change], received_at: float | None = None) -> None:
         for change in changes:
             if isinstance(change, CallFinished):
+                if self.outbox is not None:  # on disk before the first attempt (a chain's branch)
+                    self._keep(change.record, received_at)
                 self._writes.put_nowait((change.record, received_at))
             elif isinstance(change, LiveUpdate):
                 self._update_live(change.call)
@@ -180,6 +192,8 @@ class CallService:
                         self.stats["records" if record.source == "ami" else "backfilled"] += 1
                         if received_at is not None:
                             self.commit_latency.append(time.time() - received_at)
+                    if self.outbox is not None:
+                        self._kept(record.linkedid)
                     if self.write_failing_since is not None:
                         log.warning("saving calls works again (%d waiting)", self._writes.qsize())
                     self.write_failing_since = None
@@ -190,12 +204,25 @@ class CallService:
                     # keep the record and retry: a locked or full disk must not lose a call
                     self.stats["write_errors"] += 1
                     self.write_failing_since = self.write_failing_since or time.time()
+
                     self.last_write_error = f"{type(exc).__name__}: {exc}"[:200]
                     log.error("saving call %s failed (%s); %d calls waiting, retrying in %.1f s",
                               record.linkedid, self.last_write_error, self._writes.qsize(), delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
             self._writes.task_done()
+
+    def _keep(self, record: CallRecord, received_at: float | None) -> None:
+        try:
+            self.outbox.put(record, received_at)  # type: ignore[union-attr]
+        except Exception:  # the local disk: the call is still queued in memory, as without a chain
+            log.exception("call %s not kept in the local outbox", record.linkedid)
+
+    def _kept(self, linkedid: str) -> None:
+        try:
+            self.outbox.done(linkedid)  # type: ignore[union-attr]
+        except Exception:  # saved already: a kept copy only costs an idempotent save later
+            log.exception("call %s left in the local outbox", linkedid)
 
     @property
     def pending_writes(self) -> int:

@@ -16,6 +16,7 @@ from aiohttp_session import get_session, new_session
 
 from crm import audit, sessions, shifts, users
 from crm.login_limits import LoginThrottle
+from crm.pg import PgDatabase
 from crm.signatures import ReplayGuard
 from pbx.services import SERVICES
 from pbx.settings import Settings
@@ -41,6 +42,7 @@ from web.callbacks_page import setup_callbacks_page
 from web.common import ROW_ID, clinic_tz, money
 from web.history import history, history_csv, recording
 from web.live import LIVE_HUB, LiveHub, live_events
+from web.live_bus import LiveBus
 from web.metrics import metrics_page
 from web.security import CSRF_FIELD, SESSION_TOKEN, csrf_token, current_user, setup_security
 from web.shift import shift_first, shift_form, shift_submit
@@ -112,10 +114,17 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app[LIVE_HUB] = LiveHub(app[SERVICES].db)
 
     async def live_hub(app: web.Application) -> AsyncIterator[None]:
+        hub = app[LIVE_HUB]
         calls = app[SERVICES].calls
         if calls is not None:
-            app[LIVE_HUB].attach(calls)
+            hub.attach(calls)
+        db = app[SERVICES].db
+        if isinstance(db, PgDatabase):  # a chain: the other boxes' cards over LISTEN/NOTIFY
+            hub.bus = LiveBus(hub, db)
+            hub.bus.start()
         yield
+        if hub.bus is not None:
+            await hub.bus.stop()
 
     app.cleanup_ctx.append(live_hub)
 

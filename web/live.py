@@ -21,6 +21,7 @@ from crm.db import Database
 from pbx.call_service import CallService
 from pbx.calls.records import Change, LiveCall, LiveUpdate, QueueWaiting
 from pbx.services import SERVICES
+from web.live_bus import LiveBus
 from web.security import VIEWER, current_user
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ class LiveHub:
         self.db = db
         self.calls: CallService | None = None
         self.subscribers: set[Subscriber] = set()
+        # a chain: the other boxes' live cards (web/live_bus.py), desk phone -> linkedid -> (card, branch)
+        self.bus: LiveBus | None = None
+        self.remote: dict[str, dict[str, tuple[dict[str, Any], int | None]]] = {}
 
     def attach(self, calls: CallService) -> None:
         self.calls = calls
@@ -78,19 +82,47 @@ class LiveHub:
     def on_change(self, change: Change) -> None:
         if isinstance(change, LiveUpdate):
             # this runs in the AMI consumer: build the card (CRM lookups) only for open tabs
+            # (and, in a chain, for the other processes' tabs)
             call = change.call
             watching = [s for s in self.subscribers if s.extension == call.endpoint]
             if any(s.rules for s in watching):
                 branch = self.branch_of(call.did)
                 watching = [s for s in watching
                             if distribution.allowed(s.rules, call.did, call.queue, branch)]
-            if watching:
+            if watching or self.bus is not None:
                 card = self.card(change.call)
                 for sub in watching:
                     sub.offer({"type": "card", "card": card})
+                if self.bus is not None:
+                    self.bus.send_card(card, self.branch_of(call.did))
         elif isinstance(change, QueueWaiting):
             for sub in list(self.subscribers):
                 sub.offer({"type": "waiting", "queue": change.queue, "count": change.count})
+
+    def remote_card(self, card: dict[str, Any], branch: int | None) -> None:
+        """Another box's card (web/live_bus.py): kept while live, offered to this process's tabs
+        watching that desk phone, by the same distribution rules as a local one."""
+        endpoint, linkedid = str(card["endpoint"]), str(card["linkedid"])
+        cards = self.remote.setdefault(endpoint, {})
+        if card.get("status") == "ended":
+            cards.pop(linkedid, None)
+        else:
+            cards[linkedid] = (card, branch)
+        for sub in list(self.subscribers):
+            if sub.extension == endpoint and distribution.allowed(sub.rules, card.get("did", ""),
+                                                                   card.get("queue", ""), branch):
+                sub.offer({"type": "card", "card": card})
+
+    def forget_remote(self) -> None:
+        self.remote.clear()
+
+    def send_live_cards(self) -> None:
+        """Every live card of this box on the bus again (another process asked: it resyncs)."""
+        if self.bus is None or self.calls is None:
+            return
+        for cards in self.calls.live.values():
+            for call in cards.values():
+                self.bus.send_card(self.card(call), self.branch_of(call.did))
 
     def notify_user(self, user_id: int, text: str, level: str = "info") -> None:
         for sub in list(self.subscribers):
@@ -107,10 +139,12 @@ class LiveHub:
         if rules:
             cards = [c for c in cards
                      if distribution.allowed(rules, c.did, c.queue, self.branch_of(c.did))]
+        remote = [card for card, branch in self.remote.get(extension or "", {}).values()
+                  if distribution.allowed(rules, card.get("did", ""), card.get("queue", ""), branch)]
         return {
             "type": "snapshot",
             "extension": extension,
-            "cards": [self.card(c) for c in cards],
+            "cards": [self.card(c) for c in cards] + remote,
             "waiting": dict(self.calls.waiting) if self.calls else {},
             # seed 000: «Ещё N на линии» counts the callers of the queues this phone serves
             "queues": self.calls.queues_of(extension) if self.calls and extension else [],

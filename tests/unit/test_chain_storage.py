@@ -279,3 +279,102 @@ async def test_a_box_backfills_after_its_own_last_call(crm_db: AnyDatabase) -> N
     assert (await last_call_end(crm_db, "sadovaya")).startswith("2026-09-21T16:59:59")
     assert await last_call_end(crm_db, "other") is None
     assert await last_call_end(crm_db) == await last_call_end(crm_db, "sadovaya")
+
+
+async def test_live_cards_reach_the_other_branches_panels(tmp_path: Path, pg_cluster: PgCluster) -> None:
+    """A call-centre administrator at branch B's panel, bound to a desk phone of branch A, sees
+    A's cards as they change; a process started later gets the cards live now; a card that
+    ends leaves every panel; a process never shows its own cards twice."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from crm import patients
+    from pbx.app import SERVICES, Adapters, build_app
+    from pbx.calls.records import LiveCall, LiveUpdate
+    from tests.unit.panel_client import offline_settings
+    from tests.unit.test_storage_faults import wait_for
+    from web.live import LIVE_HUB
+
+    url = pg_cluster.new_database()
+
+    def box(name: str):  # type: ignore[no-untyped-def]
+        return build_app(offline_settings(tmp_path / name, database=url), adapters=Adapters.offline())
+
+    def call(status: str) -> LiveUpdate:
+        return LiveUpdate(LiveCall("tverskaya-1.1", "incoming", "201", status, "79161234567", "", "74951110001",
+                                   "reception-ringall", "patient", "1", 100.0))
+
+    a, b = box("a"), box("b")
+    async with TestClient(TestServer(a, host="127.0.0.1")), TestClient(TestServer(b, host="127.0.0.1")):
+        await patients.add_patient(a[SERVICES].db, "Петрова", "Анна", phone_numbers=("+79161234567",))
+        for app in (a, b):
+            await asyncio.wait_for(app[SERVICES].db.listening.wait(), 10)
+        watcher = b[LIVE_HUB].subscribe(1, "201")  # B's tab, bound to A's phone 201
+
+        async def until(status: str, allowed: set[str]) -> dict:
+            """The watcher's cards up to ``status`` (a resync may offer the current card again)."""
+            while True:
+                card = (await asyncio.wait_for(watcher.queue.get(), 10))["card"]
+                assert card["status"] in allowed | {status}
+                if card["status"] == status:
+                    return card
+
+        a[SERVICES].calls._apply([call("ringing")])
+        card = await until("ringing", set())
+        assert card["display"] == "Петрова Анна" and card["patients"][0]["full_name"] == "Петрова Анна"
+        assert [c["linkedid"] for c in b[LIVE_HUB].snapshot("201")["cards"]] == ["tverskaya-1.1"]
+        a[SERVICES].calls._apply([call("talking")])
+        await until("talking", {"ringing"})
+
+        c = box("c")  # started while the call goes on: asks, and A sends its live cards again
+        async with TestClient(TestServer(c, host="127.0.0.1")):
+            await wait_for(lambda: bool(c[LIVE_HUB].snapshot("201")["cards"]), 10, "no resync")
+            assert c[LIVE_HUB].snapshot("201")["cards"][0]["status"] == "talking"
+            a[SERVICES].calls._apply([call("ended")])
+            await until("ended", {"talking"})  # C's resync made A send the talking card again
+            await wait_for(lambda: not c[LIVE_HUB].snapshot("201")["cards"], 10, "the ended card stayed")
+        assert b[LIVE_HUB].snapshot("201")["cards"] == []
+        assert a[LIVE_HUB].remote == {}  # its own messages came back and were skipped
+
+
+def test_a_kept_call_reads_back_as_it_was() -> None:
+    from crm.local_outbox import record_from_json, record_to_json
+    from tests.unit.test_storage_faults import record
+
+    original = record(3)
+    assert record_from_json(record_to_json(original)) == original
+
+
+async def test_a_branch_stopped_during_an_outage_saves_its_calls_at_the_next_start(tmp_path: Path) -> None:
+    """Calls the centre could not take when the branch's process stopped are kept on disk and
+    saved first, once each, when the process starts again with the centre back."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from crm.calls import known_linkedids
+    from pbx.app import SERVICES, Adapters, build_app
+    from pbx.calls.records import CallFinished
+    from tests.pg_cluster import running_cluster
+    from tests.unit.panel_client import offline_settings
+    from tests.unit.test_storage_faults import record, wait_for
+
+    with running_cluster() as cluster:
+        settings = offline_settings(tmp_path / "state", database=cluster.new_database(), disk_alarm_mb=0)
+        records = [record(n) for n in range(5)]
+        app = build_app(settings, adapters=Adapters.offline())
+        async with TestClient(TestServer(app, host="127.0.0.1")):
+            calls = app[SERVICES].calls
+            assert calls is not None
+            await calls.flush()
+            await asyncio.to_thread(cluster.stop_server)
+            for r in records:
+                calls._apply([CallFinished(r)])
+            await wait_for(lambda: calls.outbox is not None and len(calls.outbox.waiting()) == 5, 20,
+                           "the calls were not kept")
+        # the process has stopped with the calls unsaved; the centre comes back, then the process
+        await asyncio.to_thread(cluster.start_server)
+        app = build_app(settings, adapters=Adapters.offline())
+        async with TestClient(TestServer(app, host="127.0.0.1")):
+            services = app[SERVICES]
+            await services.calls.flush(timeout=30)
+            assert len(await known_linkedids(services.db, [r.linkedid for r in records])) == 5
+            assert (await services.db.fetchone("SELECT COUNT(*) FROM calls"))[0] == 5
+            assert services.calls.outbox.waiting() == []
