@@ -11,6 +11,7 @@ code and the migrations use, nothing more general:
 
 from __future__ import annotations
 
+import functools
 import re
 
 _LITERAL = re.compile(r"'(?:[^']|'')*'")
@@ -79,6 +80,7 @@ def _expressions(code: str) -> str:
     return re.sub(r"\bLIKE\b", "ILIKE", code)
 
 
+@functools.lru_cache(maxsize=4096)  # the code's statements are a few hundred constant texts
 def statement(sql: str, *, params: bool = True) -> str:
     """A statement of the code for PostgreSQL. ``params``: it is sent with parameters (psycopg
     then reads ``%`` as its own mark, so every literal one is doubled)."""

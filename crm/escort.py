@@ -104,8 +104,8 @@ async def claim_jobs(db: Database, kind: str, now: float, limit: int, where: str
     """The job table's one claim: due jobs of a kind go pending -> running in one transaction,
     so a job runs once at a time, whichever process claims (a chain's branches share the jobs:
     on PostgreSQL the rows another claim holds are skipped, and the outer ``state`` test makes a
-    row claimed meanwhile drop out instead of being claimed twice). An escort job shows its subject as ``appointment_id`` and
-    ``starts_ts``."""
+    row claimed meanwhile drop out instead of being claimed twice). An escort job shows its
+    subject as ``appointment_id`` and ``starts_ts``."""
     if limit <= 0:
         return []
     async with db.transaction() as tx:

@@ -85,7 +85,8 @@ def build_app(
     make = adapters or Adapters()
     app = web.Application()
     clock = clock or SystemClock()  # one clock: events' times, jobs' due times and audit stamps
-    services = Services(settings=settings, db=storage.database(settings.db_location, clock, settings.state_dir / "chain-copy.sqlite"), clock=clock)
+    db = storage.database(settings.db_location, clock, settings.state_dir / "chain-copy.sqlite")
+    services = Services(settings=settings, db=db, clock=clock)
     app[SERVICES] = services
     manage = settings.asterisk.embedded if manage_asterisk is None else manage_asterisk
 

@@ -204,7 +204,6 @@ class CallService:
                     # keep the record and retry: a locked or full disk must not lose a call
                     self.stats["write_errors"] += 1
                     self.write_failing_since = self.write_failing_since or time.time()
-
                     self.last_write_error = f"{type(exc).__name__}: {exc}"[:200]
                     log.error("saving call %s failed (%s); %d calls waiting, retrying in %.1f s",
                               record.linkedid, self.last_write_error, self._writes.qsize(), delay)

@@ -78,6 +78,10 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     from crm.backup import backup, prune
 
+    if settings.on_postgresql:
+        print(f"backup: the database is PostgreSQL ({settings.db_shown}): back it up with pg_dump on its"
+              " host (README, \"Clinic chain\")", file=sys.stderr)
+        return 2
     target = args.target or (Path(settings.backup_dir) if settings.backup_dir else settings.state_dir / "backups")
     folder = backup(settings.db_path, settings.state_dir / "secrets.json", target)
     print(f"backup: {folder}")
@@ -90,6 +94,10 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     from crm.backup import restore
 
+    if settings.on_postgresql:
+        print(f"restore: the database is PostgreSQL ({settings.db_shown}): restore it with pg_restore"
+              " (README, \"Clinic chain\")", file=sys.stderr)
+        return 2
     kept = restore(args.folder, settings.db_path, settings.state_dir / "secrets.json")
     print(f"restored {args.folder} into {settings.db_path}" + (f"; the previous database is {kept}" if kept else ""))
     return 0

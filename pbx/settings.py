@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field
@@ -160,7 +159,11 @@ class Settings:
     def db_shown(self) -> str:
         """The database as printed and logged: a URL without its password."""
         if isinstance(self.database, str):
-            return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", self.database)
+            scheme, _, rest = self.database.partition("://")
+            credentials, at, where = rest.rpartition("@")  # the last @: a password may hold one
+            if at and ":" in credentials:
+                return f"{scheme}://{credentials.split(':', 1)[0]}:***@{where}"
+            return self.database
         return str(self.db_location)
 
     @property

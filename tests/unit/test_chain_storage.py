@@ -180,6 +180,9 @@ def test_a_setting_names_the_storage(tmp_path: Path) -> None:
     assert not is_postgresql(tmp_path / "crm.sqlite") and is_postgresql("postgresql://u@h/db")
     chain = Settings(state_dir=tmp_path, database="postgresql://clinic:s3cret@10.0.0.5/crm")
     assert chain.on_postgresql and chain.db_shown == "postgresql://clinic:***@10.0.0.5/crm"
+    odd = Settings(state_dir=tmp_path, database="postgresql://clinic:p@ss:w/rd@10.0.0.5:5433/crm")
+    assert odd.db_shown == "postgresql://clinic:***@10.0.0.5:5433/crm"
+    assert Settings(state_dir=tmp_path, database="postgresql://10.0.0.5/crm").db_shown == "postgresql://10.0.0.5/crm"
     with pytest.raises(ValueError, match="pg_dump"):
         _ = chain.db_path
     one = Settings(state_dir=tmp_path)
@@ -378,3 +381,16 @@ async def test_a_branch_stopped_during_an_outage_saves_its_calls_at_the_next_sta
             assert len(await known_linkedids(services.db, [r.linkedid for r in records])) == 5
             assert (await services.db.fetchone("SELECT COUNT(*) FROM calls"))[0] == 5
             assert services.calls.outbox.waiting() == []
+
+
+def test_backup_and_restore_point_a_chain_to_pg_dump(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from pbx.cli_ops import cmd_backup, cmd_restore
+    from pbx.settings import Settings
+
+    chain = Settings(state_dir=tmp_path, database="postgresql://clinic:s3cret@10.0.0.5/crm")
+    assert cmd_backup(chain, argparse.Namespace(target=None, keep=None)) == 2
+    assert cmd_restore(chain, argparse.Namespace(folder=tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "pg_dump" in err and "pg_restore" in err and "s3cret" not in err
