@@ -26,8 +26,10 @@ from psycopg.adapt import Loader
 
 from crm import dialect
 from crm.clock import Clock, SystemClock
+from crm.db import Reader as BaseReader
 from crm.db import iso_stamp, migration_files, split_sql
 from crm.local_copy import LocalCopy
+from pbx.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -146,21 +148,14 @@ class Tx:
         return iso_stamp(self._clock.now())
 
 
-class Reader:
-    """``crm.db.Reader`` on a PostgreSQL connection, in the reading thread."""
+class Reader(BaseReader):
+    """``crm.db.Reader`` on a PostgreSQL connection, in the reading thread: the same reads,
+    each statement translated."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ()
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._conn = conn
-
-    def fetch_tuples(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._conn.execute(dialect.statement(sql), _params(params)).fetchall()
-
-    def fetch_dicts(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        cur = self._conn.execute(dialect.statement(sql), _params(params))
-        names = [d.name for d in cur.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    def _execute(self, sql: str, params: Iterable[Any]) -> Any:
+        return self._conn.execute(dialect.statement(sql), _params(params))
 
 
 def applied_versions(url: str) -> set[int]:
@@ -332,17 +327,9 @@ class PgDatabase:
                 log.exception("live channel listener failed")
 
     async def close(self) -> None:
-        for task in (self._listen_task,):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._listen_task = None
-        if self._copy_task is not None:
-            self._copy_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._copy_task
-            self._copy_task = None
+        await cancel_and_wait(self._listen_task)
+        await cancel_and_wait(self._copy_task)
+        self._listen_task = self._copy_task = None
         self.copy.close()
         if self._bulk_thread is not None:
             self._bulk_thread.shutdown(wait=True)

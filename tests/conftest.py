@@ -1,7 +1,8 @@
 """Shared fixtures. Integration tests run against one real Asterisk started for the session on
 its own loopback ports and runtime folder, so ``make test`` works beside a ``make run``.
 
-With ``CI`` set, a missing Asterisk, SIPp or Chromium fails the test instead of skipping it.
+With ``CI`` set, a missing Asterisk, SIPp, Chromium or PostgreSQL fails the test instead of
+skipping it.
 """
 
 from __future__ import annotations

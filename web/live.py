@@ -85,7 +85,8 @@ class LiveHub:
             # (and, in a chain, for the other processes' tabs)
             call = change.call
             watching = [s for s in self.subscribers if s.extension == call.endpoint]
-            if any(s.rules for s in watching):
+            branch = None
+            if any(s.rules for s in watching) or self.bus is not None:
                 branch = self.branch_of(call.did)
                 watching = [s for s in watching
                             if distribution.allowed(s.rules, call.did, call.queue, branch)]
@@ -94,7 +95,7 @@ class LiveHub:
                 for sub in watching:
                     sub.offer({"type": "card", "card": card})
                 if self.bus is not None:
-                    self.bus.send_card(card, self.branch_of(call.did))
+                    self.bus.send_card(card, branch)
         elif isinstance(change, QueueWaiting):
             for sub in list(self.subscribers):
                 sub.offer({"type": "waiting", "queue": change.queue, "count": change.count})

@@ -19,6 +19,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from crm.pg import PgDatabase
+from pbx.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from web.live import LiveHub
@@ -40,13 +41,8 @@ class LiveBus:
         self.db.listen(self.on_message)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def send(self, message: dict[str, Any]) -> None:
         text = json.dumps({**message, "origin": self.origin}, ensure_ascii=False, separators=(",", ":"))

@@ -6,6 +6,7 @@ a box's live card reaches the other branch's panel."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -59,6 +60,7 @@ def box_b(asterisk: EmbeddedAsterisk, test_settings: Settings) -> Iterator[Setti
         ast.stop()
 
 
+@contextlib.asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[web.Application]:
     app = build_app(settings, manage_asterisk=False)
     server = TestServer(app, host="127.0.0.1")
@@ -87,10 +89,8 @@ async def test_two_boxes_one_crm(asterisk, box_b: Settings, test_settings: Setti
     settings_b = dataclasses.replace(box_b, database=url)
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
-    a_gen, b_gen = serve(settings_a), serve(settings_b)
-    app_a, app_b = await anext(a_gen), await anext(b_gen)
-    a, b = app_a[SERVICES], app_b[SERVICES]
-    try:
+    async with serve(settings_a) as app_a, serve(settings_b) as app_b:
+        a, b = app_a[SERVICES], app_b[SERVICES]
         await asyncio.wait_for(a.db.listening.wait(), 10)  # type: ignore[union-attr]
         await asyncio.wait_for(b.db.listening.wait(), 10)  # type: ignore[union-attr]
         watcher = app_b[LIVE_HUB].subscribe(0, "101")  # B's panel, a tab watching phone 101
@@ -121,9 +121,6 @@ async def test_two_boxes_one_crm(asterisk, box_b: Settings, test_settings: Setti
         while not watcher.queue.empty():
             seen.append(watcher.queue.get_nowait())
         assert any(m.get("type") == "card" and m["card"]["linkedid"] == lids["79991110001"] for m in seen)
-    finally:
-        for gen in (a_gen, b_gen):
-            await gen.aclose()
 
 
 async def test_postgresql_down_for_30_s_during_calls(asterisk, test_settings: Settings, pg_cluster: PgCluster,
@@ -133,10 +130,8 @@ async def test_postgresql_down_for_30_s_during_calls(asterisk, test_settings: Se
     from crm import patients
 
     settings = dataclasses.replace(test_settings, database=pg_cluster.new_database())
-    gen = serve(settings)
-    app = await anext(gen)
-    services = app[SERVICES]
-    try:
+    async with serve(settings) as app:
+        services = app[SERVICES]
         await patients.add_patient(services.db, "Петрова", "Анна", phone_numbers=("+79991110003",))
         assert await services.db.refresh_copy()  # type: ignore[union-attr]
         await services.calls.flush()
@@ -166,5 +161,3 @@ async def test_postgresql_down_for_30_s_during_calls(asterisk, test_settings: Se
         listed = [c["linkedid"] for c in await list_calls(services.db, CallFilter(limit=1000))]
         assert len(listed) == len(set(listed)) == before + 2
         assert services.calls.outbox is not None and services.calls.outbox.waiting() == []
-    finally:
-        await gen.aclose()
