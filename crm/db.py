@@ -271,22 +271,21 @@ class Database:
         except sqlite3.OperationalError as exc:  # nothing left to roll back: it had ended
             log.info("rollback: %s", exc)
 
+    # Each of these is one hop to the connection's thread (aiosqlite's execute, fetch and close
+    # of a cursor are three, ~0.1-0.25 ms each: a page's session, shift and filter lookups paid
+    # for them on every request). ``_execute`` is aiosqlite's own runner (version pinned).
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         r = self._reader or self._require_writer()
-        async with r.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        return await r._execute(_fetch_all, r._conn, sql, tuple(params), True)
 
     async def fetch_tuples(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """Plain tuples, for many rows read by position (a Row object per row costs more)."""
         r = self._reader or self._require_writer()
-        async with r.execute(sql, tuple(params)) as cur:
-            cur.row_factory = None  # type: ignore[assignment]
-            return list(await cur.fetchall())  # type: ignore[arg-type]
+        return await r._execute(_fetch_all, r._conn, sql, tuple(params), False)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         r = self._reader or self._require_writer()
-        async with r.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
+        return await r._execute(_fetch_one, r._conn, sql, tuple(params))
 
     async def read(self, fn: Callable[[Reader], T]) -> T:
         """Run a whole read function (many statements, their rows turned into results) in the
@@ -316,6 +315,24 @@ class Database:
             return (await self.fetchone("SELECT 1")) is not None
         except Exception:
             return False
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], rows: bool) -> list[Any]:
+    cur = conn.execute(sql, params)
+    try:
+        if not rows:
+            cur.row_factory = None
+        return cur.fetchall()
+    finally:
+        cur.close()
+
+
+def _fetch_one(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> Any:
+    cur = conn.execute(sql, params)
+    try:
+        return cur.fetchone()
+    finally:
+        cur.close()
 
 
 def split_sql(script: str) -> list[str]:

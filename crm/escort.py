@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm import clinic_settings, schedule
+from crm.claim import claim_rows
 from crm.db import Database
 from pbx.robots import rules
 from pbx.robots.rules import CONFIRMATION, DETAILS, REMINDER, EscortSettings, Facts, Wording
@@ -103,19 +104,12 @@ async def claim_jobs(db: Database, kind: str, now: float, limit: int, where: str
                      params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     """The job table's one claim: due jobs of a kind go pending -> running in one transaction,
     so a job runs once at a time, whichever process claims (a chain's branches share the jobs:
-    on PostgreSQL the rows another claim holds are skipped, and the outer ``state`` test makes a
-    row claimed meanwhile drop out instead of being claimed twice). An escort job shows its
-    subject as ``appointment_id`` and ``starts_ts``."""
-    if limit <= 0:
-        return []
+    on PostgreSQL the rows another claim holds are skipped, see ``crm.claim``). An escort job
+    shows its subject as ``appointment_id`` and ``starts_ts``."""
     async with db.transaction() as tx:
-        cur = await tx.execute(
-            "UPDATE jobs SET state = 'running', updated_at = ? WHERE state = 'pending' AND id IN (SELECT id FROM jobs"
-            f" WHERE kind = ? AND state = 'pending' AND due_ts <= ?{where} ORDER BY due_ts, id LIMIT ?{tx.skip_locked})"
-            f" RETURNING {job_columns()}",
-            (tx.stamp(), kind, now, *params, limit),
-        )
-        return [dict(r) for r in await cur.fetchall()]
+        return await claim_rows(tx, "jobs", f"kind = ? AND state = 'pending' AND due_ts <= ?{where}", "due_ts, id",
+                                (kind, now, *params), limit, "state = 'running', updated_at = ?", (tx.stamp(),),
+                                job_columns())
 
 
 async def confirmations_due(db: Database, now: float) -> bool:
@@ -328,12 +322,8 @@ async def _enqueue(tx: Any, job_id: int | None, appointment_id: int | None, scen
 
 async def claim_messages(db: Database, now: float, limit: int) -> list[dict[str, Any]]:
     async with db.transaction() as tx:
-        cur = await tx.execute(
-            "UPDATE outbox SET state = 'sending' WHERE state = 'queued' AND id IN (SELECT id FROM outbox WHERE"
-            f" state = 'queued' AND next_try_ts <= ? ORDER BY next_try_ts, id LIMIT ?{tx.skip_locked}) RETURNING *",
-            (now, limit),
-        )
-        return [dict(r) for r in await cur.fetchall()]
+        return await claim_rows(tx, "outbox", "state = 'queued' AND next_try_ts <= ?", "next_try_ts, id", (now,),
+                                limit, "state = 'sending'", ())
 
 
 async def message_result(db: Database, msg: dict[str, Any], result: str, now: float, *,

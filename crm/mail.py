@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from crm.claim import claim_rows
 from crm.db import Database
 from pbx.robots import callback_rules as cr
 
@@ -25,11 +26,8 @@ async def enqueue(tx: Any, key: str, request_id: int | None, to: tuple[str, ...]
 
 async def claim(db: Database, now: float, limit: int) -> list[dict[str, Any]]:
     async with db.transaction() as tx:
-        cur = await tx.execute(
-            "UPDATE mail_outbox SET state = 'sending' WHERE state = 'queued' AND id IN (SELECT id FROM mail_outbox"
-            f" WHERE state = 'queued' AND next_try_ts <= ? ORDER BY next_try_ts, id LIMIT ?{tx.skip_locked})"
-            " RETURNING *", (now, limit))
-        return [dict(r) for r in await cur.fetchall()]
+        return await claim_rows(tx, "mail_outbox", "state = 'queued' AND next_try_ts <= ?", "next_try_ts, id",
+                                (now,), limit, "state = 'sending'", ())
 
 
 async def result(db: Database, letter: dict[str, Any], error: str, now: float) -> None:

@@ -1,7 +1,8 @@
 """A clinic chain: two branches, each with its own embedded Asterisk and its own clinic-pbx
 process, one CRM on PostgreSQL. Calls on both boxes land once each and agree with each box's own
 CDR; the second box's linkedids carry its name; each process's panel shows both boxes' calls;
-a box's live card reaches the other branch's panel."""
+a box's live card reaches the other branch's panel; a robot campaign run by both processes calls
+each patient exactly once."""
 
 from __future__ import annotations
 
@@ -10,18 +11,25 @@ import contextlib
 import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from crm import escort, patients, schedule
 from crm.calls import CallFilter, list_calls
+from crm.clock import SettableClock
+from crm.demo import load_demo
 from pbx.app import SERVICES, Services, build_app
 from pbx.embedded import EmbeddedAsterisk
-from pbx.settings import Settings
+from pbx.robots.rules import EscortSettings
+from pbx.settings import GatewaySettings, RobotSettings, Settings
 from pbx.sipp import start_operator_call
 from tests.conftest import TEST_STATE
+from tests.gateway_fake import FakeGateway
 from tests.integration.helpers import (
     assert_matches_cdr,
     start_phones,
@@ -33,6 +41,7 @@ from tests.pg_cluster import PgCluster
 from web.live import LIVE_HUB
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sip_guard")]
+TZ = ZoneInfo("Europe/Moscow")
 
 
 def second_box(settings: Settings) -> Settings:
@@ -61,14 +70,16 @@ def box_b(asterisk: EmbeddedAsterisk, test_settings: Settings) -> Iterator[Setti
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[web.Application]:
-    app = build_app(settings, manage_asterisk=False)
+async def serve(settings: Settings, clock: SettableClock | None = None) -> AsyncIterator[web.Application]:
+    app = build_app(settings, manage_asterisk=False, clock=clock, run_escort=clock is None)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     services = app[SERVICES]
     try:
         assert await services.ami.wait_connected(15)
         await asyncio.wait_for(services.calls.resynced.wait(), 15)
+        if clock is not None:  # the robot's tests drive its passes themselves
+            assert services.ari is not None and await services.ari.wait_connected(10)
         yield app
     finally:
         await server.close()
@@ -161,3 +172,79 @@ async def test_postgresql_down_for_30_s_during_calls(asterisk, test_settings: Se
         listed = [c["linkedid"] for c in await list_calls(services.db, CallFilter(limit=1000))]
         assert len(listed) == len(set(listed)) == before + 2
         assert services.calls.outbox is not None and services.calls.outbox.waiting() == []
+
+
+CALL_DAY = datetime(2026, 11, 24, 10, 0, tzinfo=TZ).timestamp()  # the day before the visits, 10:00
+ROBOT = RobotSettings(dial="Local/{number}@patient-sim", tts_rate=320, input_timeout=2.5, max_errors=2,
+                      ring_seconds=8, tick_seconds=0.5)
+
+
+def cdr_high_water(cdr_db: Path) -> int:
+    con = sqlite3.connect(f"file:{cdr_db}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT COALESCE(MAX(AcctId), 0) FROM cdr").fetchone()[0]
+    finally:
+        con.close()
+
+
+def robot_linkedids(cdr_db: Path, after: int) -> list[str]:
+    """The robot's calls in a box's own CDR since ``after`` (one linkedid per call,
+    ``robot-<job>-<attempt>``; a fresh database numbers its jobs from 1 again)."""
+    con = sqlite3.connect(f"file:{cdr_db}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in con.execute(
+            "SELECT DISTINCT linkedid FROM cdr WHERE AcctId > ? AND linkedid LIKE 'robot-%'", (after,))]
+    finally:
+        con.close()
+
+
+async def test_robot_campaign_across_two_boxes(asterisk, box_b: Settings, test_settings: Settings,
+                                               pg_cluster: PgCluster, gateway: FakeGateway) -> None:
+    """Both branch processes work the shared job table at once, each through its own Asterisk
+    (four lines each): twelve patients who press 1 are each called exactly once, by one box."""
+    url = pg_cluster.new_database()
+    gw = GatewaySettings(push_url=gateway.url("push"), whatsapp_url=gateway.url("whatsapp"),
+                         sms_url=gateway.url("sms"), token=gateway.token)
+    settings_a = dataclasses.replace(test_settings, database=url, robot=ROBOT, gateway=gw)
+    settings_b = dataclasses.replace(box_b, database=url, robot=ROBOT, gateway=gw)
+    before = {s.asterisk.system_name: cdr_high_water(s.cdr_db_path) for s in (settings_a, settings_b)}
+    clock = SettableClock(CALL_DAY)
+    async with serve(settings_a, clock) as app_a, serve(settings_b, clock) as app_b:
+        a, b = app_a[SERVICES], app_b[SERVICES]
+        assert a.escort is not None and b.escort is not None
+        await load_demo(a.db, now=CALL_DAY, robot_patients=False)
+        numbers = [f"+799910000{i:02d}" for i in range(1, 13)]  # patient-sim: _79991XXXXXX press 1
+        appts = {}
+        for i, number in enumerate(numbers):
+            pid = await patients.add_patient(a.db, "Сетевая", f"Пациентка{i}", phone_numbers=(number,))
+            appts[number] = await schedule.book(
+                a.db, patient_id=pid, doctor_id=1 + i % 2,
+                starts_at=datetime(2026, 11, 25, 9 + i // 2, 30 * (i % 2), tzinfo=TZ), minutes=30,
+                now=datetime(2026, 11, 20, 12, tzinfo=TZ).timestamp())
+        await escort.save_settings(a.db, EscortSettings(robot_retries=1, retry_minutes=30, max_concurrent_calls=4,
+                                                        caller_id="74951110001"))
+
+        async def confirmed() -> int:
+            return sum([(await schedule.get_appointment(a.db, x))["status"] == "confirmed" for x in appts.values()])
+
+        deadline = asyncio.get_running_loop().time() + 240
+        while await confirmed() < len(appts):  # both boxes' passes at the same moment, until done
+            assert asyncio.get_running_loop().time() < deadline, f"{await confirmed()} of {len(appts)} confirmed"
+            await asyncio.gather(a.escort.tick(), b.escort.tick())
+            await asyncio.gather(a.escort.idle(), b.escort.idle())
+        rows = await a.db.fetchall("SELECT appointment_id, job_id, attempt, outcome FROM robot_calls")
+    # the CRM: one robot call per appointment, confirmed
+    assert sorted(r["appointment_id"] for r in rows) == sorted(appts.values())
+    assert {r["outcome"] for r in rows} == {"confirmed"} and {r["attempt"] for r in rows} == {1}
+    # the boxes' own CDR (a row is written as its channel goes): each call placed by exactly
+    # one box, both boxes took part
+    expected = {f"robot-{r['job_id']}-1" for r in rows}
+    for _ in range(100):
+        placed = {s.asterisk.system_name: set(robot_linkedids(s.cdr_db_path, before[s.asterisk.system_name]))
+                  for s in (settings_a, settings_b)}
+        if placed[""] | placed["sadovaya"] >= expected:
+            break
+        await asyncio.sleep(0.1)
+    assert placed[""].isdisjoint(placed["sadovaya"]), placed
+    assert placed[""] | placed["sadovaya"] == expected, placed
+    assert placed[""] and placed["sadovaya"], placed

@@ -118,7 +118,9 @@ async def _jobs(db: AnyDatabase, n: int) -> None:
 
 
 async def test_two_processes_never_claim_one_job(db_location: Path | str) -> None:
-    """Each branch's process claims the shared jobs: every job is claimed once, by one of them."""
+    """Each branch's process claims the shared jobs: every job is claimed once, by one of them,
+    and a claim never takes more than it asked for (one UPDATE over a SKIP LOCKED subquery did:
+    PostgreSQL ran the subquery again on meeting a row changed meanwhile, crm/claim.py)."""
     first, second = database(db_location), database(db_location)
     await first.open()
     await second.open()
@@ -128,6 +130,7 @@ async def test_two_processes_never_claim_one_job(db_location: Path | str) -> Non
         async def drain(db: AnyDatabase) -> list[int]:
             got: list[int] = []
             while batch := await escort.claim_jobs(db, "escort", 1000, 7):
+                assert len(batch) <= 7, len(batch)
                 got += [j["id"] for j in batch]
                 await asyncio.sleep(0)
             return got
