@@ -31,11 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
+from bench import scale_pg  # noqa: E402
 from crm import appeal_days, call_stats, tokens, users  # noqa: E402
-from crm.db import Database  # noqa: E402
+from crm.storage import database  # noqa: E402
 from pbx.app import SERVICES, Adapters, build_app  # noqa: E402
 from pbx.report_refresher import WARM_DAYS  # noqa: E402
 from pbx.settings import PROJECT_DIR, AsteriskSettings, Settings, with_generated_secrets  # noqa: E402
+from tests.pg_cluster import running_cluster  # noqa: E402
 
 TZ = ZoneInfo("Europe/Moscow")
 NOW = datetime(2026, 12, 1, 12, tzinfo=TZ).timestamp()
@@ -47,8 +49,8 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-async def schema(path: Path) -> None:
-    db = Database(path)
+async def schema(path: Path | str) -> None:
+    db = database(path)
     await db.open()
     await db.close()
 
@@ -190,12 +192,12 @@ def shown_rows(calls_sql: str, params: tuple) -> list[tuple[str, tuple]]:
              " JOIN appointments a ON a.patient_id = o.patient_id", params)]
 
 
-def precompute(path: Path, again: bool) -> list[str]:
+def precompute(path: Path | str, again: bool) -> list[str]:
     """The stored days (reports' aggregates, «История обращений»), computed in a child process as
     the server's background pass does after the upgrade (``again``: every day from nothing), so
     the server measured afterwards starts as after a restart. Returns lines to print."""
     async def run() -> list[str]:
-        db = Database(path)
+        db = database(path)
         await db.open()
         lines = []
         try:
@@ -219,11 +221,17 @@ def precompute(path: Path, again: bool) -> list[str]:
     return asyncio.run(run())
 
 
-async def measure(path: Path, n_calls: int, size_mb: float, only: str = "") -> None:
+def bare_reads(location: Path | str, reads: list[tuple[str, tuple]]) -> float:
+    return scale_pg.bare(location, reads) if isinstance(location, str) else bare(location, reads)
+
+
+async def measure(path: Path | str, n_calls: int, size_mb: float, only: str = "") -> None:
+    """The pages on the CRM at ``path``: the SQLite file, or a PostgreSQL URL (``--postgresql``)."""
     with concurrent.futures.ProcessPoolExecutor(max_workers=1) as child:
         for line in await asyncio.get_running_loop().run_in_executor(child, precompute, path, not only):
             print(line, "(once after the upgrade, in a child process here; the server does it in the background)")
-    state = path.parent / f"state-{n_calls}"
+    on_pg = isinstance(path, str)
+    state = PROJECT_DIR / ".local" / "scale" / f"state-{n_calls}{'-pg' if on_pg else ''}"
     settings = with_generated_secrets(Settings(state_dir=state, database=path, time_zone="Europe/Moscow",
                                                asterisk=AsteriskSettings(embedded=False, ami_port=1, http_port=1,
                                                                          agi_port=0)))
@@ -272,7 +280,7 @@ async def measure(path: Path, n_calls: int, size_mb: float, only: str = "") -> N
         ]
         # the bare scans run in a child process: their rows must not count in this process's RSS
         scans = concurrent.futures.ProcessPoolExecutor(max_workers=1)
-        print(f"\n{n_calls} calls ({size_mb:.0f} MB); best / median of 3 after one untimed load, beside the bare scan")
+        print(f"\n{n_calls} calls on {'PostgreSQL' if on_pg else 'SQLite'} ({size_mb:.0f} MB); best / median of 3 after one untimed load, beside the bare scan")
         print(f"{'page':44} {'best s':>8} {'median s':>9} {'bare s':>8} {'÷ bare':>8} {'peak MB':>8}"
               "  (peak: during that page's three loads)")
         for name, url, reads in pages:
@@ -293,7 +301,7 @@ async def measure(path: Path, n_calls: int, size_mb: float, only: str = "") -> N
                 if resp.status != 200:
                     print(f"  {url}: HTTP {resp.status}")
                     break
-            b = await asyncio.get_running_loop().run_in_executor(scans, bare, path, reads)
+            b = await asyncio.get_running_loop().run_in_executor(scans, bare_reads, path, reads)
             print(f"{name:44} {min(times):8.3f} {statistics.median(times):9.3f} {b:8.4f} {min(times) / b:8.2f}"
                   f" {peak_rss():8.0f}")
         scans.shutdown()
@@ -307,6 +315,8 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=100_000)
     ap.add_argument("--fresh", action="store_true", help="generate again even if kept")
     ap.add_argument("--only", default="", help="time only the pages whose name contains this")
+    ap.add_argument("--postgresql", action="store_true",
+                    help="then the same pages with the CRM copied into a throwaway PostgreSQL cluster")
     args = ap.parse_args()
     folder = PROJECT_DIR / ".local" / "scale"
     folder.mkdir(parents=True, exist_ok=True)
@@ -317,6 +327,12 @@ def main() -> None:
         asyncio.run(schema(path))
         generate(path, args.calls)
     asyncio.run(measure(path, args.calls, path.stat().st_size / 2**20, args.only))
+    if args.postgresql:
+        with running_cluster() as cluster:
+            url = cluster.new_database()
+            asyncio.run(schema(url))
+            print(scale_pg.load(path, url))
+            asyncio.run(measure(url, args.calls, scale_pg.size_mb(url), ""))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,10 @@ class LocalCopy:
             conn.execute("PRAGMA journal_mode=WAL")
         return conn
 
+    @property
+    def is_open(self) -> bool:
+        return self._read is not None
+
     def open(self) -> None:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)

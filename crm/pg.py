@@ -241,6 +241,27 @@ class PgDatabase:
         return self._reader
 
     async def open(self) -> None:
+        """Connect (and migrate); raises ``psycopg.OperationalError`` when the centre does not
+        answer, leaving nothing half open (``pbx.centre_start`` then waits for it)."""
+        try:
+            await self._open_centre()
+        except BaseException:
+            await self._close_centre()
+            raise
+        self.centre_unreachable_since = None
+        self.open_copy()
+        await self.refresh_copy()
+        self._copy_task = asyncio.create_task(self._keep_copy(), name="pg-local-copy")
+
+    def open_copy(self) -> None:
+        """The branch's local copy alone, before the centre has answered (a branch started
+        during an outage): inline lookups answer from the copy its last run kept."""
+        if not self.copy.is_open:
+            self.copy.open()
+        if self._now is None and self.centre_unreachable_since is None:
+            self.centre_unreachable_since = self.clock.now()
+
+    async def _open_centre(self) -> None:
         self._writer = await self._connect()
         await self.migrate()
         self._ids = frozenset(r[0] for r in await (await self._writer.execute(
@@ -252,9 +273,6 @@ class PgDatabase:
         _configure(self._now)
         self._bulk_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="crm-read")
         self._bulk = await loop.run_in_executor(self._bulk_thread, self._connect_sync)
-        self.copy.open()
-        await self.refresh_copy()
-        self._copy_task = asyncio.create_task(self._keep_copy(), name="pg-local-copy")
 
     async def refresh_copy(self) -> bool:
         """Bring the local copy up to date with the centre (in a worker thread)."""
@@ -331,6 +349,9 @@ class PgDatabase:
         await cancel_and_wait(self._copy_task)
         self._listen_task = self._copy_task = None
         self.copy.close()
+        await self._close_centre()
+
+    async def _close_centre(self) -> None:
         if self._bulk_thread is not None:
             self._bulk_thread.shutdown(wait=True)
             self._bulk_thread = None
@@ -340,7 +361,8 @@ class PgDatabase:
         self._now = self._bulk = None
         for conn in (self._reader, self._writer):
             if conn is not None:
-                await conn.close()
+                with contextlib.suppress(psycopg.Error):
+                    await conn.close()
         self._reader = self._writer = None
 
     async def migrate(self) -> list[str]:
@@ -465,7 +487,7 @@ class PgDatabase:
         """A point lookup, inline (FastAGI, the live cards): a round trip to the centre while it
         answers; from its first failure the branch's local copy answers, never waiting on the
         event loop for a dead link, until the background task has connected again."""
-        if self._now is None:
+        if self._now is None and self.centre_unreachable_since is None:
             raise RuntimeError("database is not open")
         if self.centre_unreachable_since is None:
             try:

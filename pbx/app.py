@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -20,12 +20,14 @@ from agi.server import AgiRequest, FastAgiServer
 from crm import storage
 from crm.clock import Clock, SystemClock
 from crm.local_outbox import LocalOutbox
+from crm.pg import PgDatabase
 from pbx.ami.client import AmiClient, RawSink
 from pbx.ari.client import AriClient
 from pbx.ari.flow_runner import FlowRunner
 from pbx.call_service import CallService
 from pbx.callback_service import CallbackService
 from pbx.cdr_backfill import CdrReader
+from pbx.centre_start import open_when_centre_answers
 from pbx.embedded import EmbeddedAsterisk
 from pbx.escort_service import EscortService
 from pbx.event_pump import EventPump
@@ -91,7 +93,10 @@ def build_app(
     manage = settings.asterisk.embedded if manage_asterisk is None else manage_asterisk
 
     async def database(_: web.Application) -> AsyncIterator[None]:
-        await services.db.open()
+        if isinstance(services.db, PgDatabase):  # a branch started during an outage waits for the centre
+            await open_when_centre_answers(services.db, standby_agi)
+        else:
+            await services.db.open()
         yield
         await services.db.close()
 
@@ -113,14 +118,25 @@ def build_app(
         if manage:  # patients' calls outlive the CRM; `clinic-pbx asterisk stop` ends them
             log.info("Asterisk pid %s keeps running; `clinic-pbx asterisk stop` stops it", pid)
 
+    def agi_server() -> FastAgiServer:
+        agi = FastAgiServer(settings.asterisk.agi_host, settings.asterisk.agi_port)
+        agi.add_route("incoming", incoming_route(services.db))
+        agi.add_route("ping", agi_ping)
+        return agi
+
+    async def standby_agi() -> Callable[[], Awaitable[None]] | None:
+        """FastAGI before the centre answers: lookups from the local copy (``db.open_copy``)."""
+        if not make.agi:
+            return None
+        agi = agi_server()
+        await agi.start()
+        return agi.stop
+
     async def fastagi(_: web.Application) -> AsyncIterator[None]:
         if not make.agi:
             yield
             return
-        a = settings.asterisk
-        agi = FastAgiServer(a.agi_host, a.agi_port)
-        agi.add_route("incoming", incoming_route(services.db))
-        agi.add_route("ping", agi_ping)
+        agi = agi_server()
         await agi.start()
         services.agi = agi
         yield
@@ -203,7 +219,9 @@ def build_app(
         yield
         await refresher.stop()
 
-    app.cleanup_ctx.extend([database, call_tracking, embedded_asterisk, fastagi, ami, ari, robots, recordings,
+    # Asterisk first: a chain's branch whose centre is down at start still takes calls while
+    # ``database`` waits for the centre (and its FastAGI names the callers meanwhile)
+    app.cleanup_ctx.extend([embedded_asterisk, database, call_tracking, fastagi, ami, ari, robots, recordings,
                             report_days])
     setup_web(app, settings)
     return app

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from crm import callbacks, directory, mail
 from crm.clock import Clock
 from crm.db import Database
+from crm.rules.chain import box_rings, box_takes
 from pbx.ari.flow_runner import FlowRunner
 from pbx.job_loop import JobLoop
 from pbx.mailer import Mailer
@@ -81,6 +82,8 @@ class CallbackService(JobLoop):
         now = self.clock.now()
         if self.runner is not None and self.runner.ari.connected.is_set():
             for branch in await callbacks.due_branches(self.db, now):
+                if not box_takes(branch, self.settings.asterisk.branches):
+                    continue  # another branch's box calls it back, from its own desk phones
                 s = await callbacks.settings(self.db, branch)
                 if not s.enabled:
                     continue
@@ -110,7 +113,9 @@ class CallbackService(JobLoop):
         return free
 
     async def _all_phones(self) -> list[str]:
-        return [str(p["extension"]) for p in await directory.desk_phones_with_holders(self.db)]
+        """The desk phones on this box's Asterisk (in a chain the table holds every box's)."""
+        return [str(p["extension"]) for p in await directory.desk_phones_with_holders(self.db)
+                if box_rings(p["branch_id"], self.settings.asterisk.branches)]
 
     async def _phones(self, s: cr.CallbackSettings) -> tuple[list[str], bool]:
         """Whom to ring and whether anybody is free: the named desk phone, or the queue's

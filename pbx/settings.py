@@ -30,6 +30,10 @@ class AsteriskSettings:
     # uniqueid/linkedid of this box, so that two branches' calls never share a linkedid in the
     # shared CRM; empty for one clinic
     system_name: str = ""
+    # a chain's box: the branches (``branches.id``) whose desk phones are on this Asterisk. Its
+    # callback robot takes only their requests (and requests of no branch) and rings only their
+    # desk phones; empty: every branch (one clinic, one box)
+    branches: tuple[int, ...] = ()
     root: Path = PROJECT_DIR / ".local" / "asterisk-root"
     host: str = "127.0.0.1"
     sip_port: int = 5060
@@ -225,7 +229,21 @@ def _coerce(value: str, target: Any) -> Any:
         return float(value)
     if isinstance(target, Path):
         return Path(value)
+    if isinstance(target, tuple):
+        return _ints([v for v in value.split(",") if v.strip()])
     return value
+
+
+def _ints(raw: Any) -> tuple[int, ...]:
+    """A list of ids (a TOML array, or an environment's "2,3"), strictly whole numbers."""
+    if not isinstance(raw, list | tuple):
+        raise ValueError(f"not a list of numbers: {raw!r}")
+    out = []
+    for v in raw:
+        if isinstance(v, bool) or not isinstance(v, int | str) or not str(v).strip().isdigit():
+            raise ValueError(f"not a whole number: {v!r}")
+        out.append(int(v))
+    return tuple(out)
 
 
 def _is_path(f: dataclasses.Field[Any], current: Any, raw: Any = None) -> bool:
@@ -246,7 +264,7 @@ def _merge(obj: Any, values: dict[str, Any], env_section: str) -> Any:
             continue
         if f.name in values:
             raw = values[f.name]
-            changes[f.name] = Path(raw) if _is_path(f, current, raw) else raw
+            changes[f.name] = Path(raw) if _is_path(f, current, raw) else _ints(raw) if isinstance(current, tuple) else raw
         env = os.environ.get(f"{ENV_PREFIX}{env_section}{f.name.upper()}")
         if env is not None:
             changes[f.name] = Path(env) if _is_path(f, current, env) else _coerce(env, current)

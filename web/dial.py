@@ -10,9 +10,10 @@ import logging
 
 from aiohttp import web
 
-from crm import clinic_settings, identify, phones, shifts
+from crm import clinic_settings, directory, identify, phones, shifts
+from crm.rules.chain import box_rings
 from pbx.originate import OriginateError, OriginateRequest, originate
-from pbx.services import SERVICES
+from pbx.services import SERVICES, Services
 from web.common import viewer
 from web.live import LIVE_HUB
 
@@ -40,6 +41,9 @@ async def dial(request: web.Request) -> web.Response:
         if extension is None:
             raise DialRefused("Выберите телефон для смены: звонить из программы может только"
                               " сотрудник, привязанный к телефону")
+        if not await _on_this_box(services, extension):
+            raise DialRefused(f"Телефон {extension} подключён к АТС другого филиала: позвоните из"
+                              " панели этого филиала")
         if await clinic_settings.get(services.db, "telephony_suspended"):
             raise DialRefused("Модуль «Телефония» приостановлен")
         if services.ami is None or not services.ami.connected:
@@ -61,6 +65,14 @@ async def dial(request: web.Request) -> web.Response:
     pending[extension] = task
     task.add_done_callback(lambda _: pending.pop(extension, None))
     return web.json_response({"ok": True, "extension": extension}, status=202)
+
+
+async def _on_this_box(services: Services, extension: str) -> bool:
+    """In a chain this process's Asterisk dials from its own branches' desk phones only."""
+    box = services.settings.asterisk.branches
+    if not box:
+        return True
+    return box_rings(await directory.desk_phone_branch(services.db, extension), box)
 
 
 async def _place(app: web.Application, req: OriginateRequest) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_log import AccessLogger
 
+from pbx.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 HEAD_END = b"\r\n\r\n"
 _REDACT_PATH = re.compile(r"^/e/[^/?]+")
@@ -146,7 +148,17 @@ async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event,
     """Run the panel until ``stop`` is set (``clinic-pbx run``)."""
     runner = web.AppRunner(app, access_log_class=PrivateAccessLogger, access_log_format=ACCESS_LOG_FORMAT,
                            keepalive_timeout=75.0)
-    await runner.setup()
+    # the start may wait (a chain's branch waits for its centre, pbx/centre_start.py): a stop
+    # meanwhile ends it rather than waiting for the centre
+    setup = asyncio.create_task(runner.setup())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({setup, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if not setup.done():
+        await cancel_and_wait(setup)
+        log.warning("stopped before the start was complete")
+        return
+    stopped.cancel()
+    setup.result()
     try:
         site = GuardedSite(runner, host, port, max_connections=max_connections, header_timeout=header_timeout)
         await site.start()

@@ -248,3 +248,45 @@ async def test_robot_campaign_across_two_boxes(asterisk, box_b: Settings, test_s
     assert placed[""].isdisjoint(placed["sadovaya"]), placed
     assert placed[""] | placed["sadovaya"] == expected, placed
     assert placed[""] and placed["sadovaya"], placed
+
+
+async def test_a_branch_started_while_the_centre_is_down(asterisk, test_settings: Settings, pg_cluster: PgCluster,
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The branch's process starts during an outage: it waits for the centre instead of exiting;
+    a patient calling meanwhile is named on the desk phone (FastAGI from the local copy of the
+    last run); once the centre answers the process starts and the call comes back from the
+    box's CDR, once, as Asterisk recorded it."""
+    from pbx import centre_start
+
+    monkeypatch.setattr(centre_start, "RETRY_SECONDS", 0.5)
+    settings = dataclasses.replace(test_settings, database=pg_cluster.new_database())
+    async with serve(settings) as app:  # the branch's last run keeps its copy of the numbers
+        db = app[SERVICES].db
+        await patients.add_patient(db, "Петрова", "Анна", phone_numbers=("+79991110005",))
+        assert await db.refresh_copy()  # type: ignore[union-attr]
+    await asyncio.to_thread(pg_cluster.stop_server)
+    app = build_app(settings, manage_asterisk=False)
+    server = TestServer(app, host="127.0.0.1")
+    starting = asyncio.create_task(server.start_server())
+    try:
+        (tmp_path / "x").mkdir()
+        await answered_call(app[SERVICES], "+79991110005", tmp_path, "x")
+        assert not starting.done()  # still waiting for the centre, not exited
+    finally:
+        await asyncio.to_thread(pg_cluster.start_server)
+    try:
+        await asyncio.wait_for(starting, 60)
+        services = app[SERVICES]
+        assert await services.ami.wait_connected(15)
+        await asyncio.wait_for(services.calls.resynced.wait(), 15)
+        con = sqlite3.connect(f"file:{settings.cdr_db_path}?mode=ro", uri=True)
+        lid = con.execute("SELECT linkedid FROM cdr WHERE src = '79991110005' ORDER BY AcctId DESC LIMIT 1").fetchone()[0]
+        con.close()
+        rows = await wait_cdr(settings.cdr_db_path, lid)
+        assert "Петрова Анна" in rows[0]["clid"]  # named by the standby FastAGI
+        call = await wait_call(services, lid, timeout=30)  # the CDR backfill brought it
+        assert_matches_cdr(call, rows)
+        listed = [c["linkedid"] for c in await list_calls(services.db, CallFilter(limit=1000))]
+        assert listed.count(lid) == 1
+    finally:
+        await server.close()

@@ -378,3 +378,41 @@ async def test_a_request_closed_during_the_call_is_not_retried(env) -> None:
     assert (req["state"], req["outcome"], req["sms_sent"]) == ("closed", cr.CLOSED_CANCELLED, 0)
     assert job["state"] == "done"
     assert await app[SERVICES].db.fetchall("SELECT 1 FROM outbox WHERE scenario = 'callback'") == []
+
+
+async def test_a_chain_box_calls_back_its_own_branches_from_its_own_phones(env) -> None:
+    """In a chain (``[asterisk] branches``) a box's robot takes its branches' requests and the
+    clinic's (no branch), never another branch's, and rings only its branches' desk phones."""
+    import asyncio
+    import dataclasses
+
+    app, _, _ = env
+    db, svc = app[SERVICES].db, app[SERVICES].callbacks
+    async with db.transaction() as tx:
+        second = (await (await tx.execute("INSERT INTO branches (name) VALUES ('Филиал на Садовой') RETURNING id"))
+                  .fetchone())[0]
+        await tx.execute("INSERT INTO desk_phones (extension, branch_id, label) VALUES ('201', ?, 'Садовая')", (second,))
+    await callbacks.save_source(db, "sadovaya", "НаПоправку", token="tok-s", branch_id=second)
+    for branch in (1, second):
+        await callbacks.save_settings(db, dataclasses.replace(cr.CallbackSettings(), enabled=True), branch)
+    await callbacks.save_settings(db, dataclasses.replace(cr.CallbackSettings(), enabled=True), None)
+    ids = {}
+    for name, source, branch in (("main", "НаПоправку", 1), ("sadovaya", "НаПоправку", second), ("clinic", "X", None)):
+        intake = await callbacks.create_request(
+            db, callbacks.NewRequest(phone=f"+7903555{len(ids):04d}", source_name=source, branch_id=branch), NOW)
+        ids[name] = intake.request_id
+    assert await svc._all_phones() == ["101", "102", "103", "201"]  # one box: every phone
+    svc.settings = dataclasses.replace(svc.settings, asterisk=dataclasses.replace(svc.settings.asterisk,
+                                                                                  branches=(second,)))
+    assert await svc._all_phones() == ["201"]
+    taken: list[int] = []
+
+    async def job(j, s, now, branch=None) -> None:
+        taken.append(j["subject_id"])
+
+    svc._job = job
+    svc.runner = type("R", (), {"ari": type("A", (), {"connected": asyncio.Event()})()})()
+    svc.runner.ari.connected.set()
+    svc.queue_phones = lambda q: set()
+    await svc.work()
+    assert sorted(taken) == sorted([ids["sadovaya"], ids["clinic"]])

@@ -382,8 +382,18 @@ async def test_click_to_call_refusals(app) -> None:
     r = await c2.post("/dial", json={"number": "+79161234567"}, headers=headers)
     assert "приостановлен" in (await r.json())["error"]
     await clinic_settings.put(application[SERVICES].db, "telephony_suspended", False)
+    # a chain's box of another branch: phone 101 (the demo's branch 1) is not on its Asterisk
+    services = application[SERVICES]
+    one_box = services.settings
+    services.settings = dataclasses.replace(one_box, asterisk=dataclasses.replace(one_box.asterisk, branches=(2,)))
+    r = await c2.post("/dial", json={"number": "+79161234567"}, headers=headers)
+    assert r.status == 409 and "другого филиала" in (await r.json())["error"]
+    services.settings = dataclasses.replace(one_box, asterisk=dataclasses.replace(one_box.asterisk, branches=(1, 2)))
     r = await c2.post("/dial", json={"number": "+79161234567"}, headers=headers)
     assert "Нет связи с АТС" in (await r.json())["error"]  # AMI is not reachable in this test
+    services.settings = one_box
+    r = await c2.post("/dial", json={"number": "+79161234567"}, headers=headers)
+    assert "Нет связи с АТС" in (await r.json())["error"]
     assert (await c2.post("/dial", json={"number": "+79161234567"})).status == 403  # no CSRF
 
 

@@ -41,3 +41,18 @@ def test_rendered_config_has_no_placeholders_and_is_private(tmp_path: Path) -> N
     assert "bindaddr = 127.0.0.1" in texts["manager.conf"]
     assert "[directories]\n" in texts["asterisk.conf"]
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in out.glob("*.conf"))
+
+
+def test_a_chain_boxs_branches_from_the_file_or_the_environment(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "clinic-pbx.toml"
+    cfg.write_text(f'state_dir = "{tmp_path / "state"}"\n[asterisk]\nbranches = [2, 3]\n')
+    assert load_settings(cfg).asterisk.branches == (2, 3)
+    assert load_settings(tmp_path / "none.toml", state_dir=tmp_path / "state").asterisk.branches == ()
+    monkeypatch.setenv("CLINIC_PBX_ASTERISK_BRANCHES", "4, 5")
+    assert load_settings(cfg).asterisk.branches == (4, 5)
+    for bad in ('"2"', "[2, true]", '["x"]', "[1.5]"):
+        cfg.write_text(f'state_dir = "{tmp_path / "state"}"\n[asterisk]\nbranches = {bad}\n')
+        monkeypatch.delenv("CLINIC_PBX_ASTERISK_BRANCHES", raising=False)
+        with pytest.raises(ValueError):
+            load_settings(cfg)
