@@ -180,7 +180,7 @@ def shown_rows(calls_sql: str, params: tuple) -> list[tuple[str, tuple]]:
     """The bare reads of a history line's rows: the calls, and their legs (who missed it), tags,
     comments, patients and the patients' appointments, each table joined to the same calls on
     its index."""
-    return [(f"SELECT * FROM ({calls_sql})", params),
+    return [(f"SELECT * FROM ({calls_sql}) c", params),
             (f"SELECT l.* FROM ({calls_sql}) c JOIN call_legs l ON l.call_id = c.id", params),
             (f"SELECT t.* FROM ({calls_sql}) c JOIN call_tags t ON t.linkedid = c.linkedid", params),
             (f"SELECT m.* FROM ({calls_sql}) c JOIN call_comments m ON m.linkedid = c.linkedid", params),

@@ -293,9 +293,11 @@ def _with_details(db: Reader, calls: list[dict[str, Any]]) -> list[dict[str, Any
         legs.setdefault(r[0], []).append({"extension": r[1], "user_id": r[2], "outcome": r[3], "missed": bool(r[4]),
                                           "started_at": r[5], "answered_at": r[6], "ended_at": r[7]})
     patients: dict[int, list[dict[str, Any]]] = {}
-    for r in _rows_in(db, "SELECT cc.call_id, p.id, p.last_name, p.first_name, p.middle_name, p.birth_date"
-                      " FROM call_candidates cc JOIN patients p ON p.id = cc.patient_id"
-                      " WHERE cc.call_id IN ({keys}) ORDER BY p.id", ids):
+    # sorted here, not by ORDER BY p.id: to spare that sort, SQLite scanned every patient of a
+    # small clinic (2,000) against the 500 call ids (46 ms instead of 0.5)
+    for r in sorted(_rows_in(db, "SELECT cc.call_id, p.id, p.last_name, p.first_name, p.middle_name, p.birth_date"
+                             " FROM call_candidates cc JOIN patients p ON p.id = cc.patient_id"
+                             " WHERE cc.call_id IN ({keys})", ids), key=lambda r: r[1]):
         patients.setdefault(r[0], []).append(
             {"id": r[1], "full_name": " ".join(x for x in (r[2], r[3], r[4]) if x), "birth_date": r[5]})
     labels: dict[str, list[tuple[str, str]]] = {}  # linkedid -> (group, label)
