@@ -29,20 +29,24 @@ from tests.integration.helpers import assert_matches_cdr  # noqa: E402
 CLINIC_PBX = PROJECT_DIR / ".venv" / "bin" / "clinic-pbx"
 
 
-def bench_config(state: Path, base: int = 26000, web: int = 28080, one_call_per_phone: bool = False) -> str:
-    """Ports of their own (``base`` + n), so a bench runs beside `make run` and the tests."""
+def bench_config(state: Path, base: int = 26000, web: int = 28080, one_call_per_phone: bool = False, *,
+                 rtp: tuple[int, int] = (33000, 34999), database: str = "", system_name: str = "") -> str:
+    """Ports of their own (``base`` + n), so a bench runs beside `make run` and the tests; a
+    chain's box: the shared ``database`` URL and the box's ``system_name``."""
     return f"""
 state_dir = "{state}"
 log_level = "WARNING"
+{f'database = "{database}"' if database else ""}
 [web]
 port = {web}
 [asterisk]
+system_name = "{system_name}"
 sip_port = {base + 60}
 ami_port = {base + 38}
 http_port = {base + 88}
 agi_port = {base + 573}
-rtp_start = 33000
-rtp_end = 34999
+rtp_start = {rtp[0]}
+rtp_end = {rtp[1]}
 operator_port = {base + 90}
 phone_port_base = {base + 70}
 ring_seconds = 10
@@ -190,16 +194,32 @@ class Panel:
         await self.http.close()
 
 
-def records(db: Path, since: str) -> dict[str, dict[str, Any]]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+def _rows(settings: Settings, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """Rows of the CRM's database as dicts: the SQLite file, or a chain's PostgreSQL."""
+    if settings.on_postgresql:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        from crm import dialect
+
+        with psycopg.connect(str(settings.database), row_factory=dict_row) as pg:
+            return pg.execute(dialect.statement(sql), params).fetchall()
+    con = sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True)
     con.row_factory = sqlite3.Row
-    out = {}
-    for row in con.execute("SELECT * FROM calls WHERE started_at >= ?", (since,)):
-        call = dict(row)
-        call["legs"] = [dict(r) for r in con.execute(
-            "SELECT extension, outcome FROM call_legs WHERE call_id = ?", (row["id"],))]
-        out[row["linkedid"]] = call
-    con.close()
+    try:
+        return [dict(r) for r in con.execute(sql, params)]
+    finally:
+        con.close()
+
+
+def records(settings: Settings, since: str) -> dict[str, dict[str, Any]]:
+    out = {row["linkedid"]: row for row in _rows(settings, "SELECT * FROM calls WHERE started_at >= ?", (since,))}
+    legs: dict[int, list[dict[str, Any]]] = {}
+    for leg in _rows(settings, "SELECT l.call_id, l.extension, l.outcome FROM call_legs l JOIN calls c"
+                     " ON c.id = l.call_id WHERE c.started_at >= ? ORDER BY l.id", (since,)):
+        legs.setdefault(leg["call_id"], []).append({"extension": leg["extension"], "outcome": leg["outcome"]})
+    for call in out.values():
+        call["legs"] = legs.get(call["id"], [])
     return out
 
 
@@ -217,15 +237,14 @@ def compare_with_cdr(settings: Settings, since_wall: float, *, only_operator: bo
     """(calls in the CDR since ``since_wall``, linkedids whose record is missing, doubled or
     disagrees). Robot calls (Local channels) are the escort's, not call records."""
     since_iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since_wall - 1))
-    ours = records(settings.db_path, since_iso)
+    ours = records(settings, since_iso)
     theirs = cdr_by_linkedid(settings.cdr_db_path, since_wall - 1)
     if only_operator:
         theirs = {lid: rows for lid, rows in theirs.items()
                   if not any(str(r.get("channel", "")).startswith("Local/") for r in rows)}
-    con = sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True)
-    doubled = {lid for (lid,) in con.execute(
-        "SELECT linkedid FROM calls WHERE started_at >= ? GROUP BY linkedid HAVING count(*) > 1", (since_iso,))}
-    con.close()
+    doubled = {r["linkedid"] for r in _rows(
+        settings, "SELECT linkedid FROM calls WHERE started_at >= ? GROUP BY linkedid HAVING count(*) > 1",
+        (since_iso,))}
     bad = []
     for lid, rows in theirs.items():
         call = ours.get(lid)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from crm import contacts, phones, shifts
+from crm import contacts, directory, phones, shifts
 from crm import identify as ident
 from crm.db import Database, Reader
 from crm.rules import windows
@@ -245,6 +245,14 @@ async def list_calls(db: Database, f: CallFilter) -> list[dict[str, Any]]:
     queries whatever the page size (the details are fetched set-based, not per call), all in
     one hop to the reading thread."""
     return await db.read(lambda r: _list_calls(r, f))
+
+
+async def history_page(db: Database, f: CallFilter) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """A history page's reads in one hop, one after another: its calls, and its filters' lists
+    (active employees, tag texts). Side by side on two threads they fought for the GIL and
+    took half as long again."""
+    return await db.read(lambda r: (_list_calls(r, f), directory.employees_in(r, active_only=True),
+                                    directory.tag_labels_in(r)))
 
 
 def _list_calls(r: Reader, f: CallFilter) -> list[dict[str, Any]]:

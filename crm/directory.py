@@ -6,15 +6,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from crm.db import Database
+from crm.db import Database, Reader
+
+
+def _employees_sql(active_only: bool) -> str:
+    return "SELECT id, full_name, login FROM users" + (" WHERE active = 1" if active_only else "") + \
+        " ORDER BY full_name, login"
+
+
+def _employees(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    return [{"id": r[0], "name": r[1] or r[2]} for r in rows]
 
 
 async def employees(db: Database, *, active_only: bool = False) -> list[dict[str, Any]]:
     """``{id, name}`` for the filters: the full name, or the login when there is none."""
-    rows = await db.fetchall(
-        "SELECT id, full_name, login FROM users" + (" WHERE active = 1" if active_only else "")
-        + " ORDER BY full_name, login")
-    return [{"id": r[0], "name": r[1] or r[2]} for r in rows]
+    return _employees(await db.fetch_tuples(_employees_sql(active_only)))
+
+
+def employees_in(r: Reader, *, active_only: bool = False) -> list[dict[str, Any]]:
+    """``employees`` inside a read function (one hop with the page's other reads)."""
+    return _employees(r.fetch_tuples(_employees_sql(active_only)))
 
 
 async def users_for_settings(db: Database) -> list[dict[str, Any]]:
@@ -87,14 +98,22 @@ async def desk_phone_branch(db: Database, extension: str) -> int | None:
     return row[0] if row else None
 
 
+# Every tag text set on calls (a deleted tag's too: old calls keep it): a skip scan on
+# call_tags_label, each step seeking the next distinct text (a few dozen seeks, not a read of
+# every tag of every call)
+TAG_LABELS = ("WITH RECURSIVE t(label) AS (SELECT MIN(label) FROM call_tags UNION ALL"
+              " SELECT (SELECT MIN(label) FROM call_tags WHERE label > t.label) FROM t WHERE t.label IS NOT NULL)"
+              " SELECT label FROM t WHERE label IS NOT NULL")
+
+
 async def tag_labels(db: Database) -> list[str]:
-    """Every tag text set on calls (a deleted tag's too: old calls keep it)."""
-    # a skip scan on call_tags_label: each step seeks the next distinct text (a few dozen seeks,
-    # not a read of every tag of every call)
-    return [r[0] for r in await db.fetchall(
-        "WITH RECURSIVE t(label) AS (SELECT MIN(label) FROM call_tags UNION ALL"
-        " SELECT (SELECT MIN(label) FROM call_tags WHERE label > t.label) FROM t WHERE t.label IS NOT NULL)"
-        " SELECT label FROM t WHERE label IS NOT NULL")]
+    """Every tag text set on calls (see TAG_LABELS)."""
+    return [r[0] for r in await db.fetch_tuples(TAG_LABELS)]
+
+
+def tag_labels_in(r: Reader) -> list[str]:
+    """``tag_labels`` inside a read function."""
+    return [row[0] for row in r.fetch_tuples(TAG_LABELS)]
 
 
 async def tag_groups_with_deleted(db: Database) -> list[dict[str, Any]]:

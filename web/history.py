@@ -7,7 +7,6 @@ like ``<uniqueid>.wav`` inside the recordings folder; aiohttp's FileResponse doe
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import re
 from typing import Any
@@ -17,8 +16,7 @@ from zoneinfo import ZoneInfo
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import directory
-from crm.calls import get_call, list_calls
+from crm.calls import get_call, history_page, list_calls
 from pbx.services import SERVICES
 from web.api import call_filter, make_cursor
 from web.common import clinic_tz, csv_lines, csv_safe, local_time, trace, viewer
@@ -85,11 +83,7 @@ async def history(request: web.Request) -> dict[str, Any]:
         error = None
     except ValueError as exc:
         f, error = call_filter({}), str(exc)
-    db = request.app[SERVICES].db
-    # the filters' lists on the reading connection while the page's calls are read in the
-    # reading thread: side by side, not one after another
-    calls, employees, labels = await asyncio.gather(
-        list_calls(db, f), directory.employees(db, active_only=True), directory.tag_labels(db))
+    calls, employees, labels = await history_page(request.app[SERVICES].db, f)
     tz = clinic_tz(request)
     # the next (older) page starts after the last call shown, whatever is saved meanwhile
     filters = {k: v for k, v in request.query.items() if k not in ("cursor", "offset")}
