@@ -309,4 +309,3 @@ def test_callback_report_per_day_on_plain_rows() -> None:
     assert (total.requests, total.contacted, total.attempts) == (7, 2, 34)
     none_days, none_total = per_day([], TZ)
     assert none_days == [] and none_total.requests == 0 and none_total.contacted_share is None
-
