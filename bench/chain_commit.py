@@ -25,13 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.tracker import renumber, scenario_calls, to_wire  # noqa: E402
+from bench.ami_path import ami_path  # noqa: E402
+from bench.tracker import scenario_calls  # noqa: E402
 from crm.storage import database  # noqa: E402
-from pbx.ami.client import AmiClient  # noqa: E402
-from pbx.call_service import CallService  # noqa: E402
-from pbx.cdr_backfill import CdrReader  # noqa: E402
-from pbx.event_pump import EventPump  # noqa: E402
-from tests.fake_ami import FakeAmi  # noqa: E402
 from tests.pg_cluster import running_cluster  # noqa: E402
 
 
@@ -45,31 +41,13 @@ async def box(location: str, base: int, calls: int, rate: float, start_at: float
     templates = [t for t in scenario_calls() if len(t) > 50]
     db = database(Path(location) if "://" not in location else location)
     await db.open()
-    service = CallService(db, CdrReader(Path(tempfile.mkdtemp()) / "none.db"))
-    service.start()
-    fake = FakeAmi()
-    await fake.start()
-    ami = AmiClient("127.0.0.1", fake.port, "bench", "bench")
-    pump = EventPump(ami)
-    pump.add_sink(service.on_ami)
-    pump.start()
-    assert await ami.start(wait=5)
-    await asyncio.sleep(max(0.0, start_at - time.time()))
-    t0 = time.perf_counter()
-    for n in range(calls):
-        events = renumber(templates[n % len(templates)], base + n, 0.0)
-        await fake.send(b"".join(to_wire(h) for h in events))
-        ahead = (n + 1) / rate - (time.perf_counter() - t0)
-        if ahead > 0:
-            await asyncio.sleep(ahead)
-    await asyncio.sleep(1.0)
-    await service.flush(120)
-    latencies = [x * 1000 for x in service.commit_latency]
-    records = service.stats["records"]
-    await ami.stop()
-    await pump.stop()
-    await service.stop()
-    await fake.stop()
+    async with ami_path(db, Path(tempfile.mkdtemp()) / "none.db") as path:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        await path.send_calls(templates, calls, base, rate)
+        await asyncio.sleep(1.0)
+        await path.service.flush(120)
+        latencies = [x * 1000 for x in path.service.commit_latency]
+        records = path.service.stats["records"]
     await db.close()
     return latencies, records
 

@@ -22,13 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.tracker import renumber, scenario_calls, to_wire  # noqa: E402
+from bench.ami_path import ami_path  # noqa: E402
+from bench.tracker import scenario_calls  # noqa: E402
 from crm.db import Database  # noqa: E402
-from pbx.ami.client import AmiClient  # noqa: E402
-from pbx.call_service import CallService  # noqa: E402
-from pbx.cdr_backfill import CdrReader  # noqa: E402
-from pbx.event_pump import EventPump  # noqa: E402
-from tests.fake_ami import FakeAmi  # noqa: E402
 
 
 def pct(values: list[float], p: float) -> float:
@@ -41,40 +37,23 @@ async def run(calls: int, rate: float) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="clinic-pbx-bench-"))
     db = Database(tmp / "crm.sqlite")
     await db.open()
-    service = CallService(db, CdrReader(tmp / "none.db"))
-    service.start()
-    fake = FakeAmi()
-    await fake.start()
-    ami = AmiClient("127.0.0.1", fake.port, "bench", "bench")
-    pump = EventPump(ami)
-    pump.add_sink(service.on_ami)
-    pump.start()
-    assert await ami.start(wait=5)
-    await asyncio.sleep(0.2)
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
-    for n in range(calls):
-        events = renumber(templates[n % len(templates)], 2_000_000 + n, 0.0)
-        await fake.send(b"".join(to_wire(h) for h in events))
-        # pace the calls: `rate` calls per second
-        ahead = (n + 1) / rate - (time.perf_counter() - t0)
-        if ahead > 0:
-            await asyncio.sleep(ahead)
-    await asyncio.sleep(1.0)  # the last bytes cross loopback and the pump
-    await service.flush(30)
-    wall = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
-    lat = [x * 1000 for x in service.commit_latency]
-    print(f"{calls} calls at {rate}/s ({pump.stats.events:,} AMI events, "
-          f"{pump.stats.events / wall:,.0f}/s): {service.stats['records']} records committed")
-    print(f"commit latency (last event received -> committed): p50 {statistics.median(lat):.1f} ms, "
-          f"p99 {pct(lat, 0.99):.1f} ms, max {max(lat):.1f} ms   (goal: p99 <= 50 ms)")
-    print(f"CPU of this process (AMI + tracker + SQLite + the fake server): {cpu / wall * 100:.0f}% "
-          f"of one core; max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
-    await ami.stop()
-    await pump.stop()
-    await service.stop()
-    await fake.stop()
+    async with ami_path(db, tmp / "none.db") as path:
+        service, pump = path.service, path.pump
+        await asyncio.sleep(0.2)
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        await path.send_calls(templates, calls, 2_000_000, rate)  # paced: `rate` calls per second
+        await asyncio.sleep(1.0)  # the last bytes cross loopback and the pump
+        await service.flush(30)
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        lat = [x * 1000 for x in service.commit_latency]
+        print(f"{calls} calls at {rate}/s ({pump.stats.events:,} AMI events, "
+              f"{pump.stats.events / wall:,.0f}/s): {service.stats['records']} records committed")
+        print(f"commit latency (last event received -> committed): p50 {statistics.median(lat):.1f} ms, "
+              f"p99 {pct(lat, 0.99):.1f} ms, max {max(lat):.1f} ms   (goal: p99 <= 50 ms)")
+        print(f"CPU of this process (AMI + tracker + SQLite + the fake server): {cpu / wall * 100:.0f}% "
+              f"of one core; max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     await db.close()
     shutil.rmtree(tmp, ignore_errors=True)
 

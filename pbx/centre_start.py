@@ -40,7 +40,7 @@ async def open_when_centre_answers(db: PgDatabase, start_standby: Callable[[], A
                 if failed % LOG_EVERY == 0:
                     log.error("PostgreSQL unreachable at start (%s): trying again every %.0f s; FastAGI names"
                               " callers from the local copy meanwhile", reason, RETRY_SECONDS)
-                if stop is None and failed == 0:
+                if failed == 0:  # the first failure: the copy and the standby, once
                     db.open_copy()
                     stop = await start_standby()
                 failed += 1
