@@ -1,9 +1,11 @@
 """Pages and reports on a year of calls: a generated CRM (seeded; ``--calls`` 100 000 by default,
 1 000 000 for a chain's scale: patients a tenth of the calls, 2.5 legs a call, appointments a
 fifth, tags and comments on a tenth), kept under ``.local/scale/`` for the next run, and the
-panel served in this process (the real aiohttp app, no Asterisk). Each page is loaded once untimed
-(as on a running server: template compiled, caches warm), then timed best and median of 3 beside the bare indexed SQL that reads the same rows, in the same run, and the
-process's peak RSS is printed. Figures, never assertions: see bench/README.md.
+panel served in this process (the real aiohttp app, no Asterisk). Each page and the bare indexed
+SQL that reads the same rows are timed in turns: one untimed round (as on a running server:
+template compiled, caches warm), then 3 × ROUNDS rounds (ROUNDS for a page over 0.1 s, 3 for one
+of seconds); the page's best and median and the bare reads' best are printed with their ratio,
+and the process's peak RSS. Figures, never assertions: see bench/README.md.
 
     .venv/bin/python -u bench/scale_pages.py [--calls 1000000] [--fresh] [--only csv]
 
@@ -43,6 +45,7 @@ TZ = ZoneInfo("Europe/Moscow")
 NOW = datetime(2026, 12, 1, 12, tzinfo=TZ).timestamp()
 YEAR = 365 * 86400
 ADMINS = 6
+ROUNDS = 7  # timed rounds of a page and its bare reads
 
 
 def iso(ts: float) -> str:
@@ -162,18 +165,20 @@ def reset_peak() -> None:
         pass
 
 
+_connections: dict[Path, sqlite3.Connection] = {}
+
+
 def bare(path: Path, reads: list[tuple[str, tuple]]) -> float:
-    """The best of 4 (the first warms the cache, as the page's untimed load does) of the bare indexed reads the page needs (all rows fetched): one for most
-    pages; for the history, one per table whose rows a line shows."""
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    best = float("inf")
-    for _ in range(4):  # as the pages: the first (untimed there) warms the cache
-        t0 = time.perf_counter()
-        for sql, params in reads:
-            con.execute(sql, params).fetchall()
-        best = min(best, time.perf_counter() - t0)
-    con.close()
-    return best
+    """One pass of the bare indexed reads the page needs (all rows fetched): one for most pages;
+    for the history, one per table whose rows a line shows. Runs in the child process, on a
+    connection kept open between passes (as the server's are)."""
+    con = _connections.get(path)
+    if con is None:
+        con = _connections[path] = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    t0 = time.perf_counter()
+    for sql, params in reads:
+        con.execute(sql, params).fetchall()
+    return time.perf_counter() - t0
 
 
 def shown_rows(calls_sql: str, params: tuple) -> list[tuple[str, tuple]]:
@@ -280,30 +285,47 @@ async def measure(path: Path | str, n_calls: int, size_mb: float, only: str = ""
         ]
         # the bare scans run in a child process: their rows must not count in this process's RSS
         scans = concurrent.futures.ProcessPoolExecutor(max_workers=1)
-        print(f"\n{n_calls} calls on {'PostgreSQL' if on_pg else 'SQLite'} ({size_mb:.0f} MB); best / median of 3 after one untimed load, beside the bare scan")
+        print(f"\n{n_calls} calls on {'PostgreSQL' if on_pg else 'SQLite'} ({size_mb:.0f} MB); best / median of"
+              f" {3 * ROUNDS} rounds ({ROUNDS} for a page over 0.1 s, 3 over 1 s) after an untimed one, each load"
+              " followed by the bare reads")
         print(f"{'page':44} {'best s':>8} {'median s':>9} {'bare s':>8} {'÷ bare':>8} {'peak MB':>8}"
-              "  (peak: during that page's three loads)")
+              "  (peak: during that page's loads)")
         for name, url, reads in pages:
             if only and only not in name:
                 continue
             if isinstance(reads, tuple):
                 reads = [reads]
-            times = []
             gc.collect()
             reset_peak()
-            for i in range(4):  # one untimed load first: a running server has compiled the page's
-                t0 = time.perf_counter()  # template and warmed its connections (the bare reads warm too)
+            times, bares = [], []
+            rounds = ROUNDS
+            # the page and its bare reads in turns, each round both: this machine's speed wanders
+            # (the same reads 2.8 ms and 5.4 ms a few seconds apart), so both are taken at the
+            # same moments and their bests compared; the first round, untimed, warms both (a
+            # running server has compiled the page's template and warmed its connections)
+            i = 0
+            while i <= rounds:
+                t0 = time.perf_counter()
                 resp = await client.get(url, headers={"Authorization": f"Bearer {api_token}"} if "/api/" in url else {})
                 async for _ in resp.content.iter_chunked(1 << 16):  # read and dropped, as a browser saves it
                     pass
-                if i:
-                    times.append(time.perf_counter() - t0)
+                took = time.perf_counter() - t0
                 if resp.status != 200:
                     print(f"  {url}: HTTP {resp.status}")
                     break
-            b = await asyncio.get_running_loop().run_in_executor(scans, bare_reads, path, reads)
-            print(f"{name:44} {min(times):8.3f} {statistics.median(times):9.3f} {b:8.4f} {min(times) / b:8.2f}"
-                  f" {peak_rss():8.0f}")
+                b = await asyncio.get_running_loop().run_in_executor(scans, bare_reads, path, reads)
+                if i:
+                    times.append(took)
+                    bares.append(b)
+                elif took > 1:  # a page of seconds (the CSV): fewer rounds
+                    rounds = 3
+                elif took < 0.1:  # a page of milliseconds: more, a single hiccup of the machine is its size
+                    rounds = 3 * ROUNDS
+                i += 1
+            if not times:
+                continue
+            print(f"{name:44} {min(times):8.3f} {statistics.median(times):9.3f} {min(bares):8.4f}"
+                  f" {min(times) / min(bares):8.2f} {peak_rss():8.0f}")
         scans.shutdown()
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak RSS of the server's process over the whole run (the bare scans ran in a child; the"

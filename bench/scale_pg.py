@@ -57,16 +57,18 @@ def load(sqlite_path: Path, url: str) -> str:
     return f"PostgreSQL: {copied} rows copied in {time.perf_counter() - t0:.0f} s ({size:.0f} MB)"
 
 
+_connections: dict[str, psycopg.Connection] = {}
+
+
 def bare(url: str, reads: list[tuple[str, tuple]]) -> float:
-    """The bare reads on PostgreSQL, best of 4 (the first warms the cache), as ``scale_pages.bare``."""
-    best = float("inf")
-    with psycopg.connect(url, autocommit=True) as pg:
-        for _ in range(4):
-            t0 = time.perf_counter()
-            for sql, params in reads:
-                pg.execute(dialect.statement(sql), params).fetchall()
-            best = min(best, time.perf_counter() - t0)
-    return best
+    """One pass of the bare reads on PostgreSQL, as ``scale_pages.bare`` (connection kept)."""
+    pg = _connections.get(url)
+    if pg is None:
+        pg = _connections[url] = psycopg.connect(url, autocommit=True)
+    t0 = time.perf_counter()
+    for sql, params in reads:
+        pg.execute(dialect.statement(sql), params).fetchall()
+    return time.perf_counter() - t0
 
 
 def size_mb(url: str) -> float:

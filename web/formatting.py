@@ -18,6 +18,10 @@ import phonenumbers
 
 DATE = "%d.%m.%Y"
 DATE_TIME = "%d.%m.%Y %H:%M"
+# a clinic wall time as the pages keep it (``2026-11-20 14:05:09``): no offset, nothing to convert
+# (days up to the 28th: every month has them; later ones are parsed, and a wrong date shown as it is)
+WALL_TIME = re.compile(r"([1-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])[ T]([01][0-9]|2[0-3]):([0-5][0-9])"
+                       r"(:[0-5][0-9])?")
 
 
 def _moment(value: object, tz: ZoneInfo | None) -> datetime | None:
@@ -41,6 +45,9 @@ def date_time(value: object, tz: ZoneInfo | None = None) -> str:
     """``02.12.2026 00:11``; '' for nothing."""
     if value is None or value == "":
         return ""
+    if isinstance(value, str) and (wall := WALL_TIME.fullmatch(value)):
+        # every row of the history (a third of its template's time when parsed and formatted)
+        return f"{wall[3]}.{wall[2]}.{wall[1]} {wall[4]}:{wall[5]}"
     if isinstance(value, date) and not isinstance(value, datetime) or isinstance(value, str) and len(value) == 10:
         return day(value)  # a day with no time: the day
     moment = _moment(value, tz)

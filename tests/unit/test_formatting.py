@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,6 +23,23 @@ def test_moments_are_the_clinic_s_wall_clock() -> None:
     assert date_time(None) == "" and date_time("") == ""
     assert date_time("сейчас") == "сейчас"  # not a moment: shown as it is
     assert date_time("2026-11-02") == "02.11.2026" and date_time(date(2026, 11, 2)) == "02.11.2026"  # a day
+
+
+def test_the_wall_time_fast_path_formats_as_parsing_does() -> None:
+    """The history's rows take a shortcut for a clinic wall time; every moment of two years
+    (each hour's minute 59, days 1-31) and a few wrong dates give what parsing gives."""
+    start = datetime(2025, 1, 1, 0, 59)
+    for hours in range(0, 2 * 366 * 24, 7):
+        moment = start + timedelta(hours=hours)
+        for text in (moment.isoformat(" ", "seconds"), moment.isoformat(timespec="minutes")):
+            assert date_time(text) == moment.strftime("%d.%m.%Y %H:%M"), text
+    for wrong in ("2026-02-29 10:00:00", "2026-04-31 10:00", "2026-13-01 10:00", "2026-12-01 24:00",
+                  "0000-01-01 10:00", "2026-12-01 10:00:00.5", "2026-12-01 10:00:60", "٢٠٢٦-12-01 10:00"):
+        try:
+            expected = datetime.fromisoformat(wrong).strftime("%d.%m.%Y %H:%M")
+        except ValueError:
+            expected = wrong  # shown as it is
+        assert date_time(wrong) == expected, wrong
 
 
 def test_days() -> None:
