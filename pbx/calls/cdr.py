@@ -95,6 +95,15 @@ def _sides(direction: str, first: Row, legs: list[tuple[str, Row, str]], answere
                   answered_at, answered_row)
 
 
+def _talk(legs_rows: Sequence[Row], talk_row: Row, outgoing: bool, answered_at: float, ended: float) -> float:
+    """Until the last answered row of the patient's channel ends (the caller's, or an outgoing
+    call's answered trunk): a transfer to a colleague adds a row, and the talk goes on in it."""
+    patient = str(talk_row.get("dstchannel" if outgoing else "channel") or "")
+    ends = [_f(r.get("end_u")) or ended for r in legs_rows
+            if r.get("disposition") == "ANSWERED" and patient in (r.get("channel"), r.get("dstchannel"))]
+    return max(0.0, min(ended, max(ends, default=ended)) - answered_at)
+
+
 def record_from_cdr(rows: Sequence[Row], config: TrackerConfig | None = None) -> CallRecord | None:
     """One call from all CDR rows sharing a linkedid; None when it is no clinic call (robots,
     test channels) or the rows are unusable."""
@@ -120,7 +129,7 @@ def record_from_cdr(rows: Sequence[Row], config: TrackerConfig | None = None) ->
     answered_at = sides.answered_at
     talk = 0.0
     if sides.talk_row is not None and answered_at is not None:
-        talk = max(0.0, (_f(sides.talk_row.get("end_u")) or ended) - answered_at)
+        talk = _talk(legs_rows, sides.talk_row, direction == OUTGOING, answered_at, ended)
     queue = str(first.get("lastdata") or "").split(",", 1)[0] if str(first.get("lastapp")) == "Queue" else ""
     leg_records = tuple(
         LegRecord(

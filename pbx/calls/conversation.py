@@ -65,7 +65,8 @@ class Conversation:
     live: set[str] = field(default_factory=set)
     queue: str = ""
     answered_at: float | None = None
-    answered_leg: str = ""
+    answered_leg: str = ""  # the first party to answer (who answered the call)
+    talking_leg: str = ""  # the clinic party talking now: another one after a transfer
     hangup_by: str = ""
     on_hold: bool = False
     shown: dict[str, str] = field(default_factory=dict)  # endpoint -> last card status sent

@@ -78,9 +78,7 @@ def record_of(conv: Conversation, ended: float, trunks: Trunks) -> CallRecord:
     hangup_by = conv.hangup_by or HANGUP_SYSTEM
     talk = 0.0
     if answered_at is not None:
-        ends = [c.ended_at for uid, c in conv.channels.items()
-                if uid in (conv.origin, talk_chan) and c.ended_at is not None]
-        talk = max(0.0, (min(ends) if ends else ended) - answered_at)
+        talk = talk_seconds(conv, answered_at, ended, talk_chan, trunks, outgoing=direction == OUTGOING)
     legs = tuple(
         LegRecord(
             endpoint=lg.endpoint, uniqueid=lg.uniqueid, outcome=lg.outcome or NO_ANSWER,
@@ -112,3 +110,22 @@ def record_of(conv: Conversation, ended: float, trunks: Trunks) -> CallRecord:
         originated_by=conv.vars.get("CLINIC_ORIGINATED_BY", ""),
         linkedids=tuple(conv.linkedids),
     )
+
+
+def talk_seconds(conv: Conversation, answered_at: float, ended: float, talk_chan: str, trunks: Trunks, *,
+                 outgoing: bool) -> float:
+    """From the answer until the patient's side hangs up or the last clinic party they talked
+    with does, whichever is first. A transfer hands the patient to a colleague: the talk goes
+    on past the first party's hang-up (as Asterisk's CDR rows add up). The patient's side is
+    the caller of an incoming or internal call, the answered trunk of an outgoing one."""
+    def end(uid: str) -> float:
+        chan = conv.channels.get(uid)
+        return chan.ended_at if chan is not None and chan.ended_at is not None else ended
+
+    clinic = [lg.uniqueid for lg in conv.legs.values()
+              if lg.answered_at is not None and lg.endpoint not in trunks and lg.uniqueid != talk_chan]
+    if outgoing:
+        patient, clinic = talk_chan, [conv.origin, *clinic]
+    else:
+        patient, clinic = conv.origin, [talk_chan, *clinic]
+    return max(0.0, min(end(patient), max(end(uid) for uid in clinic)) - answered_at)

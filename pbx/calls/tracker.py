@@ -38,6 +38,7 @@ from pbx.calls.records import (
     INCOMING,
     INTERNAL,
     NO_ANSWER,
+    OUTGOING,
     Anomaly,
     CallFinished,
     Change,
@@ -47,6 +48,7 @@ from pbx.calls.records import (
     TrackerConfig,
 )
 
+STICKY_VARS = frozenset({"CLINIC_DIRECTION"})
 DIAL_STATUS = {
     "ANSWER": ANSWERED,
     "NOANSWER": NO_ANSWER,
@@ -132,6 +134,7 @@ class CallTracker:
                     leg.state, leg.answered_at = TALKING, at
                     conv.answered_at = conv.answered_at or at
                     conv.answered_leg = conv.answered_leg or snap.uniqueid
+                    conv.talking_leg = conv.talking_leg or snap.uniqueid
                 elif snap.state == "Ringing" and leg.state == DIALING:
                     leg.state = RINGING
                 self._live(conv, leg.endpoint, at, out)
@@ -208,6 +211,10 @@ class CallTracker:
 
     def _on_var(self, conv: Conversation, e: ev.ChannelVar, out: list[Change]) -> None:
         # Inherited variables are set again on every leg; the origin's value is the truth.
+        # Except the direction, declared once: a caller transferred to a colleague's phone
+        # runs the desk phones' dialplan, which would declare the call internal.
+        if e.name in STICKY_VARS and e.name in conv.vars:
+            return
         if e.uniqueid == conv.origin or e.name not in conv.vars:
             conv.vars[e.name] = e.value
 
@@ -244,6 +251,10 @@ class CallTracker:
             return
         leg = Leg(e.dest_uniqueid, endpoint_of(e.dest_channel), e.at, e.dial_string)
         conv.legs[e.dest_uniqueid] = leg
+        if conv.answered_at is not None:
+            # a phone dialled after the answer: a transfer. Who hung up before it did not end
+            # the call, and the colleague who passed it on is no longer in the talk.
+            conv.hangup_by, conv.talking_leg = "", ""
         self._attach(conv, e.dest_uniqueid, e.dest_channel, e.at)
         if leg.endpoint in self.config.trunks:
             origin = conv.channels.get(conv.origin)
@@ -266,10 +277,13 @@ class CallTracker:
             if self._leg_to(conv, leg, TALKING, e.at, out):
                 if conv.answered_at is None:
                     conv.answered_at, conv.answered_leg = e.at, leg.uniqueid
+                conv.talking_leg = leg.uniqueid
                 self._live_for_answer(conv, leg, e.at, out)
             return
         if e.status == "CANCEL":
-            other = conv.answered_leg and conv.answered_leg != leg.uniqueid
+            # a colleague answered while it rang (not before it: a transfer nobody took)
+            other = any(lg.answered_at is not None and lg.answered_at >= leg.started_at
+                        for lg in conv.legs.values() if lg is not leg)
             outcome = ANSWERED_ELSEWHERE if other else NO_ANSWER
         else:
             outcome = DIAL_STATUS.get(e.status, "")
@@ -307,7 +321,7 @@ class CallTracker:
         if conv.answered_at is None and e.uniqueid != conv.origin and conv.origin in members:
             # answered without a DialEnd (a pickup, a bridge made by ARI)
             conv.answered_at = e.at
-            conv.answered_leg = e.uniqueid
+            conv.answered_leg = conv.talking_leg = e.uniqueid
 
     def _on_bridge_leave(self, conv: Conversation, e: ev.BridgeLeave, out: list[Change]) -> None:
         members = self.bridges.get(e.bridge)
@@ -346,21 +360,31 @@ class CallTracker:
             return
         # before the answer only the caller can end the call; a phone that refuses (busy)
         # ends just its own leg
-        if e.uniqueid == conv.origin or (
-            conv.answered_at is not None and e.uniqueid == conv.answered_leg
-        ):
+        if e.uniqueid == conv.origin or (conv.answered_at is not None and self._in_talk(conv, e.uniqueid)):
             conv.hangup_by = self._side(conv, e.uniqueid)
+
+    def _in_talk(self, conv: Conversation, uid: str) -> bool:
+        """The clinic party talking with the patient now, or the patient of an outgoing call
+        (its answered trunk): whose hang-up ends the talk."""
+        if uid == conv.talking_leg:
+            return True
+        leg = conv.legs.get(uid)
+        return uid == conv.answered_leg and leg is not None and leg.endpoint in self.config.trunks
 
     def _side(self, conv: Conversation, uid: str) -> str:
         if uid == conv.origin:
             return HANGUP_CALLER
-        if uid == conv.answered_leg or uid in conv.legs:
+        leg = conv.legs.get(uid)
+        if leg is not None and leg.endpoint not in self.config.trunks and cv.direction(
+                conv, self.config.trunks) == OUTGOING:
+            return HANGUP_CALLER  # a colleague the patient was transferred to: the clinic's side
+        if uid == conv.talking_leg or leg is not None:
             return HANGUP_CALLEE
         return HANGUP_SYSTEM
 
     def _on_hangup(self, conv: Conversation, e: ev.Hangup, out: list[Change]) -> None:
-        if conv.answered_at is not None and not conv.hangup_by and e.uniqueid in (
-            conv.origin, conv.answered_leg
+        if conv.answered_at is not None and not conv.hangup_by and (
+            e.uniqueid == conv.origin or self._in_talk(conv, e.uniqueid)
         ):
             conv.hangup_by = self._side(conv, e.uniqueid)
         self._channel_gone(conv, e.uniqueid, e.at, out, e.cause)

@@ -166,3 +166,31 @@ def test_missed_cards_for_every_phone_that_rang() -> None:
     ended = {c.call.endpoint: c.call.outcome for c in others
              if isinstance(c, LiveUpdate) and c.call.status == "ended"}
     assert ended == {"101": "missed", "102": "missed", "103": "missed"}
+
+
+def test_incoming_call_transferred_to_a_colleague() -> None:
+    """101 answered and passed the patient to 103 (a blind transfer, recorded on the real
+    Asterisk): the patient's channel then ran the desk phones' dialplan, which declares calls
+    internal; the call stays incoming, answered by 101, and talks until the patient hangs up."""
+    r = one("transfer_incoming")
+    assert (r.direction, r.call_type, r.answered_by, r.did) == ("incoming", "incoming", "101", "74951110002")
+    assert outcomes(r) == {"101": "answered", "103": "answered"}
+    assert r.hangup_by == "caller" and r.missed_by == ()
+    assert r.talk_seconds > 6.5  # not the instant before the transfer
+    assert abs(r.wait_seconds + r.talk_seconds - (r.ended_at - r.started_at)) < 0.05
+
+
+def test_transfer_nobody_took() -> None:
+    r = one("transfer_unanswered")
+    assert (r.direction, r.call_type, r.answered_by) == ("incoming", "incoming", "101")
+    # 103 rang after 101 had answered: not "answered elsewhere", and the patient gave up
+    assert outcomes(r) == {"101": "answered", "103": "no_answer"}
+    assert r.hangup_by == "caller" and r.talk_seconds < 1
+
+
+def test_click_to_call_transferred_to_a_colleague() -> None:
+    r = one("transfer_outgoing")
+    assert (r.direction, r.call_type, r.answered_by) == ("outgoing", "outgoing", "101")
+    assert outcomes(r) == {"operator": "answered", "103": "answered"}
+    assert r.hangup_by == "callee"  # the patient ended it, talking with 103
+    assert r.talk_seconds > 5.5

@@ -141,6 +141,32 @@ def test_record_from_cdr_answered_and_missed() -> None:
     assert missed is not None and missed.call_type == "missed" and missed.missed_by == ("101", "102")
 
 
+def test_record_from_cdr_after_a_transfer() -> None:
+    """101 answered at 102 s and passed the patient to 103 at 104 s; 103 talked until 111 s: the
+    talk runs through both answered rows of the patient's channel (as the tracker counts it)."""
+    rows = [
+        cdr_row(dstchannel="PJSIP/101-1", disposition="ANSWERED", start_u="100.0", answer_u="102.0",
+                end_u="104.0", sequence="1"),
+        cdr_row(dstchannel="PJSIP/103-3", disposition="ANSWERED", lastapp="Dial", start_u="104.0",
+                answer_u="105.0", end_u="111.0", sequence="3"),
+    ]
+    r = record_from_cdr(rows)
+    assert r is not None and (r.direction, r.call_type, r.answered_by) == ("incoming", "incoming", "101")
+    assert r.talk_seconds == 9.0
+    assert {leg.endpoint: leg.outcome for leg in r.legs} == {"101": "answered", "103": "answered"}
+    nobody = record_from_cdr([rows[0], cdr_row(dstchannel="PJSIP/103-3", lastapp="Dial", start_u="104.0",
+                                               end_u="110.0", sequence="3")])
+    assert nobody is not None and nobody.talk_seconds == 2.0 and nobody.call_type == "incoming"
+    # an outgoing call's patient (the trunk) handed from 101 to 103
+    out = record_from_cdr([
+        cdr_row(channel="PJSIP/101-1", dstchannel="PJSIP/operator-2", clinic_dir="outgoing", disposition="ANSWERED",
+                lastapp="Dial", start_u="100.0", answer_u="103.0", end_u="106.0", sequence="1"),
+        cdr_row(channel="PJSIP/operator-2", dstchannel="PJSIP/103-3", clinic_dir="outgoing", disposition="ANSWERED",
+                lastapp="Dial", start_u="106.0", answer_u="107.0", end_u="115.0", sequence="3"),
+    ])
+    assert out is not None and out.call_type == "outgoing" and out.talk_seconds == 12.0
+
+
 def test_record_from_cdr_skips_robots_and_garbage() -> None:
     assert record_from_cdr([cdr_row(channel="Local/1@patient-sim-1;1", start_u="1", end_u="2")]) is None
     assert record_from_cdr([cdr_row(start_u="x", end_u="")]) is None
