@@ -53,45 +53,45 @@ def talk_in_cdr(rows: list[dict[str, Any]], patient_channel: str) -> int:
                and patient_channel in (r["channel"], r["dstchannel"]))
 
 
-async def test_incoming_call_transferred_to_a_colleague(server, tmp_path: Path) -> None:
+async def transferred_call(server: Any, tmp_path: Path, fixture: str, *, target_ring_ms: int,
+                           talk_ms: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The patient calls the linear queue, 101 answers and transfers them to 103: our record
+    of it and the CDR's rows."""
     services, log = server
-    await patients.add_patient(services.db, "Петрова", "Анна", "Сергеевна", phone_numbers=(ANNA,))
-    procs = await start_phones(services, tmp_path, {"101": {"ring_ms": 800}, "103": {"ring_ms": 1500}})
-    call = await start_operator_call(services.settings, ANNA, LINEAR, tmp_path, talk_ms=7000)
+    procs = await start_phones(services, tmp_path, {"101": {"ring_ms": 800}, "103": {"ring_ms": target_ring_ms}})
+    call = await start_operator_call(services.settings, ANNA, LINEAR, tmp_path, talk_ms=talk_ms)
     linkedid = await transfer(services, log, "PJSIP/101-", "103")
     assert await call.wait(60) == 0, call.errors
     await stop_all(*procs.values())
-    r = await wait_call(services, linkedid)
+    record = await wait_call(services, linkedid)
     rows = await wait_cdr(services.settings.cdr_db_path, linkedid, count=2)
-    keep_fixture(tmp_path, "transfer_incoming")
+    keep_fixture(tmp_path, fixture)
+    return record, rows
+
+
+async def test_incoming_call_transferred_to_a_colleague(server, tmp_path: Path) -> None:
+    services, _ = server
+    await patients.add_patient(services.db, "Петрова", "Анна", "Сергеевна", phone_numbers=(ANNA,))
+    r, rows = await transferred_call(server, tmp_path, "transfer_incoming", target_ring_ms=1500, talk_ms=7000)
     assert r["direction"] == "incoming" and r["call_type"] == "incoming" and r["did"] == LINEAR
     assert r["caller_kind"] == "patient" and r["phone_e164"] == ANNA
     assert r["answered_by_ext"] == "101"  # who picked it up, as the CDR's first answered row
     assert [(leg["extension"], leg["outcome"]) for leg in r["legs"]] == [("101", "answered"), ("103", "answered")]
     assert r["missed_by"] == [] and r["hangup_by"] == "caller"
-    patient_channel = rows[0]["channel"]
-    assert billsec_agrees(talk_in_cdr(rows, patient_channel), r["talk_seconds"]), (r["talk_seconds"], rows)
+    assert billsec_agrees(talk_in_cdr(rows, rows[0]["channel"]), r["talk_seconds"]), (r["talk_seconds"], rows)
     assert r["talk_seconds"] > 5  # the whole conversation, not the moment before the transfer
     agrees_with_backfill(services, r, rows)
 
 
 async def test_transfer_to_a_phone_nobody_answers(server, tmp_path: Path) -> None:
-    services, log = server
-    procs = await start_phones(services, tmp_path, {"101": {"ring_ms": 800}, "103": {"ring_ms": NEVER}})
-    call = await start_operator_call(services.settings, ANNA, LINEAR, tmp_path, talk_ms=5000)
-    linkedid = await transfer(services, log, "PJSIP/101-", "103")
-    assert await call.wait(60) == 0, call.errors
-    await stop_all(*procs.values())
-    r = await wait_call(services, linkedid)
-    rows = await wait_cdr(services.settings.cdr_db_path, linkedid, count=2)
-    keep_fixture(tmp_path, "transfer_unanswered")
+    r, rows = await transferred_call(server, tmp_path, "transfer_unanswered", target_ring_ms=NEVER, talk_ms=5000)
     assert r["call_type"] == "incoming" and r["answered_by_ext"] == "101"
     assert [(leg["extension"], leg["outcome"]) for leg in r["legs"]] == [("101", "answered"), ("103", "no_answer")]
     # the patient waited for 103 and gave up: they hung up, and talked only before the transfer
     assert r["hangup_by"] == "caller"
     assert billsec_agrees(talk_in_cdr(rows, rows[0]["channel"]), r["talk_seconds"]), (r["talk_seconds"], rows)
     assert r["talk_seconds"] < 1
-    agrees_with_backfill(services, r, rows)
+    agrees_with_backfill(server[0], r, rows)
 
 
 async def test_click_to_call_transferred_to_a_colleague(server, tmp_path: Path) -> None:
