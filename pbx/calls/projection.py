@@ -78,7 +78,7 @@ def record_of(conv: Conversation, ended: float, trunks: Trunks) -> CallRecord:
     hangup_by = conv.hangup_by or HANGUP_SYSTEM
     talk = 0.0
     if answered_at is not None:
-        talk = talk_seconds(conv, answered_at, ended, talk_chan, trunks, outgoing=direction == OUTGOING)
+        talk = talk_seconds(conv, answered_at, ended, talk_chan, outgoing=direction == OUTGOING)
     legs = tuple(
         LegRecord(
             endpoint=lg.endpoint, uniqueid=lg.uniqueid, outcome=lg.outcome or NO_ANSWER,
@@ -112,8 +112,7 @@ def record_of(conv: Conversation, ended: float, trunks: Trunks) -> CallRecord:
     )
 
 
-def talk_seconds(conv: Conversation, answered_at: float, ended: float, talk_chan: str, trunks: Trunks, *,
-                 outgoing: bool) -> float:
+def talk_seconds(conv: Conversation, answered_at: float, ended: float, talk_chan: str, *, outgoing: bool) -> float:
     """From the answer until the patient's side hangs up or the last clinic party they talked
     with does, whichever is first. A transfer hands the patient to a colleague: the talk goes
     on past the first party's hang-up (as Asterisk's CDR rows add up). The patient's side is
@@ -122,8 +121,8 @@ def talk_seconds(conv: Conversation, answered_at: float, ended: float, talk_chan
         chan = conv.channels.get(uid)
         return chan.ended_at if chan is not None and chan.ended_at is not None else ended
 
-    clinic = [lg.uniqueid for lg in conv.legs.values()
-              if lg.answered_at is not None and lg.endpoint not in trunks and lg.uniqueid != talk_chan]
+    # every other party that answered: colleagues' phones, or a doctor's mobile by the operator
+    clinic = [lg.uniqueid for lg in conv.legs.values() if lg.answered_at is not None and lg.uniqueid != talk_chan]
     if outgoing:
         patient, clinic = talk_chan, [conv.origin, *clinic]
     else:

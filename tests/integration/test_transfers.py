@@ -112,3 +112,31 @@ async def test_click_to_call_transferred_to_a_colleague(server, tmp_path: Path) 
     assert billsec_agrees(talk_in_cdr(rows, trunk), r["talk_seconds"]), (r["talk_seconds"], rows)
     assert r["talk_seconds"] > 4
     agrees_with_backfill(services, r, rows)
+
+
+async def test_incoming_call_transferred_to_a_mobile(server, tmp_path: Path) -> None:
+    """101 sends the patient on to a doctor's mobile by the operator: the call stays the
+    patient's (their number, the clinic number they called), and the mobile sees the clinic's
+    number, not the patient's."""
+    services, log = server
+    await patients.add_patient(services.db, "Петрова", "Анна", "Сергеевна", phone_numbers=(ANNA,))
+    procs = await start_phones(services, tmp_path, {"101": {"ring_ms": 800}})
+    mobile = await start_operator_uas(services.settings, tmp_path, ring_ms=1000)
+    call = await start_operator_call(services.settings, ANNA, LINEAR, tmp_path, talk_ms=6000)
+    linkedid = await transfer(services, log, "PJSIP/101-", "79035556677")
+    assert await call.wait(60) == 0, call.errors
+    await stop_all(mobile, *procs.values(), wait=20)
+    r = await wait_call(services, linkedid)
+    rows = await wait_cdr(services.settings.cdr_db_path, linkedid, count=2)
+    keep_fixture(tmp_path, "transfer_to_mobile")
+    assert (r["direction"], r["call_type"], r["did"], r["phone_e164"]) == ("incoming", "incoming", LINEAR, ANNA)
+    assert r["caller_kind"] == "patient" and r["answered_by_ext"] == "101"
+    assert [(leg["extension"], leg["outcome"]) for leg in r["legs"]] == [("101", "answered"), ("operator", "answered")]
+    assert r["hangup_by"] == "caller" and r["recording"] == f"{rows[0]['uniqueid']}.wav"
+    assert billsec_agrees(talk_in_cdr(rows, rows[0]["channel"]), r["talk_seconds"]), (r["talk_seconds"], rows)
+    assert r["talk_seconds"] > 4
+    agrees_with_backfill(services, r, rows)
+    outside = next(row["dstchannel"] for row in rows if row["dstchannel"].startswith("PJSIP/operator"))
+    shown = [e.headers.get("CallerIDNum") for e in log.events
+             if e.headers.get("Channel") == outside and e.name in ("NewCallerid", "Newstate", "DialState")]
+    assert LINEAR in shown and ANNA.lstrip("+") not in shown, shown

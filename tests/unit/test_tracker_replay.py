@@ -194,3 +194,14 @@ def test_click_to_call_transferred_to_a_colleague() -> None:
     assert outcomes(r) == {"operator": "answered", "103": "answered"}
     assert r.hangup_by == "callee"  # the patient ended it, talking with 103
     assert r.talk_seconds > 5.5
+
+
+def test_transferred_on_to_a_mobile() -> None:
+    """101 sent the patient on to a doctor's mobile by the operator (recorded with the
+    dialplan's transfer-out path): the patient's number and clinic number stay, and the talk
+    with the mobile counts."""
+    r = one("transfer_to_mobile")
+    assert (r.direction, r.call_type, r.answered_by, r.did, r.caller) == (
+        "incoming", "incoming", "101", "74951110002", ANNA)
+    assert outcomes(r) == {"101": "answered", "operator": "answered"}
+    assert r.hangup_by == "caller" and r.talk_seconds > 5
