@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import gc
+import itertools
 import random
 import resource
 import sqlite3
@@ -297,14 +298,13 @@ async def measure(path: Path | str, n_calls: int, size_mb: float, only: str = ""
                 reads = [reads]
             gc.collect()
             reset_peak()
-            times, bares = [], []
-            rounds = ROUNDS
             # the page and its bare reads in turns, each round both: this machine's speed wanders
             # (the same reads 2.8 ms and 5.4 ms a few seconds apart), so both are taken at the
             # same moments and their bests compared; the first round, untimed, warms both (a
             # running server has compiled the page's template and warmed its connections)
-            i = 0
-            while i <= rounds:
+            times, bares = [], []
+            rounds = ROUNDS
+            for i in itertools.count():  # round 0 untimed; it sets how many follow
                 t0 = time.perf_counter()
                 resp = await client.get(url, headers={"Authorization": f"Bearer {api_token}"} if "/api/" in url else {})
                 async for _ in resp.content.iter_chunked(1 << 16):  # read and dropped, as a browser saves it
@@ -317,11 +317,11 @@ async def measure(path: Path | str, n_calls: int, size_mb: float, only: str = ""
                 if i:
                     times.append(took)
                     bares.append(b)
-                elif took > 1:  # a page of seconds (the CSV): fewer rounds
-                    rounds = 3
-                elif took < 0.1:  # a page of milliseconds: more, a single hiccup of the machine is its size
-                    rounds = 3 * ROUNDS
-                i += 1
+                    if len(times) == rounds:
+                        break
+                else:  # a page of seconds (the CSV): fewer rounds; of milliseconds: more, a
+                    # single hiccup of the machine is its size
+                    rounds = 3 if took > 1 else 3 * ROUNDS if took < 0.1 else ROUNDS
             if not times:
                 continue
             print(f"{name:44} {min(times):8.3f} {statistics.median(times):9.3f} {min(bares):8.4f}"

@@ -101,7 +101,7 @@ def _talk(legs_rows: Sequence[Row], talk_row: Row, outgoing: bool, answered_at: 
     patient = str(talk_row.get("dstchannel" if outgoing else "channel") or "")
     ends = [_f(r.get("end_u")) or ended for r in legs_rows
             if r.get("disposition") == "ANSWERED" and patient in (r.get("channel"), r.get("dstchannel"))]
-    return max(0.0, min(ended, max(ends, default=ended)) - answered_at)
+    return max(0.0, max(ends, default=ended) - answered_at)  # every end is at most ``ended``
 
 
 def record_from_cdr(rows: Sequence[Row], config: TrackerConfig | None = None) -> CallRecord | None:
