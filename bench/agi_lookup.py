@@ -28,7 +28,7 @@ from agi.routes import incoming_route  # noqa: E402
 from agi.server import FastAgiServer  # noqa: E402
 from crm.db import Database  # noqa: E402
 from pbx.ami.client import AmiClient, AmiEvent  # noqa: E402
-from pbx.embedded import EmbeddedAsterisk  # noqa: E402
+from pbx.asterisk.embedded import EmbeddedAsterisk  # noqa: E402
 from pbx.settings import PROJECT_DIR, AsteriskSettings, Settings, with_generated_secrets  # noqa: E402
 
 BENCH = PROJECT_DIR / ".local" / "bench"

@@ -12,9 +12,9 @@ from typing import Any
 
 from bench.tracker import renumber, to_wire
 from pbx.ami.client import AmiClient
-from pbx.call_service import CallService
-from pbx.cdr_backfill import CdrReader
-from pbx.event_pump import EventPump
+from pbx.ami.pump import EventPump
+from pbx.asterisk.cdr_db import CdrReader
+from pbx.workers.calls import CallService
 from tests.fake_ami import FakeAmi
 
 

@@ -30,9 +30,10 @@ from bench.load_sipp import proc_stats  # noqa: E402
 from crm import callbacks, signatures  # noqa: E402
 from crm.clock import SettableClock  # noqa: E402
 from crm.demo import load_demo  # noqa: E402
+from crm.rules import callback as cr  # noqa: E402
 from pbx.app import SERVICES, build_app  # noqa: E402
-from pbx.embedded import EmbeddedAsterisk  # noqa: E402
-from pbx.robots import callback_rules as cr  # noqa: E402
+from pbx.asterisk.embedded import EmbeddedAsterisk  # noqa: E402
+from pbx.outbound.sipp import start_desk_phone, start_operator_uas  # noqa: E402
 from pbx.settings import (  # noqa: E402
     PROJECT_DIR,
     AsteriskSettings,
@@ -40,7 +41,6 @@ from pbx.settings import (  # noqa: E402
     Settings,
     with_generated_secrets,
 )
-from pbx.sipp import start_desk_phone, start_operator_uas  # noqa: E402
 
 TZ = ZoneInfo("Europe/Moscow")
 STATE = PROJECT_DIR / ".local" / "bench-callback"

@@ -30,9 +30,9 @@ from crm import users  # noqa: E402
 from crm.demo import load_demo  # noqa: E402
 from pbx.ami.client import AmiEvent  # noqa: E402
 from pbx.app import SERVICES, build_app  # noqa: E402
-from pbx.embedded import EmbeddedAsterisk  # noqa: E402
+from pbx.asterisk.embedded import EmbeddedAsterisk  # noqa: E402
+from pbx.outbound.sipp import NEVER, start_desk_phone, start_operator_call  # noqa: E402
 from pbx.settings import PROJECT_DIR, AsteriskSettings, Settings, with_generated_secrets  # noqa: E402
-from pbx.sipp import NEVER, start_desk_phone, start_operator_call  # noqa: E402
 
 STATE = PROJECT_DIR / ".local" / "bench-cards"
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from harness import BenchServer, bench_config, compare_with_cdr, proc_stats
 
+from pbx.outbound.sipp import NEVER, start_desk_phone, start_operator_load
 from pbx.settings import PROJECT_DIR
-from pbx.sipp import NEVER, start_desk_phone, start_operator_load
 from tests.pg_cluster import running_cluster
 
 BENCH = PROJECT_DIR / ".local" / "bench-chain"

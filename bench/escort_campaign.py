@@ -28,10 +28,10 @@ from aiohttp.test_utils import TestServer  # noqa: E402
 from bench.load_sipp import proc_stats  # noqa: E402
 from crm import escort, patients, schedule  # noqa: E402
 from crm.clock import SettableClock  # noqa: E402
+from crm.rules import escort as rules  # noqa: E402
+from crm.rules.escort import EscortSettings  # noqa: E402
 from pbx.app import SERVICES, build_app  # noqa: E402
-from pbx.embedded import EmbeddedAsterisk  # noqa: E402
-from pbx.robots import rules  # noqa: E402
-from pbx.robots.rules import EscortSettings  # noqa: E402
+from pbx.asterisk.embedded import EmbeddedAsterisk  # noqa: E402
 from pbx.settings import (  # noqa: E402
     PROJECT_DIR,
     AsteriskSettings,

@@ -22,8 +22,8 @@ import time
 
 from harness import CLINIC_PBX, BenchServer, bench_config, compare_with_cdr, health
 
+from pbx.outbound.sipp import NEVER, start_desk_phone, start_operator_load
 from pbx.settings import PROJECT_DIR
-from pbx.sipp import NEVER, start_desk_phone, start_operator_load
 
 BENCH = PROJECT_DIR / ".local" / "bench-storm"
 

@@ -38,8 +38,8 @@ from bench import scale_pg  # noqa: E402
 from crm import appeal_days, call_stats, tokens, users  # noqa: E402
 from crm.storage import database  # noqa: E402
 from pbx.app import SERVICES, Adapters, build_app  # noqa: E402
-from pbx.report_refresher import WARM_DAYS  # noqa: E402
 from pbx.settings import PROJECT_DIR, AsteriskSettings, Settings, with_generated_secrets  # noqa: E402
+from pbx.workers.report_refresher import WARM_DAYS  # noqa: E402
 from tests.pg_cluster import running_cluster  # noqa: E402
 
 TZ = ZoneInfo("Europe/Moscow")

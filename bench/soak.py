@@ -21,8 +21,8 @@ import time
 
 from harness import BenchServer, bench_config, compare_with_cdr, health, open_files, proc_stats
 
+from pbx.outbound.sipp import NEVER, start_desk_phone, start_operator_load
 from pbx.settings import PROJECT_DIR
-from pbx.sipp import NEVER, start_desk_phone, start_operator_load
 
 BENCH = PROJECT_DIR / ".local" / "bench-soak"
 MIX = (  # (share, DID, kind)

@@ -19,10 +19,10 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+from crm.rules.call_records import Anomaly, CallFinished
 from pbx.ami.framing import AmiFramer
 from pbx.ami.recording import read_recording
 from pbx.calls.events import normalize
-from pbx.calls.records import Anomaly, CallFinished
 from pbx.calls.tracker import CallTracker
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "ami"

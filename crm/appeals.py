@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 from crm import ad_channels, comments, schedule
 from crm.db import Database
 from crm.rules import appeals as ap
+from crm.rules import callback as cr
 from crm.rules.windows import APPOINTMENT_LINK, CRM_ACTION_LINK
-from pbx.robots import callback_rules as cr
 
 
 async def contacts(db: Database, since: float, until: float, today: date, tz: ZoneInfo, *,

@@ -1,7 +1,7 @@
 """Website callback requests (seed 003) in storage: sources, requests (idempotent intake, joining
 a repeat), the robot's attempts, what the rules need to know before an attempt, and closing a
 request with its SMS and e-mails in one transaction. The decisions are the pure
-``pbx.robots.callback_rules``; this module fetches rows and writes what they decided."""
+``crm.rules.callback``; this module fetches rows and writes what they decided."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 from crm import clinic_settings, mail
 from crm.db import Database
 from crm.escort import claim_jobs
-from pbx.robots import callback_rules as cr
-from pbx.robots import rules
+from crm.rules import callback as cr
+from crm.rules import escort as rules
 
 SETTINGS_KEY = "callback"
 UTC_ZONE = ZoneInfo("UTC")

@@ -10,9 +10,9 @@ from typing import Any
 from crm import contacts, directory, phones, shifts
 from crm import identify as ident
 from crm.db import Database, Reader
+from crm.rules import call_records as records
 from crm.rules import windows
-from pbx.calls import records
-from pbx.calls.records import OUTGOING_NOT_CONNECTED, CallRecord
+from crm.rules.call_records import OUTGOING_NOT_CONNECTED, CallRecord
 
 
 def iso(ts: float | None) -> str | None:
@@ -437,7 +437,7 @@ async def participation(db: Database, linkedid: str, user_id: int) -> tuple[bool
     return (row is not None, bool(row and row[0]))
 
 
-# --- recordings (pbx/recordings.py keeps the files; the record follows each file) -----------
+# --- recordings (pbx/workers/recordings.py keeps the files; the record follows each file) -----------
 async def recordings_to_compress(db: Database, ended_before: str, limit: int) -> list[dict[str, Any]]:
     rows = await db.fetchall(
         "SELECT id, recording FROM calls WHERE recording LIKE '%.wav' AND ended_at < ? ORDER BY id LIMIT ?",

@@ -1,6 +1,6 @@
 """Escort storage: the persistent job scheduler, robot call records, the message outbox,
 write-offs, the per-appointment log, replies and reports. All writes are single
-transactions; the decisions themselves are in the pure ``pbx.robots.rules``."""
+transactions; the decisions themselves are in the pure ``crm.rules.escort``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 from crm import clinic_settings, schedule
 from crm.claim import claim_rows
 from crm.db import Database
-from pbx.robots import rules
-from pbx.robots.rules import CONFIRMATION, DETAILS, REMINDER, EscortSettings, Facts, Wording
+from crm.rules import escort as rules
+from crm.rules.escort import CONFIRMATION, DETAILS, REMINDER, EscortSettings, Facts, Wording
 
 SETTINGS_KEY = "escort"
 RECENT = 3600.0  # details go only to appointments created within the last hour

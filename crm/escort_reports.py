@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from crm.db import Database
 from crm.escort import job_columns
-from pbx.robots.rules import CONFIRMATION
+from crm.rules.escort import CONFIRMATION
 
 
 def local_midnight(ts: float, tz: ZoneInfo) -> float:

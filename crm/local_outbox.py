@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pbx.calls.records import CallRecord, LegRecord
+from crm.rules.call_records import CallRecord, LegRecord
 
 
 def record_to_json(record: CallRecord) -> str:

@@ -1,5 +1,5 @@
 """The e-mail outbox: letters are queued in the same transaction as the change they report,
-then sent over SMTP (``pbx.mailer``) with retries and a delivery state (queued | sending |
+then sent over SMTP (``pbx.outbound.mailer``) with retries and a delivery state (queued | sending |
 sent | failed). Also the callback robot's letters to the clinic (seed 003)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from crm.claim import claim_rows
 from crm.db import Database
-from pbx.robots import callback_rules as cr
+from crm.rules import callback as cr
 
 MAIL_TRIES = 5
 

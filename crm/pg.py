@@ -25,11 +25,11 @@ import psycopg
 from psycopg.adapt import Loader
 
 from crm import dialect
+from crm.aio import cancel_and_wait
 from crm.clock import Clock, SystemClock
 from crm.db import Reader as BaseReader
 from crm.db import iso_stamp, migration_files, split_sql
 from crm.local_copy import LocalCopy
-from pbx.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ class PgDatabase:
 
     async def open(self) -> None:
         """Connect (and migrate); raises ``psycopg.OperationalError`` when the centre does not
-        answer, leaving nothing half open (``pbx.centre_start`` then waits for it)."""
+        answer, leaving nothing half open (``pbx.workers.centre_start`` then waits for it)."""
         try:
             await self._open_centre()
         except BaseException:

@@ -22,23 +22,23 @@ from crm.clock import Clock, SystemClock
 from crm.local_outbox import LocalOutbox
 from crm.pg import PgDatabase
 from pbx.ami.client import AmiClient, RawSink
+from pbx.ami.pump import EventPump
 from pbx.ari.client import AriClient
 from pbx.ari.flow_runner import FlowRunner
-from pbx.call_service import CallService
-from pbx.callback_service import CallbackService
-from pbx.cdr_backfill import CdrReader
-from pbx.centre_start import open_when_centre_answers
-from pbx.embedded import EmbeddedAsterisk
-from pbx.escort_service import EscortService
-from pbx.event_pump import EventPump
-from pbx.gateways import Gateway, make_gateway
-from pbx.mailer import SmtpMailer
-from pbx.recordings import RecordingKeeper
-from pbx.report_refresher import ReportRefresher
-from pbx.robot_caller import RobotCaller
+from pbx.asterisk.cdr_db import CdrReader
+from pbx.asterisk.embedded import EmbeddedAsterisk
+from pbx.jobs.callback import CallbackService
+from pbx.jobs.confirmation_call import RobotCaller
+from pbx.jobs.escort import EscortService
+from pbx.outbound.gateways import Gateway, make_gateway
+from pbx.outbound.mailer import SmtpMailer
+from pbx.outbound.tts import PromptCache, TtsError, load_phrases
 from pbx.services import HEALTH_PARTS, SERVICES, Services, health  # noqa: F401 - re-exported
 from pbx.settings import GatewaySettings, Settings
-from pbx.tts import PromptCache, TtsError, load_phrases
+from pbx.workers.calls import CallService
+from pbx.workers.centre_start import open_when_centre_answers
+from pbx.workers.recordings import RecordingKeeper
+from pbx.workers.report_refresher import ReportRefresher
 from web.app import setup_web
 
 log = logging.getLogger(__name__)

@@ -20,16 +20,16 @@ from agi.server import FastAgiServer
 from crm.clock import Clock, SystemClock
 from crm.storage import AnyDatabase
 from pbx.ami.client import AmiClient
+from pbx.ami.pump import EventPump
 from pbx.ari.client import AriClient
-from pbx.call_service import CallService
-from pbx.callback_service import CallbackService
-from pbx.embedded import EmbeddedAsterisk
-from pbx.escort_service import EscortService
-from pbx.event_pump import EventPump
-from pbx.robot_caller import RobotCaller
+from pbx.asterisk.embedded import EmbeddedAsterisk
+from pbx.jobs.callback import CallbackService
+from pbx.jobs.confirmation_call import RobotCaller
+from pbx.jobs.escort import EscortService
 from pbx.settings import Settings
-from pbx.storage_health import disk_space
 from pbx.version import VERSION
+from pbx.workers.calls import CallService
+from pbx.workers.storage_health import disk_space
 
 
 @dataclass

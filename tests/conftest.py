@@ -24,7 +24,7 @@ from crm.storage import AnyDatabase, database
 from pbx.ami.client import AmiEvent, AmiLink
 from pbx.ami.recording import RawRecorder
 from pbx.app import SERVICES, Services, build_app
-from pbx.embedded import EmbeddedAsterisk
+from pbx.asterisk.embedded import EmbeddedAsterisk
 from pbx.settings import PROJECT_DIR, AsteriskSettings, Settings, with_generated_secrets
 from tests.gateway_fake import FakeGateway
 from tests.pg_cluster import PgCluster, pg_bin, running_cluster

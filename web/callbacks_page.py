@@ -14,7 +14,7 @@ from aiohttp import web
 
 from crm import callbacks, directory, mail, phones
 from crm.dates import parse_day
-from pbx.robots import callback_rules as cr
+from crm.rules import callback as cr
 from pbx.services import SERVICES
 from web.callback_api import clean
 from web.common import (

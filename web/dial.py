@@ -12,7 +12,7 @@ from aiohttp import web
 
 from crm import clinic_settings, directory, identify, phones, shifts
 from crm.rules.chain import box_rings
-from pbx.originate import OriginateError, OriginateRequest, originate
+from pbx.outbound.originate import OriginateError, OriginateRequest, originate
 from pbx.services import SERVICES, Services
 from web.common import viewer
 from web.live import LIVE_HUB

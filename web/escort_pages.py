@@ -14,9 +14,9 @@ from aiohttp import web
 
 from crm import directory, escort, escort_reports, phones, schedule, signatures
 from crm.dates import parse_day
+from crm.rules import escort as rules
+from crm.rules.escort import EscortSettings
 from crm.schedule import BookingError
-from pbx.robots import rules
-from pbx.robots.rules import EscortSettings
 from pbx.services import SERVICES
 from web import charts
 from web.common import (

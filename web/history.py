@@ -32,7 +32,7 @@ FILTER_TYPES = (
     ("outgoing", "Исходящие"), ("outgoing_unanswered", "Исходящие без ответа"),
 )
 # Asterisk's uniqueid (1796195341.45) or a robot's channel id (cb-7-1-5f3a-101), as WAV or as
-# the compressed Ogg Vorbis it becomes (pbx/recordings.py); never a path
+# the compressed Ogg Vorbis it becomes (pbx/workers/recordings.py); never a path
 RECORDING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,150}\.(wav|ogg)$")
 AUDIO_TYPES = {"wav": "audio/wav", "ogg": "audio/ogg"}
 

@@ -14,8 +14,8 @@ from aiohttp import web
 
 from crm import reports, schedule
 from crm.calls import PROCESSING_WINDOW, CallFilter, iso, list_calls
-from pbx.recordings import usage
 from pbx.services import SERVICES, health
+from pbx.workers.recordings import usage
 from web.common import SETTINGS_ROLES, clinic_tz, local_time, local_today, now_ts, viewer
 from web.history import row_view
 from web.reports import calls_chart

@@ -18,9 +18,9 @@ from aiohttp_session import get_session
 
 from crm import directory, distribution, identify, phones, shifts
 from crm.db import Database
-from pbx.call_service import CallService
-from pbx.calls.records import Change, LiveCall, LiveUpdate, QueueWaiting
+from crm.rules.call_records import Change, LiveCall, LiveUpdate, QueueWaiting
 from pbx.services import SERVICES
+from pbx.workers.calls import CallService
 from web.live_bus import LiveBus
 from web.security import VIEWER, current_user
 

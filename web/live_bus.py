@@ -18,8 +18,8 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from crm.aio import cancel_and_wait
 from crm.pg import PgDatabase
-from pbx.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from web.live import LiveHub

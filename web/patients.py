@@ -11,8 +11,8 @@ from aiohttp import web
 
 from crm import calls, context, escort, patients, phones, schedule
 from crm.dates import parse_day
-from pbx.robots import rules
-from pbx.robots.rules import SCENARIOS
+from crm.rules import escort as rules
+from crm.rules.escort import SCENARIOS
 from pbx.services import SERVICES
 from web.common import clean_linkedid, clinic_tz, int_or_none, local_today, now_ts, trace, viewer
 from web.history import row_view

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_log import AccessLogger
 
-from pbx.tasks import cancel_and_wait
+from crm.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 HEAD_END = b"\r\n\r\n"
@@ -148,7 +148,7 @@ async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event,
     """Run the panel until ``stop`` is set (``clinic-pbx run``)."""
     runner = web.AppRunner(app, access_log_class=PrivateAccessLogger, access_log_format=ACCESS_LOG_FORMAT,
                            keepalive_timeout=75.0)
-    # the start may wait (a chain's branch waits for its centre, pbx/centre_start.py): a stop
+    # the start may wait (a chain's branch waits for its centre, pbx/workers/centre_start.py): a stop
     # meanwhile ends it rather than waiting for the centre
     setup = asyncio.create_task(runner.setup())
     stopped = asyncio.create_task(stop.wait())

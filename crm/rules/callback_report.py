@@ -11,7 +11,7 @@ from statistics import median
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pbx.robots import callback_rules as cr
+from crm.rules import callback as cr
 
 
 @dataclass

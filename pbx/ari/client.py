@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from pbx.tasks import cancel_and_wait
+from crm.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 REPLACED_BACKOFF = 2.0  # seconds before registering an app another client took over

@@ -19,9 +19,9 @@ from typing import Any
 
 import aiohttp
 
+from crm.aio import cancel_and_wait
 from pbx.ari.client import AriClient, AriError, AriEvent, AriLink
 from pbx.robots import flow as f
-from pbx.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 ORIGINATE_TIMEOUT = 15.0  # a loaded Asterisk can take seconds to set a call up

@@ -11,8 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pbx.calls.conversation import endpoint_of
-from pbx.calls.records import (
+from crm.rules.call_records import (
     ANSWERED,
     ANSWERED_ELSEWHERE,
     BUSY,
@@ -27,6 +26,7 @@ from pbx.calls.records import (
     call_type,
     leg_missed,
 )
+from pbx.calls.conversation import endpoint_of
 
 DISPOSITION = {"ANSWERED": ANSWERED, "NO ANSWER": NO_ANSWER, "BUSY": BUSY, "FAILED": FAILED,
                "CONGESTION": FAILED}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pbx.calls.records import INCOMING, INTERNAL, OUTGOING
+from crm.rules.call_records import INCOMING, INTERNAL, OUTGOING
 
 # Leg states. "dialing" and "ringing" are open; "talking" is answered and open; the rest end it.
 DIALING, RINGING, TALKING, DONE = "dialing", "ringing", "talking", "done"

@@ -3,9 +3,7 @@ live card, and the frozen call record when it ends."""
 
 from __future__ import annotations
 
-from pbx.calls import conversation as cv
-from pbx.calls.conversation import DONE, TALKING, Conversation
-from pbx.calls.records import (
+from crm.rules.call_records import (
     HANGUP_SYSTEM,
     INCOMING,
     NO_ANSWER,
@@ -16,6 +14,8 @@ from pbx.calls.records import (
     call_type,
     leg_missed,
 )
+from pbx.calls import conversation as cv
+from pbx.calls.conversation import DONE, TALKING, Conversation
 
 Trunks = frozenset[str] | tuple[str, ...]
 

@@ -12,22 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from pbx.calls import conversation as cv
-from pbx.calls import events as ev
-from pbx.calls import q850
-from pbx.calls.conversation import (  # endpoint_of: re-exported for the CDR side and tests
-    DIALING,
-    DONE,
-    LEG_TRANSITIONS,
-    RINGING,
-    TALKING,
-    Channel,
-    Conversation,
-    Leg,
-    endpoint_of,
-)
-from pbx.calls.projection import card_status, live_call, record_of
-from pbx.calls.records import (
+from crm.rules.call_records import (
     ANSWERED,
     ANSWERED_ELSEWHERE,
     BUSY,
@@ -47,6 +32,21 @@ from pbx.calls.records import (
     QueueWaiting,
     TrackerConfig,
 )
+from pbx.calls import conversation as cv
+from pbx.calls import events as ev
+from pbx.calls import q850
+from pbx.calls.conversation import (  # endpoint_of: re-exported for the CDR side and tests
+    DIALING,
+    DONE,
+    LEG_TRANSITIONS,
+    RINGING,
+    TALKING,
+    Channel,
+    Conversation,
+    Leg,
+    endpoint_of,
+)
+from pbx.calls.projection import card_status, live_call, record_of
 
 STICKY_VARS = frozenset({"CLINIC_DIRECTION"})
 DIAL_STATUS = {

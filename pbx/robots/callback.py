@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pbx.robots import callback_rules as cr
+from crm.rules import callback as cr
 from pbx.robots import flow as f
 
 MAX_CALL = "max_call"

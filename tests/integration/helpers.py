@@ -11,7 +11,7 @@ from typing import Any
 
 from pbx.app import Services
 from pbx.calls.tracker import endpoint_of
-from pbx.sipp import NEVER, SippProcess, start_desk_phone
+from pbx.outbound.sipp import NEVER, SippProcess, start_desk_phone
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ami"
 

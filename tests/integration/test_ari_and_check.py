@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from pbx.checks import run_checks
+from pbx.cli.checks import run_checks
 
 pytestmark = pytest.mark.integration
 

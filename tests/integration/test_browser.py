@@ -16,7 +16,7 @@ from playwright.async_api import expect
 
 from crm import clinic_settings, users
 from crm.demo import load_demo
-from pbx.sipp import NEVER, start_operator_call, start_operator_uas
+from pbx.outbound.sipp import NEVER, start_operator_call, start_operator_uas
 from tests.conftest import require
 from tests.integration.helpers import start_phones, stop_all, wait_call
 

@@ -10,8 +10,8 @@ import pytest
 
 from crm import patients
 from crm.calls import CallFilter, list_calls
-from pbx.originate import OriginateRequest, originate
-from pbx.sipp import NEVER, start_operator_call, start_operator_uas
+from pbx.outbound.originate import OriginateRequest, originate
+from pbx.outbound.sipp import NEVER, start_operator_call, start_operator_uas
 from tests.integration.helpers import (
     assert_matches_cdr,
     keep_fixture,
@@ -157,7 +157,7 @@ async def test_outgoing_unanswered(server, tmp_path: Path) -> None:
 async def test_click_to_call_whose_own_phone_does_not_answer(server, tmp_path: Path) -> None:
     """The administrator's desk phone never answered, so the patient was never dialled: not the
     administrator's «Исходящий без ответа» to the patient, and out of the statistics."""
-    from pbx.originate import OriginateError
+    from pbx.outbound.originate import OriginateError
 
     services, _ = server
     procs = await start_phones(services, tmp_path, {})  # every phone rings, nobody answers

@@ -26,10 +26,10 @@ from aiohttp.test_utils import TestServer
 from crm import callbacks, patients, schedule
 from crm.clock import SettableClock
 from crm.demo import load_demo
+from crm.rules import callback as cr
 from pbx.app import SERVICES, Services, build_app
-from pbx.robots import callback_rules as cr
+from pbx.outbound.sipp import NEVER, start_desk_phone, start_operator_uas
 from pbx.settings import GatewaySettings, MailSettings, RobotSettings, Settings
-from pbx.sipp import NEVER, start_desk_phone, start_operator_uas
 from tests.gateway_fake import FakeGateway
 from tests.integration.helpers import billsec_agrees, wait_call, wait_cdr
 from tests.smtp_fake import Inbox, free_port, serve
@@ -311,7 +311,7 @@ async def test_a_server_stopped_mid_call_closes_the_attempt_and_tries_again_once
 async def test_the_demo_phones_take_a_request_through_the_queue(app, tmp_path: Path) -> None:
     """What `make run` + `clinic-pbx demo-phones` + `clinic-pbx demo-request` do: the robot rings
     the reception queue's free phones, one picks up and presses 1, the patient talks."""
-    from pbx.demo import run_demo_phones
+    from pbx.cli.demo import run_demo_phones
 
     services, clock = app
     await callbacks.save_settings(services.db, cr.CallbackSettings(ring_clinic_seconds=8, ring_patient_seconds=8))

@@ -23,11 +23,11 @@ from crm import escort, patients, schedule
 from crm.calls import CallFilter, list_calls
 from crm.clock import SettableClock
 from crm.demo import load_demo
+from crm.rules.escort import EscortSettings
 from pbx.app import SERVICES, Services, build_app
-from pbx.embedded import EmbeddedAsterisk
-from pbx.robots.rules import EscortSettings
+from pbx.asterisk.embedded import EmbeddedAsterisk
+from pbx.outbound.sipp import start_operator_call
 from pbx.settings import GatewaySettings, RobotSettings, Settings
-from pbx.sipp import start_operator_call
 from tests.conftest import TEST_STATE
 from tests.gateway_fake import FakeGateway
 from tests.integration.helpers import (
@@ -256,7 +256,7 @@ async def test_a_branch_started_while_the_centre_is_down(asterisk, test_settings
     a patient calling meanwhile is named on the desk phone (FastAGI from the local copy of the
     last run); once the centre answers the process starts and the call comes back from the
     box's CDR, once, as Asterisk recorded it."""
-    from pbx import centre_start
+    from pbx.workers import centre_start
 
     monkeypatch.setattr(centre_start, "RETRY_SECONDS", 0.5)
     settings = dataclasses.replace(test_settings, database=pg_cluster.new_database())

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from crm.calls import CallFilter, list_calls
-from pbx.demo import DemoCall, run_demo_phones
-from pbx.originate import OriginateRequest, originate
+from pbx.cli.demo import DemoCall, run_demo_phones
+from pbx.outbound.originate import OriginateRequest, originate
 from tests.integration.helpers import wait_call
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sip_guard")]

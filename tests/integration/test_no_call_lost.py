@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from crm.calls import CallFilter, list_calls
 from pbx.app import SERVICES, build_app
-from pbx.sipp import start_operator_call
+from pbx.outbound.sipp import start_operator_call
 from tests.integration.helpers import (
     assert_matches_cdr,
     start_phones,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
+from pbx.outbound.sipp import start_operator_call
 from pbx.settings import PROJECT_DIR
-from pbx.sipp import start_operator_call
 from tests.integration.helpers import start_phones, stop_all, wait_call
 from tests.integration.test_browser import open_panel, page  # noqa: F401 - the browser fixture
 from web.formatting import phone

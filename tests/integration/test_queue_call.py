@@ -16,7 +16,7 @@ from crm import patients
 from pbx.ami.client import AmiClient, AmiEvent
 from pbx.ami.framing import AmiFramer
 from pbx.ami.recording import RawRecorder, read_recording
-from pbx.sipp import start_desk_phone, start_operator_call
+from pbx.outbound.sipp import start_desk_phone, start_operator_call
 from tests.integration.helpers import wait_cdr
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sip_guard")]

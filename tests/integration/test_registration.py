@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pbx.sipp import free_udp_ports, register_phone
+from pbx.outbound.sipp import free_udp_ports, register_phone
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sip_guard")]
 

@@ -19,9 +19,9 @@ import pytest
 
 from crm.calls import CallFilter, list_calls
 from crm.db import Database
-from pbx.embedded import EmbeddedAsterisk
+from pbx.asterisk.embedded import EmbeddedAsterisk
+from pbx.outbound.sipp import NEVER, free_udp_ports, start_desk_phone, start_operator_call
 from pbx.settings import PROJECT_DIR, Settings
-from pbx.sipp import NEVER, free_udp_ports, start_desk_phone, start_operator_call
 from tests.integration.helpers import assert_matches_cdr, cdr_rows, stop_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sip_guard")]

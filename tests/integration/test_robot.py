@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestServer
 from crm import escort, escort_reports, patients, schedule
 from crm.clock import SettableClock
 from crm.demo import load_demo
+from crm.rules.escort import EscortSettings
 from pbx.app import SERVICES, Services, build_app
-from pbx.robots.rules import EscortSettings
 from pbx.settings import GatewaySettings, RobotSettings, Settings
 from tests.gateway_fake import FakeGateway
 from tests.integration.helpers import wait_cdr
@@ -215,7 +215,7 @@ async def test_robot_survives_check_and_a_takeover_of_its_app(asterisk, robot_se
     """`clinic-pbx check` once took the server's Stasis app over, and Asterisk destroyed it when
     the check left: every later robot call failed. The check now uses its own app; a client
     that still takes ours over is noticed, the app registered again, and the robot calls."""
-    from pbx.checks import run_checks
+    from pbx.cli.checks import run_checks
 
     clock = SettableClock(CALL_DAY)
     srv, services = await start_app(robot_settings, clock)

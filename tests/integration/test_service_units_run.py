@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from pbx.embedded import EmbeddedAsterisk
+from pbx.asterisk.embedded import EmbeddedAsterisk
+from pbx.outbound.sipp import free_udp_ports
 from pbx.settings import Settings
-from pbx.sipp import free_udp_ports
 from tests.integration.test_restart_keeps_calls import ServerProcess, write_config
 
 pytestmark = [pytest.mark.integration]

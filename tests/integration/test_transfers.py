@@ -12,8 +12,8 @@ import pytest
 
 from crm import patients
 from pbx.calls.cdr import record_from_cdr
-from pbx.originate import OriginateRequest, originate
-from pbx.sipp import NEVER, start_operator_call, start_operator_uas
+from pbx.outbound.originate import OriginateRequest, originate
+from pbx.outbound.sipp import NEVER, start_operator_call, start_operator_uas
 from tests.integration.helpers import (
     billsec_agrees,
     keep_fixture,

@@ -8,8 +8,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from crm import calls, patients, tokens
+from crm.rules.call_records import CallRecord, LegRecord
 from pbx.app import SERVICES, build_app
-from pbx.calls.records import CallRecord, LegRecord
 from pbx.settings import AsteriskSettings, Settings, with_generated_secrets
 
 

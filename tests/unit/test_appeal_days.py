@@ -19,8 +19,8 @@ from crm.clock import SettableClock
 from crm.db import Database
 from crm.demo import load_demo
 from crm.rules import appeals as ap
+from crm.rules.call_records import CallRecord, LegRecord
 from crm.storage import database
-from pbx.calls.records import CallRecord, LegRecord
 
 TZ = ZoneInfo("Europe/Moscow")
 DAY0 = date(2026, 11, 10)

@@ -11,8 +11,8 @@ from pathlib import Path
 from crm import calls
 from crm.backup import backup, restore
 from crm.db import Database
-from pbx.calls.records import CallRecord, LegRecord
-from pbx.cli import main
+from crm.rules.call_records import CallRecord, LegRecord
+from pbx.cli.main import main
 
 
 def record(n: int) -> CallRecord:
@@ -90,7 +90,7 @@ def test_migrate_dry_run_says_what_would_change_and_changes_nothing(tmp_path: Pa
     import argparse
 
     from crm.db import Database, applied_versions, pending_migrations
-    from pbx.cli_ops import cmd_migrate
+    from pbx.cli.ops import cmd_migrate
     from pbx.settings import Settings
 
     path = tmp_path / "crm.sqlite"

@@ -1,10 +1,10 @@
-"""One call classification for the tracker and the CDR backfill (pbx.calls.records)."""
+"""One call classification for the tracker and the CDR backfill (crm.rules.call_records)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pbx.calls.records import call_type, leg_missed
+from crm.rules.call_records import call_type, leg_missed
 
 
 @pytest.mark.parametrize(("direction", "answered", "dialled", "kind"), [

@@ -9,7 +9,7 @@ import pytest
 
 from crm import calls, patients, tags
 from crm.db import Database, Reader
-from pbx.calls.records import CallRecord, LegRecord
+from crm.rules.call_records import CallRecord, LegRecord
 
 T0 = 1_790_000_000.0
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pbx.robots import callback_rules as cr
+from crm.rules import callback as cr
 from pbx.robots import flow as f
 from pbx.robots.callback import CallbackFlow
 

@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from crm import callbacks, patients, schedule, signatures, users
 from crm.clock import SettableClock
 from crm.demo import load_demo
+from crm.rules import callback as cr
 from pbx.app import SERVICES, Adapters, build_app
-from pbx.robots import callback_rules as cr
 from tests.unit.panel_client import log_in, offline_settings
 
 TZ = ZoneInfo("Europe/Moscow")
@@ -197,7 +197,7 @@ async def test_demo_request_goes_through_the_signed_webhook(tmp_path: Path) -> N
     import dataclasses
     import socket
 
-    from pbx.cli_ops import cmd_demo_request
+    from pbx.cli.ops import cmd_demo_request
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from crm import patients
 from crm.pg import PgDatabase
-from pbx import centre_start
 from pbx.app import SERVICES, Adapters, build_app
+from pbx.workers import centre_start
 from tests.pg_cluster import running_cluster
 from tests.smtp_fake import free_port
 from tests.unit.panel_client import offline_settings

@@ -210,8 +210,8 @@ async def test_postgresql_stopped_during_calls(tmp_path: Path, monkeypatch: pyte
     from crm import identify, patients
     from crm import pg as pg_module
     from crm.calls import known_linkedids
+    from crm.rules.call_records import CallFinished
     from pbx.app import SERVICES, Adapters, build_app, health
-    from pbx.calls.records import CallFinished
     from tests.pg_cluster import pg_bin, running_cluster
     from tests.unit.panel_client import offline_settings
     from tests.unit.test_storage_faults import record, wait_for
@@ -257,7 +257,7 @@ def test_each_box_names_its_calls(tmp_path: Path) -> None:
     """A chain's box has its own Asterisk systemname: every linkedid of that box starts with it."""
     import dataclasses
 
-    from pbx.asterisk_config import box_name, render_config
+    from pbx.asterisk.config import box_name, render_config
     from tests.unit.panel_client import offline_settings
 
     settings = offline_settings(tmp_path / "state")
@@ -294,8 +294,8 @@ async def test_live_cards_reach_the_other_branches_panels(tmp_path: Path, pg_clu
     from aiohttp.test_utils import TestClient, TestServer
 
     from crm import patients
+    from crm.rules.call_records import LiveCall, LiveUpdate
     from pbx.app import SERVICES, Adapters, build_app
-    from pbx.calls.records import LiveCall, LiveUpdate
     from tests.unit.panel_client import offline_settings
     from tests.unit.test_storage_faults import wait_for
     from web.live import LIVE_HUB
@@ -356,8 +356,8 @@ async def test_a_branch_stopped_during_an_outage_saves_its_calls_at_the_next_sta
     from aiohttp.test_utils import TestClient, TestServer
 
     from crm.calls import known_linkedids
+    from crm.rules.call_records import CallFinished
     from pbx.app import SERVICES, Adapters, build_app
-    from pbx.calls.records import CallFinished
     from tests.pg_cluster import running_cluster
     from tests.unit.panel_client import offline_settings
     from tests.unit.test_storage_faults import record, wait_for
@@ -389,7 +389,7 @@ async def test_a_branch_stopped_during_an_outage_saves_its_calls_at_the_next_sta
 def test_backup_and_restore_point_a_chain_to_pg_dump(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
-    from pbx.cli_ops import cmd_backup, cmd_restore
+    from pbx.cli.ops import cmd_backup, cmd_restore
     from pbx.settings import Settings
 
     chain = Settings(state_dir=tmp_path, database="postgresql://clinic:s3cret@10.0.0.5/crm")

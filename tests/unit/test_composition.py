@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 
 from pbx.app import SERVICES, Adapters, build_app
-from pbx.gateways import DemoGateway
+from pbx.outbound.gateways import DemoGateway
 from tests.unit.panel_client import offline_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def test_web_never_imports_the_composition_root() -> None:
 def test_the_version_is_reported(capsys) -> None:
     import pytest
 
-    from pbx.cli import main
+    from pbx.cli.main import main
     from pbx.version import VERSION
 
     with pytest.raises(SystemExit) as done:
@@ -56,7 +56,7 @@ def test_the_version_is_reported(capsys) -> None:
 async def test_a_task_failing_while_it_stops_does_not_stop_the_shutdown(caplog) -> None:
     import asyncio
 
-    from pbx.tasks import cancel_and_wait
+    from crm.aio import cancel_and_wait
 
     async def writes_then_fails() -> None:
         try:

@@ -18,10 +18,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from crm import escort, escort_reports, schedule, signatures, users
 from crm.clock import SettableClock
 from crm.demo import load_demo
+from crm.rules import escort as rules
+from crm.rules.escort import EscortSettings
 from pbx.app import SERVICES, build_app
-from pbx.escort_service import EscortService
-from pbx.robots import rules
-from pbx.robots.rules import EscortSettings
+from pbx.jobs.escort import EscortService
 from pbx.settings import AsteriskSettings, GatewaySettings, Settings, with_generated_secrets
 from tests.gateway_fake import FakeGateway
 from tests.unit.panel_client import log_in
@@ -238,7 +238,7 @@ async def test_demo_gateway_logs_messages_as_sent(tmp_path: Path, caplog) -> Non
     try:
         await load_demo(app[SERVICES].db, now=clock.now(), robot_patients=False)
         await book(app, clock)
-        with caplog.at_level("INFO", logger="pbx.gateways"):
+        with caplog.at_level("INFO", logger="pbx.outbound.gateways"):
             await app[SERVICES].escort.tick()
         rows = await app[SERVICES].db.fetchall("SELECT channel, state, body FROM outbox")
         assert [(r["channel"], r["state"]) for r in rows] == [("whatsapp", "sent")]

@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from crm import calls, patients, users
+from crm.rules.call_records import CallRecord, LegRecord
 from pbx.app import SERVICES, build_app
-from pbx.calls.records import CallRecord, LegRecord
 from pbx.settings import AsteriskSettings, Settings, with_generated_secrets
 from tests.unit.panel_client import log_in
 

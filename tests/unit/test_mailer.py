@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from crm import mail
 from crm.db import Database
-from pbx.mailer import SmtpMailer
+from pbx.outbound.mailer import SmtpMailer
 from pbx.settings import MailSettings
 from tests.smtp_fake import Inbox, free_port, serve
 

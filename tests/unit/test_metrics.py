@@ -8,8 +8,8 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 
 from crm import calls
+from crm.rules.call_records import CallFinished, CallRecord, LegRecord
 from pbx.app import SERVICES, Adapters, build_app
-from pbx.calls.records import CallFinished, CallRecord, LegRecord
 from tests.unit.panel_client import offline_settings
 from web.metrics import _allowed, quantile, render
 

@@ -28,8 +28,8 @@ from crm import (
 )
 from crm.clock import SettableClock
 from crm.demo import load_demo
+from crm.rules.call_records import CallRecord, LegRecord, LiveCall
 from pbx.app import SERVICES, build_app
-from pbx.calls.records import CallRecord, LegRecord, LiveCall
 from pbx.settings import AsteriskSettings, Settings, with_generated_secrets
 from web.live import LIVE_HUB
 
@@ -406,7 +406,7 @@ async def test_distribution_rules(app) -> None:
     rules = await distribution.rules_for(db, user, None)
     mine = hub.subscribe(user, "101", rules)
     other = hub.subscribe(999, "101", ())
-    from pbx.calls.records import LiveUpdate
+    from crm.rules.call_records import LiveUpdate
 
     def card(did: str) -> LiveUpdate:
         return LiveUpdate(LiveCall(did, "incoming", "101", "ringing", "79161234567", "", did,

@@ -10,10 +10,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crm.rules.call_records import CALL_TYPES, CallFinished, CallRecord
 from pbx.ami.framing import MAX_MESSAGE_BYTES, AmiFramer
 from pbx.ami.recording import read_recording
 from pbx.calls.events import normalize
-from pbx.calls.records import CALL_TYPES, CallFinished, CallRecord
 from pbx.calls.tracker import CallTracker
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ami"

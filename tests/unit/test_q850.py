@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pbx.calls import q850, records
+from crm.rules import call_records as records
+from pbx.calls import q850
 
 
 def test_outcomes_are_the_trackers_words() -> None:

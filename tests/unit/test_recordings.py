@@ -11,7 +11,7 @@ from pathlib import Path
 
 from crm import calls
 from crm.db import Database
-from pbx.recordings import RecordingKeeper, usage
+from pbx.workers.recordings import RecordingKeeper, usage
 from tests.unit.panel_client import offline_settings
 from tests.unit.test_backup import record
 

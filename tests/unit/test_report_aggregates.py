@@ -20,8 +20,8 @@ from crm.clock import SettableClock
 from crm.db import Database
 from crm.demo import load_demo
 from crm.rules import call_stats as rules
+from crm.rules.call_records import CallRecord, LegRecord
 from crm.storage import database
-from pbx.calls.records import CallRecord, LegRecord
 from tests.unit import report_reference as reference
 
 TZ = ZoneInfo("Europe/Moscow")

@@ -17,8 +17,8 @@ from crm import calls, reports, schedule, shifts, tags, users
 from crm.calls import CallFilter
 from crm.clock import SettableClock
 from crm.demo import load_demo
+from crm.rules.call_records import CallRecord, LegRecord
 from pbx.app import SERVICES, build_app
-from pbx.calls.records import CallRecord, LegRecord
 from tests.unit.panel_client import log_in, offline_settings
 
 TZ = ZoneInfo("Europe/Moscow")

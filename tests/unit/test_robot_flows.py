@@ -295,7 +295,7 @@ async def test_a_channel_that_ended_while_the_link_was_down_ends_its_flow(asteri
 
 
 def test_vanished_in_the_pure_flows() -> None:
-    from pbx.robots import callback_rules as cr
+    from crm.rules import callback as cr
     from pbx.robots.callback import CallbackFlow
 
     cb = CallbackFlow(base="cb-1-1-x", desk_phones=("101", "102"), patient="79031112233", prompt="sound:p",

@@ -7,9 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pbx.robots import ivr, rules
+from crm.rules import escort as rules
+from crm.rules.escort import CONFIRMATION, DETAILS, REMINDER, EscortSettings, Facts, Go, Skip, Wait
+from pbx.robots import ivr
 from pbx.robots.ivr import Answered, ConfirmationIvr, HungUp, Key, NoInput, Play, PromptDone
-from pbx.robots.rules import CONFIRMATION, DETAILS, REMINDER, EscortSettings, Facts, Go, Skip, Wait
 
 TZ = ZoneInfo("Asia/Yekaterinburg")  # not Moscow: the clinic's own time zone is what counts
 
@@ -233,7 +234,7 @@ def test_the_confirmation_push_goes_in_a_minute_with_or_without_the_robot() -> N
 
 def test_what_the_sms_tick_came_to() -> None:
     """The booking form's «СМС оповещение»: sent, queued, or not sent and why."""
-    from pbx.robots.rules import booking_message_notice as notice
+    from crm.rules.escort import booking_message_notice as notice
 
     base = dict(requested=True, enabled=True, excluded=None, job_state=None, job_reason="", message_state=None,
                 message_error="")

@@ -12,7 +12,7 @@ from crm import calls, patients
 from crm.db import Database
 from crm.rules import windows
 from crm.rules.booking import BookingError, slot_end
-from pbx.calls.records import CallRecord, LegRecord
+from crm.rules.call_records import CallRecord, LegRecord
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC).timestamp()
 MIN = 60.0

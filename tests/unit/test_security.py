@@ -21,8 +21,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from crm import audit, calls, login_limits, sessions, signatures, tokens, users
 from crm.clock import SettableClock
 from crm.demo import load_demo
+from crm.rules.call_records import CallRecord, LegRecord
 from pbx.app import SERVICES, build_app
-from pbx.calls.records import CallRecord, LegRecord
 from pbx.process import private_files, secure_state_dir
 from tests.unit.panel_client import csrf, log_in, offline_settings
 from web.common import safe_back

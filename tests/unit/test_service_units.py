@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pbx.cli import main
+from pbx.cli.main import main
 from tests.conftest import require
 
 UNITS = ("clinic-pbx.service", "clinic-pbx-asterisk.service", "clinic-pbx-check.service", "clinic-pbx-check.timer",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pbx.asterisk_config import render_config
+from pbx.asterisk.config import render_config
 from pbx.settings import load_settings
 
 

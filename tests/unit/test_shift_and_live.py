@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from crm import patients, users
 from crm.demo import load_demo
+from crm.rules.call_records import LiveCall, LiveUpdate, QueueWaiting
 from pbx.app import SERVICES, build_app
-from pbx.calls.records import LiveCall, LiveUpdate, QueueWaiting
 from pbx.settings import AsteriskSettings, Settings, with_generated_secrets
 from web.live import LIVE_HUB, QUEUE_SIZE
 
@@ -242,7 +242,7 @@ async def test_a_booking_opened_during_a_call_and_finished_after_it_converts_it(
     """Seed 001: a booking panel opened while talking carries the call even when it is saved
     after the hang-up."""
     from crm import calls, schedule
-    from pbx.calls.records import CallRecord, LegRecord
+    from crm.rules.call_records import CallRecord, LegRecord
 
     application, server = app
     anna = await login(server, "anna", "pw-anna")

@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from crm import users
 from crm.calls import known_linkedids
+from crm.rules.call_records import CallFinished, CallRecord, LegRecord
 from pbx.app import SERVICES, Adapters, Services, build_app, health
-from pbx.calls.records import CallFinished, CallRecord, LegRecord
-from pbx.checks import check_database, check_disk
+from pbx.cli.checks import check_database, check_disk
 from pbx.settings import Settings
 from tests.conftest import require
 from tests.unit.panel_client import log_in, offline_settings

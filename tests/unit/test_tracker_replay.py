@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from crm.rules.call_records import Anomaly, CallFinished, CallRecord, LiveUpdate
 from pbx.ami.framing import AmiFramer
 from pbx.ami.recording import read_recording
 from pbx.calls.events import normalize
-from pbx.calls.records import Anomaly, CallFinished, CallRecord, LiveUpdate
 from pbx.calls.tracker import CallTracker
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ami"

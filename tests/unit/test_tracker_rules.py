@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from crm.rules.call_records import Anomaly, CallFinished, LiveUpdate, NeedsBackfill
 from pbx.calls import events as ev
 from pbx.calls.cdr import record_from_cdr
-from pbx.calls.records import Anomaly, CallFinished, LiveUpdate, NeedsBackfill
 from pbx.calls.tracker import CallTracker, endpoint_of
 
 

@@ -9,7 +9,7 @@ import os
 import wave
 from pathlib import Path
 
-from pbx.tts import PromptCache
+from pbx.outbound.tts import PromptCache
 
 
 async def test_rendered_once_at_8_khz(tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crm import calls
+from crm.aio import cancel_and_wait
 from crm.calls import iso
 from crm.db import Database
 from pbx.settings import Settings
-from pbx.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 PASS_SECONDS = 300.0

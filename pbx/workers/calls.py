@@ -18,11 +18,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from crm import calls as crm_calls
+from crm.aio import cancel_and_wait
 from crm.db import Database
 from crm.local_outbox import LocalOutbox
-from pbx.ami.client import AmiClient, AmiEvent, AmiLink
-from pbx.calls.events import ChannelSnapshot, normalize
-from pbx.calls.records import (
+from crm.rules.call_records import (
     Anomaly,
     CallFinished,
     CallRecord,
@@ -33,9 +32,10 @@ from pbx.calls.records import (
     QueueWaiting,
     TrackerConfig,
 )
+from pbx.ami.client import AmiClient, AmiEvent, AmiLink
+from pbx.asterisk.cdr_db import CdrReader
+from pbx.calls.events import ChannelSnapshot, normalize
 from pbx.calls.tracker import CallTracker, endpoint_of
-from pbx.cdr_backfill import CdrReader
-from pbx.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

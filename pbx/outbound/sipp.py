@@ -1,6 +1,6 @@
 """SIPp as the operator trunk and as administrators' desk phones (tests, demo, benchmarks).
 
-Scenario templates live in ``pbx/sipp/``; ``@@NAME@@`` holes are filled per run. Every SIPp
+Scenario templates live in ``pbx/outbound/sipp/``; ``@@NAME@@`` holes are filled per run. Every SIPp
 process binds to loopback: the desk phones to their static contacts (127.0.0.1:<base + n>), the
 operator to ``operator_ip`` (127.0.0.2), so Asterisk tells them apart by source address.
 """
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pbx.asterisk_config import phone_port
+from pbx.asterisk.config import phone_port
 from pbx.settings import Settings
 
 SIPP = "sipp"

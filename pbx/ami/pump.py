@@ -14,8 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from crm.aio import cancel_and_wait
 from pbx.ami.client import AmiClient, AmiEvent, AmiLink
-from pbx.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from pbx.asterisk_config import render_config
+from pbx.asterisk.config import render_config
 from pbx.settings import PROJECT_DIR, Settings
 
 log = logging.getLogger(__name__)

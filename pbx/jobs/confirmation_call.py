@@ -12,9 +12,9 @@ from pathlib import Path
 
 from pbx.ari.client import AriClient
 from pbx.ari.flow_runner import FlowRunner
+from pbx.outbound.tts import PromptCache, render_phrases
 from pbx.robots.confirmation import ConfirmationFlow
 from pbx.settings import Settings
-from pbx.tts import PromptCache, render_phrases
 
 log = logging.getLogger(__name__)
 MAX_CALL_SECONDS = 300.0

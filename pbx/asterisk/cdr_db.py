@@ -9,8 +9,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from crm.rules.call_records import CallRecord, TrackerConfig
 from pbx.calls.cdr import record_from_cdr
-from pbx.calls.records import CallRecord, TrackerConfig
 
 log = logging.getLogger(__name__)
 

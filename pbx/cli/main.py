@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from pbx.logs import setup_logging
 
     setup_logging(level, settings.log_format, settings.log_file, settings.log_max_mb, settings.log_keep)
-    from pbx.cli_ops import (
+    from pbx.cli.ops import (
         cmd_backup,
         cmd_demo_request,
         cmd_install_service,
@@ -160,7 +160,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    from pbx.checks import run_checks
+    from pbx.cli.checks import run_checks
 
     results = asyncio.run(run_checks(settings, args.timeout))
     width = max(len(name) for name in results)
@@ -203,8 +203,8 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_asterisk(settings: Settings, args: argparse.Namespace) -> int:
-    from pbx.asterisk_config import render_config
-    from pbx.embedded import EmbeddedAsterisk
+    from pbx.asterisk.config import render_config
+    from pbx.asterisk.embedded import EmbeddedAsterisk
 
     ast = EmbeddedAsterisk(settings)
     if args.action == "install":
@@ -309,7 +309,7 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo_call(settings: Settings, args: argparse.Namespace) -> int:
-    from pbx.demo import DemoCall
+    from pbx.cli.demo import DemoCall
 
     result = asyncio.run(
         DemoCall(settings).run(args.caller, args.did, args.answer, args.ring_ms, args.talk_ms,
@@ -323,7 +323,7 @@ def cmd_demo_call(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo_phones(settings: Settings, args: argparse.Namespace) -> int:
     import tempfile
 
-    from pbx.demo import run_demo_phones
+    from pbx.cli.demo import run_demo_phones
 
     async def run() -> int:
         stop = asyncio.Event()
@@ -343,7 +343,13 @@ def cmd_demo_phones(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_sounds(settings: Settings, args: argparse.Namespace) -> int:
-    from pbx.tts import PromptCache, TtsError, load_callback_phrases, load_phrases, render_phrases
+    from pbx.outbound.tts import (
+        PromptCache,
+        TtsError,
+        load_callback_phrases,
+        load_phrases,
+        render_phrases,
+    )
 
     async def render() -> int:
         cache = PromptCache(settings.sounds_dir / "tts", settings.robot.tts_rate)

@@ -114,7 +114,7 @@ async def _run(args: list[str], stdin: bytes | None = None) -> str | None:
     return None if proc.returncode == 0 else err.decode(errors="replace")[-300:]
 
 
-PHRASES_FILE = Path(__file__).resolve().parents[1] / "sounds" / "prompts.toml"
+PHRASES_FILE = Path(__file__).resolve().parents[2] / "sounds" / "prompts.toml"
 PHRASE_IDS = ("confirmed", "reschedule", "cancelled", "invalid", "no_input", "goodbye")
 
 

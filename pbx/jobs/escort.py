@@ -19,16 +19,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm import clinic_settings, escort, escort_reports
+from crm.aio import cancel_and_wait
 from crm.clock import Clock
 from crm.db import Database
-from pbx.gateways import Gateway
-from pbx.job_loop import JobLoop
-from pbx.robot_caller import CallResult, RobotCaller
-from pbx.robots import rules
-from pbx.robots.rules import EscortSettings, Go, Skip, Wait
+from crm.rules import escort as rules
+from crm.rules.escort import EscortSettings, Go, Skip, Wait
+from pbx.jobs.confirmation_call import CallResult, RobotCaller
+from pbx.jobs.loop import JobLoop
+from pbx.outbound.gateways import Gateway
+from pbx.outbound.tts import PromptCache, TtsError
 from pbx.settings import Settings
-from pbx.tasks import cancel_and_wait
-from pbx.tts import PromptCache, TtsError
 
 log = logging.getLogger(__name__)
 KIND = {rules.DETAILS: "details", rules.CONFIRMATION: "confirm", rules.REMINDER: "reminder"}

@@ -21,7 +21,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pbx.robots.plain import tolerant_values
+from crm.rules.plain import tolerant_values
 
 CONTACT_MIN_TALK = 10.0  # seconds bridged with the patient; more than this closes the request
 RETRY_SPACING = 5 * 60

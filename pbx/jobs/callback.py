@@ -19,14 +19,14 @@ from zoneinfo import ZoneInfo
 from crm import callbacks, directory, mail
 from crm.clock import Clock
 from crm.db import Database
+from crm.rules import callback as cr
 from crm.rules.chain import box_rings, box_takes
 from pbx.ari.flow_runner import FlowRunner
-from pbx.job_loop import JobLoop
-from pbx.mailer import Mailer
-from pbx.robots import callback_rules as cr
+from pbx.jobs.loop import JobLoop
+from pbx.outbound.mailer import Mailer
+from pbx.outbound.tts import PromptCache, TtsError, load_callback_phrases
 from pbx.robots.callback import CallbackFlow
 from pbx.settings import Settings
-from pbx.tts import PromptCache, TtsError, load_callback_phrases
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from crm import appeal_days, call_stats
+from crm.aio import cancel_and_wait
 from crm.db import Database
-from pbx.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 PASS_SECONDS = 60.0

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any
 
-from pbx.robots.plain import tolerant_values
+from crm.rules.plain import tolerant_values
 
 DETAILS, CONFIRMATION, REMINDER = "details", "confirmation", "reminder"
 SCENARIOS = {DETAILS: "Детали записи", CONFIRMATION: "Подтверждение приёма", REMINDER: "Напоминание о приёме"}

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from pbx.tasks import cancel_and_wait
+from crm.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from crm.pg import probe_postgresql
 from pbx.ami.client import AmiClient
 from pbx.ari.client import AriClient, AriError
 from pbx.settings import Settings
-from pbx.storage_health import disk_space
+from pbx.workers.storage_health import disk_space
 
 Result = tuple[bool, str]
 

@@ -1,4 +1,4 @@
-"""The operator's commands of ``clinic-pbx`` (see ``pbx.cli``): systemd units, migrations,
+"""The operator's commands of ``clinic-pbx`` (see ``pbx.cli.main``): systemd units, migrations,
 backups, and the demo's website request. Each takes the settings and the parsed arguments."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pbx.settings import ENV_PREFIX, Settings, settings_file
 
 
 def cmd_install_service(settings: Settings, args: argparse.Namespace) -> int:
-    from pbx.service_units import (
+    from pbx.cli.service_units import (
         ASTERISK_UNIT,
         BACKUP_TIMER,
         CHECK_TIMER,

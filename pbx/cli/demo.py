@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pbx.asterisk_config import phone_port
+from pbx.asterisk.config import phone_port
+from pbx.outbound.sipp import NEVER, start_desk_phone, start_operator_call, start_operator_uas
 from pbx.settings import Settings
-from pbx.sipp import NEVER, start_desk_phone, start_operator_call, start_operator_uas
 
 
 @dataclass
@@ -71,8 +71,8 @@ class DemoCall:
         return DemoResult(rc == 0, lines)
 
     async def _what_asterisk_saw(self, caller: str, started: float) -> str:
+        from pbx.asterisk.cdr_db import CdrReader
         from pbx.calls.cdr import record_from_cdr
-        from pbx.cdr_backfill import CdrReader
 
         reader = CdrReader(self.settings.cdr_db_path)
         digits = caller.lstrip("+")
