@@ -11,9 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crm import clinic_settings, mail
+from crm import clinic_settings, jobs, mail
 from crm.db import Database
-from crm.escort import claim_jobs
 from crm.rules import callback as cr
 from crm.rules import escort as rules
 
@@ -46,7 +45,7 @@ async def due_branches(db: Database, now: float) -> list[int | None]:
 
 async def claim(db: Database, now: float, branch_id: int | None, limit: int) -> list[dict[str, Any]]:
     """A branch's due callback jobs, through the job table's one claim."""
-    return await claim_jobs(db, KIND, now, limit, " AND subject_id IN (SELECT id FROM callback_requests"
+    return await jobs.claim_jobs(db, KIND, now, limit, " AND subject_id IN (SELECT id FROM callback_requests"
                             " WHERE branch_id IS ?)", (branch_id,))
 
 
@@ -179,9 +178,7 @@ async def facts(db: Database, req: dict[str, Any], admins_free: bool) -> cr.Requ
 
 
 async def release(db: Database, job_id: int, due_ts: float, reason: str = "") -> None:
-    async with db.transaction() as tx:
-        await tx.execute("UPDATE jobs SET state = 'pending', due_ts = ?, reason = ?, updated_at = ? WHERE id = ?",
-                         (due_ts, reason, tx.stamp(), job_id))
+    await jobs.release(db, job_id, due_ts, reason=reason)
 
 
 # --- attempts ---------------------------------------------------------------------------------
@@ -236,8 +233,7 @@ async def end_attempt(db: Database, job: dict[str, Any], base: str, outcome: str
             if isinstance(step, cr.SendSms):
                 await _queue_sms(tx, job, request_id, texts.sms, now)
             elif isinstance(step, cr.WaitUntil):
-                await tx.execute("UPDATE jobs SET state = 'pending', due_ts = ?, reason = ?, updated_at = ?"
-                                 " WHERE id = ?", (step.at, step.reason, tx.stamp(), job["id"]))
+                await jobs.release_in(tx, job["id"], step.at, reason=step.reason)
             elif isinstance(step, cr.Close | cr.GiveUp):
                 closed = step.outcome if isinstance(step, cr.Close) else cr.CLOSED_GAVE_UP
                 linked = base if closed == cr.CLOSED_CONTACTED else ""
@@ -309,10 +305,8 @@ async def recover(db: Database, now: float) -> list[str]:
         for r in rows:
             await tx.execute("UPDATE callback_attempts SET outcome = ?, leg = 'clinic', ended_ts = ?, reason = ?"
                              " WHERE id = ?", (cr.INTERRUPTED, now, "Звонок прерван перезапуском", r["id"]))
-            await tx.execute("UPDATE jobs SET state = 'pending', due_ts = ?, updated_at = ? WHERE id = ?"
-                             " AND state IN ('running', 'pending')", (now + 60, tx.stamp(), r["job_id"]))
-        await tx.execute("UPDATE jobs SET state = 'pending', updated_at = ? WHERE kind = ? AND state = 'running'",
-                         (tx.stamp(), KIND))
+            await jobs.release_in(tx, r["job_id"], now + 60, only_open=True)
+        await jobs.requeue_running_in(tx, KIND)
     return [r["channel_base"] for r in rows]
 
 

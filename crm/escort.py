@@ -1,4 +1,4 @@
-"""Escort storage: the persistent job scheduler, robot call records, the message outbox,
+"""Escort storage: its jobs (through ``crm.jobs``), robot call records, the message outbox,
 write-offs, the per-appointment log, replies and reports. All writes are single
 transactions; the decisions themselves are in the pure ``crm.rules.escort``."""
 
@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crm import clinic_settings, schedule
+from crm import clinic_settings, jobs, schedule
 from crm.claim import claim_rows
 from crm.db import Database
 from crm.rules import escort as rules
@@ -89,27 +89,7 @@ async def claim_due(db: Database, now: float, limit: int, *, confirmation: bool 
     ``confirmation`` True/False takes only confirmation jobs (they may need the robot, whose
     free lines bound the limit) or only the others."""
     only = {None: "", True: " AND scenario = 'confirmation'", False: " AND scenario <> 'confirmation'"}[confirmation]
-    return await claim_jobs(db, "escort", now, limit, only)
-
-
-def job_columns(prefix: str = "") -> str:
-    """A job row: its subject, and as the escort reads it (the subject is an appointment)."""
-    names = ("id", "job_key", "kind", "scenario", "subject_id", "subject_ts", "subject_id AS appointment_id", "subject_ts AS starts_ts",
-             "due_ts", "state", "step", "mode", "attempts", "forced", "manual", "outcome", "reason",
-             "created_at", "updated_at")
-    return ", ".join(prefix + n for n in names)
-
-
-async def claim_jobs(db: Database, kind: str, now: float, limit: int, where: str = "",
-                     params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    """The job table's one claim: due jobs of a kind go pending -> running in one transaction,
-    so a job runs once at a time, whichever process claims (a chain's branches share the jobs:
-    on PostgreSQL the rows another claim holds are skipped, see ``crm.claim``). An escort job
-    shows its subject as ``appointment_id`` and ``starts_ts``."""
-    async with db.transaction() as tx:
-        return await claim_rows(tx, "jobs", f"kind = ? AND state = 'pending' AND due_ts <= ?{where}", "due_ts, id",
-                                (kind, now, *params), limit, "state = 'running', updated_at = ?", (tx.stamp(),),
-                                job_columns())
+    return await jobs.claim_jobs(db, "escort", now, limit, only)
 
 
 async def confirmations_due(db: Database, now: float) -> bool:
@@ -130,24 +110,10 @@ async def upcoming_confirmations(db: Database, until_ts: float, limit: int) -> l
     return [r[0] for r in rows]
 
 
-async def release(db: Database, job_id: int, due_ts: float, *, step: str | None = None,
-                  mode: str | None = None) -> None:
-    """Back to pending for later (waiting for the window, a retry of the robot call)."""
-    async with db.transaction() as tx:
-        await tx.execute(
-            "UPDATE jobs SET state = 'pending', due_ts = ?, step = COALESCE(?, step),"
-            " mode = COALESCE(?, mode), updated_at = ? WHERE id = ?",
-            (due_ts, step, mode, tx.stamp(), job_id),
-        )
-
-
 async def finish(db: Database, job: dict[str, Any], state: str, now: float, *, outcome: str = "",
                  reason: str = "") -> None:
     async with db.transaction() as tx:
-        await tx.execute(
-            "UPDATE jobs SET state = ?, outcome = ?, reason = ?, updated_at = ? WHERE id = ?",
-            (state, outcome, reason, tx.stamp(), job["id"]),
-        )
+        await jobs.finish_in(tx, job["id"], state, outcome=outcome, reason=reason)
         if state == "skipped":
             await _log(tx, job["appointment_id"], job["scenario"], now, "skip", detail=reason)
 
@@ -163,15 +129,10 @@ async def recover(db: Database, now: float) -> list[str]:
         for c in open_calls:
             await tx.execute("UPDATE robot_calls SET outcome = 'interrupted', ended_ts = ? WHERE id = ?",
                              (now, c["id"]))
-            await tx.execute(
-                "UPDATE jobs SET state = 'pending', step = 'messages', due_ts = ?, updated_at = ?"
-                " WHERE id = ? AND state IN ('running', 'pending')",
-                (now, tx.stamp(), c["job_id"]),
-            )
+            await jobs.release_in(tx, c["job_id"], now, step="messages", only_open=True)
             await _log(tx, c["appointment_id"], CONFIRMATION, now, "call", outcome="interrupted",
                        detail="Звонок прерван перезапуском сервера")
-        await tx.execute("UPDATE jobs SET state = 'pending', updated_at = ? WHERE kind = 'escort'"
-                         " AND state = 'running'", (tx.stamp(),))  # the callback's own: crm.callbacks.recover
+        await jobs.requeue_running_in(tx, "escort")
         await tx.execute("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")
     return [c["channel_id"] for c in open_calls]
 

@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm.db import Database
-from crm.escort import job_columns
+from crm.jobs import job_columns
 from crm.rules.escort import CONFIRMATION
 
 

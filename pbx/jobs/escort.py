@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crm import clinic_settings, escort, escort_reports
+from crm import clinic_settings, escort, escort_reports, jobs
 from crm.aio import cancel_and_wait
 from crm.clock import Clock
 from crm.db import Database
@@ -96,7 +96,7 @@ class EscortService(JobLoop):
                 await self._job(job, s, now)
             except Exception:
                 log.exception("escort job %s failed; retried in a minute", job["id"])
-                await escort.release(self.db, job["id"], now + 60)
+                await jobs.release(self.db, job["id"], now + 60)
         await self.send_messages()
         if s.confirmation_mode == "robot" and self.robot is not None:
             self._prerender_soon(now)
@@ -145,16 +145,16 @@ class EscortService(JobLoop):
         if isinstance(decision, Skip):
             await escort.finish(self.db, job, "skipped", now, reason=decision.reason)
         elif isinstance(decision, Wait):
-            await escort.release(self.db, job["id"], decision.until)
+            await jobs.release(self.db, job["id"], decision.until)
         elif isinstance(decision, Go) and decision.mode == "messages":
             job = job | {"mode": "messages"}
             await self._messages(job, subject, KIND[job["scenario"]], now)
             await escort.finish(self.db, job, "done", now, outcome="messages")
         elif isinstance(decision, Go):
             if self.robot is None or not self.robot.ari.connected.is_set():
-                await escort.release(self.db, job["id"], now + 60)  # ARI down: try again soon
+                await jobs.release(self.db, job["id"], now + 60)  # ARI down: try again soon
             elif self.robot.active >= max(1, s.max_concurrent_calls):
-                await escort.release(self.db, job["id"], now)  # the next tick takes it
+                await jobs.release(self.db, job["id"], now)  # the next tick takes it
             else:
                 await self._place(job, subject, s, now)
 
@@ -207,7 +207,7 @@ class EscortService(JobLoop):
         steps = rules.after_call(result.outcome, job["attempts"], s, now, window_end)
         for step in steps:
             if isinstance(step, rules.RetryCall):
-                await escort.release(self.db, job["id"], step.at, step="call", mode="robot")
+                await jobs.release(self.db, job["id"], step.at, step="call", mode="robot")
                 return
             if isinstance(step, rules.SendMessages):
                 await self._messages(job, subject, step.kind, now)

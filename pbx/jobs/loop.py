@@ -2,7 +2,7 @@
 ``tick()`` every ``robot.tick_seconds``, or at once when woken (a new request, a freed phone) —
 and keeps the robot calls it started as tasks, so a stop ends them and a test can wait for
 them. What a pass does (claim due jobs of its kind, hand each to its handler) is the service's
-``work()``; the claim itself is ``crm.escort.claim_jobs``, the same for every kind."""
+``work()``; the claim itself is ``crm.jobs.claim_jobs``, the same for every kind."""
 
 from __future__ import annotations
 

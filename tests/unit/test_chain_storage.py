@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from crm import dialect, escort
+from crm import dialect, jobs
 from crm.pg import PgDatabase, probe_postgresql
 from crm.storage import AnyDatabase, database, is_postgresql
 from tests.pg_cluster import PgCluster
@@ -129,7 +129,7 @@ async def test_two_processes_never_claim_one_job(db_location: Path | str) -> Non
 
         async def drain(db: AnyDatabase) -> list[int]:
             got: list[int] = []
-            while batch := await escort.claim_jobs(db, "escort", 1000, 7):
+            while batch := await jobs.claim_jobs(db, "escort", 1000, 7):
                 assert len(batch) <= 7, len(batch)
                 got += [j["id"] for j in batch]
                 await asyncio.sleep(0)
@@ -156,7 +156,7 @@ async def test_a_claim_skips_the_rows_another_holds(pg_cluster: PgCluster) -> No
         async with first.transaction() as tx:  # held open while the other process claims
             held = await (await tx.execute(
                 f"SELECT id FROM jobs ORDER BY due_ts, id LIMIT 3{tx.skip_locked}")).fetchall()
-            got = await asyncio.wait_for(escort.claim_jobs(second, "escort", 1000, 10), 5)
+            got = await asyncio.wait_for(jobs.claim_jobs(second, "escort", 1000, 10), 5)
             assert {j["id"] for j in got} == {r[0] for r in await first.fetchall("SELECT id FROM jobs")} - {
                 r[0] for r in held}
     finally:

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from crm import escort, escort_reports, schedule, signatures, users
 from crm.clock import SettableClock
 from crm.demo import load_demo
+from crm.jobs import job_columns
 from crm.rules import escort as rules
 from crm.rules.escort import EscortSettings
 from pbx.app import SERVICES, build_app
@@ -61,7 +62,7 @@ async def book(app, clock, day: int = 25, hour: int = 10, **kw) -> int:
 
 
 async def jobs(app) -> dict[str, dict]:
-    rows = await app[SERVICES].db.fetchall(f"SELECT {escort.job_columns()} FROM jobs ORDER BY id")
+    rows = await app[SERVICES].db.fetchall(f"SELECT {job_columns()} FROM jobs ORDER BY id")
     return {r["scenario"]: dict(r) for r in rows}
 
 

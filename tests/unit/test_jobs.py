@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from crm import escort
+from crm import jobs
 from crm.db import Database, migration_files, split_sql
 
 
@@ -53,9 +53,9 @@ async def test_escort_jobs_move_into_the_job_table(tmp_path: Path) -> None:
         assert [tuple(r) for r in await db.fetchall("SELECT job_id, msg_key FROM outbox")] == [(11, "k1")]
         assert await db.fetchall("PRAGMA foreign_key_check") == []
         assert not await db.fetchall("SELECT name FROM sqlite_master WHERE name = 'escort_jobs'")
-        claimed = await escort.claim_jobs(db, "escort", 1700, 10)
+        claimed = await jobs.claim_jobs(db, "escort", 1700, 10)
         assert [(j["id"], j["appointment_id"], j["starts_ts"], j["manual"]) for j in claimed] == [(12, 5, 2000, 1)]
-        assert await escort.claim_jobs(db, "escort", 1700, 10) == []  # once
-        assert await escort.claim_jobs(db, "callback", 1700, 10) == []  # another kind's runner sees none
+        assert await jobs.claim_jobs(db, "escort", 1700, 10) == []  # once
+        assert await jobs.claim_jobs(db, "callback", 1700, 10) == []  # another kind's runner sees none
     finally:
         await db.close()
