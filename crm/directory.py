@@ -3,6 +3,7 @@ branches, doctors, desk phones with who holds them, tag labels. Reads only."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,12 +72,12 @@ class NumberInfo:
     hide_caller: bool = False
 
 
-def number_now(db: Database, did: str) -> NumberInfo:
-    """What the CRM knows of a clinic number, inline: the live cards ask for it on the event
-    path, where a thread hop costs more than the indexed read."""
+def number_in(query: Callable[..., list[tuple[Any, ...]]], did: str) -> NumberInfo:
+    """What the CRM knows of a clinic number, through a query function (a ``Reader``'s on the
+    reading thread for the live cards; ``Database.query_now`` inline)."""
     if not did:
         return NumberInfo()
-    rows = db.query_now("SELECT branch_id, ad_channel, script, hide_caller FROM clinic_numbers WHERE did = ?", (did,))
+    rows = query("SELECT branch_id, ad_channel, script, hide_caller FROM clinic_numbers WHERE did = ?", (did,))
     return NumberInfo(rows[0][0], rows[0][1] or "", rows[0][2] or "", bool(rows[0][3])) if rows else NumberInfo()
 
 

@@ -20,7 +20,7 @@ import psycopg
 
 log = logging.getLogger(__name__)
 
-# the tables crm/identify.py and crm/directory.number_now read, and their indexes
+# the tables crm/identify.py and crm/directory.number_in read, and their indexes
 TABLES = ("contact_phones", "employees", "contractors", "patient_phones", "patients", "guardianships",
           "guardians", "clinic_numbers")
 INDEXES = ("CREATE INDEX IF NOT EXISTS c_phones ON contact_phones (e164)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -15,6 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_session import get_session, new_session
 
 from crm import audit, sessions, shifts, users
+from crm.aio import cancel_and_wait
 from crm.login_limits import LoginThrottle
 from crm.pg import PgDatabase
 from crm.signatures import ReplayGuard
@@ -118,6 +120,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
         calls = app[SERVICES].calls
         if calls is not None:
             hub.attach(calls)
+        publisher = asyncio.get_running_loop().create_task(hub.run(), name="live-hub")
         db = app[SERVICES].db
         if isinstance(db, PgDatabase):  # a chain: the other boxes' cards over LISTEN/NOTIFY
             hub.bus = LiveBus(hub, db)
@@ -125,6 +128,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
         yield
         if hub.bus is not None:
             await hub.bus.stop()
+        await cancel_and_wait(publisher)
 
     app.cleanup_ctx.append(live_hub)
 

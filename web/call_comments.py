@@ -47,7 +47,7 @@ async def _call_view(request: web.Request, linkedid: str, me: Viewer) -> dict[st
     live = services.calls.live.get(extension or "", {}).get(linkedid) if services.calls else None
     if live is None:
         raise web.HTTPNotFound(text="Нет такого звонка")
-    card = request.app[LIVE_HUB].card(live)  # the same caller identification as the card shows
+    card = await request.app[LIVE_HUB].card(live)  # the same caller identification as the card shows
     return {"linkedid": linkedid, "phone": card["phone"], "when": "сейчас", "live": True,
             "kind": card["kind"], "patients": card["patients"]}
 

@@ -1,8 +1,9 @@
 """Live call cards for browsers, over Server-Sent Events.
 
-Every browser tab gets a bounded queue. The call service publishes synchronously from the AMI
-consumer; a tab whose queue is full is not waited for (the AMI consumer must never stall):
-its queue is cleared and it is sent a fresh snapshot instead ("resync").
+The call service hands its changes over from the AMI consumer, which only queues them; the
+hub's own task builds the cards (CRM lookups on the reading thread) and offers them. Every
+browser tab gets a bounded queue; a tab whose queue is full is not waited for: its queue is
+cleared and it is sent a fresh snapshot instead ("resync").
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from aiohttp import web
 from aiohttp_session import get_session
 
 from crm import directory, distribution, identify, phones, shifts
-from crm.db import Database
+from crm.db import Database, Reader
 from crm.rules.call_records import Change, LiveCall, LiveUpdate, QueueWaiting
 from pbx.services import SERVICES
 from pbx.workers.calls import CallService
@@ -52,11 +53,18 @@ class Subscriber:
 
 
 class LiveHub:
+    """The AMI consumer only queues its changes here (``on_change`` never waits); the hub's own
+    task (``run``) takes them in order, builds each card with its CRM lookups in one hop to the
+    reading thread, keeps the live ones and offers them to the tabs watching that desk phone."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
         self.calls: CallService | None = None
         self.subscribers: set[Subscriber] = set()
-        # a chain: the other boxes' live cards (web/live_bus.py), desk phone -> linkedid -> (card, branch)
+        self.changes: asyncio.Queue[Change] = asyncio.Queue()  # unbounded: put_nowait never waits
+        # this box's live cards as built (desk phone -> linkedid -> (card, branch)); in a chain
+        # the other boxes' too (web/live_bus.py)
+        self.local: dict[str, dict[str, tuple[dict[str, Any], int | None]]] = {}
         self.bus: LiveBus | None = None
         self.remote: dict[str, dict[str, tuple[dict[str, Any], int | None]]] = {}
 
@@ -80,25 +88,43 @@ class LiveHub:
             sub.queue.put_nowait(CLOSED)
 
     def on_change(self, change: Change) -> None:
-        if isinstance(change, LiveUpdate):
-            # this runs in the AMI consumer: build the card (CRM lookups) only for open tabs
-            # (and, in a chain, for the other processes' tabs)
-            call = change.call
-            watching = [s for s in self.subscribers if s.extension == call.endpoint]
-            branch = None
-            if any(s.rules for s in watching) or self.bus is not None:
-                branch = self.branch_of(call.did)
-                watching = [s for s in watching
-                            if distribution.allowed(s.rules, call.did, call.queue, branch)]
-            if watching or self.bus is not None:
-                card = self.card(change.call)
-                for sub in watching:
-                    sub.offer({"type": "card", "card": card})
-                if self.bus is not None:
-                    self.bus.send_card(card, branch)
-        elif isinstance(change, QueueWaiting):
+        """Runs in the AMI consumer: queued, nothing looked up here."""
+        if isinstance(change, LiveUpdate | QueueWaiting):
+            self.changes.put_nowait(change)
+
+    async def run(self) -> None:
+        """The hub's task: every queued change in order."""
+        while True:
+            change = await self.changes.get()
+            try:
+                await self._publish(change)
+            except Exception:
+                log.exception("live card not published")
+            finally:
+                self.changes.task_done()
+
+    async def drain(self) -> None:
+        """Until every queued change has been published (tests)."""
+        await self.changes.join()
+
+    async def _publish(self, change: Change) -> None:
+        if isinstance(change, QueueWaiting):
             for sub in list(self.subscribers):
                 sub.offer({"type": "waiting", "queue": change.queue, "count": change.count})
+            return
+        assert isinstance(change, LiveUpdate)
+        call = change.call
+        card, branch = await self.db.read(lambda r: card_of(r, call))
+        cards = self.local.setdefault(call.endpoint, {})
+        if call.status == "ended":
+            cards.pop(call.linkedid, None)
+        else:
+            cards[call.linkedid] = (card, branch)
+        for sub in list(self.subscribers):
+            if sub.extension == call.endpoint and distribution.allowed(sub.rules, call.did, call.queue, branch):
+                sub.offer({"type": "card", "card": card})
+        if self.bus is not None:
+            self.bus.send_card(card, branch)
 
     def remote_card(self, card: dict[str, Any], branch: int | None) -> None:
         """Another box's card (web/live_bus.py): kept while live, offered to this process's tabs
@@ -119,57 +145,57 @@ class LiveHub:
 
     def send_live_cards(self) -> None:
         """Every live card of this box on the bus again (another process asked: it resyncs)."""
-        if self.bus is None or self.calls is None:
+        if self.bus is None:
             return
-        for cards in self.calls.live.values():
-            for call in cards.values():
-                self.bus.send_card(self.card(call), self.branch_of(call.did))
+        for cards in self.local.values():
+            for card, branch in cards.values():
+                self.bus.send_card(card, branch)
 
     def notify_user(self, user_id: int, text: str, level: str = "info") -> None:
         for sub in list(self.subscribers):
             if sub.user_id == user_id:
                 sub.offer({"type": "notice", "text": text, "level": level})
 
-    def branch_of(self, did: str) -> int | None:
-        return directory.number_now(self.db, did).branch
-
     def snapshot(self, extension: str | None,
                  rules: tuple[distribution.Rule, ...] = ()) -> dict[str, Any]:
-        live = self.calls.live if self.calls else {}
-        cards = list(live.get(extension, {}).values()) if extension else []
-        if rules:
-            cards = [c for c in cards
-                     if distribution.allowed(rules, c.did, c.queue, self.branch_of(c.did))]
-        remote = [card for card, branch in self.remote.get(extension or "", {}).values()
-                  if distribution.allowed(rules, card.get("did", ""), card.get("queue", ""), branch)]
+        """The cards as built so far (the hub's task offers every later change to a tab that
+        subscribed before asking, so nothing falls between)."""
+        kept = [*self.local.get(extension or "", {}).values(), *self.remote.get(extension or "", {}).values()]
         return {
             "type": "snapshot",
             "extension": extension,
-            "cards": [self.card(c) for c in cards] + remote,
+            "cards": [card for card, branch in kept
+                      if distribution.allowed(rules, card.get("did", ""), card.get("queue", ""), branch)],
             "waiting": dict(self.calls.waiting) if self.calls else {},
             # seed 000: «Ещё N на линии» counts the callers of the queues this phone serves
             "queues": self.calls.queues_of(extension) if self.calls and extension else [],
         }
 
-    def card(self, call: LiveCall) -> dict[str, Any]:
-        """A card with what the CRM knows: patient, candidates, advertising channel, script."""
-        data = asdict(call)
-        e164 = phones.normalize(call.caller)
-        who = identify.identify(self.db, e164)
-        data["phone"] = e164 or call.caller
-        data["kind"] = who.kind
-        data["display"] = who.display
-        data["guardian_name"] = who.counterpart_name if who.kind == "guardian" else ""
-        data["patients"] = [
-            {"id": p.id, "full_name": p.full_name, "birth_date": p.birth_date}
-            for p in who.candidates
-        ]
-        number = directory.number_now(self.db, call.did)
-        data["ad_channel"], data["script"] = number.ad_channel, number.script
-        data["number_hidden"] = number.hide_caller and call.direction == "incoming"
-        if data["number_hidden"]:  # seed 000: the patient's name, never the number
-            data["phone"] = data["caller"] = ""
-        return data
+    async def card(self, call: LiveCall) -> dict[str, Any]:
+        """A card with what the CRM knows (one hop to the reading thread)."""
+        return (await self.db.read(lambda r: card_of(r, call)))[0]
+
+
+def card_of(r: Reader, call: LiveCall) -> tuple[dict[str, Any], int | None]:
+    """A card with what the CRM knows: patient, candidates, advertising channel, script; and
+    the branch of its clinic number (the distribution rules)."""
+    data = asdict(call)
+    e164 = phones.normalize(call.caller)
+    who = identify.identify_in(r.fetch_tuples, e164)
+    data["phone"] = e164 or call.caller
+    data["kind"] = who.kind
+    data["display"] = who.display
+    data["guardian_name"] = who.counterpart_name if who.kind == "guardian" else ""
+    data["patients"] = [
+        {"id": p.id, "full_name": p.full_name, "birth_date": p.birth_date}
+        for p in who.candidates
+    ]
+    number = directory.number_in(r.fetch_tuples, call.did)
+    data["ad_channel"], data["script"] = number.ad_channel, number.script
+    data["number_hidden"] = number.hide_caller and call.direction == "incoming"
+    if data["number_hidden"]:  # seed 000: the patient's name, never the number
+        data["phone"] = data["caller"] = ""
+    return data, number.branch
 
 
 LIVE_HUB = web.AppKey("live_hub", LiveHub)

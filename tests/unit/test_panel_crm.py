@@ -413,6 +413,7 @@ async def test_distribution_rules(app) -> None:
                                    "reception-ringall", "", "", NOW))
     hub.on_change(card("74951110001"))
     hub.on_change(card("74951110002"))
+    await hub.drain()
     assert mine.queue.qsize() == 1 and other.queue.qsize() == 2
     # a workstation's rules win over the user's own
     await distribution.add_rule(db, user_id=None, workstation="front-desk", branch_id=1, did=None, queue=None)
@@ -464,7 +465,7 @@ async def test_a_clinic_number_that_hides_callers(app) -> None:
     stored = await calls.get_call_by_linkedid(db, "820.1")
     assert stored["number_hidden"] and stored["phone_e164"] is None and stored["caller_raw"] == ""
     assert stored["patients"][0]["id"] == PETROVA  # still known, just not shown
-    card = application[LIVE_HUB].card(LiveCall("820.3", "incoming", "101", "ringing", "79161234567", "", "74951110002",
+    card = await application[LIVE_HUB].card(LiveCall("820.3", "incoming", "101", "ringing", "79161234567", "", "74951110002",
                                                 "reception-linear", "patient", "1", NOW))
     assert card["phone"] == "" and card["caller"] == "" and card["number_hidden"]
     assert card["patients"][0]["full_name"] == "Петрова Анна Сергеевна"
@@ -676,7 +677,7 @@ async def test_a_guardians_card_names_the_guardian(app) -> None:
     """Seed 000 / the panel issue: before the answer only the number (the card script shows no
     «Пациенты: N» for a guardian); once answered, the guardian and the wards by name."""
     application, _, _ = app
-    card = application[LIVE_HUB].card(LiveCall("860.1", "incoming", "101", "talking", "79265554433", "",
+    card = await application[LIVE_HUB].card(LiveCall("860.1", "incoming", "101", "talking", "79265554433", "",
                                                "74951110001", "reception-ringall", "guardian", "", NOW))
     assert card["kind"] == "guardian" and card["guardian_name"]
     assert {p["full_name"] for p in card["patients"]} >= {"Смирнова Мария Олеговна", "Смирнов Олег Петрович"}

@@ -93,6 +93,7 @@ async def test_sse_stream_sends_snapshot_then_cards(app) -> None:
     assert snap["type"] == "snapshot" and snap["extension"] == "101" and snap["cards"] == []
     hub = application[LIVE_HUB]
     hub.on_change(live_call("ringing"))
+    await hub.drain()
     card = (await next_message())["card"]
     assert card["status"] == "ringing" and card["patients"][0]["full_name"] == "Петрова Анна Сергеевна"
     assert card["ad_channel"] == "Сайт" and card["script"].startswith("Поздоровайтесь")
@@ -122,6 +123,7 @@ async def test_a_slow_tab_gets_a_resync_not_a_stall(app) -> None:
     slow = hub.subscribe(1, "101")
     for i in range(QUEUE_SIZE * 3):  # the publisher never blocks
         hub.on_change(live_call("ringing", linkedid=f"{i}.0"))
+    await hub.drain()
     assert slow.queue.qsize() == 1 and slow.queue.get_nowait()["type"] == "resync"
 
 
@@ -129,7 +131,7 @@ async def test_hostile_patient_name_is_data_not_markup(app) -> None:
     application, _ = app
     db = application[SERVICES].db
     await patients.add_patient(db, "<img src=x onerror=alert(1)>", "Зло", phone_numbers=("+79990001111",))
-    card = application[LIVE_HUB].card(live_call("ringing", caller="79990001111").call)
+    card = await application[LIVE_HUB].card(live_call("ringing", caller="79990001111").call)
     assert card["patients"][0]["full_name"].startswith("<img")  # raw in JSON;
     js = (Path(__file__).parents[2] / "web" / "static" / "cards.js").read_text()
     assert "innerHTML" not in js  # the page only ever sets textContent
@@ -269,3 +271,34 @@ async def test_a_booking_opened_during_a_call_and_finished_after_it_converts_it(
                                                   t0 + 50, 2.0, 48.0, "caller", ""))
     assert (await calls.get_call_by_linkedid(services.db, "8.0"))["converted"]
     await anna.close()
+
+
+async def test_the_ami_consumer_never_waits_on_the_crm() -> None:
+    """#28: the live card is built off the AMI consumer's path: ``on_change`` only queues, the
+    hub's task does the lookups (here a CRM that answers only when let), in order."""
+    from web.live import LiveHub
+
+    class SlowCrm:
+        def __init__(self) -> None:
+            self.answer = asyncio.Event()
+            self.reads = 0
+
+        def query_now(self, *_: object) -> list:
+            raise AssertionError("an inline CRM read on the event path")
+
+        async def read(self, _fn: object) -> tuple[dict, None]:  # the reading thread's hop, held until the test lets it go
+            self.reads += 1
+            await self.answer.wait()
+            return {"linkedid": str(self.reads), "status": "ringing"}, None
+
+    crm = SlowCrm()
+    hub = LiveHub(crm)  # type: ignore[arg-type]
+    tab = hub.subscribe(1, "101")
+    publisher = asyncio.get_running_loop().create_task(hub.run())
+    for i in range(3):
+        hub.on_change(live_call("ringing", linkedid=f"{i}.0"))  # returns at once, the CRM still silent
+    assert hub.changes.qsize() + crm.reads == 3 and tab.queue.empty()
+    crm.answer.set()
+    await asyncio.wait_for(hub.drain(), 5)
+    assert [tab.queue.get_nowait()["card"]["linkedid"] for _ in range(3)] == ["1", "2", "3"]  # in order
+    publisher.cancel()
