@@ -22,7 +22,7 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crm.calls import ANSWERED_AFTER, CONVERTED
+from crm.call_listing import ANSWERED_AFTER, CONVERTED
 from crm.db import Database
 from crm.rules import call_stats as rules
 from crm.rules.call_stats import LISTS, NUMBERS, CallFacts, Totals

@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm import call_stats
-from crm.calls import CallFilter
+from crm.call_listing import CallFilter
 from crm.db import Database
 from crm.rules import call_stats as call_stats_rules
 from crm.rules.call_stats import COUNTED_TYPES, Totals

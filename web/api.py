@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from crm import audit, tokens
-from crm.calls import CALL_TYPES, CallFilter, get_call, list_calls
+from crm.call_listing import CALL_TYPES, CallFilter, get_call, list_calls
 from crm.dates import parse_day, parse_moment
 from pbx.services import HEALTH_PARTS, SERVICES, health
 from web.common import ROW_ID

@@ -11,7 +11,16 @@ from urllib.parse import urlencode
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import calls, clinic_settings, comments, context, patients, phones, schedule, shifts
+from crm import (
+    call_listing,
+    clinic_settings,
+    comments,
+    context,
+    patients,
+    phones,
+    schedule,
+    shifts,
+)
 from crm.dates import parse_day
 from crm.rules.booking import default_guardian
 from crm.schedule import BookingError
@@ -92,7 +101,7 @@ async def booking_context(request: web.Request, values: Any, error: str | None) 
     if ctx and ctx["guardians"]:  # a ward: the calling guardian, else the last one named
         caller = phones.normalize(str(values.get("phone") or ""))
         if caller is None and call:
-            stored = await calls.get_call_by_linkedid(db, call)
+            stored = await call_listing.get_call_by_linkedid(db, call)
             caller = stored["phone_e164"] if stored else None
         guardian = int_or_none(values.get("guardian")) or default_guardian(
             [(g["id"], str(g["phones"] or "").split()) for g in ctx["guardians"]], caller,

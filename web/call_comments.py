@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import calls, clinic_settings, comments, context, patients, shifts
+from crm import call_listing, clinic_settings, comments, context, patients, shifts
 from crm.comments import CommentError
 from crm.dates import parse_moment
 from pbx.services import SERVICES
@@ -31,7 +31,7 @@ async def _call_view(request: web.Request, linkedid: str, me: Viewer) -> dict[st
     """The call as stored, or as its live card on the viewer's phone. A stored call needs the
     history edit right unless the viewer took part in it."""
     services = request.app[SERVICES]
-    stored = await calls.get_call_by_linkedid(services.db, linkedid)
+    stored = await call_listing.get_call_by_linkedid(services.db, linkedid)
     if stored is not None:
         took_part = me.user_id in (stored["answered_by_user"], stored["originated_by"]) or any(
             leg["user_id"] == me.user_id for leg in stored["legs"]

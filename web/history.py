@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm.calls import get_call, history_page, list_calls
+from crm.call_listing import get_call, history_page, list_calls
 from pbx.services import SERVICES
 from web.api import call_filter, make_cursor
 from web.common import clinic_tz, csv_lines, csv_safe, local_time, trace, viewer

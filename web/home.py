@@ -13,7 +13,8 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from crm import reports, schedule
-from crm.calls import PROCESSING_WINDOW, CallFilter, iso, list_calls
+from crm.call_listing import PROCESSING_WINDOW, CallFilter, list_calls
+from crm.calls import iso
 from pbx.services import SERVICES, health
 from pbx.workers.recordings import usage
 from web.common import SETTINGS_ROLES, clinic_tz, local_time, local_today, now_ts, viewer

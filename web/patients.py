@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import calls, context, escort, patients, phones, schedule
+from crm import call_listing, context, escort, patients, phones, schedule
 from crm.dates import parse_day
 from crm.rules import escort as rules
 from crm.rules.escort import SCENARIOS
@@ -170,7 +170,7 @@ async def patient_card(request: web.Request) -> dict[str, Any]:
     if me.history in ("read", "edit") and ctx["patient"]["phones"]:
         # exact numbers on the index (a part-of-number search would scan every call)
         numbers = tuple(ph["e164"] for ph in ctx["patient"]["phones"])
-        recent = await calls.list_calls(db, calls.CallFilter(phones=numbers, limit=20))
+        recent = await call_listing.list_calls(db, call_listing.CallFilter(phones=numbers, limit=20))
     booked = int_or_none(request.query.get("booked"))
     message_notice = None
     mine = next((a for a in appointments if a["id"] == booked), None)

@@ -14,7 +14,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from crm import callbacks, directory, reports
-from crm.calls import CallFilter
+from crm.call_listing import CallFilter
 from crm.dates import parse_day
 from crm.rules import callback_report
 from pbx.services import SERVICES

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from crm import calls, phones, shifts, tags
+from crm import call_listing, calls, phones, shifts, tags
 from crm.tags import TagError
 from pbx.services import SERVICES
 from web.common import Viewer, clean_linkedid, now_ts, viewer
@@ -54,7 +54,7 @@ async def prompt(request: web.Request) -> web.Response:
     except (TypeError, ValueError):
         since = 0.0
     # the pop-up comes as the call ends: "now" is its end
-    converted = await calls.converted_live(db, linkedid, phones.normalize(str(body.get("phone", ""))), since,
+    converted = await call_listing.converted_live(db, linkedid, phones.normalize(str(body.get("phone", ""))), since,
                                            now_ts(request))
     if not await tags.should_prompt(db, linkedid, converted):
         return web.json_response({"show": False})

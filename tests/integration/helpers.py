@@ -50,7 +50,7 @@ async def wait_cdr(path: Path, linkedid: str, count: int = 1, timeout: float = 5
 
 
 async def wait_call(services: Services, linkedid: str, timeout: float = 15.0) -> dict[str, Any]:
-    from crm.calls import get_call_by_linkedid
+    from crm.call_listing import get_call_by_linkedid
 
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

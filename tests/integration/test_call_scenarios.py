@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from crm import patients
-from crm.calls import CallFilter, list_calls
+from crm.call_listing import CallFilter, list_calls
 from pbx.outbound.originate import OriginateRequest, originate
 from pbx.outbound.sipp import NEVER, start_operator_call, start_operator_uas
 from tests.integration.helpers import (

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from crm import escort, patients, schedule
-from crm.calls import CallFilter, list_calls
+from crm.call_listing import CallFilter, list_calls
 from crm.clock import SettableClock
 from crm.demo import load_demo
 from crm.rules.escort import EscortSettings

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crm.calls import CallFilter, list_calls
+from crm.call_listing import CallFilter, list_calls
 from pbx.cli.demo import DemoCall, run_demo_phones
 from pbx.outbound.originate import OriginateRequest, originate
 from tests.integration.helpers import wait_call

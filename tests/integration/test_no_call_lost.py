@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from crm.calls import CallFilter, list_calls
+from crm.call_listing import CallFilter, list_calls
 from pbx.app import SERVICES, build_app
 from pbx.outbound.sipp import start_operator_call
 from tests.integration.helpers import (

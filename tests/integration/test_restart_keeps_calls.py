@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from crm.calls import CallFilter, list_calls
+from crm.call_listing import CallFilter, list_calls
 from crm.db import Database
 from pbx.asterisk.embedded import EmbeddedAsterisk
 from pbx.outbound.sipp import NEVER, free_udp_ports, start_desk_phone, start_operator_call
@@ -157,7 +157,7 @@ async def test_kill_9_of_the_server_drops_no_call(asterisk: EmbeddedAsterisk, te
         assert len(rows) == 2, rows  # each exactly once
         for record in rows:
             assert record["answered_by_ext"] == "101", record
-            from crm.calls import get_call
+            from crm.call_listing import get_call
             full = await get_call(db, record["id"])
             assert full is not None
             assert_matches_cdr(full, cdr_rows(settings.cdr_db_path, record["linkedid"]))

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crm.calls import ANSWERED_AFTER, CONVERTED, PROCESSING_WINDOW, CallFilter, conditions
+from crm.call_listing import ANSWERED_AFTER, CONVERTED, PROCESSING_WINDOW, CallFilter, conditions
 from crm.db import Database
 from crm.reports import AdminRow, DayRow, MissedSummary, _local_days, percent
 

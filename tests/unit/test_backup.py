@@ -8,7 +8,7 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from crm import calls
+from crm import call_listing, calls
 from crm.backup import backup, restore
 from crm.db import Database
 from crm.rules.call_records import CallRecord, LegRecord
@@ -70,7 +70,7 @@ async def test_a_backup_during_a_burst_of_writes(tmp_path: Path) -> None:
     await again.open()
     try:
         assert {r[0] for r in await again.fetchall("SELECT linkedid FROM calls")} == saved
-        assert len(await calls.list_calls(again, calls.CallFilter(limit=10))) == 10
+        assert len(await call_listing.list_calls(again, call_listing.CallFilter(limit=10))) == 10
     finally:
         await again.close()
 

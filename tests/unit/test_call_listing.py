@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from crm import calls, patients, tags
+from crm import call_listing, calls, patients, tags
 from crm.db import Database, Reader
 from crm.rules.call_records import CallRecord, LegRecord
 
@@ -57,10 +57,10 @@ async def test_a_fixed_number_of_queries(db: Database, monkeypatch: pytest.Monke
         return await one_hop(fn)
 
     monkeypatch.setattr(db, "read", hop)
-    few = await calls.list_calls(db, calls.CallFilter(limit=5))
+    few = await call_listing.list_calls(db, call_listing.CallFilter(limit=5))
     queries_for_5 = len(counted)
     counted.clear()
-    many = await calls.list_calls(db, calls.CallFilter(limit=60))
+    many = await call_listing.list_calls(db, call_listing.CallFilter(limit=60))
     assert len(few) == 5 and len(many) == 60
     assert 8 <= len(counted) == queries_for_5 <= 14  # the same statements for 5 calls and for 60
     assert hops == [1, 1]  # each listing is one hop to the reading thread, all its statements in it
@@ -76,7 +76,7 @@ def test_tags_are_grouped_by_their_group() -> None:
     """Seed 000: «If several tags are set on the same call, they are grouped.»"""
     tagged = [("Почему не записался", "Нет свободных окон"), ("Направление", "Имплантация"),
               ("Почему не записался", "Не устроила цена"), ("", "Спросил про рассрочку")]
-    assert calls.group_tags(tagged) == [
+    assert call_listing.group_tags(tagged) == [
         {"group": "Почему не записался", "tags": ["Нет свободных окон", "Не устроила цена"]},
         {"group": "Направление", "tags": ["Имплантация"]},
         {"group": "", "tags": ["Спросил про рассрочку"]},

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from crm import calls
+from crm import call_listing
 from crm.rules.call_records import CallFinished, CallRecord, LegRecord
 from pbx.app import SERVICES, Adapters, build_app
 from tests.unit.panel_client import offline_settings
@@ -26,7 +26,7 @@ async def test_metrics_page(tmp_path: Path) -> None:
                                                        "74951110001", "q", (leg,), "101", t0, t0 + 2, t0 + 30, 2.0,
                                                        28.0, "caller", ""), )], received_at=None)
         await services.calls.flush()
-        assert await calls.get_call_by_linkedid(services.db, "1.0")
+        assert await call_listing.get_call_by_linkedid(services.db, "1.0")
         r = await client.get("/metrics")  # no login: it is for the monitoring, from loopback
         assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
         text = await r.text()

@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from crm import (
+    call_listing,
     calls,
     clinic_settings,
     comments,
@@ -155,15 +156,15 @@ async def test_conversion_rules(app) -> None:
     new = await patients.add_patient(db, "Новикова", "Ольга", phone_numbers=("+79990001122",))
     await schedule.book(db, patient_id=new, doctor_id=1, starts_at=tomorrow_at(13), minutes=30,
                         now=end + 3 * 3600, call_linkedid="500.4")
-    rows = {c["linkedid"]: c for c in await calls.list_calls(db, calls.CallFilter())}
+    rows = {c["linkedid"]: c for c in await call_listing.list_calls(db, call_listing.CallFilter())}
     assert rows["500.1"]["converted"] and not rows["500.2"]["converted"]
     assert not rows["500.3"]["converted"]  # a missed call is never converted by the window
     assert rows["500.4"]["converted"]
-    yes = {c["linkedid"] for c in await calls.list_calls(db, calls.CallFilter(converted=True))}
+    yes = {c["linkedid"] for c in await call_listing.list_calls(db, call_listing.CallFilter(converted=True))}
     assert yes == {"500.1", "500.4"}
     # "had an appointment at that moment": a call after the booking, before the visit
     await calls.save_call(db, answered_call("500.5", end + 2 * 3600, "79161234567"))
-    later = await calls.get_call_by_linkedid(db, "500.5")
+    later = await call_listing.get_call_by_linkedid(db, "500.5")
     assert later["had_appointment"] and not rows["500.1"]["had_appointment"]
 
 
@@ -187,7 +188,7 @@ async def test_comments_and_manual_call(app) -> None:
                                         patient_id=None, text="", user_id=None)
     await comments.save_comment(db, "600.1", caller_type="wants_booking", topic_id=topic,
                                 patient_id=PETROVA, text="Хочет имплант", user_id=None)
-    call = await calls.get_call_by_linkedid(db, "600.1")
+    call = await call_listing.get_call_by_linkedid(db, "600.1")
     assert call["comment"]["text"] == "Хочет имплант"
     assert comments.default_caller_type("employee", False) == "employee"
     assert comments.default_caller_type("contractor", False) == "other"
@@ -195,7 +196,7 @@ async def test_comments_and_manual_call(app) -> None:
     lid, _ = await comments.add_manual_call(db, direction="outgoing", phone="8 (916) 123-45-67",
                                          started=datetime(2026, 11, 23, 9, 30, tzinfo=TZ), minutes=3,
                                          user_id=None)
-    manual = await calls.get_call_by_linkedid(db, lid)
+    manual = await call_listing.get_call_by_linkedid(db, lid)
     assert manual["source"] == "manual" and manual["patients"][0]["id"] == PETROVA
     assert manual["talk_seconds"] == 180
     with pytest.raises(comments.CommentError):
@@ -228,7 +229,7 @@ async def test_tags_rules(app) -> None:
     await calls.save_call(db, answered_call("700.2", NOW - 300, "79161234567"))
     await tags.mark_prompted(db, "700.2", None)
     await tags.dismiss(db, "700.2", None)
-    assert (await calls.get_call_by_linkedid(db, "700.2"))["tags_skipped"]
+    assert (await call_listing.get_call_by_linkedid(db, "700.2"))["tags_skipped"]
 
 
 # --- the web pages --------------------------------------------------------------------------
@@ -462,7 +463,7 @@ async def test_a_clinic_number_that_hides_callers(app) -> None:
     assert "79031112233" in page
     csv_text = await (await c.get("/calls.csv")).text()
     assert "79161234567" not in csv_text and "79031112233" in csv_text
-    stored = await calls.get_call_by_linkedid(db, "820.1")
+    stored = await call_listing.get_call_by_linkedid(db, "820.1")
     assert stored["number_hidden"] and stored["phone_e164"] is None and stored["caller_raw"] == ""
     assert stored["patients"][0]["id"] == PETROVA  # still known, just not shown
     card = await application[LIVE_HUB].card(LiveCall("820.3", "incoming", "101", "ringing", "79161234567", "", "74951110002",
@@ -522,7 +523,7 @@ async def test_the_comment_window_finds_anyone_and_retargets_the_call(app) -> No
                                        "caller_type": "patient_question", "topic": str(topic), "text": "за мужа"},
                      allow_redirects=False)
     assert r.status == 302
-    stored = await calls.get_call_by_linkedid(db, "830.1")
+    stored = await call_listing.get_call_by_linkedid(db, "830.1")
     assert [p["id"] for p in stored["patients"]] == [IVANOV] and stored["comment"]["patient_id"] == IVANOV
     assert "Иванов Иван Иванович" in await (await c.get("/calls")).text()
     assert "Никого не нашли" in await (await c.get("/comment?call=830.1&find=Несуществующий")).text()
@@ -598,17 +599,17 @@ async def test_employees_and_contractors(app) -> None:
     assert denied.status == 403
     # a supplier calls from an unknown number; the administrator types it by hand
     await calls.save_call(db, answered_call("840.1", NOW - 600, "79007778899"))
-    assert (await calls.get_call_by_linkedid(db, "840.1"))["counts_for_stats"]
+    assert (await call_listing.get_call_by_linkedid(db, "840.1"))["counts_for_stats"]
     topic = (await comments.topics(db))[0]["id"]
     r = await admin.post("/comment", data={"csrf_token": await csrf(admin), "call": "840.1", "caller_type": "other",
                                            "topic": str(topic), "contractor_name": "ООО Дентсервис"},
                          allow_redirects=False)
     assert r.status == 302
-    assert not (await calls.get_call_by_linkedid(db, "840.1"))["counts_for_stats"]
+    assert not (await call_listing.get_call_by_linkedid(db, "840.1"))["counts_for_stats"]
     who = identify.identify(db, "+79007778899")
     assert who.kind == "contractor" and "Дентсервис" in who.display
     await calls.save_call(db, answered_call("840.2", NOW - 300, "79007778899"))  # the next call: typed
-    assert (await calls.get_call_by_linkedid(db, "840.2"))["caller_kind"] == "contractor"
+    assert (await call_listing.get_call_by_linkedid(db, "840.2"))["caller_kind"] == "contractor"
 
 
 async def test_message_examples_and_the_branch_name_in_messages(app) -> None:
@@ -653,7 +654,7 @@ async def test_topics_can_be_retired_and_history_keeps_them(app) -> None:
                                            "topic": str(topic["id"])}, allow_redirects=False)
     assert r.status == 302
     assert "Гигиена" not in [t["name"] for t in await comments.topics(db)]
-    assert (await calls.get_call_by_linkedid(db, "850.1"))["comment"]["topic"] == "Гигиена"
+    assert (await call_listing.get_call_by_linkedid(db, "850.1"))["comment"]["topic"] == "Гигиена"
     page = await (await boss.get(f"/booking?call=850.1&patient={PETROVA}")).text()
     assert "Записать пациента (Разговор с пациентом — Петрова Анна Сергеевна)" in page
 
@@ -690,7 +691,7 @@ async def test_a_guardians_call_in_the_history_names_the_guardian_and_the_wards(
     application, server, _ = app
     db = application[SERVICES].db
     await calls.save_call(db, answered_call("870.1", NOW - 600, "79265554433"))
-    stored = await calls.get_call_by_linkedid(db, "870.1")
+    stored = await call_listing.get_call_by_linkedid(db, "870.1")
     assert stored["caller_kind"] == "guardian" and stored["guardian"]
     c = await login(server, "admin", "pw-admin-1")
     page = await (await c.get("/calls")).text()
@@ -720,12 +721,12 @@ async def test_the_clinics_own_caller_groups(app) -> None:
         r = await c.post("/comment", data={"csrf_token": await csrf(c), "call": lid, "caller_type": kind,
                                            "topic": topic}, allow_redirects=False)
         assert r.status == 302
-    assert not (await calls.get_call_by_linkedid(db, "880.1"))["counts_for_stats"]
-    assert (await calls.get_call_by_linkedid(db, "880.2"))["counts_for_stats"]
+    assert not (await call_listing.get_call_by_linkedid(db, "880.1"))["counts_for_stats"]
+    assert (await call_listing.get_call_by_linkedid(db, "880.2"))["counts_for_stats"]
     r = await boss.post("/settings", data={"csrf_token": await csrf(boss), "action": "caller_group_retire",
                                            "group": insurer.partition(":")[2]}, allow_redirects=False)
     assert r.status == 302 and insurer not in await comments.caller_types(db)
-    assert (await calls.get_call_by_linkedid(db, "880.1"))["comment"]["caller_type"] == insurer  # kept
+    assert (await call_listing.get_call_by_linkedid(db, "880.1"))["comment"]["caller_type"] == insurer  # kept
     bad = await c.post("/comment", data={"csrf_token": await csrf(c), "call": "880.2", "caller_type": insurer,
                                          "topic": topic})
     assert bad.status == 400  # a retired group is no longer offered
@@ -806,7 +807,7 @@ async def test_a_caller_typed_while_the_call_is_on_leaves_the_statistics_when_it
     await comments.save_comment(db, "890.1", caller_type="employee", topic_id=topic, patient_id=None,
                                 text="", user_id=None)  # the call row does not exist yet
     await calls.save_call(db, answered_call("890.1", NOW - 60, "79995556677"))
-    assert not (await calls.get_call_by_linkedid(db, "890.1"))["counts_for_stats"]
+    assert not (await call_listing.get_call_by_linkedid(db, "890.1"))["counts_for_stats"]
 
 
 async def test_birth_dates_are_typed_as_people_write_them(app) -> None:

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from crm import calls
+from crm import call_listing, calls
 from crm.db import Database
 from pbx.workers.recordings import RecordingKeeper, usage
 from tests.unit.panel_client import offline_settings
@@ -41,7 +41,7 @@ async def test_compress_then_expire(tmp_path: Path) -> None:
         before = (folder / "100.1.wav").stat().st_size
         keeper = RecordingKeeper(db, settings)
         compressed, deleted = await keeper.pass_once(now)
-        names = {c["linkedid"]: c["recording"] for c in [await calls.get_call_by_linkedid(db, r.linkedid)
+        names = {c["linkedid"]: c["recording"] for c in [await call_listing.get_call_by_linkedid(db, r.linkedid)
                                                           for r in (recent, old, gone, just)] if c}
         assert names[recent.linkedid] == "100.1.ogg" and not (folder / "100.1.wav").exists()
         assert (folder / "100.1.ogg").stat().st_size < before / 4  # Vorbis: a fraction of the WAV
@@ -71,7 +71,7 @@ async def test_the_home_page_and_the_player_for_an_ogg_recording(tmp_path: Path)
         await calls.save_call(db, r)
         wav(settings.recordings_dir / "100.1.wav")
         await RecordingKeeper(db, settings).pass_once(now)
-        call = await calls.get_call_by_linkedid(db, r.linkedid)
+        call = await call_listing.get_call_by_linkedid(db, r.linkedid)
         assert call is not None and call["recording"] == "100.1.ogg"
         await users.create_user(db, "boss", "pw-boss-12", role="settings_admin", history_access="read")
         await users.create_user(db, "anna", "pw-anna-12", history_access="read")

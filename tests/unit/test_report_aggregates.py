@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from crm import call_stats, calls, contacts, patients, reports, schedule, shifts, tags, users
-from crm.calls import CallFilter
+from crm.call_listing import CallFilter
 from crm.clock import SettableClock
 from crm.db import Database
 from crm.demo import load_demo

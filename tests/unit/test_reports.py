@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from crm import calls, reports, schedule, shifts, tags, users
-from crm.calls import CallFilter
+from crm.call_listing import CallFilter
 from crm.clock import SettableClock
 from crm.demo import load_demo
 from crm.rules.call_records import CallRecord, LegRecord

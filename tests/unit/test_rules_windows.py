@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crm import calls, patients
+from crm import call_listing, calls, patients
 from crm.db import Database
 from crm.rules import windows
 from crm.rules.booking import BookingError, slot_end
@@ -99,11 +99,11 @@ async def test_sql_and_predicates_agree(tmp_path: Path) -> None:
                     (pid, started + 86400, started + 86400 + 1800, created))
             cases.append((phone, started, created, answered))
         for phone, started, created, answered in cases:
-            sql = await db.fetchone(f"SELECT {calls.CONVERTED} FROM calls c WHERE c.phone_e164 = ?", (phone,))
+            sql = await db.fetchone(f"SELECT {call_listing.CONVERTED} FROM calls c WHERE c.phone_e164 = ?", (phone,))
             expected = windows.appointment_converts(created=created, call_started=started, call_ended=started + 5 * MIN,
                                                     answered=answered, booked_from_call=False)
             assert bool(sql[0]) is expected, (phone, created - started)
-            live = await calls.converted_live(db, "x", phone, started, started + 5 * MIN)
+            live = await call_listing.converted_live(db, "x", phone, started, started + 5 * MIN)
             assert live is windows.appointment_converts(created=created, call_started=started,
                                                         call_ended=started + 5 * MIN, answered=True,
                                                         booked_from_call=False)
@@ -113,7 +113,7 @@ async def test_sql_and_predicates_agree(tmp_path: Path) -> None:
             phone, started = f"+7903000000{n}", T0 + 100 * 86400 + n * 10 * 86400
             await calls.save_call(db, call(f"m{n}", phone, started, False))
             await calls.save_call(db, call(f"b{n}", phone, started + back, True))
-            sql = await db.fetchone(f"SELECT {calls.PROCESSED} FROM calls c WHERE c.linkedid = ?", (f"m{n}",))
+            sql = await db.fetchone(f"SELECT {call_listing.PROCESSED} FROM calls c WHERE c.linkedid = ?", (f"m{n}",))
             assert bool(sql[0]) is windows.missed_call_processed(started, started + back)
     finally:
         await db.close()
@@ -182,7 +182,7 @@ async def test_the_indexed_conversion_test_equals_the_plain_one(tmp_path: Path) 
     plain = (
         "EXISTS (SELECT 1 FROM appointments a WHERE a.call_linkedid = c.linkedid OR"
         f" (c.answered_at IS NOT NULL AND a.created_ts >= c.started_ts - {windows.APPOINTMENT_LINK}"
-        f" AND a.created_ts <= c.ended_ts + {windows.APPOINTMENT_LINK} AND a.patient_id IN {calls.CALL_PATIENTS}))"
+        f" AND a.created_ts <= c.ended_ts + {windows.APPOINTMENT_LINK} AND a.patient_id IN {call_listing.CALL_PATIENTS}))"
     )
     rnd = random.Random(5)
     db = Database(tmp_path / "crm.sqlite")
@@ -211,19 +211,19 @@ async def test_the_indexed_conversion_test_equals_the_plain_one(tmp_path: Path) 
                     (rnd.choice(pids), created + 86400, created + 88200, created, lid if rnd.random() < 0.1 else None))
             for _ in range(10):  # a few cancelled ones: "had an appointment" must not count them
                 await tx.execute("UPDATE appointments SET status = 'cancelled' WHERE id = ?", (rnd.randrange(1, 81),))
-        fast = db.query_now(f"SELECT c.linkedid, {calls.CONVERTED} FROM calls c ORDER BY c.id")
+        fast = db.query_now(f"SELECT c.linkedid, {call_listing.CONVERTED} FROM calls c ORDER BY c.id")
         slow = db.query_now(f"SELECT c.linkedid, {plain} FROM calls c ORDER BY c.id")
         assert fast == slow and 10 < sum(v for _, v in fast) < 110  # both kinds of answer are there
         had_plain = (
             "EXISTS (SELECT 1 FROM appointments a WHERE a.created_ts < c.started_ts AND a.starts_ts > c.started_ts"
-            f" AND a.status <> 'cancelled' AND a.patient_id IN {calls.CALL_PATIENTS})"
+            f" AND a.status <> 'cancelled' AND a.patient_id IN {call_listing.CALL_PATIENTS})"
         )
-        fast = db.query_now(f"SELECT c.linkedid, {calls.HAD_APPOINTMENT} FROM calls c ORDER BY c.id")
+        fast = db.query_now(f"SELECT c.linkedid, {call_listing.HAD_APPOINTMENT} FROM calls c ORDER BY c.id")
         slow = db.query_now(f"SELECT c.linkedid, {had_plain} FROM calls c ORDER BY c.id")
         assert fast == slow and 10 < sum(v for _, v in fast) < 110
         # the history's page decides both in Python over the page's appointments: the same marks
-        shown = {c["linkedid"]: c for c in await calls.list_calls(db, calls.CallFilter(limit=1000))}
-        marks = db.query_now(f"SELECT c.linkedid, {calls.CONVERTED}, {calls.HAD_APPOINTMENT} FROM calls c")
+        shown = {c["linkedid"]: c for c in await call_listing.list_calls(db, call_listing.CallFilter(limit=1000))}
+        marks = db.query_now(f"SELECT c.linkedid, {call_listing.CONVERTED}, {call_listing.HAD_APPOINTMENT} FROM calls c")
         assert len(shown) == len(marks) == 120
         assert {lid: (shown[lid]["converted"], shown[lid]["had_appointment"]) for lid, _, _ in marks} == {
             lid: (bool(conv), bool(had)) for lid, conv, had in marks}

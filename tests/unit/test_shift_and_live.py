@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from crm import patients, users
+from crm import call_listing, patients, users
 from crm.demo import load_demo
 from crm.rules.call_records import LiveCall, LiveUpdate, QueueWaiting
 from pbx.app import SERVICES, build_app
@@ -269,7 +269,7 @@ async def test_a_booking_opened_during_a_call_and_finished_after_it_converts_it(
     await calls.save_call(services.db, CallRecord("8.0", "incoming", "incoming", "74951110001", "79161234567",
                                                   "74951110001", "reception-ringall", (leg,), "101", t0, t0 + 2,
                                                   t0 + 50, 2.0, 48.0, "caller", ""))
-    assert (await calls.get_call_by_linkedid(services.db, "8.0"))["converted"]
+    assert (await call_listing.get_call_by_linkedid(services.db, "8.0"))["converted"]
     await anna.close()
 
 
