@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -23,6 +22,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from crm.clock import Clock, SystemClock
+from crm.transactions import committed
 
 log = logging.getLogger(__name__)
 
@@ -240,29 +240,8 @@ class Database:
                     await w.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             else:
                 await w.execute("BEGIN IMMEDIATE")
-            try:
-                yield Tx(w, self.clock)
-            except BaseException:
-                await self._rollback(w)
-                raise
-            # aiosqlite runs a statement in its thread whatever happens to the awaiting task, so a
-            # COMMIT is waited for even when the task is cancelled meanwhile (a stopping server):
-            # a ROLLBACK queued behind a COMMIT that went through would fail
-            commit = asyncio.ensure_future(w.execute("COMMIT"))
-            try:
-                await asyncio.shield(commit)
-            except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await commit
-                if w.in_transaction:
-                    await self._rollback(w)
-                raise
-            except BaseException:
-                # a COMMIT refused (disk full, busy) may leave the transaction open: end it, or
-                # every later BEGIN on this one writer connection would fail for good
-                if w.in_transaction:
-                    await self._rollback(w)
-                raise
+            async with committed(w, Tx(w, self.clock), self._rollback, lambda: w.in_transaction) as tx:
+                yield tx
 
     @staticmethod
     async def _rollback(w: aiosqlite.Connection) -> None:

@@ -13,23 +13,22 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.adapt import Loader
+from psycopg import pq
 
 from crm import dialect
 from crm.aio import cancel_and_wait
 from crm.clock import Clock, SystemClock
-from crm.db import Reader as BaseReader
 from crm.db import iso_stamp, migration_files, split_sql
 from crm.local_copy import LocalCopy
+from crm.pg_wire import Reader, Result, Tx, clean_params, configure, row_factory, run_statement
+from crm.transactions import committed
 
 log = logging.getLogger(__name__)
 
@@ -45,142 +44,6 @@ MIGRATION_LOCK = 0x636C696E
 LIVE_CHANNEL = "clinic_pbx_live"  # LISTEN/NOTIFY: live cards between a chain's processes
 MAX_NOTIFY_BYTES = 7900  # PostgreSQL refuses a payload of 8000 bytes or more  # pg_advisory_xact_lock key: "clin"
 T = TypeVar("T")
-
-
-class Row(tuple):  # type: ignore[type-arg]
-    """A row read by position or by name, as ``sqlite3.Row`` (``row[0]``, ``row["id"]``,
-    ``dict(row)``)."""
-
-    __slots__ = ()
-    _index: dict[str, int] = {}
-
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
-        if isinstance(key, str):
-            return tuple.__getitem__(self, self._index[key])
-        return tuple.__getitem__(self, key)
-
-    def keys(self) -> list[str]:
-        return list(self._index)
-
-
-@functools.lru_cache(maxsize=1024)
-def _row_class(names: tuple[str, ...]) -> type[Row]:
-    return type("Row", (Row,), {"__slots__": (), "_index": {n: i for i, n in enumerate(names)}})
-
-
-def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
-    cls = _row_class(tuple(c.name for c in cursor.description or ()))
-    return cls
-
-
-class _Number(Loader):
-    """``numeric`` (what PostgreSQL's SUM of integers and AVG return) as int or float, as SQLite
-    gives them: a Decimal would refuse arithmetic with the code's floats."""
-
-    def load(self, data: Any) -> int | float:
-        d = Decimal(bytes(data).decode())
-        return int(d) if d == d.to_integral_value() else float(d)
-
-
-def _configure(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
-    conn.adapters.register_loader("numeric", _Number)
-
-
-class Result:
-    """A statement's outcome as the code reads SQLite's cursor: rows, ``rowcount``, ``lastrowid``."""
-
-    __slots__ = ("_rows", "rowcount", "lastrowid", "description")
-
-    def __init__(self, rows: list[Any], rowcount: int, lastrowid: int | None, description: Any) -> None:
-        self._rows, self.rowcount, self.lastrowid, self.description = rows, rowcount, lastrowid, description
-
-    async def fetchone(self) -> Any:
-        return self._rows[0] if self._rows else None
-
-    async def fetchall(self) -> list[Any]:
-        return list(self._rows)
-
-
-def _params(params: Iterable[Any]) -> tuple[Any, ...]:
-    """PostgreSQL's text cannot hold NUL, which SQLite's can: a NUL in hostile input (a form
-    field, a caller name) becomes U+FFFD rather than failing the whole write."""
-    return tuple(p.replace("\x00", "\ufffd") if isinstance(p, str) and "\x00" in p else p for p in params)
-
-
-async def _run(conn: psycopg.AsyncConnection[Any], sql: str, params: Iterable[Any], id_tables: frozenset[str],
-               *, many: bool = False) -> Result:
-    text = dialect.statement(sql)
-    wants_id = False
-    if not many and id_tables:
-        target = dialect.insert_target(text)
-        wants_id = target in id_tables and not dialect.has_returning(text)
-        if wants_id:
-            text = f"{text.rstrip()} RETURNING id"
-    async with conn.cursor(row_factory=_row_factory) as cur:
-        if many:
-            await cur.executemany(text, [_params(r) for r in params])
-            return Result([], cur.rowcount, None, None)
-        await cur.execute(text, _params(params))
-        rows = await cur.fetchall() if cur.description is not None else []
-        lastrowid = None
-        if wants_id:
-            lastrowid = rows[0][0] if rows else None
-            rows = []
-        return Result(rows, cur.rowcount, lastrowid, cur.description)
-
-
-class Tx:
-    """An open write transaction, as ``crm.db.Tx``."""
-
-    __slots__ = ("_conn", "_clock", "_ids")
-    skip_locked = " FOR UPDATE SKIP LOCKED"  # a claim skips the rows another process's claim holds
-
-    def __init__(self, conn: psycopg.AsyncConnection[Any], clock: Clock, ids: frozenset[str]) -> None:
-        self._conn, self._clock, self._ids = conn, clock, ids
-
-    async def execute(self, sql: str, params: Iterable[Any] = ()) -> Result:
-        return await _run(self._conn, sql, params, self._ids)
-
-    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> Result:
-        return await _run(self._conn, sql, rows, self._ids, many=True)
-
-    def stamp(self) -> str:
-        return iso_stamp(self._clock.now())
-
-
-class Reader(BaseReader):
-    """``crm.db.Reader`` on a PostgreSQL connection, in the reading thread: the same reads,
-    each statement translated."""
-
-    __slots__ = ()
-
-    def _execute(self, sql: str, params: Iterable[Any]) -> Any:
-        return self._conn.execute(dialect.statement(sql), _params(params))
-
-
-def applied_versions(url: str) -> set[int]:
-    """The migrations the PostgreSQL database at ``url`` has (none for a new one). Reads only."""
-    with psycopg.connect(url, connect_timeout=10) as conn:
-        if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:  # type: ignore[index]
-            return set()
-        return {r[0] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
-
-
-def probe_postgresql(url: str, timeout: float) -> tuple[bool, str]:
-    """What ``clinic-pbx check`` verifies of a chain's database: it answers within ``timeout``,
-    accepts writes (a primary, not a standby in recovery: a write is taken and rolled back) and
-    has the schema; the detail names the server, the database and the schema version."""
-    try:
-        with psycopg.connect(url, connect_timeout=max(1, int(timeout))) as conn:
-            conn.execute(f"SET statement_timeout = {int(timeout * 1000)}")
-            if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:  # type: ignore[index]
-                return False, f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}: a standby, read-only"
-            version = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]  # type: ignore[index]
-            conn.execute("CREATE TEMP TABLE clinic_pbx_probe (x int)")  # rolled back on leaving
-            return True, (f"PostgreSQL {conn.info.server_version // 10000} at {conn.info.host}:{conn.info.port}"
-                          f"/{conn.info.dbname}, schema {version}")
-    except psycopg.Error as exc:
-        return False, f"PostgreSQL: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
 
 
 class PgDatabase:
@@ -205,14 +68,14 @@ class PgDatabase:
         self._ids: frozenset[str] = frozenset()
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, row_factory=_row_factory,
+        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, row_factory=row_factory,
                                                      **CONNECT_OPTIONS)
-        _configure(conn)
+        configure(conn)
         return conn
 
     def _connect_sync(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.url, autocommit=True, **CONNECT_OPTIONS)
-        _configure(conn)
+        configure(conn)
         return conn
 
     @staticmethod
@@ -270,7 +133,7 @@ class PgDatabase:
         self._reader = await self._connect()
         loop = asyncio.get_running_loop()
         self._now = await loop.run_in_executor(None, lambda: psycopg.connect(self.url, autocommit=True, **NOW_OPTIONS))
-        _configure(self._now)
+        configure(self._now)
         self._bulk_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="crm-read")
         self._bulk = await loop.run_in_executor(self._bulk_thread, self._connect_sync)
 
@@ -411,23 +274,11 @@ class PgDatabase:
                     raise
                 w = await self._writer_now()  # dropped while idle (the centre restarted): nothing done yet
                 await w.execute("BEGIN")
-            try:
+            async with committed(w, Tx(w, self.clock, self._ids), self._rollback,
+                                 lambda: w.info.transaction_status != pq.TransactionStatus.IDLE) as tx:
                 if opportunistic:
                     await w.execute(f"SET LOCAL lock_timeout = '{OPPORTUNISTIC_WAIT_MS}ms'")
-                yield Tx(w, self.clock, self._ids)
-            except BaseException:
-                await self._rollback(w)
-                raise
-            commit = asyncio.ensure_future(w.execute("COMMIT"))
-            try:
-                await asyncio.shield(commit)
-            except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await commit
-                raise
-            except BaseException:
-                await self._rollback(w)
-                raise
+                yield tx
 
     @staticmethod
     async def _rollback(w: psycopg.AsyncConnection[Any]) -> None:
@@ -441,11 +292,11 @@ class PgDatabase:
         it while idle (a read is safe to repeat)."""
         params = tuple(params)
         try:
-            return await _run(await self._reader_now(), sql, params, frozenset())
+            return await run_statement(await self._reader_now(), sql, params, frozenset())
         except psycopg.OperationalError:
             if self._reader is None or not self._reader.broken:
                 raise
-            return await _run(await self._reader_now(), sql, params, frozenset())
+            return await run_statement(await self._reader_now(), sql, params, frozenset())
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         return await (await self._read_once(sql, params)).fetchall()
@@ -492,7 +343,7 @@ class PgDatabase:
         if self.centre_unreachable_since is None:
             try:
                 if self._usable(self._now):
-                    return self._now.execute(dialect.statement(sql), _params(params)).fetchall()
+                    return self._now.execute(dialect.statement(sql), clean_params(params)).fetchall()
                 reason = "the connection was lost"
             except psycopg.OperationalError as exc:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -504,7 +355,7 @@ class PgDatabase:
         """Connect the inline lookups again (in a worker thread); True once the centre answers."""
         def connect() -> psycopg.Connection[Any]:
             conn = psycopg.connect(self.url, autocommit=True, **NOW_OPTIONS)
-            _configure(conn)
+            configure(conn)
             return conn
         try:
             fresh = await asyncio.get_running_loop().run_in_executor(None, connect)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from crm import db as sqlite_db
-from crm import pg
+from crm import pg_wire
 from crm.clock import Clock
 from crm.db import Database
 from crm.pg import PgDatabase
@@ -27,4 +27,4 @@ def database(location: Path | str, clock: Clock | None = None, local_copy: Path 
 
 
 def applied_versions(location: Path | str) -> set[int]:
-    return pg.applied_versions(str(location)) if is_postgresql(location) else sqlite_db.applied_versions(Path(location))
+    return pg_wire.applied_versions(str(location)) if is_postgresql(location) else sqlite_db.applied_versions(Path(location))

@@ -87,12 +87,8 @@ async def require_appeals(request: web.Request, *, or_settings: bool = False) ->
     return me
 
 
-async def _report(request: web.Request) -> dict[str, Any]:
-    me = await require_appeals(request)
-    services = request.app[SERVICES]
-    tz, today = clinic_tz(request), local_today(request)
-    q = request.query
-    patient = int_or_none(q.get("patient")) if q.get("patient") else None
+def _days_asked(q: Any, today: date, patient: int | None) -> tuple[date, date]:
+    """The report's first and last clinic day (a patient's: from the start by default)."""
     try:
         since_day = parse_day(q["since"]) if q.get("since") else (date(2000, 1, 1) if patient else today)
         until_day = parse_day(q["until"]) if q.get("until") else today
@@ -100,24 +96,41 @@ async def _report(request: web.Request) -> dict[str, Any]:
         raise web.HTTPBadRequest(text="Неверная дата") from None
     if until_day < since_day or ((until_day - since_day).days >= MAX_DAYS and patient is None):
         raise web.HTTPBadRequest(text="Неверный период (не длиннее года)")
+    return since_day, until_day
+
+
+def _narrowing(q: Any) -> store.Narrowing:
+    return store.Narrowing(tuple(k for k in q.getall("kind", []) if k in ap.KIND_NAMES),
+                           tuple(w for w in q.getall("who", []) if w), tuple(t for t in q.getall("topic", []) if t),
+                           tuple(g for g in q.getall("group", []) if g), tuple(c for c in q.getall("channel", []) if c))
+
+
+async def _period(db: Any, since_day: date, until_day: date, today: date, tz: Any, patient: int | None,
+                  narrow: store.Narrowing) -> appeal_days.Period:
     since = datetime.combine(since_day, time(0), tz).timestamp()
     until = datetime.combine(until_day + timedelta(days=1), time(0), tz).timestamp()
-    groups = [g for g in q.getall("group", []) if g]
-    channels = [c for c in q.getall("channel", []) if c]
-    kinds = [k for k in q.getall("kind", []) if k in ap.KIND_NAMES]
-    whos = [w for w in q.getall("who", []) if w]
-    topics = [t for t in q.getall("topic", []) if t]
-    narrow = store.Narrowing(tuple(kinds), tuple(whos), tuple(topics), tuple(groups), tuple(channels))
     limit = MAX_CONTACTS if narrow else MAX_STORED_CONTACTS
-    if patient is None and (n := await appeal_days.contacts_in(services.db, since_day, until_day)) > limit:
+    if patient is None and (n := await appeal_days.contacts_in(db, since_day, until_day)) > limit:
         # a chain's year (a million contacts) would take gigabytes of the server's memory
         raise web.HTTPBadRequest(text=f"За период около {n} контактов: отчёт {'с отбором по контактам ' if narrow else ''}"
                                  f"строится не больше чем по {limit}. Выберите период короче.")
     if patient is not None or narrow:  # grouped anew from the narrowed contacts
-        period = appeal_days.Period.of(await store.build(services.db, since, until, today, tz, patient_id=patient,
-                                                         narrow=narrow), since_day, until_day)
-    else:  # the stored days (exact: see crm/appeal_days.py)
-        period = await appeal_days.period(services.db, since_day, until_day, today, tz)
+        return appeal_days.Period.of(await store.build(db, since, until, today, tz, patient_id=patient,
+                                                       narrow=narrow), since_day, until_day)
+    return await appeal_days.period(db, since_day, until_day, today, tz)  # the stored days (exact: see crm/appeal_days.py)
+
+
+async def _report(request: web.Request) -> dict[str, Any]:
+    me = await require_appeals(request)
+    services = request.app[SERVICES]
+    tz, today = clinic_tz(request), local_today(request)
+    q = request.query
+    patient = int_or_none(q.get("patient")) if q.get("patient") else None
+    since_day, until_day = _days_asked(q, today, patient)
+    narrow = _narrowing(q)
+    kinds, whos, topics, groups, channels = (list(narrow.kinds), list(narrow.whos), list(narrow.topics),
+                                             list(narrow.groups), list(narrow.channels))
+    period = await _period(services.db, since_day, until_day, today, tz, patient, narrow)
     names = await comments.caller_types(services.db, with_retired=True)
     channel_rules = await ad_channels.rules(services.db)
     employee = q.get("employee", "")

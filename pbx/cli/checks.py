@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from crm.db import probe_write_lock
-from crm.pg import probe_postgresql
+from crm.pg_wire import probe_postgresql
 from pbx.ami.client import AmiClient
 from pbx.ari.client import AriClient, AriError
 from pbx.settings import Settings

@@ -12,7 +12,8 @@ import psycopg
 import pytest
 
 from crm import dialect, jobs
-from crm.pg import PgDatabase, probe_postgresql
+from crm.pg import PgDatabase
+from crm.pg_wire import probe_postgresql
 from crm.storage import AnyDatabase, database, is_postgresql
 from tests.pg_cluster import PgCluster
 
