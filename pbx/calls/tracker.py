@@ -17,18 +17,10 @@ from crm.rules.call_records import (
     ANSWERED_ELSEWHERE,
     BUSY,
     FAILED,
-    HANGUP_CALLEE,
-    HANGUP_CALLER,
-    HANGUP_SYSTEM,
-    INCOMING,
-    INTERNAL,
     NO_ANSWER,
-    OUTGOING,
     Anomaly,
-    CallFinished,
     Change,
     LiveUpdate,
-    NeedsBackfill,
     QueueWaiting,
     TrackerConfig,
 )
@@ -46,7 +38,8 @@ from pbx.calls.conversation import (  # endpoint_of: re-exported for the CDR sid
     Leg,
     endpoint_of,
 )
-from pbx.calls.projection import card_status, live_call, record_of
+from pbx.calls.ending import Endings
+from pbx.calls.projection import card_status, live_call
 
 STICKY_VARS = frozenset({"CLINIC_DIRECTION"})
 DIAL_STATUS = {
@@ -59,7 +52,7 @@ DIAL_STATUS = {
 }
 
 
-class CallTracker:
+class CallTracker(Endings):
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.config = config or TrackerConfig()
         self.conversations: dict[str, Conversation] = {}
@@ -351,103 +344,6 @@ class CallTracker:
         for endpoint in self._desk_endpoints(conv):
             self._live(conv, endpoint, e.at, out)
 
-    def _on_hangup_request(self, conv: Conversation, e: ev.HangupRequest, out: list[Change]) -> None:
-        leg = conv.legs.get(e.uniqueid)
-        if leg is not None and e.cause:
-            leg.cause = e.cause
-            self._refine_busy(leg)
-        if e.soft or conv.hangup_by:
-            return
-        # before the answer only the caller can end the call; a phone that refuses (busy)
-        # ends just its own leg
-        if e.uniqueid == conv.origin or (conv.answered_at is not None and self._in_talk(conv, e.uniqueid)):
-            conv.hangup_by = self._side(conv, e.uniqueid)
-
-    def _in_talk(self, conv: Conversation, uid: str) -> bool:
-        """The clinic party talking with the patient now, or the patient of an outgoing call
-        (its answered trunk): whose hang-up ends the talk."""
-        if uid == conv.talking_leg:
-            return True
-        leg = conv.legs.get(uid)
-        return uid == conv.answered_leg and leg is not None and leg.endpoint in self.config.trunks
-
-    def _side(self, conv: Conversation, uid: str) -> str:
-        if uid == conv.origin:
-            return HANGUP_CALLER
-        leg = conv.legs.get(uid)
-        if leg is not None and leg.endpoint not in self.config.trunks and cv.direction(
-                conv, self.config.trunks) == OUTGOING:
-            return HANGUP_CALLER  # a colleague the patient was transferred to: the clinic's side
-        if uid == conv.talking_leg or leg is not None:
-            return HANGUP_CALLEE
-        return HANGUP_SYSTEM
-
-    def _on_hangup(self, conv: Conversation, e: ev.Hangup, out: list[Change]) -> None:
-        if conv.answered_at is not None and not conv.hangup_by and (
-            e.uniqueid == conv.origin or self._in_talk(conv, e.uniqueid)
-        ):
-            conv.hangup_by = self._side(conv, e.uniqueid)
-        self._channel_gone(conv, e.uniqueid, e.at, out, e.cause)
-        if not conv.live:
-            self._finish(conv, out)
-
-    def _channel_gone(self, conv: Conversation, uid: str, at: float, out: list[Change],
-                      cause: int = 0) -> None:
-        chan = conv.channels.get(uid)
-        if chan is not None:
-            chan.ended_at = at
-        conv.live.discard(uid)
-        leg = conv.legs.get(uid)
-        if leg is not None and cause:
-            leg.cause = leg.cause or cause
-            self._refine_busy(leg)
-        if leg is None or leg.state == DONE:
-            return
-        if leg.state == TALKING:
-            self._leg_to(conv, leg, DONE, at, out)
-            return
-        outcome = q850.leg_outcome(cause or leg.cause, rang=leg.state != DIALING)
-        self._leg_to(conv, leg, DONE, at, out, outcome)
-
-    @staticmethod
-    def _refine_busy(leg: Leg) -> None:
-        """app_queue reports a 486 Busy Here as NOANSWER, and the phone's hang-up cause 17 may
-        arrive before or after that DialEnd: whichever comes last makes the leg "busy"."""
-        if leg.state == DONE and leg.outcome == NO_ANSWER and q850.meaning(leg.cause) == q850.BUSY:
-            leg.outcome = BUSY
-
-    # ---- the end of a conversation --------------------------------------------------
-    def _finish(self, conv: Conversation, out: list[Change]) -> None:
-        for lid in conv.linkedids:
-            self.conversations.pop(lid, None)
-            self._finished[lid] = None
-        self.conversations.pop(conv.linkedid, None)
-        for uid in conv.channels:
-            if self.by_channel.get(uid) is conv:
-                del self.by_channel[uid]
-        while len(self._finished) > self.config.finished_memory:
-            self._finished.popitem(last=False)
-        ended = max((c.ended_at or c.created_at for c in conv.channels.values()), default=conv.started_at)
-        if conv.recovered:
-            for endpoint in self._desk_endpoints(conv):
-                talked = any(lg.answered_at is not None for lg in conv.legs.values()
-                             if lg.endpoint == endpoint)
-                self._live(conv, endpoint, ended, out, "ended", "completed" if talked else "missed")
-            out.append(NeedsBackfill(conv.linkedid, ended))
-            return
-        record = record_of(conv, ended, self.config.trunks)
-        if record.direction == INTERNAL and not self._desk_endpoints(conv):
-            return  # no desk phone, no trunk: a robot's or a test's channel, not a clinic call
-        for endpoint in self._desk_endpoints(conv):
-            leg = next((lg for lg in conv.legs.values() if lg.endpoint == endpoint), None)
-            if leg is not None and leg.outcome == ANSWERED_ELSEWHERE:
-                continue  # that card went away when the colleague answered
-            if record.direction == INCOMING:
-                outcome = "completed" if leg is not None and leg.outcome == ANSWERED else "missed"
-            else:
-                outcome = "completed" if record.answered else "unanswered"
-            self._live(conv, endpoint, ended, out, "ended", outcome)
-        out.append(CallFinished(record))
 
 _HANDLERS = {
     ev.NewChannel: CallTracker._on_new_channel,
