@@ -2,10 +2,10 @@
 it the facts of its channels. The adapter; the flows themselves are pure.
 
 One task reads the ARI event queue and routes each event to the flow that owns the channel (or
-the playback, or the bridge). A channel is registered before it is originated, so no event can
+the playback). A channel is registered before it is originated, so no event can
 come for an unknown call; a Stasis channel nobody owns (left from before a restart) is hung up.
 Timers run on the event loop and come back as ``TimerDue`` facts. When a flow gives its
-``Outcome``, whatever of its channels is still up is hung up and its bridges destroyed.
+``Outcome``, whatever of its channels is still up is hung up.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ class _Running:
     facts: asyncio.Queue[f.Fact] = field(default_factory=asyncio.Queue)
     timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     channels: set[str] = field(default_factory=set)  # originated and not destroyed yet
-    bridges: set[str] = field(default_factory=set)
     silent: dict[str, str] = field(default_factory=dict)  # SILENCE timer name -> channel
     followed: set[str] = field(default_factory=set)  # channels followed out of Stasis (Continue)
 
@@ -46,7 +45,6 @@ class FlowRunner:
         self.app = app
         self.owners: dict[str, _Running] = {}  # channel id -> its flow
         self.playbacks: dict[str, str] = {}  # playback id -> channel id
-        self.bridge_owners: dict[str, _Running] = {}
         self._task: asyncio.Task[None] | None = None
         self._link_lost = False
         self._checks: set[asyncio.Task[None]] = set()
@@ -81,9 +79,6 @@ class FlowRunner:
                 self.ari.subscriptions.discard(f"channel:{channel}")
                 await self._quiet(self.ari.delete(f"applications/{self.app}/subscription",
                                                   eventSource=f"channel:{channel}"))
-            for bridge in list(r.bridges):
-                await self._quiet(self.ari.delete(f"bridges/{bridge}"))
-                self.bridge_owners.pop(bridge, None)
             for channel in [c for c, owner in self.owners.items() if owner is r]:
                 self.owners.pop(channel, None)
             for pid in [p for p, c in self.playbacks.items() if c not in self.owners]:
@@ -113,8 +108,6 @@ class FlowRunner:
                 handle = r.timers.pop(cmd.name, None)
                 if handle is not None:
                     handle.cancel()
-            elif isinstance(cmd, f.Bridge):
-                await self._bridge(r, cmd)
             elif isinstance(cmd, f.Continue):
                 await self._continue(r, cmd)
             elif isinstance(cmd, f.Hangup):
@@ -159,18 +152,6 @@ class FlowRunner:
             self._gone(r, cmd.channel)
             r.facts.put_nowait(f.OriginateFailed(cmd.channel, f"ARI недоступен: {exc or type(exc).__name__}",
                                                  time.time()))
-
-    async def _bridge(self, r: _Running, cmd: f.Bridge) -> None:
-        self.bridge_owners[cmd.bridge] = r
-        r.bridges.add(cmd.bridge)
-        try:
-            await self.ari.post("bridges", bridgeId=cmd.bridge, type="mixing")
-            await self.ari.post(f"bridges/{cmd.bridge}/addChannel", channel=",".join(cmd.channels))
-            if cmd.record_as:
-                await self.ari.post(f"bridges/{cmd.bridge}/record", name=cmd.record_as, format="wav",
-                                    ifExists="overwrite")
-        except AriError as exc:  # a party left meanwhile: its hang-up event follows
-            log.info("robot: bridge %s: %s", cmd.bridge, exc)
 
     async def _continue(self, r: _Running, cmd: f.Continue) -> None:
         """Into the dialplan, still followed: the subscription (renewed after a reconnect)
@@ -276,6 +257,4 @@ class FlowRunner:
             if status in ("", "RINGING", "PROGRESS", "PROCEEDING", "PROCEED"):
                 return None
             return f.Dialled(channel, status, at)
-        if kind == "ChannelEnteredBridge":
-            return f.Bridged(str((data.get("bridge") or {}).get("id", "")), channel, at)
         return None

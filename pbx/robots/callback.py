@@ -16,7 +16,9 @@ Outcomes are ``callback_rules``' attempt outcomes. Reports along the way (``answ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from crm.rules import callback as cr
 from pbx.robots import flow as f
@@ -70,40 +72,51 @@ class CallbackFlow:
     def feed(self, fact: f.Fact) -> list[f.Command]:
         if self.done:
             return []
-        if isinstance(fact, f.TimerDue) and fact.name == MAX_CALL:
+        step = _STEPS.get(type(fact))
+        return step(self, fact) if step is not None else []
+
+    # --- what each fact does ----------------------------------------------------------------
+    def _timer(self, fact: f.TimerDue) -> list[f.Command]:
+        if fact.name == MAX_CALL:
             hang: list[f.Command] = [f.Hangup(ch) for ch in sorted(self._ringing | {self.admin} - {""})]
             return [*hang, *self._end(cr.FAILED, reason="звонок слишком долгий или потерял события")]
-        if isinstance(fact, f.OriginateFailed):
-            self._placed |= fact.placed
-            return self._clinic_gone(fact.channel, fact.reason)
-        if isinstance(fact, f.Answered):
-            return self._answered(fact)
-        if isinstance(fact, f.Vanished):  # the call ended while the link to Asterisk was down
-            if fact.channel == self.admin:
-                return self._end(cr.INTERRUPTED, reason="связь с Asterisk прерывалась")
-            return self._clinic_gone(fact.channel, "")
-        if isinstance(fact, f.HungUp):
-            if fact.channel != self.admin:
-                self._placed = True
-                return self._clinic_gone(fact.channel, "") if fact.final else []
-            return self._admin_gone(fact) if fact.final else []
-        if isinstance(fact, f.TimerDue) and fact.name == KEY_WAIT and self.phase == PROMPT:
+        if fact.name == KEY_WAIT and self.phase == PROMPT:
             if self._said >= max(1, self.prompt_repeats):
                 return [f.Hangup(self.admin), *self._end(cr.CLINIC_NO_KEY)]
             return self._play(self.prompt)
-        if fact_channel(fact) != self.admin:
-            return []
-        if isinstance(fact, f.Key):
-            return self._key(fact.digit)
-        if isinstance(fact, f.PromptDone) and fact.playback == self._playback:
-            return self._prompt_done()
-        if isinstance(fact, f.Dialled) and self.phase == DIALLING:
-            if fact.status == "ANSWER":
-                self.phase, self.bridged_at = TALKING, fact.at
-                return [f.Report("bridged")]
-            outcome = _DIAL_STATUS.get(fact.status, cr.PATIENT_FAILED)
-            return self._end(outcome, reason=f"Dial: {fact.status}"[:60])
         return []
+
+    def _originate_failed(self, fact: f.OriginateFailed) -> list[f.Command]:
+        self._placed |= fact.placed
+        return self._clinic_gone(fact.channel, fact.reason)
+
+    def _vanished(self, fact: f.Vanished) -> list[f.Command]:  # ended while the link to Asterisk was down
+        if fact.channel == self.admin:
+            return self._end(cr.INTERRUPTED, reason="связь с Asterisk прерывалась")
+        return self._clinic_gone(fact.channel, "")
+
+    def _hung_up(self, fact: f.HungUp) -> list[f.Command]:
+        if fact.channel != self.admin:
+            self._placed = True
+            return self._clinic_gone(fact.channel, "") if fact.final else []
+        return self._admin_gone(fact) if fact.final else []
+
+    def _admin_key(self, fact: f.Key) -> list[f.Command]:
+        return self._key(fact.digit) if fact.channel == self.admin else []
+
+    def _admin_prompt_done(self, fact: f.PromptDone) -> list[f.Command]:
+        if fact.channel != self.admin or fact.playback != self._playback:
+            return []
+        return self._prompt_done()
+
+    def _dialled(self, fact: f.Dialled) -> list[f.Command]:
+        if fact.channel != self.admin or self.phase != DIALLING:
+            return []
+        if fact.status == "ANSWER":
+            self.phase, self.bridged_at = TALKING, fact.at
+            return [f.Report("bridged")]
+        outcome = _DIAL_STATUS.get(fact.status, cr.PATIENT_FAILED)
+        return self._end(outcome, reason=f"Dial: {fact.status}"[:60])
 
     # --- steps ----------------------------------------------------------------------------------
     def _answered(self, fact: f.Answered) -> list[f.Command]:
@@ -165,5 +178,14 @@ class CallbackFlow:
                 f.Outcome(outcome, self.key, self.bridged_at, reason, talk)]
 
 
-def fact_channel(fact: f.Fact) -> str:
-    return getattr(fact, "channel", "")
+# fact -> what it does (as the tracker's events): the phase decides inside each step
+_STEPS: dict[type, Callable[[CallbackFlow, Any], list[f.Command]]] = {
+    f.TimerDue: CallbackFlow._timer,
+    f.OriginateFailed: CallbackFlow._originate_failed,
+    f.Answered: CallbackFlow._answered,
+    f.Vanished: CallbackFlow._vanished,
+    f.HungUp: CallbackFlow._hung_up,
+    f.Key: CallbackFlow._admin_key,
+    f.PromptDone: CallbackFlow._admin_prompt_done,
+    f.Dialled: CallbackFlow._dialled,
+}

@@ -10,14 +10,16 @@ events never came).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pbx.calls import q850
 from pbx.robots import flow as f
 from pbx.robots import ivr
 
 MAX_CALL = "max_call"
-NO_INPUT = "no_input"
+NO_INPUT = ivr.NO_INPUT
 
 
 @dataclass
@@ -36,7 +38,8 @@ class ConfirmationFlow:
     _ivr: ivr.ConfirmationIvr = field(init=False)
 
     def __post_init__(self) -> None:
-        self._ivr = ivr.ConfirmationIvr(max_errors=self.max_errors, input_timeout=self.input_timeout)
+        self._ivr = ivr.ConfirmationIvr(self.channel, self.media, max_errors=self.max_errors,
+                                        input_timeout=self.input_timeout)
 
     def start(self) -> list[f.Command]:
         return [f.StartTimer(MAX_CALL, self.max_call_seconds),
@@ -45,55 +48,53 @@ class ConfirmationFlow:
     def feed(self, fact: f.Fact) -> list[f.Command]:
         if self.done:
             return []
-        if isinstance(fact, f.OriginateFailed):
-            return self._end(f.Outcome("failed" if fact.placed else "not_started", reason=fact.reason[:200]))
-        if isinstance(fact, f.TimerDue) and fact.name == MAX_CALL:
-            return [f.Hangup(self.channel), *self._end(f.Outcome(
-                "failed", self._ivr.keys, self.answered_at, f"звонок дольше {self.max_call_seconds:.0f} с"))]
-        if isinstance(fact, f.Answered):
-            if self.answered_at is not None:
-                return []
-            self.answered_at = fact.at
-            if fact.machine:
-                return [f.Hangup(self.channel), *self._end(f.Outcome("machine", "", fact.at))]
-            return self._run(ivr.Answered(fact.at))
-        if isinstance(fact, f.Vanished):  # ended while the link to Asterisk was down
-            if self.answered_at is None:
-                return self._end(f.Outcome("failed", reason="связь с Asterisk прерывалась"))
-            fact = f.HungUp(fact.channel, 0, fact.at)  # as the patient hanging up (a choice made stays)
-        if isinstance(fact, f.HungUp):
-            if self.answered_at is None:  # the cause is known once the channel is destroyed
-                return self._end(f.Outcome(q850.robot_outcome(fact.cause))) if fact.final else []
-            return self._run(ivr.HungUp(fact.at))
-        if isinstance(fact, f.Key):
-            return self._run(ivr.Key(fact.digit, fact.at))
-        if isinstance(fact, f.PromptDone):
-            seq = fact.playback.rsplit("-", 1)[-1]
-            return self._run(ivr.PromptDone(int(seq) if seq.isdigit() else -1, fact.at))
-        if isinstance(fact, f.TimerDue) and fact.name == NO_INPUT:
-            return self._run(ivr.NoInput(fact.at))
-        return []
+        step = _STEPS.get(type(fact))
+        return step(self, fact) if step is not None else self._run(fact)
+
+    # --- steps (the IVR's own facts go to it as they are) ------------------------------------
+    def _originate_failed(self, fact: f.OriginateFailed) -> list[f.Command]:
+        return self._end(f.Outcome("failed" if fact.placed else "not_started", reason=fact.reason[:200]))
+
+    def _timer(self, fact: f.TimerDue) -> list[f.Command]:
+        if fact.name != MAX_CALL:
+            return self._run(fact)
+        return [f.Hangup(self.channel), *self._end(f.Outcome(
+            "failed", self._ivr.keys, self.answered_at, f"звонок дольше {self.max_call_seconds:.0f} с"))]
+
+    def _answered(self, fact: f.Answered) -> list[f.Command]:
+        if self.answered_at is not None:
+            return []
+        self.answered_at = fact.at
+        if fact.machine:
+            return [f.Hangup(self.channel), *self._end(f.Outcome("machine", "", fact.at))]
+        return self._run(fact)
+
+    def _vanished(self, fact: f.Vanished) -> list[f.Command]:  # ended while the link to Asterisk was down
+        if self.answered_at is None:
+            return self._end(f.Outcome("failed", reason="связь с Asterisk прерывалась"))
+        return self._run(f.HungUp(fact.channel, 0, fact.at))  # as the patient hanging up (a choice made stays)
+
+    def _hung_up(self, fact: f.HungUp) -> list[f.Command]:
+        if self.answered_at is None:  # the cause is known once the channel is destroyed
+            return self._end(f.Outcome(q850.robot_outcome(fact.cause))) if fact.final else []
+        return self._run(fact)
 
     def _end(self, outcome: f.Outcome) -> list[f.Command]:
         self.done = True
         return [f.CancelTimer(MAX_CALL), f.CancelTimer(NO_INPUT), outcome]
 
-    def _run(self, event: ivr.Event) -> list[f.Command]:
-        """The IVR's commands in the flow's words."""
-        out: list[f.Command] = []
-        for cmd in self._ivr.feed(event):
-            if isinstance(cmd, ivr.Play):
-                out.append(f.Play(self.channel, f"{self.channel}-pb-{cmd.seq}", self.media[cmd.prompt]))
-            elif isinstance(cmd, ivr.StopPlayback):
-                out.append(f.StopPlayback(f"{self.channel}-pb-{self._ivr.seq - 1}"))
-            elif isinstance(cmd, ivr.StartTimer):
-                out.append(f.StartTimer(NO_INPUT, cmd.seconds))
-            elif isinstance(cmd, ivr.CancelTimer):
-                out.append(f.CancelTimer(NO_INPUT))
-            elif isinstance(cmd, ivr.Decided):
-                out.append(f.Report(cmd.outcome))
-            elif isinstance(cmd, ivr.Hangup):
-                out.append(f.Hangup(self.channel))
-            elif isinstance(cmd, ivr.Finished):
-                out += self._end(f.Outcome(cmd.outcome, cmd.keys, self.answered_at))
+    def _run(self, fact: f.Fact) -> list[f.Command]:
+        """The IVR's commands; its outcome ends the flow."""
+        out = self._ivr.feed(fact)
+        if out and isinstance(out[-1], f.Outcome):
+            return [*out[:-1], *self._end(out[-1])]
         return out
+
+
+_STEPS: dict[type, Callable[[ConfirmationFlow, Any], list[f.Command]]] = {
+    f.OriginateFailed: ConfirmationFlow._originate_failed,
+    f.TimerDue: ConfirmationFlow._timer,
+    f.Answered: ConfirmationFlow._answered,
+    f.Vanished: ConfirmationFlow._vanished,
+    f.HungUp: ConfirmationFlow._hung_up,
+}

@@ -3,7 +3,8 @@
 A flow is a sans-I/O state machine (``Flow.start() -> [Command]``, ``Flow.feed(fact) ->
 [Command]``); the ARI flow runner (``pbx.ari.flow_runner``) carries out the commands for any flow
 and turns the channels' ARI events into facts. A flow may own several channels (the website
-callback robot calls the administrator and the patient and bridges them). Time arrives on the
+callback robot rings several desk phones at once and follows the administrator's channel into
+the dialplan to the patient). Time arrives on the
 facts; a flow never reads the clock.
 """
 
@@ -53,13 +54,6 @@ class TimerDue:
 
 
 @dataclass(frozen=True)
-class Bridged:
-    bridge: str
-    channel: str
-    at: float
-
-
-@dataclass(frozen=True)
 class OriginateFailed:
     """Asterisk refused the call (``placed`` False: the number was never dialled), or the
     request's answer never came and no event of the channel followed (``placed`` True: it may
@@ -90,7 +84,7 @@ class Vanished:
     at: float
 
 
-Fact = Answered | Key | PromptDone | HungUp | TimerDue | Bridged | OriginateFailed | Dialled | Vanished
+Fact = Answered | Key | PromptDone | HungUp | TimerDue | OriginateFailed | Dialled | Vanished
 
 
 # --- commands out -------------------------------------------------------------------------------
@@ -125,13 +119,6 @@ class StartTimer:
 @dataclass(frozen=True)
 class CancelTimer:
     name: str
-
-
-@dataclass(frozen=True)
-class Bridge:
-    bridge: str  # the bridge id the flow chooses
-    channels: tuple[str, ...]
-    record_as: str = ""  # record the bridge into this file name ("" : no recording)
 
 
 @dataclass(frozen=True)
@@ -170,8 +157,7 @@ class Outcome:
     talk: float = 0.0  # seconds two parties were connected (the callback robot)
 
 
-Command = (Originate | Play | StopPlayback | StartTimer | CancelTimer | Bridge | Continue | Hangup | Report
-           | Outcome)
+Command = Originate | Play | StopPlayback | StartTimer | CancelTimer | Continue | Hangup | Report | Outcome
 
 
 class Flow(Protocol):

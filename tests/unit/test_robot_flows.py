@@ -1,6 +1,6 @@
 """Robot flows: the confirmation flow driven fact by fact (pure), and the one ARI flow runner
 against a small aiohttp fake of Asterisk: the confirmation call answered, busy, refused, and a
-two-channel flow that bridges its channels (the shape of the website callback robot)."""
+flow owning two channels (the website callback robot rings several phones at once)."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_silence_then_goodbye() -> None:
 
 # ---- the runner against a fake Asterisk ------------------------------------------------------------
 class FakeAsterisk(FakeAri):
-    """Channels that answer, are busy, or are refused; prompts that finish; bridges."""
+    """Channels that answer, are busy, or are refused; prompts that finish."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -107,10 +107,6 @@ class FakeAsterisk(FakeAri):
         router.add_delete("/ari/channels/{id}", self.hangup)
         router.add_get("/ari/channels/{id}", self.channel)
         router.add_delete("/ari/playbacks/{id}", self.stop_playback)
-        router.add_post("/ari/bridges", self.bridge)
-        router.add_post("/ari/bridges/{id}/addChannel", self.add_channel)
-        router.add_post("/ari/bridges/{id}/record", self.record)
-        router.add_delete("/ari/bridges/{id}", self.destroy_bridge)
 
     def later(self, event: dict, delay: float = 0.02) -> None:
         asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self.push(event)))
@@ -153,25 +149,6 @@ class FakeAsterisk(FakeAri):
 
     async def stop_playback(self, request: web.Request) -> web.Response:
         return web.json_response({"message": "Playback not found"}, status=404)
-
-    async def bridge(self, request: web.Request) -> web.Response:
-        self.requests.append(("bridge", request.query["bridgeId"]))
-        return web.json_response({"id": request.query["bridgeId"]})
-
-    async def add_channel(self, request: web.Request) -> web.Response:
-        bid = request.match_info["id"]
-        for cid in request.query["channel"].split(","):
-            self.requests.append(("add", cid))
-            self.later({"type": "ChannelEnteredBridge", "channel": {"id": cid}, "bridge": {"id": bid}})
-        return web.Response(status=204)
-
-    async def record(self, request: web.Request) -> web.Response:
-        self.requests.append(("record", request.query["name"]))
-        return web.json_response({"name": request.query["name"]})
-
-    async def destroy_bridge(self, request: web.Request) -> web.Response:
-        self.requests.append(("destroy", request.match_info["id"]))
-        return web.Response(status=204)
 
     def press(self, channel: str, digit: str) -> None:
         self.later({"type": "ChannelDtmfReceived", "channel": {"id": channel}, "digit": digit}, 0.0)
@@ -235,11 +212,10 @@ async def test_runner_busy_refused_and_a_stray_channel(asterisk) -> None:
 
 @dataclass
 class TwoLegs:
-    """A test flow of the callback robot's shape: call A, then B, bridge both (recorded), end
-    when either hangs up."""
+    """A test flow owning two channels: call A, then B; B hangs up after answering, and the
+    flow ends when a channel is gone for good."""
 
     answered: set[str] = field(default_factory=set)
-    bridged: set[str] = field(default_factory=set)
 
     def start(self) -> list[f.Command]:
         return [f.Originate("admin", "PJSIP/101", 20)]
@@ -249,30 +225,25 @@ class TwoLegs:
             self.answered.add(fact.channel)
             if fact.channel == "admin":
                 return [f.Originate("patient", "Local/79990000001@patient-sim", 20, caller_id="74951110001")]
-            return [f.Bridge("b1", ("admin", "patient"), record_as="callback-1")]
-        if isinstance(fact, f.Bridged):
-            self.bridged.add(fact.channel)
-            if self.bridged == {"admin", "patient"}:
-                return [f.Hangup("patient")]  # the patient hangs up after the talk
+            return [f.Hangup("patient")]  # the patient hangs up after the talk
         if isinstance(fact, f.HungUp) and fact.final:
-            return [f.Outcome("bridged" if len(self.bridged) == 2 else "broken")]
+            return [f.Outcome("both" if self.answered == {"admin", "patient"} else "broken")]
         return []
 
 
-async def test_runner_two_channels_and_a_bridge(asterisk) -> None:
+async def test_runner_two_channels_of_one_flow(asterisk) -> None:
     fake, runner = asterisk
     flow = TwoLegs()
     out = await asyncio.wait_for(runner.run(flow), 5)
-    assert out.outcome == "bridged" and flow.answered == {"admin", "patient"}
-    assert [r for r in fake.requests if r[0] in ("originate", "bridge", "add", "record")] == [
-        ("originate", "PJSIP/101"), ("originate", "Local/79990000001@patient-sim"), ("bridge", "b1"),
-        ("add", "admin"), ("add", "patient"), ("record", "callback-1")]
-    for _ in range(100):  # at the outcome the admin's channel still up is hung up, the bridge destroyed
-        if ("hangup", "admin") in fake.requests and ("destroy", "b1") in fake.requests:
+    assert out.outcome == "both" and flow.answered == {"admin", "patient"}
+    assert [r for r in fake.requests if r[0] == "originate"] == [
+        ("originate", "PJSIP/101"), ("originate", "Local/79990000001@patient-sim")]
+    for _ in range(100):  # at the outcome the admin's channel still up is hung up
+        if ("hangup", "admin") in fake.requests:
             break
         await asyncio.sleep(0.01)
-    assert ("hangup", "admin") in fake.requests and ("destroy", "b1") in fake.requests
-    assert runner.active == 0 and not runner.bridge_owners
+    assert ("hangup", "admin") in fake.requests
+    assert runner.active == 0
 
 
 async def test_a_channel_that_ended_while_the_link_was_down_ends_its_flow(asterisk) -> None:

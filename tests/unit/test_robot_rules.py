@@ -9,8 +9,9 @@ import pytest
 
 from crm.rules import escort as rules
 from crm.rules.escort import CONFIRMATION, DETAILS, REMINDER, EscortSettings, Facts, Go, Skip, Wait
+from pbx.robots import flow as f
 from pbx.robots import ivr
-from pbx.robots.ivr import Answered, ConfirmationIvr, HungUp, Key, NoInput, Play, PromptDone
+from pbx.robots.ivr import ConfirmationIvr
 
 TZ = ZoneInfo("Asia/Yekaterinburg")  # not Moscow: the clinic's own time zone is what counts
 
@@ -20,7 +21,28 @@ def at(day: int, hour: int, minute: int = 0) -> float:
 
 
 def plays(cmds) -> list[str]:
-    return [c.prompt for c in cmds if isinstance(c, Play)]
+    return [c.media for c in cmds if isinstance(c, f.Play)]  # the default media are the prompts' names
+
+
+# the facts as the flow runner gives them, on the robot's channel
+def Answered(at: float) -> f.Answered:  # noqa: N802
+    return f.Answered("robot", at)
+
+
+def Key(digit: str, at: float) -> f.Key:  # noqa: N802
+    return f.Key("robot", digit, at)
+
+
+def NoInput(at: float) -> f.TimerDue:  # noqa: N802
+    return f.TimerDue(ivr.NO_INPUT, at)
+
+
+def HungUp(at: float) -> f.HungUp:  # noqa: N802
+    return f.HungUp("robot", 16, at)
+
+
+def PromptDone(seq: int, at: float) -> f.PromptDone:  # noqa: N802
+    return f.PromptDone("robot", f"robot-pb-{seq}", at)
 
 
 def run(m: ConfirmationIvr, *events) -> list:
@@ -42,9 +64,9 @@ def test_choice_decides_at_once_and_closes(digit: str, outcome: str) -> None:
     assert plays(m.feed(Answered(0))) == ["main"]
     m.feed(done(m))
     cmds = m.feed(Key(digit, 5))
-    assert cmds[0] == ivr.Decided(outcome) and plays(cmds) == [ivr.CLOSING[outcome]]
+    assert cmds[0] == f.Report(outcome) and plays(cmds) == [ivr.CLOSING[outcome]]
     end = m.feed(done(m))
-    assert ivr.Hangup() in end and end[-1] == ivr.Finished(outcome, digit, 0.0)
+    assert f.Hangup("robot") in end and end[-1] == f.Outcome(outcome, digit, 0.0)
 
 
 def test_barge_in_stops_the_prompt_and_stale_done_is_ignored() -> None:
@@ -52,10 +74,10 @@ def test_barge_in_stops_the_prompt_and_stale_done_is_ignored() -> None:
     m.feed(Answered(0))
     first = m.seq
     cmds = m.feed(Key("0", 1))  # repeat while the main prompt plays
-    assert isinstance(cmds[0], ivr.StopPlayback) and plays(cmds) == ["main"]
+    assert isinstance(cmds[0], f.StopPlayback) and plays(cmds) == ["main"]
     assert m.feed(PromptDone(first, 2)) == []  # the stopped playback reports late
     cmds = m.feed(Key("1", 3))
-    assert ivr.Decided("confirmed") in cmds
+    assert f.Report("confirmed") in cmds
 
 
 def test_zero_then_one() -> None:
@@ -64,7 +86,7 @@ def test_zero_then_one() -> None:
     run(m, done(m))
     assert plays(m.feed(Key("0", 1))) == ["main"]
     run(m, done(m))
-    assert ivr.Decided("confirmed") in m.feed(Key("1", 9))
+    assert f.Report("confirmed") in m.feed(Key("1", 9))
     assert m.feed(done(m))[-1].keys == "01"
 
 
@@ -74,12 +96,12 @@ def test_invalid_keys_and_silence_have_a_limit() -> None:
     run(m, done(m))
     assert plays(m.feed(Key("7", 1))) == ["invalid"]
     assert plays(m.feed(done(m))) == ["main"]
-    assert isinstance(m.feed(done(m))[0], ivr.StartTimer)
+    assert isinstance(m.feed(done(m))[0], f.StartTimer)
     assert plays(m.feed(NoInput(10))) == ["no_input"]
     run(m, done(m))
     run(m, done(m))
     assert plays(m.feed(Key("#", 20))) == ["goodbye"]
-    assert m.feed(done(m))[-1] == ivr.Finished("no_key", "7#", 0.0)
+    assert m.feed(done(m))[-1] == f.Outcome("no_key", "7#", 0.0)
     assert m.feed(Key("1", 30)) == []  # after the end nothing happens
 
 
@@ -96,10 +118,10 @@ def test_hangup_keeps_a_choice_made_and_stale_timer_ignored() -> None:
     run(m, Answered(0), PromptDone(1, 1))
     m.feed(Key("3", 2))
     assert m.feed(NoInput(3)) == []
-    assert m.feed(HungUp(4))[-1] == ivr.Finished("cancelled", "3", 4)
+    assert m.feed(HungUp(4))[-1] == f.Outcome("cancelled", "3", 0)  # answered at 0
     m2 = ConfirmationIvr()
     m2.feed(Answered(0))
-    assert m2.feed(HungUp(1))[-1] == ivr.Finished("hangup", "", 1)
+    assert m2.feed(HungUp(1))[-1] == f.Outcome("hangup", "", 0)
     assert m2.feed(HungUp(2)) == []
 
 
