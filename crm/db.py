@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from crm.clock import Clock, SystemClock
+from crm.rules import windows
 from crm.transactions import committed
 
 log = logging.getLogger(__name__)
@@ -97,12 +99,22 @@ def migration_files() -> list[tuple[int, str, str]]:
     for entry in resources.files("crm").joinpath("migrations").iterdir():
         name = entry.name
         if name.endswith(".sql") and name[:4].isdigit():
-            out.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+            out.append((int(name[:4]), name, fill_constants(entry.read_text(encoding="utf-8"))))
     out.sort()
     versions = [v for v, _, _ in out]
     if len(set(versions)) != len(versions):
         raise RuntimeError("two migrations share a number")
     return out
+
+
+def fill_constants(sql: str) -> str:
+    """A migration's ``{{NAME}}`` holes filled with the rules' windows (``windows.SQL_CONSTANTS``),
+    so a trigger's span and the rule it serves are one number; an unknown name fails loudly."""
+    def value(m: re.Match[str]) -> str:
+        if m.group(1) not in windows.SQL_CONSTANTS:
+            raise RuntimeError(f"a migration names an unknown constant {m.group(1)}")
+        return windows.SQL_CONSTANTS[m.group(1)]
+    return re.sub(r"\{\{(\w+)\}\}", value, sql)
 
 
 def applied_versions(path: Path) -> set[int]:

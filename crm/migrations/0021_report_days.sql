@@ -39,7 +39,7 @@ CREATE INDEX call_candidates_patient ON call_candidates (patient_id);
 -- calls: the call's own instant; an answered call also processes the missed calls of its number
 -- in the day before it (windows.MISSED_CALL_PROCESSING = 86400 s)
 CREATE TRIGGER report_calls_insert AFTER INSERT ON calls BEGIN
-    INSERT INTO report_dirty VALUES (NEW.started_ts - CASE WHEN NEW.answered_at IS NULL THEN 0 ELSE 86400 END,
+    INSERT INTO report_dirty VALUES (NEW.started_ts - CASE WHEN NEW.answered_at IS NULL THEN 0 ELSE {{MISSED_CALL_PROCESSING}} END,
                                      NEW.started_ts);
 END;
 
@@ -50,12 +50,12 @@ WHEN NOT (OLD.call_type IS NEW.call_type AND OLD.direction IS NEW.direction AND 
           AND OLD.counts_for_stats IS NEW.counts_for_stats AND OLD.phone_e164 IS NEW.phone_e164
           AND OLD.started_ts IS NEW.started_ts AND OLD.ended_ts IS NEW.ended_ts AND OLD.linkedid IS NEW.linkedid)
 BEGIN
-    INSERT INTO report_dirty VALUES (OLD.started_ts - 86400, OLD.started_ts);
-    INSERT INTO report_dirty VALUES (NEW.started_ts - 86400, NEW.started_ts);
+    INSERT INTO report_dirty VALUES (OLD.started_ts - {{MISSED_CALL_PROCESSING}}, OLD.started_ts);
+    INSERT INTO report_dirty VALUES (NEW.started_ts - {{MISSED_CALL_PROCESSING}}, NEW.started_ts);
 END;
 
 CREATE TRIGGER report_calls_delete AFTER DELETE ON calls BEGIN
-    INSERT INTO report_dirty VALUES (OLD.started_ts - 86400, OLD.started_ts);
+    INSERT INTO report_dirty VALUES (OLD.started_ts - {{MISSED_CALL_PROCESSING}}, OLD.started_ts);
 END;
 
 CREATE TRIGGER report_legs_insert AFTER INSERT ON call_legs BEGIN

@@ -6,8 +6,8 @@
 -- its own transaction (the next page computes them again), and moves the epoch on: a day
 -- computed from reads older than the last write is not stored. Spans: a contact's own instant;
 -- an appointment or a waiting-list entry from a day before its creation to 30 min after
--- (windows.APPOINTMENT_LINK: a record joins a contact that started at most 30 min after it or
--- ended at most 30 min before it, and no contact lasts a day); a CRM action from a day before
+-- (the names in double braces are crm/rules/windows.py's constants; windows.APPOINTMENT_LINK: a record joins a contact that started at most 30 min after it or
+-- ended at most 30 min before it, and no contact lasts a day: LONGEST_CONTACT); a CRM action from a day before
 -- it (windows.CRM_ACTION_LINK, CANCEL_LINK: 15 min). Names and channel rules: every day.
 CREATE TABLE appeal_days (
     day            TEXT PRIMARY KEY,       -- YYYY-MM-DD, the clinic's
@@ -117,47 +117,47 @@ WHEN OLD.what = 'reply' BEGIN
 END;
 
 CREATE TRIGGER appeal_appointments_insert AFTER INSERT ON appointments BEGIN
-    DELETE FROM appeal_days WHERE end_ts > NEW.created_ts - 86400 AND start_ts <= NEW.created_ts + 1800;
+    DELETE FROM appeal_days WHERE end_ts > NEW.created_ts - {{LONGEST_CONTACT}} AND start_ts <= NEW.created_ts + {{APPOINTMENT_LINK}};
     UPDATE appeal_meta SET epoch = epoch + 1;
 END;
 
 CREATE TRIGGER appeal_appointments_update AFTER UPDATE ON appointments
 WHEN NOT (OLD.status IS NEW.status AND OLD.created_ts IS NEW.created_ts AND OLD.patient_id IS NEW.patient_id AND OLD.price IS NEW.price) BEGIN
-    DELETE FROM appeal_days WHERE end_ts > OLD.created_ts - 86400 AND start_ts <= OLD.created_ts + 1800;
+    DELETE FROM appeal_days WHERE end_ts > OLD.created_ts - {{LONGEST_CONTACT}} AND start_ts <= OLD.created_ts + {{APPOINTMENT_LINK}};
     UPDATE appeal_meta SET epoch = epoch + 1;
-    DELETE FROM appeal_days WHERE end_ts > NEW.created_ts - 86400 AND start_ts <= NEW.created_ts + 1800;
+    DELETE FROM appeal_days WHERE end_ts > NEW.created_ts - {{LONGEST_CONTACT}} AND start_ts <= NEW.created_ts + {{APPOINTMENT_LINK}};
     UPDATE appeal_meta SET epoch = epoch + 1;
 END;
 
 CREATE TRIGGER appeal_appointments_delete AFTER DELETE ON appointments BEGIN
-    DELETE FROM appeal_days WHERE end_ts > OLD.created_ts - 86400 AND start_ts <= OLD.created_ts + 1800;
+    DELETE FROM appeal_days WHERE end_ts > OLD.created_ts - {{LONGEST_CONTACT}} AND start_ts <= OLD.created_ts + {{APPOINTMENT_LINK}};
     UPDATE appeal_meta SET epoch = epoch + 1;
 END;
 
 CREATE TRIGGER appeal_waiting_insert AFTER INSERT ON waiting_list BEGIN
-    DELETE FROM appeal_days WHERE end_ts > ((julianday(NEW.created_at) - 2440587.5) * 86400.0) - 86400 AND start_ts <= ((julianday(NEW.created_at) - 2440587.5) * 86400.0) + 1800;
+    DELETE FROM appeal_days WHERE end_ts > ((julianday(NEW.created_at) - 2440587.5) * 86400.0) - {{LONGEST_CONTACT}} AND start_ts <= ((julianday(NEW.created_at) - 2440587.5) * 86400.0) + {{APPOINTMENT_LINK}};
     UPDATE appeal_meta SET epoch = epoch + 1;
 END;
 
 CREATE TRIGGER appeal_waiting_update AFTER UPDATE ON waiting_list BEGIN
-    DELETE FROM appeal_days WHERE end_ts > ((julianday(OLD.created_at) - 2440587.5) * 86400.0) - 86400 AND start_ts <= ((julianday(OLD.created_at) - 2440587.5) * 86400.0) + 1800;
+    DELETE FROM appeal_days WHERE end_ts > ((julianday(OLD.created_at) - 2440587.5) * 86400.0) - {{LONGEST_CONTACT}} AND start_ts <= ((julianday(OLD.created_at) - 2440587.5) * 86400.0) + {{APPOINTMENT_LINK}};
     UPDATE appeal_meta SET epoch = epoch + 1;
-    DELETE FROM appeal_days WHERE end_ts > ((julianday(NEW.created_at) - 2440587.5) * 86400.0) - 86400 AND start_ts <= ((julianday(NEW.created_at) - 2440587.5) * 86400.0) + 1800;
+    DELETE FROM appeal_days WHERE end_ts > ((julianday(NEW.created_at) - 2440587.5) * 86400.0) - {{LONGEST_CONTACT}} AND start_ts <= ((julianday(NEW.created_at) - 2440587.5) * 86400.0) + {{APPOINTMENT_LINK}};
     UPDATE appeal_meta SET epoch = epoch + 1;
 END;
 
 CREATE TRIGGER appeal_waiting_delete AFTER DELETE ON waiting_list BEGIN
-    DELETE FROM appeal_days WHERE end_ts > ((julianday(OLD.created_at) - 2440587.5) * 86400.0) - 86400 AND start_ts <= ((julianday(OLD.created_at) - 2440587.5) * 86400.0) + 1800;
+    DELETE FROM appeal_days WHERE end_ts > ((julianday(OLD.created_at) - 2440587.5) * 86400.0) - {{LONGEST_CONTACT}} AND start_ts <= ((julianday(OLD.created_at) - 2440587.5) * 86400.0) + {{APPOINTMENT_LINK}};
     UPDATE appeal_meta SET epoch = epoch + 1;
 END;
 
 CREATE TRIGGER appeal_actions_insert AFTER INSERT ON crm_actions BEGIN
-    DELETE FROM appeal_days WHERE end_ts > NEW.at_ts - 86400 AND start_ts <= NEW.at_ts;
+    DELETE FROM appeal_days WHERE end_ts > NEW.at_ts - {{LONGEST_CONTACT}} AND start_ts <= NEW.at_ts;
     UPDATE appeal_meta SET epoch = epoch + 1;
 END;
 
 CREATE TRIGGER appeal_actions_delete AFTER DELETE ON crm_actions BEGIN
-    DELETE FROM appeal_days WHERE end_ts > OLD.at_ts - 86400 AND start_ts <= OLD.at_ts;
+    DELETE FROM appeal_days WHERE end_ts > OLD.at_ts - {{LONGEST_CONTACT}} AND start_ts <= OLD.at_ts;
     UPDATE appeal_meta SET epoch = epoch + 1;
 END;
 

@@ -11,6 +11,12 @@ APPOINTMENT_LINK = 30 * 60  # an appointment made 30 min before a call's start .
 CANCEL_LINK = 15 * 60  # a cancel or move joins the contact within 15 min (seed 001)
 COMMENT_LINK = 5 * 60  # a comment joins a call of its number and direction within 5 min (default)
 CRM_ACTION_LINK = 15 * 60  # an outgoing call joins the CRM action done within 15 min after it
+LONGEST_CONTACT = 24 * 3600  # no contact lasts longer: how far back a change can reach a contact
+
+# what the migrations' ``{{NAME}}`` holes are filled with (their triggers' spans): crm/db.py
+SQL_CONSTANTS = {name: str(value) for name, value in (
+    ("MISSED_CALL_PROCESSING", MISSED_CALL_PROCESSING), ("APPOINTMENT_LINK", APPOINTMENT_LINK),
+    ("LONGEST_CONTACT", LONGEST_CONTACT))}
 
 
 def missed_call_processed(missed_started: float, conversation_started: float) -> bool:

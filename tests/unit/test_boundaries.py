@@ -200,3 +200,71 @@ async def test_audit_stamps_follow_the_injected_clock(tmp_path: Path) -> None:
         assert row is not None and row[0] == "2026-01-01T00:00:00.000+00:00"
     finally:
         await db.close()
+
+
+# ---- floors, rooms and sizes (#28) ---------------------------------------------------------------
+MAX_MODULE_LINES = 400
+MAX_COMPLEXITY = 40  # McCabe, as radon counts it (rank F starts above 40)
+MAX_PBX_MODULES = 12  # directly in pbx/: the rest live in rooms named by kind
+
+
+def upward_imports(root: Path = ROOT) -> list[str]:
+    """crm/ is the bottom floor: any import of pbx/, agi/ or web/ from it."""
+    found = []
+    for f in sorted((root / "crm").rglob("*.py")):
+        for name in imports_of(f) if root == ROOT else imports_of_under(f, root):
+            if name.split(".")[0] in ("pbx", "agi", "web"):
+                found.append(f"{f.relative_to(root)}: imports {name}")
+    return found
+
+
+def pbx_hall(root: Path = ROOT) -> list[str]:
+    return sorted(f.name for f in (root / "pbx").glob("*.py") if f.name != "__init__.py")
+
+
+def oversized(root: Path = ROOT) -> list[str]:
+    """Modules over MAX_MODULE_LINES and functions over MAX_COMPLEXITY."""
+    from radon.complexity import cc_visit
+
+    found = []
+    for pkg in PROJECT:
+        for f in sorted((root / pkg).rglob("*.py")):
+            text = f.read_text()
+            if (n := len(text.splitlines())) > MAX_MODULE_LINES:
+                found.append(f"{f.relative_to(root)}: {n} lines")
+            for block in cc_visit(text):
+                for item in [block, *getattr(block, "methods", ())]:
+                    if item.complexity > MAX_COMPLEXITY:
+                        found.append(f"{f.relative_to(root)}: {item.name} has complexity {item.complexity}")
+    return found
+
+
+def test_crm_is_the_bottom_floor() -> None:
+    assert not upward_imports(), upward_imports()
+
+
+def test_pbx_keeps_its_modules_in_rooms() -> None:
+    hall = pbx_hall()
+    assert "app.py" in hall and len(hall) <= MAX_PBX_MODULES, hall
+    rooms = sorted(d.name for d in (ROOT / "pbx").iterdir() if (d / "__init__.py").is_file())
+    assert {"asterisk", "ami", "ari", "calls", "robots", "jobs", "outbound", "cli", "workers"} <= set(rooms), rooms
+
+
+def test_no_module_too_long_and_no_function_too_complex() -> None:
+    assert not oversized(), oversized()
+
+
+def test_the_floor_and_size_checkers_see_violations(tmp_path: Path) -> None:
+    for pkg in (*PROJECT, "crm/rules"):
+        (tmp_path / pkg).mkdir(parents=True, exist_ok=True)
+        (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / "crm" / "rules" / "x.py").write_text("from pbx.robots import flow\n")
+    (tmp_path / "crm" / "y.py").write_text("import web.app\n")
+    for i in range(MAX_PBX_MODULES + 1):
+        (tmp_path / "pbx" / f"m{i}.py").write_text("\n" * (MAX_MODULE_LINES + 1 if i == 0 else 1))
+    branches = "".join(f"    if x == {i}:\n        return {i}\n" for i in range(MAX_COMPLEXITY + 1))
+    (tmp_path / "web" / "page.py").write_text(f"def tangled(x):\n{branches}    return -1\n")
+    assert sorted(upward_imports(tmp_path)) == ["crm/rules/x.py: imports pbx.robots",
+                                                "crm/rules/x.py: imports pbx.robots.flow", "crm/y.py: imports web.app"]
+    assert len(pbx_hall(tmp_path)) == MAX_PBX_MODULES + 1
+    assert oversized(tmp_path) == [f"pbx/m0.py: {MAX_MODULE_LINES + 1} lines", f"web/page.py: tangled has complexity {MAX_COMPLEXITY + 2}"]

@@ -26,3 +26,22 @@ def test_the_check_bites() -> None:
     bad = "CREATE TABLE t (\n    a TEXT, -- one; two\n    b TEXT\n);\n"
     assert problems("bad.sql", bad) and problems("bad.sql", bad)[0].startswith("bad.sql:2:")
     assert problems("ok.sql", "-- one; two\nCREATE TABLE t (a TEXT);\n") == []
+
+
+def test_the_triggers_windows_come_from_the_rules(monkeypatch) -> None:
+    """#28: the spans in the report and «История обращений» triggers are the rules' constants
+    (crm/rules/windows.py), filled into the migrations, never literals repeated in SQL."""
+    import re
+    from importlib import resources
+
+    from crm.db import migration_files
+    from crm.rules import windows
+
+    for name in ("0021_report_days.sql", "0023_appeal_days.sql"):
+        raw = resources.files("crm").joinpath("migrations", name).read_text(encoding="utf-8")
+        statements = "\n".join(line for line in raw.splitlines() if not line.startswith("--"))
+        assert "{{" in statements
+        assert not re.search(r"(?<![.\d])(86400|1800)(?![.\d])", statements), name  # 86400.0: julianday's unit
+    monkeypatch.setitem(windows.SQL_CONSTANTS, "APPOINTMENT_LINK", "777")
+    filled = {n: sql for _, n, sql in migration_files()}["0023_appeal_days.sql"]
+    assert filled.count("+ 777;") == 8 and "{{" not in filled
