@@ -78,7 +78,10 @@ class WebSettings:
     session_hours: int = 12  # a session ends this long after the login, whatever happens
     max_connections: int = 512  # open HTTP connections at once; more are closed at once
     header_timeout: float = 10.0  # seconds a new connection may take to send its request
-    login_attempts: int = 5  # failed logins per minute per account and per address before 429
+    login_attempts: int = 5  # failed logins a minute of one account from one address before 429
+    # the reverse proxies whose X-Forwarded-For names the client ("127.0.0.1" behind a local
+    # nginx; addresses or networks, comma-separated). Empty: the peer is the client
+    trusted_proxies: str = ""
     # /metrics from beyond loopback needs this bearer token (empty: loopback only)
     metrics_token: str = field(default="", repr=False)
 

@@ -17,6 +17,7 @@ from crm.call_listing import CALL_TYPES, CallFilter, get_call, list_calls
 from crm.dates import parse_day, parse_moment
 from pbx.services import HEALTH_PARTS, SERVICES, health
 from web.common import ROW_ID
+from web.security import client_of
 
 OPENAPI = Path(__file__).parent / "openapi.json"
 
@@ -46,7 +47,7 @@ async def api_trace(request: web.Request, token_name: str, action: str, object_i
                     detail: str = "") -> None:
     services = request.app[SERVICES]
     await audit.record(services.db, f"API: {token_name}", action, services.clock.now(), object_kind="call",
-                       object_id=object_id, detail=detail, address=request.remote or "")
+                       object_id=object_id, detail=detail, address=client_of(request))
 
 
 def parse_instant(text: str, *, end: bool = False, tz: tzinfo = UTC) -> str:

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_session import get_session, new_session
 
-from crm import audit, sessions, shifts, users
+from crm import audit, login_limits, sessions, shifts, users
 from crm.aio import cancel_and_wait
 from crm.login_limits import LoginThrottle
 from crm.pg import PgDatabase
@@ -46,11 +46,20 @@ from web.history import history, history_csv, recording
 from web.live import LIVE_HUB, LiveHub, live_events
 from web.live_bus import LiveBus
 from web.metrics import metrics_page
-from web.security import CSRF_FIELD, SESSION_TOKEN, csrf_token, current_user, setup_security
+from web.security import (
+    CSRF_FIELD,
+    SESSION_TOKEN,
+    client_of,
+    csrf_token,
+    current_user,
+    setup_security,
+)
 from web.shift import shift_first, shift_form, shift_submit
 
 HERE = Path(__file__).parent
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
+DEVICE_COOKIE = "clinic_pbx_device"
+DEVICE_COOKIE_AGE = 365 * 24 * 3600
 log = logging.getLogger(__name__)
 
 
@@ -227,11 +236,13 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     login = str(form.get("login", ""))[:100]
     password = str(form.get("password", ""))[:200]
-    address = request.remote or ""
-    keys = [f"login:{login.casefold()}", f"addr:{address}"]
+    address = client_of(request)
+    secret = services.settings.web.cookie_secret
+    mark = request.cookies.get(DEVICE_COOKIE, "")
+    keys = login_limits.attempt_keys(login, address, mark if login_limits.is_known_device(secret, login, mark) else "")
     throttle = request.app[LOGIN_THROTTLE]
-    now = services.clock.now()
-    wait = throttle.wait(keys, now)
+    started = services.clock.now()
+    wait = throttle.begin(keys, started)  # counted now, before the hash: a parallel burst cannot slip through
     if wait > 0:
         log.warning("login refused for %r from %s: too many failures, retry in %.0f s", login, address, wait)
         resp = aiohttp_jinja2.render_template(
@@ -241,13 +252,12 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return resp
     user = await users.authenticate(services.db, login, password)
     if user is None:
-        throttle.failed(keys, services.clock.now())
         log.warning("failed login for %r from %s", login, address)
         await audit.record(services.db, login or "?", "login_failed", services.clock.now(), address=address)
         return aiohttp_jinja2.render_template(
             "login.html", request, {"error": "Неверный логин или пароль"}, status=401
         )
-    throttle.succeeded(keys[0])
+    throttle.succeeded(keys, started)
     uid = int(str(user["id"]))
     session = await new_session(request)  # a fresh session: no fixation
     session[SESSION_TOKEN] = await sessions.start(services.db, uid, services.clock.now(), address)
@@ -256,7 +266,11 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
                        address=address)
     # the generated first password has done its job: it must not lie on disk any longer
     services.settings.initial_password_file.unlink(missing_ok=True)
-    raise web.HTTPFound("/")
+    done = web.HTTPFound("/")
+    # this device is known to the account from now on: others' guessing does not lock it out
+    done.set_cookie(DEVICE_COOKIE, login_limits.device_mark(secret, str(user["login"])), max_age=DEVICE_COOKIE_AGE,
+                    httponly=True, samesite="Strict", secure=services.settings.web.secure_cookie or None)
+    raise done
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -266,6 +280,6 @@ async def logout(request: web.Request) -> web.StreamResponse:
     await sessions.end_token(services.db, session.get(SESSION_TOKEN), services.clock.now(), "logout")
     if user is not None:
         await audit.record(services.db, user.login, "logout", services.clock.now(), user_id=user.user_id,
-                           address=request.remote or "")
+                           address=client_of(request))
     session.invalidate()
     raise web.HTTPFound("/login")

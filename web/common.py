@@ -14,7 +14,7 @@ from yarl import URL
 
 from crm import audit
 from pbx.services import SERVICES
-from web.security import current_user
+from web.security import client_of, current_user
 
 SETTINGS_ROLES = ("settings_admin", "director")
 ROLE_LABELS = {"administrator": "Администратор", "director": "Директор",
@@ -125,7 +125,7 @@ async def trace(request: web.Request, action: str, object_kind: str = "", object
     services = request.app[SERVICES]
     await audit.record(services.db, me.name, action, services.clock.now(), user_id=me.user_id,
                        object_kind=object_kind, object_id=object_id, detail=detail,
-                       address=request.remote or "")
+                       address=client_of(request))
 
 
 def money(value: float) -> str:

@@ -18,7 +18,7 @@ from aiohttp_session import get_session
 from aiohttp_session import setup as setup_session
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
-from crm import sessions
+from crm import login_limits, sessions
 from crm.sessions import SessionPolicy, SessionUser
 from pbx.services import SERVICES
 from pbx.settings import WebSettings
@@ -39,7 +39,17 @@ def fernet_key(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
+
+
+def client_of(request: web.BaseRequest) -> str:
+    """The client's address: the peer, or what a configured trusted proxy says it forwarded for."""
+    trusted = request.app.get(TRUSTED_PROXIES, ()) if isinstance(request, web.Request) else ()
+    return login_limits.client_address(request.remote or "", request.headers.get("X-Forwarded-For", ""), trusted)
+
+
 def setup_security(app: web.Application, web_settings: WebSettings) -> None:
+    app[TRUSTED_PROXIES] = login_limits.trusted_networks(web_settings.trusted_proxies)
     storage = EncryptedCookieStorage(
         fernet_key(web_settings.cookie_secret),
         cookie_name="clinic_pbx_session",

@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.web_log import AccessLogger
 
 from crm.aio import cancel_and_wait
+from web.security import client_of
 
 log = logging.getLogger(__name__)
 HEAD_END = b"\r\n\r\n"
@@ -128,11 +129,29 @@ class GuardedSite(web.TCPSite):
 
 class PrivateAccessLogger(AccessLogger):
     """The access log without query strings (patients' names and numbers typed into a search)
-    and without the capability in ``/e/<token>`` links."""
+    and without the capability in ``/e/<token>`` links; the client as a trusted proxy names it.
+    The request is shown through a view, never cloned: the pinned aiohttp refuses to clone a
+    request whose body was read, which lost every POST line (logins, CSRF probes) to a traceback."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        clean = request.clone(rel_url=redact(request.rel_url.raw_path, request.rel_url.raw_query_string))
-        super().log(clean, response, time)
+        try:
+            view = _LoggedRequest(request, redact(request.rel_url.raw_path, request.rel_url.raw_query_string),
+                                  client_of(request))
+            super().log(view, response, time)  # type: ignore[arg-type]
+        except Exception:  # a log line must never cost a request; one line, no traceback
+            self.logger.warning("access log: a request could not be described")
+
+
+class _LoggedRequest:
+    """What the access log reads of a request, with the path and the client replaced."""
+
+    __slots__ = ("_request", "path_qs", "remote")
+
+    def __init__(self, request: web.BaseRequest, path_qs: str, remote: str) -> None:
+        self._request, self.path_qs, self.remote = request, path_qs, remote
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
 
 
 def redact(path: str, query: str) -> str:

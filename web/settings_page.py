@@ -18,6 +18,7 @@ from crm.tags import TagError
 from pbx.services import SERVICES
 from web.common import ROLE_LABELS, Viewer, int_or_none, now_ts, require_settings
 from web.live import WORKSTATION_COOKIE
+from web.security import client_of
 
 HISTORY_RIGHTS = {"none": "Нет доступа", "read": "Чтение", "edit": "Редактирование"}
 assert tuple(HISTORY_RIGHTS) == users.HISTORY_RIGHTS
@@ -88,7 +89,7 @@ class _Form:
 
     async def trace(self, what: str, uid: int, detail: str) -> None:
         await audit.record(self.db, self.me.name, what, self.now, user_id=self.me.user_id, object_kind="user",
-                           object_id=uid, detail=detail, address=self.request.remote or "")
+                           object_id=uid, detail=detail, address=client_of(self.request))
 
 
 async def _tags_mode(f: _Form) -> None:
@@ -203,7 +204,7 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
         await handler(f)
         if not action.startswith("user"):  # the user actions leave their own audit line
             await audit.record(f.db, me.name, "settings_update", f.now, user_id=me.user_id, object_kind="settings",
-                               object_id=action, address=request.remote or "")
+                               object_id=action, address=client_of(request))
     except (TagError, CommentError, BookingError, ValueError) as exc:
         return aiohttp_jinja2.render_template("settings.html", request,
                                               await _page(request, str(exc), section_of(action)), status=400)
