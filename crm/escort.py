@@ -184,7 +184,8 @@ def link_token(secret: str, appointment_id: int, starts_ts: float) -> str:
 
 async def appointment_by_token(db: Database, secret: str, token: str) -> dict[str, Any] | None:
     head, _, _ = token.partition("-")
-    if not head.isdigit() or len(token) > 40:
+    # ASCII digits only, and an id SQLite can hold (Unicode digits and 20-digit ids were 500s)
+    if not (head.isascii() and head.isdigit()) or len(head) > 18 or len(token) > 40:
         return None
     appt = await schedule.get_appointment(db, int(head))
     if appt is None or not hmac.compare_digest(token, link_token(secret, appt["id"], appt["starts_ts"])):

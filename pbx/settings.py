@@ -57,6 +57,10 @@ class AsteriskSettings:
     phone_password: str = field(default="", repr=False)
     ring_seconds: int = 15
     queue_max_wait: int = 120  # seconds a caller waits in a queue before the call ends
+    # a patient transferred to a phone nobody answers: rung this long, then back to the
+    # administrator who transferred ("transferer") or to the call's queue ("queue")
+    transfer_ring_seconds: int = 20
+    transfer_return: str = "transferer"
     # the clinic number outgoing calls leave by: the caller ID patients see, and the line the
     # reports' clinic-number filter counts them on (seed 000)
     outbound_line: str = "74951110001"

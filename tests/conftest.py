@@ -89,6 +89,7 @@ def make_test_settings() -> Settings:
         phone_port_base=15070,
         ring_seconds=4,
         queue_max_wait=12,
+        transfer_ring_seconds=8,
         ami_ping_seconds=5,
     )
     root = os.environ.get("CLINIC_PBX_ASTERISK_ROOT")

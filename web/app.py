@@ -42,7 +42,7 @@ from web.appeals_page import setup_appeals_page
 from web.callback_api import setup_callback_api
 from web.callbacks_page import setup_callbacks_page
 from web.common import ROW_ID, clinic_tz, money
-from web.history import history, history_csv, recording
+from web.history import RECENT_PLAYS, history, history_csv, recording
 from web.live import LIVE_HUB, LiveHub, live_events
 from web.live_bus import LiveBus
 from web.metrics import metrics_page
@@ -123,6 +123,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     setup_callbacks_page(app)
     setup_appeals_page(app)
     app[LIVE_HUB] = LiveHub(app[SERVICES].db)
+    app[RECENT_PLAYS] = {}
 
     async def live_hub(app: web.Application) -> AsyncIterator[None]:
         hub = app[LIVE_HUB]

@@ -79,7 +79,7 @@ async def receive_request(request: web.Request) -> web.Response:
         return error(413, "body larger than 64 KB")
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # deeply nested arrays exhaust the parser's stack
         return error(400, "JSON expected")
     if not isinstance(body, dict):
         return error(400, "a JSON object expected")

@@ -136,6 +136,23 @@ async def history_csv(request: web.Request) -> web.StreamResponse:
     return response
 
 
+RECENT_PLAYS = web.AppKey("recent_plays", dict)
+PLAY_SPAN = 600.0  # a player's range requests within this long are one listening
+
+
+def first_play(recent: dict[tuple[int | None, int], float], key: tuple[int | None, int], now: float) -> bool:
+    """Whether this fetch of a recording starts a listening to audit: any range (``bytes=-N``,
+    ``bytes=1-``, none) counts; a player's further pieces within PLAY_SPAN do not."""
+    if len(recent) > 10_000:
+        for k in [k for k, at in recent.items() if now - at > PLAY_SPAN]:
+            del recent[k]
+    started = recent.get(key)
+    if started is not None and now - started <= PLAY_SPAN:
+        return False
+    recent[key] = now
+    return True
+
+
 async def recording(request: web.Request) -> web.StreamResponse:
     await require_history(request)
     services = request.app[SERVICES]
@@ -147,7 +164,7 @@ async def recording(request: web.Request) -> web.StreamResponse:
     path = (base / name).resolve()
     if path.parent != base or not path.is_file():
         raise web.HTTPNotFound(text="Нет записи")
-    if request.http_range.start in (None, 0):  # a player asks in pieces: trace the first one
+    if first_play(request.app[RECENT_PLAYS], ((await viewer(request)).user_id, call["id"]), services.clock.now()):
         await trace(request, "recording_play", "call", request.match_info["id"])
     kind = AUDIO_TYPES[path.suffix.lstrip(".")]
     return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": "private"})

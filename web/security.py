@@ -61,7 +61,7 @@ def setup_security(app: web.Application, web_settings: WebSettings) -> None:
     app[SESSION_POLICY] = SessionPolicy(idle_seconds=web_settings.idle_minutes * 60.0,
                                         absolute_seconds=web_settings.session_hours * 3600.0)
     setup_session(app, storage)
-    app.middlewares.append(security_headers)
+    app.on_response_prepare.append(security_headers)
     app.middlewares.append(require_login)
     app.middlewares.append(csrf_protect)
 
@@ -75,9 +75,10 @@ async def csrf_token(request: web.Request) -> str:
     return str(token)
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    resp = await handler(request)
+async def security_headers(request: web.BaseRequest, resp: web.StreamResponse) -> None:
+    """On every response as it is prepared: pages, streamed CSV exports, errors and redirects
+    alike (a middleware saw neither a streamed export, whose head had gone out, nor a raised
+    error or redirect)."""
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("X-Frame-Options", "DENY")
     resp.headers.setdefault("Referrer-Policy", "same-origin")
@@ -90,7 +91,6 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
         # pages, CSV exports, recordings and API answers carry patients' data: no copy is
         # kept by the browser or a proxy
         resp.headers["Cache-Control"] = "no-store"
-    return resp
 
 
 async def current_user(request: web.Request) -> SessionUser | None:

@@ -55,6 +55,8 @@ def template_values(settings: Settings) -> dict[str, str]:
         "PHONE_PASSWORD": a.phone_password,
         "RING_SECONDS": str(a.ring_seconds),
         "QUEUE_MAX_WAIT": str(a.queue_max_wait),
+        "TRANSFER_RING": str(max(5, min(int(a.transfer_ring_seconds), 120))),
+        "TRANSFER_RETURN": "queue" if a.transfer_return == "queue" else "transferer",
         "OUTBOUND_LINE": "".join(ch for ch in a.outbound_line if ch.isdigit()),
         "RINGINUSE": "no" if a.one_call_per_phone else "yes",
         "PHONE_BUSY_AT": "1" if a.one_call_per_phone else "0",

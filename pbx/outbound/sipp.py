@@ -201,14 +201,18 @@ async def start_desk_phone(
     calls: int = 1,
     keys: str = "",
     keys_after_ms: int = 1500,
+    refer_to: str = "",
+    refer_after_ms: int = 1500,
 ) -> SippProcess:
     """A desk phone on its static contact. ``behaviour``: answer (after ``ring_ms``; NEVER
     makes it ring without answering) or busy. ``hangup_ms`` > 0: the phone hangs up itself
-    (counted after the keys). ``keys``: pressed ``keys_after_ms`` after the answer."""
+    (counted after the keys). ``keys``: pressed ``keys_after_ms`` after the answer.
+    ``refer_to``: the transfer key pressed ``refer_after_ms`` after the answer (a REFER to
+    that extension), on the first call only."""
     return await start_uas(
         settings, f"phone{extension}", "127.0.0.1", phone_port(settings, extension), workdir,
         behaviour=behaviour, ring_ms=ring_ms, hangup_ms=hangup_ms, calls=calls,
-        keys=keys, keys_after_ms=keys_after_ms,
+        keys=keys, keys_after_ms=keys_after_ms, refer_to=refer_to, refer_after_ms=refer_after_ms,
     )
 
 
@@ -224,20 +228,71 @@ async def start_operator_uas(
     )
 
 
+# The phone's transfer key (a blind transfer): a REFER in the answered call's dialog, then the
+# switch's NOTIFYs of how it goes are answered until its BYE ends the phone's part. A later call
+# to the same phone (the patient coming back from a transfer nobody took) is simply talked on.
+TRANSFER_KEY = """
+  <nop>
+    <action>
+      <assignstr assign_to="callno" value="[call_number]"/>
+      <todouble assign_to="n" variable="callno"/>
+      <test assign_to="again" variable="n" compare="greater_than" value="1"/>
+    </action>
+  </nop>
+  <nop test="again" next="talk_on"/>
+  <pause milliseconds="@@REFER_AFTER_MS@@"/>
+  <send retrans="500">
+    <![CDATA[
+      REFER [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:phone@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+      To: [$peer]
+      Call-ID: [call_id]
+      CSeq: 1 REFER
+      Contact: <sip:phone@[local_ip]:[local_port];transport=[transport]>
+      Refer-To: <sip:@@REFER_TO@@@[remote_ip]:[remote_port]>
+      Referred-By: <sip:phone@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="202"/>
+  <label id="transfer_news"/>
+  <recv request="NOTIFY" optional="true" next="notified"/>
+  <recv request="BYE" next="bye_received"/>
+  <label id="notified"/>
+  <send next="transfer_news">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <label id="talk_on"/>
+"""
+
+
 async def start_uas(
     settings: Settings, name: str, ip: str, port: int, workdir: Path, *,
     behaviour: str = "answer", ring_ms: int = 2000, hangup_ms: int = 0, calls: int = 1, keys: str = "",
-    keys_after_ms: int = 1500,
+    keys_after_ms: int = 1500, refer_to: str = "", refer_after_ms: int = 1500,
 ) -> SippProcess:
     if behaviour == "busy":
         scenario = _render("desk_phone_busy.xml", {}, workdir / f"{name}.xml")
     else:
         talk = PHONE_HANGS_UP if hangup_ms > 0 else CALLER_HANGS_UP
         presses = key_presses(keys, keys_after_ms, bye_label="" if hangup_ms > 0 else BYE_LABEL)
-        # when the phone hangs up itself, the switch's From (with its tag) becomes its BYE's To
+        if refer_to:
+            presses += TRANSFER_KEY.replace("@@REFER_AFTER_MS@@", str(refer_after_ms)).replace("@@REFER_TO@@", refer_to)
+        # when the phone sends a request itself (BYE, REFER), the switch's From (with its tag)
+        # becomes its To
         ack_action = (
             '<action><ereg regexp=".*" search_in="hdr" header="From:" check_it="true"'
-            ' assign_to="peer"/></action>' if hangup_ms > 0 else ""
+            ' assign_to="peer"/></action>' if hangup_ms > 0 or refer_to else ""
         )
         scenario = _render(
             "desk_phone.xml",

@@ -416,3 +416,21 @@ async def test_a_chain_box_calls_back_its_own_branches_from_its_own_phones(env) 
     svc.queue_phones = lambda q: set()
     await svc.work()
     assert sorted(taken) == sorted([ids["sadovaya"], ids["clinic"]])
+
+
+async def test_the_audit_s_unauthenticated_500s_are_clear_refusals(env) -> None:
+    """#30 (Low): deeply nested JSON on the webhook, a "nan" timestamp, and /e/ links with
+    Unicode digits or an id beyond 64 bits were a 500 or passed the 5-minute check."""
+    app, client, _ = env
+    r = await client.post("/api/v1/requests", data=b"[" * 30_000 + b"]" * 30_000,
+                          headers={"Content-Type": "application/json"})
+    assert r.status == 400 and "JSON expected" in await r.text()
+    raw = json.dumps(REQ).encode()
+    nan = {"Content-Type": "application/json", signatures.TIMESTAMP_HEADER: "nan",
+           signatures.SIGNATURE_HEADER: signatures.sign(SECRET, "nan", raw)}
+    r = await client.post("/api/v1/requests", data=raw, headers=nan)
+    assert r.status == 401 and "tolerance" in await r.text()
+    assert signatures.check(SECRET, "inf", signatures.sign(SECRET, "inf", raw), raw, NOW) is not None
+    for token in ("١٢٣-abc", "99999999999999999999999-abc", "12345678901234567890-x"):
+        assert (await client.get(f"/e/{token}")).status == 404, token
+        assert (await client.post(f"/e/{token}", data={"choice": "1"})).status in (403, 404), token

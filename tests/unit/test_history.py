@@ -182,3 +182,41 @@ async def test_the_history_pages_to_older_calls_each_once(app) -> None:
     assert pages == 3 and len(seen) == 230 and len(set(seen)) == 230, [s for s in seen if seen.count(s) > 1 or "999" in s]
     assert seen[0] == "+7 904 000-02-29" and seen[-1] == "+7 904 000-00-00"
     await c.close()
+
+
+@pytest.mark.parametrize("ranges", ["bytes=-100", "bytes=1-", "bytes=5-10"])
+async def test_a_recording_is_never_taken_without_an_audit_record(app, ranges: str) -> None:
+    """#30: ``Range: bytes=-N`` or ``bytes=1-`` returned the file and wrote no «прослушал запись»
+    row (only a range starting at 0 was traced). Now the first fetch of any range is audited, and
+    a player's further pieces of the same listening are not audited again."""
+    application, server = app
+    db = application[SERVICES].db
+    c = await client_for(server, "reader")
+    good = call_id(application, "300.0")
+    before = await db.fetchone("SELECT COUNT(*) FROM audit_log WHERE action = 'recording_play'")
+    part = await c.get(f"/recordings/{good}", headers={"Range": ranges})
+    assert part.status == 206 and await part.read()
+    more = await c.get(f"/recordings/{good}", headers={"Range": "bytes=0-99"})  # the same player goes on
+    assert more.status == 206
+    after = await db.fetchone("SELECT COUNT(*) FROM audit_log WHERE action = 'recording_play'")
+    assert after[0] == before[0] + 1
+    await c.close()
+
+
+async def test_exports_errors_and_redirects_carry_the_security_headers(app) -> None:
+    """#30 (Low): streamed CSV exports went out without ``no-store``, and errors and redirects
+    without the hardening headers (a middleware never saw them)."""
+    _, server = app
+    c = await client_for(server, "reader")
+    csv = await c.get("/calls.csv?type=missed")
+    missing = await c.get("/recordings/99999")
+    anon = TestClient(server)
+    await anon.start_server()
+    redirect = await anon.get("/calls", allow_redirects=False)
+    assert (csv.status, missing.status, redirect.status) == (200, 404, 302)
+    for resp in (csv, missing, redirect):
+        assert resp.headers["Cache-Control"] == "no-store", resp
+        assert resp.headers["X-Frame-Options"] == "DENY" and "frame-ancestors 'none'" in resp.headers[
+            "Content-Security-Policy"]
+    for client in (c, anon):
+        await client.session.close()

@@ -1,0 +1,78 @@
+"""#37: the keys a reception presses on its desk phone, as a real phone sends them, through the
+real Asterisk, each call compared with Asterisk's CDR.
+
+The transfer key is a SIP REFER in the answered call (Yealink, Grandstream): before, Asterisk
+never loaded res_pjsip_refer and answered nothing, so the patient stayed with 101. A transfer
+nobody takes brings the patient back to the administrator who transferred, never cuts them off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crm import patients
+from pbx.outbound.sipp import NEVER, start_desk_phone, start_operator_call
+from tests.integration.helpers import billsec_agrees, keep_fixture, stop_all, wait_call, wait_cdr
+from tests.integration.test_transfers import agrees_with_backfill, talk_in_cdr
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sip_guard")]
+LINEAR = "74951110002"  # 101 rings first
+ANNA = "+79161234567"
+
+
+async def phones(services: Any, tmp_path: Path, **spec: dict[str, Any]) -> list[Any]:
+    out = []
+    for ext in ("101", "102", "103"):
+        out.append(await start_desk_phone(services.settings, ext, tmp_path, **spec.get(f"p{ext}", {"ring_ms": NEVER})))
+    return out
+
+
+async def linkedid_of(log: Any) -> str:
+    entered = await log.wait_for(lambda e: e.name == "BridgeEnter" and e.headers["Channel"].startswith("PJSIP/101-"))
+    return entered.headers["Linkedid"]
+
+
+async def test_the_transfer_key_passes_the_patient_to_a_colleague(server, tmp_path: Path) -> None:
+    services, log = server
+    await patients.add_patient(services.db, "Петрова", "Анна", "Сергеевна", phone_numbers=(ANNA,))
+    procs = await phones(services, tmp_path, p101={"ring_ms": 800, "refer_to": "102", "refer_after_ms": 1500},
+                         p102={"ring_ms": 1200})
+    call = await start_operator_call(services.settings, ANNA, LINEAR, tmp_path, talk_ms=9000)
+    linkedid = await linkedid_of(log)
+    assert await call.wait(60) == 0, call.errors
+    await stop_all(*procs)
+    r = await wait_call(services, linkedid)
+    rows = await wait_cdr(services.settings.cdr_db_path, linkedid, count=2)
+    keep_fixture(tmp_path, "refer_blind")
+    assert r["direction"] == "incoming" and r["call_type"] == "incoming" and r["did"] == LINEAR
+    assert r["answered_by_ext"] == "101" and r["caller_kind"] == "patient"
+    assert [(leg["extension"], leg["outcome"]) for leg in r["legs"]] == [("101", "answered"), ("102", "answered")]
+    assert r["missed_by"] == [] and r["hangup_by"] == "caller"
+    assert any(row["dstchannel"].startswith("PJSIP/102-") and row["disposition"] == "ANSWERED" for row in rows), rows
+    assert billsec_agrees(talk_in_cdr(rows, rows[0]["channel"]), r["talk_seconds"]), (r["talk_seconds"], rows)
+    assert r["talk_seconds"] > 6
+    agrees_with_backfill(services, r, rows)
+
+
+async def test_a_transfer_nobody_takes_brings_the_patient_back(server, tmp_path: Path) -> None:
+    """102 never answers: after TRANSFER_RING (8 s here) the patient rings 101 again, who
+    answers, and they talk until the patient hangs up; before, the patient was cut off."""
+    services, log = server
+    procs = await phones(services, tmp_path, p101={"ring_ms": 800, "refer_to": "102", "refer_after_ms": 1000,
+                                                   "calls": 2})
+    call = await start_operator_call(services.settings, ANNA, LINEAR, tmp_path, talk_ms=16000)
+    linkedid = await linkedid_of(log)
+    assert await call.wait(60) == 0, call.errors
+    await stop_all(*procs, wait=20)
+    r = await wait_call(services, linkedid)
+    rows = await wait_cdr(services.settings.cdr_db_path, linkedid, count=3)
+    keep_fixture(tmp_path, "refer_nobody_answers")
+    assert r["direction"] == "incoming" and r["answered_by_ext"] == "101"
+    assert [(leg["extension"], leg["outcome"]) for leg in r["legs"]] == [
+        ("101", "answered"), ("102", "no_answer"), ("101", "answered")]
+    assert r["hangup_by"] == "caller"  # the patient ended it, talking to 101 again
+    back = [row for row in rows if row["dstchannel"].startswith("PJSIP/101-") and row["disposition"] == "ANSWERED"]
+    assert len(back) == 2, rows  # answered twice: the queue call and the return
+    assert billsec_agrees(talk_in_cdr(rows, rows[0]["channel"]), r["talk_seconds"]), (r["talk_seconds"], rows)
