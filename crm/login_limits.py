@@ -56,12 +56,12 @@ def client_address(peer: str, forwarded_for: str, trusted: tuple[str, ...]) -> s
     """The client's address: the peer, or when the peer is a configured trusted proxy, the
     nearest address of ``X-Forwarded-For`` that is not one (a client cannot spoof past the
     proxy: only what the trusted proxies appended is believed)."""
-    if not peer or not _in(peer, trusted):
+    if not peer or not in_networks(peer, trusted):
         return peer
     for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
         if not _valid(hop):
             return peer  # a malformed header: the proxy is all we know
-        if not _in(hop, trusted):
+        if not in_networks(hop, trusted):
             return hop
     return peer
 
@@ -84,7 +84,7 @@ def _valid(address: str) -> bool:
     return True
 
 
-def _in(address: str, networks: tuple[str, ...]) -> bool:
+def in_networks(address: str, networks: tuple[str, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

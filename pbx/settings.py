@@ -81,6 +81,9 @@ class WebSettings:
     idle_minutes: int = 60  # a session with no request (and no open live tab) for this long ends
     session_hours: int = 12  # a session ends this long after the login, whatever happens
     max_connections: int = 512  # open HTTP connections at once; more are closed at once
+    # one address's share of them (0: an eighth, at least 8); trusted proxies are exempt
+    max_connections_per_address: int = 0
+    body_timeout: float = 30.0  # seconds a request may take to send its body
     header_timeout: float = 10.0  # seconds a new connection may take to send its request
     login_attempts: int = 5  # failed logins a minute of one account from one address before 429
     # the reverse proxies whose X-Forwarded-For names the client ("127.0.0.1" behind a local

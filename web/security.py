@@ -8,10 +8,13 @@ after the idle timeout and after the absolute limit. The user found is ``request
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp_session import get_session
@@ -23,6 +26,7 @@ from crm.sessions import SessionPolicy, SessionUser
 from pbx.services import SERVICES
 from pbx.settings import WebSettings
 
+log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -62,6 +66,7 @@ def setup_security(app: web.Application, web_settings: WebSettings) -> None:
                                         absolute_seconds=web_settings.session_hours * 3600.0)
     setup_session(app, storage)
     app.on_response_prepare.append(security_headers)
+    app.middlewares.insert(0, body_deadline(web_settings.body_timeout))
     app.middlewares.append(require_login)
     app.middlewares.append(csrf_protect)
 
@@ -73,6 +78,25 @@ async def csrf_token(request: web.Request) -> str:
         token = secrets.token_urlsafe(32)
         session[CSRF_FIELD] = token
     return str(token)
+
+
+def body_deadline(seconds: float) -> Any:
+    """A request's body must arrive within ``seconds`` of its head: one sent a byte every 20 s
+    held a connection (and a handler) for ever. Read here, it is cached for the handler."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.body_exists:
+            try:
+                await asyncio.wait_for(request.read(), seconds)
+            except TimeoutError:
+                log.warning("HTTP: a request body from %s took over %.0f s; closed", client_of(request), seconds)
+                if request.transport is not None:
+                    request.transport.close()
+                raise web.HTTPRequestTimeout(text="Слишком медленная отправка запроса") from None
+        return await handler(request)
+
+    return middleware
 
 
 async def security_headers(request: web.BaseRequest, resp: web.StreamResponse) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_log import AccessLogger
 
+from crm import login_limits
 from crm.aio import cancel_and_wait
 from web.security import client_of
 
@@ -52,6 +53,7 @@ class _Guard(asyncio.Protocol):
         self.site, self.inner = site, inner
         self.transport: asyncio.Transport | None = None
         self.refused = False
+        self.peer = ""
         self.head = b""
         self.head_done = False
         self.timer: asyncio.TimerHandle | None = None
@@ -65,7 +67,17 @@ class _Guard(asyncio.Protocol):
             self.site.refused_log.warn("HTTP: %d connections open, refusing more", self.site.open)
             transport.abort()
             return
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not self.site.share_ok(self.peer):
+            self.refused = True
+            self.site.refusals += 1
+            self.site.refused_log.warn("HTTP: %s holds its share of connections (%d), refusing more",
+                                       self.peer, self.site.max_per_address)
+            transport.abort()
+            return
         self.site.open += 1
+        self.site.by_address[self.peer] = self.site.by_address.get(self.peer, 0) + 1
         self.inner.connection_made(transport)
         self.timer = asyncio.get_running_loop().call_later(self.site.header_timeout, self._too_slow)
 
@@ -92,6 +104,11 @@ class _Guard(asyncio.Protocol):
         if self.refused:
             return
         self.site.open -= 1
+        left = self.site.by_address.get(self.peer, 1) - 1
+        if left > 0:
+            self.site.by_address[self.peer] = left
+        else:
+            self.site.by_address.pop(self.peer, None)
         if self.timer is not None:
             self.timer.cancel()
         self.inner.connection_lost(exc)
@@ -105,9 +122,15 @@ class _Guard(asyncio.Protocol):
 
 class GuardedSite(web.TCPSite):
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, max_connections: int = 512,
-                 header_timeout: float = 10.0, **kwargs: Any) -> None:
+                 header_timeout: float = 10.0, max_per_address: int = 0, shared: tuple[str, ...] = (),
+                 **kwargs: Any) -> None:
         super().__init__(runner, host, port, **kwargs)
         self.max_connections = max_connections
+        # one client's share: by default an eighth of the slots (at least 8), so one address
+        # cannot take them all; ``shared`` (trusted proxies) carry many clients and are exempt
+        self.max_per_address = max_per_address or max(8, max_connections // 8)
+        self.shared = shared
+        self.by_address: dict[str, int] = {}
         self.header_timeout = header_timeout
         self.open = 0
         self.refusals = 0
@@ -125,6 +148,10 @@ class GuardedSite(web.TCPSite):
             backlog=self._backlog, reuse_address=self._reuse_address,
         )
         self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
+
+
+    def share_ok(self, peer: str) -> bool:
+        return login_limits.in_networks(peer, self.shared) or self.by_address.get(peer, 0) < self.max_per_address
 
 
 class PrivateAccessLogger(AccessLogger):
@@ -163,7 +190,8 @@ ACCESS_LOG_FORMAT = '%a %t "%r" %s %b %Tfs "%{User-Agent}i"'  # no Referer: it c
 
 
 async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event, *,
-                max_connections: int, header_timeout: float) -> None:
+                max_connections: int, header_timeout: float, max_per_address: int = 0,
+                shared: tuple[str, ...] = ()) -> None:
     """Run the panel until ``stop`` is set (``clinic-pbx run``)."""
     runner = web.AppRunner(app, access_log_class=PrivateAccessLogger, access_log_format=ACCESS_LOG_FORMAT,
                            keepalive_timeout=75.0)
@@ -179,7 +207,8 @@ async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event,
     stopped.cancel()
     setup.result()
     try:
-        site = GuardedSite(runner, host, port, max_connections=max_connections, header_timeout=header_timeout)
+        site = GuardedSite(runner, host, port, max_connections=max_connections, header_timeout=header_timeout,
+                           max_per_address=max_per_address, shared=shared)
         await site.start()
         await stop.wait()
     finally:

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from crm import login_limits
 from pbx.settings import Settings, load_settings
 from pbx.version import VERSION
 
@@ -153,7 +154,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         app = build_app(settings)
         print(f"clinic-pbx panel: http://{settings.web.host}:{settings.web.port}/", flush=True)
         w = settings.web
-        await serve(app, w.host, w.port, stop, max_connections=w.max_connections, header_timeout=w.header_timeout)
+        await serve(app, w.host, w.port, stop, max_connections=w.max_connections, header_timeout=w.header_timeout,
+                    max_per_address=w.max_connections_per_address,
+                    shared=login_limits.trusted_networks(w.trusted_proxies))
 
     asyncio.run(run())
     return 0

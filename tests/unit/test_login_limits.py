@@ -128,3 +128,57 @@ async def test_every_post_is_in_the_access_log_without_a_traceback(panel, caplog
     assert any('"GET /patients?- HTTP/1.1"' in line for line in lines)  # the search stays out
     assert not any(r.exc_info for r in caplog.records), [r.getMessage() for r in caplog.records if r.exc_info]
     await c.close()
+
+
+async def test_one_address_cannot_take_every_connection_slot() -> None:
+    """#30: one client could hold all 512 slots; now an address has its share (here 4 of 20),
+    while another address (and a trusted proxy, which carries many clients) still gets in."""
+    import aiohttp
+    from aiohttp import web
+
+    from web.serve import GuardedSite
+
+    async def hello(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = GuardedSite(runner, "127.0.0.1", 0, max_connections=20, header_timeout=5, max_per_address=4)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    hog = [await asyncio.open_connection("127.0.0.1", port) for _ in range(12)]
+    try:
+        await asyncio.sleep(0.1)
+        assert site.by_address == {"127.0.0.1": 4} and site.refusals == 8
+        site.shared = login_limits.trusted_networks("127.0.0.2")
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as http:
+            async with http.get(f"http://127.0.0.1:{port}/") as resp:
+                assert await resp.text() == "ok"
+    finally:
+        for _, w in hog:
+            w.close()
+        await runner.cleanup()
+
+
+async def test_a_body_sent_byte_by_byte_is_timed_out(tmp_path: Path) -> None:
+    """#30: a request body sent one byte every few seconds was never timed out."""
+    settings = offline_settings(tmp_path)
+    import dataclasses
+    settings = dataclasses.replace(settings, web=dataclasses.replace(settings.web, body_timeout=1.0))
+    app = build_app(settings, clock=SettableClock(T0))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                     b"Content-Length: 100\r\n\r\nlogin=")
+        await writer.drain()
+        started = asyncio.get_running_loop().time()
+        answer = await asyncio.wait_for(reader.read(4096), 10)
+        assert answer.startswith(b"HTTP/1.1 408") or answer == b"", answer[:80]
+        assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        writer.close()
+        await server.close()
