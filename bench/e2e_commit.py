@@ -6,6 +6,12 @@ CallService (normalize, tracker, one SQLite writer, WAL). For every call, the la
 measured from the receive time of the AMI event that finished it to its commit.
 
     .venv/bin/python bench/e2e_commit.py [--calls 3000] [--rate 20]
+        [--db .local/scale/crm-1000000.sqlite --refresher] [--synchronous NORMAL|FULL]
+
+``--db`` copies a generated state (bench/scale_pages.py keeps it) and sets the clock inside its
+data (its last day is "today", with calls); ``--refresher`` runs the reports' refresher as the
+server does (one untimed pass first, as on a server that has been running); ``--synchronous``
+sets the writer's PRAGMA (the server's is FULL since #35: a power cut loses no saved commit).
 """
 
 from __future__ import annotations
@@ -18,13 +24,20 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ami_path import ami_path  # noqa: E402
+from bench.scale_pages import NOW as DATA_NOW  # noqa: E402
+from bench.scale_pages import TZ as DATA_TZ  # noqa: E402
 from bench.tracker import scenario_calls  # noqa: E402
+from crm import appeal_days, call_stats  # noqa: E402
+from crm import db as crm_db  # noqa: E402
+from crm.clock import SettableClock  # noqa: E402
 from crm.db import Database  # noqa: E402
+from pbx.workers.report_refresher import WARM_DAYS, ReportRefresher  # noqa: E402
 
 
 def pct(values: list[float], p: float) -> float:
@@ -32,11 +45,25 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p))]
 
 
-async def run(calls: int, rate: float) -> None:
+async def run(calls: int, rate: float, state: Path | None, refresh: bool, synchronous: str | None) -> None:
     templates = [t for t in scenario_calls() if len(t) > 50]
     tmp = Path(tempfile.mkdtemp(prefix="clinic-pbx-bench-"))
-    db = Database(tmp / "crm.sqlite")
+    if state is not None:
+        shutil.copyfile(state, tmp / "crm.sqlite")
+    if synchronous:
+        crm_db.WRITER_SYNCHRONOUS = synchronous
+    db = Database(tmp / "crm.sqlite", SettableClock(DATA_NOW) if state is not None else None)
     await db.open()
+    print(f"state: {'a copy of ' + str(state) if state else 'empty'}; writer synchronous="
+          f"{ {1: 'NORMAL', 2: 'FULL'}.get(await db.writer_synchronous())}; refresher {'on' if refresh else 'off'}")
+    refresher = ReportRefresher(db, DATA_TZ) if refresh else None
+    if refresher is not None:
+        t = time.perf_counter()
+        await call_stats.refresh(db, DATA_TZ)  # what a server that has been running has done
+        today = datetime.fromtimestamp(db.clock.now(), DATA_TZ).date()
+        await appeal_days.warm(db, today - timedelta(days=WARM_DAYS), today, today, DATA_TZ)
+        print(f"untimed first refresh pass: {time.perf_counter() - t:.1f} s")
+        refresher.start()  # a pass now, then every minute, as in the server
     async with ami_path(db, tmp / "none.db") as path:
         service, pump = path.service, path.pump
         await asyncio.sleep(0.2)
@@ -54,6 +81,8 @@ async def run(calls: int, rate: float) -> None:
               f"p99 {pct(lat, 0.99):.1f} ms, max {max(lat):.1f} ms   (goal: p99 <= 50 ms)")
         print(f"CPU of this process (AMI + tracker + SQLite + the fake server): {cpu / wall * 100:.0f}% "
               f"of one core; max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    if refresher is not None:
+        await refresher.stop()
     await db.close()
     shutil.rmtree(tmp, ignore_errors=True)
 
@@ -62,8 +91,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=3000)
     ap.add_argument("--rate", type=float, default=20.0)
+    ap.add_argument("--db", type=Path, default=None, help="a generated state to copy (bench/scale_pages.py)")
+    ap.add_argument("--refresher", action="store_true", help="the reports' refresher running meanwhile")
+    ap.add_argument("--synchronous", choices=("NORMAL", "FULL"), default=None)
     args = ap.parse_args()
-    asyncio.run(run(args.calls, args.rate))
+    asyncio.run(run(args.calls, args.rate, args.db, args.refresher, args.synchronous))
 
 
 if __name__ == "__main__":

@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 OPPORTUNISTIC_WAIT_MS = 50
+WRITER_SYNCHRONOUS = "FULL"
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
+    "PRAGMA synchronous=NORMAL",  # the reading connection's (it writes nothing)
     "PRAGMA foreign_keys=ON",
     f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
 )
@@ -162,6 +163,9 @@ class Database:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = await self._connect()
+        # a commit the panel or a robot reports as saved survives a power cut: in WAL mode
+        # NORMAL syncs only at a checkpoint (minutes of commits could roll back), FULL at each
+        await self._writer.execute(f"PRAGMA synchronous={WRITER_SYNCHRONOUS}")
         await self.migrate()
         self._reader = await self._connect()
         await self._reader.execute("PRAGMA query_only=ON")
@@ -300,6 +304,12 @@ class Database:
         if self._now is None:
             raise RuntimeError("database is not open")
         return self._now.execute(sql, tuple(params)).fetchall()
+
+    async def writer_synchronous(self) -> int:
+        """The writer's ``PRAGMA synchronous`` as SQLite reads it back (2: FULL)."""
+        cur = await self._require_writer().execute("PRAGMA synchronous")
+        row = await cur.fetchone()
+        return int(row[0]) if row else -1
 
     async def ping(self) -> bool:
         try:
