@@ -262,17 +262,20 @@ async def _slot_offers(db: Database, appointment_id: int) -> list[tuple[int, str
 
 # --- the outbox ----------------------------------------------------------------------------
 async def enqueue(db: Database, job: dict[str, Any], kind: str, chain: tuple[str, ...], phone: str,
-                  body: str, now: float) -> None:
-    """The first channel of the chain; the rest are tried when it has no account or fails."""
+                  body: str, now: float, tz: ZoneInfo) -> None:
+    """The first channel of the chain; the rest are tried when it has no account or fails. A
+    message queued outside its hours waits for the morning (``rules.message_time``)."""
     async with db.transaction() as tx:
         await _enqueue(tx, job["id"], job["appointment_id"], job["scenario"], kind, chain, phone, body,
-                       now, job.get("mode") == "robot")
+                       now, job.get("mode") == "robot",
+                       rules.message_time(now, tz, job["scenario"], asked_for_now=bool(job.get("forced")) and not job.get("manual")))
 
 
 async def _enqueue(tx: Any, job_id: int | None, appointment_id: int | None, scenario: str, kind: str,
-                   chain: tuple[str, ...], phone: str, body: str, now: float, with_robot: bool) -> None:
+                   chain: tuple[str, ...], phone: str, body: str, now: float, with_robot: bool,
+                   not_before: float | None = None) -> None:
     channel, rest = chain[0], chain[1:]
-    due = now + rules.first_try_delay(channel, scenario)
+    due = max(now, not_before or now) + rules.first_try_delay(channel, scenario)
     await tx.execute(
         "INSERT INTO outbox (msg_key, job_id, appointment_id, scenario, kind, channel, fallback, phone,"
         " body, next_try_ts, price, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

@@ -104,10 +104,17 @@ async def call_now(request: web.Request) -> web.StreamResponse:
     await require_settings(request)
     form = await request.post()
     appointment_id = int_or_none(form.get("appointment"))  # bounded: SQLite's integers are 64-bit
+    now = now_ts(request)
+    tz = clinic_tz(request)
+    if appointment_id is not None and form.get("confirmed") != "1" and not rules.in_window(now, tz, rules.CALL_WINDOW):
+        # the robot's hours are the clinic's promise to patients: at night, ask first
+        return aiohttp_jinja2.render_template("call_now_confirm.html", request, {
+            "appointment": appointment_id, "now": datetime.fromtimestamp(now, tz).strftime("%H:%M"),
+            "window": rules.span(rules.CALL_WINDOW), "messages": rules.span(rules.MESSAGE_WINDOW)})
     try:
         if appointment_id is None:
             raise KeyError
-        await escort.call_now(request.app[SERVICES].db, appointment_id, now_ts(request))
+        await escort.call_now(request.app[SERVICES].db, appointment_id, now)
     except KeyError:
         raise web.HTTPBadRequest(text="Нет такой записи") from None
     await trace(request, "escort_call_now", "appointment", appointment_id)

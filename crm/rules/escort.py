@@ -125,6 +125,21 @@ def in_window(ts: float, tz: tzinfo, window: tuple[time, time]) -> bool:
     return window[0] <= t < window[1]
 
 
+def message_time(ts: float, tz: tzinfo, scenario: str, *, asked_for_now: bool = False) -> float:
+    """When a message queued at ``ts`` may go out: within its window (details and reminders
+    MESSAGE_WINDOW, the confirmation's CALL_WINDOW, clinic time); one queued at night (after a
+    «Позвонить сейчас» at 00:24) waits for the window's next opening. The booking form's
+    «СМС оповещение» (``asked_for_now``) goes at once, even at night (seed 002)."""
+    if asked_for_now:
+        return ts
+    window = CALL_WINDOW if scenario == CONFIRMATION else MESSAGE_WINDOW
+    t = local(ts, tz)
+    if window[0] <= t.time() < window[1]:
+        return ts
+    day = t.date() if t.time() < window[0] else t.date() + timedelta(days=1)
+    return datetime.combine(day, window[0], tz).timestamp()
+
+
 def confirmation_window(f: Facts, tz: tzinfo) -> tuple[float, float]:
     """The day before the appointment, within CALL_WINDOW of the clinic's time."""
     day = local(f.starts_ts, tz).date() - timedelta(days=1)

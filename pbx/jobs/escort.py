@@ -166,7 +166,7 @@ class EscortService(JobLoop):
         body = rules.message_text(kind, subject.wording, link)
         # the booking form's «СМС оповещение» asks for an SMS; otherwise push -> WhatsApp -> SMS
         chain = (rules.SMS,) if job["forced"] and kind == "details" else rules.channel_chain(subject.facts)
-        await escort.enqueue(self.db, job, kind, chain, phone, body, now)
+        await escort.enqueue(self.db, job, kind, chain, phone, body, now, self.tz)
 
     async def _place(self, job: dict[str, Any], subject: escort.Subject, s: EscortSettings, now: float) -> None:
         assert self.robot is not None

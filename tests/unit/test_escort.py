@@ -312,7 +312,7 @@ async def test_push_after_the_robot_goes_in_a_minute_at_3_roubles(env, gateway) 
     await book(app, clock)
     await app[SERVICES].escort.tick()
     job = (await jobs(app))["confirmation"] | {"mode": "robot"}
-    await escort.enqueue(db, job, "confirm", ("push", "whatsapp", "sms"), PETROVA_PHONE, "текст", clock.now())
+    await escort.enqueue(db, job, "confirm", ("push", "whatsapp", "sms"), PETROVA_PHONE, "текст", clock.now(), TZ)
     service = app[SERVICES].escort
     before = len(gateway.received)
     await service.send_messages()
@@ -322,3 +322,50 @@ async def test_push_after_the_robot_goes_in_a_minute_at_3_roubles(env, gateway) 
     assert gateway.received[-1]["channel"] == "push"
     row = await db.fetchone("SELECT price FROM outbox WHERE channel = 'push' AND kind = 'confirm'")
     assert row[0] == 3
+
+
+async def test_call_now_at_night_asks_first_and_its_messages_wait_for_the_morning(env, gateway) -> None:
+    """#37: «Позвонить сейчас» pressed at 00:24 clinic time called the patient and sent the
+    fallback messages at night. Now the panel asks first; messages wait for their hours."""
+    app, server, clock = env
+    db = app[SERVICES].db
+    appt = await book(app, clock)
+    await users.create_user(db, "boss", "pw-boss-12", role="settings_admin")
+    clock.set(at(24, 0, 24))
+    client = TestClient(server)
+    await client.start_server()
+    token = await log_in(client, "boss", "pw-boss-12")
+    asked = await client.post("/escort/call-now", data={"appointment": appt, "csrf_token": token})
+    page = await asked.text()
+    assert asked.status == 200 and "вне часов звонков робота (09:00–20:00)" in page and "00:24" in page
+    manual = "SELECT COUNT(*) FROM jobs WHERE manual = 1"
+    assert (await db.fetchone(manual))[0] == 0  # nothing placed before the answer
+    done = await client.post("/escort/call-now", data={"appointment": appt, "confirmed": "1", "csrf_token": token},
+                             allow_redirects=False)
+    assert done.status == 302 and (await db.fetchone(manual))[0] == 1
+    # the robot did not reach the patient: the confirmation's messages are queued for 09:00
+    job = dict(await db.fetchone(f"SELECT {job_columns()} FROM jobs WHERE manual = 1"))
+    await escort.enqueue(db, job, "confirmation", ("sms",), PETROVA_PHONE, "текст", clock.now(), TZ)
+    due = (await db.fetchone("SELECT next_try_ts FROM outbox WHERE job_id = ?", (job["id"],)))[0]
+    assert at(24, 9) <= due < at(24, 9, 5)
+    await client.session.close()
+    clock.set(at(24, 11))  # in the robot's hours the panel does not ask
+    day = TestClient(server)
+    await day.start_server()
+    token = await log_in(day, "boss", "pw-boss-12")
+    again = await day.post("/escort/call-now", data={"appointment": appt, "csrf_token": token}, allow_redirects=False)
+    assert again.status == 302 and (await db.fetchone(manual))[0] == 2
+    await day.session.close()
+
+
+def test_message_hours_at_their_edges() -> None:
+    from crm.rules import escort as rules
+
+    assert rules.message_time(at(24, 0, 24), TZ, "details") == at(24, 6)
+    assert rules.message_time(at(24, 5, 59), TZ, "reminder") == at(24, 6)
+    assert rules.message_time(at(24, 6), TZ, "details") == at(24, 6)
+    assert rules.message_time(at(24, 20, 59), TZ, "details") == at(24, 20, 59)
+    assert rules.message_time(at(24, 21), TZ, "details") == at(25, 6)
+    assert rules.message_time(at(24, 20), TZ, "confirmation") == at(25, 9)
+    assert rules.message_time(at(24, 19, 59), TZ, "confirmation") == at(24, 19, 59)
+    assert rules.message_time(at(24, 0, 24), TZ, "details", asked_for_now=True) == at(24, 0, 24)
