@@ -356,6 +356,24 @@ async def register_phone(
     return await _spawn(f"register{extension}", args, workdir)
 
 
+async def start_phone_call(
+    settings: Settings, extension: str, password: str, dialled: str, workdir: Path, port: int,
+    talk_ms: int = 5000,
+) -> SippProcess:
+    """Desk phone ``extension`` dials ``dialled`` (a colleague, *8 the pickup key) with digest
+    auth, from ``port``; talks ``talk_ms`` (RTP echoed) and hangs up, unless the other side
+    does first. The [last_To:] of the ACK and BYE is the 200's, with Asterisk's tag."""
+    a = settings.asterisk
+    scenario = _render("desk_phone_call.xml", {"EXT": extension, "TALK_MS": str(talk_ms)},
+                       workdir / f"call{extension}.xml")
+    media = free_udp_ports(2, "127.0.0.1")
+    args = [
+        f"{a.host}:{a.sip_port}", "-sf", str(scenario), "-s", dialled, "-i", "127.0.0.1", "-p", str(port),
+        "-mi", "127.0.0.1", "-mp", str(media), "-rtp_echo", "-au", extension, "-ap", password,
+    ]
+    return await _spawn(f"call{extension}", args, workdir)
+
+
 async def start_operator_load(
     settings: Settings,
     did: str,

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 
 from crm import patients
-from pbx.outbound.sipp import NEVER, start_desk_phone, start_operator_call
+from pbx.outbound.sipp import (
+    NEVER,
+    free_udp_ports,
+    start_desk_phone,
+    start_operator_call,
+    start_phone_call,
+)
 from tests.integration.helpers import billsec_agrees, keep_fixture, stop_all, wait_call, wait_cdr
 from tests.integration.test_transfers import agrees_with_backfill, talk_in_cdr
 
@@ -76,3 +82,26 @@ async def test_a_transfer_nobody_takes_brings_the_patient_back(server, tmp_path:
     back = [row for row in rows if row["dstchannel"].startswith("PJSIP/101-") and row["disposition"] == "ANSWERED"]
     assert len(back) == 2, rows  # answered twice: the queue call and the return
     assert billsec_agrees(talk_in_cdr(rows, rows[0]["channel"]), r["talk_seconds"]), (r["talk_seconds"], rows)
+
+
+async def test_the_pickup_key_answers_a_colleague_s_ringing_call(server, tmp_path: Path) -> None:
+    """101 and 102 ring and nobody takes the patient; 103's administrator presses the pickup key
+    (dials *8, as a phone's pickup key does): the call is answered by 103, nobody missed it."""
+    services, log = server
+    procs = await phones(services, tmp_path)  # every desk phone rings, none answers
+    call = await start_operator_call(services.settings, ANNA, "74951110001", tmp_path, talk_ms=12000)
+    ringing = await log.wait_for(lambda e: e.name == "DialBegin" and e.headers.get("DestChannel", "").startswith("PJSIP/101-"))
+    linkedid = ringing.headers["Linkedid"]
+    password = services.settings.asterisk.phone_password + "103"
+    picker = await start_phone_call(services.settings, "103", password, "*8", tmp_path, free_udp_ports(1, step=1),
+                                    talk_ms=6000)
+    assert await picker.wait(40) == 0, picker.errors
+    assert await call.wait(60) == 0, call.errors
+    await stop_all(*procs)
+    r = await wait_call(services, linkedid)
+    rows = await wait_cdr(services.settings.cdr_db_path, linkedid, count=2)
+    keep_fixture(tmp_path, "pickup")
+    assert r["direction"] == "incoming" and r["call_type"] == "incoming" and r["answered_by_ext"] == "103"
+    assert r["missed_by"] == [] and r["hangup_by"] == "callee"  # 103 hung up after 6 s
+    assert billsec_agrees(talk_in_cdr(rows, rows[0]["channel"]), r["talk_seconds"]), (r["talk_seconds"], rows)
+    assert r["talk_seconds"] > 4
