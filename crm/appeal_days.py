@@ -18,7 +18,6 @@ import gc
 import itertools
 import json
 import logging
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -68,7 +67,9 @@ async def save(db: Database, day: date, tz: ZoneInfo, today: date, built: store.
     start, end = call_stats.day_bounds(day, tz)
     names = [sorted(built.who_names), sorted(built.topic_names), sorted(built.employees)]
     async with db.transaction(opportunistic=True) as tx:
-        row = await (await tx.execute("SELECT epoch FROM appeal_meta WHERE id = 1")).fetchone()
+        # locked till the commit: two boxes of a chain storing the same day take turns (each
+        # then deletes what the other stored), never a duplicate key
+        row = await (await tx.execute(f"SELECT epoch FROM appeal_meta WHERE id = 1{tx.for_update}")).fetchone()
         if row is None or row[0] != seen_epoch:
             return False
         await tx.execute("DELETE FROM appeal_facets WHERE day = ?", (day.isoformat(),))
@@ -132,7 +133,7 @@ async def _compute(db: Database, day: date, today: date, tz: ZoneInfo) -> tuple[
     built = await store.build(db, start, end, today, tz)
     try:
         return built, await save(db, day, tz, today, built, seen)
-    except sqlite3.OperationalError as exc:  # another process holds the database: served, not stored
+    except db.BUSY as exc:  # another process holds the database (or the day): served, not stored
         log.warning("«История обращений» of %s not stored: %s", day, exc)
         return built, False
 

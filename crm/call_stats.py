@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -125,7 +124,7 @@ async def read(db: Database, f: StatsFilter, tz: ZoneInfo, columns: tuple[str, .
     another process holds the database (no write possible), the days stored so far are read."""
     try:
         await refresh(db, tz)
-    except sqlite3.OperationalError as exc:  # locked: the health check reports it; the report still reads
+    except db.BUSY as exc:  # locked: the health check reports it; the report still reads
         log.warning("report aggregates not refreshed: %s", exc)
     where = ["tag = ?", "day >= ?", "day <= ?"]
     params: list[Any] = [f.tag, f.first.isoformat(), f.last.isoformat()]

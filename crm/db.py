@@ -52,6 +52,7 @@ class Tx:
     # a claim's subquery clause that skips rows another transaction holds: nothing here, SQLite's
     # one writer at a time (BEGIN IMMEDIATE) already serialises claims, across processes too
     skip_locked = ""
+    for_update = ""  # a row locked till the commit: SQLite's writer holds the whole database already
 
     def __init__(self, conn: aiosqlite.Connection, clock: Clock) -> None:
         self._conn = conn
@@ -150,6 +151,9 @@ def pending_migrations(done: set[int]) -> list[tuple[str, list[str]]]:
 
 
 class Database:
+    # what an opportunistic write raises when another process holds the database (it gave up)
+    BUSY: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+
     def __init__(self, path: Path, clock: Clock | None = None) -> None:
         self.path = path
         self.clock: Clock = clock or SystemClock()

@@ -49,6 +49,9 @@ T = TypeVar("T")
 class PgDatabase:
     """The CRM on PostgreSQL (``database = "postgresql://…"``)."""
 
+    # an opportunistic write's lock_timeout ran out: another box holds the rows
+    BUSY: tuple[type[Exception], ...] = (psycopg.errors.LockNotAvailable,)
+
     def __init__(self, url: str, clock: Clock | None = None, local_copy: Path | None = None) -> None:
         self.url = url
         self.copy = LocalCopy(local_copy)

@@ -106,6 +106,7 @@ class Tx:
 
     __slots__ = ("_conn", "_clock", "_ids")
     skip_locked = " FOR UPDATE SKIP LOCKED"  # a claim skips the rows another process's claim holds
+    for_update = " FOR UPDATE"
 
     def __init__(self, conn: psycopg.AsyncConnection[Any], clock: Clock, ids: frozenset[str]) -> None:
         self._conn, self._clock, self._ids = conn, clock, ids

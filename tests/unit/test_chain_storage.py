@@ -398,3 +398,34 @@ def test_backup_and_restore_point_a_chain_to_pg_dump(tmp_path: Path, capsys: pyt
     assert cmd_restore(chain, argparse.Namespace(folder=tmp_path)) == 2
     err = capsys.readouterr().err
     assert "pg_dump" in err and "pg_restore" in err and "s3cret" not in err
+
+
+async def test_two_boxes_storing_the_same_day_take_turns(pg_cluster: PgCluster) -> None:
+    """#36: both boxes of a chain store the same «История обращений» day at start-up; box 2
+    got a duplicate key on appeal_days and its whole pass failed. Now box 2 waits for box 1's
+    row lock (or, past its short lock wait, leaves the day to box 1): its pass goes on."""
+    from datetime import date, datetime, time
+    from zoneinfo import ZoneInfo
+
+    from crm import appeal_days
+
+    url = pg_cluster.new_database()
+    first, second = PgDatabase(url), PgDatabase(url)
+    await first.open()
+    await second.open()
+    tz, day = ZoneInfo("Europe/Moscow"), date(2026, 12, 1)
+    start = datetime.combine(day, time(0), tz).timestamp()
+    try:
+        seen = await appeal_days.epoch(first)
+        async with first.transaction() as tx:  # box 1 in the middle of storing the day
+            await tx.execute("SELECT epoch FROM appeal_meta WHERE id = 1 FOR UPDATE")
+            await tx.execute("INSERT INTO appeal_days (day, tz, start_ts, end_ts, computed_for, version, size, contacts,"
+                             " names, appeals) VALUES (?, ?, ?, ?, ?, ?, 0, 0, '[[],[],[]]', '[]')",
+                             (day.isoformat(), tz.key, start, start + 86400, day.isoformat(), seen))
+            box2 = asyncio.create_task(appeal_days.warm(second, day, day, day, tz))  # box 2's pass
+            await asyncio.sleep(0.3)
+        assert await asyncio.wait_for(box2, 10) in (0, 1)  # no duplicate key: the pass went on
+        assert (await first.fetchone("SELECT COUNT(*) FROM appeal_days WHERE day = ?", (day.isoformat(),)))[0] == 1
+    finally:
+        await first.close()
+        await second.close()
