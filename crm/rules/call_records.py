@@ -151,3 +151,17 @@ Change = CallFinished | NeedsBackfill | Anomaly | LiveUpdate | QueueWaiting
 class TrackerConfig:
     trunks: frozenset[str] = field(default_factory=lambda: frozenset({"operator"}))
     finished_memory: int = 10_000  # how many finished linkedids to remember for stray events
+
+
+def connected_seconds(spans: list[tuple[float, float]], since: float, until: float) -> float:
+    """How long the patient was connected: the union of the answered parties' spans (overlaps
+    counted once), clipped to [since, until]; the gaps between them (a transfer nobody took,
+    ringing before the patient comes back) are not talk. Shared by the tracker and the CDR
+    backfill, which add up the same spans."""
+    total, reach = 0.0, since
+    for start, end in sorted((max(a, since), min(b, until)) for a, b in spans):
+        start = max(start, reach)
+        if end > start:
+            total += end - start
+            reach = end
+    return total

@@ -24,6 +24,7 @@ from crm.rules.call_records import (
     LegRecord,
     TrackerConfig,
     call_type,
+    connected_seconds,
     leg_missed,
 )
 from pbx.calls.conversation import endpoint_of
@@ -96,12 +97,13 @@ def _sides(direction: str, first: Row, legs: list[tuple[str, Row, str]], answere
 
 
 def _talk(legs_rows: Sequence[Row], talk_row: Row, outgoing: bool, answered_at: float, ended: float) -> float:
-    """Until the last answered row of the patient's channel ends (the caller's, or an outgoing
-    call's answered trunk): a transfer to a colleague adds a row, and the talk goes on in it."""
+    """While the patient's channel (the caller's, or an outgoing call's answered trunk) was
+    answered by someone: each answered row of it bills from its own answer, so a transfer to a
+    colleague adds a row and the talk goes on in it, and the ring between is not talk."""
     patient = str(talk_row.get("dstchannel" if outgoing else "channel") or "")
-    ends = [_f(r.get("end_u")) or ended for r in legs_rows
-            if r.get("disposition") == "ANSWERED" and patient in (r.get("channel"), r.get("dstchannel"))]
-    return max(0.0, max(ends, default=ended) - answered_at)  # every end is at most ``ended``
+    spans = [(_f(r.get("answer_u")) or answered_at, _f(r.get("end_u")) or ended) for r in legs_rows
+             if r.get("disposition") == "ANSWERED" and patient in (r.get("channel"), r.get("dstchannel"))]
+    return connected_seconds(spans or [(answered_at, ended)], answered_at, ended)
 
 
 def record_from_cdr(rows: Sequence[Row], config: TrackerConfig | None = None) -> CallRecord | None:

@@ -12,6 +12,7 @@ from crm.rules.call_records import (
     LegRecord,
     LiveCall,
     call_type,
+    connected_seconds,
     leg_missed,
 )
 from pbx.calls import conversation as cv
@@ -113,18 +114,20 @@ def record_of(conv: Conversation, ended: float, trunks: Trunks) -> CallRecord:
 
 
 def talk_seconds(conv: Conversation, answered_at: float, ended: float, talk_chan: str, *, outgoing: bool) -> float:
-    """From the answer until the patient's side hangs up or the last clinic party they talked
-    with does, whichever is first. A transfer hands the patient to a colleague: the talk goes
-    on past the first party's hang-up (as Asterisk's CDR rows add up). The patient's side is
-    the caller of an incoming or internal call, the answered trunk of an outgoing one."""
+    """The patient's answered time with the clinic, until the patient's side hangs up, as
+    Asterisk's CDR rows of the patient's channel add up: a transfer hands the patient to a
+    colleague and the talk goes on with them (the colleague's row bills from its dialling);
+    the ring of a transfer nobody took, before the patient comes back to the transferer, is
+    not talk. The patient's side is the caller of an incoming or internal call, the answered
+    trunk of an outgoing one."""
     def end(uid: str) -> float:
         chan = conv.channels.get(uid)
         return chan.ended_at if chan is not None and chan.ended_at is not None else ended
 
-    # every other party that answered: colleagues' phones, or a doctor's mobile by the operator
-    clinic = [lg.uniqueid for lg in conv.legs.values() if lg.answered_at is not None and lg.uniqueid != talk_chan]
-    if outgoing:
-        patient, clinic = talk_chan, [conv.origin, *clinic]
-    else:
-        patient, clinic = conv.origin, [talk_chan, *clinic]
-    return max(0.0, min(end(patient), max(end(uid) for uid in clinic)) - answered_at)
+    # every other party that answered: colleagues' phones, or a doctor's mobile by the operator.
+    # One dialled once the patient was up (a transfer) bills from its dialling, as its CDR row
+    # does (the patient's channel was answered already); one nobody answered is no talk.
+    others = [(max(lg.started_at, answered_at), end(lg.uniqueid)) for lg in conv.legs.values()
+              if lg.answered_at is not None and lg.uniqueid != talk_chan]
+    patient, first = (talk_chan, conv.origin) if outgoing else (conv.origin, talk_chan)
+    return connected_seconds([(answered_at, end(first)), *others], answered_at, end(patient))

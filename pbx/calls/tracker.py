@@ -311,10 +311,28 @@ class CallTracker(Endings):
             if other is not None and other is not conv:
                 conv = self._merge(other, conv)
         members.add(e.uniqueid)
-        if conv.answered_at is None and e.uniqueid != conv.origin and conv.origin in members:
-            # answered without a DialEnd (a pickup, a bridge made by ARI)
-            conv.answered_at = e.at
-            conv.answered_leg = conv.talking_leg = e.uniqueid
+        if conv.answered_at is None and conv.origin in members:
+            # answered without a DialEnd (a pickup, a bridge made by ARI), whichever of the two
+            # entered the bridge first (a picker's channel enters before the caller's)
+            picker = next((uid for uid in sorted(members) if uid != conv.origin), None)
+            if picker is not None:
+                self._picked_up(conv, picker, e.at, out)
+
+    def _picked_up(self, conv: Conversation, uid: str, at: float, out: list[Change]) -> None:
+        """A desk phone took the call from its colleagues' ringing (the pickup key): it is the
+        call's answering leg, and the phones that rang until its pickup began were answered
+        elsewhere, as with ring-all."""
+        conv.answered_at = at
+        conv.answered_leg = conv.talking_leg = uid
+        chan = conv.channels.get(uid)
+        if chan is None or not self._is_desk(chan.name):
+            return
+        leg = conv.legs.setdefault(uid, Leg(uid, chan.endpoint, chan.created_at))
+        if self._leg_to(conv, leg, TALKING, at, out):
+            self._live_for_answer(conv, leg, at, out)
+        for other in conv.legs.values():
+            if other is not leg and other.outcome == NO_ANSWER and (other.ended_at or at) >= chan.created_at:
+                other.outcome = ANSWERED_ELSEWHERE
 
     def _on_bridge_leave(self, conv: Conversation, e: ev.BridgeLeave, out: list[Change]) -> None:
         members = self.bridges.get(e.bridge)

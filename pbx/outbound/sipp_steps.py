@@ -88,7 +88,7 @@ TRANSFER_KEY = """
       Call-ID: [call_id]
       CSeq: 1 REFER
       Contact: <sip:phone@[local_ip]:[local_port];transport=[transport]>
-      Refer-To: <sip:@@REFER_TO@@@[remote_ip]:[remote_port]>
+      Refer-To: <sip:@@REFER_TO@@@[local_ip]>
       Referred-By: <sip:phone@[local_ip]:[local_port]>
       Max-Forwards: 70
       Content-Length: 0

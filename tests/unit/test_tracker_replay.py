@@ -205,3 +205,12 @@ def test_transferred_on_to_a_mobile() -> None:
         "incoming", "incoming", "101", "74951110002", ANNA)
     assert outcomes(r) == {"101": "answered", "operator": "answered"}
     assert r.hangup_by == "caller" and r.talk_seconds > 5
+
+
+def test_a_call_picked_up_by_a_colleague() -> None:
+    """#37: 101, 102 and 103 rang; 103's administrator pressed the pickup key (*8) and talked
+    (recorded on the real Asterisk). The picker's own channel entered the bridge first, so the
+    call looked unanswered and 101 missed it. It is answered by 103 and nobody missed it."""
+    r = one("pickup")
+    assert (r.direction, r.call_type, r.answered_by) == ("incoming", "incoming", "103")
+    assert r.missed_by == () and r.talk_seconds > 5

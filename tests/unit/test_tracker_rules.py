@@ -142,8 +142,9 @@ def test_record_from_cdr_answered_and_missed() -> None:
 
 
 def test_record_from_cdr_after_a_transfer() -> None:
-    """101 answered at 102 s and passed the patient to 103 at 104 s; 103 talked until 111 s: the
-    talk runs through both answered rows of the patient's channel (as the tracker counts it)."""
+    """101 answered at 102 s and passed the patient to 103 at 104 s; 103 answered at 105 s and
+    talked until 111 s: the talk is both answered rows of the patient's channel, each from its
+    own answer (the second of 103's ring is no talk: #37, as the tracker counts it)."""
     rows = [
         cdr_row(dstchannel="PJSIP/101-1", disposition="ANSWERED", start_u="100.0", answer_u="102.0",
                 end_u="104.0", sequence="1"),
@@ -152,7 +153,7 @@ def test_record_from_cdr_after_a_transfer() -> None:
     ]
     r = record_from_cdr(rows)
     assert r is not None and (r.direction, r.call_type, r.answered_by) == ("incoming", "incoming", "101")
-    assert r.talk_seconds == 9.0
+    assert r.talk_seconds == 8.0
     assert {leg.endpoint: leg.outcome for leg in r.legs} == {"101": "answered", "103": "answered"}
     nobody = record_from_cdr([rows[0], cdr_row(dstchannel="PJSIP/103-3", lastapp="Dial", start_u="104.0",
                                                end_u="110.0", sequence="3")])
@@ -164,7 +165,7 @@ def test_record_from_cdr_after_a_transfer() -> None:
         cdr_row(channel="PJSIP/operator-2", dstchannel="PJSIP/103-3", clinic_dir="outgoing", disposition="ANSWERED",
                 lastapp="Dial", start_u="106.0", answer_u="107.0", end_u="115.0", sequence="3"),
     ])
-    assert out is not None and out.call_type == "outgoing" and out.talk_seconds == 12.0
+    assert out is not None and out.call_type == "outgoing" and out.talk_seconds == 11.0
 
 
 def test_record_from_cdr_skips_robots_and_garbage() -> None:
@@ -200,3 +201,14 @@ def test_record_from_cdr_outgoing_keeps_the_line_it_left_by() -> None:
     assert r is not None and (r.direction, r.call_type, r.did, r.callee) == (
         "outgoing", "outgoing", "74951110001", "79031112233")
     assert r.talk_seconds == 6.0
+
+
+def test_connected_seconds_counts_only_who_was_on_the_line() -> None:
+    from crm.rules.call_records import connected_seconds
+
+    assert connected_seconds([(102, 104), (105, 111)], 102, 111) == 8.0  # the ring between is not talk
+    assert connected_seconds([(102, 110), (105, 111)], 102, 111) == 9.0  # overlapping parties count once
+    assert connected_seconds([(102, 120)], 102, 111) == 9.0  # clipped to the patient's hang-up
+    assert connected_seconds([(100, 104)], 102, 111) == 2.0  # and to the answer
+    assert connected_seconds([(102, 104), (112, 115)], 102, 111) == 2.0  # after the patient left: nothing
+    assert connected_seconds([], 102, 111) == 0.0
