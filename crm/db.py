@@ -153,6 +153,8 @@ def pending_migrations(done: set[int]) -> list[tuple[str, list[str]]]:
 class Database:
     # what an opportunistic write raises when another process holds the database (it gave up)
     BUSY: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+    # what it raises while the file cannot be used (a disk gone or full, locked for long)
+    UNREACHABLE: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
 
     def __init__(self, path: Path, clock: Clock | None = None) -> None:
         self.path = path

@@ -51,6 +51,8 @@ class PgDatabase:
 
     # an opportunistic write's lock_timeout ran out: another box holds the rows
     BUSY: tuple[type[Exception], ...] = (psycopg.errors.LockNotAvailable,)
+    # the centre unreachable (stopped, the network down): psycopg's connection errors
+    UNREACHABLE: tuple[type[Exception], ...] = (psycopg.OperationalError,)
 
     def __init__(self, url: str, clock: Clock | None = None, local_copy: Path | None = None) -> None:
         self.url = url

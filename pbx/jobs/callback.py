@@ -42,6 +42,7 @@ class CallbackService(JobLoop):
                  send_messages: Callable[[], Any] | None = None) -> None:
         super().__init__(settings.robot.tick_seconds)
         self.db = db
+        self.outage_errors = db.UNREACHABLE
         self.settings = settings
         self.clock = clock
         self.runner = runner

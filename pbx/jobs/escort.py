@@ -47,6 +47,7 @@ class EscortService(JobLoop):
                  robot: RobotCaller | None, prompts: PromptCache) -> None:
         super().__init__(settings.robot.tick_seconds)
         self.db = db
+        self.outage_errors = db.UNREACHABLE
         self.settings = settings
         self.clock = clock
         self.gateway = gateway

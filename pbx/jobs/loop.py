@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -18,6 +19,10 @@ log = logging.getLogger(__name__)
 
 class JobLoop:
     name = "jobs"
+    # what the storage raises while it is unreachable (a chain's centre down, a disk gone): an
+    # expected outage is one warning when it starts and one line when it ends, no traceback
+    # every pass (the services set their database's ``UNREACHABLE``)
+    outage_errors: tuple[type[BaseException], ...] = ()
 
     def __init__(self, tick_seconds: float) -> None:
         self.tick_seconds = tick_seconds
@@ -56,11 +61,24 @@ class JobLoop:
         task.add_done_callback(self.calls.discard)
 
     async def _run(self) -> None:
+        down_since: float | None = None
+        waited = 0
         while True:
             try:
                 await self.tick()
+            except self.outage_errors as exc:
+                waited += 1
+                if down_since is None:
+                    down_since = time.monotonic()
+                    log.warning("%s: the database is unreachable (%s); the passes wait for it", self.name,
+                                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
             except Exception:
                 log.exception("%s: a pass failed", self.name)
+            else:
+                if down_since is not None:
+                    log.warning("%s: the database is back after %.0f s; %d passes waited", self.name,
+                                time.monotonic() - down_since, waited)
+                    down_since, waited = None, 0
             try:
                 await asyncio.wait_for(self._wake.wait(), self.tick_seconds)
             except TimeoutError:

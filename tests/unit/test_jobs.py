@@ -59,3 +59,44 @@ async def test_escort_jobs_move_into_the_job_table(tmp_path: Path) -> None:
         assert await jobs.claim_jobs(db, "callback", 1700, 10) == []  # another kind's runner sees none
     finally:
         await db.close()
+
+
+async def test_an_outage_is_one_warning_when_it_starts_and_one_line_when_it_ends(caplog) -> None:
+    """#36: during a 30 s outage each box logged a full traceback from the escort and callback
+    loops every 2 s; health and alarms were right. Now: one warning, one line at the end with
+    the count of passes that waited; a failure nobody expects still gets its traceback."""
+    import asyncio
+    import logging
+
+    import psycopg
+
+    from pbx.jobs.loop import JobLoop
+
+    class Loop(JobLoop):
+        name = "escort"
+        outage_errors = (psycopg.OperationalError,)
+
+        def __init__(self) -> None:
+            super().__init__(0.01)
+            self.passes = 0
+
+        async def work(self) -> None:
+            self.passes += 1
+            if self.passes <= 5:
+                raise psycopg.OperationalError("connection refused")
+            if self.passes == 7:
+                raise RuntimeError("a bug")
+
+    loop = Loop()
+    caplog.set_level(logging.INFO, logger="pbx.jobs.loop")
+    loop.start_loop()
+    for _ in range(200):
+        if loop.passes >= 8:
+            break
+        await asyncio.sleep(0.01)
+    await loop.stop_loop()
+    lines = [(r.levelname, r.getMessage(), bool(r.exc_info)) for r in caplog.records if r.name == "pbx.jobs.loop"]
+    assert lines[0][:2] == ("WARNING", "escort: the database is unreachable (connection refused); the passes wait for it")
+    assert lines[1][0] == "WARNING" and "the database is back after" in lines[1][1] and "5 passes waited" in lines[1][1]
+    assert lines[2][1] == "escort: a pass failed" and lines[2][2]  # the unexpected one: with its traceback
+    assert len(lines) == 3 and not lines[0][2] and not lines[1][2]
