@@ -26,12 +26,11 @@ import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ami_path import ami_path  # noqa: E402
-from bench.scale_pages import NOW as DATA_NOW  # noqa: E402
-from bench.scale_pages import TZ as DATA_TZ  # noqa: E402
 from bench.tracker import scenario_calls  # noqa: E402
 from crm import appeal_days, call_stats  # noqa: E402
 from crm import db as crm_db  # noqa: E402
@@ -52,16 +51,20 @@ async def run(calls: int, rate: float, state: Path | None, refresh: bool, synchr
         shutil.copyfile(state, tmp / "crm.sqlite")
     if synchronous:
         crm_db.WRITER_SYNCHRONOUS = synchronous
-    db = Database(tmp / "crm.sqlite", SettableClock(DATA_NOW) if state is not None else None)
+    data_tz = ZoneInfo("Europe/Moscow")
+    if state is not None or refresh:  # the generated data's clock (bench/scale_pages.py), imported only then
+        from bench.scale_pages import NOW as data_now
+        from bench.scale_pages import TZ as data_tz
+    db = Database(tmp / "crm.sqlite", SettableClock(data_now) if state is not None else None)
     await db.open()
     print(f"state: {'a copy of ' + str(state) if state else 'empty'}; writer synchronous="
           f"{ {1: 'NORMAL', 2: 'FULL'}.get(await db.writer_synchronous())}; refresher {'on' if refresh else 'off'}")
-    refresher = ReportRefresher(db, DATA_TZ) if refresh else None
+    refresher = ReportRefresher(db, data_tz) if refresh else None
     if refresher is not None:
         t = time.perf_counter()
-        await call_stats.refresh(db, DATA_TZ)  # what a server that has been running has done
-        today = datetime.fromtimestamp(db.clock.now(), DATA_TZ).date()
-        await appeal_days.warm(db, today - timedelta(days=WARM_DAYS), today, today, DATA_TZ)
+        await call_stats.refresh(db, data_tz)  # what a server that has been running has done
+        today = datetime.fromtimestamp(db.clock.now(), data_tz).date()
+        await appeal_days.warm(db, today - timedelta(days=WARM_DAYS), today, today, data_tz)
         print(f"untimed first refresh pass: {time.perf_counter() - t:.1f} s")
         refresher.start()  # a pass now, then every minute, as in the server
     async with ami_path(db, tmp / "none.db") as path:

@@ -31,17 +31,30 @@ BRIDGE_KEYS = ("BridgeUniqueid", "BridgeId")
 
 
 def scenario_calls() -> list[list[dict[str, object]]]:
-    """Each fixture's events (header dicts), grouped per call by Linkedid, in order."""
+    """Each fixture's events (header dicts), grouped per call by Linkedid, in order; linkedids
+    whose channels meet (a pickup: the picker's own call joins the patient's) are one call."""
     calls: list[list[dict[str, object]]] = []
     for path in sorted(FIXTURES.glob("*.amiraw")):
         framer = AmiFramer()
-        by_linkedid: dict[str, list[dict[str, object]]] = {}
+        group_of: dict[str, int] = {}  # linkedid or uniqueid -> group
+        groups: dict[int, list[dict[str, object]]] = {}
         for _, chunk in read_recording(path):
             for msg in framer.feed(chunk):
-                lid = msg.headers.get("Linkedid")
-                if msg.event and isinstance(lid, str) and lid:
-                    by_linkedid.setdefault(lid, []).append(msg.headers)
-        calls.extend(by_linkedid.values())
+                lid, uid = msg.headers.get("Linkedid"), msg.headers.get("Uniqueid")
+                if not (msg.event and isinstance(lid, str) and lid):
+                    continue
+                known = {group_of[k] for k in (lid, uid) if isinstance(k, str) and k in group_of}
+                g = min(known) if known else len(groups) + len(group_of) + 1
+                events = groups.setdefault(g, [])
+                for other in sorted(known - {g}):  # two calls met: one from now on, in order
+                    events.extend(groups.pop(other))
+                    group_of.update({k: g for k, v in group_of.items() if v == other})
+                    events.sort(key=lambda h: float(str(h.get("Timestamp") or 0)))
+                events.append(msg.headers)
+                group_of[lid] = g
+                if isinstance(uid, str) and uid:
+                    group_of[uid] = g
+        calls.extend(groups.values())
     return calls
 
 
