@@ -40,9 +40,8 @@ class CallbackService(JobLoop):
                  queue_phones: Callable[[str], set[str]] = lambda _q: set(),
                  other_robot: Callable[[], Awaitable[tuple[int, int, bool]]] | None = None,
                  send_messages: Callable[[], Any] | None = None) -> None:
-        super().__init__(settings.robot.tick_seconds)
+        super().__init__(settings.robot.tick_seconds, db)
         self.db = db
-        self.outage_errors = db.UNREACHABLE
         self.settings = settings
         self.clock = clock
         self.runner = runner

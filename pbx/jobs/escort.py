@@ -45,9 +45,8 @@ class EscortService(JobLoop):
 
     def __init__(self, db: Database, settings: Settings, clock: Clock, gateway: Gateway,
                  robot: RobotCaller | None, prompts: PromptCache) -> None:
-        super().__init__(settings.robot.tick_seconds)
+        super().__init__(settings.robot.tick_seconds, db)
         self.db = db
-        self.outage_errors = db.UNREACHABLE
         self.settings = settings
         self.clock = clock
         self.gateway = gateway

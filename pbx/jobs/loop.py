@@ -21,11 +21,13 @@ class JobLoop:
     name = "jobs"
     # what the storage raises while it is unreachable (a chain's centre down, a disk gone): an
     # expected outage is one warning when it starts and one line when it ends, no traceback
-    # every pass (the services set their database's ``UNREACHABLE``)
+    # every pass (a service passes its database, whose ``UNREACHABLE`` it is)
     outage_errors: tuple[type[BaseException], ...] = ()
 
-    def __init__(self, tick_seconds: float) -> None:
+    def __init__(self, tick_seconds: float, db: Any = None) -> None:
         self.tick_seconds = tick_seconds
+        if db is not None:  # its storage says what it raises while unreachable
+            self.outage_errors = db.UNREACHABLE
         self.calls: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()

@@ -48,8 +48,10 @@ class ConfirmationIvr:
     log: list[str] = field(default_factory=list)  # anomalies, for the adapter's log
 
     def feed(self, fact: f.Fact) -> list[f.Command]:
+        if self.state == DONE:
+            return []
         kind = fact_kind(fact)
-        step = STEPS.get((self.state, kind)) or STEPS.get((ANY, kind)) if self.state != DONE else None
+        step = STEPS.get((self.state, kind)) or STEPS.get((ANY, kind))
         if step is None:
             if kind == "answered" and self.state != NEW:
                 self.log.append("answered twice")
