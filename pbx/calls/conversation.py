@@ -68,6 +68,7 @@ class Conversation:
     answered_leg: str = ""  # the first party to answer (who answered the call)
     talking_leg: str = ""  # the clinic party talking now: another one after a transfer
     hangup_by: str = ""
+    handed_over: set[str] = field(default_factory=set)  # channels that transferred the call away
     on_hold: bool = False
     shown: dict[str, str] = field(default_factory=dict)  # endpoint -> last card status sent
     recovered: bool = False  # rebuilt from a snapshot: our history of it is incomplete

@@ -53,7 +53,7 @@ class Endings:
         if leg is not None and e.cause:
             leg.cause = e.cause
             self._refine_busy(leg)
-        if e.soft or conv.hangup_by:
+        if e.soft or conv.hangup_by or e.uniqueid in conv.handed_over:
             return
         # before the answer only the caller can end the call; a phone that refuses (busy)
         # ends just its own leg
@@ -79,8 +79,13 @@ class Endings:
             return HANGUP_CALLEE
         return HANGUP_SYSTEM
 
+    def _on_transferred(self, conv: Conversation, e: ev.Transferred, out: list[Change]) -> None:
+        # The transferer's hang-up may reach us after the colleague's phone began to ring
+        # (Asterisk's threads race): it must not count as the end of the talk.
+        conv.handed_over.update((e.uniqueid, *e.others))
+
     def _on_hangup(self, conv: Conversation, e: ev.Hangup, out: list[Change]) -> None:
-        if conv.answered_at is not None and not conv.hangup_by and (
+        if conv.answered_at is not None and not conv.hangup_by and e.uniqueid not in conv.handed_over and (
             e.uniqueid == conv.origin or self._in_talk(conv, e.uniqueid)
         ):
             conv.hangup_by = self._side(conv, e.uniqueid)

@@ -100,6 +100,13 @@ class BridgeLeave(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Transferred(Event):
+    """A transfer completed (a phone's REFER, the transfer key, AMI): the channels that
+    passed the call on (``uniqueid`` and ``others``) leave it, and their hang-ups do not end it."""
+    others: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class HangupRequest(Event):
     soft: bool
     cause: int
@@ -158,13 +165,17 @@ def _time(headers: Mapping[str, Any], received_at: float) -> float:
         return received_at
 
 
-def _base(headers: Mapping[str, Any], received_at: float) -> tuple[float, str, str, str]:
+def _base(headers: Mapping[str, Any], received_at: float, prefix: str = "") -> tuple[float, str, str, str]:
     return (
         _time(headers, received_at),
-        _s(headers, "Uniqueid"),
-        _s(headers, "Linkedid"),
-        _s(headers, "Channel"),
+        _s(headers, prefix + "Uniqueid"),
+        _s(headers, prefix + "Linkedid"),
+        _s(headers, prefix + "Channel"),
     )
+
+
+# Events about several channels name them with a prefix; the first one is the event's own.
+_PREFIX = {"BlindTransfer": "Transferer", "AttendedTransfer": "OrigTransferer"}
 
 
 def normalize(name: str, headers: Mapping[str, Any], received_at: float) -> Event | None:
@@ -175,7 +186,7 @@ def normalize(name: str, headers: Mapping[str, Any], received_at: float) -> Even
     builder = _BUILDERS.get(name)
     if builder is None:
         return None
-    base = _base(headers, received_at)
+    base = _base(headers, received_at, _PREFIX.get(name, ""))
     if not base[1]:
         return None
     return builder(base, headers)
@@ -256,6 +267,13 @@ def _hangup(b: tuple[float, str, str, str], h: Mapping[str, Any]) -> Event:
     return Hangup(*b, _int(_s(h, "Cause")), _s(h, "Cause-txt"))
 
 
+def _transfer(b: tuple[float, str, str, str], h: Mapping[str, Any]) -> Event | None:
+    if _s(h, "Result") != "Success":
+        return None  # a failed transfer leaves everyone where they were
+    second = _s(h, "SecondTransfererUniqueid")  # an attended transfer's consultation leg
+    return Transferred(*b, (second,) if second else ())
+
+
 def _hold(b: tuple[float, str, str, str], h: Mapping[str, Any]) -> Event:
     return Hold(*b, True)
 
@@ -296,6 +314,8 @@ _BUILDERS = {
     "HangupRequest": _hangup_request,
     "SoftHangupRequest": _soft_hangup_request,
     "Hangup": _hangup,
+    "BlindTransfer": _transfer,
+    "AttendedTransfer": _transfer,
     "Hold": _hold,
     "Unhold": _unhold,
     "CoreShowChannel": _core_show_channel,

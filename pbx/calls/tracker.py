@@ -349,6 +349,7 @@ class CallTracker(Endings):
         keep.channels.update(gone.channels)
         keep.legs.update(gone.legs)
         keep.live |= gone.live
+        keep.handed_over |= gone.handed_over
         for k, v in gone.vars.items():
             keep.vars.setdefault(k, v)
         keep.recovered = keep.recovered or gone.recovered
@@ -378,6 +379,7 @@ _HANDLERS = {
     ev.BridgeEnter: CallTracker._on_bridge_enter,
     ev.BridgeLeave: CallTracker._on_bridge_leave,
     ev.Hold: CallTracker._on_hold,
+    ev.Transferred: CallTracker._on_transferred,
     ev.HangupRequest: CallTracker._on_hangup_request,
     ev.Hangup: CallTracker._on_hangup,
 }

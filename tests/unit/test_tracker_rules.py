@@ -71,6 +71,17 @@ def test_unknown_events_and_unknown_channels_are_harmless() -> None:
     assert t.active == 0
 
 
+def test_transfers_name_their_transferers() -> None:
+    blind = {"TransfererUniqueid": "1.1", "TransfererLinkedid": "1.0", "TransfererChannel": "PJSIP/101-1",
+             "TransfereeUniqueid": "1.2", "Result": "Success"}
+    assert ev.normalize("BlindTransfer", blind, 0.0) == ev.Transferred(0.0, "1.1", "1.0", "PJSIP/101-1", ())
+    assert ev.normalize("BlindTransfer", {**blind, "Result": "Fail"}, 0.0) is None  # nobody moved
+    assert ev.normalize("BlindTransfer", {"Result": "Success"}, 0.0) is None  # no transferer named
+    attended = {"OrigTransfererUniqueid": "1.1", "OrigTransfererLinkedid": "1.0",
+                "SecondTransfererUniqueid": "3.1", "Result": "Success"}
+    assert ev.normalize("AttendedTransfer", attended, 0.0) == ev.Transferred(0.0, "1.1", "1.0", "", ("3.1",))
+
+
 def test_malformed_values_do_not_raise() -> None:
     e = ev.normalize("QueueCallerJoin", {"Uniqueid": "1", "Linkedid": "1", "Count": "many",
                                          "Timestamp": "soon", "Queue": ["a", "b"]}, 42.0)
