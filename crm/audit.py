@@ -20,6 +20,8 @@ ACTIONS = {
     "user_deactivate": "отключил пользователя", "settings_update": "изменил настройки",
     "escort_settings": "изменил настройки оповещений", "escort_call_now": "робот: позвонить сейчас",
     "audit_view": "открыл журнал",
+    "provider_save": "изменил провайдера", "provider_delete": "удалил провайдера",
+    "telephony_apply": "применил настройки телефонии",
 }
 
 

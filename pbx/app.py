@@ -25,6 +25,7 @@ from pbx.ami.client import AmiClient, RawSink
 from pbx.ami.pump import EventPump
 from pbx.ari.client import AriClient
 from pbx.ari.flow_runner import FlowRunner
+from pbx.asterisk.apply import TelephonyApplier
 from pbx.asterisk.cdr_db import CdrReader
 from pbx.asterisk.embedded import EmbeddedAsterisk
 from pbx.jobs.callback import CallbackService
@@ -39,6 +40,7 @@ from pbx.workers.calls import CallService
 from pbx.workers.centre_start import open_when_centre_answers
 from pbx.workers.recordings import RecordingKeeper
 from pbx.workers.report_refresher import ReportRefresher
+from pbx.workers.telephony import TelephonyWorker
 from web.app import setup_web
 
 log = logging.getLogger(__name__)
@@ -151,10 +153,21 @@ def build_app(
         assert services.calls is not None
         pump.add_sink(services.calls.on_ami)
         pump.add_resync(services.calls.resync)
+        # the panel's telephony is applied to the Asterisk we run (an existing one includes
+        # the files `clinic-pbx asterisk config --out` renders)
+        telephony = TelephonyWorker(TelephonyApplier(settings.asterisk_etc, services.db, client), services.db,
+                                    client, log_path=settings.asterisk_var / "log" / "messages.log",
+                                    ) if settings.asterisk.embedded else None
+        if telephony is not None:
+            pump.add_sink(telephony.on_ami)
         pump.start()
         await client.start(wait=5.0 if manage else None)
-        services.ami, services.pump = client, pump
+        services.ami, services.pump, services.telephony = client, pump, telephony
+        if telephony is not None:
+            telephony.start()
         yield
+        if telephony is not None:
+            await telephony.stop()
         await client.stop()
         await pump.stop()
 
@@ -181,7 +194,9 @@ def build_app(
             except (TtsError, OSError) as exc:
                 log.error("robot phrases missing (%s): the robot will not call", exc)
             else:  # rendered on the first call (or ahead of time by `clinic-pbx sounds`)
-                robot = RobotCaller(services.ari, settings, prompts, phrases, runner=runner)
+                telephony = services.telephony
+                robot = RobotCaller(services.ari, settings, prompts, phrases, runner=runner,
+                                    trunk=telephony.outgoing_trunk if telephony is not None else lambda: "operator")
         gateway = make.gateway(settings.gateway)
         if settings.gateway.demo:
             log.warning("gateway.demo is on: messages are logged here and sent nowhere")

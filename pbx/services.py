@@ -30,6 +30,7 @@ from pbx.settings import Settings
 from pbx.version import VERSION
 from pbx.workers.calls import CallService
 from pbx.workers.storage_health import disk_space
+from pbx.workers.telephony import TelephonyWorker
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Services:
     robot: RobotCaller | None = None
     escort: EscortService | None = None
     callbacks: CallbackService | None = None
+    telephony: TelephonyWorker | None = None
     clock: Clock = field(default_factory=SystemClock)
     started_at: float = field(default_factory=time.time)  # the counters in health count from here
 
@@ -64,6 +66,8 @@ async def health(services: Services) -> dict[str, object]:
     calls = services.calls
     failing = calls.write_failing_since if calls is not None else None
     disk = disk_space(services.settings.state_dir, services.settings.disk_alarm_mb)
+    telephony = services.telephony
+    trunks = telephony.statuses() if telephony is not None else {}
     return {
         "db": await services.db.ping(),
         # finished calls are being committed (false while the database is locked or the disk
@@ -77,6 +81,12 @@ async def health(services: Services) -> dict[str, object]:
         "ami": services.ami is not None and services.ami.connected,
         "ari": ari_ok,
         "agi": services.agi is not None and services.agi.server is not None,
+        # the panel's providers as Asterisk last reported them (registered / refused / ...), and
+        # whether the last telephony change is what Asterisk runs (None: Asterisk is not ours)
+        "providers": [{"id": pid, "name": telephony.applier.names.get(pid, ""), "status": st.code, "text": st.text}
+                      for pid, st in trunks.items()] if telephony is not None else [],
+        "providers_ok": all(st.code in ("registered", "reachable") for st in trunks.values()),
+        "telephony_applied": telephony.applier.state.error == "" if telephony is not None else None,
         "live_calls": len({lid for cards in calls.live.values() for lid in cards}) if calls is not None else 0,
         "tasks": len(asyncio.all_tasks()),  # flat over a day: no task leak (the soak bench reads it)
         "ami_events": services.pump.stats.events if services.pump is not None else 0,

@@ -97,9 +97,11 @@ class WebSettings:
 class RobotSettings:
     """The confirmation robot's deployment side (the scenarios are in the panel)."""
 
-    # how Asterisk reaches a patient; {number} is the E.164 number without "+". The demo and
-    # the tests use "Local/{number}@patient-sim" (numbers +7 999 000-00-NN act out scenarios)
-    dial: str = "PJSIP/{number}@operator"
+    # how Asterisk reaches a patient; {number} is the E.164 number without "+", {trunk} the
+    # provider outgoing calls leave by («Настройки → Телефония»; the demo's "operator" without
+    # one). The demo and the tests use "Local/{number}@patient-sim" (numbers +7 999 000-00-NN
+    # act out scenarios)
+    dial: str = "PJSIP/{number}@{trunk}"
     tts_rate: int = 150  # espeak-ng words per minute
     input_timeout: float = 7.0  # seconds of silence after the menu before a retry
     max_errors: int = 3  # invalid keys and silences before the robot gives up

@@ -152,6 +152,8 @@ async def api_call(request: web.Request) -> web.Response:
 async def api_health(request: web.Request) -> web.Response:
     status = await health(request.app[SERVICES])
     ok = all(bool(status[k]) for k in HEALTH_PARTS)
+    # public: the providers' states by id, not the clinic's names for them
+    status["providers"] = [{"id": p["id"], "status": p["status"]} for p in status["providers"]]
     return web.json_response({"ok": ok, **status}, status=200 if ok else 503)
 
 

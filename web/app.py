@@ -36,6 +36,7 @@ from web import (
     reports,
     settings_page,
     tag_prompt,
+    telephony_page,
 )
 from web.api import setup_api
 from web.appeals_page import setup_appeals_page
@@ -183,6 +184,8 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_post("/contacts", contacts_page.contacts_submit)
     app.router.add_get("/settings", settings_page.settings_form)
     app.router.add_post("/settings", settings_page.settings_submit)
+    app.router.add_get("/settings/telephony", telephony_page.telephony_page)
+    app.router.add_post("/settings/telephony", telephony_page.telephony_submit)
     app.router.add_get("/escort", escort_pages.campaign_page)
     app.router.add_post("/escort/settings", escort_pages.settings_submit)
     app.router.add_post("/escort/call-now", escort_pages.call_now)

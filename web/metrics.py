@@ -72,6 +72,9 @@ async def metrics_page(request: web.Request) -> web.Response:
         ("clinic_pbx_agi_requests_total", "counter", "FastAGI requests", {}, status["agi_requests"]),
         ("clinic_pbx_asyncio_tasks", "gauge", "asyncio tasks", {}, status["tasks"]),
     ]
+    s += [("clinic_pbx_provider_up", "gauge", "1 while a provider is registered (or answers, when it needs no registration)",
+           {"provider": f"trunk-{p['id']}"}, float(p["status"] in ("registered", "reachable")))
+          for p in status["providers"]]
     if calls is not None:
         s += [("clinic_pbx_calls_recorded_total", "counter", "calls saved", {"source": k},
                calls.stats[k]) for k in ("records", "backfilled")]

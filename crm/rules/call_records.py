@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from crm.rules.telephony import TRUNK_PREFIX
+
 # call types (the history's "Тип звонка")
 INCOMING = "incoming"  # answered incoming
 MISSED = "missed"
@@ -147,9 +149,17 @@ class QueueWaiting:
 Change = CallFinished | NeedsBackfill | Anomaly | LiveUpdate | QueueWaiting
 
 
+class TrunkNames(frozenset[str]):
+    """The endpoints that are the outside world: the demo's ``operator`` and every provider set
+    up in the panel (``trunk-<id>``, crm.rules.telephony), whichever exist when a call comes."""
+
+    def __contains__(self, endpoint: object) -> bool:
+        return isinstance(endpoint, str) and (endpoint.startswith(TRUNK_PREFIX) or frozenset.__contains__(self, endpoint))
+
+
 @dataclass(frozen=True, slots=True)
 class TrackerConfig:
-    trunks: frozenset[str] = field(default_factory=lambda: frozenset({"operator"}))
+    trunks: frozenset[str] = field(default_factory=lambda: TrunkNames({"operator"}))
     finished_memory: int = 10_000  # how many finished linkedids to remember for stray events
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pbx.asterisk.render import render_telephony
 from pbx.settings import PROJECT_DIR, Settings
 
 TEMPLATE_DIR = PROJECT_DIR / "asterisk-config"
@@ -91,4 +92,10 @@ def render_config(settings: Settings, template_dir: Path = TEMPLATE_DIR) -> Path
         dst = out / src.name
         dst.write_text(render_text(src.read_text(encoding="utf-8"), values), encoding="utf-8")
         dst.chmod(0o600)
+    # The panel's telephony is applied over these by the running server: the last applied
+    # files stay (Asterisk boots with what last worked); a new box starts with no provider.
+    for name, text in render_telephony([]).items():
+        if not (out / name).exists():
+            (out / name).write_text(text, encoding="utf-8")
+            (out / name).chmod(0o600)
     return out

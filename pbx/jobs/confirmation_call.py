@@ -32,8 +32,10 @@ class CallResult:
 
 class RobotCaller:
     def __init__(self, ari: AriClient, settings: Settings, prompts: PromptCache,
-                 phrases: dict[str, str], runner: FlowRunner | None = None) -> None:
+                 phrases: dict[str, str], runner: FlowRunner | None = None,
+                 trunk: Callable[[], str] = lambda: "operator") -> None:
         self.ari = ari
+        self.trunk = trunk  # the provider outgoing calls leave by, as applied now
         self.settings = settings
         self.prompts = prompts
         self.phrase_texts = phrases
@@ -66,7 +68,7 @@ class RobotCaller:
             self.phrases = await render_phrases(self.prompts, self.phrase_texts)
         media = {name: f"sound:{path}" for name, path in self.phrases.items()} | {"main": f"sound:{greeting}"}
         flow = ConfirmationFlow(
-            channel=channel_id, endpoint=r.dial.format(number=number.lstrip("+")), media=media,
+            channel=channel_id, endpoint=r.dial.format(number=number.lstrip("+"), trunk=self.trunk()), media=media,
             ring_seconds=r.ring_seconds, caller_id=caller_id, amd=amd, max_errors=r.max_errors,
             input_timeout=r.input_timeout, max_call_seconds=MAX_CALL_SECONDS,
         )

@@ -221,10 +221,15 @@ async def start_operator_call(
     audio: Path | None = None,
     name: str = "operator",
     cancel_after_ms: int | None = None,
+    source_ip: str = "",
+    to_user: str = "",
 ) -> SippProcess:
     """The operator delivers a call from ``caller`` to the clinic number ``did``; the caller
-    hangs up ``talk_ms`` after the answer, or gives up ``cancel_after_ms`` after it rings."""
+    hangs up ``talk_ms`` after the answer, or gives up ``cancel_after_ms`` after it rings.
+    A provider set up in the panel sends from its own ``source_ip``; one that puts the
+    account's login in the Request-URI (``did``) names the clinic number in To (``to_user``)."""
     a = settings.asterisk
+    ip = source_ip or a.operator_ip
     if cancel_after_ms is not None:
         scenario = _render("operator_cancel.xml", {"CANCEL_MS": str(cancel_after_ms)},
                            workdir / f"{name}.xml")
@@ -232,15 +237,29 @@ async def start_operator_call(
         action = (
             f'<nop><action><exec rtp_stream="{audio},-1,0"/></action></nop>' if audio else ""
         )
-        scenario = _render("operator_call.xml", {"AUDIO_ACTION": action}, workdir / f"{name}.xml")
-    local = free_udp_ports(1, a.operator_ip, step=1)
-    media = free_udp_ports(2, a.operator_ip)
+        scenario = _render("operator_call.xml", {"AUDIO_ACTION": action, "TO_USER": to_user or "[service]"},
+                           workdir / f"{name}.xml")
+    local = free_udp_ports(1, ip, step=1)
+    media = free_udp_ports(2, ip)
     args = [
         f"{a.host}:{a.sip_port}", "-sf", str(scenario), "-s", did,
-        "-i", a.operator_ip, "-p", str(local), "-mi", a.operator_ip, "-mp", str(media),
+        "-i", ip, "-p", str(local), "-mi", ip, "-mp", str(media),
         "-key", "caller", caller.lstrip("+"), "-d", str(talk_ms),
     ]
     return await _spawn(name, args, workdir)
+
+
+async def start_provider(
+    workdir: Path, ip: str, port: int, login: str, password: str, *, expires: int = 120, name: str = "provider",
+) -> SippProcess:
+    """A SIP provider that demands digest authentication of ``login``/``password`` for
+    REGISTER (200, or 403 for anything else) and for the clinic's outgoing INVITEs (407; the
+    patient answers after 1 s and talks until the clinic hangs up). Runs until killed."""
+    scenario = _render("provider.xml", {"LOGIN": login, "PASSWORD": password, "EXPIRES": str(expires)},
+                       workdir / f"{name}.xml")
+    media = free_udp_ports(2, ip)
+    return await _spawn(name, ["-sf", str(scenario), "-i", ip, "-p", str(port), "-mi", ip, "-mp", str(media),
+                               "-rtp_echo"], workdir, calls=0)
 
 
 async def register_phone(
@@ -302,6 +321,7 @@ async def start_operator_load(
     template = "operator_cancel.xml" if cancel_after_ms is not None else "operator_call.xml"
     text = (SCENARIOS / template).read_text().replace("[caller]", "[field0]")
     text = text.replace("@@AUDIO_ACTION@@", "").replace("@@CANCEL_MS@@", str(cancel_after_ms))
+    text = text.replace("@@TO_USER@@", "[service]")
     if talk_ms_max is not None:
         text = text.replace("<pause/>", f'<pause distribution="uniform" min="{talk_ms}" max="{talk_ms_max}"/>')
     scenario = workdir / f"{name}.xml"

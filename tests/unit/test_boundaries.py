@@ -1,7 +1,7 @@
 """Boundaries that bite:
 
 1. The pure core (the call tracker, the robot flows and escort rules, the seeds' rules, the AMI
-   framer) reaches no I/O, directly or through any project module it imports, transitively:
+   framer, the telephony config renderer) reaches no I/O, directly or through any project module it imports, transitively:
    no asyncio, sockets, threads, subprocesses, files/os, SQL, HTTP, time; and reads no clock
    (``datetime.now``, ``date.today``, ``time.time`` ...): time arrives on the event.
 2. Only ``crm/`` writes SQL (reading Asterisk's own CDR database in its adapter aside).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = [ROOT / "pbx" / "calls", ROOT / "pbx" / "robots", ROOT / "crm" / "rules",
-        ROOT / "pbx" / "ami" / "framing.py"]
+        ROOT / "pbx" / "ami" / "framing.py", ROOT / "pbx" / "asterisk" / "render.py"]
 FORBIDDEN = {
     "asyncio", "socket", "selectors", "threading", "subprocess", "time", "os", "io", "shutil",
     "tempfile", "pathlib", "signal", "multiprocessing", "ssl", "http", "urllib", "requests",

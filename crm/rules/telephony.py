@@ -1,0 +1,232 @@
+"""The clinic's telephony as data (issue #29): what a SIP provider's settings may hold, checked
+before anything reaches Asterisk's configuration. Pure.
+
+Every value that is written into a config file passes one of the checks here: hosts, logins and
+header names are plain tokens; a password is printable ASCII (its ``;`` escaped when rendered);
+names shown in the panel never reach a config at all. So a newline, ``[section]``, ``#include``
+or a quote typed into a form cannot break or extend Asterisk's configuration."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+REGISTER, BY_ADDRESS = "register", "ip"
+AUTH_MODES = {REGISTER: "регистрация (логин и пароль)", BY_ADDRESS: "по адресу провайдера"}
+TRANSPORTS = {"udp": "UDP", "tcp": "TCP"}
+DID_IN_RURI, DID_IN_TO = "ruri", "to"
+DID_PLACES = {DID_IN_RURI: "в Request-URI", DID_IN_TO: "в заголовке To"}
+DTMF_MODES = {"rfc4733": "RFC 4733 (RTP)", "info": "SIP INFO", "inband": "в звуке", "auto": "авто"}
+CODECS = ("alaw", "ulaw", "g722", "g729", "opus")
+TRUNK_PREFIX = "trunk-"
+
+_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$")
+_USER = re.compile(r"^[A-Za-z0-9._~+\-!$*()@]{1,64}$")  # the user part of a SIP URI (and Beeline's user@host)
+_HEADER = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,39}$")
+_ADDRESS = re.compile(r"^[0-9a-fA-F.:]{2,39}(?:/[0-9]{1,3})?$")
+_PASSWORD = re.compile(r"^[\x21-\x7e]{1,80}$")
+
+
+class TelephonyError(ValueError):
+    """A refused value, with the form's field it belongs to."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    id: int
+    name: str
+    server: str
+    port: int = 5060
+    transport: str = "udp"
+    auth: str = REGISTER
+    login: str = ""
+    password: str = ""
+    auth_user: str = ""
+    from_user: str = ""
+    from_domain: str = ""
+    outbound_proxy: str = ""
+    expiry: int = 300
+    retry: int = 30
+    addresses: tuple[str, ...] = ()
+    did_from: str = DID_IN_RURI
+    codecs: tuple[str, ...] = ("alaw", "ulaw")
+    dtmf: str = "rfc4733"
+    max_calls: int = 0
+    qualify: bool = False
+    outgoing: bool = False
+    enabled: bool = True
+
+    @property
+    def endpoint(self) -> str:
+        """Asterisk's name of it: made of the id only, never of what a user typed."""
+        return f"{TRUNK_PREFIX}{self.id}"
+
+
+def _text(form: Mapping[str, str], key: str) -> str:
+    return str(form.get(key) or "").strip()
+
+
+def _int(form: Mapping[str, str], key: str, default: int, low: int, high: int, what: str) -> int:
+    raw = _text(form, key)
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise TelephonyError(key, f"{what}: целое число от {low} до {high}")
+    return int(raw)
+
+
+def _host(form: Mapping[str, str], key: str, what: str, *, required: bool = False) -> str:
+    value = _text(form, key)
+    if not value:
+        if required:
+            raise TelephonyError(key, f"Укажите {what}")
+        return ""
+    if not (_HOST.match(value) or _ADDRESS.match(value) and "/" not in value):
+        raise TelephonyError(key, f"{what}: имя сервера или IP-адрес, только латиница, цифры, точки и дефисы")
+    return value
+
+
+def _user(form: Mapping[str, str], key: str, what: str) -> str:
+    value = _text(form, key)
+    if value and not _USER.match(value):
+        raise TelephonyError(key, f"{what}: латиница, цифры и знаки . _ - + @, до 64 символов")
+    return value
+
+
+def _choice(form: Mapping[str, str], key: str, choices: Mapping[str, str], default: str, what: str) -> str:
+    value = _text(form, key) or default
+    if value not in choices:
+        raise TelephonyError(key, f"{what}: выберите одно из значений списка")
+    return value
+
+
+def _addresses(form: Mapping[str, str]) -> tuple[str, ...]:
+    found = []
+    for item in _text(form, "addresses").replace(",", " ").split():
+        if not (_ADDRESS.match(item) or _HOST.match(item)):
+            raise TelephonyError("addresses", f"Адрес провайдера {item[:40]!r}: IP-адрес, сеть (1.2.3.0/24) или имя")
+        found.append(item)
+    return tuple(dict.fromkeys(found))
+
+
+def _did_from(form: Mapping[str, str]) -> str:
+    value = _text(form, "did_from") or DID_IN_RURI
+    if value in DID_PLACES:
+        return value
+    if not _HEADER.match(value):
+        raise TelephonyError("did_from", "Номер клиники: Request-URI, To или имя заголовка (латиница, цифры, _ . -)")
+    return value
+
+
+def _codecs(form: Mapping[str, str]) -> tuple[str, ...]:
+    chosen = tuple(c for c in _text(form, "codecs").replace(",", " ").split() if c)
+    unknown = [c for c in chosen if c not in CODECS]
+    if unknown or not chosen:
+        raise TelephonyError("codecs", f"Кодеки: из списка {', '.join(CODECS)}")
+    return tuple(dict.fromkeys(chosen))
+
+
+def _flag(form: Mapping[str, str], key: str, *, default: bool) -> bool:
+    raw = _text(form, key).lower()
+    return default if not raw else raw in ("1", "on", "true", "yes")
+
+
+def check_provider(form: Mapping[str, str], provider_id: int = 0) -> Provider:
+    """A provider from the panel's form, or ``TelephonyError`` naming the field refused."""
+    name = " ".join(_text(form, "name").split())
+    if not name or len(name) > 60:
+        raise TelephonyError("name", "Название провайдера: от 1 до 60 символов")
+    auth = _choice(form, "auth", AUTH_MODES, REGISTER, "Способ подключения")
+    login, password = _user(form, "login", "Логин"), _text(form, "password")
+    if password and not _PASSWORD.match(password):
+        raise TelephonyError("password", "Пароль: латинские буквы, цифры и знаки без пробелов, до 80 символов")
+    addresses = _addresses(form)
+    if auth == REGISTER and not (login and password):
+        raise TelephonyError("login" if not login else "password", "Для регистрации нужны логин и пароль")
+    return Provider(
+        id=provider_id, name=name,
+        server=_host(form, "server", "сервер провайдера", required=True),
+        port=_int(form, "port", 5060, 1, 65535, "Порт"),
+        transport=_choice(form, "transport", TRANSPORTS, "udp", "Транспорт"),
+        auth=auth, login=login, password=password,
+        auth_user=_user(form, "auth_user", "Пользователь авторизации"),
+        from_user=_user(form, "from_user", "From: пользователь"),
+        from_domain=_host(form, "from_domain", "From: домен"),
+        outbound_proxy=_host(form, "outbound_proxy", "исходящий прокси"),
+        expiry=_int(form, "expiry", 300, 60, 3600, "Срок регистрации, с"),
+        retry=_int(form, "retry", 30, 10, 600, "Повтор регистрации, с"),
+        addresses=addresses, did_from=_did_from(form), codecs=_codecs(form) if _text(form, "codecs") else ("alaw", "ulaw"),
+        dtmf=_choice(form, "dtmf", DTMF_MODES, "rfc4733", "Тоновый набор"),
+        max_calls=_int(form, "max_calls", 0, 0, 1000, "Одновременных звонков"),
+        # Asterisk sends no call to a contact that stopped answering OPTIONS: asked for, never
+        # assumed (a provider known by address needs it for its status)
+        qualify=_flag(form, "qualify", default=auth == BY_ADDRESS),
+        outgoing=_flag(form, "outgoing", default=False),
+        enabled=_flag(form, "enabled", default=True),
+    )
+
+
+def escape_value(value: str) -> str:
+    """A checked value as Asterisk's config parser reads it back: ``;`` starts a comment
+    unless escaped. Anything that could end the line was refused before."""
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ValueError("a line break cannot reach a config")
+    return value.replace(";", "\\;")
+
+
+def outgoing_provider(providers: list[Provider]) -> Provider | None:
+    """The provider outgoing calls leave by: the one marked so, else the first enabled."""
+    enabled = [p for p in providers if p.enabled]
+    return next((p for p in enabled if p.outgoing), enabled[0] if enabled else None)
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkStatus:
+    code: str  # registered | refused | unreachable | waiting | reachable | unknown
+    text: str  # what the panel says, in Russian
+    since: float | None = None
+
+
+def trunk_status(p: Provider, registration: str, cause: str, contact: str, since: float | None) -> TrunkStatus:
+    """A provider's state from what Asterisk reported: its registration's status (and the
+    reason of a refusal, from the last ``Registry`` event) and its qualify contact's status."""
+    reg = registration.lower()
+    if p.auth == REGISTER:
+        if reg == "registered":
+            return TrunkStatus("registered", "зарегистрирован", since)
+        if reg in ("rejected", "failed") or cause:
+            return TrunkStatus("refused", f"отказ: {cause or registration}", since)
+        if contact.lower() == "unreachable":
+            return TrunkStatus("unreachable", "не отвечает", since)
+        return TrunkStatus("waiting", "регистрируется…" if reg else "нет в Asterisk", since)
+    if contact.lower() == "reachable":
+        return TrunkStatus("reachable", "на связи", since)
+    if contact.lower() == "unreachable":
+        return TrunkStatus("unreachable", "не отвечает", since)
+    return TrunkStatus("unknown", "ждём ответа на проверку", since)
+
+
+# Asterisk's own words on a failed registration (its AMI ``Registry`` event says only "Rejected"):
+# "403 Forbidden fatal response received from 'sip:…' on registration attempt to 'sip:…'"
+_REG_LINE = re.compile(r"res_pjsip_outbound_registration\.c: (.+?) from '[^']*' on registration attempt to '([^']+)'")
+_RESPONSE = re.compile(r"(?i)\s*\b(?:fatal|temporal)?\s*response\b\s*(?:received)?")
+
+
+def registration_reasons(log_lines: Iterable[str]) -> dict[str, str]:
+    """Client URI -> the reason of its last failed registration, from Asterisk's log."""
+    out: dict[str, str] = {}
+    for line in log_lines:
+        m = _REG_LINE.search(line)
+        if m is None:
+            continue
+        what = m.group(1)
+        if what.lower().startswith("no response"):
+            out[m.group(2)] = "нет ответа"
+        else:
+            out[m.group(2)] = _RESPONSE.sub(" ", what).replace("'", "").replace(" received", "").strip()[:80]
+    return out

@@ -1,0 +1,146 @@
+"""Applies the panel's telephony to the running Asterisk (issue #29): render (pure), write each
+file atomically, reload only the modules concerned (``res_pjsip``, the dialplan: calls in
+progress and registered phones stay), then ask Asterisk whether every object it should now have
+exists. Only then is the revision "applied"; otherwise the previous files go back, are reloaded
+again, and Asterisk's complaint is kept for the panel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crm import providers as store
+from crm.rules.telephony import Provider
+from crm.storage import AnyDatabase
+from pbx.asterisk.render import expected_objects, render_telephony
+
+log = logging.getLogger(__name__)
+RELOADS = ("module reload res_pjsip.so", "dialplan reload")
+
+
+class ApplyError(RuntimeError):
+    pass
+
+
+@dataclass
+class ApplyState:
+    revision: int = -1  # the revision Asterisk confirmed (-1: none yet in this process)
+    applied_at: float | None = None
+    error: str = ""  # why the last attempt was refused ("" when it was applied)
+    failed_revision: int = -1  # the revision that failed: not retried until it changes
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
+
+
+def items_of(reply: Any) -> list[dict[str, Any]]:
+    return [dict(m) for m in (reply if isinstance(reply, list) else [reply])]
+
+
+class TelephonyApplier:
+    def __init__(self, etc: Path, db: AnyDatabase, ami: Any, clock: Callable[[], float] = time.time,
+                 confirm_timeout: float = 5.0) -> None:
+        self.etc, self.db, self.ami, self.clock = etc, db, ami, clock
+        self.confirm_timeout = confirm_timeout
+        self.state = ApplyState()
+        self.providers: list[Provider] = []  # as last applied: the status reader's map
+        self._lock = asyncio.Lock()
+
+    @property
+    def names(self) -> dict[int, str]:
+        return {p.id: p.name for p in self.providers}
+
+    async def apply_if_changed(self) -> ApplyState:
+        revision = await store.revision(self.db)
+        if revision in (self.state.revision, self.state.failed_revision):
+            return self.state
+        return await self.apply()
+
+    async def apply(self) -> ApplyState:
+        async with self._lock:
+            revision = await store.revision(self.db)
+            providers = await store.all_providers(self.db)
+            files = render_telephony(providers)
+            previous = {n: (self.etc / n).read_text(encoding="utf-8") if (self.etc / n).exists() else None
+                        for n in files}
+            expected = expected_objects(providers)
+            try:
+                if files != previous or await self._missing(expected):
+                    for name, text in files.items():
+                        write_atomically(self.etc / name, text)
+                    await self._reload()
+                await self._confirm(expected)
+            except (ApplyError, ConnectionError, TimeoutError, OSError) as exc:
+                await self._restore(previous)
+                self.state.error, self.state.failed_revision = str(exc) or type(exc).__name__, revision
+                log.warning("telephony revision %s not applied: %s", revision, self.state.error)
+                return self.state
+            self.providers = providers
+            self.state = ApplyState(revision, self.clock())
+            await self._register_now(expected["registrations"])
+            log.info("telephony revision %s applied (%d providers)", revision, len(providers))
+            return self.state
+
+    async def _reload(self) -> None:
+        for command in RELOADS:
+            reply = await self.ami.action({"Action": "Command", "Command": command}, timeout=15)
+            text = " ".join(str(m.get("Output", "")) + str(m.get("Message", "")) for m in items_of(reply))
+            if any(m.get("Response") == "Error" for m in items_of(reply)) or "rror" in text:
+                raise ApplyError(f"Asterisk: {command}: {text.strip()[:300]}")
+
+    async def _confirm(self, expected: dict[str, set[str]]) -> None:
+        """Every expected endpoint, registration and context exists, and no trunk that should be
+        gone is left (reloads are synchronous, the loop only covers a slow box)."""
+        deadline = self.clock() + self.confirm_timeout
+        while True:
+            missing = await self._missing(expected)
+            if not missing:
+                return
+            if self.clock() >= deadline:
+                raise ApplyError("Asterisk не подтвердил: " + ", ".join(sorted(missing)[:10]))
+            await asyncio.sleep(0.2)
+
+    async def _missing(self, expected: dict[str, set[str]]) -> set[str]:
+        endpoints = {str(m.get("ObjectName")) for m in items_of(await self.ami.action(
+            {"Action": "PJSIPShowEndpoints"}, timeout=10)) if m.get("Event") == "EndpointList"}
+        regs = {str(m.get("ObjectName")) for m in items_of(await self.ami.action(
+            {"Action": "PJSIPShowRegistrationsOutbound"}, timeout=10))
+            if m.get("Event") == "OutboundRegistrationDetail"}
+        missing = (expected["endpoints"] - endpoints) | (expected["registrations"] - regs)
+        missing |= {f"удалён не до конца: {e}" for e in endpoints if e.startswith("trunk-")
+                    and e not in expected["endpoints"]}
+        for context in sorted(expected["contexts"]):
+            reply = items_of(await self.ami.action({"Action": "ShowDialPlan", "Context": context}, timeout=10))
+            if any(m.get("Response") == "Error" for m in reply):
+                missing.add(context)
+        return missing
+
+    async def _register_now(self, names: set[str]) -> None:
+        """A reload leaves an unchanged registration waiting out its retry (60 s after a
+        refusal) even when its password just changed: ask for a REGISTER now."""
+        if not names:
+            return
+        for m in items_of(await self.ami.action({"Action": "PJSIPShowRegistrationsOutbound"}, timeout=10)):
+            name = str(m.get("ObjectName"))
+            if m.get("Event") == "OutboundRegistrationDetail" and name in names \
+                    and str(m.get("Status")).lower() != "registered":
+                await self.ami.action({"Action": "PJSIPRegister", "Registration": name}, timeout=10)
+
+    async def _restore(self, previous: dict[str, str | None]) -> None:
+        for name, text in previous.items():
+            if text is not None:
+                write_atomically(self.etc / name, text)
+        try:
+            await self._reload()
+        except (ApplyError, ConnectionError, TimeoutError) as exc:
+            log.error("restoring the previous telephony failed too: %s", exc)

@@ -1,0 +1,133 @@
+"""The clinic's telephony data -> Asterisk configuration text (issue #29). Pure: providers in,
+the two files ``pjsip_clinic.conf`` and ``extensions_clinic.conf`` out; the shipped templates
+include them. Section names are made of ids; every value went through ``crm.rules.telephony``
+and is escaped again here, so nothing a user typed can open a section or a directive."""
+
+from __future__ import annotations
+
+from crm.rules.telephony import (
+    DID_IN_RURI,
+    DID_IN_TO,
+    REGISTER,
+    Provider,
+    escape_value,
+    outgoing_provider,
+)
+
+PJSIP_FILE, DIALPLAN_FILE = "pjsip_clinic.conf", "extensions_clinic.conf"
+LEGACY_TRUNK = "operator"  # the demo's provider, identified by address in the shipped pjsip.conf
+HEADER = "; Rendered by clinic-pbx from «Настройки → Телефония»: edit there, not here.\n"
+
+
+def _lines(section: str, pairs: list[tuple[str, str | int]], template: str = "") -> str:
+    body = "".join(f"{k} = {escape_value(str(v))}\n" for k, v in pairs if v != "")
+    return f"[{section}]{f'({template})' if template else ''}\n{body}\n"
+
+
+def sip_uri(p: Provider, user: str = "") -> str:
+    transport = ";transport=tcp" if p.transport == "tcp" else ""
+    return f"sip:{user + '@' if user else ''}{p.server}:{p.port}{transport}"
+
+
+def _proxy(p: Provider) -> str:
+    return f"sip:{p.outbound_proxy};lr" if p.outbound_proxy else ""
+
+
+def provider_pjsip(p: Provider) -> str:
+    """One provider's endpoint, aor, auth, registration and identify sections."""
+    name, registers = p.endpoint, p.auth == REGISTER
+    has_auth = bool(p.login and p.password)
+    transport = f"transport-{p.transport}"
+    text = f"; provider {p.id}\n"
+    text += _lines(name, [
+        ("transport", transport), ("context", f"from-{name}"), ("aors", name),
+        ("disallow", "all"), ("allow", ",".join(p.codecs)), ("dtmf_mode", p.dtmf),
+        ("outbound_auth", f"{name}-auth" if has_auth else ""),
+        ("from_user", p.from_user or (p.login if registers else "")), ("from_domain", p.from_domain),
+        ("outbound_proxy", _proxy(p)),
+        # the patient's number may arrive in P-Asserted-Identity; patients never learn who took the call
+        ("trust_id_inbound", "yes"), ("send_connected_line", "no"),
+    ], template="endpoint-common")
+    text += _lines(name, [("type", "aor"), ("contact", sip_uri(p)), ("qualify_frequency", 60 if p.qualify else 0),
+                          ("outbound_proxy", _proxy(p))])
+    if has_auth:
+        text += _lines(f"{name}-auth", [("type", "auth"), ("auth_type", "userpass"),
+                                         ("username", p.auth_user or p.login), ("password", p.password)])
+    if registers:
+        text += _lines(f"{name}-reg", [
+            ("type", "registration"), ("transport", transport), ("outbound_auth", f"{name}-auth"),
+            ("server_uri", sip_uri(p)), ("client_uri", sip_uri(p, p.login)), ("contact_user", p.login),
+            ("outbound_proxy", _proxy(p)), ("expiration", p.expiry), ("retry_interval", p.retry),
+            # Asterisk's defaults stop trying for good after one refusal or ten timeouts: a
+            # clinic's line must come back by itself once the provider fixes the account
+            ("auth_rejection_permanent", "no"), ("forbidden_retry_interval", max(p.retry, 60)),
+            ("fatal_retry_interval", max(p.retry, 60)), ("max_retries", 100000),
+            ("max_random_initial_delay", 1),
+            # incoming calls come back to our contact with this line's token: several accounts
+            # on one provider's address stay apart
+            ("line", "yes"), ("endpoint", name),
+        ])
+    matches = [p.server, *p.addresses] if not p.outbound_proxy else [p.server, p.outbound_proxy, *p.addresses]
+    text += _lines(f"{name}-identify", [("type", "identify"), ("endpoint", name),
+                                        ("match", ",".join(dict.fromkeys(matches)))])
+    return text
+
+
+def _number_steps(p: Provider) -> list[str]:
+    """Dialplan steps that leave the dialled clinic number's digits in CLINIC_IN."""
+    if p.did_from == DID_IN_RURI:
+        return ["Set(CLINIC_H=${EXTEN})", "Goto(num)"]
+    header = "To" if p.did_from == DID_IN_TO else p.did_from
+    return [f"Set(CLINIC_H=${{PJSIP_HEADER(read,{header})}})",
+            '''GotoIf($["${CLINIC_H}" : ".*sip:"]?uri:num)''']
+
+
+def provider_dialplan(p: Provider) -> str:
+    name = p.endpoint
+    steps = _number_steps(p)
+    text = f"[from-{name}]\n"
+    text += f"exten => _[0-9a-zA-Z+*#]!,1,Set(__CLINIC_TRUNK={name})\n"
+    if p.max_calls:
+        text += f" same => n,Set(GROUP(clinic-trunks)={name})\n"
+        text += f" same => n,GotoIf($[${{GROUP_COUNT({name}@clinic-trunks)}} > {p.max_calls}]?full)\n"
+    for step in steps:
+        text += f" same => n,{step}\n"
+    text += " same => n(uri),Set(CLINIC_H=${CUT(CLINIC_H,@,1)})\n"
+    text += " same => n,Set(CLINIC_H=${CUT(CLINIC_H,:,2)})\n"
+    text += " same => n(num),Set(CLINIC_IN=${FILTER(0123456789,${CLINIC_H})})\n"
+    # no number at all: the main reception still answers (from-operator's catch-all)
+    text += ' same => n,ExecIf($["${CLINIC_IN}" = ""]?Set(CLINIC_IN=0))\n'
+    text += " same => n,Goto(from-operator,${CLINIC_IN},1)\n"
+    if p.max_calls:
+        text += " same => n(full),Hangup(34)\n"
+    return text + "\n"
+
+
+def outgoing_dialplan(providers: list[Provider]) -> str:
+    """Which endpoint outgoing calls leave by, as a subroutine the shipped dialplan calls."""
+    out = outgoing_provider(providers)
+    trunk = out.endpoint if out is not None else LEGACY_TRUNK
+    cap = out.max_calls if out is not None else 0
+    text = "[clinic-trunk-out]\n"
+    text += f"exten => s,1,Set(CLINIC_OUT_TRUNK={trunk})\n"
+    if cap:
+        text += f" same => n,Set(GROUP(clinic-trunks)={trunk})\n"
+        text += f" same => n,ExecIf($[${{GROUP_COUNT({trunk}@clinic-trunks)}} > {cap}]?Hangup(34))\n"
+    text += " same => n,Return()\n\n"
+    return text
+
+
+def render_telephony(providers: list[Provider]) -> dict[str, str]:
+    """File name -> text, for the enabled providers (a disabled one leaves Asterisk)."""
+    enabled = [p for p in providers if p.enabled]
+    pjsip = HEADER + "".join(provider_pjsip(p) for p in enabled)
+    dialplan = HEADER + outgoing_dialplan(enabled) + "".join(provider_dialplan(p) for p in enabled)
+    return {PJSIP_FILE: pjsip, DIALPLAN_FILE: dialplan}
+
+
+def expected_objects(providers: list[Provider]) -> dict[str, set[str]]:
+    """What Asterisk must show once the files are applied: the confirmation's checklist."""
+    enabled = [p for p in providers if p.enabled]
+    return {"endpoints": {p.endpoint for p in enabled},
+            "registrations": {f"{p.endpoint}-reg" for p in enabled if p.auth == REGISTER},
+            "contexts": {f"from-{p.endpoint}" for p in enabled} | {"clinic-trunk-out"}}

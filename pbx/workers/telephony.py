@@ -1,0 +1,123 @@
+"""Keeps Asterisk on the panel's telephony and tells how the providers are doing (issue #29).
+
+Every ``tick`` it compares the database's telephony revision with the one this box applied
+(a change made on any panel of a chain reaches every box within a tick) and applies a new
+one. It reads the providers' state from Asterisk itself: ``PJSIPShowRegistrationsOutbound``
+and ``PJSIPShowContacts`` every few seconds, and the reason of a refusal from the AMI
+``Registry`` events the pump hands it. Nothing here is shown unless Asterisk said it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from crm.aio import cancel_and_wait
+from crm.rules.telephony import TrunkStatus, outgoing_provider, registration_reasons, trunk_status
+from crm.storage import AnyDatabase
+from pbx.ami.client import AmiEvent, AmiLink
+from pbx.asterisk.apply import TelephonyApplier, items_of
+from pbx.asterisk.render import LEGACY_TRUNK, sip_uri
+
+log = logging.getLogger(__name__)
+
+
+class TelephonyWorker:
+    def __init__(self, applier: TelephonyApplier, db: AnyDatabase, ami: Any, *, tick: float = 2.0,
+                 poll: float = 5.0, clock: Callable[[], float] = time.time, log_path: Path | None = None) -> None:
+        self.applier, self.db, self.ami, self.log_path = applier, db, ami, log_path
+        self.tick, self.poll, self.clock = tick, poll, clock
+        self.registrations: dict[str, str] = {}  # "trunk-N-reg" -> Asterisk's status
+        self.contacts: dict[str, str] = {}  # aor -> Reachable / Unreachable / ...
+        self.causes: dict[str, str] = {}  # client URI -> the last refusal's reason
+        self.since: dict[str, tuple[str, float]] = {}  # endpoint -> (status code, since)
+        self.polled_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="telephony")
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+
+    def wake(self) -> None:
+        """A change was saved here: apply it now rather than at the next tick."""
+        self._wake.set()
+
+    def on_ami(self, item: AmiEvent | AmiLink) -> None:
+        """Pump sink: a registration's reason. Cheap and never waits."""
+        if isinstance(item, AmiLink) or item.name != "Registry":
+            return
+        h = item.headers
+        who = str(h.get("Username") or "")
+        status, cause = str(h.get("Status") or ""), str(h.get("Cause") or "")
+        if status.lower() == "registered":
+            self.causes.pop(who, None)
+        elif cause:  # Asterisk 22 sends none: refresh() reads its log instead
+            self.causes[who] = cause
+
+    async def _run(self) -> None:
+        last_poll = 0.0
+        while True:
+            try:
+                if self.ami is not None and self.ami.connected:
+                    await self.applier.apply_if_changed()
+                    if self.clock() - last_poll >= self.poll:
+                        await self.refresh()
+                        last_poll = self.clock()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a database or AMI outage: try again next tick
+                log.warning("telephony tick failed: %s", exc)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.tick)
+            except TimeoutError:
+                pass
+
+    async def refresh(self) -> None:
+        regs: dict[str, str] = {}
+        for m in items_of(await self.ami.action({"Action": "PJSIPShowRegistrationsOutbound"}, timeout=10)):
+            if m.get("Event") == "OutboundRegistrationDetail":
+                regs[str(m.get("ObjectName"))] = str(m.get("Status") or "")
+        contacts: dict[str, str] = {}
+        for m in items_of(await self.ami.action({"Action": "PJSIPShowContacts"}, timeout=10)):
+            if m.get("Event") == "ContactList":
+                contacts[str(m.get("Aor"))] = str(m.get("Status") or "")
+        self.registrations, self.contacts, self.polled_at = regs, contacts, self.clock()
+        if self.log_path is not None and any(v.lower() != "registered" for v in regs.values()):
+            # AMI says only "Rejected": the provider's answer is in Asterisk's own log
+            self.causes.update(registration_reasons(await asyncio.to_thread(_tail, self.log_path)))
+
+    def outgoing_trunk(self) -> str:
+        """The endpoint outgoing calls leave by, as applied (the dialplan's clinic-trunk-out)."""
+        out = outgoing_provider(self.applier.providers)
+        return out.endpoint if out is not None else LEGACY_TRUNK
+
+    def statuses(self) -> dict[int, TrunkStatus]:
+        """Each applied provider's state as Asterisk last reported it."""
+        out: dict[int, TrunkStatus] = {}
+        for p in self.applier.providers:
+            if not p.enabled:
+                continue
+            status = trunk_status(p, self.registrations.get(f"{p.endpoint}-reg", ""),
+                                  self.causes.get(sip_uri(p, p.login), ""), self.contacts.get(p.endpoint, ""), None)
+            code, since = self.since.get(p.endpoint, ("", self.clock()))
+            if code != status.code:
+                since = self.clock()
+                self.since[p.endpoint] = (status.code, since)
+            out[p.id] = TrunkStatus(status.code, status.text, since)
+        return out
+
+
+def _tail(path: Path, size: int = 256 * 1024) -> list[str]:
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - size))
+            return f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
