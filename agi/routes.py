@@ -1,4 +1,5 @@
-"""FastAGI routes. They read the CRM to answer Asterisk during a call; they never write calls."""
+"""FastAGI routes. They read the CRM to answer Asterisk during a call; they never write calls
+(the one write: a caller outside the hours becomes a callback request)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from agi.server import AgiRequest
-from crm import identify, phones
+from crm import callbacks, identify, phones
+from crm.clock import Clock
 from crm.db import Database
 
 log = logging.getLogger(__name__)
@@ -39,3 +41,22 @@ def incoming_route(db: Database) -> Callable[[AgiRequest], Awaitable[None]]:
         log.debug("incoming %s -> %s %s", raw, who.kind, who.patient_id or who.display)
 
     return incoming
+
+
+def after_hours_route(db: Database, clock: Clock) -> Callable[[AgiRequest], Awaitable[None]]:
+    """``agi://host:port/after_hours,<clinic number>``: the caller of a closed number becomes a
+    callback request (its robot calls at opening); CLINIC_CALLBACK_REQUEST names it."""
+
+    async def after_hours(request: AgiRequest) -> None:
+        e164 = phones.normalize(request.headers.get("agi_callerid", ""))
+        did = "".join(ch for ch in request.headers.get("agi_arg_1", "") if ch.isdigit())
+        if not e164:
+            log.info("after hours on %s: the caller's number is hidden, no callback request", did)
+            await request.set_variable("CLINIC_CALLBACK_REQUEST", "")
+            return
+        intake = await callbacks.after_hours_request(db, e164, did, clock.now())
+        log.info("after hours on %s: callback request %s (%s)", did, intake.request_id,
+                 "joined" if intake.joined else "new" if intake.created else "known")
+        await request.set_variable("CLINIC_CALLBACK_REQUEST", str(intake.request_id))
+
+    return after_hours

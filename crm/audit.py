@@ -21,6 +21,8 @@ ACTIONS = {
     "escort_settings": "изменил настройки оповещений", "escort_call_now": "робот: позвонить сейчас",
     "audit_view": "открыл журнал",
     "provider_save": "изменил провайдера", "provider_delete": "удалил провайдера",
+    "number_save": "изменил номер клиники", "number_delete": "удалил номер клиники",
+    "phone_save": "изменил телефон", "phone_delete": "удалил телефон", "phone_password": "сменил пароль телефона",
     "telephony_apply": "применил настройки телефонии",
 }
 

@@ -106,6 +106,18 @@ class Intake:
     joined: bool = False
 
 
+AFTER_HOURS_SOURCE = "телефона в нерабочее время"  # the robot tells the admin «Заявка на запись с …»
+
+
+async def after_hours_request(db: Database, e164: str, did: str, now: float) -> Intake:
+    """A caller who rang a clinic number outside its hours (issue #29): a callback request of
+    the number's branch, joined with their open one like any other."""
+    row = await db.fetchone("SELECT branch_id FROM clinic_numbers WHERE did = ?", (did,))
+    return await create_request(db, NewRequest(
+        phone=e164, source_name=AFTER_HOURS_SOURCE, branch_id=row[0] if row is not None else None,
+        comment=f"Звонок на номер клиники {did} в нерабочее время"), now)
+
+
 async def create_request(db: Database, req: NewRequest, now: float) -> Intake:
     """Idempotent on (source, external id); a request of the same number and source within
     24 h of an open one joins it instead of ringing twice. The job is made in the same

@@ -40,14 +40,17 @@ async def load_demo(db: Database, now: float | None = None, tz: str = "Europe/Mo
             "INSERT INTO branches (name, message_name, time_zone)"
             " VALUES ('Клиника «Улыбка» на Тверской', 'Улыбка', 'Europe/Moscow')"
         )).lastrowid
-        for did, channel, script in (
-            ("74951110001", "Сайт", "Поздоровайтесь и назовите клинику; уточните, что беспокоит."),
-            ("74951110002", "ПроДокторов", "Спросите, к какому врачу пациент записывался на сайте."),
+        # the demo's numbers route as the clinic's own would (crm.telephony): the main one rings
+        # every reception phone, the second one rings them in order
+        for did, channel, script, queue in (
+            ("74951110001", "Сайт", "Поздоровайтесь и назовите клинику; уточните, что беспокоит.", "reception-ringall"),
+            ("74951110002", "ПроДокторов", "Спросите, к какому врачу пациент записывался на сайте.", "reception-linear"),
         ):
             await tx.execute(
-                "INSERT INTO clinic_numbers (did, branch_id, ad_channel, script) VALUES (?, ?, ?, ?)",
-                (did, branch, channel, script),
+                "INSERT INTO clinic_numbers (did, branch_id, ad_channel, script, queue) VALUES (?, ?, ?, ?, ?)",
+                (did, branch, channel, script, queue),
             )
+        await tx.execute("UPDATE telephony_revision SET revision = revision + 1")
         for ext in ("101", "102", "103"):
             await tx.execute(
                 "INSERT INTO desk_phones (extension, branch_id, label) VALUES (?, ?, ?)",

@@ -57,6 +57,14 @@ async def clinic_numbers(db: Database) -> list[dict[str, Any]]:
         "SELECT did, ad_channel, hide_caller FROM clinic_numbers ORDER BY did")]
 
 
+async def clinic_number_routes(db: Database) -> list[dict[str, Any]]:
+    """The clinic's numbers as the telephony settings show them: route, branch, channel."""
+    return [dict(r) for r in await db.fetchall(
+        "SELECT n.did, n.queue, n.ad_channel, n.branch_id, b.name AS branch, n.hours, n.holidays, n.closed_message,"
+        " n.closed_mobile, n.closed_callback FROM clinic_numbers n"
+        " LEFT JOIN branches b ON b.id = n.branch_id ORDER BY n.did")]
+
+
 async def hide_caller(db: Database, did: str, hidden: bool) -> bool:
     """Show calls on this clinic number without the caller's number (seed 000: ProDoctorov)."""
     async with db.transaction() as tx:
@@ -88,7 +96,7 @@ async def doctors(db: Database) -> list[dict[str, Any]]:
 async def desk_phones_with_holders(db: Database) -> list[dict[str, Any]]:
     """Every desk phone and who is bound to it now (none: the holder fields are NULL)."""
     return [dict(r) for r in await db.fetchall(
-        "SELECT d.extension, d.label, d.branch_id, u.id AS user_id, u.full_name, u.login FROM desk_phones d"
+        "SELECT d.extension, d.label, d.branch_id, d.queues, u.id AS user_id, u.full_name, u.login FROM desk_phones d"
         " LEFT JOIN shift_bindings b ON b.extension = d.extension AND b.ended_at IS NULL"
         " LEFT JOIN users u ON u.id = b.user_id ORDER BY d.extension")]
 

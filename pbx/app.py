@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from agi.routes import incoming_route
+from agi.routes import after_hours_route, incoming_route
 from agi.server import AgiRequest, FastAgiServer
 from crm import storage
 from crm.clock import Clock, SystemClock
@@ -123,6 +123,7 @@ def build_app(
     def agi_server() -> FastAgiServer:
         agi = FastAgiServer(settings.asterisk.agi_host, settings.asterisk.agi_port)
         agi.add_route("incoming", incoming_route(services.db))
+        agi.add_route("after_hours", after_hours_route(services.db, services.clock))
         agi.add_route("ping", agi_ping)
         return agi
 
@@ -155,8 +156,9 @@ def build_app(
         pump.add_resync(services.calls.resync)
         # the panel's telephony is applied to the Asterisk we run (an existing one includes
         # the files `clinic-pbx asterisk config --out` renders)
-        telephony = TelephonyWorker(TelephonyApplier(settings.asterisk_etc, services.db, client), services.db,
-                                    client, log_path=settings.asterisk_var / "log" / "messages.log",
+        applier = TelephonyApplier(settings.asterisk_etc, services.db, client, tz=settings.time_zone,
+                                   prompts=PromptCache(settings.sounds_dir / "tts", settings.robot.tts_rate))
+        telephony = TelephonyWorker(applier, services.db, client, log_path=settings.asterisk_var / "log" / "messages.log",
                                     ) if settings.asterisk.embedded else None
         if telephony is not None:
             pump.add_sink(telephony.on_ami)

@@ -69,6 +69,11 @@ class AsteriskSettings:
     one_call_per_phone: bool = True
     ami_ping_seconds: float = 10.0
     ami_ping_timeout: float = 5.0
+    # a box behind NAT (a clinic's router): the public address providers and remote phones
+    # reach, and the networks that are local (comma-separated, e.g. "192.168.1.0/24"); a
+    # transport's settings are read at Asterisk's start only (`clinic-pbx asterisk restart`)
+    external_address: str = ""
+    local_networks: str = ""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from crm import audit, clinic_settings, comments, directory, distribution, schedule, tags, users
 from crm.comments import CommentError
+from crm.rules.telephony import QUEUE_NAMES
 from crm.schedule import BookingError
 from crm.tags import TagError
 from pbx.services import SERVICES
@@ -24,9 +25,6 @@ HISTORY_RIGHTS = {"none": "Нет доступа", "read": "Чтение", "edit
 assert tuple(HISTORY_RIGHTS) == users.HISTORY_RIGHTS
 
 
-# the queues the shipped dialplan has, as the clinic knows them
-QUEUE_NAMES = {"reception-ringall": "Регистратура: звонят все телефоны сразу",
-               "reception-linear": "Регистратура: телефоны по очереди"}
 # the page's sections (tabs by anchor); each action returns to its own
 SECTIONS = {"telephony": "Телефония", "doctors": "Врачи", "users": "Пользователи", "tags": "Метки",
             "topics": "Темы и «Кто, тип»"}

@@ -11,11 +11,12 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import audit, providers
+from crm import audit, directory
+from crm import telephony as providers
+from crm.rules import hours
 from crm.rules import telephony as rules
 from pbx.services import SERVICES, Services
 from web.common import clinic_tz, now_ts, require_settings
-from web.security import client_of
 
 APPLY_WAIT = 15.0  # how long a save waits for Asterisk's confirmation before showing the page
 
@@ -36,10 +37,36 @@ async def state_of(services: Services) -> dict[str, Any]:
             "statuses": worker.statuses()}
 
 
+def _open_now(request: web.Request, n: dict[str, Any]) -> bool | None:
+    """Is this number within its hours now (None: it has none, always open)?"""
+    try:
+        spans, days = hours.parse_hours(n["hours"]), hours.parse_holidays(n["holidays"])
+    except hours.HoursError:
+        return None
+    return hours.is_open(spans, days, datetime.fromtimestamp(now_ts(request), clinic_tz(request))) if spans else None
+
+
+async def _phones(services: Services) -> list[dict[str, Any]]:
+    """Every desk phone with its live state as Asterisk last reported it."""
+    worker = services.telephony
+    details = worker.contact_details if worker is not None else {}
+    out = []
+    for row in await directory.desk_phones_with_holders(services.db):
+        ext = str(row["extension"])
+        contact = details.get(ext, {})
+        out.append({**row, "managed": ext not in rules.SHIPPED_PHONES, "online": contact.get("status") in (
+            "Reachable", "NonQualified", "Unknown") and bool(contact), "contact": contact})
+    return out
+
+
 async def _page(request: web.Request, *, error: str = "", field: str = "", edit: rules.Provider | None = None,
-                form: Any = None) -> dict[str, Any]:
+                form: Any = None, secret: dict[str, str] | None = None) -> dict[str, Any]:
     services = request.app[SERVICES]
     state = await state_of(services)
+    numbers = await directory.clinic_number_routes(services.db)
+    for n in numbers:
+        n["open_now"] = _open_now(request, n)
+    wanted = request.query.get("number", "")
     return {
         "providers": await providers.all_providers(services.db), "state": state,
         "applied_at": _when(request, state.get("applied_at")),
@@ -47,6 +74,11 @@ async def _page(request: web.Request, *, error: str = "", field: str = "", edit:
         "error": error, "field": field, "edit": edit, "form": form or {},
         "auth_modes": rules.AUTH_MODES, "transports": rules.TRANSPORTS, "did_places": rules.DID_PLACES,
         "dtmf_modes": rules.DTMF_MODES, "codecs": rules.CODECS,
+        "numbers": numbers, "queues": rules.QUEUE_NAMES,
+        "edit_number": next((n for n in numbers if n["did"] == wanted), None),
+        "branches": await directory.branches(services.db),
+        "phones": await _phones(services), "secret": secret,
+        "sip_server": f"{services.settings.asterisk.host}:{services.settings.asterisk.sip_port}",
     }
 
 
@@ -70,40 +102,114 @@ async def _apply_now(services: Services) -> None:
             pass  # the page says «не применено» and the worker retries
 
 
+def _provider_id(form: Any) -> int:
+    raw = str(form.get("provider") or "0")
+    return int(raw) if raw.isdigit() else 0
+
+
+async def _provider_save(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
+    provider_id = _provider_id(form)
+    existing = await providers.provider(services.db, provider_id) if provider_id else None
+    if provider_id and existing is None:
+        raise rules.TelephonyError("name", "Нет такого провайдера")
+    data = {k: str(v) for k, v in form.items()}
+    place = data.get("did_from_place", rules.DID_IN_RURI)
+    data["did_from"] = data.get("did_header", "") if place == "header" else place
+    data["enabled"] = "1" if "enabled" in form else "0"
+    data["qualify"] = "1" if "qualify" in form else "0"
+    if existing is not None and not data.get("password"):
+        data["password"] = existing.password  # the form never shows a password back: empty keeps it
+    p = rules.check_provider(data, provider_id)
+    await providers.save_provider(services.db, p, now, actor=me.name, user_id=me.user_id)
+    return {}
+
+
+async def _provider_delete(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
+    await providers.delete_provider(services.db, _provider_id(form), now, actor=me.name, user_id=me.user_id)
+    return {}
+
+
+async def _number_save(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
+    branch = str(form.get("branch") or "")
+    await providers.save_number(services.db, rules.check_number({k: str(v) for k, v in form.items()}), now,
+                                branch_id=int(branch) if branch.isdigit() else None,
+                                ad_channel=str(form.get("ad_channel") or ""), actor=me.name, user_id=me.user_id)
+    return {}
+
+
+async def _number_delete(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
+    await providers.delete_number(services.db, str(form.get("did") or ""), now, actor=me.name, user_id=me.user_id)
+    return {}
+
+
+async def _apply(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
+    if services.telephony is not None:
+        services.telephony.applier.state.failed_revision = -1  # try the refused revision again
+    await audit.record(services.db, me.name, "telephony_apply", now, user_id=me.user_id, object_kind="telephony")
+    return {}
+
+
 async def telephony_submit(request: web.Request) -> web.StreamResponse:
     me = await require_settings(request)
     services = request.app[SERVICES]
     form = await request.post()
     action, now = str(form.get("action", "")), now_ts(request)
-    provider_id = int(str(form.get("provider") or 0)) if str(form.get("provider") or "0").isdigit() else 0
     try:
-        if action == "provider_save":
-            existing = await providers.provider(services.db, provider_id) if provider_id else None
-            if provider_id and existing is None:
-                raise rules.TelephonyError("name", "Нет такого провайдера")
-            data = {k: str(v) for k, v in form.items()}
-            place = data.get("did_from_place", rules.DID_IN_RURI)
-            data["did_from"] = data.get("did_header", "") if place == "header" else place
-            data["enabled"] = "1" if "enabled" in form else "0"
-            data["qualify"] = "1" if "qualify" in form else "0"
-            keep = bool(existing) and not data.get("password")
-            if keep and existing is not None:
-                data["password"] = existing.password  # the form never shows a password back
-            p = rules.check_provider(data, provider_id)
-            await providers.save_provider(services.db, p, now, actor=me.name, user_id=me.user_id, keep_password=keep)
-        elif action == "provider_delete":
-            await providers.delete_provider(services.db, provider_id, now, actor=me.name, user_id=me.user_id)
-        elif action == "apply":
-            if services.telephony is not None:
-                services.telephony.applier.state.failed_revision = -1  # try the refused revision again
-            await audit.record(services.db, me.name, "telephony_apply", now, user_id=me.user_id,
-                               object_kind="telephony", address=client_of(request))
-        else:
+        handler = ACTIONS.get(action)
+        if handler is None:
             raise rules.TelephonyError("", "Неизвестное действие")
+        secret = await handler(services, form, now, me)
+        if secret:  # a phone's new password: shown once, on this page, never stored
+            await _apply_now(services)
+            return aiohttp_jinja2.render_template("telephony.html", request, await _page(request, secret=secret))
     except rules.TelephonyError as exc:
+        provider_id = _provider_id(form)
         edit = await providers.provider(services.db, provider_id) if provider_id else None
         return aiohttp_jinja2.render_template(
             "telephony.html", request,
             await _page(request, error=str(exc), field=exc.field, edit=edit, form=form), status=400)
     await _apply_now(services)
     raise web.HTTPFound("/settings/telephony")
+
+
+async def _phone_save(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
+    data = {k: str(v) for k, v in form.items()}
+    data["queues"] = ",".join(str(q) for q in form.getall("queues", []))
+    phone = rules.check_phone(data)
+    branch = str(form.get("branch") or "")
+    password = await providers.save_phone(services.db, phone, now, branch_id=int(branch) if branch.isdigit() else None,
+                                          actor=me.name, user_id=me.user_id)
+    return {"extension": phone.extension, "password": password} if password else {}
+
+
+async def _phone_password(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
+    ext = str(form.get("extension") or "")
+    return {"extension": ext, "password": await providers.reset_phone_password(
+        services.db, ext, now, actor=me.name, user_id=me.user_id)}
+
+
+async def _phone_delete(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
+    await providers.delete_phone(services.db, str(form.get("extension") or ""), now, actor=me.name, user_id=me.user_id)
+    return {}
+
+
+async def _phone_ring(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
+    """Ring the phone and say a test phrase when it is picked up (the robots' TTS)."""
+    ext = str(form.get("extension") or "")
+    worker = services.telephony
+    if not ext.isdigit() or services.ami is None or not services.ami.connected or worker is None:
+        raise rules.TelephonyError("extension", "Нет связи с АТС: позвонить нельзя")
+    prompts = worker.applier.prompts
+    sound = str(await prompts.path(TEST_PHRASE)) if prompts is not None else "beep"
+    reply = await services.ami.action({"Action": "Originate", "Channel": f"PJSIP/{ext}", "Application": "Playback",
+                                       "Data": sound, "CallerID": f'"Проверка" <{ext}>', "Timeout": "20000",
+                                       "Async": "true"}, timeout=10)
+    if str(dict(reply if not isinstance(reply, list) else reply[0]).get("Response")) != "Success":
+        raise rules.TelephonyError("extension", f"Asterisk не позвонил на {ext}")
+    return {}
+
+
+TEST_PHRASE = "Проверка телефона. Телефон работает. Можно положить трубку."
+ACTIONS = {"provider_save": _provider_save, "provider_delete": _provider_delete, "number_save": _number_save,
+           "number_delete": _number_delete, "phone_save": _phone_save, "phone_password": _phone_password,
+           "phone_delete": _phone_delete, "phone_ring": _phone_ring, "apply": _apply}

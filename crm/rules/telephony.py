@@ -8,9 +8,12 @@ or a quote typed into a form cannot break or extend Asterisk's configuration."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from crm.rules import hours
 
 REGISTER, BY_ADDRESS = "register", "ip"
 AUTH_MODES = {REGISTER: "регистрация (логин и пароль)", BY_ADDRESS: "по адресу провайдера"}
@@ -19,6 +22,9 @@ DID_IN_RURI, DID_IN_TO = "ruri", "to"
 DID_PLACES = {DID_IN_RURI: "в Request-URI", DID_IN_TO: "в заголовке To"}
 DTMF_MODES = {"rfc4733": "RFC 4733 (RTP)", "info": "SIP INFO", "inband": "в звуке", "auto": "авто"}
 CODECS = ("alaw", "ulaw", "g722", "g729", "opus")
+# the queues the shipped queues.conf has, as the clinic knows them
+QUEUE_NAMES = {"reception-ringall": "Регистратура: звонят все телефоны сразу",
+               "reception-linear": "Регистратура: телефоны по очереди"}
 TRUNK_PREFIX = "trunk-"
 
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$")
@@ -230,3 +236,78 @@ def registration_reasons(log_lines: Iterable[str]) -> dict[str, str]:
         else:
             out[m.group(2)] = _RESPONSE.sub(" ", what).replace("'", "").replace(" received", "").strip()[:80]
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicNumber:
+    did: str  # 11-15 digits, as the CRM stores it: 74951110001
+    queue: str = "reception-ringall"
+    hours: str = ""  # crm.rules.hours: "" = always open
+    holidays: str = ""
+    closed_message: str = ""  # what a caller hears outside the hours, in the clinic's words
+    closed_mobile: str = ""  # then forwarded there (digits), or
+    closed_callback: bool = False  # then a callback request for the robot at opening
+
+
+def normalize_did(raw: str) -> str:
+    """A clinic number as typed or as a provider sends it (+7 (495) 111-00-01, 8 495 ...,
+    4951110001) -> 74951110001; "" when it is no phone number."""
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    if len(digits) == 10 and not raw.strip().startswith("+"):
+        digits = "7" + digits  # a Russian number without its country code
+    elif len(digits) == 11 and digits.startswith("8"):
+        digits = "7" + digits[1:]
+    return digits if 11 <= len(digits) <= 15 else ""
+
+
+def check_number(form: Mapping[str, str]) -> ClinicNumber:
+    did = normalize_did(_text(form, "did"))
+    if not did:
+        raise TelephonyError("did", "Номер клиники: 11–15 цифр, например +7 495 111-00-01")
+    queue = _text(form, "queue") or "reception-ringall"
+    if queue not in QUEUE_NAMES:
+        raise TelephonyError("queue", "Очередь: выберите из списка")
+    hours_text, holidays_text = " ".join(_text(form, "hours").split()), " ".join(_text(form, "holidays").split())
+    for key, parse, text in (("hours", hours.parse_hours, hours_text), ("holidays", hours.parse_holidays, holidays_text)):
+        try:
+            parse(text)
+        except hours.HoursError as exc:
+            raise TelephonyError(key, str(exc)) from None
+    message = " ".join(_text(form, "closed_message").split())
+    if len(message) > 500:
+        raise TelephonyError("closed_message", "Сообщение в нерабочее время: до 500 символов")
+    mobile = _text(form, "closed_mobile")
+    if mobile and not normalize_did(mobile):
+        raise TelephonyError("closed_mobile", "Мобильный для переадресации: 11–15 цифр, например +7 903 111-22-33")
+    return ClinicNumber(did, queue, hours_text, holidays_text, message, normalize_did(mobile) if mobile else "",
+                        _flag(form, "closed_callback", default=False))
+
+
+SHIPPED_PHONES = ("101", "102", "103")  # the demo's, written in asterisk-config/pjsip.conf
+SIP_REALM = "asterisk"  # Asterisk's default realm: the digest a phone's md5_cred is made for
+_EXTENSION = re.compile(r"^1[0-9]{2}$")  # what [from-phones] dials between phones (_1XX)
+
+
+@dataclass(frozen=True, slots=True)
+class DeskPhone:
+    extension: str
+    label: str = ""
+    queues: tuple[str, ...] = ()
+    md5_cred: str = ""  # "" until a password is made
+
+
+def md5_cred(extension: str, password: str) -> str:
+    """What Asterisk's ``auth_type = md5`` compares a phone's digest with."""
+    return hashlib.md5(f"{extension}:{SIP_REALM}:{password}".encode()).hexdigest()  # noqa: S324 - SIP digest
+
+
+def check_phone(form: Mapping[str, str]) -> DeskPhone:
+    extension = _text(form, "extension")
+    if not _EXTENSION.match(extension):
+        raise TelephonyError("extension", "Внутренний номер: три цифры от 100 до 199 (их набирают коллеги)")
+    if extension in SHIPPED_PHONES:
+        raise TelephonyError("extension", f"Номер {extension} занят телефоном демо-клиники")
+    # shown on colleagues' phones, written into a config: letters, digits, spaces, . and - only
+    label = " ".join(re.sub(r"[^\w .-]", " ", _text(form, "label"), flags=re.UNICODE).split())[:40]
+    queues = tuple(q for q in QUEUE_NAMES if q in str(form.get("queues") or "").split(","))
+    return DeskPhone(extension, label, queues)

@@ -1,6 +1,6 @@
 """Applies the panel's telephony to the running Asterisk (issue #29): render (pure), write each
-file atomically, reload only the modules concerned (``res_pjsip``, the dialplan: calls in
-progress and registered phones stay), then ask Asterisk whether every object it should now have
+file atomically, reload only the modules concerned (``res_pjsip``, the dialplan, ``app_queue``:
+calls in progress and registered phones stay), then ask Asterisk whether every object it should now have
 exists. Only then is the revision "applied"; otherwise the previous files go back, are reloaded
 again, and Asterisk's complaint is kept for the panel."""
 
@@ -12,16 +12,28 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from crm import providers as store
-from crm.rules.telephony import Provider
+from crm import telephony as store
+from crm.rules.telephony import SHIPPED_PHONES, Provider
 from crm.storage import AnyDatabase
-from pbx.asterisk.render import expected_objects, render_telephony
+from pbx.asterisk.render import (
+    DIALPLAN_FILE,
+    PJSIP_FILE,
+    QUEUES_FILE,
+    Context,
+    expected_objects,
+    render_telephony,
+)
+from pbx.outbound.tts import PromptCache, TtsError
 
 log = logging.getLogger(__name__)
-RELOADS = ("module reload res_pjsip.so", "dialplan reload")
+# each file and the reload that reads it again (only the modules concerned: no core reload)
+RELOADS = {PJSIP_FILE: "module reload res_pjsip.so", DIALPLAN_FILE: "dialplan reload",
+           QUEUES_FILE: "module reload app_queue.so"}
 
 
 class ApplyError(RuntimeError):
@@ -49,8 +61,9 @@ def items_of(reply: Any) -> list[dict[str, Any]]:
 
 class TelephonyApplier:
     def __init__(self, etc: Path, db: AnyDatabase, ami: Any, clock: Callable[[], float] = time.time,
-                 confirm_timeout: float = 5.0) -> None:
+                 confirm_timeout: float = 5.0, *, tz: str = "Europe/Moscow", prompts: PromptCache | None = None) -> None:
         self.etc, self.db, self.ami, self.clock = etc, db, ami, clock
+        self.tz, self.prompts = tz, prompts
         self.confirm_timeout = confirm_timeout
         self.state = ApplyState()
         self.providers: list[Provider] = []  # as last applied: the status reader's map
@@ -70,18 +83,27 @@ class TelephonyApplier:
         async with self._lock:
             revision = await store.revision(self.db)
             providers = await store.all_providers(self.db)
-            files = render_telephony(providers)
+            numbers = await store.numbers(self.db)
+            phones = await store.desk_phones(self.db)
+            try:
+                ctx = await self._context({n.closed_message for n in numbers if n.closed_message and n.hours})
+            except TtsError as exc:
+                self.state.error, self.state.failed_revision = f"не удалось озвучить сообщение: {exc}", revision
+                return self.state
+            files = render_telephony(providers, numbers, ctx, phones)
             previous = {n: (self.etc / n).read_text(encoding="utf-8") if (self.etc / n).exists() else None
                         for n in files}
-            expected = expected_objects(providers)
+            expected = expected_objects(providers, numbers, phones)
+            changed = [n for n in files if files[n] != previous[n]]
             try:
-                if files != previous or await self._missing(expected):
-                    for name, text in files.items():
-                        write_atomically(self.etc / name, text)
-                    await self._reload()
+                if not changed and await self._missing(expected):
+                    changed = list(files)  # Asterisk lost what its files say (restarted meanwhile)
+                for name in changed:
+                    write_atomically(self.etc / name, files[name])
+                await self._reload(changed)
                 await self._confirm(expected)
             except (ApplyError, ConnectionError, TimeoutError, OSError) as exc:
-                await self._restore(previous)
+                await self._restore(previous, changed)
                 self.state.error, self.state.failed_revision = str(exc) or type(exc).__name__, revision
                 log.warning("telephony revision %s not applied: %s", revision, self.state.error)
                 return self.state
@@ -91,8 +113,19 @@ class TelephonyApplier:
             log.info("telephony revision %s applied (%d providers)", revision, len(providers))
             return self.state
 
-    async def _reload(self) -> None:
-        for command in RELOADS:
+    async def _context(self, messages: set[str]) -> Context:
+        """The clinic's date and the after-hours messages as prompt files (rendered once each)."""
+        sounds = {}
+        if messages and self.prompts is None:
+            raise TtsError("no TTS here")
+        for text in sorted(messages):
+            assert self.prompts is not None
+            sounds[text] = str(await self.prompts.path(text))
+        today = datetime.fromtimestamp(self.clock(), ZoneInfo(self.tz)).date()
+        return Context(tz=self.tz, today=today, sounds=sounds)
+
+    async def _reload(self, files: list[str]) -> None:
+        for command in (RELOADS[name] for name in files):
             reply = await self.ami.action({"Action": "Command", "Command": command}, timeout=15)
             text = " ".join(str(m.get("Output", "")) + str(m.get("Message", "")) for m in items_of(reply))
             if any(m.get("Response") == "Error" for m in items_of(reply)) or "rror" in text:
@@ -117,8 +150,12 @@ class TelephonyApplier:
             {"Action": "PJSIPShowRegistrationsOutbound"}, timeout=10))
             if m.get("Event") == "OutboundRegistrationDetail"}
         missing = (expected["endpoints"] - endpoints) | (expected["registrations"] - regs)
-        missing |= {f"удалён не до конца: {e}" for e in endpoints if e.startswith("trunk-")
-                    and e not in expected["endpoints"]}
+        missing |= {f"удалён не до конца: {e}" for e in endpoints if e not in expected["endpoints"]
+                    and (e.startswith("trunk-") or e.isdigit() and e not in SHIPPED_PHONES)}
+        if expected["members"]:
+            members = {f"{m.get('Queue')}/{m.get('StateInterface') or m.get('Location')}" for m in items_of(
+                await self.ami.action({"Action": "QueueStatus"}, timeout=10)) if m.get("Event") == "QueueMember"}
+            missing |= expected["members"] - members
         for context in sorted(expected["contexts"]):
             reply = items_of(await self.ami.action({"Action": "ShowDialPlan", "Context": context}, timeout=10))
             if any(m.get("Response") == "Error" for m in reply):
@@ -136,11 +173,11 @@ class TelephonyApplier:
                     and str(m.get("Status")).lower() != "registered":
                 await self.ami.action({"Action": "PJSIPRegister", "Registration": name}, timeout=10)
 
-    async def _restore(self, previous: dict[str, str | None]) -> None:
-        for name, text in previous.items():
-            if text is not None:
-                write_atomically(self.etc / name, text)
+    async def _restore(self, previous: dict[str, str | None], changed: list[str]) -> None:
+        for name in changed:
+            if previous[name] is not None:
+                write_atomically(self.etc / name, str(previous[name]))
         try:
-            await self._reload()
+            await self._reload(changed)
         except (ApplyError, ConnectionError, TimeoutError) as exc:
             log.error("restoring the previous telephony failed too: %s", exc)

@@ -33,6 +33,24 @@ def box_name(name: str) -> str:
     return name
 
 
+_NAT_TOKEN = re.compile(r"^[A-Za-z0-9.:/-]{1,64}$")
+
+
+def nat_lines(external: str, networks: str) -> str:
+    """A transport's NAT lines: the public address in SIP and SDP, the networks left alone.
+    Only plain addresses reach the config."""
+    lines = []
+    if external:
+        if not _NAT_TOKEN.match(external):
+            raise ValueError(f"asterisk.external_address {external!r}: an address or a host name")
+        lines += [f"external_media_address = {external}", f"external_signaling_address = {external}"]
+    for net in (n.strip() for n in networks.split(",") if n.strip()):
+        if not _NAT_TOKEN.match(net):
+            raise ValueError(f"asterisk.local_networks {net!r}: networks like 192.168.1.0/24")
+        lines.append(f"local_net = {net}")
+    return "\n".join(lines) if lines else "; not behind NAT (asterisk.external_address)"
+
+
 def template_values(settings: Settings) -> dict[str, str]:
     a = settings.asterisk
     values = {
@@ -40,6 +58,7 @@ def template_values(settings: Settings) -> dict[str, str]:
         "VAR_DIR": str(settings.asterisk_var),
         "BIND_HOST": a.host,
         "SIP_PORT": str(a.sip_port),
+        "NAT_LINES": nat_lines(a.external_address, a.local_networks),
         "AMI_PORT": str(a.ami_port),
         "AMI_USER": a.ami_user,
         "AMI_SECRET": a.ami_secret,

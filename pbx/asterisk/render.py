@@ -1,20 +1,30 @@
-"""The clinic's telephony data -> Asterisk configuration text (issue #29). Pure: providers in,
-the two files ``pjsip_clinic.conf`` and ``extensions_clinic.conf`` out; the shipped templates
+"""The clinic's telephony data -> Asterisk configuration text (issue #29). Pure: providers and
+clinic numbers in, the two files ``pjsip_clinic.conf`` and ``extensions_clinic.conf`` out; the shipped templates
 include them. Section names are made of ids; every value went through ``crm.rules.telephony``
 and is escaped again here, so nothing a user typed can open a section or a directive."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+from crm.rules import hours
 from crm.rules.telephony import (
     DID_IN_RURI,
     DID_IN_TO,
+    QUEUE_NAMES,
     REGISTER,
+    SIP_REALM,
+    ClinicNumber,
+    DeskPhone,
     Provider,
     escape_value,
+    normalize_did,
     outgoing_provider,
 )
 
-PJSIP_FILE, DIALPLAN_FILE = "pjsip_clinic.conf", "extensions_clinic.conf"
+PJSIP_FILE, DIALPLAN_FILE, QUEUES_FILE = "pjsip_clinic.conf", "extensions_clinic.conf", "queues_clinic.conf"
 LEGACY_TRUNK = "operator"  # the demo's provider, identified by address in the shipped pjsip.conf
 HEADER = "; Rendered by clinic-pbx from «Настройки → Телефония»: edit there, not here.\n"
 
@@ -95,7 +105,8 @@ def provider_dialplan(p: Provider) -> str:
     text += " same => n(uri),Set(CLINIC_H=${CUT(CLINIC_H,@,1)})\n"
     text += " same => n,Set(CLINIC_H=${CUT(CLINIC_H,:,2)})\n"
     text += " same => n(num),Set(CLINIC_IN=${FILTER(0123456789,${CLINIC_H})})\n"
-    # no number at all: the main reception still answers (from-operator's catch-all)
+    # [from-operator] writes the number as the CRM stores it and finds its route; no number at
+    # all: the main reception still answers (its catch-all)
     text += ' same => n,ExecIf($["${CLINIC_IN}" = ""]?Set(CLINIC_IN=0))\n'
     text += " same => n,Goto(from-operator,${CLINIC_IN},1)\n"
     if p.max_calls:
@@ -104,7 +115,8 @@ def provider_dialplan(p: Provider) -> str:
 
 
 def outgoing_dialplan(providers: list[Provider]) -> str:
-    """Which endpoint outgoing calls leave by, as a subroutine the shipped dialplan calls."""
+    """Which endpoint outgoing calls leave by, as a subroutine the shipped dialplan calls with
+    the dialled number (ARG1)."""
     out = outgoing_provider(providers)
     trunk = out.endpoint if out is not None else LEGACY_TRUNK
     cap = out.max_calls if out is not None else 0
@@ -112,22 +124,98 @@ def outgoing_dialplan(providers: list[Provider]) -> str:
     text += f"exten => s,1,Set(CLINIC_OUT_TRUNK={trunk})\n"
     if cap:
         text += f" same => n,Set(GROUP(clinic-trunks)={trunk})\n"
-        text += f" same => n,ExecIf($[${{GROUP_COUNT({trunk}@clinic-trunks)}} > {cap}]?Hangup(34))\n"
+        # over the provider's cap a call is refused, except the emergency number
+        text += (f' same => n,ExecIf($[${{GROUP_COUNT({trunk}@clinic-trunks)}} > {cap} & "${{ARG1}}" != "112"]'
+                 "?Hangup(34))\n")
     text += " same => n,Return()\n\n"
     return text
 
 
-def render_telephony(providers: list[Provider]) -> dict[str, str]:
-    """File name -> text, for the enabled providers (a disabled one leaves Asterisk)."""
+@dataclass(frozen=True)
+class Context:
+    """What the render needs beyond the rows: the clinic's time zone and today (holidays are
+    written for the coming year), and the prompt files the robots' TTS made of each message."""
+
+    tz: str = "Europe/Moscow"
+    today: date = date(2026, 1, 1)
+    sounds: Mapping[str, str] = field(default_factory=dict)  # message text -> sound path (no suffix)
+
+
+def _route_steps(n: ClinicNumber, did: str, ctx: Context) -> list[str]:
+    try:
+        spans, days = hours.parse_hours(n.hours), hours.parse_holidays(n.holidays)
+    except hours.HoursError:
+        spans, days = (), ()  # checked when saved; a row broken since is always open, never closed
+    steps = [f"Set(__CLINIC_DID={did})", f"Set(__CLINIC_QUEUE={n.queue})"]
+    steps += hours.asterisk_steps(spans, days, ctx.tz, ctx.today, open_label="open", closed_label="closed")
+    steps.append("(open)Goto(clinic-incoming,s,1)")
+    if not spans:
+        return steps
+    sound = ctx.sounds.get(n.closed_message, "") if n.closed_message else ""
+    steps.append(f"(closed)Set(CLINIC_CLOSED_SOUND={sound})")
+    steps.append(f"Set(CLINIC_CLOSED_MOBILE={normalize_did(n.closed_mobile)})")
+    steps.append(f"Set(CLINIC_CLOSED_CALLBACK={int(n.closed_callback)})")
+    steps.append("Goto(clinic-closed,s,1)")
+    return steps
+
+
+def numbers_dialplan(numbers: list[ClinicNumber], ctx: Context) -> str:
+    """Each clinic number's route: its number on the call, its hours, and the queue it rings
+    or [clinic-closed] (shipped) outside them. The shipped [from-operator] looks here first."""
+    text = "[clinic-numbers]\n"
+    for n in numbers:
+        did = normalize_did(n.did)
+        if not did or n.queue not in QUEUE_NAMES:
+            continue  # checked when saved: a row that is not a number never reaches Asterisk
+        for i, step in enumerate(_route_steps(n, did, ctx)):
+            label, _, app = step.partition(")") if step.startswith("(") else ("", "", step)
+            prefix = f"exten => {did},1," if i == 0 else f" same => n{label + ')' if label else ''},"
+            text += prefix + escape_value(app) + "\n"
+    return text + "\n"
+
+
+def phone_pjsip(phone: DeskPhone) -> str:
+    """A desk phone set up in the panel: the shipped desk-phone templates, its digest hash
+    (Asterisk never sees the password), no static contact (it registers)."""
+    ext = phone.extension
+    name = f'"{phone.label}" <{ext}>' if phone.label else f"<{ext}>"
+    text = f"; desk phone {ext}\n"
+    text += _lines(ext, [("auth", ext), ("aors", ext), ("callerid", name)], template="desk-phone")
+    text += _lines(ext, [("auth_type", "md5"), ("username", ext), ("realm", SIP_REALM), ("md5_cred", phone.md5_cred)],
+                   template="desk-phone-auth")
+    text += _lines(ext, [("qualify_frequency", 60)], template="desk-phone-aor")
+    return text
+
+
+def queues_config(phones: list[DeskPhone]) -> str:
+    """The panel's phones as members of the shipped queues, after the shipped members."""
+    text = HEADER
+    for queue in QUEUE_NAMES:
+        members = [p.extension for p in phones if queue in p.queues]
+        if members:
+            text += f"[{queue}](+)\n" + "".join(f"member => PJSIP/{m},0,{m},PJSIP/{m}\n" for m in members) + "\n"
+    return text
+
+
+def render_telephony(providers: list[Provider], numbers: list[ClinicNumber] | None = None,
+                     ctx: Context | None = None, phones: list[DeskPhone] | None = None) -> dict[str, str]:
+    """File name -> text, for the enabled providers (a disabled one leaves Asterisk), the
+    clinic numbers and the desk phones set up in the panel."""
     enabled = [p for p in providers if p.enabled]
-    pjsip = HEADER + "".join(provider_pjsip(p) for p in enabled)
-    dialplan = HEADER + outgoing_dialplan(enabled) + "".join(provider_dialplan(p) for p in enabled)
-    return {PJSIP_FILE: pjsip, DIALPLAN_FILE: dialplan}
+    desk = [p for p in phones or [] if p.md5_cred]
+    pjsip = HEADER + "".join(provider_pjsip(p) for p in enabled) + "".join(phone_pjsip(p) for p in desk)
+    dialplan = (HEADER + outgoing_dialplan(enabled) + numbers_dialplan(numbers or [], ctx or Context())
+                + "".join(provider_dialplan(p) for p in enabled))
+    return {PJSIP_FILE: pjsip, DIALPLAN_FILE: dialplan, QUEUES_FILE: queues_config(desk)}
 
 
-def expected_objects(providers: list[Provider]) -> dict[str, set[str]]:
+def expected_objects(providers: list[Provider], numbers: list[ClinicNumber] | None = None,
+                     phones: list[DeskPhone] | None = None) -> dict[str, set[str]]:
     """What Asterisk must show once the files are applied: the confirmation's checklist."""
     enabled = [p for p in providers if p.enabled]
-    return {"endpoints": {p.endpoint for p in enabled},
+    desk = [p for p in phones or [] if p.md5_cred]
+    return {"endpoints": {p.endpoint for p in enabled} | {p.extension for p in desk},
+            "members": {f"{q}/PJSIP/{p.extension}" for p in desk for q in p.queues},
             "registrations": {f"{p.endpoint}-reg" for p in enabled if p.auth == REGISTER},
-            "contexts": {f"from-{p.endpoint}" for p in enabled} | {"clinic-trunk-out"}}
+            "contexts": {f"from-{p.endpoint}" for p in enabled} | {"clinic-trunk-out"}
+            | ({"clinic-numbers"} if numbers else set())}

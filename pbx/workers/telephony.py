@@ -32,6 +32,7 @@ class TelephonyWorker:
         self.tick, self.poll, self.clock = tick, poll, clock
         self.registrations: dict[str, str] = {}  # "trunk-N-reg" -> Asterisk's status
         self.contacts: dict[str, str] = {}  # aor -> Reachable / Unreachable / ...
+        self.contact_details: dict[str, dict[str, str]] = {}  # aor -> address, User-Agent, status
         self.causes: dict[str, str] = {}  # client URI -> the last refusal's reason
         self.since: dict[str, tuple[str, float]] = {}  # endpoint -> (status code, since)
         self.polled_at: float | None = None
@@ -85,10 +86,15 @@ class TelephonyWorker:
             if m.get("Event") == "OutboundRegistrationDetail":
                 regs[str(m.get("ObjectName"))] = str(m.get("Status") or "")
         contacts: dict[str, str] = {}
+        details: dict[str, dict[str, str]] = {}
         for m in items_of(await self.ami.action({"Action": "PJSIPShowContacts"}, timeout=10)):
             if m.get("Event") == "ContactList":
-                contacts[str(m.get("Aor"))] = str(m.get("Status") or "")
+                aor = str(m.get("Aor"))
+                contacts[aor] = str(m.get("Status") or "")
+                details[aor] = {"status": contacts[aor], "address": f"{m.get('ViaAddr') or ''}",
+                                "user_agent": str(m.get("UserAgent") or ""), "uri": str(m.get("Uri") or "")}
         self.registrations, self.contacts, self.polled_at = regs, contacts, self.clock()
+        self.contact_details = details
         if self.log_path is not None and any(v.lower() != "registered" for v in regs.values()):
             # AMI says only "Rejected": the provider's answer is in Asterisk's own log
             self.causes.update(registration_reasons(await asyncio.to_thread(_tail, self.log_path)))

@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 
-from crm import users
+from crm import callbacks, users
 from crm.demo import load_demo
+from crm.rules import hours
 from pbx.outbound.originate import OriginateRequest, originate
-from pbx.outbound.sipp import free_udp_ports, start_operator_call, start_provider
+from pbx.outbound.sipp import (
+    free_udp_ports,
+    register_phone,
+    start_operator_call,
+    start_provider,
+    start_uas,
+)
 from tests.integration.helpers import billsec_agrees, start_phones, stop_all, wait_call, wait_cdr
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sip_guard")]
@@ -165,3 +174,101 @@ async def test_an_apply_does_not_cut_a_call(server, panel, tmp_path: Path) -> No
     rows = await wait_cdr(services.settings.cdr_db_path, linkedid)
     assert record["talk_seconds"] > 6.5
     assert billsec_agrees(max(int(r["billsec"]) for r in rows), record["talk_seconds"]), rows
+
+
+async def test_a_number_added_in_the_panel_routes_its_calls(server, panel, tmp_path: Path) -> None:
+    """A clinic number typed as a person writes it, sent by the provider as 8…: the call rings
+    the queue the panel chose and is recorded under the number as the CRM stores it."""
+    services, log = server
+    status, _ = await panel.post({"action": "number_save", "did": "+7 (495) 765-43-21", "queue": "reception-linear",
+                                  "ad_channel": "Яндекс.Карты"})
+    assert status == 200
+    page = await panel.page()
+    assert 'data-did="74957654321"' in page and 'data-applied="1"' in page
+    port = free_udp_ports(1, PROVIDER_IP, step=1)
+    status, _ = await panel.post(provider_form(port, auth="ip", login="", password="", did_from_place="ruri"))
+    assert 'data-applied="1"' in await panel.page()
+    # linear: 101 first, and it answers
+    phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 800}})
+    call = await start_operator_call(services.settings, "+79161234567", "84957654321", tmp_path, talk_ms=2000,
+                                     source_ip=PROVIDER_IP, name="provider-call")
+    linkedid = await first_channel(log, "PJSIP/trunk-")
+    assert await call.wait(40) == 0, call.errors
+    await stop_all(*phones.values())
+    record = await wait_call(services, linkedid)
+    assert record["did"] == "74957654321" and record["answered_by_ext"] == "101"
+    assert [leg["extension"] for leg in record["legs"]] == ["101"]  # in order: 102 and 103 never rang
+    rows = await wait_cdr(services.settings.cdr_db_path, linkedid)
+    assert rows[0]["clinic_did"] == "74957654321"
+
+
+async def test_a_call_outside_the_hours_hears_the_message_and_becomes_a_callback_request(
+        server, panel, tmp_path: Path) -> None:
+    services, log = server
+    today = datetime.now(ZoneInfo(services.settings.time_zone)).weekday()
+    closed_all_day = f"{hours.WEEKDAYS[(today + 3) % 7]} 09:00-10:00"  # never now
+    status, _ = await panel.post({"action": "number_save", "did": "+7 495 765-43-21", "queue": "reception-ringall",
+                                  "hours": closed_all_day, "closed_message": "Клиника сейчас закрыта. Мы вам перезвоним.",
+                                  "closed_callback": "1"})
+    assert status == 200
+    page = await panel.page()
+    assert 'data-did="74957654321"' in page and 'data-open="0"' in page and 'data-applied="1"' in page
+    phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 500}})  # must not ring
+    call = await start_operator_call(services.settings, "+79161234567", "84957654321", tmp_path, talk_ms=15000)
+    linkedid = await first_channel(log, "PJSIP/operator-")
+    await log.wait_for(lambda e: e.name == "Newexten" and e.headers.get("Application") == "Playback"
+                       and e.headers.get("Linkedid") == linkedid)
+    await call.wait(40)  # the clinic ends the call after its message (SIPp counts the BYE it got as a failure)
+    await stop_all(*phones.values(), wait=1)
+    record = await wait_call(services, linkedid)
+    assert record["did"] == "74957654321" and record["direction"] == "incoming" and record["legs"] == []
+    assert record["call_type"] == "missed" and record["phone_e164"] == "+79161234567", record
+    request = await services.db.fetchone(
+        "SELECT source_name, state, comment FROM callback_requests WHERE phone = ?", ("+79161234567",))
+    assert request is not None and request["source_name"] == callbacks.AFTER_HOURS_SOURCE and request["state"] == "open"
+
+
+async def test_a_phone_added_in_the_panel_registers_takes_queue_calls_and_a_reset_locks_it_out(
+        server, panel, asterisk, tmp_path: Path) -> None:
+    services, log = server
+    status, page = await panel.post({"action": "phone_save", "extension": "104", "label": "Ресепшн 4",
+                                     "queues": "reception-ringall"})
+    shown = re.search(r'class="password">([A-Za-z0-9]{16})<', page)
+    assert status == 200 and shown, page[:2000]
+    password = shown.group(1)
+    assert 'data-applied="1"' in await panel.page()
+    # the phone itself: a SIPp phone answering calls, registered by a SIPp REGISTER with its password
+    phone_port = free_udp_ports(1, step=1)
+    phone = await start_uas(services.settings, "phone104", "127.0.0.1", phone_port, tmp_path, ring_ms=500)
+    reg = await register_phone(services.settings, "104", password, tmp_path, free_udp_ports(1, step=1),
+                               hold_ms=25000, contact_port=phone_port)
+    for _ in range(100):
+        if f"104/sip:104@127.0.0.1:{phone_port}" in asterisk.rx("pjsip show contacts"):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"104 never registered: {reg.errors}")
+    assert services.telephony is not None
+    await services.telephony.refresh()
+    assert re.search(r'data-phone="104">.*?data-online="1"', await panel.page(), re.S)
+    # a queue call: the demo phones ring and never answer, 104 answers
+    others = await start_phones(services, tmp_path, {})
+    call = await start_operator_call(services.settings, "+79161234567", "74951110001", tmp_path, talk_ms=2000)
+    linkedid = await first_channel(log, "PJSIP/operator-")
+    assert await call.wait(40) == 0, call.errors
+    await stop_all(phone, *others.values(), wait=10)
+    record = await wait_call(services, linkedid)
+    assert record["answered_by_ext"] == "104", record
+    # a new password: the old one no longer registers
+    status, page = await panel.post({"action": "phone_password", "extension": "104"})
+    assert status == 200 and password not in page and 'class="password"' in page
+    assert 'data-applied="1"' in await panel.page()
+    old = await register_phone(services.settings, "104", password, tmp_path, free_udp_ports(1, step=1), hold_ms=500)
+    assert await old.wait(20) != 0  # challenged again instead of 200
+    reg.kill()
+    # removed: gone from Asterisk and from the queue
+    status, _ = await panel.post({"action": "phone_delete", "extension": "104"})
+    assert 'data-applied="1"' in await panel.page()
+    assert "104" not in [line.split()[1] for line in asterisk.rx("pjsip show endpoints").splitlines()
+                         if line.strip().startswith("Endpoint:") and len(line.split()) > 1]
+    assert "PJSIP/104" not in asterisk.rx("queue show reception-ringall")

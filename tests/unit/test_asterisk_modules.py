@@ -13,7 +13,7 @@ CONFIG = Path(__file__).resolve().parents[2] / "asterisk-config"
 APPLICATIONS = {
     "AGI": "res_agi", "AMD": "app_amd", "Answer": "", "BridgeWait": "app_bridgewait", "Busy": "",
     "Congestion": "", "Dial": "app_dial", "Echo": "app_echo", "Exec": "app_exec", "Gosub": "app_stack",
-    "ExecIf": "app_exec", "Goto": "", "GotoIf": "", "Hangup": "", "MixMonitor": "app_mixmonitor", "MSet": "", "NoOp": "",
+    "ExecIf": "app_exec", "Goto": "", "GotoIf": "", "GotoIfTime": "", "Hangup": "", "MixMonitor": "app_mixmonitor", "MSet": "", "NoOp": "",
     "Originate": "app_originate", "Pickup": "app_directed_pickup", "Playback": "app_playback",
     "Progress": "", "Queue": "app_queue", "Read": "app_read", "Record": "app_record", "Return": "app_stack",
     "Ringing": "", "SendDTMF": "app_senddtmf", "Set": "", "Stasis": "app_stasis", "UserEvent": "app_userevent",
@@ -24,6 +24,7 @@ FUNCTIONS = {
     "DB": "func_db", "ENV": "func_env", "GLOBAL": "func_global", "IF": "func_logic", "LEN": "func_strings",
     "MATH": "func_math", "TIMEOUT": "func_timeout", "URIENCODE": "func_uri", "FILTER": "func_strings",
     "GROUP": "func_groupcount", "GROUP_COUNT": "func_groupcount", "PJSIP_HEADER": "res_pjsip_header_funcs",
+    "DIALPLAN_EXISTS": "func_dialplan",
 }
 # what the project asks of Asterisk beyond the dialplan (each with why)
 FEATURES = {
@@ -81,16 +82,18 @@ def test_every_module_the_dialplan_and_the_project_use_is_loaded() -> None:
 
 def test_the_rendered_providers_dialplan_has_its_modules_too() -> None:
     """What the panel's providers render (every option that adds a step) runs on the same list."""
-    from crm.rules.telephony import check_provider
+    from crm.rules.telephony import check_number, check_provider
     from pbx.asterisk.render import DIALPLAN_FILE, render_telephony
 
+    numbers = [check_number({"did": "74951234567", "hours": "пн-пт 09:00-18:00", "holidays": "31.12.2026",
+                             "closed_message": "Закрыто", "closed_callback": "1", "closed_mobile": "79031112233"})]
     providers = [check_provider({"name": "a", "server": "sip.a.ru", "login": "l", "password": "p", "did_from": "To",
                                  "max_calls": "3", "outgoing": "1"}, 1),
                  check_provider({"name": "b", "server": "10.0.0.1", "auth": "ip", "did_from": "Diversion"}, 2),
                  check_provider({"name": "c", "server": "10.0.0.2", "auth": "ip"}, 3)]
-    dialplan = render_telephony(providers)[DIALPLAN_FILE]
+    dialplan = render_telephony(providers, numbers)[DIALPLAN_FILE]
     apps, funcs = dialplan_uses(dialplan)
-    assert {"GotoIf", "ExecIf", "Return"} <= apps and {"PJSIP_HEADER", "GROUP_COUNT", "FILTER", "CUT"} <= funcs
+    assert {"GotoIf", "ExecIf", "Return", "GotoIfTime"} <= apps and {"PJSIP_HEADER", "GROUP_COUNT", "FILTER", "CUT"} <= funcs
     assert missing_modules(dialplan, loaded_modules()) == []
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from crm import providers as store
+from crm import telephony as store
 from crm.db import Database
 from crm.rules import telephony as rules
 from crm.rules.call_records import TrackerConfig
@@ -149,19 +149,21 @@ async def test_applied_only_when_asterisk_shows_it_else_the_previous_files_retur
         ami = FakeAmi()
         ami.etc = etc
         applier = TelephonyApplier(etc, db, ami, confirm_timeout=0.3)
+        start = await store.revision(db)
         first = await store.save_provider(db, rules.check_provider(GOOD), 1.0, actor="t")
         state = await applier.apply()
-        assert state.revision == 1 and state.error == "" and applier.providers[0].id == first
-        assert ami.commands == ["module reload res_pjsip.so", "dialplan reload"]
+        assert state.revision == start + 1 and state.error == "" and applier.providers[0].id == first
+        assert ami.commands == ["module reload res_pjsip.so", "dialplan reload", "module reload app_queue.so"]
         working = (etc / PJSIP_FILE).read_text()
         assert f"[trunk-{first}-reg]" in working
 
         ami.refuse = "trunk-2"  # Asterisk will not take the second provider
         await store.save_provider(db, rules.check_provider({**GOOD, "name": "второй", "server": "10.0.0.9"}), 2.0)
         state = await applier.apply()
-        assert state.revision == 1 and state.failed_revision == 2 and "trunk-2" in state.error
+        assert state.revision == start + 1 and state.failed_revision == start + 2 and "trunk-2" in state.error
         assert (etc / PJSIP_FILE).read_text() == working  # the previous working files are back
-        assert ami.commands[-2:] == ["module reload res_pjsip.so", "dialplan reload"]  # and reloaded
+        # the files that changed, and only those, are reloaded: the new ones, then the old ones again
+        assert ami.commands[3:] == ["module reload res_pjsip.so", "dialplan reload"] * 2
         calls = len(ami.commands)
         await applier.apply_if_changed()
         assert len(ami.commands) == calls  # a refused revision is not retried by itself
@@ -181,6 +183,7 @@ async def test_the_page_is_for_settings_admins_and_names_a_refused_field(tmp_pat
     app = build_app(offline_settings(tmp_path), run_escort=False, adapters=Adapters.offline())
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         db = app[SERVICES].db
+        start = await store.revision(db)
         await users.create_user(db, "admin", "pw-admin-12")
         await users.create_user(db, "boss", "pw-boss-123", role="settings_admin")
         await log_in(client, "admin", "pw-admin-12")
@@ -208,4 +211,36 @@ async def test_the_page_is_for_settings_admins_and_names_a_refused_field(tmp_pat
         assert edited.status == 200
         [p2] = await store.all_providers(db)
         assert (p2.server, p2.password) == ("sip2.mango.ru", "b;c")  # an empty password keeps the stored one
-        assert await store.revision(db) == 2
+        assert await store.revision(db) == start + 2
+
+
+def test_clinic_numbers_are_stored_and_routed_in_one_form() -> None:
+    for raw in ("+7 495 765-43-21", "8 (495) 765-43-21", "4957654321", "74957654321"):
+        assert rules.normalize_did(raw) == "74957654321", raw
+    assert rules.normalize_did("+375 29 123-45-67") == "375291234567"
+    assert rules.normalize_did("12345") == "" and rules.normalize_did("abc") == ""
+    with pytest.raises(rules.TelephonyError) as exc:
+        rules.check_number({"did": "12-34"})
+    assert exc.value.field == "did"
+    with pytest.raises(rules.TelephonyError) as exc:
+        rules.check_number({"did": "+74957654321", "queue": "reception-ringall]\n[evil"})
+    assert exc.value.field == "queue"
+    n = rules.check_number({"did": "8 495 765-43-21", "queue": "reception-linear"})
+    dialplan = render_telephony([], [n, rules.ClinicNumber("7495;x", "reception-linear")])[DIALPLAN_FILE]
+    assert "exten => 74957654321,1,Set(__CLINIC_DID=74957654321)" in dialplan
+    assert "Set(__CLINIC_QUEUE=reception-linear)" in dialplan
+    assert "7495;x" not in dialplan  # a stored row that is no number never reaches Asterisk
+
+
+def test_nat_settings_reach_the_transports_as_plain_addresses_only() -> None:
+    from pbx.asterisk.config import nat_lines
+
+    assert nat_lines("203.0.113.5", "192.168.1.0/24, 10.0.0.0/8").splitlines() == [
+        "external_media_address = 203.0.113.5", "external_signaling_address = 203.0.113.5",
+        "local_net = 192.168.1.0/24", "local_net = 10.0.0.0/8"]
+    assert nat_lines("", "").startswith(";")
+    for bad in ("1.2.3.4\n[evil]", "a b", "x;y"):
+        with pytest.raises(ValueError):
+            nat_lines(bad, "")
+        with pytest.raises(ValueError):
+            nat_lines("", bad)

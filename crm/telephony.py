@@ -1,0 +1,198 @@
+"""The clinic's telephony (issue #29): storage of the SIP providers and clinic numbers that
+``crm.rules.telephony`` checked.
+Each change bumps the telephony revision in its own transaction, with its audit line."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict
+from typing import Any
+
+from crm import audit
+from crm.db import Database
+from crm.rules.telephony import (
+    SHIPPED_PHONES,
+    ClinicNumber,
+    DeskPhone,
+    Provider,
+    TelephonyError,
+    md5_cred,
+)
+
+_COLUMNS = ("name", "server", "port", "transport", "auth", "login", "password", "auth_user", "from_user",
+            "from_domain", "outbound_proxy", "expiry", "retry", "addresses", "did_from", "codecs", "dtmf",
+            "max_calls", "qualify", "outgoing", "enabled")
+
+
+def _provider(row: Any) -> Provider:
+    r = dict(row)
+    return Provider(
+        id=int(r["id"]), name=r["name"], server=r["server"], port=int(r["port"]), transport=r["transport"],
+        auth=r["auth"], login=r["login"], password=r["password"], auth_user=r["auth_user"],
+        from_user=r["from_user"], from_domain=r["from_domain"], outbound_proxy=r["outbound_proxy"],
+        expiry=int(r["expiry"]), retry=int(r["retry"]), addresses=tuple(r["addresses"].split()),
+        did_from=r["did_from"], codecs=tuple(r["codecs"].split(",")), dtmf=r["dtmf"],
+        max_calls=int(r["max_calls"]), qualify=bool(r["qualify"]), outgoing=bool(r["outgoing"]),
+        enabled=bool(r["enabled"]))
+
+
+def _values(p: Provider) -> tuple[Any, ...]:
+    d = asdict(p)
+    d["addresses"] = "\n".join(p.addresses)
+    d["codecs"] = ",".join(p.codecs)
+    d["qualify"], d["outgoing"], d["enabled"] = int(p.qualify), int(p.outgoing), int(p.enabled)
+    return tuple(d[c] for c in _COLUMNS)
+
+
+async def all_providers(db: Database) -> list[Provider]:
+    return [_provider(r) for r in await db.fetchall("SELECT * FROM sip_providers ORDER BY id")]
+
+
+async def provider(db: Database, provider_id: int) -> Provider | None:
+    row = await db.fetchone("SELECT * FROM sip_providers WHERE id = ?", (provider_id,))
+    return _provider(row) if row is not None else None
+
+
+async def revision(db: Database) -> int:
+    row = await db.fetchone("SELECT revision FROM telephony_revision WHERE id = 1")
+    return int(row[0]) if row is not None else 0
+
+
+async def _bump(tx: Any) -> None:
+    await tx.execute("UPDATE telephony_revision SET revision = revision + 1 WHERE id = 1")
+
+
+async def save_provider(db: Database, p: Provider, now: float, *, actor: str = "", user_id: int | None = None) -> int:
+    """Insert (``p.id == 0``) or update a provider. The new id."""
+    async with db.transaction() as tx:
+        clash = await (await tx.execute("SELECT id FROM sip_providers WHERE name = ? AND id <> ?",
+                                        (p.name, p.id))).fetchone()
+        if clash is not None:
+            raise TelephonyError("name", "Провайдер с таким названием уже есть")
+        if p.outgoing:
+            await tx.execute("UPDATE sip_providers SET outgoing = 0 WHERE id <> ?", (p.id,))
+        values = _values(p)
+        if p.id:
+            cur = await tx.execute(
+                f"UPDATE sip_providers SET {', '.join(f'{c} = ?' for c in _COLUMNS)}, updated_at = ? WHERE id = ?",
+                (*values, now, p.id))
+            if cur.rowcount == 0:
+                raise TelephonyError("name", "Нет такого провайдера")
+            new_id = p.id
+        else:
+            cur = await tx.execute(
+                f"INSERT INTO sip_providers ({', '.join(_COLUMNS)}, updated_at)"
+                f" VALUES ({', '.join('?' for _ in _COLUMNS)}, ?) RETURNING id", (*values, now))
+            new_id = int((await cur.fetchone())[0])
+        await _bump(tx)
+        await audit.record_in(tx, actor, "provider_save", now, user_id=user_id, object_kind="provider",
+                              object_id=new_id, detail=p.name)
+        return new_id
+
+
+async def delete_provider(db: Database, provider_id: int, now: float, *, actor: str = "",
+                          user_id: int | None = None) -> None:
+    async with db.transaction() as tx:
+        cur = await tx.execute("DELETE FROM sip_providers WHERE id = ?", (provider_id,))
+        if cur.rowcount:
+            await _bump(tx)
+            await audit.record_in(tx, actor, "provider_delete", now, user_id=user_id, object_kind="provider",
+                                  object_id=provider_id)
+
+
+_NUMBER_COLUMNS = ("did", "queue", "hours", "holidays", "closed_message", "closed_mobile", "closed_callback")
+
+
+async def numbers(db: Database) -> list[ClinicNumber]:
+    rows = await db.fetchall(f"SELECT {', '.join(_NUMBER_COLUMNS)} FROM clinic_numbers ORDER BY did")
+    return [ClinicNumber(*(str(v) for v in tuple(r)[:6]), closed_callback=bool(r[6])) for r in rows]
+
+
+async def save_number(db: Database, n: ClinicNumber, now: float, *, branch_id: int | None = None,
+                      ad_channel: str = "", actor: str = "", user_id: int | None = None) -> None:
+    """Add a clinic number, or change the queue (and branch, channel) of one."""
+    ad_channel = " ".join(ad_channel.split())[:100]
+    async with db.transaction() as tx:
+        if branch_id is not None and not await (await tx.execute(
+                "SELECT 1 FROM branches WHERE id = ?", (branch_id,))).fetchone():
+            raise TelephonyError("branch", "Нет такого филиала")
+        values = (n.did, n.queue, n.hours, n.holidays, n.closed_message, n.closed_mobile, int(n.closed_callback))
+        await tx.execute(
+            f"INSERT INTO clinic_numbers (branch_id, ad_channel, {', '.join(_NUMBER_COLUMNS)})"
+            f" VALUES (?, ?, {', '.join('?' for _ in _NUMBER_COLUMNS)}) ON CONFLICT (did) DO UPDATE SET"
+            " branch_id = excluded.branch_id, ad_channel = excluded.ad_channel, "
+            + ", ".join(f"{c} = excluded.{c}" for c in _NUMBER_COLUMNS[1:]), (branch_id, ad_channel, *values))
+        await _bump(tx)
+        await audit.record_in(tx, actor, "number_save", now, user_id=user_id, object_kind="clinic_number",
+                              object_id=n.did, detail=n.queue)
+
+
+async def delete_number(db: Database, did: str, now: float, *, actor: str = "", user_id: int | None = None) -> None:
+    async with db.transaction() as tx:
+        cur = await tx.execute("DELETE FROM clinic_numbers WHERE did = ?", (did,))
+        if cur.rowcount:
+            await _bump(tx)
+            await audit.record_in(tx, actor, "number_delete", now, user_id=user_id, object_kind="clinic_number",
+                                  object_id=did)
+
+
+async def desk_phones(db: Database) -> list[DeskPhone]:
+    """The phones set up in the panel (the demo's three are the shipped configuration's)."""
+    rows = await db.fetchall("SELECT extension, label, queues, md5_cred FROM desk_phones WHERE md5_cred <> ''"
+                             " ORDER BY extension")
+    return [DeskPhone(r[0], r[1], tuple(q for q in str(r[2]).split(",") if q), r[3]) for r in rows]
+
+
+def new_password() -> str:
+    """A phone's SIP password: 16 random letters and digits (typed once into a phone)."""
+    return "".join(secrets.choice("abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(16))
+
+
+async def save_phone(db: Database, phone: DeskPhone, now: float, *, branch_id: int | None = None,
+                     actor: str = "", user_id: int | None = None) -> str:
+    """Add a phone (returns its new password, shown once) or change its label, branch and
+    queues (returns "")."""
+    async with db.transaction() as tx:
+        row = await (await tx.execute("SELECT md5_cred FROM desk_phones WHERE extension = ?",
+                                      (phone.extension,))).fetchone()
+        password = ""
+        if row is None:
+            password = new_password()
+            await tx.execute("INSERT INTO desk_phones (extension, branch_id, label, queues, md5_cred)"
+                             " VALUES (?, ?, ?, ?, ?)", (phone.extension, branch_id, phone.label,
+                                                         ",".join(phone.queues), md5_cred(phone.extension, password)))
+        elif not row[0]:
+            raise TelephonyError("extension", f"Номер {phone.extension} занят телефоном демо-клиники")
+        else:
+            await tx.execute("UPDATE desk_phones SET branch_id = ?, label = ?, queues = ? WHERE extension = ?",
+                             (branch_id, phone.label, ",".join(phone.queues), phone.extension))
+        await _bump(tx)
+        await audit.record_in(tx, actor, "phone_save", now, user_id=user_id, object_kind="desk_phone",
+                              object_id=phone.extension, detail="новый" if password else phone.label)
+        return password
+
+
+async def reset_phone_password(db: Database, extension: str, now: float, *, actor: str = "",
+                               user_id: int | None = None) -> str:
+    """A new password; the old one stops working once applied. Returns it (shown once)."""
+    password = new_password()
+    async with db.transaction() as tx:
+        cur = await tx.execute("UPDATE desk_phones SET md5_cred = ? WHERE extension = ? AND md5_cred <> ''",
+                               (md5_cred(extension, password), extension))
+        if cur.rowcount == 0:
+            raise TelephonyError("extension", "Пароль меняется только у телефонов, заведённых здесь")
+        await _bump(tx)
+        await audit.record_in(tx, actor, "phone_password", now, user_id=user_id, object_kind="desk_phone",
+                              object_id=extension)
+    return password
+
+
+async def delete_phone(db: Database, extension: str, now: float, *, actor: str = "", user_id: int | None = None) -> None:
+    if extension in SHIPPED_PHONES:
+        raise TelephonyError("extension", "Телефоны демо-клиники удаляются из asterisk-config")
+    async with db.transaction() as tx:
+        cur = await tx.execute("DELETE FROM desk_phones WHERE extension = ? AND md5_cred <> ''", (extension,))
+        if cur.rowcount:
+            await _bump(tx)
+            await audit.record_in(tx, actor, "phone_delete", now, user_id=user_id, object_kind="desk_phone",
+                                  object_id=extension)
