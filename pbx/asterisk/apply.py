@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,6 +46,7 @@ class ApplyState:
     applied_at: float | None = None
     error: str = ""  # why the last attempt was refused ("" when it was applied)
     failed_revision: int = -1  # the revision that failed: not retried until it changes
+    rendered_on: date | None = None  # the clinic's date the applied files were made on
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -74,10 +75,15 @@ class TelephonyApplier:
         return {p.id: p.name for p in self.providers}
 
     async def apply_if_changed(self) -> ApplyState:
+        """A new revision, or a new day (the holidays written are the coming year's)."""
         revision = await store.revision(self.db)
-        if revision in (self.state.revision, self.state.failed_revision):
+        new_day = self.state.rendered_on is not None and self.state.rendered_on != self._today()
+        if revision in (self.state.revision, self.state.failed_revision) and not new_day:
             return self.state
         return await self.apply()
+
+    def _today(self) -> date:
+        return datetime.fromtimestamp(self.clock(), ZoneInfo(self.tz)).date()
 
     async def apply(self) -> ApplyState:
         async with self._lock:
@@ -108,7 +114,7 @@ class TelephonyApplier:
                 log.warning("telephony revision %s not applied: %s", revision, self.state.error)
                 return self.state
             self.providers = providers
-            self.state = ApplyState(revision, self.clock())
+            self.state = ApplyState(revision, self.clock(), rendered_on=ctx.today)
             await self._register_now(expected["registrations"])
             log.info("telephony revision %s applied (%d providers)", revision, len(providers))
             return self.state
@@ -121,8 +127,7 @@ class TelephonyApplier:
         for text in sorted(messages):
             assert self.prompts is not None
             sounds[text] = str(await self.prompts.path(text))
-        today = datetime.fromtimestamp(self.clock(), ZoneInfo(self.tz)).date()
-        return Context(tz=self.tz, today=today, sounds=sounds)
+        return Context(tz=self.tz, today=self._today(), sounds=sounds)
 
     async def _reload(self, files: list[str]) -> None:
         for command in (RELOADS[name] for name in files):

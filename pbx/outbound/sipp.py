@@ -264,21 +264,24 @@ async def start_provider(
 
 async def register_phone(
     settings: Settings, extension: str, password: str, workdir: Path, port: int,
-    hold_ms: int = 2000, contact_port: int = 0,
+    hold_ms: int = 2000, answer_ms: int = 0,
 ) -> SippProcess:
     """A desk phone REGISTERs with digest auth (username = extension), stays registered
     ``hold_ms`` and unregisters (Asterisk keeps contacts in astdb across restarts). With
-    ``contact_port`` its calls go to the SIPp phone listening there."""
+    ``answer_ms`` it is a working phone meanwhile: answers qualify, and answers calls after
+    that many ms of ringing (an out-of-call scenario on the same port as its contact)."""
     a = settings.asterisk
     fields = workdir / f"register{extension}.csv"
     fields.write_text(f"SEQUENTIAL\n{extension}\n")
-    contact = f"127.0.0.1:{contact_port}" if contact_port else "[local_ip]:[local_port]"
-    scenario = _render("register.xml", {"HOLD_MS": str(hold_ms), "CONTACT": contact}, workdir / f"register{port}.xml")
+    scenario = _render("register.xml", {"HOLD_MS": str(hold_ms)}, workdir / f"register{port}.xml")
     args = [
         f"{a.host}:{a.sip_port}", "-sf", str(scenario),
         "-inf", str(fields),
         "-i", "127.0.0.1", "-p", str(port), "-au", extension, "-ap", password,
     ]
+    if answer_ms:
+        calls = _render("registered_phone_calls.xml", {"RING_MS": str(answer_ms)}, workdir / f"calls{port}.xml")
+        args += ["-oocsf", str(calls), "-mi", "127.0.0.1", "-mp", str(free_udp_ports(2)), "-rtp_echo"]
     return await _spawn(f"register{extension}", args, workdir)
 
 

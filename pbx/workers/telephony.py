@@ -89,7 +89,8 @@ class TelephonyWorker:
         details: dict[str, dict[str, str]] = {}
         for m in items_of(await self.ami.action({"Action": "PJSIPShowContacts"}, timeout=10)):
             if m.get("Event") == "ContactList":
-                aor = str(m.get("Aor"))
+                # "104;@0f3c…": the contact's id starts with its AOR (ours are named as the endpoint)
+                aor = str(m.get("Aor") or str(m.get("ObjectName") or "").split(";@")[0])
                 contacts[aor] = str(m.get("Status") or "")
                 details[aor] = {"status": contacts[aor], "address": f"{m.get('ViaAddr') or ''}",
                                 "user_agent": str(m.get("UserAgent") or ""), "uri": str(m.get("Uri") or "")}

@@ -25,7 +25,6 @@ from pbx.outbound.sipp import (
     register_phone,
     start_operator_call,
     start_provider,
-    start_uas,
 )
 from tests.integration.helpers import billsec_agrees, start_phones, stop_all, wait_call, wait_cdr
 
@@ -237,11 +236,9 @@ async def test_a_phone_added_in_the_panel_registers_takes_queue_calls_and_a_rese
     assert status == 200 and shown, page[:2000]
     password = shown.group(1)
     assert 'data-applied="1"' in await panel.page()
-    # the phone itself: a SIPp phone answering calls, registered by a SIPp REGISTER with its password
+    # the phone itself: registers with its password and answers its calls
     phone_port = free_udp_ports(1, step=1)
-    phone = await start_uas(services.settings, "phone104", "127.0.0.1", phone_port, tmp_path, ring_ms=500)
-    reg = await register_phone(services.settings, "104", password, tmp_path, free_udp_ports(1, step=1),
-                               hold_ms=25000, contact_port=phone_port)
+    reg = await register_phone(services.settings, "104", password, tmp_path, phone_port, hold_ms=25000, answer_ms=500)
     for _ in range(100):
         if f"104/sip:104@127.0.0.1:{phone_port}" in asterisk.rx("pjsip show contacts"):
             break
@@ -256,7 +253,7 @@ async def test_a_phone_added_in_the_panel_registers_takes_queue_calls_and_a_rese
     call = await start_operator_call(services.settings, "+79161234567", "74951110001", tmp_path, talk_ms=2000)
     linkedid = await first_channel(log, "PJSIP/operator-")
     assert await call.wait(40) == 0, call.errors
-    await stop_all(phone, *others.values(), wait=10)
+    await stop_all(*others.values(), wait=10)
     record = await wait_call(services, linkedid)
     assert record["answered_by_ext"] == "104", record
     # a new password: the old one no longer registers
