@@ -22,6 +22,7 @@ ACTIONS = {
     "audit_view": "открыл журнал",
     "provider_save": "изменил провайдера", "provider_delete": "удалил провайдера",
     "number_save": "изменил номер клиники", "number_delete": "удалил номер клиники",
+    "queue_save": "изменил очередь", "queue_delete": "удалил очередь",
     "phone_save": "изменил телефон", "phone_delete": "удалил телефон", "phone_password": "сменил пароль телефона",
     "telephony_apply": "применил настройки телефонии",
 }

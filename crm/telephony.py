@@ -1,5 +1,5 @@
-"""The clinic's telephony (issue #29): storage of the SIP providers and clinic numbers that
-``crm.rules.telephony`` checked.
+"""The clinic's telephony (issue #29): storage of the SIP providers, clinic numbers, desk phones
+and queues that ``crm.rules.telephony`` and ``crm.rules.queues`` checked.
 Each change bumps the telephony revision in its own transaction, with its audit line."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 
 from crm import audit
 from crm.db import Database
+from crm.rules.queues import ClinicQueue
 from crm.rules.telephony import (
     SHIPPED_PHONES,
     ClinicNumber,
@@ -21,7 +22,7 @@ from crm.rules.telephony import (
 
 _COLUMNS = ("name", "server", "port", "transport", "auth", "login", "password", "auth_user", "from_user",
             "from_domain", "outbound_proxy", "expiry", "retry", "addresses", "did_from", "codecs", "dtmf",
-            "max_calls", "qualify", "outgoing", "enabled")
+            "max_calls", "qualify", "dial_format", "outgoing", "enabled")
 
 
 def _provider(row: Any) -> Provider:
@@ -32,7 +33,8 @@ def _provider(row: Any) -> Provider:
         from_user=r["from_user"], from_domain=r["from_domain"], outbound_proxy=r["outbound_proxy"],
         expiry=int(r["expiry"]), retry=int(r["retry"]), addresses=tuple(r["addresses"].split()),
         did_from=r["did_from"], codecs=tuple(r["codecs"].split(",")), dtmf=r["dtmf"],
-        max_calls=int(r["max_calls"]), qualify=bool(r["qualify"]), outgoing=bool(r["outgoing"]),
+        max_calls=int(r["max_calls"]), qualify=bool(r["qualify"]), dial_format=str(r["dial_format"]),
+        outgoing=bool(r["outgoing"]),
         enabled=bool(r["enabled"]))
 
 
@@ -196,3 +198,48 @@ async def delete_phone(db: Database, extension: str, now: float, *, actor: str =
             await _bump(tx)
             await audit.record_in(tx, actor, "phone_delete", now, user_id=user_id, object_kind="desk_phone",
                                   object_id=extension)
+
+
+async def clinic_queues(db: Database) -> list[ClinicQueue]:
+    rows = await db.fetchall("SELECT id, title, strategy, ring_seconds, max_wait, on_timeout FROM clinic_queues"
+                             " ORDER BY id")
+    return [ClinicQueue(int(r[0]), r[1], r[2], int(r[3]), int(r[4]), r[5]) for r in rows]
+
+
+async def save_queue(db: Database, q: ClinicQueue, now: float, *, actor: str = "", user_id: int | None = None) -> int:
+    async with db.transaction() as tx:
+        clash = await (await tx.execute("SELECT id FROM clinic_queues WHERE title = ? AND id <> ?",
+                                        (q.title, q.id))).fetchone()
+        if clash is not None:
+            raise TelephonyError("title", "Очередь с таким названием уже есть")
+        values = (q.title, q.strategy, q.ring_seconds, q.max_wait, q.on_timeout)
+        if q.id:
+            await tx.execute("UPDATE clinic_queues SET title = ?, strategy = ?, ring_seconds = ?, max_wait = ?,"
+                             " on_timeout = ? WHERE id = ?", (*values, q.id))
+            queue_id = q.id
+        else:
+            cur = await tx.execute("INSERT INTO clinic_queues (title, strategy, ring_seconds, max_wait, on_timeout)"
+                                   " VALUES (?, ?, ?, ?, ?) RETURNING id", values)
+            queue_id = int((await cur.fetchone())[0])
+        await _bump(tx)
+        await audit.record_in(tx, actor, "queue_save", now, user_id=user_id, object_kind="queue",
+                              object_id=queue_id, detail=q.title)
+        return queue_id
+
+
+async def delete_queue(db: Database, queue_id: int, now: float, *, actor: str = "", user_id: int | None = None) -> None:
+    """A queue no number rings and no queue sends its callers to."""
+    name = ClinicQueue(queue_id, "").name
+    async with db.transaction() as tx:
+        used = await (await tx.execute("SELECT did FROM clinic_numbers WHERE queue = ? LIMIT 1", (name,))).fetchone()
+        if used is not None:
+            raise TelephonyError("queue", f"Очередь звонит по номеру {used[0]}: сначала выберите номеру другую")
+        sent = await (await tx.execute("SELECT title FROM clinic_queues WHERE on_timeout = ? LIMIT 1",
+                                       (name,))).fetchone()
+        if sent is not None:
+            raise TelephonyError("queue", f"В эту очередь переводит очередь «{sent[0]}»")
+        cur = await tx.execute("DELETE FROM clinic_queues WHERE id = ?", (queue_id,))
+        if cur.rowcount:
+            await _bump(tx)
+            await audit.record_in(tx, actor, "queue_delete", now, user_id=user_id, object_kind="queue",
+                                  object_id=queue_id)

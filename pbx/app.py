@@ -198,7 +198,8 @@ def build_app(
             else:  # rendered on the first call (or ahead of time by `clinic-pbx sounds`)
                 telephony = services.telephony
                 robot = RobotCaller(services.ari, settings, prompts, phrases, runner=runner,
-                                    trunk=telephony.outgoing_trunk if telephony is not None else lambda: "operator")
+                                    route=telephony.outgoing_route if telephony is not None
+                                    else lambda number: ("operator", number))
         gateway = make.gateway(settings.gateway)
         if settings.gateway.demo:
             log.warning("gateway.demo is on: messages are logged here and sent nowhere")

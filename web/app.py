@@ -35,6 +35,7 @@ from web import (
     patients,
     reports,
     settings_page,
+    setup_page,
     tag_prompt,
     telephony_page,
 )
@@ -185,6 +186,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/settings", settings_page.settings_form)
     app.router.add_post("/settings", settings_page.settings_submit)
     app.router.add_get("/settings/telephony", telephony_page.telephony_page)
+    app.router.add_get("/setup", setup_page.setup_page)
     app.router.add_post("/settings/telephony", telephony_page.telephony_submit)
     app.router.add_get("/escort", escort_pages.campaign_page)
     app.router.add_post("/escort/settings", escort_pages.settings_submit)

@@ -14,6 +14,7 @@ from aiohttp import web
 from crm import audit, directory
 from crm import telephony as providers
 from crm.rules import hours
+from crm.rules import queues as queue_rules
 from crm.rules import telephony as rules
 from pbx.services import SERVICES, Services
 from web.common import clinic_tz, now_ts, require_settings
@@ -46,7 +47,7 @@ def _open_now(request: web.Request, n: dict[str, Any]) -> bool | None:
     return hours.is_open(spans, days, datetime.fromtimestamp(now_ts(request), clinic_tz(request))) if spans else None
 
 
-async def _phones(services: Services) -> list[dict[str, Any]]:
+async def phones_with_state(services: Services) -> list[dict[str, Any]]:
     """Every desk phone with its live state as Asterisk last reported it."""
     worker = services.telephony
     details = worker.contact_details if worker is not None else {}
@@ -67,17 +68,20 @@ async def _page(request: web.Request, *, error: str = "", field: str = "", edit:
     for n in numbers:
         n["open_now"] = _open_now(request, n)
     wanted = request.query.get("number", "")
+    panel_queues = await providers.clinic_queues(services.db)
     return {
         "providers": await providers.all_providers(services.db), "state": state,
         "applied_at": _when(request, state.get("applied_at")),
         "since": {pid: _when(request, s.since) for pid, s in state["statuses"].items()},
         "error": error, "field": field, "edit": edit, "form": form or {},
         "auth_modes": rules.AUTH_MODES, "transports": rules.TRANSPORTS, "did_places": rules.DID_PLACES,
-        "dtmf_modes": rules.DTMF_MODES, "codecs": rules.CODECS,
-        "numbers": numbers, "queues": rules.QUEUE_NAMES,
+        "dtmf_modes": rules.DTMF_MODES, "codecs": rules.CODECS, "dial_formats": rules.DIAL_FORMATS,
+        "numbers": numbers, "queues": queue_rules.queue_choices(panel_queues), "panel_queues": panel_queues,
+        "strategies": queue_rules.STRATEGIES, "timeout_actions": queue_rules.TIMEOUT_ACTIONS,
+        "edit_queue": next((q for q in panel_queues if str(q.id) == request.query.get("queue", "")), None),
         "edit_number": next((n for n in numbers if n["did"] == wanted), None),
         "branches": await directory.branches(services.db),
-        "phones": await _phones(services), "secret": secret,
+        "phones": await phones_with_state(services), "secret": secret,
         "sip_server": f"{services.settings.asterisk.host}:{services.settings.asterisk.sip_port}",
     }
 
@@ -131,7 +135,8 @@ async def _provider_delete(services: Services, form: Any, now: float, me: Any) -
 
 async def _number_save(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
     branch = str(form.get("branch") or "")
-    await providers.save_number(services.db, rules.check_number({k: str(v) for k, v in form.items()}), now,
+    known = queue_rules.queue_choices(await providers.clinic_queues(services.db))
+    await providers.save_number(services.db, rules.check_number({k: str(v) for k, v in form.items()}, known), now,
                                 branch_id=int(branch) if branch.isdigit() else None,
                                 ad_channel=str(form.get("ad_channel") or ""), actor=me.name, user_id=me.user_id)
     return {}
@@ -139,6 +144,22 @@ async def _number_save(services: Services, form: Any, now: float, me: Any) -> di
 
 async def _number_delete(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
     await providers.delete_number(services.db, str(form.get("did") or ""), now, actor=me.name, user_id=me.user_id)
+    return {}
+
+
+async def _queue_save(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
+    raw = str(form.get("queue") or "")
+    queue_id = int(raw) if raw.isdigit() else 0
+    known = queue_rules.queue_choices(await providers.clinic_queues(services.db))
+    q = queue_rules.check_queue({k: str(v) for k, v in form.items()}, queue_id, known)
+    await providers.save_queue(services.db, q, now, actor=me.name, user_id=me.user_id)
+    return {}
+
+
+async def _queue_delete(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
+    raw = str(form.get("queue") or "")
+    if raw.isdigit():
+        await providers.delete_queue(services.db, int(raw), now, actor=me.name, user_id=me.user_id)
     return {}
 
 
@@ -175,7 +196,7 @@ async def telephony_submit(request: web.Request) -> web.StreamResponse:
 async def _phone_save(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
     data = {k: str(v) for k, v in form.items()}
     data["queues"] = ",".join(str(q) for q in form.getall("queues", []))
-    phone = rules.check_phone(data)
+    phone = rules.check_phone(data, queue_rules.queue_choices(await providers.clinic_queues(services.db)))
     branch = str(form.get("branch") or "")
     password = await providers.save_phone(services.db, phone, now, branch_id=int(branch) if branch.isdigit() else None,
                                           actor=me.name, user_id=me.user_id)
@@ -212,4 +233,5 @@ async def _phone_ring(services: Services, form: Any, now: float, me: Any) -> dic
 TEST_PHRASE = "Проверка телефона. Телефон работает. Можно положить трубку."
 ACTIONS = {"provider_save": _provider_save, "provider_delete": _provider_delete, "number_save": _number_save,
            "number_delete": _number_delete, "phone_save": _phone_save, "phone_password": _phone_password,
-           "phone_delete": _phone_delete, "phone_ring": _phone_ring, "apply": _apply}
+           "phone_delete": _phone_delete, "phone_ring": _phone_ring, "queue_save": _queue_save,
+           "queue_delete": _queue_delete, "apply": _apply}

@@ -26,6 +26,8 @@ CODECS = ("alaw", "ulaw", "g722", "g729", "opus")
 QUEUE_NAMES = {"reception-ringall": "Регистратура: звонят все телефоны сразу",
                "reception-linear": "Регистратура: телефоны по очереди"}
 TRUNK_PREFIX = "trunk-"
+# how a provider wants a Russian number dialled (others and 112 go as dialled)
+DIAL_FORMATS = {"7": "7XXXXXXXXXX", "8": "8XXXXXXXXXX", "+7": "+7XXXXXXXXXX"}
 
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$")
 _USER = re.compile(r"^[A-Za-z0-9._~+\-!$*()@]{1,64}$")  # the user part of a SIP URI (and Beeline's user@host)
@@ -64,6 +66,7 @@ class Provider:
     dtmf: str = "rfc4733"
     max_calls: int = 0
     qualify: bool = False
+    dial_format: str = "7"
     outgoing: bool = False
     enabled: bool = True
 
@@ -169,6 +172,7 @@ def check_provider(form: Mapping[str, str], provider_id: int = 0) -> Provider:
         addresses=addresses, did_from=_did_from(form), codecs=_codecs(form) if _text(form, "codecs") else ("alaw", "ulaw"),
         dtmf=_choice(form, "dtmf", DTMF_MODES, "rfc4733", "Тоновый набор"),
         max_calls=_int(form, "max_calls", 0, 0, 1000, "Одновременных звонков"),
+        dial_format=_choice(form, "dial_format", DIAL_FORMATS, "7", "Формат номера"),
         # Asterisk sends no call to a contact that stopped answering OPTIONS: asked for, never
         # assumed (a provider known by address needs it for its status)
         qualify=_flag(form, "qualify", default=auth == BY_ADDRESS),
@@ -183,6 +187,22 @@ def escape_value(value: str) -> str:
     if any(ch in value for ch in "\r\n\x00"):
         raise ValueError("a line break cannot reach a config")
     return value.replace(";", "\\;")
+
+
+def dial_number(number: str, fmt: str) -> str:
+    """A number as a provider wants it dialled (the dialplan's [clinic-trunk-out] does the same
+    for calls from the phones): a Russian number in ``fmt``, anything else as digits, short
+    numbers as given."""
+    digits = "".join(ch for ch in number if ch.isdigit())
+    if len(digits) < 10:
+        return number
+    if len(digits) == 10:
+        digits = "7" + digits
+    elif len(digits) == 11 and digits.startswith("8"):
+        digits = "7" + digits[1:]
+    if len(digits) == 11 and digits.startswith("7"):
+        return {"8": "8" + digits[1:], "+7": "+" + digits}.get(fmt, digits)
+    return digits
 
 
 def outgoing_provider(providers: list[Provider]) -> Provider | None:
@@ -260,12 +280,12 @@ def normalize_did(raw: str) -> str:
     return digits if 11 <= len(digits) <= 15 else ""
 
 
-def check_number(form: Mapping[str, str]) -> ClinicNumber:
+def check_number(form: Mapping[str, str], queues: Mapping[str, str] = QUEUE_NAMES) -> ClinicNumber:
     did = normalize_did(_text(form, "did"))
     if not did:
         raise TelephonyError("did", "Номер клиники: 11–15 цифр, например +7 495 111-00-01")
     queue = _text(form, "queue") or "reception-ringall"
-    if queue not in QUEUE_NAMES:
+    if queue not in queues:
         raise TelephonyError("queue", "Очередь: выберите из списка")
     hours_text, holidays_text = " ".join(_text(form, "hours").split()), " ".join(_text(form, "holidays").split())
     for key, parse, text in (("hours", hours.parse_hours, hours_text), ("holidays", hours.parse_holidays, holidays_text)):
@@ -301,7 +321,7 @@ def md5_cred(extension: str, password: str) -> str:
     return hashlib.md5(f"{extension}:{SIP_REALM}:{password}".encode()).hexdigest()  # noqa: S324 - SIP digest
 
 
-def check_phone(form: Mapping[str, str]) -> DeskPhone:
+def check_phone(form: Mapping[str, str], queues: Mapping[str, str] = QUEUE_NAMES) -> DeskPhone:
     extension = _text(form, "extension")
     if not _EXTENSION.match(extension):
         raise TelephonyError("extension", "Внутренний номер: три цифры от 100 до 199 (их набирают коллеги)")
@@ -309,5 +329,5 @@ def check_phone(form: Mapping[str, str]) -> DeskPhone:
         raise TelephonyError("extension", f"Номер {extension} занят телефоном демо-клиники")
     # shown on colleagues' phones, written into a config: letters, digits, spaces, . and - only
     label = " ".join(re.sub(r"[^\w .-]", " ", _text(form, "label"), flags=re.UNICODE).split())[:40]
-    queues = tuple(q for q in QUEUE_NAMES if q in str(form.get("queues") or "").split(","))
-    return DeskPhone(extension, label, queues)
+    chosen = tuple(q for q in queues if q in str(form.get("queues") or "").split(","))
+    return DeskPhone(extension, label, chosen)

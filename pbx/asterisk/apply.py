@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm import telephony as store
+from crm.rules.queues import ClinicQueue
 from crm.rules.telephony import SHIPPED_PHONES, Provider
 from crm.storage import AnyDatabase
 from pbx.asterisk.render import (
@@ -91,15 +92,17 @@ class TelephonyApplier:
             providers = await store.all_providers(self.db)
             numbers = await store.numbers(self.db)
             phones = await store.desk_phones(self.db)
+            queues = await store.clinic_queues(self.db)
             try:
-                ctx = await self._context({n.closed_message for n in numbers if n.closed_message and n.hours})
+                ctx = await self._context({n.closed_message for n in numbers if n.closed_message and n.hours},
+                                          tuple(queues))
             except TtsError as exc:
                 self.state.error, self.state.failed_revision = f"не удалось озвучить сообщение: {exc}", revision
                 return self.state
             files = render_telephony(providers, numbers, ctx, phones)
             previous = {n: (self.etc / n).read_text(encoding="utf-8") if (self.etc / n).exists() else None
                         for n in files}
-            expected = expected_objects(providers, numbers, phones)
+            expected = expected_objects(providers, numbers, phones, queues)
             changed = [n for n in files if files[n] != previous[n]]
             try:
                 if not changed and await self._missing(expected):
@@ -119,7 +122,7 @@ class TelephonyApplier:
             log.info("telephony revision %s applied (%d providers)", revision, len(providers))
             return self.state
 
-    async def _context(self, messages: set[str]) -> Context:
+    async def _context(self, messages: set[str], queues: tuple[ClinicQueue, ...] = ()) -> Context:
         """The clinic's date and the after-hours messages as prompt files (rendered once each)."""
         sounds = {}
         if messages and self.prompts is None:
@@ -127,7 +130,7 @@ class TelephonyApplier:
         for text in sorted(messages):
             assert self.prompts is not None
             sounds[text] = str(await self.prompts.path(text))
-        return Context(tz=self.tz, today=self._today(), sounds=sounds)
+        return Context(tz=self.tz, today=self._today(), sounds=sounds, queues=queues)
 
     async def _reload(self, files: list[str]) -> None:
         for command in (RELOADS[name] for name in files):
@@ -157,10 +160,12 @@ class TelephonyApplier:
         missing = (expected["endpoints"] - endpoints) | (expected["registrations"] - regs)
         missing |= {f"удалён не до конца: {e}" for e in endpoints if e not in expected["endpoints"]
                     and (e.startswith("trunk-") or e.isdigit() and e not in SHIPPED_PHONES)}
-        if expected["members"]:
-            members = {f"{m.get('Queue')}/{m.get('StateInterface') or m.get('Location')}" for m in items_of(
-                await self.ami.action({"Action": "QueueStatus"}, timeout=10)) if m.get("Event") == "QueueMember"}
-            missing |= expected["members"] - members
+        if expected["members"] or expected["queues"]:
+            status = items_of(await self.ami.action({"Action": "QueueStatus"}, timeout=10))
+            members = {f"{m.get('Queue')}/{m.get('StateInterface') or m.get('Location')}" for m in status
+                       if m.get("Event") == "QueueMember"}
+            queues = {str(m.get("Queue")) for m in status if m.get("Event") == "QueueParams"}
+            missing |= (expected["members"] - members) | (expected["queues"] - queues)
         for context in sorted(expected["contexts"]):
             reply = items_of(await self.ami.action({"Action": "ShowDialPlan", "Context": context}, timeout=10))
             if any(m.get("Response") == "Error" for m in reply):

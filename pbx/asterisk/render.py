@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from crm.rules import hours
+from crm.rules.queues import CALLBACK, HANG_UP, ClinicQueue, queue_choices
 from crm.rules.telephony import (
     DID_IN_RURI,
     DID_IN_TO,
@@ -115,11 +116,13 @@ def provider_dialplan(p: Provider) -> str:
 
 
 def outgoing_dialplan(providers: list[Provider]) -> str:
-    """Which endpoint outgoing calls leave by, as a subroutine the shipped dialplan calls with
-    the dialled number (ARG1)."""
+    """Which endpoint outgoing calls leave by and the number as it wants it, as a subroutine
+    the shipped dialplan calls with the dialled number (ARG1): CLINIC_OUT_TRUNK and
+    CLINIC_OUT_NUMBER."""
     out = outgoing_provider(providers)
     trunk = out.endpoint if out is not None else LEGACY_TRUNK
     cap = out.max_calls if out is not None else 0
+    fmt = out.dial_format if out is not None else "7"
     text = "[clinic-trunk-out]\n"
     text += f"exten => s,1,Set(CLINIC_OUT_TRUNK={trunk})\n"
     if cap:
@@ -127,6 +130,18 @@ def outgoing_dialplan(providers: list[Provider]) -> str:
         # over the provider's cap a call is refused, except the emergency number
         text += (f' same => n,ExecIf($[${{GROUP_COUNT({trunk}@clinic-trunks)}} > {cap} & "${{ARG1}}" != "112"]'
                  "?Hangup(34))\n")
+    # a Russian number as 7XXXXXXXXXX first (8…, +7…, 10 digits), then as the provider wants it
+    text += " same => n,Set(CLINIC_OUT_NUMBER=${FILTER(0123456789,${ARG1})})\n"
+    text += ' same => n,ExecIf($[${LEN(${CLINIC_OUT_NUMBER})} = 10]?Set(CLINIC_OUT_NUMBER=7${CLINIC_OUT_NUMBER}))\n'
+    text += (' same => n,ExecIf($[${LEN(${CLINIC_OUT_NUMBER})} = 11 & "${CLINIC_OUT_NUMBER:0:1}" = "8"]'
+             "?Set(CLINIC_OUT_NUMBER=7${CLINIC_OUT_NUMBER:1}))\n")
+    russian = '$[${LEN(${CLINIC_OUT_NUMBER})} = 11 & "${CLINIC_OUT_NUMBER:0:1}" = "7"]'
+    if fmt == "8":
+        text += f" same => n,ExecIf({russian}?Set(CLINIC_OUT_NUMBER=8${{CLINIC_OUT_NUMBER:1}}))\n"
+    elif fmt == "+7":
+        text += f" same => n,ExecIf({russian}?Set(CLINIC_OUT_NUMBER=+${{CLINIC_OUT_NUMBER}}))\n"
+    # short numbers (112, a provider's service codes) go as dialled
+    text += ' same => n,ExecIf($[${LEN(${CLINIC_OUT_NUMBER})} < 10]?Set(CLINIC_OUT_NUMBER=${ARG1}))\n'
     text += " same => n,Return()\n\n"
     return text
 
@@ -139,6 +154,7 @@ class Context:
     tz: str = "Europe/Moscow"
     today: date = date(2026, 1, 1)
     sounds: Mapping[str, str] = field(default_factory=dict)  # message text -> sound path (no suffix)
+    queues: tuple[ClinicQueue, ...] = ()  # the panel's (the shipped ones are queues.conf's)
 
 
 def _route_steps(n: ClinicNumber, did: str, ctx: Context) -> list[str]:
@@ -147,6 +163,9 @@ def _route_steps(n: ClinicNumber, did: str, ctx: Context) -> list[str]:
     except hours.HoursError:
         spans, days = (), ()  # checked when saved; a row broken since is always open, never closed
     steps = [f"Set(__CLINIC_DID={did})", f"Set(__CLINIC_QUEUE={n.queue})"]
+    own = next((q for q in ctx.queues if q.name == n.queue), None)
+    if own is not None:  # how long its callers wait (the shipped queues: QUEUE_MAX_WAIT)
+        steps.append(f"Set(__CLINIC_QUEUE_WAIT={own.max_wait})")
     steps += hours.asterisk_steps(spans, days, ctx.tz, ctx.today, open_label="open", closed_label="closed")
     steps.append("(open)Goto(clinic-incoming,s,1)")
     if not spans:
@@ -165,7 +184,7 @@ def numbers_dialplan(numbers: list[ClinicNumber], ctx: Context) -> str:
     text = "[clinic-numbers]\n"
     for n in numbers:
         did = normalize_did(n.did)
-        if not did or n.queue not in QUEUE_NAMES:
+        if not did or n.queue not in queue_choices(list(ctx.queues)):
             continue  # checked when saved: a row that is not a number never reaches Asterisk
         for i, step in enumerate(_route_steps(n, did, ctx)):
             label, _, app = step.partition(")") if step.startswith("(") else ("", "", step)
@@ -187,14 +206,39 @@ def phone_pjsip(phone: DeskPhone) -> str:
     return text
 
 
-def queues_config(phones: list[DeskPhone]) -> str:
-    """The panel's phones as members of the shipped queues, after the shipped members."""
+def _members(phones: list[DeskPhone], queue: str) -> str:
+    return "".join(f"member => PJSIP/{p.extension},0,{p.extension},PJSIP/{p.extension}\n"
+                   for p in phones if queue in p.queues)
+
+
+def queues_config(phones: list[DeskPhone], queues: list[ClinicQueue] | None = None) -> str:
+    """The panel's queues with their phones, and the panel's phones as members of the shipped
+    queues (after the shipped members)."""
     text = HEADER
     for queue in QUEUE_NAMES:
-        members = [p.extension for p in phones if queue in p.queues]
-        if members:
-            text += f"[{queue}](+)\n" + "".join(f"member => PJSIP/{m},0,{m},PJSIP/{m}\n" for m in members) + "\n"
+        if members := _members(phones, queue):
+            text += f"[{queue}](+)\n{members}\n"
+    for q in queues or []:
+        text += _lines(q.name, [("strategy", q.strategy), ("timeout", q.ring_seconds)], template="queue-common")
+        text = text[:-1] + _members(phones, q.name) + "\n"
     return text
+
+
+def timeout_dialplan(queues: list[ClinicQueue]) -> str:
+    """Where a caller goes when the wait in a panel queue runs out (the shipped
+    [clinic-incoming] jumps here after Queue() says TIMEOUT)."""
+    text = "[clinic-queue-timeout]\n"
+    waits: dict[str, str | int] = {name: "${QUEUE_MAX_WAIT}" for name in QUEUE_NAMES}
+    waits.update({q.name: q.max_wait for q in queues})
+    for q in queues:
+        if q.on_timeout == CALLBACK:
+            text += f"exten => {q.name},1,AGI(${{AGI_URL}}/after_hours,${{CLINIC_DID}})\n same => n,Hangup()\n"
+        elif q.on_timeout in waits and q.on_timeout != q.name:
+            text += (f"exten => {q.name},1,Set(__CLINIC_QUEUE={q.on_timeout})\n"
+                     f" same => n,Queue({q.on_timeout},r,,,{waits[q.on_timeout]})\n same => n,Hangup()\n")
+        elif q.on_timeout == HANG_UP or q.on_timeout not in waits:
+            text += f"exten => {q.name},1,Hangup()\n"
+    return text + "\n"
 
 
 def render_telephony(providers: list[Provider], numbers: list[ClinicNumber] | None = None,
@@ -203,18 +247,21 @@ def render_telephony(providers: list[Provider], numbers: list[ClinicNumber] | No
     clinic numbers and the desk phones set up in the panel."""
     enabled = [p for p in providers if p.enabled]
     desk = [p for p in phones or [] if p.md5_cred]
+    ctx = ctx or Context()
     pjsip = HEADER + "".join(provider_pjsip(p) for p in enabled) + "".join(phone_pjsip(p) for p in desk)
-    dialplan = (HEADER + outgoing_dialplan(enabled) + numbers_dialplan(numbers or [], ctx or Context())
-                + "".join(provider_dialplan(p) for p in enabled))
-    return {PJSIP_FILE: pjsip, DIALPLAN_FILE: dialplan, QUEUES_FILE: queues_config(desk)}
+    dialplan = (HEADER + outgoing_dialplan(enabled) + numbers_dialplan(numbers or [], ctx)
+                + timeout_dialplan(list(ctx.queues)) + "".join(provider_dialplan(p) for p in enabled))
+    return {PJSIP_FILE: pjsip, DIALPLAN_FILE: dialplan, QUEUES_FILE: queues_config(desk, list(ctx.queues))}
 
 
 def expected_objects(providers: list[Provider], numbers: list[ClinicNumber] | None = None,
-                     phones: list[DeskPhone] | None = None) -> dict[str, set[str]]:
+                     phones: list[DeskPhone] | None = None, queues: list[ClinicQueue] | None = None,
+                     ) -> dict[str, set[str]]:
     """What Asterisk must show once the files are applied: the confirmation's checklist."""
     enabled = [p for p in providers if p.enabled]
     desk = [p for p in phones or [] if p.md5_cred]
     return {"endpoints": {p.endpoint for p in enabled} | {p.extension for p in desk},
+            "queues": {q.name for q in queues or []},
             "members": {f"{q}/PJSIP/{p.extension}" for p in desk for q in p.queues},
             "registrations": {f"{p.endpoint}-reg" for p in enabled if p.auth == REGISTER},
             "contexts": {f"from-{p.endpoint}" for p in enabled} | {"clinic-trunk-out"}

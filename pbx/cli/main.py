@@ -198,6 +198,8 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
                 added = await demo.load_demo(db, tz=settings.time_zone)
                 if added:
                     print(f"demo clinic: {added} patients added")
+            else:  # a real clinic: the panel leads the set-up, step by step, each verified live
+                print("next: log in and open /setup (provider, numbers, desk phones, queues, users)")
         finally:
             await db.close()
         return 0

@@ -33,9 +33,9 @@ class CallResult:
 class RobotCaller:
     def __init__(self, ari: AriClient, settings: Settings, prompts: PromptCache,
                  phrases: dict[str, str], runner: FlowRunner | None = None,
-                 trunk: Callable[[], str] = lambda: "operator") -> None:
+                 route: Callable[[str], tuple[str, str]] = lambda number: ("operator", number)) -> None:
         self.ari = ari
-        self.trunk = trunk  # the provider outgoing calls leave by, as applied now
+        self.route = route  # number -> the provider outgoing calls leave by now, and the number as it wants it
         self.settings = settings
         self.prompts = prompts
         self.phrase_texts = phrases
@@ -59,6 +59,12 @@ class RobotCaller:
         for channel_id in channel_ids:
             await self.runner.hangup(channel_id)
 
+    def _endpoint(self, number: str) -> str:
+        """``robot.dial`` filled in: {number} (as the provider wants it when {trunk} is used)."""
+        trunk, dialled = self.route(number.lstrip("+"))
+        dial = self.settings.robot.dial
+        return dial.format(number=dialled if "{trunk}" in dial else number.lstrip("+"), trunk=trunk)
+
     async def call(self, number: str, greeting: Path, channel_id: str, *, caller_id: str = "",
                    amd: bool = False, on_decided: Callable[[str], Awaitable[None]] | None = None) -> CallResult:
         """Call the patient and run the menu; returns the outcome. Never raises for the
@@ -68,7 +74,7 @@ class RobotCaller:
             self.phrases = await render_phrases(self.prompts, self.phrase_texts)
         media = {name: f"sound:{path}" for name, path in self.phrases.items()} | {"main": f"sound:{greeting}"}
         flow = ConfirmationFlow(
-            channel=channel_id, endpoint=r.dial.format(number=number.lstrip("+"), trunk=self.trunk()), media=media,
+            channel=channel_id, endpoint=self._endpoint(number), media=media,
             ring_seconds=r.ring_seconds, caller_id=caller_id, amd=amd, max_errors=r.max_errors,
             input_timeout=r.input_timeout, max_call_seconds=MAX_CALL_SECONDS,
         )

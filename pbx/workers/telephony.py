@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from crm.aio import cancel_and_wait
-from crm.rules.telephony import TrunkStatus, outgoing_provider, registration_reasons, trunk_status
+from crm.rules.telephony import (
+    TrunkStatus,
+    dial_number,
+    outgoing_provider,
+    registration_reasons,
+    trunk_status,
+)
 from crm.storage import AnyDatabase
 from pbx.ami.client import AmiEvent, AmiLink
 from pbx.asterisk.apply import TelephonyApplier, items_of
@@ -100,10 +106,13 @@ class TelephonyWorker:
             # AMI says only "Rejected": the provider's answer is in Asterisk's own log
             self.causes.update(registration_reasons(await asyncio.to_thread(_tail, self.log_path)))
 
-    def outgoing_trunk(self) -> str:
-        """The endpoint outgoing calls leave by, as applied (the dialplan's clinic-trunk-out)."""
+    def outgoing_route(self, number: str) -> tuple[str, str]:
+        """The endpoint outgoing calls leave by, as applied, and the number as it wants it (what
+        the dialplan's clinic-trunk-out says for calls from the phones)."""
         out = outgoing_provider(self.applier.providers)
-        return out.endpoint if out is not None else LEGACY_TRUNK
+        if out is None:
+            return LEGACY_TRUNK, number
+        return out.endpoint, dial_number(number, out.dial_format)
 
     def statuses(self) -> dict[int, TrunkStatus]:
         """Each applied provider's state as Asterisk last reported it."""

@@ -40,11 +40,15 @@ def cdr_rows(path: Path, linkedid: str) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-async def wait_cdr(path: Path, linkedid: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+async def wait_cdr(path: Path, linkedid: str, count: int = 1, timeout: float = 5.0,
+                   answered: bool = False) -> list[dict[str, Any]]:
+    """The CDR rows of a call once there are ``count`` (and, with ``answered``, an answered one:
+    Asterisk writes the rows of legs that rang and stopped before the talk's row)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         rows = cdr_rows(path, linkedid)
-        if len(rows) >= count or asyncio.get_running_loop().time() > deadline:
+        done = len(rows) >= count and (not answered or any(r["disposition"] == "ANSWERED" for r in rows))
+        if done or asyncio.get_running_loop().time() > deadline:
             return rows
         await asyncio.sleep(0.1)
 

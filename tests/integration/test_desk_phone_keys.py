@@ -99,7 +99,7 @@ async def test_the_pickup_key_answers_a_colleague_s_ringing_call(server, tmp_pat
     assert await call.wait(60) == 0, call.errors
     await stop_all(*procs)
     r = await wait_call(services, linkedid)
-    rows = await wait_cdr(services.settings.cdr_db_path, linkedid, count=2)
+    rows = await wait_cdr(services.settings.cdr_db_path, linkedid, count=2, answered=True)
     keep_fixture(tmp_path, "pickup")
     assert r["direction"] == "incoming" and r["call_type"] == "incoming" and r["answered_by_ext"] == "103"
     assert r["missed_by"] == [] and r["hangup_by"] == "caller"

@@ -101,7 +101,7 @@ async def test_provider_registers_and_its_calls_reach_the_queue(server, panel, a
     services, log = server
     port = free_udp_ports(1, PROVIDER_IP, step=1)
     registrar = await start_provider(tmp_path, PROVIDER_IP, port, LOGIN, PASSWORD)
-    status, _ = await panel.post(provider_form(port))
+    status, _ = await panel.post(provider_form(port, dial_format="8"))
     assert status == 200  # the redirect to the page, followed
     page = await panel.wait_status("registered")
     assert 'data-applied="1"' in page and "Asterisk подтвердил" in page
@@ -121,7 +121,8 @@ async def test_provider_registers_and_its_calls_reach_the_queue(server, panel, a
     rows = await wait_cdr(services.settings.cdr_db_path, linkedid)
     assert rows[0]["channel"].startswith("PJSIP/trunk-")
 
-    # click-to-call leaves by it: the provider challenges the INVITE (401) and checks the answer
+    # click-to-call leaves by it, the number as it wants it (8…): it challenges the INVITE (401)
+    # and checks the answer
     # 101 answers, the patient 1 s after the dialling, 101 hangs up 4.5 s after its answer
     phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 500, "hangup_ms": 4500}})
     linkedid = await originate(services.ami, OriginateRequest("101", "79031112233", user_id=None))
@@ -134,7 +135,8 @@ async def test_provider_registers_and_its_calls_reach_the_queue(server, panel, a
     assert trunk and trunk[0]["disposition"] == "ANSWERED", rows
     assert billsec_agrees(trunk[0]["billsec"], record["talk_seconds"]), (rows, record)
     sent = registrar.messages
-    assert "INVITE sip:79031112233@" + PROVIDER_IP in sent and 'Authorization: Digest username="clinic77"' in sent.split("INVITE sip:79031112233", 1)[1]
+    assert "INVITE sip:89031112233@" + PROVIDER_IP in sent
+    assert 'Authorization: Digest username="clinic77"' in sent.split("INVITE sip:89031112233", 1)[1]
     registrar.kill()
 
     # removed in the panel: gone from Asterisk once it says so
@@ -269,3 +271,24 @@ async def test_a_phone_added_in_the_panel_registers_takes_queue_calls_and_a_rese
     assert "104" not in [line.split()[1] for line in asterisk.rx("pjsip show endpoints").splitlines()
                          if line.strip().startswith("Endpoint:") and len(line.split()) > 1]
     assert "PJSIP/104" not in asterisk.rx("queue show reception-ringall")
+
+
+async def test_a_panel_queue_whose_wait_runs_out_makes_a_callback_request(server, panel, asterisk, tmp_path: Path) -> None:
+    services, log = server
+    status, _ = await panel.post({"action": "queue_save", "title": "Дневная", "strategy": "linear",
+                                  "ring_seconds": "5", "max_wait": "10", "on_timeout": "callback"})
+    assert status == 200
+    page = await panel.page()
+    name = re.search(r'data-queue="(queue-\d+)"', page).group(1)
+    status, _ = await panel.post({"action": "number_save", "did": "+7 495 765-43-21", "queue": name})
+    assert 'data-applied="1"' in await panel.page()
+    assert "'linear' strategy" in asterisk.rx(f"queue show {name}")  # Asterisk has the panel's queue
+    call = await start_operator_call(services.settings, "+79161234567", "84957654321", tmp_path, talk_ms=40000)
+    linkedid = await first_channel(log, "PJSIP/operator-")
+    await log.wait_for(lambda e: e.name == "QueueCallerLeave" and e.headers.get("Queue") == name, timeout=30)
+    await call.wait(40)  # the clinic ends the call once the request is made
+    record = await wait_call(services, linkedid)
+    assert record["did"] == "74957654321" and record["call_type"] == "missed", record
+    request = await services.db.fetchone(
+        "SELECT source_name, state FROM callback_requests WHERE phone = ?", ("+79161234567",))
+    assert request is not None and request["state"] == "open"

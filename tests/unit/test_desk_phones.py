@@ -91,3 +91,53 @@ async def test_the_panel_shows_the_new_password_once(tmp_path: Path) -> None:
         assert shown.group(1) not in later and 'data-phone="104"' in later
         shift = await (await client.get("/shift")).text()
         assert "104" in shift  # an administrator can take the new phone for the shift
+
+
+def test_panel_queues_ring_their_phones_and_send_a_long_wait_on() -> None:
+    from crm.rules.queues import ClinicQueue, check_queue, queue_choices
+    from pbx.asterisk.render import DIALPLAN_FILE, Context
+
+    night = ClinicQueue(2, "Ночная", "linear", 20, 60, "callback")
+    day = check_queue({"title": "Дневная", "strategy": "rrmemory", "ring_seconds": "25", "max_wait": "90",
+                       "on_timeout": night.name}, 1, queue_choices([night]))
+    linear = ClinicQueue(3, "В регистратуру", on_timeout="reception-linear")
+    phone = rules.DeskPhone("104", "", (day.name, "reception-ringall"), "x" * 32)
+    number = rules.check_number({"did": "74951234567", "queue": day.name}, queue_choices([day, night]))
+    files = render_telephony([], [number], Context(queues=(day, night, linear)), [phone])
+    queues, dialplan = files[QUEUES_FILE], files[DIALPLAN_FILE]
+    assert "[queue-1](queue-common)\nstrategy = rrmemory\ntimeout = 25\nmember => PJSIP/104,0,104,PJSIP/104" in queues
+    assert "[queue-2](queue-common)\nstrategy = linear\ntimeout = 20\n\n" in queues  # nobody rings in it yet
+    assert "[reception-ringall](+)\nmember => PJSIP/104" in queues
+    assert "Set(__CLINIC_QUEUE=queue-1)\n same => n,Set(__CLINIC_QUEUE_WAIT=90)" in dialplan
+    assert "exten => queue-1,1,Set(__CLINIC_QUEUE=queue-2)\n same => n,Queue(queue-2,r,,,60)" in dialplan
+    assert "exten => queue-2,1,AGI(${AGI_URL}/after_hours,${CLINIC_DID})" in dialplan
+    assert "exten => queue-3,1,Set(__CLINIC_QUEUE=reception-linear)\n same => n,Queue(reception-linear,r,,,${QUEUE_MAX_WAIT})" in dialplan
+    with pytest.raises(rules.TelephonyError) as exc:
+        check_queue({"title": "x", "on_timeout": "queue-1"}, 1, queue_choices([day]))  # into itself
+    assert exc.value.field == "on_timeout"
+    with pytest.raises(rules.TelephonyError) as exc:
+        check_queue({"title": "x", "strategy": "wrandom]\n[x"}, 0, {})
+    assert exc.value.field == "strategy"
+
+
+async def test_a_queue_in_use_is_not_deleted(tmp_path: Path) -> None:
+    from crm.rules.queues import ClinicQueue
+
+    db = Database(tmp_path / "crm.sqlite")
+    await db.open()
+    try:
+        first = await store.save_queue(db, ClinicQueue(0, "Дневная"), 1.0)
+        second = await store.save_queue(db, ClinicQueue(0, "Ночная", on_timeout=f"queue-{first}"), 2.0)
+        with pytest.raises(rules.TelephonyError):
+            await store.save_queue(db, ClinicQueue(0, "Дневная"), 3.0)  # the same title twice
+        await store.save_number(db, rules.ClinicNumber("74951234567", f"queue-{first}"), 4.0)
+        with pytest.raises(rules.TelephonyError, match="74951234567"):
+            await store.delete_queue(db, first, 5.0)
+        await store.save_number(db, rules.ClinicNumber("74951234567", "reception-ringall"), 6.0)
+        with pytest.raises(rules.TelephonyError, match="Ночная"):
+            await store.delete_queue(db, first, 7.0)
+        await store.delete_queue(db, second, 8.0)
+        await store.delete_queue(db, first, 9.0)
+        assert await store.clinic_queues(db) == []
+    finally:
+        await db.close()

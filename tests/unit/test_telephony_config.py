@@ -244,3 +244,25 @@ def test_nat_settings_reach_the_transports_as_plain_addresses_only() -> None:
             nat_lines(bad, "")
         with pytest.raises(ValueError):
             nat_lines("", bad)
+
+
+def test_outgoing_numbers_leave_as_the_provider_wants_them() -> None:
+    def out(fmt: str) -> str:
+        p = rules.check_provider({**GOOD, "dial_format": fmt}, 1)
+        return render_telephony([p])[DIALPLAN_FILE].split("[clinic-numbers]")[0]
+
+    assert "Set(CLINIC_OUT_NUMBER=8${CLINIC_OUT_NUMBER:1})" in out("8")
+    assert "Set(CLINIC_OUT_NUMBER=+${CLINIC_OUT_NUMBER})" in out("+7")
+    plain = out("7")
+    assert "=8${" not in plain and "=+${" not in plain and "Set(CLINIC_OUT_NUMBER=7${CLINIC_OUT_NUMBER:1})" in plain
+    with pytest.raises(rules.TelephonyError) as exc:
+        rules.check_provider({**GOOD, "dial_format": "9"})
+    assert exc.value.field == "dial_format"
+
+
+def test_the_robots_number_is_formatted_as_the_dialplan_does() -> None:
+    assert rules.dial_number("79031112233", "8") == "89031112233"
+    assert rules.dial_number("89031112233", "+7") == "+79031112233"
+    assert rules.dial_number("9031112233", "7") == "79031112233"
+    assert rules.dial_number("375291234567", "8") == "375291234567"  # not Russian: digits as they are
+    assert rules.dial_number("112", "8") == "112"
