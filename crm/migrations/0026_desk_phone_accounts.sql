@@ -3,4 +3,5 @@
 -- checks): the password itself is shown once, when it is made. A phone without one is a demo
 -- phone of the shipped configuration (asterisk-config/pjsip.conf).
 ALTER TABLE desk_phones ADD COLUMN md5_cred TEXT NOT NULL DEFAULT '';
-ALTER TABLE desk_phones ADD COLUMN queues TEXT NOT NULL DEFAULT '';  -- queue names, comma-separated
+-- the queue names it rings in, comma-separated
+ALTER TABLE desk_phones ADD COLUMN queues TEXT NOT NULL DEFAULT '';

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sip_guard")]
 SHOTS = PROJECT_DIR / ".local" / "screenshots"
 PAGES = ["/", "/incoming", "/calls", "/patients", "/patients/1", "/patients/1/edit", "/patients/new", "/schedule",
          "/tasks", "/escort", "/reports", "/reports/escort", "/appeals", "/appeals/channels", "/callbacks",
-         "/settings", "/settings/telephony", "/contacts", "/audit", "/booking?patient=1", "/calls/manual", "/shift"]
+         "/settings", "/settings/telephony", "/setup", "/contacts", "/audit", "/booking?patient=1", "/calls/manual", "/shift"]
 ISO_DAY = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 RAW_PHONE = re.compile(r"\+7\d{10}\b")
 # what the checks below see: the visible text, page width, inputs with no label of any kind

@@ -16,12 +16,17 @@ from crm.rules import telephony as rules
 from pbx.asterisk.render import PJSIP_FILE, QUEUES_FILE, render_telephony
 
 
-@pytest.mark.parametrize(("ext", "why"), [("99", "три цифры"), ("1000", "три цифры"), ("204", "три цифры"),
-                                          ("101", "демо"), ("1a4", "три цифры"), ("104\n[x]", "три цифры")])
+@pytest.mark.parametrize(("ext", "why"), [("99", "100–199"), ("10000", "100–199"), ("204", "100–199"),
+                                          ("2000", "100–199"), ("101", "демо"), ("1a4", "100–199"),
+                                          ("104\n[x]", "100–199")])
 def test_an_extension_colleagues_cannot_dial_is_refused(ext: str, why: str) -> None:
     with pytest.raises(rules.TelephonyError) as exc:
         rules.check_phone({"extension": ext})
     assert exc.value.field == "extension" and why in str(exc.value)
+
+
+def test_four_digit_extensions_for_a_large_clinic() -> None:
+    assert rules.check_phone({"extension": "1042"}).extension == "1042"
 
 
 def test_a_label_cannot_break_the_callerid_line() -> None:
