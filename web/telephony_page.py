@@ -61,7 +61,8 @@ async def phones_with_state(services: Services) -> list[dict[str, Any]]:
 
 
 async def _page(request: web.Request, *, error: str = "", field: str = "", edit: rules.Provider | None = None,
-                form: Any = None, secret: dict[str, str] | None = None) -> dict[str, Any]:
+                form: Any = None, action: str = "", secret: dict[str, str] | None = None) -> dict[str, Any]:
+    """The page; after a refused form, that form (and only that one) shows what was typed."""
     services = request.app[SERVICES]
     state = await state_of(services)
     numbers = await directory.clinic_number_routes(services.db)
@@ -73,7 +74,9 @@ async def _page(request: web.Request, *, error: str = "", field: str = "", edit:
         "providers": await providers.all_providers(services.db), "state": state,
         "applied_at": _when(request, state.get("applied_at")),
         "since": {pid: _when(request, s.since) for pid, s in state["statuses"].items()},
-        "error": error, "field": field, "edit": edit, "form": form or {},
+        "error": error, "field": field, "edit": edit,
+        "form": form if form is not None and action == "provider_save" else {},
+        "nform": form if form is not None and action == "number_save" else {},
         "auth_modes": rules.AUTH_MODES, "transports": rules.TRANSPORTS, "did_places": rules.DID_PLACES,
         "dtmf_modes": rules.DTMF_MODES, "codecs": rules.CODECS, "dial_formats": rules.DIAL_FORMATS,
         "numbers": numbers, "queues": queue_rules.queue_choices(panel_queues), "panel_queues": panel_queues,
@@ -188,7 +191,7 @@ async def telephony_submit(request: web.Request) -> web.StreamResponse:
         edit = await providers.provider(services.db, provider_id) if provider_id else None
         return aiohttp_jinja2.render_template(
             "telephony.html", request,
-            await _page(request, error=str(exc), field=exc.field, edit=edit, form=form), status=400)
+            await _page(request, error=str(exc), field=exc.field, edit=edit, form=form, action=action), status=400)
     await _apply_now(services)
     raise web.HTTPFound("/settings/telephony")
 
