@@ -60,8 +60,13 @@ async def revision(db: Database) -> int:
     return int(row[0]) if row is not None else 0
 
 
-async def _bump(tx: Any) -> None:
+async def _changed(tx: Any, action: str, now: float, kind: str, object_id: Any, detail: str = "", *,
+                   actor: str, user_id: int | None) -> None:
+    """What every change does in its own transaction: a new revision for the boxes to apply,
+    and the audit line."""
     await tx.execute("UPDATE telephony_revision SET revision = revision + 1 WHERE id = 1")
+    await audit.record_in(tx, actor, action, now, user_id=user_id, object_kind=kind, object_id=object_id,
+                          detail=detail)
 
 
 async def save_provider(db: Database, p: Provider, now: float, *, actor: str = "", user_id: int | None = None) -> int:
@@ -86,9 +91,7 @@ async def save_provider(db: Database, p: Provider, now: float, *, actor: str = "
                 f"INSERT INTO sip_providers ({', '.join(_COLUMNS)}, updated_at)"
                 f" VALUES ({', '.join('?' for _ in _COLUMNS)}, ?) RETURNING id", (*values, now))
             new_id = int((await cur.fetchone())[0])
-        await _bump(tx)
-        await audit.record_in(tx, actor, "provider_save", now, user_id=user_id, object_kind="provider",
-                              object_id=new_id, detail=p.name)
+        await _changed(tx, "provider_save", now, "provider", new_id, detail=p.name, actor=actor, user_id=user_id)
         return new_id
 
 
@@ -97,9 +100,7 @@ async def delete_provider(db: Database, provider_id: int, now: float, *, actor: 
     async with db.transaction() as tx:
         cur = await tx.execute("DELETE FROM sip_providers WHERE id = ?", (provider_id,))
         if cur.rowcount:
-            await _bump(tx)
-            await audit.record_in(tx, actor, "provider_delete", now, user_id=user_id, object_kind="provider",
-                                  object_id=provider_id)
+            await _changed(tx, "provider_delete", now, "provider", provider_id, actor=actor, user_id=user_id)
 
 
 _NUMBER_COLUMNS = ("did", "queue", "hours", "holidays", "closed_message", "closed_mobile", "closed_callback")
@@ -124,18 +125,14 @@ async def save_number(db: Database, n: ClinicNumber, now: float, *, branch_id: i
             f" VALUES (?, ?, {', '.join('?' for _ in _NUMBER_COLUMNS)}) ON CONFLICT (did) DO UPDATE SET"
             " branch_id = excluded.branch_id, ad_channel = excluded.ad_channel, "
             + ", ".join(f"{c} = excluded.{c}" for c in _NUMBER_COLUMNS[1:]), (branch_id, ad_channel, *values))
-        await _bump(tx)
-        await audit.record_in(tx, actor, "number_save", now, user_id=user_id, object_kind="clinic_number",
-                              object_id=n.did, detail=n.queue)
+        await _changed(tx, "number_save", now, "clinic_number", n.did, detail=n.queue, actor=actor, user_id=user_id)
 
 
 async def delete_number(db: Database, did: str, now: float, *, actor: str = "", user_id: int | None = None) -> None:
     async with db.transaction() as tx:
         cur = await tx.execute("DELETE FROM clinic_numbers WHERE did = ?", (did,))
         if cur.rowcount:
-            await _bump(tx)
-            await audit.record_in(tx, actor, "number_delete", now, user_id=user_id, object_kind="clinic_number",
-                                  object_id=did)
+            await _changed(tx, "number_delete", now, "clinic_number", did, actor=actor, user_id=user_id)
 
 
 async def desk_phones(db: Database) -> list[DeskPhone]:
@@ -168,9 +165,8 @@ async def save_phone(db: Database, phone: DeskPhone, now: float, *, branch_id: i
         else:
             await tx.execute("UPDATE desk_phones SET branch_id = ?, label = ?, queues = ? WHERE extension = ?",
                              (branch_id, phone.label, ",".join(phone.queues), phone.extension))
-        await _bump(tx)
-        await audit.record_in(tx, actor, "phone_save", now, user_id=user_id, object_kind="desk_phone",
-                              object_id=phone.extension, detail="новый" if password else phone.label)
+        await _changed(tx, "phone_save", now, "desk_phone", phone.extension,
+                       detail="новый" if password else phone.label, actor=actor, user_id=user_id)
         return password
 
 
@@ -183,9 +179,7 @@ async def reset_phone_password(db: Database, extension: str, now: float, *, acto
                                (md5_cred(extension, password), extension))
         if cur.rowcount == 0:
             raise TelephonyError("extension", "Пароль меняется только у телефонов, заведённых здесь")
-        await _bump(tx)
-        await audit.record_in(tx, actor, "phone_password", now, user_id=user_id, object_kind="desk_phone",
-                              object_id=extension)
+        await _changed(tx, "phone_password", now, "desk_phone", extension, actor=actor, user_id=user_id)
     return password
 
 
@@ -195,9 +189,7 @@ async def delete_phone(db: Database, extension: str, now: float, *, actor: str =
     async with db.transaction() as tx:
         cur = await tx.execute("DELETE FROM desk_phones WHERE extension = ? AND md5_cred <> ''", (extension,))
         if cur.rowcount:
-            await _bump(tx)
-            await audit.record_in(tx, actor, "phone_delete", now, user_id=user_id, object_kind="desk_phone",
-                                  object_id=extension)
+            await _changed(tx, "phone_delete", now, "desk_phone", extension, actor=actor, user_id=user_id)
 
 
 async def clinic_queues(db: Database) -> list[ClinicQueue]:
@@ -221,9 +213,7 @@ async def save_queue(db: Database, q: ClinicQueue, now: float, *, actor: str = "
             cur = await tx.execute("INSERT INTO clinic_queues (title, strategy, ring_seconds, max_wait, on_timeout)"
                                    " VALUES (?, ?, ?, ?, ?) RETURNING id", values)
             queue_id = int((await cur.fetchone())[0])
-        await _bump(tx)
-        await audit.record_in(tx, actor, "queue_save", now, user_id=user_id, object_kind="queue",
-                              object_id=queue_id, detail=q.title)
+        await _changed(tx, "queue_save", now, "queue", queue_id, detail=q.title, actor=actor, user_id=user_id)
         return queue_id
 
 
@@ -240,6 +230,4 @@ async def delete_queue(db: Database, queue_id: int, now: float, *, actor: str = 
             raise TelephonyError("queue", f"В эту очередь переводит очередь «{sent[0]}»")
         cur = await tx.execute("DELETE FROM clinic_queues WHERE id = ?", (queue_id,))
         if cur.rowcount:
-            await _bump(tx)
-            await audit.record_in(tx, actor, "queue_delete", now, user_id=user_id, object_kind="queue",
-                                  object_id=queue_id)
+            await _changed(tx, "queue_delete", now, "queue", queue_id, actor=actor, user_id=user_id)

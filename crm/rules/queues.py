@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from crm.rules.telephony import QUEUE_NAMES, TelephonyError
+from crm.rules.telephony import QUEUE_NAMES, TelephonyError, form_int
 
 # Asterisk's strategies that make sense at a reception desk
 STRATEGIES = {"ringall": "все телефоны сразу", "linear": "по очереди, всегда с первого",
@@ -37,15 +37,6 @@ def queue_choices(panel: list[ClinicQueue]) -> dict[str, str]:
     return {**QUEUE_NAMES, **{q.name: q.title for q in panel}}
 
 
-def _number(form: Mapping[str, str], key: str, default: int, low: int, high: int, what: str) -> int:
-    raw = str(form.get(key) or "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise TelephonyError(key, f"{what}: целое число от {low} до {high}")
-    return int(raw)
-
-
 def check_queue(form: Mapping[str, str], queue_id: int, known: Mapping[str, str]) -> ClinicQueue:
     """A queue from the panel's form (``known``: the queues there are, for the timeout's
     destination), or ``TelephonyError`` naming the field."""
@@ -59,5 +50,5 @@ def check_queue(form: Mapping[str, str], queue_id: int, known: Mapping[str, str]
     own = f"{QUEUE_PREFIX}{queue_id}"
     if on_timeout not in TIMEOUT_ACTIONS and (on_timeout not in known or on_timeout == own):
         raise TelephonyError("on_timeout", "Когда ожидание кончилось: завершить, заявка или другая очередь")
-    return ClinicQueue(queue_id, title, strategy, _number(form, "ring_seconds", 15, 5, 120, "Звонить телефону, с"),
-                       _number(form, "max_wait", 120, 10, 3600, "Ожидание в очереди, с"), on_timeout)
+    return ClinicQueue(queue_id, title, strategy, form_int(form, "ring_seconds", 15, 5, 120, "Звонить телефону, с"),
+                       form_int(form, "max_wait", 120, 10, 3600, "Ожидание в очереди, с"), on_timeout)

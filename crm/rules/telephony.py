@@ -80,7 +80,7 @@ def _text(form: Mapping[str, str], key: str) -> str:
     return str(form.get(key) or "").strip()
 
 
-def _int(form: Mapping[str, str], key: str, default: int, low: int, high: int, what: str) -> int:
+def form_int(form: Mapping[str, str], key: str, default: int, low: int, high: int, what: str) -> int:
     raw = _text(form, key)
     if not raw:
         return default
@@ -160,18 +160,18 @@ def check_provider(form: Mapping[str, str], provider_id: int = 0) -> Provider:
     return Provider(
         id=provider_id, name=name,
         server=_host(form, "server", "сервер провайдера", required=True),
-        port=_int(form, "port", 5060, 1, 65535, "Порт"),
+        port=form_int(form, "port", 5060, 1, 65535, "Порт"),
         transport=_choice(form, "transport", TRANSPORTS, "udp", "Транспорт"),
         auth=auth, login=login, password=password,
         auth_user=_user(form, "auth_user", "Пользователь авторизации"),
         from_user=_user(form, "from_user", "From: пользователь"),
         from_domain=_host(form, "from_domain", "From: домен"),
         outbound_proxy=_host(form, "outbound_proxy", "исходящий прокси"),
-        expiry=_int(form, "expiry", 300, 60, 3600, "Срок регистрации, с"),
-        retry=_int(form, "retry", 30, 10, 600, "Повтор регистрации, с"),
+        expiry=form_int(form, "expiry", 300, 60, 3600, "Срок регистрации, с"),
+        retry=form_int(form, "retry", 30, 10, 600, "Повтор регистрации, с"),
         addresses=addresses, did_from=_did_from(form), codecs=_codecs(form) if _text(form, "codecs") else ("alaw", "ulaw"),
         dtmf=_choice(form, "dtmf", DTMF_MODES, "rfc4733", "Тоновый набор"),
-        max_calls=_int(form, "max_calls", 0, 0, 1000, "Одновременных звонков"),
+        max_calls=form_int(form, "max_calls", 0, 0, 1000, "Одновременных звонков"),
         dial_format=_choice(form, "dial_format", DIAL_FORMATS, "7", "Формат номера"),
         # Asterisk sends no call to a contact that stopped answering OPTIONS: asked for, never
         # assumed (a provider known by address needs it for its status)

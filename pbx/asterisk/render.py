@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from crm.rules import hours
-from crm.rules.queues import CALLBACK, HANG_UP, ClinicQueue, queue_choices
+from crm.rules.queues import CALLBACK, HANG_UP, STRATEGIES, ClinicQueue, queue_choices
 from crm.rules.telephony import (
     DID_IN_RURI,
     DID_IN_TO,
@@ -219,7 +219,8 @@ def queues_config(phones: list[DeskPhone], queues: list[ClinicQueue] | None = No
         if members := _members(phones, queue):
             text += f"[{queue}](+)\n{members}\n"
     for q in queues or []:
-        text += _lines(q.name, [("strategy", q.strategy), ("timeout", q.ring_seconds)], template="queue-common")
+        strategy = q.strategy if q.strategy in STRATEGIES else "ringall"  # checked when saved; again here
+        text += _lines(q.name, [("strategy", strategy), ("timeout", int(q.ring_seconds))], template="queue-common")
         text = text[:-1] + _members(phones, q.name) + "\n"
     return text
 

@@ -72,17 +72,9 @@ async def test_a_password_is_shown_once_and_a_reset_replaces_it(tmp_path: Path) 
 
 
 async def test_the_panel_shows_the_new_password_once(tmp_path: Path) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
+    from tests.unit.panel_client import csrf, settings_admin_panel
 
-    from crm import users
-    from pbx.app import SERVICES, Adapters, build_app
-    from tests.unit.panel_client import csrf, log_in, offline_settings
-
-    app = build_app(offline_settings(tmp_path), run_escort=False, adapters=Adapters.offline())
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        db = app[SERVICES].db
-        await users.create_user(db, "boss", "pw-boss-123", role="settings_admin")
-        await log_in(client, "boss", "pw-boss-123")
+    async with settings_admin_panel(tmp_path) as (db, client):
         token = await csrf(client, "/settings/telephony")
         added = await client.post("/settings/telephony", data={
             "csrf_token": token, "action": "phone_save", "extension": "104", "label": "Ресепшн 4",

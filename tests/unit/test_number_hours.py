@@ -88,17 +88,9 @@ async def test_a_caller_outside_the_hours_becomes_one_callback_request(tmp_path:
 
 
 async def test_the_panel_saves_a_number_with_its_hours_and_names_a_wrong_field(tmp_path: Path) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
+    from tests.unit.panel_client import csrf, settings_admin_panel
 
-    from crm import users
-    from pbx.app import SERVICES, Adapters, build_app
-    from tests.unit.panel_client import csrf, log_in, offline_settings
-
-    app = build_app(offline_settings(tmp_path), run_escort=False, adapters=Adapters.offline())
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        db = app[SERVICES].db
-        await users.create_user(db, "boss", "pw-boss-123", role="settings_admin")
-        await log_in(client, "boss", "pw-boss-123")
+    async with settings_admin_panel(tmp_path) as (db, client):
         token = await csrf(client, "/settings/telephony")
         bad = await client.post("/settings/telephony", data={
             "csrf_token": token, "action": "number_save", "did": "+7 495 765-43-21", "hours": "пн-пт с 9 до 20"})

@@ -33,16 +33,9 @@ def test_typed_but_not_working_is_not_done() -> None:
 
 
 async def test_the_page_lists_the_steps(tmp_path: Path) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
+    from tests.unit.panel_client import settings_admin_panel
 
-    from crm import users
-    from pbx.app import SERVICES, Adapters, build_app
-    from tests.unit.panel_client import log_in, offline_settings
-
-    app = build_app(offline_settings(tmp_path), run_escort=False, adapters=Adapters.offline())
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        await users.create_user(app[SERVICES].db, "boss", "pw-boss-123", role="settings_admin")
-        await log_in(client, "boss", "pw-boss-123")
+    async with settings_admin_panel(tmp_path) as (_, client):
         page = await (await client.get("/setup")).text()
         for key in ("clinic", "provider", "numbers", "phones", "queues", "users", "applied"):
             assert f'data-step="{key}"' in page
