@@ -6,23 +6,26 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NamedTuple
 
 from crm import audit
 from crm.db import Database
+from crm.rules.provisioning import token_hash
 from crm.rules.queues import ClinicQueue
 from crm.rules.telephony import (
     SHIPPED_PHONES,
+    BranchOut,
     ClinicNumber,
     DeskPhone,
     Provider,
     TelephonyError,
     md5_cred,
 )
+from crm.secret_box import SecretBox
 
 _COLUMNS = ("name", "server", "port", "transport", "auth", "login", "password", "auth_user", "from_user",
             "from_domain", "outbound_proxy", "expiry", "retry", "addresses", "did_from", "codecs", "dtmf",
-            "max_calls", "qualify", "dial_format", "outgoing", "enabled")
+            "max_calls", "qualify", "dial_format", "outgoing", "enabled", "branch_id")
 
 
 def _provider(row: Any) -> Provider:
@@ -34,8 +37,8 @@ def _provider(row: Any) -> Provider:
         expiry=int(r["expiry"]), retry=int(r["retry"]), addresses=tuple(r["addresses"].split()),
         did_from=r["did_from"], codecs=tuple(r["codecs"].split(",")), dtmf=r["dtmf"],
         max_calls=int(r["max_calls"]), qualify=bool(r["qualify"]), dial_format=str(r["dial_format"]),
-        outgoing=bool(r["outgoing"]),
-        enabled=bool(r["enabled"]))
+        outgoing=bool(r["outgoing"]), enabled=bool(r["enabled"]),
+        branch=int(r["branch_id"]) if r["branch_id"] is not None else None)
 
 
 def _values(p: Provider) -> tuple[Any, ...]:
@@ -43,6 +46,7 @@ def _values(p: Provider) -> tuple[Any, ...]:
     d["addresses"] = "\n".join(p.addresses)
     d["codecs"] = ",".join(p.codecs)
     d["qualify"], d["outgoing"], d["enabled"] = int(p.qualify), int(p.outgoing), int(p.enabled)
+    d["branch_id"] = p.branch
     return tuple(d[c] for c in _COLUMNS)
 
 
@@ -76,6 +80,9 @@ async def save_provider(db: Database, p: Provider, now: float, *, actor: str = "
                                         (p.name, p.id))).fetchone()
         if clash is not None:
             raise TelephonyError("name", "Провайдер с таким названием уже есть")
+        if p.branch is not None and not await (await tx.execute(
+                "SELECT 1 FROM branches WHERE id = ?", (p.branch,))).fetchone():
+            raise TelephonyError("branch", "Нет такого филиала")
         if p.outgoing:
             await tx.execute("UPDATE sip_providers SET outgoing = 0 WHERE id <> ?", (p.id,))
         values = _values(p)
@@ -107,8 +114,9 @@ _NUMBER_COLUMNS = ("did", "queue", "hours", "holidays", "closed_message", "close
 
 
 async def numbers(db: Database) -> list[ClinicNumber]:
-    rows = await db.fetchall(f"SELECT {', '.join(_NUMBER_COLUMNS)} FROM clinic_numbers ORDER BY did")
-    return [ClinicNumber(*(str(v) for v in tuple(r)[:6]), closed_callback=bool(r[6])) for r in rows]
+    rows = await db.fetchall(f"SELECT {', '.join(_NUMBER_COLUMNS)}, branch_id FROM clinic_numbers ORDER BY did")
+    return [ClinicNumber(*(str(v) for v in tuple(r)[:6]), closed_callback=bool(r[6]),
+                         branch=int(r[7]) if r[7] is not None else None) for r in rows]
 
 
 async def save_number(db: Database, n: ClinicNumber, now: float, *, branch_id: int | None = None,
@@ -135,11 +143,31 @@ async def delete_number(db: Database, did: str, now: float, *, actor: str = "", 
             await _changed(tx, "number_delete", now, "clinic_number", did, actor=actor, user_id=user_id)
 
 
-async def desk_phones(db: Database) -> list[DeskPhone]:
-    """The phones set up in the panel (the demo's three are the shipped configuration's)."""
-    rows = await db.fetchall("SELECT extension, label, queues, md5_cred FROM desk_phones WHERE md5_cred <> ''"
-                             " ORDER BY extension")
-    return [DeskPhone(r[0], r[1], tuple(q for q in str(r[2]).split(",") if q), r[3]) for r in rows]
+async def desk_phones(db: Database, *, shipped: bool = False) -> list[DeskPhone]:
+    """The phones set up in the panel (the demo's three are the shipped configuration's: with
+    ``shipped``, those too, without a password)."""
+    rows = await db.fetchall("SELECT extension, label, queues, md5_cred, branch_id FROM desk_phones"
+                             + ("" if shipped else " WHERE md5_cred <> ''") + " ORDER BY extension")
+    return [DeskPhone(r[0], r[1], tuple(q for q in str(r[2]).split(",") if q), r[3],
+                      int(r[4]) if r[4] is not None else None) for r in rows]
+
+
+async def branch_outs(db: Database) -> list[BranchOut]:
+    """Each branch's outgoing provider and caller ID, where one is chosen."""
+    rows = await db.fetchall("SELECT id, out_provider_id, out_line FROM branches"
+                             " WHERE out_provider_id IS NOT NULL OR out_line <> '' ORDER BY id")
+    return [BranchOut(int(r[0]), int(r[1]) if r[1] is not None else None, str(r[2])) for r in rows]
+
+
+async def save_branch_out(db: Database, out: BranchOut, now: float, *, actor: str = "",
+                          user_id: int | None = None) -> None:
+    async with db.transaction() as tx:
+        cur = await tx.execute("UPDATE branches SET out_provider_id = ?, out_line = ? WHERE id = ?",
+                               (out.provider, out.line, out.branch))
+        if cur.rowcount == 0:
+            raise TelephonyError("branch", "Нет такого филиала")
+        await _changed(tx, "branch_out_save", now, "branch", out.branch, detail=out.line, actor=actor,
+                       user_id=user_id)
 
 
 def new_password() -> str:
@@ -147,40 +175,78 @@ def new_password() -> str:
     return "".join(secrets.choice("abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(16))
 
 
+class PhoneSecret(NamedTuple):
+    """A phone's new password and its provisioning URL's token: shown once."""
+
+    password: str
+    token: str = ""
+
+
+def _secret_columns(extension: str, box: SecretBox | None) -> tuple[PhoneSecret, tuple[str, str, str]]:
+    """A new password; with the installation's key, also a provisioning token. The columns:
+    md5_cred, sealed_password, provision_hash."""
+    password = new_password()
+    if box is None:
+        return PhoneSecret(password), (md5_cred(extension, password), "", "")
+    token = secrets.token_urlsafe(24)
+    return PhoneSecret(password, token), (md5_cred(extension, password), box.seal(password), token_hash(token))
+
+
 async def save_phone(db: Database, phone: DeskPhone, now: float, *, branch_id: int | None = None,
-                     actor: str = "", user_id: int | None = None) -> str:
+                     actor: str = "", user_id: int | None = None, box: SecretBox | None = None) -> PhoneSecret | None:
     """Add a phone (returns its new password, shown once) or change its label, branch and
-    queues (returns "")."""
+    queues (returns None)."""
     async with db.transaction() as tx:
         row = await (await tx.execute("SELECT md5_cred FROM desk_phones WHERE extension = ?",
                                       (phone.extension,))).fetchone()
-        password = ""
+        secret = None
         if row is None:
-            password = new_password()
-            await tx.execute("INSERT INTO desk_phones (extension, branch_id, label, queues, md5_cred)"
-                             " VALUES (?, ?, ?, ?, ?)", (phone.extension, branch_id, phone.label,
-                                                         ",".join(phone.queues), md5_cred(phone.extension, password)))
+            secret, columns = _secret_columns(phone.extension, box)
+            await tx.execute("INSERT INTO desk_phones (extension, branch_id, label, queues, md5_cred, sealed_password,"
+                             " provision_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (phone.extension, branch_id, phone.label, ",".join(phone.queues), *columns))
         elif not row[0]:
             raise TelephonyError("extension", f"Номер {phone.extension} занят телефоном демо-клиники")
         else:
             await tx.execute("UPDATE desk_phones SET branch_id = ?, label = ?, queues = ? WHERE extension = ?",
                              (branch_id, phone.label, ",".join(phone.queues), phone.extension))
         await _changed(tx, "phone_save", now, "desk_phone", phone.extension,
-                       detail="новый" if password else phone.label, actor=actor, user_id=user_id)
-        return password
+                       detail="новый" if secret else phone.label, actor=actor, user_id=user_id)
+        return secret
 
 
 async def reset_phone_password(db: Database, extension: str, now: float, *, actor: str = "",
-                               user_id: int | None = None) -> str:
-    """A new password; the old one stops working once applied. Returns it (shown once)."""
-    password = new_password()
+                               user_id: int | None = None, box: SecretBox | None = None) -> PhoneSecret:
+    """A new password (and provisioning URL); the old ones stop working once applied."""
+    secret, columns = _secret_columns(extension, box)
     async with db.transaction() as tx:
-        cur = await tx.execute("UPDATE desk_phones SET md5_cred = ? WHERE extension = ? AND md5_cred <> ''",
-                               (md5_cred(extension, password), extension))
+        cur = await tx.execute("UPDATE desk_phones SET md5_cred = ?, sealed_password = ?, provision_hash = ?"
+                               " WHERE extension = ? AND md5_cred <> ''", (*columns, extension))
         if cur.rowcount == 0:
             raise TelephonyError("extension", "Пароль меняется только у телефонов, заведённых здесь")
         await _changed(tx, "phone_password", now, "desk_phone", extension, actor=actor, user_id=user_id)
-    return password
+    return secret
+
+
+async def phone_by_token(db: Database, token: str) -> tuple[DeskPhone, str] | None:
+    """The phone a provisioning URL's token belongs to, and its sealed password."""
+    if not token:
+        return None
+    row = await db.fetchone("SELECT extension, label, queues, md5_cred, branch_id, sealed_password FROM desk_phones"
+                            " WHERE provision_hash = ? AND md5_cred <> '' AND sealed_password <> ''",
+                            (token_hash(token),))
+    if row is None:
+        return None
+    return DeskPhone(row[0], row[1], tuple(q for q in str(row[2]).split(",") if q), row[3],
+                     int(row[4]) if row[4] is not None else None), str(row[5])
+
+
+async def note_provisioned(db: Database, extension: str, now: float, *, address: str, file_name: str) -> None:
+    """A phone took its settings: when (the panel shows it) and the audit line."""
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE desk_phones SET provisioned_at = ? WHERE extension = ?", (now, extension))
+        await audit.record_in(tx, f"телефон {extension}", "phone_provisioned", now, object_kind="desk_phone",
+                              object_id=extension, detail=file_name[:60], address=address[:60])
 
 
 async def delete_phone(db: Database, extension: str, now: float, *, actor: str = "", user_id: int | None = None) -> None:

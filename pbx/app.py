@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -156,10 +157,13 @@ def build_app(
         pump.add_resync(services.calls.resync)
         # the panel's telephony is applied to the Asterisk we run (an existing one includes
         # the files `clinic-pbx asterisk config --out` renders)
-        applier = TelephonyApplier(settings.asterisk_etc, services.db, client, tz=settings.time_zone,
-                                   prompts=PromptCache(settings.sounds_dir / "tts", settings.robot.tts_rate))
-        telephony = TelephonyWorker(applier, services.db, client, log_path=settings.asterisk_var / "log" / "messages.log",
-                                    ) if settings.asterisk.embedded else None
+        embedded = settings.asterisk.embedded
+        etc = settings.asterisk_etc if embedded else Path(settings.asterisk.include_dir or ".")
+        applier = TelephonyApplier(etc, services.db, client, tz=settings.time_zone,
+                                   prompts=PromptCache(settings.sounds_dir / "tts", settings.robot.tts_rate),
+                                   box_branches=settings.asterisk.branches, own_transports=embedded)
+        telephony = TelephonyWorker(applier, services.db, client, log_path=settings.asterisk_var / "log" / "messages.log"
+                                    if embedded else None) if embedded or settings.asterisk.include_dir else None
         if telephony is not None:
             pump.add_sink(telephony.on_ami)
         pump.start()

@@ -37,6 +37,7 @@ class AsteriskSettings:
     root: Path = PROJECT_DIR / ".local" / "asterisk-root"
     host: str = "127.0.0.1"
     sip_port: int = 5060
+    tls_port: int = 0  # SIP over TLS (providers that want it); 0: sip_port + 1
     ami_port: int = 5038
     ami_user: str = "clinic-pbx"
     ami_secret: str = field(default="", repr=False)
@@ -74,6 +75,16 @@ class AsteriskSettings:
     # transport's settings are read at Asterisk's start only (`clinic-pbx asterisk restart`)
     external_address: str = ""
     local_networks: str = ""
+    # the address desk phones register to, written into their set-up card and provisioning
+    # files (the box's address in the clinic's network); empty: asterisk.host
+    phone_server: str = ""
+    # an existing Asterisk (embedded = false): the folder of `clinic-pbx asterisk config --out`;
+    # set, the server keeps the panel's telephony files there and reloads them over AMI
+    include_dir: str = ""
+    # a PEM file of CAs trusted for providers' TLS certificates besides the host's list
+    tls_extra_ca: str = ""
+    # seals the desk phones' SIP passwords for their provisioning files (crm/secret_box.py)
+    provisioning_key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -226,7 +237,7 @@ class Settings:
 
 
 _SECRET_FIELDS = {
-    "asterisk": ("ami_secret", "ari_password", "phone_password"),
+    "asterisk": ("ami_secret", "ari_password", "phone_password", "provisioning_key"),
     "web": ("cookie_secret",),
     "gateway": ("webhook_token",),
 }

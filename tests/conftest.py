@@ -28,6 +28,7 @@ from pbx.asterisk.embedded import EmbeddedAsterisk
 from pbx.settings import PROJECT_DIR, AsteriskSettings, Settings, with_generated_secrets
 from tests.gateway_fake import FakeGateway
 from tests.pg_cluster import PgCluster, pg_bin, running_cluster
+from tests.tls_provider import make_test_ca
 
 IN_CI = bool(os.environ.get("CI"))
 TEST_STATE = Path(os.environ.get("CLINIC_PBX_TEST_STATE", PROJECT_DIR / ".local" / "test-state"))
@@ -92,6 +93,9 @@ def make_test_settings() -> Settings:
         transfer_ring_seconds=8,
         ami_ping_seconds=5,
     )
+    # a provider over TLS (tests/tls_provider.py) shows a certificate of this test CA
+    ca, _, _ = make_test_ca(TEST_STATE.parent / "test-tls")
+    asterisk = dataclasses.replace(asterisk, tls_extra_ca=str(ca))
     root = os.environ.get("CLINIC_PBX_ASTERISK_ROOT")
     if root:
         asterisk = dataclasses.replace(asterisk, root=Path(root))

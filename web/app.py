@@ -33,6 +33,7 @@ from web import (
     formatting,
     home,
     patients,
+    provisioning,
     reports,
     settings_page,
     setup_page,
@@ -199,6 +200,8 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_post("/api/v1/gateway/status", escort_pages.gateway_status)
     app.router.add_post("/api/v1/gateway/reply", escort_pages.gateway_reply)
     app.router.add_get("/e/{token}", escort_pages.patient_link)
+    # a desk phone's own settings file (its secret URL; the clinic's networks only)
+    app.router.add_get(r"/provision/{token:[A-Za-z0-9_-]{16,64}}/{file:[A-Za-z0-9._-]{1,64}}", provisioning.provision)
     app.router.add_post("/e/{token}", escort_pages.patient_link_submit)
     app[dial.DIAL_TASKS] = {}
     app[escort_pages.WEBHOOK_REPLAYS] = ReplayGuard()

@@ -33,7 +33,7 @@ CSRF_HEADER = "X-CSRF-Token"
 SESSION_TOKEN = "sid"
 VIEWER = "viewer"  # request key: the SessionUser of a valid session
 # /e/<token>: the patient's page behind a message link; the token is the capability
-PUBLIC_PATHS = ("/login", "/static/", "/api/v1/health", "/e/", "/metrics")  # /metrics: loopback or its token
+PUBLIC_PATHS = ("/login", "/static/", "/api/v1/health", "/e/", "/metrics", "/provision/")  # /metrics: loopback or its token
 SESSION_POLICY = web.AppKey("session_policy", SessionPolicy)
 
 

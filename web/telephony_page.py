@@ -16,6 +16,7 @@ from crm import telephony as providers
 from crm.rules import hours
 from crm.rules import queues as queue_rules
 from crm.rules import telephony as rules
+from crm.secret_box import SecretBox
 from pbx.services import SERVICES, Services
 from web.common import clinic_tz, now_ts, require_settings
 
@@ -84,8 +85,12 @@ async def _page(request: web.Request, *, error: str = "", field: str = "", edit:
         "edit_queue": next((q for q in panel_queues if str(q.id) == request.query.get("queue", "")), None),
         "edit_number": next((n for n in numbers if n["did"] == wanted), None),
         "branches": await directory.branches(services.db),
-        "phones": await phones_with_state(services), "secret": secret,
-        "sip_server": f"{services.settings.asterisk.host}:{services.settings.asterisk.sip_port}",
+        "branch_outs": {o.branch: o for o in await providers.branch_outs(services.db)},
+        "phones": [{**p, "provisioned": _when(request, p["provisioned_at"])} for p in await phones_with_state(services)],
+        "secret": secret,
+        "sip_server": f"{services.settings.asterisk.phone_server or services.settings.asterisk.host}"
+                      f":{services.settings.asterisk.sip_port}",
+        "panel_host": request.host,
     }
 
 
@@ -150,6 +155,17 @@ async def _number_delete(services: Services, form: Any, now: float, me: Any) -> 
     return {}
 
 
+async def _branch_out_save(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
+    raw = str(form.get("branch") or "")
+    if not raw.isdigit():
+        raise rules.TelephonyError("branch", "Нет такого филиала")
+    out = rules.check_branch_out({k: str(v) for k, v in form.items()}, int(raw),
+                                 await providers.all_providers(services.db),
+                                 [n.did for n in await providers.numbers(services.db)])
+    await providers.save_branch_out(services.db, out, now, actor=me.name, user_id=me.user_id)
+    return {}
+
+
 async def _queue_save(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
     raw = str(form.get("queue") or "")
     queue_id = int(raw) if raw.isdigit() else 0
@@ -201,15 +217,25 @@ async def _phone_save(services: Services, form: Any, now: float, me: Any) -> dic
     data["queues"] = ",".join(str(q) for q in form.getall("queues", []))
     phone = rules.check_phone(data, queue_rules.queue_choices(await providers.clinic_queues(services.db)))
     branch = str(form.get("branch") or "")
-    password = await providers.save_phone(services.db, phone, now, branch_id=int(branch) if branch.isdigit() else None,
-                                          actor=me.name, user_id=me.user_id)
-    return {"extension": phone.extension, "password": password} if password else {}
+    secret = await providers.save_phone(services.db, phone, now, branch_id=int(branch) if branch.isdigit() else None,
+                                        actor=me.name, user_id=me.user_id, box=_box(services))
+    return _card(phone.extension, secret) if secret else {}
+
+
+def _box(services: Services) -> SecretBox:
+    return SecretBox(services.settings.asterisk.provisioning_key)
+
+
+def _card(extension: str, secret: providers.PhoneSecret) -> dict[str, str]:
+    """The one-time card: the password and the phone's provisioning path."""
+    return {"extension": extension, "password": secret.password,
+            "provision": f"/provision/{secret.token}/" if secret.token else ""}
 
 
 async def _phone_password(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
     ext = str(form.get("extension") or "")
-    return {"extension": ext, "password": await providers.reset_phone_password(
-        services.db, ext, now, actor=me.name, user_id=me.user_id)}
+    return _card(ext, await providers.reset_phone_password(services.db, ext, now, actor=me.name, user_id=me.user_id,
+                                                           box=_box(services)))
 
 
 async def _phone_delete(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
@@ -237,4 +263,4 @@ TEST_PHRASE = "Проверка телефона. Телефон работае�
 ACTIONS = {"provider_save": _provider_save, "provider_delete": _provider_delete, "number_save": _number_save,
            "number_delete": _number_delete, "phone_save": _phone_save, "phone_password": _phone_password,
            "phone_delete": _phone_delete, "phone_ring": _phone_ring, "queue_save": _queue_save,
-           "queue_delete": _queue_delete, "apply": _apply}
+           "queue_delete": _queue_delete, "branch_out_save": _branch_out_save, "apply": _apply}

@@ -12,12 +12,13 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from crm.rules import hours
 
 REGISTER, BY_ADDRESS = "register", "ip"
 AUTH_MODES = {REGISTER: "регистрация (логин и пароль)", BY_ADDRESS: "по адресу провайдера"}
-TRANSPORTS = {"udp": "UDP", "tcp": "TCP"}
+TRANSPORTS = {"udp": "UDP", "tcp": "TCP", "tls": "TLS (шифрование сигнализации)"}
 DID_IN_RURI, DID_IN_TO = "ruri", "to"
 DID_PLACES = {DID_IN_RURI: "в Request-URI", DID_IN_TO: "в заголовке To"}
 DTMF_MODES = {"rfc4733": "RFC 4733 (RTP)", "info": "SIP INFO", "inband": "в звуке", "auto": "авто"}
@@ -69,6 +70,7 @@ class Provider:
     dial_format: str = "7"
     outgoing: bool = False
     enabled: bool = True
+    branch: int | None = None  # a chain: registers from its branch's box only (None: every box)
 
     @property
     def endpoint(self) -> str:
@@ -178,6 +180,7 @@ def check_provider(form: Mapping[str, str], provider_id: int = 0) -> Provider:
         qualify=_flag(form, "qualify", default=auth == BY_ADDRESS),
         outgoing=_flag(form, "outgoing", default=False),
         enabled=_flag(form, "enabled", default=True),
+        branch=int(_text(form, "branch")) if _text(form, "branch").isdigit() else None,
     )
 
 
@@ -267,6 +270,7 @@ class ClinicNumber:
     closed_message: str = ""  # what a caller hears outside the hours, in the clinic's words
     closed_mobile: str = ""  # then forwarded there (digits), or
     closed_callback: bool = False  # then a callback request for the robot at opening
+    branch: int | None = None
 
 
 def normalize_did(raw: str) -> str:
@@ -314,6 +318,7 @@ class DeskPhone:
     label: str = ""
     queues: tuple[str, ...] = ()
     md5_cred: str = ""  # "" until a password is made
+    branch: int | None = None
 
 
 def md5_cred(extension: str, password: str) -> str:
@@ -331,3 +336,33 @@ def check_phone(form: Mapping[str, str], queues: Mapping[str, str] = QUEUE_NAMES
     label = " ".join(re.sub(r"[^\w .-]", " ", _text(form, "label"), flags=re.UNICODE).split())[:40]
     chosen = tuple(q for q in queues if q in str(form.get("queues") or "").split(","))
     return DeskPhone(extension, label, chosen)
+
+
+@dataclass(frozen=True, slots=True)
+class BranchOut:
+    """How a branch's desk phones call out: by its provider (None: the clinic's outgoing one)
+    and showing its clinic number ("" : ``asterisk.outbound_line``)."""
+
+    branch: int
+    provider: int | None = None
+    line: str = ""
+
+
+def on_box(items: Iterable[Any], box_branches: Iterable[int]) -> list[Any]:
+    """What a chain's box renders: the rows of its branches and the rows of no branch (one
+    clinic, one box: every row)."""
+    wanted = set(box_branches)
+    return [x for x in items if not wanted or x.branch is None or x.branch in wanted]
+
+
+def check_branch_out(form: Mapping[str, str], branch: int, providers: Iterable[Provider],
+                     lines: Iterable[str]) -> BranchOut:
+    """A branch's outgoing provider and caller ID from the panel: both chosen from lists."""
+    raw = _text(form, "out_provider")
+    known = {p.id for p in providers}
+    if raw and not (raw.isdigit() and int(raw) in known):
+        raise TelephonyError("out_provider", "Провайдер для исходящих: выберите из списка")
+    line = normalize_did(_text(form, "out_line")) if _text(form, "out_line") else ""
+    if line and line not in set(lines):
+        raise TelephonyError("out_line", "Номер для исходящих: один из номеров клиники")
+    return BranchOut(branch, int(raw) if raw else None, line)

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from crm import telephony as store
 from crm.rules.queues import ClinicQueue
-from crm.rules.telephony import SHIPPED_PHONES, Provider
+from crm.rules.telephony import SHIPPED_PHONES, BranchOut, ClinicNumber, DeskPhone, Provider, on_box
 from crm.storage import AnyDatabase
 from pbx.asterisk.render import (
     DIALPLAN_FILE,
@@ -61,10 +61,42 @@ def items_of(reply: Any) -> list[dict[str, Any]]:
     return [dict(m) for m in (reply if isinstance(reply, list) else [reply])]
 
 
+@dataclass(frozen=True)
+class TelephonyRows:
+    """What a box renders of the panel's telephony: a chain's box only its branches' providers,
+    numbers and phones (and those of no branch)."""
+
+    providers: list[Provider]
+    numbers: list[ClinicNumber]
+    phones: list[DeskPhone]  # set up in the panel (a password made)
+    queues: tuple[ClinicQueue, ...]
+    outs: tuple[BranchOut, ...]
+    phone_branches: dict[str, int | None]  # every desk phone, the demo's too
+
+    async def context(self, tz: str, today: date, prompts: PromptCache | None, own_transports: bool = True) -> Context:
+        """The clinic's date and the after-hours messages as prompt files (made once each)."""
+        messages = {n.closed_message for n in self.numbers if n.closed_message and n.hours}
+        if messages and prompts is None:
+            raise TtsError("no TTS here")
+        sounds = {text: str(await prompts.path(text)) for text in sorted(messages) if prompts is not None}
+        return Context(tz=tz, today=today, sounds=sounds, queues=self.queues, outs=self.outs,
+                       phone_branches=self.phone_branches, own_transports=own_transports)
+
+
+async def load_rows(db: AnyDatabase, box_branches: tuple[int, ...] = ()) -> TelephonyRows:
+    every_phone = on_box(await store.desk_phones(db, shipped=True), box_branches)
+    return TelephonyRows(on_box(await store.all_providers(db), box_branches),
+                         on_box(await store.numbers(db), box_branches), [p for p in every_phone if p.md5_cred],
+                         tuple(await store.clinic_queues(db)), tuple(await store.branch_outs(db)),
+                         {p.extension: p.branch for p in every_phone})
+
+
 class TelephonyApplier:
     def __init__(self, etc: Path, db: AnyDatabase, ami: Any, clock: Callable[[], float] = time.time,
-                 confirm_timeout: float = 5.0, *, tz: str = "Europe/Moscow", prompts: PromptCache | None = None) -> None:
+                 confirm_timeout: float = 5.0, *, tz: str = "Europe/Moscow", prompts: PromptCache | None = None,
+                 box_branches: tuple[int, ...] = (), own_transports: bool = True) -> None:
         self.etc, self.db, self.ami, self.clock = etc, db, ami, clock
+        self.box_branches, self.own_transports = box_branches, own_transports
         self.tz, self.prompts = tz, prompts
         self.confirm_timeout = confirm_timeout
         self.state = ApplyState()
@@ -89,13 +121,10 @@ class TelephonyApplier:
     async def apply(self) -> ApplyState:
         async with self._lock:
             revision = await store.revision(self.db)
-            providers = await store.all_providers(self.db)
-            numbers = await store.numbers(self.db)
-            phones = await store.desk_phones(self.db)
-            queues = await store.clinic_queues(self.db)
+            rows = await load_rows(self.db, self.box_branches)
+            providers, numbers, phones, queues = rows.providers, rows.numbers, rows.phones, list(rows.queues)
             try:
-                ctx = await self._context({n.closed_message for n in numbers if n.closed_message and n.hours},
-                                          tuple(queues))
+                ctx = await rows.context(self.tz, self._today(), self.prompts, self.own_transports)
             except TtsError as exc:
                 self.state.error, self.state.failed_revision = f"не удалось озвучить сообщение: {exc}", revision
                 return self.state
@@ -121,16 +150,6 @@ class TelephonyApplier:
             await self._register_now(expected["registrations"])
             log.info("telephony revision %s applied (%d providers)", revision, len(providers))
             return self.state
-
-    async def _context(self, messages: set[str], queues: tuple[ClinicQueue, ...] = ()) -> Context:
-        """The clinic's date and the after-hours messages as prompt files (rendered once each)."""
-        sounds = {}
-        if messages and self.prompts is None:
-            raise TtsError("no TTS here")
-        for text in sorted(messages):
-            assert self.prompts is not None
-            sounds[text] = str(await self.prompts.path(text))
-        return Context(tz=self.tz, today=self._today(), sounds=sounds, queues=queues)
 
     async def _reload(self, files: list[str]) -> None:
         for command in (RELOADS[name] for name in files):

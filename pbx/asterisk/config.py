@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from pbx.asterisk.render import render_telephony
+from pbx.asterisk.tls import write_tls_files
 from pbx.settings import PROJECT_DIR, Settings
 
 TEMPLATE_DIR = PROJECT_DIR / "asterisk-config"
@@ -58,6 +59,7 @@ def template_values(settings: Settings) -> dict[str, str]:
         "VAR_DIR": str(settings.asterisk_var),
         "BIND_HOST": a.host,
         "SIP_PORT": str(a.sip_port),
+        "TLS_PORT": str(a.tls_port or a.sip_port + 1),
         "NAT_LINES": nat_lines(a.external_address, a.local_networks),
         "AMI_PORT": str(a.ami_port),
         "AMI_USER": a.ami_user,
@@ -111,6 +113,7 @@ def render_config(settings: Settings, template_dir: Path = TEMPLATE_DIR) -> Path
         dst = out / src.name
         dst.write_text(render_text(src.read_text(encoding="utf-8"), values), encoding="utf-8")
         dst.chmod(0o600)
+    write_tls_files(out, settings.asterisk.host, settings.asterisk.tls_extra_ca)
     # The panel's telephony is applied over these by the running server: the last applied
     # files stay (Asterisk boots with what last worked); a new box starts with no provider.
     for name, text in render_telephony([]).items():

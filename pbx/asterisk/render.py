@@ -17,6 +17,7 @@ from crm.rules.telephony import (
     QUEUE_NAMES,
     REGISTER,
     SIP_REALM,
+    BranchOut,
     ClinicNumber,
     DeskPhone,
     Provider,
@@ -36,7 +37,7 @@ def _lines(section: str, pairs: list[tuple[str, str | int]], template: str = "")
 
 
 def sip_uri(p: Provider, user: str = "") -> str:
-    transport = ";transport=tcp" if p.transport == "tcp" else ""
+    transport = f";transport={p.transport}" if p.transport in ("tcp", "tls") else ""
     return f"sip:{user + '@' if user else ''}{p.server}:{p.port}{transport}"
 
 
@@ -44,11 +45,12 @@ def _proxy(p: Provider) -> str:
     return f"sip:{p.outbound_proxy};lr" if p.outbound_proxy else ""
 
 
-def provider_pjsip(p: Provider) -> str:
-    """One provider's endpoint, aor, auth, registration and identify sections."""
+def provider_pjsip(p: Provider, own_transports: bool = True) -> str:
+    """One provider's endpoint, aor, auth, registration and identify sections (on an existing
+    Asterisk, ``own_transports`` False: no transport named, PJSIP takes the box's own)."""
     name, registers = p.endpoint, p.auth == REGISTER
     has_auth = bool(p.login and p.password)
-    transport = f"transport-{p.transport}"
+    transport = f"transport-{p.transport}" if own_transports else ""
     text = f"; provider {p.id}\n"
     text += _lines(name, [
         ("transport", transport), ("context", f"from-{name}"), ("aors", name),
@@ -58,6 +60,8 @@ def provider_pjsip(p: Provider) -> str:
         ("outbound_proxy", _proxy(p)),
         # the patient's number may arrive in P-Asserted-Identity; patients never learn who took the call
         ("trust_id_inbound", "yes"), ("send_connected_line", "no"),
+        # the caller ID (the branch's clinic number) also where from_user holds the login
+        ("send_pai", "yes"),
     ], template="endpoint-common")
     text += _lines(name, [("type", "aor"), ("contact", sip_uri(p)), ("qualify_frequency", 60 if p.qualify else 0),
                           ("outbound_proxy", _proxy(p))])
@@ -115,20 +119,14 @@ def provider_dialplan(p: Provider) -> str:
     return text + "\n"
 
 
-def outgoing_dialplan(providers: list[Provider]) -> str:
-    """Which endpoint outgoing calls leave by and the number as it wants it, as a subroutine
-    the shipped dialplan calls with the dialled number (ARG1): CLINIC_OUT_TRUNK and
-    CLINIC_OUT_NUMBER."""
-    out = outgoing_provider(providers)
-    trunk = out.endpoint if out is not None else LEGACY_TRUNK
-    cap = out.max_calls if out is not None else 0
-    fmt = out.dial_format if out is not None else "7"
-    text = "[clinic-trunk-out]\n"
-    text += f"exten => s,1,Set(CLINIC_OUT_TRUNK={trunk})\n"
+def _trunk_out(name: str, cap: int, fmt: str) -> str:
+    """One provider's outgoing subroutine (reached from [clinic-trunk-out]): its cap and the
+    number as it wants it in CLINIC_OUT_NUMBER."""
+    text = f"[clinic-out-{name}]\nexten => s,1,Set(CLINIC_OUT_TRUNK={name})\n"
     if cap:
-        text += f" same => n,Set(GROUP(clinic-trunks)={trunk})\n"
+        text += f" same => n,Set(GROUP(clinic-trunks)={name})\n"
         # over the provider's cap a call is refused, except the emergency number
-        text += (f' same => n,ExecIf($[${{GROUP_COUNT({trunk}@clinic-trunks)}} > {cap} & "${{ARG1}}" != "112"]'
+        text += (f' same => n,ExecIf($[${{GROUP_COUNT({name}@clinic-trunks)}} > {cap} & "${{ARG1}}" != "112"]'
                  "?Hangup(34))\n")
     # a Russian number as 7XXXXXXXXXX first (8…, +7…, 10 digits), then as the provider wants it
     text += " same => n,Set(CLINIC_OUT_NUMBER=${FILTER(0123456789,${ARG1})})\n"
@@ -142,8 +140,50 @@ def outgoing_dialplan(providers: list[Provider]) -> str:
         text += f" same => n,ExecIf({russian}?Set(CLINIC_OUT_NUMBER=+${{CLINIC_OUT_NUMBER}}))\n"
     # short numbers (112, a provider's service codes) go as dialled
     text += ' same => n,ExecIf($[${LEN(${CLINIC_OUT_NUMBER})} < 10]?Set(CLINIC_OUT_NUMBER=${ARG1}))\n'
-    text += " same => n,Return()\n\n"
-    return text
+    return text + " same => n,Return()\n\n"
+
+
+def outgoing_dialplan(providers: list[Provider], outs: tuple[BranchOut, ...] = (),
+                      phone_branches: Mapping[str, int | None] | None = None) -> str:
+    """Which endpoint outgoing calls leave by and the number as it wants it, as a subroutine
+    the shipped dialplan calls with the dialled number (ARG1): CLINIC_OUT_TRUNK and
+    CLINIC_OUT_NUMBER. A desk phone's branch may choose its own provider and caller ID:
+    [clinic-line-out], which the shipped [clinic-outgoing] calls first, sets them for the
+    phone's channel (CLINIC_BRANCH_TRUNK, CLINIC_LINE unless the call already chose one)."""
+    out = outgoing_provider(providers)
+    default = out.endpoint if out is not None else LEGACY_TRUNK
+    text = "[clinic-trunk-out]\n"
+    text += f'exten => s,1,Set(CLINIC_OUT_TRUNK=${{IF($["${{CLINIC_BRANCH_TRUNK}}" != ""]?${{CLINIC_BRANCH_TRUNK}}:{default})}})\n'
+    text += " same => n,Goto(clinic-out-${CLINIC_OUT_TRUNK},s,1)\n\n"
+    text += _trunk_out(LEGACY_TRUNK, 0, "7")
+    text += "".join(_trunk_out(p.endpoint, p.max_calls, p.dial_format) for p in providers if p.enabled)
+    return text + line_out_dialplan(providers, outs, phone_branches or {})
+
+
+def line_out_dialplan(providers: list[Provider], outs: tuple[BranchOut, ...],
+                      phone_branches: Mapping[str, int | None]) -> str:
+    text = "[clinic-line-out]\n"
+    text += 'exten => s,1,GotoIf($["${CHANNEL(channeltype)}" != "PJSIP"]?done)\n'
+    # "PJSIP/104-0000002a": the desk phone whose call this is
+    text += " same => n,Set(CLINIC_PHONE=${CHANNEL(name)})\n same => n,Set(CLINIC_PHONE=${CUT(CLINIC_PHONE,/,2)})\n"
+    text += " same => n,Set(CLINIC_PHONE=${CUT(CLINIC_PHONE,-,1)})\n"
+    text += " same => n,GotoIf(${DIALPLAN_EXISTS(clinic-line-out,${CLINIC_PHONE},1)}?${CLINIC_PHONE},1)\n"
+    text += " same => n(done),Return()\n"
+    enabled = {p.id: p.endpoint for p in providers if p.enabled}
+    by_branch = {o.branch: o for o in outs}
+    for ext, branch in sorted(phone_branches.items()):
+        o = by_branch.get(branch) if branch is not None else None
+        trunk = enabled.get(o.provider) if o is not None and o.provider is not None else None
+        line = normalize_did(o.line) if o is not None and o.line else ""
+        if not (trunk or line) or not ext.isdigit():
+            continue
+        text += f"exten => {ext},1,NoOp(branch {int(branch or 0)})\n"
+        if trunk:
+            text += f" same => n,Set(CLINIC_BRANCH_TRUNK={trunk})\n"
+        if line:
+            text += f' same => n,ExecIf($["${{CLINIC_LINE}}" = ""]?Set(CLINIC_LINE={line}))\n'
+        text += " same => n,Return()\n"
+    return text + "\n"
 
 
 @dataclass(frozen=True)
@@ -155,6 +195,9 @@ class Context:
     today: date = date(2026, 1, 1)
     sounds: Mapping[str, str] = field(default_factory=dict)  # message text -> sound path (no suffix)
     queues: tuple[ClinicQueue, ...] = ()  # the panel's (the shipped ones are queues.conf's)
+    outs: tuple[BranchOut, ...] = ()  # the branches' own outgoing provider and caller ID
+    phone_branches: Mapping[str, int | None] = field(default_factory=dict)  # every desk phone's branch
+    own_transports: bool = True  # False: an existing Asterisk with its own transports
 
 
 def _route_steps(n: ClinicNumber, did: str, ctx: Context) -> list[str]:
@@ -249,8 +292,8 @@ def render_telephony(providers: list[Provider], numbers: list[ClinicNumber] | No
     enabled = [p for p in providers if p.enabled]
     desk = [p for p in phones or [] if p.md5_cred]
     ctx = ctx or Context()
-    pjsip = HEADER + "".join(provider_pjsip(p) for p in enabled) + "".join(phone_pjsip(p) for p in desk)
-    dialplan = (HEADER + outgoing_dialplan(enabled) + numbers_dialplan(numbers or [], ctx)
+    pjsip = HEADER + "".join(provider_pjsip(p, ctx.own_transports) for p in enabled) + "".join(phone_pjsip(p) for p in desk)
+    dialplan = (HEADER + outgoing_dialplan(enabled, ctx.outs, ctx.phone_branches) + numbers_dialplan(numbers or [], ctx)
                 + timeout_dialplan(list(ctx.queues)) + "".join(provider_dialplan(p) for p in enabled))
     return {PJSIP_FILE: pjsip, DIALPLAN_FILE: dialplan, QUEUES_FILE: queues_config(desk, list(ctx.queues))}
 
@@ -265,5 +308,5 @@ def expected_objects(providers: list[Provider], numbers: list[ClinicNumber] | No
             "queues": {q.name for q in queues or []},
             "members": {f"{q}/PJSIP/{p.extension}" for p in desk for q in p.queues},
             "registrations": {f"{p.endpoint}-reg" for p in enabled if p.auth == REGISTER},
-            "contexts": {f"from-{p.endpoint}" for p in enabled} | {"clinic-trunk-out"}
+            "contexts": {f"from-{p.endpoint}" for p in enabled} | {"clinic-trunk-out", "clinic-line-out"}
             | ({"clinic-numbers"} if numbers else set())}

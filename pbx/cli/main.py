@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p_ast.add_argument("action", choices=["install", "start", "stop", "restart", "status", "rx", "config"],
                        help="start adopts a running Asterisk; stop and restart end every call")
     p_ast.add_argument("cli", nargs="?", default="", help="CLI command for rx")
+    p_ast.add_argument("--out", type=Path, help="config: the files an existing Asterisk includes, into this folder")
 
     p_rec = sub.add_parser("record-ami", help="record raw AMI traffic into a fixture file")
     p_rec.add_argument("output", type=Path)
@@ -214,6 +215,10 @@ def cmd_asterisk(settings: Settings, args: argparse.Namespace) -> int:
     ast = EmbeddedAsterisk(settings)
     if args.action == "install":
         ast.install()
+    elif args.action == "config" and args.out:
+        from pbx.cli.ops import write_include_set
+
+        print(write_include_set(settings, args.out.resolve()))
     elif args.action == "config":
         print(render_config(settings))
     elif args.action == "start":

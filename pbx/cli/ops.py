@@ -141,3 +141,52 @@ def cmd_demo_request(settings: Settings, args: argparse.Namespace) -> int:
             return 1
 
     return asyncio.run(send())
+
+
+def write_include_set(settings: Settings, out: Path) -> str:
+    """``clinic-pbx asterisk config --out DIR``: the files an existing Asterisk includes (the
+    shipped dialplan, queues and templates, and the panel's telephony as it is now)."""
+    files = asyncio.run(include_files(settings, out))
+    write_files(out, files)
+    return files["INCLUDE.txt"]
+
+
+def write_files(out: Path, files: dict[str, str]) -> None:
+    from pbx.asterisk.apply import write_atomically
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        write_atomically(out / name, text)
+        (out / name).chmod(0o640)  # passwords inside: for the Asterisk group (README: chgrp)
+
+
+async def include_files(settings: Settings, out: Path) -> dict[str, str]:
+    from dataclasses import replace
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from crm.storage import database
+    from pbx.asterisk.apply import load_rows
+    from pbx.asterisk.config import TEMPLATE_DIR, render_text, template_values
+    from pbx.asterisk.include_set import include_set
+    from pbx.asterisk.render import render_telephony
+    from pbx.outbound.tts import PromptCache, TtsError
+
+    db = database(settings.db_location)
+    await db.open()
+    try:
+        rows = await load_rows(db, settings.asterisk.branches)
+    finally:
+        await db.close()
+    today = datetime.now(ZoneInfo(settings.time_zone)).date()
+    try:
+        ctx = await rows.context(settings.time_zone, today, PromptCache(settings.sounds_dir / "tts", settings.robot.tts_rate),
+                                 own_transports=False)
+    except TtsError as exc:  # the messages stay silent there; everything else is written
+        print(f"after-hours messages not spoken ({exc})", file=sys.stderr)
+        silent = replace(rows, numbers=[replace(n, closed_message="") for n in rows.numbers])
+        ctx = await silent.context(settings.time_zone, today, None, own_transports=False)
+    values = template_values(settings)
+    shipped = {src.name: render_text(src.read_text(encoding="utf-8"), values)  # noqa: ASYNC240 - a CLI, once
+               for src in TEMPLATE_DIR.glob("*.conf")}
+    return include_set(shipped, render_telephony(rows.providers, rows.numbers, ctx, rows.phones), out)

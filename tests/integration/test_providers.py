@@ -121,6 +121,12 @@ async def test_provider_registers_and_its_calls_reach_the_queue(server, panel, a
     rows = await wait_cdr(services.settings.cdr_db_path, linkedid)
     assert rows[0]["channel"].startswith("PJSIP/trunk-")
 
+    # the demo branch calls out by this provider showing its second number (the panel's choice)
+    branch = re.search(r'data-branch="(\d+)"', await panel.page()).group(1)
+    provider_id = re.search(r'data-provider="(\d+)"', page).group(1)
+    status, _ = await panel.post({"action": "branch_out_save", "branch": branch, "out_provider": provider_id,
+                                  "out_line": "74951110002"})
+    assert status == 200 and 'data-applied="1"' in await panel.page()
     # click-to-call leaves by it, the number as it wants it (8…): it challenges the INVITE (401)
     # and checks the answer
     # 101 answers, the patient 1 s after the dialling, 101 hangs up 4.5 s after its answer
@@ -136,11 +142,15 @@ async def test_provider_registers_and_its_calls_reach_the_queue(server, panel, a
     assert billsec_agrees(trunk[0]["billsec"], record["talk_seconds"]), (rows, record)
     sent = registrar.messages
     assert "INVITE sip:89031112233@" + PROVIDER_IP in sent
-    assert 'Authorization: Digest username="clinic77"' in sent.split("INVITE sip:89031112233", 1)[1]
+    invite = sent.split("INVITE sip:89031112233", 1)[1]
+    assert 'Authorization: Digest username="clinic77"' in invite
+    # the patient sees the branch's number (From carries the login: P-Asserted-Identity), and the
+    # call is counted on it
+    assert re.search(r"P-Asserted-Identity: [^\n]*<sip:74951110002@", invite), invite[:1500]
+    assert record["did"] == "74951110002"
     registrar.kill()
 
     # removed in the panel: gone from Asterisk once it says so
-    provider_id = re.search(r'data-provider="(\d+)"', page).group(1)
     status, _ = await panel.post({"action": "provider_delete", "provider": provider_id})
     page = await panel.page()
     assert 'data-applied="1"' in page and "trunk-" not in asterisk.rx("pjsip show endpoints")
@@ -236,9 +246,14 @@ async def test_a_phone_added_in_the_panel_registers_takes_queue_calls_and_a_rese
                                      "queues": "reception-ringall"})
     shown = re.search(r'class="password">([A-Za-z0-9]{16})<', page)
     assert status == 200 and shown, page[:2000]
-    password = shown.group(1)
     assert 'data-applied="1"' in await panel.page()
-    # the phone itself: registers with its password and answers its calls
+    # the phone itself takes its account from its provisioning URL (Yealink's file), registers
+    # with it and answers its calls
+    path = re.search(r'class="provision">http://[^/<]+(/provision/[A-Za-z0-9_-]+/)<', page).group(1)
+    async with panel.http.get(panel.base + path + "805ec0123456.cfg") as r:
+        assert r.status == 200
+        password = re.search(r"^account\.1\.password = (\S+)$", await r.text(), re.M).group(1)
+    assert password == shown.group(1)
     phone_port = free_udp_ports(1, step=1)
     reg = await register_phone(services.settings, "104", password, tmp_path, phone_port, hold_ms=25000, answer_ms=500)
     for _ in range(100):
@@ -292,3 +307,22 @@ async def test_a_panel_queue_whose_wait_runs_out_makes_a_callback_request(server
     request = await services.db.fetchone(
         "SELECT source_name, state FROM callback_requests WHERE phone = ?", ("+79161234567",))
     assert request is not None and request["state"] == "open"
+
+
+async def test_a_provider_over_tls_registers_with_its_certificate_checked(server, panel, tmp_path: Path) -> None:
+    from tests.conftest import TEST_STATE
+    from tests.tls_provider import TLS_PROVIDER_IP, TlsRegistrar, make_test_ca
+
+    _, cert, key = make_test_ca(TEST_STATE.parent / "test-tls")
+    registrar = TlsRegistrar()
+    port = await registrar.start(cert, key, TLS_PROVIDER_IP)
+    try:
+        status, _ = await panel.post({**provider_form(port), "name": "Провайдер TLS", "server": TLS_PROVIDER_IP,
+                                      "transport": "tls"})
+        assert status == 200
+        page = await panel.wait_status("registered")
+        assert "TLS" in page
+        register = next(r for r in registrar.requests if r.startswith("REGISTER"))
+        assert "SIP/2.0/TLS" in register and f"sip:{TLS_PROVIDER_IP}:{port};transport=tls" in register
+    finally:
+        await registrar.stop()

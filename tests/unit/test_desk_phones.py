@@ -51,14 +51,16 @@ async def test_a_password_is_shown_once_and_a_reset_replaces_it(tmp_path: Path) 
     await db.open()
     try:
         start = await store.revision(db)
-        password = await store.save_phone(db, rules.check_phone({"extension": "104", "label": "Ресепшн 4"}), 1.0)
+        secret = await store.save_phone(db, rules.check_phone({"extension": "104", "label": "Ресепшн 4"}), 1.0)
+        assert secret is not None and secret.token == ""  # no key given: no provisioning
+        password = secret.password
         assert re.fullmatch(r"[A-Za-z0-9]{16}", password)
         [phone] = await store.desk_phones(db)
         assert phone.md5_cred == rules.md5_cred("104", password)
         rows = await db.fetchall("SELECT * FROM desk_phones WHERE extension = '104'")
         assert password not in str([tuple(r) for r in rows])  # only the hash is kept
-        assert await store.save_phone(db, rules.check_phone({"extension": "104", "label": "Ресепшн IV"}), 2.0) == ""
-        again = await store.reset_phone_password(db, "104", 3.0)
+        assert await store.save_phone(db, rules.check_phone({"extension": "104", "label": "Ресепшн IV"}), 2.0) is None
+        again = (await store.reset_phone_password(db, "104", 3.0)).password
         [phone] = await store.desk_phones(db)
         assert again != password and phone.md5_cred == rules.md5_cred("104", again) and phone.label == "Ресепшн IV"
         with pytest.raises(rules.TelephonyError):

@@ -51,10 +51,16 @@ def test_hostile_values_are_refused_or_cannot_escape_their_line(field: str, valu
     assert "\\;" in files[PJSIP_FILE] or ";" not in value
 
 
+def test_a_provider_over_tls_uses_the_tls_transport() -> None:
+    p = rules.check_provider({**GOOD, "transport": "tls", "port": "5061"}, 3)
+    pjsip = render_telephony([p])[PJSIP_FILE]
+    assert "transport = transport-tls" in pjsip and "server_uri = sip:sip.mango.ru:5061\\;transport=tls" in pjsip  # the config reads \\; as ;
+
+
 def test_refusals_name_the_field() -> None:
     cases = [({"server": ""}, "server"), ({"port": "70000"}, "port"), ({"password": ""}, "password"),
              ({"login": ""}, "login"), ({"name": ""}, "name"), ({"codecs": "mp3"}, "codecs"),
-             ({"addresses": "10.0.0.1 not/an/address"}, "addresses"), ({"transport": "tls"}, "transport"),
+             ({"addresses": "10.0.0.1 not/an/address"}, "addresses"), ({"transport": "sctp"}, "transport"),
              ({"expiry": "5"}, "expiry")]
     for change, field in cases:
         with pytest.raises(rules.TelephonyError) as exc:
@@ -91,9 +97,9 @@ def test_the_clinic_number_is_read_where_the_provider_puts_it() -> None:
 
 def test_outgoing_calls_leave_by_the_marked_provider_else_the_first() -> None:
     a, b = rules.check_provider(GOOD, 1), rules.check_provider({**GOOD, "name": "b", "outgoing": "1"}, 2)
-    assert "CLINIC_OUT_TRUNK=trunk-2" in render_telephony([a, b])[DIALPLAN_FILE]
-    assert "CLINIC_OUT_TRUNK=trunk-1" in render_telephony([a])[DIALPLAN_FILE]
-    assert "CLINIC_OUT_TRUNK=operator" in render_telephony([])[DIALPLAN_FILE]  # the demo's trunk
+    assert "${CLINIC_BRANCH_TRUNK}:trunk-2)" in render_telephony([a, b])[DIALPLAN_FILE]
+    assert "${CLINIC_BRANCH_TRUNK}:trunk-1)" in render_telephony([a])[DIALPLAN_FILE]
+    assert "${CLINIC_BRANCH_TRUNK}:operator)" in render_telephony([])[DIALPLAN_FILE]  # the demo's trunk
     off = rules.check_provider({**GOOD, "enabled": "0"}, 4)
     assert "trunk-4" not in render_telephony([off])[PJSIP_FILE]
 
