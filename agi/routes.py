@@ -1,5 +1,6 @@
 """FastAGI routes. They read the CRM to answer Asterisk during a call; they never write calls
-(the one write: a caller outside the hours becomes a callback request)."""
+(the writes: a caller outside the hours becomes a callback request; a refused outgoing call is
+audited)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections.abc import Awaitable, Callable
 
 from agi.server import AgiRequest
 from crm import callbacks, identify, phones
+from crm import toll as toll_store
 from crm.clock import Clock
 from crm.db import Database
+from crm.rules import toll
 
 log = logging.getLogger(__name__)
 
@@ -60,3 +63,25 @@ def after_hours_route(db: Database, clock: Clock) -> Callable[[AgiRequest], Awai
         await request.set_variable("CLINIC_CALLBACK_REQUEST", str(intake.request_id))
 
     return after_hours
+
+
+def outgoing_check_route(db: Database, clock: Clock, counter: toll.CallCounter | None = None,
+                         ) -> Callable[[AgiRequest], Awaitable[None]]:
+    """``agi://host:port/outgoing_check,<number>,<outgoing calls now>``: may this call leave
+    (issue #30, toll fraud)? CLINIC_OUT_OK = 1 or 0, CLINIC_OUT_REFUSED = why. The caller is the
+    desk phone whose channel asks (``PJSIP/104-…``); a patient's channel sent on, or a robot's,
+    is nobody's phone. A refusal is audited and mailed."""
+    counter = counter or toll.CallCounter()
+
+    async def outgoing_check(request: AgiRequest) -> None:
+        number = request.headers.get("agi_arg_1", "")[:40]
+        raw = request.headers.get("agi_arg_2", "")
+        concurrent = int(raw) if raw.isdigit() else 0
+        endpoint = request.headers.get("agi_channel", "").partition("/")[2].rpartition("-")[0]
+        caller = endpoint if endpoint.isdigit() else ""
+        reason = await toll_store.check(db, number, caller, clock.now(), counter, concurrent)
+        if reason:
+            log.warning("outgoing call to %s from %s refused: %s", number, caller or "-", reason)
+        await request.set_variables({"CLINIC_OUT_OK": "0" if reason else "1", "CLINIC_OUT_REFUSED": reason})
+
+    return outgoing_check

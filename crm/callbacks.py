@@ -158,6 +158,14 @@ async def create_request(db: Database, req: NewRequest, now: float) -> Intake:
 
 
 # --- before an attempt ------------------------------------------------------------------------
+async def source_counts(db: Database, source_id: int, now: float) -> tuple[int, int]:
+    """Requests a source sent in the last minute and the last day (its share, issue #30)."""
+    row = await db.fetchone(
+        "SELECT COALESCE(SUM(CASE WHEN created_ts >= ? THEN 1 ELSE 0 END), 0), COUNT(*) FROM callback_requests"
+        " WHERE source_id = ? AND created_ts >= ?", (now - 60, source_id, now - 86400))
+    return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+
+
 async def request(db: Database, request_id: int) -> dict[str, Any] | None:
     row = await db.fetchone("SELECT * FROM callback_requests WHERE id = ?", (request_id,))
     return dict(row) if row else None

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from agi.routes import after_hours_route, incoming_route
+from agi.routes import after_hours_route, incoming_route, outgoing_check_route
 from agi.server import AgiRequest, FastAgiServer
-from crm import storage
+from crm import storage, toll
 from crm.clock import Clock, SystemClock
 from crm.local_outbox import LocalOutbox
 from crm.pg import PgDatabase
@@ -125,6 +125,7 @@ def build_app(
         agi = FastAgiServer(settings.asterisk.agi_host, settings.asterisk.agi_port)
         agi.add_route("incoming", incoming_route(services.db))
         agi.add_route("after_hours", after_hours_route(services.db, services.clock))
+        agi.add_route("outgoing_check", outgoing_check_route(services.db, services.clock))
         agi.add_route("ping", agi_ping)
         return agi
 
@@ -203,7 +204,8 @@ def build_app(
                 telephony = services.telephony
                 robot = RobotCaller(services.ari, settings, prompts, phrases, runner=runner,
                                     route=telephony.outgoing_route if telephony is not None
-                                    else lambda number: ("operator", number))
+                                    else lambda number: ("operator", number),
+                                    refuse=lambda number: toll.check(services.db, number, "", services.clock.now()))
         gateway = make.gateway(settings.gateway)
         if settings.gateway.demo:
             log.warning("gateway.demo is on: messages are logged here and sent nowhere")

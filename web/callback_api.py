@@ -8,7 +8,9 @@ database across restarts). A source with only a token sends ``Authorization: Bea
 Idempotent on (source, external id): a provider's retry returns the same request.
 
 Answers: 201 created, 200 the same or joined request, 400 not JSON, 401 not authentic, 403 the
-source is switched off, 413 too large, 422 a field is wrong (each error says which).
+source is switched off, 413 too large, 422 a field is wrong (each error says which; also a number
+no call may go to: premium, abroad, see «Защита от мошеннических звонков»), 429 the source sent
+more than its share (10 a minute, 300 a day by default).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
-from crm import callbacks, phones, signatures
+from crm import callbacks, phones, signatures, toll
+from crm.rules import toll as toll_rules
 from pbx.services import SERVICES
 from web.api import error
 from web.common import now_ts
@@ -96,6 +99,12 @@ async def receive_request(request: web.Request) -> web.Response:
         fields = parse_request(body)
     except Invalid as exc:
         return error(422, str(exc))
+    now = now_ts(request)
+    minute, day = await callbacks.source_counts(services.db, src["id"], now)
+    refused = toll_rules.webhook_refusal(fields["phone"], minute, day, await toll.policy(services.db))
+    if refused:
+        await toll.record_trip(services.db, "", fields["phone"], f"заявка с сайта ({code}): {refused}", now)
+        return error(429 if refused.startswith("more than") else 422, refused)
     intake = await callbacks.create_request(services.db, callbacks.NewRequest(
         source_name=src["spoken_name"], source_id=src["id"], branch_id=src["branch_id"], **fields), now_ts(request))
     if services.callbacks is not None:

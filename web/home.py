@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import reports, schedule
+from crm import reports, schedule, toll
 from crm.call_listing import PROCESSING_WINDOW, CallFilter, list_calls
 from crm.calls import iso
 from pbx.services import SERVICES, health
@@ -69,6 +69,9 @@ async def index(request: web.Request) -> dict[str, Any]:
     page["appointments"] = {"total": len(appointments), "by_status": by_status}
     page["tasks"] = [t for t in await schedule.open_tasks(db) if t["due_date"] <= today.isoformat()]
     page["tomorrow"] = (today + timedelta(days=1)).isoformat()
+    if me.role in SETTINGS_ROLES:  # outgoing calls the toll-fraud limits refused in the last day
+        page["toll_trips"] = [t | {"at": datetime.fromtimestamp(t["at_ts"], tz).strftime("%d.%m %H:%M")}
+                              for t in await toll.recent_trips(db, now - 86400)]
     if me.role in SETTINGS_ROLES:  # what the recordings take, for whoever runs the box
         u = await asyncio.to_thread(usage, services.settings.recordings_dir)
         page["recordings"] = {

@@ -5,6 +5,7 @@ every change audited; a refused value names its field."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime
 from typing import Any
 
@@ -13,9 +14,11 @@ from aiohttp import web
 
 from crm import audit, directory
 from crm import telephony as providers
+from crm import toll as toll_store
 from crm.rules import hours
 from crm.rules import queues as queue_rules
 from crm.rules import telephony as rules
+from crm.rules import toll as toll_rules
 from crm.secret_box import SecretBox
 from pbx.services import SERVICES, Services
 from web.common import clinic_tz, now_ts, require_settings
@@ -86,6 +89,8 @@ async def _page(request: web.Request, *, error: str = "", field: str = "", edit:
         "edit_number": next((n for n in numbers if n["did"] == wanted), None),
         "branches": await directory.branches(services.db),
         "branch_outs": {o.branch: o for o in await providers.branch_outs(services.db)},
+        "toll": await toll_store.policy(services.db), "toll_kinds": toll_rules.KINDS,
+        "security_emails": ", ".join(await toll_store.security_emails(services.db)),
         "phones": [{**p, "provisioned": _when(request, p["provisioned_at"])} for p in await phones_with_state(services)],
         "secret": secret,
         "sip_server": f"{services.settings.asterisk.phone_server or services.settings.asterisk.host}"
@@ -164,6 +169,26 @@ async def _branch_out_save(services: Services, form: Any, now: float, me: Any) -
                                  [n.did for n in await providers.numbers(services.db)])
     await providers.save_branch_out(services.db, out, now, actor=me.name, user_id=me.user_id)
     return {}
+
+
+async def _toll_save(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
+    """The toll-fraud limits (#30): allowed kinds and countries, caps, who is told of a trip."""
+    countries = [c.strip().upper() for c in str(form.get("toll_countries") or "").replace(" ", ",").split(",") if c.strip()]
+    unknown = [c for c in countries if c not in toll_rules.known_countries(countries)]
+    if unknown:
+        raise rules.TelephonyError("toll_countries", f"Страны: двухбуквенные коды ISO (KZ, BY), не {unknown[0][:10]!r}")
+    emails = tuple(e.strip() for e in str(form.get("security_emails") or "").replace(";", ",").split(",") if e.strip())
+    if len(emails) > 5 or any(not EMAIL.match(e) for e in emails):
+        raise rules.TelephonyError("security_emails", "Адреса для предупреждений: до пяти адресов через запятую")
+    values = {"toll_kinds": ",".join(k for k in toll_rules.KINDS if k in form.getall("toll_kinds", []) and k != "premium"),
+              "toll_countries": ",".join(countries),
+              "toll_per_phone_hour": rules.form_int(form, "toll_per_phone_hour", 20, 0, 1000, "Звонков с телефона в час"),
+              "toll_simultaneous": rules.form_int(form, "toll_simultaneous", 10, 0, 1000, "Исходящих одновременно")}
+    await toll_store.save_policy(services.db, values, emails, now, actor=me.name, user_id=me.user_id)
+    return {}
+
+
+EMAIL = re.compile(r"^[^@\s,;<>\"]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,}$")
 
 
 async def _queue_save(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
@@ -263,4 +288,5 @@ TEST_PHRASE = "Проверка телефона. Телефон работае�
 ACTIONS = {"provider_save": _provider_save, "provider_delete": _provider_delete, "number_save": _number_save,
            "number_delete": _number_delete, "phone_save": _phone_save, "phone_password": _phone_password,
            "phone_delete": _phone_delete, "phone_ring": _phone_ring, "queue_save": _queue_save,
-           "queue_delete": _queue_delete, "branch_out_save": _branch_out_save, "apply": _apply}
+           "queue_delete": _queue_delete, "branch_out_save": _branch_out_save, "toll_save": _toll_save,
+           "apply": _apply}

@@ -54,6 +54,7 @@ CLOSED_ALREADY_BOOKED = "already_booked"
 CLOSED_OTHER_MEANS = "other_means"  # booked or talked with the clinic since the request
 CLOSED_GAVE_UP = "gave_up"  # 2.5 h without a connection: the clinic was e-mailed
 CLOSED_CANCELLED = "cancelled"  # closed by hand in the panel
+CLOSED_REFUSED = "toll_refused"  # the toll-fraud limits refuse calls to this number (issue #30)
 
 OUTCOME_NAMES = {
     CONTACTED: "Соединены с пациентом", ALREADY_BOOKED: "Администратор: пациент уже записан (9)",
@@ -66,7 +67,7 @@ OUTCOME_NAMES = {
 CLOSED_NAMES = {
     CLOSED_CONTACTED: "Пациент соединён с клиникой", CLOSED_ALREADY_BOOKED: "Уже записан",
     CLOSED_OTHER_MEANS: "Связались иначе (запись или разговор)", CLOSED_GAVE_UP: "Не дозвонились, клинике отправлено письмо",
-    CLOSED_CANCELLED: "Закрыта администратором",
+    CLOSED_CANCELLED: "Закрыта администратором", CLOSED_REFUSED: "Номер запрещён ограничениями звонков",
 }
 
 

@@ -153,8 +153,15 @@ def outgoing_dialplan(providers: list[Provider], outs: tuple[BranchOut, ...] = (
     out = outgoing_provider(providers)
     default = out.endpoint if out is not None else LEGACY_TRUNK
     text = "[clinic-trunk-out]\n"
-    text += f'exten => s,1,Set(CLINIC_OUT_TRUNK=${{IF($["${{CLINIC_BRANCH_TRUNK}}" != ""]?${{CLINIC_BRANCH_TRUNK}}:{default})}})\n'
-    text += " same => n,Goto(clinic-out-${CLINIC_OUT_TRUNK},s,1)\n\n"
+    # may it go (crm.rules.toll over FastAGI: where to, how many at once, how many an hour)? The
+    # emergency number does not ask; no answer (the server down) is a no
+    text += 'exten => s,1,GotoIf($["${ARG1}" = "112"]?go)\n'
+    text += " same => n,Set(GROUP(clinic-outgoing)=box)\n"
+    text += " same => n,AGI(${AGI_URL}/outgoing_check,${ARG1},${GROUP_COUNT(box@clinic-outgoing)})\n"
+    text += ' same => n,GotoIf($["${CLINIC_OUT_OK}" != "1"]?refused)\n'
+    text += f' same => n(go),Set(CLINIC_OUT_TRUNK=${{IF($["${{CLINIC_BRANCH_TRUNK}}" != ""]?${{CLINIC_BRANCH_TRUNK}}:{default})}})\n'
+    text += " same => n,Goto(clinic-out-${CLINIC_OUT_TRUNK},s,1)\n"
+    text += " same => n(refused),Hangup(21)\n\n"
     text += _trunk_out(LEGACY_TRUNK, 0, "7")
     text += "".join(_trunk_out(p.endpoint, p.max_calls, p.dial_format) for p in providers if p.enabled)
     return text + line_out_dialplan(providers, outs, phone_branches or {})

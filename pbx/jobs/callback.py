@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crm import callbacks, directory, mail
+from crm import callbacks, directory, mail, toll
 from crm.clock import Clock
 from crm.db import Database
 from crm.rules import callback as cr
@@ -141,6 +141,8 @@ class CallbackService(JobLoop):
                                   emails=_emails(s), tz=self.tz, sender=s.mail_from)
         elif isinstance(decision, cr.WaitUntil):
             await callbacks.release(self.db, job["id"], decision.at, decision.reason)
+        elif reason := await toll.check(self.db, req["phone"], "", now):  # never a premium or foreign number
+            await callbacks.close(self.db, job, req["id"], cr.CLOSED_REFUSED, reason, now)
         else:
             await self._place(job, req, s, phones, now, branch)
 

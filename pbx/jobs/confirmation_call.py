@@ -33,8 +33,10 @@ class CallResult:
 class RobotCaller:
     def __init__(self, ari: AriClient, settings: Settings, prompts: PromptCache,
                  phrases: dict[str, str], runner: FlowRunner | None = None,
-                 route: Callable[[str], tuple[str, str]] = lambda number: ("operator", number)) -> None:
+                 route: Callable[[str], tuple[str, str]] = lambda number: ("operator", number),
+                 refuse: Callable[[str], Awaitable[str]] | None = None) -> None:
         self.ari = ari
+        self.refuse = refuse  # number -> why the toll-fraud limits refuse it ("" : it may go)
         self.route = route  # number -> the provider outgoing calls leave by now, and the number as it wants it
         self.settings = settings
         self.prompts = prompts
@@ -70,6 +72,8 @@ class RobotCaller:
         """Call the patient and run the menu; returns the outcome. Never raises for the
         patient's behaviour; an ARI failure is the outcome ``not_started`` or ``failed``."""
         r = self.settings.robot
+        if self.refuse is not None and (reason := await self.refuse(number)):
+            return CallResult("not_started", reason=f"запрещено: {reason}")
         if not self.phrases:
             self.phrases = await render_phrases(self.prompts, self.phrase_texts)
         media = {name: f"sound:{path}" for name, path in self.phrases.items()} | {"main": f"sound:{greeting}"}

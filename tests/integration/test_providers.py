@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
-from crm import callbacks, users
+from crm import callbacks, toll, users
 from crm.demo import load_demo
 from crm.rules import hours
 from pbx.outbound.originate import OriginateRequest, originate
@@ -148,6 +148,16 @@ async def test_provider_registers_and_its_calls_reach_the_queue(server, panel, a
     # call is counted on it
     assert re.search(r"P-Asserted-Identity: [^\n]*<sip:74951110002@", invite), invite[:1500]
     assert record["did"] == "74951110002"
+    # toll fraud (#30): a call from the desk phone to an international premium number never
+    # reaches the provider; the refusal is audited
+    phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 300, "hangup_ms": 8000}})
+    linkedid = await originate(services.ami, OriginateRequest("101", "+88212345678", user_id=None))
+    await stop_all(*phones.values(), wait=20)
+    trips = await toll.recent_trips(services.db, 0)
+    assert [(t["actor"], t["object_id"]) for t in trips] == [("телефон 101", "+88212345678")], trips
+    assert "88212345678" not in registrar.messages
+    rows = await wait_cdr(services.settings.cdr_db_path, linkedid)
+    assert not [r for r in rows if r["dstchannel"].startswith("PJSIP/trunk-")], rows
     registrar.kill()
 
     # removed in the panel: gone from Asterisk once it says so
