@@ -64,7 +64,7 @@ async def revision(db: Database) -> int:
     return int(row[0]) if row is not None else 0
 
 
-async def _changed(tx: Any, action: str, now: float, kind: str, object_id: Any, detail: str = "", *,
+async def changed_in(tx: Any, action: str, now: float, kind: str, object_id: Any, detail: str = "", *,
                    actor: str, user_id: int | None) -> None:
     """What every change does in its own transaction: a new revision for the boxes to apply,
     and the audit line."""
@@ -98,7 +98,7 @@ async def save_provider(db: Database, p: Provider, now: float, *, actor: str = "
                 f"INSERT INTO sip_providers ({', '.join(_COLUMNS)}, updated_at)"
                 f" VALUES ({', '.join('?' for _ in _COLUMNS)}, ?) RETURNING id", (*values, now))
             new_id = int((await cur.fetchone())[0])
-        await _changed(tx, "provider_save", now, "provider", new_id, detail=p.name, actor=actor, user_id=user_id)
+        await changed_in(tx, "provider_save", now, "provider", new_id, detail=p.name, actor=actor, user_id=user_id)
         return new_id
 
 
@@ -107,7 +107,7 @@ async def delete_provider(db: Database, provider_id: int, now: float, *, actor: 
     async with db.transaction() as tx:
         cur = await tx.execute("DELETE FROM sip_providers WHERE id = ?", (provider_id,))
         if cur.rowcount:
-            await _changed(tx, "provider_delete", now, "provider", provider_id, actor=actor, user_id=user_id)
+            await changed_in(tx, "provider_delete", now, "provider", provider_id, actor=actor, user_id=user_id)
 
 
 _NUMBER_COLUMNS = ("did", "queue", "hours", "holidays", "closed_message", "closed_mobile", "closed_callback")
@@ -133,14 +133,14 @@ async def save_number(db: Database, n: ClinicNumber, now: float, *, branch_id: i
             f" VALUES (?, ?, {', '.join('?' for _ in _NUMBER_COLUMNS)}) ON CONFLICT (did) DO UPDATE SET"
             " branch_id = excluded.branch_id, ad_channel = excluded.ad_channel, "
             + ", ".join(f"{c} = excluded.{c}" for c in _NUMBER_COLUMNS[1:]), (branch_id, ad_channel, *values))
-        await _changed(tx, "number_save", now, "clinic_number", n.did, detail=n.queue, actor=actor, user_id=user_id)
+        await changed_in(tx, "number_save", now, "clinic_number", n.did, detail=n.queue, actor=actor, user_id=user_id)
 
 
 async def delete_number(db: Database, did: str, now: float, *, actor: str = "", user_id: int | None = None) -> None:
     async with db.transaction() as tx:
         cur = await tx.execute("DELETE FROM clinic_numbers WHERE did = ?", (did,))
         if cur.rowcount:
-            await _changed(tx, "number_delete", now, "clinic_number", did, actor=actor, user_id=user_id)
+            await changed_in(tx, "number_delete", now, "clinic_number", did, actor=actor, user_id=user_id)
 
 
 async def desk_phones(db: Database, *, shipped: bool = False) -> list[DeskPhone]:
@@ -166,7 +166,7 @@ async def save_branch_out(db: Database, out: BranchOut, now: float, *, actor: st
                                (out.provider, out.line, out.branch))
         if cur.rowcount == 0:
             raise TelephonyError("branch", "Нет такого филиала")
-        await _changed(tx, "branch_out_save", now, "branch", out.branch, detail=out.line, actor=actor,
+        await changed_in(tx, "branch_out_save", now, "branch", out.branch, detail=out.line, actor=actor,
                        user_id=user_id)
 
 
@@ -210,7 +210,7 @@ async def save_phone(db: Database, phone: DeskPhone, now: float, *, branch_id: i
         else:
             await tx.execute("UPDATE desk_phones SET branch_id = ?, label = ?, queues = ? WHERE extension = ?",
                              (branch_id, phone.label, ",".join(phone.queues), phone.extension))
-        await _changed(tx, "phone_save", now, "desk_phone", phone.extension,
+        await changed_in(tx, "phone_save", now, "desk_phone", phone.extension,
                        detail="новый" if secret else phone.label, actor=actor, user_id=user_id)
         return secret
 
@@ -224,7 +224,7 @@ async def reset_phone_password(db: Database, extension: str, now: float, *, acto
                                " WHERE extension = ? AND md5_cred <> ''", (*columns, extension))
         if cur.rowcount == 0:
             raise TelephonyError("extension", "Пароль меняется только у телефонов, заведённых здесь")
-        await _changed(tx, "phone_password", now, "desk_phone", extension, actor=actor, user_id=user_id)
+        await changed_in(tx, "phone_password", now, "desk_phone", extension, actor=actor, user_id=user_id)
     return secret
 
 
@@ -255,7 +255,7 @@ async def delete_phone(db: Database, extension: str, now: float, *, actor: str =
     async with db.transaction() as tx:
         cur = await tx.execute("DELETE FROM desk_phones WHERE extension = ? AND md5_cred <> ''", (extension,))
         if cur.rowcount:
-            await _changed(tx, "phone_delete", now, "desk_phone", extension, actor=actor, user_id=user_id)
+            await changed_in(tx, "phone_delete", now, "desk_phone", extension, actor=actor, user_id=user_id)
 
 
 async def clinic_queues(db: Database) -> list[ClinicQueue]:
@@ -279,7 +279,7 @@ async def save_queue(db: Database, q: ClinicQueue, now: float, *, actor: str = "
             cur = await tx.execute("INSERT INTO clinic_queues (title, strategy, ring_seconds, max_wait, on_timeout)"
                                    " VALUES (?, ?, ?, ?, ?) RETURNING id", values)
             queue_id = int((await cur.fetchone())[0])
-        await _changed(tx, "queue_save", now, "queue", queue_id, detail=q.title, actor=actor, user_id=user_id)
+        await changed_in(tx, "queue_save", now, "queue", queue_id, detail=q.title, actor=actor, user_id=user_id)
         return queue_id
 
 
@@ -296,4 +296,4 @@ async def delete_queue(db: Database, queue_id: int, now: float, *, actor: str = 
             raise TelephonyError("queue", f"В эту очередь переводит очередь «{sent[0]}»")
         cur = await tx.execute("DELETE FROM clinic_queues WHERE id = ?", (queue_id,))
         if cur.rowcount:
-            await _changed(tx, "queue_delete", now, "queue", queue_id, actor=actor, user_id=user_id)
+            await changed_in(tx, "queue_delete", now, "queue", queue_id, actor=actor, user_id=user_id)

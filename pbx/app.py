@@ -22,6 +22,7 @@ from crm import storage, toll
 from crm.clock import Clock, SystemClock
 from crm.local_outbox import LocalOutbox
 from crm.pg import PgDatabase
+from crm.rules.sip_guard import GuardPolicy
 from pbx.ami.client import AmiClient, RawSink
 from pbx.ami.pump import EventPump
 from pbx.ari.client import AriClient
@@ -163,8 +164,12 @@ def build_app(
         applier = TelephonyApplier(etc, services.db, client, tz=settings.time_zone,
                                    prompts=PromptCache(settings.sounds_dir / "tts", settings.robot.tts_rate),
                                    box_branches=settings.asterisk.branches, own_transports=embedded)
+        a = settings.asterisk
+        guard = GuardPolicy(threshold=a.ban_failures, window=a.ban_window, ban_seconds=a.ban_minutes * 60)
+        own = tuple(n.strip() for n in a.local_networks.split(",") if n.strip()) + (a.operator_ip,)
         telephony = TelephonyWorker(applier, services.db, client, log_path=settings.asterisk_var / "log" / "messages.log"
-                                    if embedded else None) if embedded or settings.asterisk.include_dir else None
+                                    if embedded else None, guard=guard, own_networks=own,
+                                    ) if embedded or a.include_dir else None
         if telephony is not None:
             pump.add_sink(telephony.on_ami)
         pump.start()

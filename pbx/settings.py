@@ -81,6 +81,11 @@ class AsteriskSettings:
     # an existing Asterisk (embedded = false): the folder of `clinic-pbx asterisk config --out`;
     # set, the server keeps the panel's telephony files there and reloads them over AMI
     include_dir: str = ""
+    # SIP scanners (#30): more than ban_failures failed authentications within ban_window seconds
+    # from one address ban it for ban_minutes (the clinic's networks and providers never)
+    ban_failures: int = 10
+    ban_window: float = 60.0
+    ban_minutes: float = 60.0
     # a PEM file of CAs trusted for providers' TLS certificates besides the host's list
     tls_extra_ca: str = ""
     # seals the desk phones' SIP passwords for their provisioning files (crm/secret_box.py)

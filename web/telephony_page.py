@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import audit, directory
+from crm import audit, directory, sip_bans
 from crm import telephony as providers
 from crm import toll as toll_store
 from crm.rules import hours
@@ -90,6 +90,8 @@ async def _page(request: web.Request, *, error: str = "", field: str = "", edit:
         "branches": await directory.branches(services.db),
         "branch_outs": {o.branch: o for o in await providers.branch_outs(services.db)},
         "toll": await toll_store.policy(services.db), "toll_kinds": toll_rules.KINDS,
+        "bans": [b | {"until": _when(request, b["until_ts"]), "since": _when(request, b["created_ts"])}
+                 for b in await sip_bans.active(services.db, now_ts(request))],
         "security_emails": ", ".join(await toll_store.security_emails(services.db)),
         "phones": [{**p, "provisioned": _when(request, p["provisioned_at"])} for p in await phones_with_state(services)],
         "secret": secret,
@@ -191,6 +193,11 @@ async def _toll_save(services: Services, form: Any, now: float, me: Any) -> dict
 EMAIL = re.compile(r"^[^@\s,;<>\"]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,}$")
 
 
+async def _unban(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
+    await sip_bans.unban(services.db, str(form.get("address") or "")[:60], now, actor=me.name, user_id=me.user_id)
+    return {}
+
+
 async def _queue_save(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
     raw = str(form.get("queue") or "")
     queue_id = int(raw) if raw.isdigit() else 0
@@ -289,4 +296,4 @@ ACTIONS = {"provider_save": _provider_save, "provider_delete": _provider_delete,
            "number_delete": _number_delete, "phone_save": _phone_save, "phone_password": _phone_password,
            "phone_delete": _phone_delete, "phone_ring": _phone_ring, "queue_save": _queue_save,
            "queue_delete": _queue_delete, "branch_out_save": _branch_out_save, "toll_save": _toll_save,
-           "apply": _apply}
+           "unban": _unban, "apply": _apply}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from crm import sip_bans
 from crm import telephony as store
 from crm.rules.queues import ClinicQueue
 from crm.rules.telephony import SHIPPED_PHONES, BranchOut, ClinicNumber, DeskPhone, Provider, on_box
@@ -48,6 +49,7 @@ class ApplyState:
     error: str = ""  # why the last attempt was refused ("" when it was applied)
     failed_revision: int = -1  # the revision that failed: not retried until it changes
     rendered_on: date | None = None  # the clinic's date the applied files were made on
+    bans_end: float | None = None  # the first of the rendered bans ends then: render again
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -72,6 +74,8 @@ class TelephonyRows:
     queues: tuple[ClinicQueue, ...]
     outs: tuple[BranchOut, ...]
     phone_branches: dict[str, int | None]  # every desk phone, the demo's too
+    bans: tuple[str, ...] = ()  # SIP scanners banned now
+    bans_end: float | None = None  # when the first of them ends (then the box renders again)
 
     async def context(self, tz: str, today: date, prompts: PromptCache | None, own_transports: bool = True) -> Context:
         """The clinic's date and the after-hours messages as prompt files (made once each)."""
@@ -80,15 +84,17 @@ class TelephonyRows:
             raise TtsError("no TTS here")
         sounds = {text: str(await prompts.path(text)) for text in sorted(messages) if prompts is not None}
         return Context(tz=tz, today=today, sounds=sounds, queues=self.queues, outs=self.outs,
-                       phone_branches=self.phone_branches, own_transports=own_transports)
+                       phone_branches=self.phone_branches, own_transports=own_transports, bans=self.bans)
 
 
-async def load_rows(db: AnyDatabase, box_branches: tuple[int, ...] = ()) -> TelephonyRows:
+async def load_rows(db: AnyDatabase, box_branches: tuple[int, ...] = (), now: float = 0.0) -> TelephonyRows:
     every_phone = on_box(await store.desk_phones(db, shipped=True), box_branches)
+    bans = await sip_bans.active(db, now)
     return TelephonyRows(on_box(await store.all_providers(db), box_branches),
                          on_box(await store.numbers(db), box_branches), [p for p in every_phone if p.md5_cred],
                          tuple(await store.clinic_queues(db)), tuple(await store.branch_outs(db)),
-                         {p.extension: p.branch for p in every_phone})
+                         {p.extension: p.branch for p in every_phone}, tuple(b["address"] for b in bans),
+                         min((float(b["until_ts"]) for b in bans), default=None))
 
 
 class TelephonyApplier:
@@ -111,7 +117,8 @@ class TelephonyApplier:
         """A new revision, or a new day (the holidays written are the coming year's)."""
         revision = await store.revision(self.db)
         new_day = self.state.rendered_on is not None and self.state.rendered_on != self._today()
-        if revision in (self.state.revision, self.state.failed_revision) and not new_day:
+        ban_ended = self.state.bans_end is not None and self.clock() >= self.state.bans_end
+        if revision in (self.state.revision, self.state.failed_revision) and not new_day and not ban_ended:
             return self.state
         return await self.apply()
 
@@ -121,7 +128,7 @@ class TelephonyApplier:
     async def apply(self) -> ApplyState:
         async with self._lock:
             revision = await store.revision(self.db)
-            rows = await load_rows(self.db, self.box_branches)
+            rows = await load_rows(self.db, self.box_branches, self.clock())
             providers, numbers, phones, queues = rows.providers, rows.numbers, rows.phones, list(rows.queues)
             try:
                 ctx = await rows.context(self.tz, self._today(), self.prompts, self.own_transports)
@@ -146,7 +153,7 @@ class TelephonyApplier:
                 log.warning("telephony revision %s not applied: %s", revision, self.state.error)
                 return self.state
             self.providers = providers
-            self.state = ApplyState(revision, self.clock(), rendered_on=ctx.today)
+            self.state = ApplyState(revision, self.clock(), rendered_on=ctx.today, bans_end=rows.bans_end)
             await self._register_now(expected["registrations"])
             log.info("telephony revision %s applied (%d providers)", revision, len(providers))
             return self.state

@@ -5,6 +5,7 @@ and is escaped again here, so nothing a user typed can open a section or a direc
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -205,6 +206,7 @@ class Context:
     outs: tuple[BranchOut, ...] = ()  # the branches' own outgoing provider and caller ID
     phone_branches: Mapping[str, int | None] = field(default_factory=dict)  # every desk phone's branch
     own_transports: bool = True  # False: an existing Asterisk with its own transports
+    bans: tuple[str, ...] = ()  # SIP scanners' addresses, refused by a PJSIP ACL (#30)
 
 
 def _route_steps(n: ClinicNumber, did: str, ctx: Context) -> list[str]:
@@ -256,6 +258,17 @@ def phone_pjsip(phone: DeskPhone) -> str:
     return text
 
 
+def bans_pjsip(addresses: tuple[str, ...]) -> str:
+    """The banned scanners as a PJSIP ACL (res_pjsip_acl: every request from them refused)."""
+    valid = []
+    for a in addresses:
+        try:
+            valid.append(str(ipaddress.ip_address(a)))
+        except ValueError:
+            continue  # only an address Asterisk reported is ever stored; anything else never reaches a config
+    return _lines("clinic-bans", [("type", "acl"), *(("deny", a) for a in sorted(set(valid)))]) if valid else ""
+
+
 def _members(phones: list[DeskPhone], queue: str) -> str:
     return "".join(f"member => PJSIP/{p.extension},0,{p.extension},PJSIP/{p.extension}\n"
                    for p in phones if queue in p.queues)
@@ -299,7 +312,8 @@ def render_telephony(providers: list[Provider], numbers: list[ClinicNumber] | No
     enabled = [p for p in providers if p.enabled]
     desk = [p for p in phones or [] if p.md5_cred]
     ctx = ctx or Context()
-    pjsip = HEADER + "".join(provider_pjsip(p, ctx.own_transports) for p in enabled) + "".join(phone_pjsip(p) for p in desk)
+    pjsip = (HEADER + "".join(provider_pjsip(p, ctx.own_transports) for p in enabled)
+             + "".join(phone_pjsip(p) for p in desk) + bans_pjsip(ctx.bans))
     dialplan = (HEADER + outgoing_dialplan(enabled, ctx.outs, ctx.phone_branches) + numbers_dialplan(numbers or [], ctx)
                 + timeout_dialplan(list(ctx.queues)) + "".join(provider_dialplan(p) for p in enabled))
     return {PJSIP_FILE: pjsip, DIALPLAN_FILE: dialplan, QUEUES_FILE: queues_config(desk, list(ctx.queues))}

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
 from pbx.settings import ENV_PREFIX, Settings, settings_file
@@ -175,7 +176,7 @@ async def include_files(settings: Settings, out: Path) -> dict[str, str]:
     db = database(settings.db_location)
     await db.open()
     try:
-        rows = await load_rows(db, settings.asterisk.branches)
+        rows = await load_rows(db, settings.asterisk.branches, time.time())
     finally:
         await db.close()
     today = datetime.now(ZoneInfo(settings.time_zone)).date()

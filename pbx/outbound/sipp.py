@@ -285,6 +285,19 @@ async def register_phone(
     return await _spawn(f"register{extension}", args, workdir)
 
 
+async def scan_sip(settings: Settings, extension: str, password: str, workdir: Path, source_ip: str, port: int,
+                   attempts: int = 1, name: str = "scanner") -> SippProcess:
+    """A SIP scanner: ``attempts`` REGISTERs of ``extension`` with a guessed password from
+    ``source_ip`` (each challenged, answered with the wrong digest), one after another."""
+    fields = workdir / f"{name}.csv"
+    fields.write_text(f"SEQUENTIAL\n{extension}\n")
+    scenario = _render("register.xml", {"HOLD_MS": "0"}, workdir / f"{name}.xml")
+    a = settings.asterisk
+    args = [f"{a.host}:{a.sip_port}", "-sf", str(scenario), "-inf", str(fields), "-i", source_ip, "-p", str(port),
+            "-au", extension, "-ap", password, "-r", "20", "-l", "1", "-recv_timeout", "2000"]
+    return await _spawn(name, args, workdir, calls=attempts)
+
+
 async def start_phone_call(
     settings: Settings, extension: str, password: str, dialled: str, workdir: Path, port: int,
     talk_ms: int = 5000,

@@ -12,10 +12,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from crm import sip_bans
 from crm.aio import cancel_and_wait
+from crm.rules import sip_guard
 from crm.rules.telephony import (
     TrunkStatus,
     dial_number,
@@ -33,7 +36,8 @@ log = logging.getLogger(__name__)
 
 class TelephonyWorker:
     def __init__(self, applier: TelephonyApplier, db: AnyDatabase, ami: Any, *, tick: float = 2.0,
-                 poll: float = 5.0, clock: Callable[[], float] = time.time, log_path: Path | None = None) -> None:
+                 poll: float = 5.0, clock: Callable[[], float] = time.time, log_path: Path | None = None,
+                 guard: sip_guard.GuardPolicy | None = None, own_networks: tuple[str, ...] = ()) -> None:
         self.applier, self.db, self.ami, self.log_path = applier, db, ami, log_path
         self.tick, self.poll, self.clock = tick, poll, clock
         self.registrations: dict[str, str] = {}  # "trunk-N-reg" -> Asterisk's status
@@ -42,6 +46,12 @@ class TelephonyWorker:
         self.causes: dict[str, str] = {}  # client URI -> the last refusal's reason
         self.since: dict[str, tuple[str, float]] = {}  # endpoint -> (status code, since)
         self.polled_at: float | None = None
+        # SIP scanners (#30): failures per address, the bans the loop is to write
+        self.guard_policy = guard or sip_guard.GuardPolicy()
+        self.own_networks = own_networks
+        self.scans = sip_guard.ScanCounter()
+        self.banned: set[str] = set()
+        self.to_ban: list[tuple[str, str]] = []
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -56,8 +66,18 @@ class TelephonyWorker:
         self._wake.set()
 
     def on_ami(self, item: AmiEvent | AmiLink) -> None:
-        """Pump sink: a registration's reason. Cheap and never waits."""
-        if isinstance(item, AmiLink) or item.name != "Registry":
+        """Pump sink: a registration's reason, a SIP scanner's failure. Cheap and never waits
+        (a ban is written by the worker's own loop)."""
+        if isinstance(item, AmiLink):
+            return
+        if item.name in sip_guard.FAILURES:
+            address = sip_guard.source_address(str(item.headers.get("RemoteAddress") or ""))
+            if address not in self.banned and self.scans.failure(address, self.clock(), self.guard()):
+                self.banned.add(address)
+                self.to_ban.append((address, f"{item.name}: {str(item.headers.get('AccountID') or '')[:40]}"))
+                self._wake.set()
+            return
+        if item.name != "Registry":
             return
         h = item.headers
         who = str(h.get("Username") or "")
@@ -71,6 +91,7 @@ class TelephonyWorker:
         last_poll = 0.0
         while True:
             try:
+                await self._write_bans()
                 if self.ami is not None and self.ami.connected:
                     await self.applier.apply_if_changed()
                     if self.clock() - last_poll >= self.poll:
@@ -86,7 +107,23 @@ class TelephonyWorker:
             except TimeoutError:
                 pass
 
+    def guard(self) -> sip_guard.GuardPolicy:
+        """The ban rule with what may never be banned: the box, the clinic's networks, the
+        applied providers' addresses."""
+        providers = [a for p in self.applier.providers for a in (p.server, *p.addresses)]
+        return replace(self.guard_policy, never=sip_guard.never_banned(self.own_networks, providers))
+
+    async def _write_bans(self) -> None:
+        while self.to_ban:
+            address, reason = self.to_ban[0]
+            now = self.clock()
+            if await sip_bans.ban(self.db, address, now + self.guard_policy.ban_seconds, reason, now):
+                log.warning("SIP scanner %s banned for %.0f s (%s)", address, self.guard_policy.ban_seconds, reason)
+            self.to_ban.pop(0)
+
     async def refresh(self) -> None:
+        active = {b["address"] for b in await sip_bans.active(self.db, self.clock())}
+        self.banned &= active  # lifted in the panel or ended: counted afresh
         regs: dict[str, str] = {}
         for m in items_of(await self.ami.action({"Action": "PJSIPShowRegistrationsOutbound"}, timeout=10)):
             if m.get("Event") == "OutboundRegistrationDetail":
