@@ -31,7 +31,8 @@ def employees_in(r: Reader, *, active_only: bool = False) -> list[dict[str, Any]
 
 async def users_for_settings(db: Database) -> list[dict[str, Any]]:
     return [dict(r) for r in await db.fetchall(
-        "SELECT id, login, full_name, role, history_access, appeals_access, active FROM users ORDER BY login")]
+        "SELECT id, login, full_name, role, history_access, appeals_access, active, must_change_password"
+        " FROM users ORDER BY login")]
 
 
 async def user_id(db: Database, login: str) -> int | None:

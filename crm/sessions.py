@@ -31,6 +31,7 @@ class SessionUser:
     role: str
     history: str  # none | read | edit
     appeals: bool = False  # the «История обращений» right
+    must_change: bool = False  # an admin's one-time password: only /password until changed
 
 
 def _hash(token: str) -> str:
@@ -63,7 +64,8 @@ async def admit(db: Database, token: Any, now: float, policy: SessionPolicy) -> 
     sid = _hash(token)
     row = await db.fetchone(
         "SELECT s.created_ts, s.seen_ts, s.ended_ts, u.id, u.login, u.full_name, u.role,"
-        " u.history_access, u.appeals_access, u.active FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
+        " u.history_access, u.appeals_access, u.active, u.must_change_password"
+        " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
         (sid,),
     )
     if row is None or row["ended_ts"] is not None:
@@ -78,7 +80,7 @@ async def admit(db: Database, token: Any, now: float, policy: SessionPolicy) -> 
         async with db.transaction() as tx:
             await tx.execute("UPDATE sessions SET seen_ts = ? WHERE id = ? AND ended_ts IS NULL", (now, sid))
     return SessionUser(sid, int(row["id"]), row["login"], row["full_name"] or row["login"], row["role"],
-                       row["history_access"], bool(row["appeals_access"]))
+                       row["history_access"], bool(row["appeals_access"]), bool(row["must_change_password"]))
 
 
 async def end(db: Database, session_id: str, now: float, reason: str) -> None:
@@ -92,12 +94,13 @@ async def end_token(db: Database, token: Any, now: float, reason: str) -> None:
         await end(db, _hash(token), now, reason)
 
 
-async def end_all(tx: Any, user_id: int, now: float, reason: str) -> int:
+async def end_all(tx: Any, user_id: int, now: float, reason: str, keep: str = "") -> int:
     """End every open session of a user, inside the caller's transaction (the same one that
-    deactivates the user or changes the password or role). Returns how many were open."""
+    deactivates the user or changes the password or role), but ``keep`` (a session id: the one
+    that changed its own password). Returns how many were ended."""
     cur = await tx.execute(
-        "UPDATE sessions SET ended_ts = ?, ended_reason = ? WHERE user_id = ? AND ended_ts IS NULL",
-        (now, reason, user_id),
+        "UPDATE sessions SET ended_ts = ?, ended_reason = ? WHERE user_id = ? AND ended_ts IS NULL AND id <> ?",
+        (now, reason, user_id, keep),
     )
     return int(cur.rowcount or 0)
 

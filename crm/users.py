@@ -81,7 +81,7 @@ def _dummy_hash() -> str:
 
 async def create_user(
     db: Database, login: str, password: str, *, full_name: str = "", role: str = "administrator",
-    history_access: str = "none", appeals_access: bool | None = None,
+    history_access: str = "none", appeals_access: bool | None = None, one_time: bool = False,
 ) -> int:
     """A new account; it sees no call history until a settings admin grants it. «История
     обращений» is an administrator's and a director's by default (seed 004), a settings
@@ -93,10 +93,10 @@ async def create_user(
     hashed = await _in_thread(hash_password, password)
     async with db.transaction() as tx:
         cur = await tx.execute(
-            "INSERT INTO users (login, full_name, role, password_hash, created_at, history_access, appeals_access)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO users (login, full_name, role, password_hash, created_at, history_access, appeals_access,"
+            " must_change_password) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (login, full_name, role, hashed, tx.stamp(), history_access,
-             int(role != "settings_admin" if appeals_access is None else appeals_access)),
+             int(role != "settings_admin" if appeals_access is None else appeals_access), int(one_time)),
         )
         return int(cur.lastrowid or 0)
 
@@ -150,8 +150,18 @@ async def set_active(db: Database, user_id: int, active: bool, now: float) -> in
         return 0 if active else await sessions.end_all(tx, user_id, now, "user deactivated")
 
 
-async def set_password(db: Database, user_id: int, password: str, now: float) -> None:
+async def set_password(db: Database, user_id: int, password: str, now: float, *, one_time: bool = False,
+                       keep_session: str = "") -> None:
+    """A new password; every session of the user ends (but ``keep_session``: the one that
+    changed its own password). ``one_time``: an admin's reset, changed at the next login."""
     hashed = await _in_thread(hash_password, password)
     async with db.transaction() as tx:
-        await tx.execute("UPDATE users SET password_hash = ? WHERE id = ?", (hashed, user_id))
-        await sessions.end_all(tx, user_id, now, "password changed")
+        await tx.execute("UPDATE users SET password_hash = ?, must_change_password = ? WHERE id = ?",
+                         (hashed, int(one_time), user_id))
+        await sessions.end_all(tx, user_id, now, "password changed", keep=keep_session)
+
+
+async def verify_own(db: Database, user_id: int, password: str) -> bool:
+    """Is ``password`` this user's current one (asked before they choose a new one)?"""
+    row = await db.fetchone("SELECT password_hash FROM users WHERE id = ? AND active = 1", (user_id,))
+    return row is not None and bool(await _in_thread(verify_password, password[:200], row["password_hash"]))

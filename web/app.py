@@ -32,6 +32,7 @@ from web import (
     escort_pages,
     formatting,
     home,
+    password_page,
     patients,
     provisioning,
     reports,
@@ -121,6 +122,8 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login_submit)
     app.router.add_post("/logout", logout)
+    app.router.add_get("/password", password_page.password_form)
+    app.router.add_post("/password", password_page.password_submit)
     setup_api(app)
     setup_callback_api(app)
     setup_callbacks_page(app)

@@ -134,10 +134,16 @@ async def current_user(request: web.Request) -> SessionUser | None:
 async def require_login(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith(PUBLIC_PATHS) or request.path.startswith("/api/"):
         return await handler(request)
-    if await current_user(request) is None:
+    user = await current_user(request)
+    if user is None:
         if request.method == "GET" and request.path != "/live":
             raise web.HTTPFound("/login")
         raise web.HTTPUnauthorized(text="Сеанс завершён: войдите снова")
+    if user.must_change and request.path not in ("/password", "/logout"):
+        # an admin's one-time password opens nothing but the page that replaces it
+        if request.method == "GET" and request.path != "/live":
+            raise web.HTTPFound("/password")
+        raise web.HTTPForbidden(text="Сначала смените пароль, выданный администратором")
     return await handler(request)
 
 

@@ -4,6 +4,7 @@ name, and the telephony pause. Every change applies at once (read fresh by each 
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -117,21 +118,32 @@ async def _user_active(f: _Form) -> None:
                   "включён" if active else f"отключён, завершено сеансов: {ended}")
 
 
-async def _user_password(f: _Form) -> None:
+def one_time_password() -> str:
+    """What an admin hands over (a new account, a reset): shown once, changed at the first login."""
+    return "-".join("".join(secrets.choice("abcdefghijkmnpqrstuvwxyz23456789") for _ in range(5)) for _ in range(4))
+
+
+async def _user_password(f: _Form) -> dict[str, str]:
     uid = f.id("user")
-    if len(f.field("password")) < 8:
-        raise ValueError("Пароль короче 8 символов")
-    await users.set_password(f.db, uid, f.field("password"), f.now)  # their sessions end
-    await f.trace("user_update", uid, "пароль изменён")
+    login = next((str(u["login"]) for u in await directory.users_for_settings(f.db) if u["id"] == uid), "")
+    if not login:
+        raise ValueError("Нет такого пользователя")
+    password = one_time_password()
+    await users.set_password(f.db, uid, password, f.now, one_time=True)  # their sessions end
+    await f.trace("user_update", uid, "пароль сброшен: выдан одноразовый")
+    return {"login": login, "password": password}
 
 
-async def _user_add(f: _Form) -> None:
+async def _user_add(f: _Form) -> dict[str, str]:
     login = f.field("login")[:50]
-    if not login or len(f.field("password")) < 8 or await users.user_exists(f.db, login):
-        raise ValueError("Логин занят или пароль короче 8 символов")
+    if not login or await users.user_exists(f.db, login):
+        raise ValueError("Логин пуст или занят")
     role = f.field("role") if f.field("role") in ROLE_LABELS else "administrator"
-    uid = await users.create_user(f.db, login, f.field("password"), full_name=f.field("full_name")[:100], role=role)
+    password = one_time_password()
+    uid = await users.create_user(f.db, login, password, full_name=f.field("full_name")[:100], role=role,
+                                  one_time=True)
     await f.trace("user_create", uid, login)
+    return {"login": login, "password": password}
 
 
 async def _rule_add(f: _Form) -> None:
@@ -199,13 +211,16 @@ async def settings_submit(request: web.Request) -> web.StreamResponse:
         handler = ACTIONS.get(action)
         if handler is None:
             raise ValueError("Неизвестное действие")
-        await handler(f)
+        one_time = await handler(f)
         if not action.startswith("user"):  # the user actions leave their own audit line
             await audit.record(f.db, me.name, "settings_update", f.now, user_id=me.user_id, object_kind="settings",
                                object_id=action, address=client_of(request))
     except (TagError, CommentError, BookingError, ValueError) as exc:
         return aiohttp_jinja2.render_template("settings.html", request,
                                               await _page(request, str(exc), section_of(action)), status=400)
+    if isinstance(one_time, dict) and one_time.get("password"):  # shown once, on this answer only
+        return aiohttp_jinja2.render_template("settings.html", request,
+                                              await _page(request, None, section_of(action)) | {"one_time": one_time})
     raise web.HTTPFound(f"/settings#{section_of(action)}")
 
 

@@ -14,7 +14,7 @@ from web.common import local_today, viewer
 from web.live import LIVE_HUB
 
 NONE = "none"  # "Не работаю сейчас с телефонией"
-EXEMPT = ("/shift", "/login", "/logout", "/static/", "/api/", "/live", "/e/")
+EXEMPT = ("/shift", "/login", "/logout", "/password", "/static/", "/api/", "/live", "/e/", "/provision/")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

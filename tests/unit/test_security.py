@@ -91,12 +91,12 @@ async def test_deactivation_password_and_role_changes_end_sessions_at_once(env) 
     db = app[SERVICES].db
     anna_id = (await db.fetchone("SELECT id FROM users WHERE login = 'anna'"))[0]
     boss, boss_token = await client_of(server, "boss", "pw-boss-123")
-    for action, extra in (("user_active", {"active": "0"}), ("user_password", {"password": "new-pass-123"}),
+    for action, extra in (("user_active", {"active": "0"}), ("user_password", {}),
                           ("user", {"role": "director", "history_access": "read"})):
         if action != "user_active":
             await users.set_active(db, anna_id, True, time.time())
-        password = "new-pass-123" if action == "user" else "pw-anna-123"
-        anna, _ = await client_of(server, "anna", password)
+            await users.set_password(db, anna_id, "pw-anna-123", time.time())  # after the reset: her own again
+        anna, _ = await client_of(server, "anna", "pw-anna-123")
         copy = cookie_of(anna)
         assert await status(server, "/patients", copy) == 200
         r = await boss.post("/settings", data={"csrf_token": boss_token, "action": action, "user": str(anna_id),
