@@ -177,6 +177,9 @@ class Settings:
     log_keep: int = 5  # rotated files kept
     backup_dir: str = ""  # `clinic-pbx backup` and the nightly timer write here (default <state_dir>/backups)
     backup_keep: int = 14  # backups kept there (0: all)
+    # the clinic's backup public key (`clinic-pbx backup-key`): backups are encrypted to it and
+    # carry the secrets; empty: plain backups of the database alone
+    backup_public_key: str = ""
     recordings_format: str = "ogg"  # ogg: finished calls' WAVs re-encoded as Ogg Vorbis; wav: kept as recorded
     recordings_keep_days: int = 0  # recordings older than this are deleted (0: kept for ever)
     # below this much free space in the state folder (database, recordings) health raises an alarm

@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                           help="then keep only the N newest backups there (default: backup_keep; 0 keeps all)")
     p_restore = sub.add_parser("restore", help="put a backup folder back (stop the server first)")
     p_restore.add_argument("folder", type=Path)
+    p_restore.add_argument("--key", type=Path, help="the clinic's private backup key (an encrypted backup)")
+    p_bkey = sub.add_parser("backup-key", help="make the clinic's backup key pair: the private key into FILE"
+                            " (keep it off the box), the public one for the settings")
+    p_bkey.add_argument("out", type=Path)
 
     p_req = sub.add_parser("demo-request", help="send a signed booking request to the running server's"
                            " webhook, as the aggregator would (the website callback robot calls it)")
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(level, settings.log_format, settings.log_file, settings.log_max_mb, settings.log_keep)
     from pbx.cli.ops import (
         cmd_backup,
+        cmd_backup_key,
         cmd_demo_request,
         cmd_install_service,
         cmd_migrate,
@@ -130,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "sounds": cmd_sounds,
         "demo-request": cmd_demo_request,
         "backup": cmd_backup,
+        "backup-key": cmd_backup_key,
         "migrate": cmd_migrate,
         "install-service": cmd_install_service,
         "restore": cmd_restore,

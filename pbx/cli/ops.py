@@ -84,8 +84,11 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
               " host (README, \"Clinic chain\")", file=sys.stderr)
         return 2
     target = args.target or (Path(settings.backup_dir) if settings.backup_dir else settings.state_dir / "backups")
-    folder = backup(settings.db_path, settings.state_dir / "secrets.json", target)
+    folder = backup(settings.db_path, settings.state_dir / "secrets.json", target, public_key=settings.backup_public_key)
     print(f"backup: {folder}")
+    if not settings.backup_public_key:
+        print("backup: not encrypted (backup_public_key is not set), so the secrets were left out;"
+              " see `clinic-pbx backup-key`", file=sys.stderr)
     keep = settings.backup_keep if args.keep is None else args.keep
     for old in prune(target, keep):
         print(f"backup: removed {old} (keeping the {keep} newest)")
@@ -99,8 +102,22 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
         print(f"restore: the database is PostgreSQL ({settings.db_shown}): restore it with pg_restore"
               " (README, \"Clinic chain\")", file=sys.stderr)
         return 2
-    kept = restore(args.folder, settings.db_path, settings.state_dir / "secrets.json")
+    key = args.key.read_text(encoding="utf-8").strip() if args.key else ""
+    kept = restore(args.folder, settings.db_path, settings.state_dir / "secrets.json", key)
     print(f"restored {args.folder} into {settings.db_path}" + (f"; the previous database is {kept}" if kept else ""))
+    return 0
+
+
+def cmd_backup_key(settings: Settings, args: argparse.Namespace) -> int:
+    from crm.backup_crypto import new_key_pair
+
+    private, public = new_key_pair()
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never over an existing key
+    with os.fdopen(fd, "w") as fh:
+        fh.write(private + "\n")
+    print(f"backup-key: the private key is in {args.out}: keep it off this box (a safe, the director's"
+          " password manager); without it no backup can be restored")
+    print(f'put into the settings file:  backup_public_key = "{public}"')
     return 0
 
 

@@ -8,6 +8,8 @@ import sqlite3
 import stat
 from pathlib import Path
 
+import pytest
+
 from crm import call_listing, calls
 from crm.backup import backup, restore
 from crm.db import Database
@@ -62,7 +64,7 @@ async def test_a_backup_during_a_burst_of_writes(tmp_path: Path) -> None:
     copy.close()
     assert before <= saved  # every call committed before the backup started
     assert stat.S_IMODE((folder / "crm.sqlite").stat().st_mode) == 0o600
-    assert (folder / "secrets.json").read_text() == secrets.read_text()
+    assert not (folder / "secrets.json").exists()  # never in a plain backup
     # put it back in place of a database that has moved on
     kept = restore(folder, tmp_path / "state" / "crm.sqlite", secrets)
     assert kept is not None and kept.exists()
@@ -141,3 +143,51 @@ def test_nightly_backups_keep_the_newest(tmp_path: Path, capsys) -> None:
     assert len(kept) == 3 and kept[0] == "clinic-pbx-20261122-033000" and kept[-1] == "notes.txt", kept
     assert out.count("removed") == 2
     assert prune(target, 0) == []  # 0 keeps all
+
+
+def test_an_encrypted_backup_is_read_only_with_the_clinics_key(tmp_path: Path, capsys) -> None:
+    from crm.backup_crypto import MAGIC, BackupKeyError, new_key_pair
+
+    state = tmp_path / "state"
+    asyncio.run(one_call_crm(state))
+    (state / "secrets.json").write_text('{"web.cookie_secret": "the-secret-value"}')
+    key_file = tmp_path / "clinic.key"
+    assert main(["--config", str(_config(tmp_path, state)), "backup-key", str(key_file)]) == 0
+    public = capsys.readouterr().out.split('backup_public_key = "', 1)[1].split('"', 1)[0]
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    config = _config(tmp_path, state, f'backup_public_key = "{public}"\n')
+    assert main(["--config", str(config), "backup", str(tmp_path / "b")]) == 0
+    folder = Path(capsys.readouterr().out.split("backup: ", 1)[1].strip())
+    assert sorted(p.name for p in folder.iterdir()) == ["crm.sqlite.enc", "secrets.json.enc"]
+    for f in folder.iterdir():
+        data = f.read_bytes()
+        assert data.startswith(MAGIC) and b"SQLite format 3" not in data and b"the-secret-value" not in data
+    assert not list(state.glob(".backup-*"))  # the plain copy made on the way is gone
+    # without the key, with another key, or cut short: refused, the database untouched
+    with pytest.raises(BackupKeyError):
+        restore(folder, state / "crm.sqlite", state / "secrets.json")
+    other = tmp_path / "other.key"
+    other.write_text(new_key_pair()[0])
+    assert_refused = [["restore", str(folder), "--key", str(other)]]
+    for args in assert_refused:
+        with pytest.raises(BackupKeyError):
+            main(["--config", str(config), *args])
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    whole = (folder / "crm.sqlite.enc").read_bytes()
+    (cut / "crm.sqlite.enc").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(BackupKeyError):
+        restore(cut, state / "crm.sqlite", state / "secrets.json", key_file.read_text().strip())
+    # with the clinic's key: the calls and the secrets come back
+    (state / "secrets.json").write_text("{}")
+    assert main(["--config", str(config), "restore", str(folder), "--key", str(key_file)]) == 0
+    assert "the-secret-value" in (state / "secrets.json").read_text()
+    con = sqlite3.connect(state / "crm.sqlite")
+    assert con.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 1
+    con.close()
+
+
+def _config(tmp_path: Path, state: Path, extra: str = "") -> Path:
+    config = tmp_path / "clinic-pbx.toml"
+    config.write_text(f'state_dir = "{state}"\n{extra}')
+    return config
