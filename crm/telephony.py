@@ -146,10 +146,10 @@ async def delete_number(db: Database, did: str, now: float, *, actor: str = "", 
 async def desk_phones(db: Database, *, shipped: bool = False) -> list[DeskPhone]:
     """The phones set up in the panel (the demo's three are the shipped configuration's: with
     ``shipped``, those too, without a password)."""
-    rows = await db.fetchall("SELECT extension, label, queues, md5_cred, branch_id FROM desk_phones"
+    rows = await db.fetchall("SELECT extension, label, queues, md5_cred, branch_id, secure FROM desk_phones"
                              + ("" if shipped else " WHERE md5_cred <> ''") + " ORDER BY extension")
     return [DeskPhone(r[0], r[1], tuple(q for q in str(r[2]).split(",") if q), r[3],
-                      int(r[4]) if r[4] is not None else None) for r in rows]
+                      int(r[4]) if r[4] is not None else None, bool(r[5])) for r in rows]
 
 
 async def branch_outs(db: Database) -> list[BranchOut]:
@@ -203,13 +203,14 @@ async def save_phone(db: Database, phone: DeskPhone, now: float, *, branch_id: i
         if row is None:
             secret, columns = _secret_columns(phone.extension, box)
             await tx.execute("INSERT INTO desk_phones (extension, branch_id, label, queues, md5_cred, sealed_password,"
-                             " provision_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (phone.extension, branch_id, phone.label, ",".join(phone.queues), *columns))
+                             " provision_hash, secure) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             (phone.extension, branch_id, phone.label, ",".join(phone.queues), *columns,
+                              int(phone.secure)))
         elif not row[0]:
             raise TelephonyError("extension", f"Номер {phone.extension} занят телефоном демо-клиники")
         else:
-            await tx.execute("UPDATE desk_phones SET branch_id = ?, label = ?, queues = ? WHERE extension = ?",
-                             (branch_id, phone.label, ",".join(phone.queues), phone.extension))
+            await tx.execute("UPDATE desk_phones SET branch_id = ?, label = ?, queues = ?, secure = ? WHERE extension = ?",
+                             (branch_id, phone.label, ",".join(phone.queues), int(phone.secure), phone.extension))
         await changed_in(tx, "phone_save", now, "desk_phone", phone.extension,
                        detail="новый" if secret else phone.label, actor=actor, user_id=user_id)
         return secret
@@ -232,13 +233,13 @@ async def phone_by_token(db: Database, token: str) -> tuple[DeskPhone, str] | No
     """The phone a provisioning URL's token belongs to, and its sealed password."""
     if not token:
         return None
-    row = await db.fetchone("SELECT extension, label, queues, md5_cred, branch_id, sealed_password FROM desk_phones"
+    row = await db.fetchone("SELECT extension, label, queues, md5_cred, branch_id, sealed_password, secure FROM desk_phones"
                             " WHERE provision_hash = ? AND md5_cred <> '' AND sealed_password <> ''",
                             (token_hash(token),))
     if row is None:
         return None
     return DeskPhone(row[0], row[1], tuple(q for q in str(row[2]).split(",") if q), row[3],
-                     int(row[4]) if row[4] is not None else None), str(row[5])
+                     int(row[4]) if row[4] is not None else None, bool(row[6])), str(row[5])
 
 
 async def note_provisioned(db: Database, extension: str, now: float, *, address: str, file_name: str) -> None:

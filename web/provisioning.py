@@ -53,7 +53,9 @@ async def provision(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text="no such phone")
     phone = found[0]
     a = settings.asterisk
-    account = PhoneAccount(phone.extension, phone.label, password, a.phone_server or a.host, a.sip_port)
+    port = (a.tls_port or a.sip_port + 1) if phone.secure else a.sip_port
+    account = PhoneAccount(phone.extension, phone.label, password, a.phone_server or a.host, port,
+                           "tls" if phone.secure else "udp", srtp=phone.secure)
     made = provisioning_file(file_name, account)
     if made is None:
         raise web.HTTPNotFound(text="no such file: Yealink <mac>.cfg, Grandstream cfg<mac>.xml")

@@ -98,6 +98,7 @@ async def _page(request: web.Request, *, error: str = "", field: str = "", edit:
         "sip_server": f"{services.settings.asterisk.phone_server or services.settings.asterisk.host}"
                       f":{services.settings.asterisk.sip_port}",
         "panel_host": request.host,
+        "tls_port": services.settings.asterisk.tls_port or services.settings.asterisk.sip_port + 1,
     }
 
 

@@ -26,6 +26,7 @@ class PhoneAccount:
     server: str  # the address the phones register to
     port: int = 5060
     transport: str = "udp"
+    srtp: bool = False  # an encrypted phone: SIP over TLS (``transport`` "tls") and SRTP required
 
 
 def family_of(file_name: str) -> str | None:
@@ -55,6 +56,8 @@ def yealink_config(a: PhoneAccount) -> str:
         ("account.1.sip_server.1.address", a.server), ("account.1.sip_server.1.port", str(a.port)),
         ("account.1.sip_server.1.transport_type", str(TRANSPORT_CODES.get(a.transport, 0))),
         ("account.1.sip_server.1.expires", "300"),
+        # SRTP required (2) on an encrypted phone; the box's certificate is its own (self-signed)
+        *([("account.1.srtp_encryption", "2"), ("security.trust_certificates", "0")] if a.srtp else []),
         # the pickup key (*8, the dialplan's) and the transfer key as the dialplan expects (blind)
         ("features.pickup.direct_pickup_enable", "1"), ("features.pickup.direct_pickup_code", "*8"),
         ("lang.gui", "Russian"),
@@ -67,6 +70,8 @@ def grandstream_config(a: PhoneAccount) -> str:
     values = [("P271", "1"), ("P270", label), ("P47", f"{a.server}:{a.port}"), ("P35", a.extension),
               ("P36", a.extension), ("P34", a.password), ("P3", label),
               ("P130", str(TRANSPORT_CODES.get(a.transport, 0)))]
+    if a.srtp:
+        values.append(("P183", "2"))  # SRTP: enabled and forced
     body = "".join(f"    <{k}>{escape(_line(v))}</{k}>\n" for k, v in values)
     return ('<?xml version="1.0" encoding="UTF-8" ?>\n<gs_provision version="1">\n  <config version="1">\n'
             f"{body}  </config>\n</gs_provision>\n")

@@ -319,6 +319,7 @@ class DeskPhone:
     queues: tuple[str, ...] = ()
     md5_cred: str = ""  # "" until a password is made
     branch: int | None = None
+    secure: bool = False  # SIP over TLS and SRTP (#30)
 
 
 def md5_cred(extension: str, password: str) -> str:
@@ -335,7 +336,7 @@ def check_phone(form: Mapping[str, str], queues: Mapping[str, str] = QUEUE_NAMES
     # shown on colleagues' phones, written into a config: letters, digits, spaces, . and - only
     label = " ".join(re.sub(r"[^\w .-]", " ", _text(form, "label"), flags=re.UNICODE).split())[:40]
     chosen = tuple(q for q in queues if q in str(form.get("queues") or "").split(","))
-    return DeskPhone(extension, label, chosen)
+    return DeskPhone(extension, label, chosen, secure=_flag(form, "secure", default=False))
 
 
 @dataclass(frozen=True, slots=True)

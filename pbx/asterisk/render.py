@@ -251,7 +251,10 @@ def phone_pjsip(phone: DeskPhone) -> str:
     ext = phone.extension
     name = f'"{phone.label}" <{ext}>' if phone.label else f"<{ext}>"
     text = f"; desk phone {ext}\n"
-    text += _lines(ext, [("auth", ext), ("aors", ext), ("callerid", name)], template="desk-phone")
+    # an encrypted phone (#30): SIP over TLS only, SRTP keys in its SDP (SDES)
+    secure = [("transport", "transport-tls"), ("media_encryption", "sdes"),
+              ("media_encryption_optimistic", "no")] if phone.secure else []
+    text += _lines(ext, [("auth", ext), ("aors", ext), ("callerid", name), *secure], template="desk-phone")
     text += _lines(ext, [("auth_type", "md5"), ("username", ext), ("realm", SIP_REALM), ("md5_cred", phone.md5_cred)],
                    template="desk-phone-auth")
     text += _lines(ext, [("qualify_frequency", 60)], template="desk-phone-aor")

@@ -336,3 +336,19 @@ async def test_a_provider_over_tls_registers_with_its_certificate_checked(server
         assert "SIP/2.0/TLS" in register and f"sip:{TLS_PROVIDER_IP}:{port};transport=tls" in register
     finally:
         await registrar.stop()
+
+
+async def test_an_encrypted_phone_registers_over_tls(server, panel, asterisk) -> None:
+    from tests.tls_provider import tls_register
+
+    services, _ = server
+    status, page = await panel.post({"action": "phone_save", "extension": "106", "label": "Кабинет 6", "secure": "1"})
+    password = re.search(r'class="password">([A-Za-z0-9]{16})<', page).group(1)
+    assert status == 200 and 'data-applied="1"' in await panel.page()
+    a = services.settings.asterisk
+    box_cert = services.settings.asterisk_etc / "keys" / "clinic-pbx.crt"
+    answers = await tls_register(a.host, a.tls_port or a.sip_port + 1, "106", password, box_cert)
+    assert answers == ["SIP/2.0 401 Unauthorized", "SIP/2.0 200 OK"], answers
+    assert "106/sip:106@" in asterisk.rx("pjsip show contacts")
+    endpoint = asterisk.rx("pjsip show endpoint 106")
+    assert re.search(r"media_encryption\s*:\s*sdes", endpoint) and re.search(r"transport\s*:\s*transport-tls", endpoint)

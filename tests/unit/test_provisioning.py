@@ -100,3 +100,19 @@ def test_an_address_outside_the_clinics_networks_is_refused() -> None:
     nets = clinic_networks("192.168.1.0/24, bogus")  # a bad network is skipped, not trusted
     assert in_networks("192.168.1.77", nets) and in_networks("127.0.0.1", nets)
     assert not in_networks("203.0.113.9", nets) and not in_networks("192.168.2.1", nets)
+
+
+def test_an_encrypted_phone_gets_tls_and_srtp() -> None:
+    from crm.rules import telephony as rules
+    from pbx.asterisk.render import PJSIP_FILE, render_telephony
+
+    phone = rules.check_phone({"extension": "106", "secure": "1"})
+    assert phone.secure
+    pjsip = render_telephony([], phones=[rules.DeskPhone("106", md5_cred="x" * 32, secure=True)])[PJSIP_FILE]
+    assert "transport = transport-tls\nmedia_encryption = sdes\nmedia_encryption_optimistic = no\n" in pjsip
+    plain = render_telephony([], phones=[rules.DeskPhone("107", md5_cred="x" * 32)])[PJSIP_FILE]
+    assert "media_encryption" not in plain
+    secure = prov.PhoneAccount("106", "", "Pw3xYz8kLmN2pQr5", "192.168.1.10", 5061, "tls", srtp=True)
+    yealink = prov.yealink_config(secure)
+    assert "account.1.sip_server.1.transport_type = 2\n" in yealink and "account.1.srtp_encryption = 2\n" in yealink
+    assert "<P130>2</P130>" in prov.grandstream_config(secure) and "<P183>2</P183>" in prov.grandstream_config(secure)
