@@ -56,9 +56,13 @@ async def start(db: Database, user_id: int, now: float, address: str = "") -> st
     return token
 
 
-async def admit(db: Database, token: Any, now: float, policy: SessionPolicy) -> SessionUser | None:
+async def admit(db: Database, token: Any, now: float, policy: SessionPolicy, *, touch: bool = True,
+                ) -> SessionUser | None:
     """The active user behind a cookie's token, or None (unknown, ended, idle, too old, or the
-    user deactivated). An idle or too old session is ended on the way."""
+    user deactivated). An idle or too old session is ended on the way. ``touch``: the request
+    is the user's own doing and restarts the idle time; a page's own background work (the live
+    stream's keep-alive, a list refreshing itself) is not (#30: a tab left open on an unattended
+    reception PC must not keep the session for 12 hours)."""
     if not isinstance(token, str) or not token or len(token) > 100:
         return None
     sid = _hash(token)
@@ -76,7 +80,7 @@ async def admit(db: Database, token: Any, now: float, policy: SessionPolicy) -> 
     if not still_valid(row["created_ts"], row["seen_ts"], row["ended_ts"], now, policy):
         await end(db, sid, now, "timed out")
         return None
-    if now - row["seen_ts"] >= SEEN_EVERY:
+    if touch and now - row["seen_ts"] >= SEEN_EVERY:
         async with db.transaction() as tx:
             await tx.execute("UPDATE sessions SET seen_ts = ? WHERE id = ? AND ended_ts IS NULL", (now, sid))
     return SessionUser(sid, int(row["id"]), row["login"], row["full_name"] or row["login"], row["role"],

@@ -99,7 +99,7 @@ class WebSettings:
     cookie_secret: str = field(default="", repr=False)
     # the session cookie only over HTTPS: set true behind a TLS reverse proxy (README, Security)
     secure_cookie: bool = False
-    idle_minutes: int = 60  # a session with no request (and no open live tab) for this long ends
+    idle_minutes: int = 60  # a session nobody used for this long ends (an open tab alone does not use it)
     session_hours: int = 12  # a session ends this long after the login, whatever happens
     max_connections: int = 512  # open HTTP connections at once; more are closed at once
     # one address's share of them (0: an eighth, at least 8); trusted proxies are exempt

@@ -122,6 +122,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login_submit)
     app.router.add_post("/logout", logout)
+    app.router.add_post("/presence", presence)
     app.router.add_get("/password", password_page.password_form)
     app.router.add_post("/password", password_page.password_submit)
     setup_api(app)
@@ -283,6 +284,12 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     done.set_cookie(DEVICE_COOKIE, login_limits.device_mark(secret, str(user["login"])), max_age=DEVICE_COOKIE_AGE,
                     httponly=True, samesite="Strict", secure=services.settings.web.secure_cookie or None)
     raise done
+
+
+async def presence(request: web.Request) -> web.Response:
+    """The page saw its user at the keyboard: the login middleware's check has restarted the
+    session's idle time; nothing else to do."""
+    return web.Response(status=204)
 
 
 async def logout(request: web.Request) -> web.StreamResponse:

@@ -223,10 +223,11 @@ async def live_events(request: web.Request) -> web.StreamResponse:
             try:
                 message = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_SECONDS)
             except TimeoutError:
-                # an open tab keeps its session alive, and a session ended elsewhere (logout,
-                # deactivation) ends the stream within one keep-alive
+                # a session ended elsewhere (logout, deactivation) or idle (nobody at the
+                # PC: an open tab alone does not keep it, /presence does) ends the stream
+                # within one keep-alive
                 request.pop(VIEWER, None)
-                if await current_user(request) is None:
+                if await current_user(request, touch=False) is None:
                     break
                 await resp.write(b": keep-alive\n\n")
                 continue

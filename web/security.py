@@ -117,13 +117,19 @@ async def security_headers(request: web.BaseRequest, resp: web.StreamResponse) -
         resp.headers["Cache-Control"] = "no-store"
 
 
-async def current_user(request: web.Request) -> SessionUser | None:
-    """The user of the request's session, checked against the database (cached per request)."""
+BACKGROUND_HEADER = "X-Clinic-Background"  # the page's own refresh, not the user: no activity
+
+
+async def current_user(request: web.Request, *, touch: bool = True) -> SessionUser | None:
+    """The user of the request's session, checked against the database (cached per request).
+    A request the page makes by itself (``X-Clinic-Background: 1``) and the live stream's
+    keep-alive (``touch`` False) do not count as the user being there."""
     if VIEWER in request:
         return request[VIEWER]
     session = await get_session(request)
+    touch = touch and request.headers.get(BACKGROUND_HEADER) != "1" and request.path != "/live"
     user = await sessions.admit(request.app[SERVICES].db, session.get(SESSION_TOKEN),
-                                request.app[SERVICES].clock.now(), request.app[SESSION_POLICY])
+                                request.app[SERVICES].clock.now(), request.app[SESSION_POLICY], touch=touch)
     if user is None and session.get("user_id"):
         session.invalidate()  # a dead session: forget it in the browser too
     request[VIEWER] = user

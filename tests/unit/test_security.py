@@ -144,6 +144,28 @@ async def test_idle_and_absolute_timeouts(env) -> None:
     await c.session.close()
 
 
+async def test_an_open_tab_alone_does_not_keep_the_session(env) -> None:
+    """#30 (Low): the live stream's keep-alive and the page's own refreshes are not somebody at
+    the PC; a key or a click (the page's /presence) is."""
+    app, server, clock = env
+    c, token = await client_of(server, "anna", "pw-anna-123")
+    copy = cookie_of(c)
+    async with aiohttp.ClientSession(cookies=copy) as http:
+        for _ in range(3):  # 3 × 25 min of background refreshes only
+            clock.advance(25 * 60)
+            async with http.get(f"http://127.0.0.1:{server.port}/patients", allow_redirects=False,
+                                headers={"X-Clinic-Background": "1"}) as r:
+                assert r.status in (200, 302)
+    assert await status(server, "/patients", copy) == 302  # idle: nobody was there
+    c2, token2 = await client_of(server, "anna", "pw-anna-123")
+    for _ in range(3):  # the same 75 minutes, with someone touching the keyboard now and then
+        clock.advance(25 * 60)
+        assert (await c2.post("/presence", headers={"X-CSRF-Token": token2})).status == 204
+    assert await status(server, "/patients", cookie_of(c2)) == 200
+    await c.session.close()
+    await c2.session.close()
+
+
 # --- 2. password guessing ------------------------------------------------------------------------
 async def test_login_flood_gets_429_with_retry_after(env) -> None:
     app, server, clock = env

@@ -64,7 +64,7 @@ window.clinicPanel = (function () {
     async function refresh() {
       timer = null;
       try {
-        const resp = await fetch(location.href, { credentials: "same-origin" });
+        const resp = await fetch(location.href, { credentials: "same-origin", headers: { "X-Clinic-Background": "1" } });
         if (!resp.ok) return;
         const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
         const fresh = doc.querySelector("[data-live]");
@@ -74,6 +74,22 @@ window.clinicPanel = (function () {
     const soon = () => { if (!timer) timer = setTimeout(refresh, 700); };
     document.addEventListener("clinic:calls-changed", soon);
     setInterval(soon, 60000);
+  }
+  // presence: someone at this PC (a key, a click, the mouse) keeps the session; an open tab on an
+  // unattended PC does not (its refreshes and the live stream say X-Clinic-Background / nothing)
+  let lastInput = 0, lastSaid = Date.now();
+  for (const kind of ["keydown", "pointerdown", "pointermove", "wheel", "touchstart"]) {
+    document.addEventListener(kind, () => { lastInput = Date.now(); }, { passive: true, capture: true });
+  }
+  if (csrf) {
+    setInterval(async () => {
+      if (lastInput <= lastSaid) return;
+      lastSaid = Date.now();
+      try {
+        const r = await fetch("/presence", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf } });
+        if (r.status === 401) location.href = "/login";
+      } catch (e) { /* offline for a moment */ }
+    }, 60000);
   }
   // tabs by anchor (the settings page): mark the one shown
   const tabs = document.querySelectorAll("nav.tabs a[data-tab]");
