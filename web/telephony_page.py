@@ -59,7 +59,8 @@ async def phones_with_state(services: Services) -> list[dict[str, Any]]:
     for row in await directory.desk_phones_with_holders(services.db):
         ext = str(row["extension"])
         contact = details.get(ext, {})
-        out.append({**row, "managed": ext not in rules.SHIPPED_PHONES, "online": contact.get("status") in (
+        out.append({**row, "managed": ext not in rules.SHIPPED_PHONES, "dnd": worker is not None and ext in worker.dnd,
+                    "online": contact.get("status") in (
             "Reachable", "NonQualified", "Unknown") and bool(contact), "contact": contact})
     return out
 
@@ -271,6 +272,17 @@ async def _phone_password(services: Services, form: Any, now: float, me: Any) ->
                                                            box=_box(services)))
 
 
+async def _phone_dnd(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
+    """Do-not-disturb for a phone: it leaves the queues' ringing; colleagues hear busy."""
+    ext, on = str(form.get("extension") or ""), str(form.get("on") or "") == "1"
+    if not rules.EXTENSION.match(ext) or services.telephony is None or services.ami is None or not services.ami.connected:
+        raise rules.TelephonyError("extension", "Нет связи с АТС: режим «не беспокоить» не переключить")
+    await services.telephony.set_dnd(ext, on)
+    await audit.record(services.db, me.name, "phone_dnd", now, user_id=me.user_id, object_kind="desk_phone",
+                       object_id=ext, detail="включён" if on else "выключен")
+    return {}
+
+
 async def _phone_delete(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
     await providers.delete_phone(services.db, str(form.get("extension") or ""), now, actor=me.name, user_id=me.user_id)
     return {}
@@ -295,6 +307,6 @@ async def _phone_ring(services: Services, form: Any, now: float, me: Any) -> dic
 TEST_PHRASE = "Проверка телефона. Телефон работает. Можно положить трубку."
 ACTIONS = {"provider_save": _provider_save, "provider_delete": _provider_delete, "number_save": _number_save,
            "number_delete": _number_delete, "phone_save": _phone_save, "phone_password": _phone_password,
-           "phone_delete": _phone_delete, "phone_ring": _phone_ring, "queue_save": _queue_save,
+           "phone_delete": _phone_delete, "phone_dnd": _phone_dnd, "phone_ring": _phone_ring, "queue_save": _queue_save,
            "queue_delete": _queue_delete, "branch_out_save": _branch_out_save, "toll_save": _toll_save,
            "unban": _unban, "apply": _apply}

@@ -309,7 +309,7 @@ def check_number(form: Mapping[str, str], queues: Mapping[str, str] = QUEUE_NAME
 
 SHIPPED_PHONES = ("101", "102", "103")  # the demo's, written in asterisk-config/pjsip.conf
 SIP_REALM = "asterisk"  # Asterisk's default realm: the digest a phone's md5_cred is made for
-_EXTENSION = re.compile(r"^1[0-9]{2,3}$")  # what [from-phones] dials between phones (_1XX, _1XXX)
+EXTENSION = re.compile(r"^1[0-9]{2,3}$")  # what [from-phones] dials between phones (_1XX, _1XXX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,7 +329,7 @@ def md5_cred(extension: str, password: str) -> str:
 
 def check_phone(form: Mapping[str, str], queues: Mapping[str, str] = QUEUE_NAMES) -> DeskPhone:
     extension = _text(form, "extension")
-    if not _EXTENSION.match(extension):
+    if not EXTENSION.match(extension):
         raise TelephonyError("extension", "Внутренний номер: 100–199 или 1000–1999 (их набирают коллеги)")
     if extension in SHIPPED_PHONES:
         raise TelephonyError("extension", f"Номер {extension} занят телефоном демо-клиники")

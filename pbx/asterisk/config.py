@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pbx.asterisk.hold_music import write_hold_music
 from pbx.asterisk.render import render_telephony
 from pbx.asterisk.tls import write_tls_files
 from pbx.settings import PROJECT_DIR, Settings
@@ -114,6 +115,7 @@ def render_config(settings: Settings, template_dir: Path = TEMPLATE_DIR) -> Path
         dst.write_text(render_text(src.read_text(encoding="utf-8"), values), encoding="utf-8")
         dst.chmod(0o600)
     write_tls_files(out, settings.asterisk.host, settings.asterisk.tls_extra_ca)
+    write_hold_music(settings.asterisk_var / "moh")
     # The panel's telephony is applied over these by the running server: the last applied
     # files stay (Asterisk boots with what last worked); a new box starts with no provider.
     for name, text in render_telephony([]).items():

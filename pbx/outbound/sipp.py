@@ -20,6 +20,7 @@ from pbx.outbound.sipp_steps import (
     CALLER_HANGS_UP,
     PHONE_HANGS_UP,
     TRANSFER_KEY,
+    hold_key,
     key_presses,
 )
 from pbx.settings import Settings
@@ -153,16 +154,20 @@ async def start_desk_phone(
     keys_after_ms: int = 1500,
     refer_to: str = "",
     refer_after_ms: int = 1500,
+    hold_after_ms: int = 0,
+    hold_ms: int = 0,
 ) -> SippProcess:
     """A desk phone on its static contact. ``behaviour``: answer (after ``ring_ms``; NEVER
     makes it ring without answering) or busy. ``hangup_ms`` > 0: the phone hangs up itself
     (counted after the keys). ``keys``: pressed ``keys_after_ms`` after the answer.
     ``refer_to``: the transfer key pressed ``refer_after_ms`` after the answer (a REFER to
-    that extension), on the first call only."""
+    that extension), on the first call only. ``hold_after_ms`` > 0: the hold key then (a
+    re-INVITE sendonly), resumed ``hold_ms`` later (sendrecv)."""
     return await start_uas(
         settings, f"phone{extension}", "127.0.0.1", phone_port(settings, extension), workdir,
         behaviour=behaviour, ring_ms=ring_ms, hangup_ms=hangup_ms, calls=calls,
         keys=keys, keys_after_ms=keys_after_ms, refer_to=refer_to, refer_after_ms=refer_after_ms,
+        hold_after_ms=hold_after_ms, hold_ms=hold_ms,
     )
 
 
@@ -183,20 +188,23 @@ async def start_operator_uas(
 async def start_uas(
     settings: Settings, name: str, ip: str, port: int, workdir: Path, *,
     behaviour: str = "answer", ring_ms: int = 2000, hangup_ms: int = 0, calls: int = 1, keys: str = "",
-    keys_after_ms: int = 1500, refer_to: str = "", refer_after_ms: int = 1500,
+    keys_after_ms: int = 1500, refer_to: str = "", refer_after_ms: int = 1500, hold_after_ms: int = 0,
+    hold_ms: int = 0,
 ) -> SippProcess:
     if behaviour == "busy":
         scenario = _render("desk_phone_busy.xml", {}, workdir / f"{name}.xml")
     else:
         talk = PHONE_HANGS_UP if hangup_ms > 0 else CALLER_HANGS_UP
         presses = key_presses(keys, keys_after_ms, bye_label="" if hangup_ms > 0 else BYE_LABEL)
+        if hold_after_ms:
+            presses += hold_key(hold_after_ms, hold_ms)
         if refer_to:
             presses += TRANSFER_KEY.replace("@@REFER_AFTER_MS@@", str(refer_after_ms)).replace("@@REFER_TO@@", refer_to)
         # when the phone sends a request itself (BYE, REFER), the switch's From (with its tag)
         # becomes its To
         ack_action = (
             '<action><ereg regexp=".*" search_in="hdr" header="From:" check_it="true"'
-            ' assign_to="peer"/></action>' if hangup_ms > 0 or refer_to else ""
+            ' assign_to="peer"/></action>' if hangup_ms > 0 or refer_to or hold_after_ms else ""
         )
         scenario = _render(
             "desk_phone.xml",

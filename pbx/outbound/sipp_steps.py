@@ -56,7 +56,7 @@ PHONE_HANGS_UP = """
       From: <sip:phone@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
       To: [$peer]
       Call-ID: [call_id]
-      CSeq: 1 BYE
+      CSeq: 20 BYE
       Max-Forwards: 70
       Content-Length: 0
     ]]>
@@ -112,3 +112,53 @@ TRANSFER_KEY = """
   </send>
   <label id="talk_on"/>
 """
+
+
+def _reinvite(cseq: int, direction: str) -> str:
+    return f"""
+  <send retrans="500">
+    <![CDATA[
+      INVITE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:phone@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+      To: [$peer]
+      Call-ID: [call_id]
+      CSeq: {cseq} INVITE
+      Contact: <sip:phone@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=phone 53655765 {2353687637 + cseq} IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a={direction}
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="200"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:phone@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+      To: [$peer]
+      Call-ID: [call_id]
+      CSeq: {cseq} ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>"""
+
+
+def hold_key(after_ms: int, hold_ms: int) -> str:
+    """The phone's hold key ``after_ms`` after the answer: a re-INVITE with ``sendonly`` (the
+    patient hears the music on hold), and ``hold_ms`` later the key again: ``sendrecv``."""
+    return (f'\n  <pause milliseconds="{after_ms}"/>' + _reinvite(10, "sendonly")
+            + f'\n  <pause milliseconds="{hold_ms}"/>' + _reinvite(11, "sendrecv") + "\n")

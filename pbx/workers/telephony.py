@@ -32,6 +32,7 @@ from pbx.asterisk.apply import TelephonyApplier, items_of
 from pbx.asterisk.render import LEGACY_TRUNK, sip_uri
 
 log = logging.getLogger(__name__)
+DND_FAMILY = "clinic-dnd"  # AstDB: extension -> 1 (the dialplan's *78 / *79 and [from-phones])
 
 
 class TelephonyWorker:
@@ -52,6 +53,7 @@ class TelephonyWorker:
         self.scans = sip_guard.ScanCounter()
         self.banned: set[str] = set()
         self.to_ban: list[tuple[str, str]] = []
+        self.dnd: set[str] = set()  # desk phones on do-not-disturb, as Asterisk's AstDB keeps them
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -121,9 +123,38 @@ class TelephonyWorker:
                 log.warning("SIP scanner %s banned for %.0f s (%s)", address, self.guard_policy.ban_seconds, reason)
             self.to_ban.pop(0)
 
+    async def set_dnd(self, extension: str, on: bool) -> None:
+        """Do-not-disturb switched in the panel: AstDB (the dialplan's busy for colleagues, kept
+        across restarts, the same key the phone's *78 / *79 set) and the queues' pause."""
+        if on:
+            await self.ami.action({"Action": "DBPut", "Family": DND_FAMILY, "Key": extension, "Val": "1"}, timeout=10)
+        else:
+            await self.ami.action({"Action": "DBDel", "Family": DND_FAMILY, "Key": extension}, timeout=10)
+        await self.ami.action({"Action": "QueuePause", "Interface": f"PJSIP/{extension}", "Paused": str(on).lower(),
+                               "Reason": "DND"}, timeout=10)
+        await self.refresh()
+
+    async def _keep_dnd(self) -> None:
+        """Read the phones on do-not-disturb and keep them paused in every queue: a queue reload
+        or an Asterisk restart brings members back unpaused."""
+        dnd = set()
+        for m in items_of(await self.ami.action({"Action": "DBGetTree", "Family": DND_FAMILY}, timeout=10)):
+            key = str(m.get("Key") or "").rsplit("/", 1)[-1]
+            if m.get("Event", "").startswith("DBGet") and key.isdigit():
+                dnd.add(key)
+        self.dnd = dnd
+        if not dnd:
+            return
+        for m in items_of(await self.ami.action({"Action": "QueueStatus"}, timeout=10)):
+            ext = str(m.get("StateInterface") or m.get("Location") or "").partition("/")[2]
+            if m.get("Event") == "QueueMember" and ext in dnd and str(m.get("Paused")) == "0":
+                await self.ami.action({"Action": "QueuePause", "Interface": f"PJSIP/{ext}", "Queue": m.get("Queue"),
+                                       "Paused": "true", "Reason": "DND"}, timeout=10)
+
     async def refresh(self) -> None:
         active = {b["address"] for b in await sip_bans.active(self.db, self.clock())}
         self.banned &= active  # lifted in the panel or ended: counted afresh
+        await self._keep_dnd()
         regs: dict[str, str] = {}
         for m in items_of(await self.ami.action({"Action": "PJSIPShowRegistrationsOutbound"}, timeout=10)):
             if m.get("Event") == "OutboundRegistrationDetail":

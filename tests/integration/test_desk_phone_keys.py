@@ -105,3 +105,60 @@ async def test_the_pickup_key_answers_a_colleague_s_ringing_call(server, tmp_pat
     assert r["missed_by"] == [] and r["hangup_by"] == "caller"
     assert billsec_agrees(talk_in_cdr(rows, rows[0]["channel"]), r["talk_seconds"]), (r["talk_seconds"], rows)
     assert r["talk_seconds"] > 4
+
+
+async def test_the_hold_key_plays_music_to_the_patient_and_the_talk_goes_on(server, tmp_path: Path) -> None:
+    services, log = server
+    procs = await phones(services, tmp_path, p101={"ring_ms": 500, "hold_after_ms": 1000, "hold_ms": 2500})
+    call = await start_operator_call(services.settings, ANNA, LINEAR, tmp_path, talk_ms=7000)
+    linkedid = await linkedid_of(log)
+    held = await log.wait_for(lambda e: e.name == "Hold" and e.headers["Channel"].startswith("PJSIP/101-"))
+    music = await log.wait_for(lambda e: e.name == "MusicOnHoldStart" and e.headers["Linkedid"] == linkedid)
+    assert music.headers["Channel"].startswith("PJSIP/operator-") and music.headers.get("Class") == "default"
+    await log.wait_for(lambda e: e.name == "Unhold" and e.headers["Channel"] == held.headers["Channel"])
+    await log.wait_for(lambda e: e.name == "MusicOnHoldStop" and e.headers["Linkedid"] == linkedid)
+    assert await call.wait(40) == 0, call.errors
+    await stop_all(*procs)
+    r = await wait_call(services, linkedid)
+    rows = await wait_cdr(services.settings.cdr_db_path, linkedid)
+    # the hold is part of the talk (as the CDR's billsec has it): one leg, answered by 101
+    assert r["answered_by_ext"] == "101" and [leg["extension"] for leg in r["legs"]] == ["101"]
+    assert r["hangup_by"] == "caller" and r["talk_seconds"] > 6
+    assert billsec_agrees(talk_in_cdr(rows, rows[0]["channel"]), r["talk_seconds"]), (r["talk_seconds"], rows)
+
+
+async def test_do_not_disturb_from_the_phone_takes_it_out_of_the_queue(server, asterisk, tmp_path: Path) -> None:
+    try:
+        await _do_not_disturb(server, asterisk, tmp_path)
+    finally:  # never left on for the next test
+        asterisk.rx("database del clinic-dnd 102")
+        asterisk.rx("queue unpause member PJSIP/102")
+
+
+async def _do_not_disturb(server: Any, asterisk: Any, tmp_path: Path) -> None:
+    services, log = server
+    password = services.settings.asterisk.phone_password + "102"
+    # 102 presses *78: its queues pass it over, colleagues dialling it hear busy
+    dnd = await start_phone_call(services.settings, "102", password, "*78", tmp_path, free_udp_ports(1, step=1),
+                                 talk_ms=300)
+    await dnd.wait(20)
+    await log.wait_for(lambda e: e.name == "QueueMemberPause" and e.headers.get("Interface") == "PJSIP/102"
+                       and e.headers.get("Paused") == "1")
+    assert "1" in asterisk.rx("database get clinic-dnd 102")
+    assert services.telephony is not None
+    await services.telephony.refresh()
+    assert services.telephony.dnd == {"102"}
+    procs = await phones(services, tmp_path, p101={"ring_ms": 3000}, p102={"ring_ms": 500})
+    call = await start_operator_call(services.settings, ANNA, "74951110001", tmp_path, talk_ms=1500)  # all at once
+    linkedid = await linkedid_of(log)
+    assert await call.wait(40) == 0, call.errors
+    await stop_all(*procs)
+    r = await wait_call(services, linkedid)
+    assert r["answered_by_ext"] == "101" and [leg["extension"] for leg in r["legs"]] == ["101"], r["legs"]
+    # *79: back in the queues
+    back = await start_phone_call(services.settings, "102", password, "*79", tmp_path, free_udp_ports(1, step=1),
+                                  talk_ms=300)
+    await back.wait(20)
+    await log.wait_for(lambda e: e.name == "QueueMemberPause" and e.headers.get("Interface") == "PJSIP/102"
+                       and e.headers.get("Paused") == "0")
+    assert "not found" in asterisk.rx("database get clinic-dnd 102").lower()
