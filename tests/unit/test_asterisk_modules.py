@@ -14,7 +14,7 @@ APPLICATIONS = {
     "AGI": "res_agi", "AMD": "app_amd", "Answer": "", "BridgeWait": "app_bridgewait", "Busy": "",
     "Congestion": "", "Dial": "app_dial", "Echo": "app_echo", "Exec": "app_exec", "Gosub": "app_stack",
     "ExecIf": "app_exec", "Goto": "", "GotoIf": "", "GotoIfTime": "", "Hangup": "", "MixMonitor": "app_mixmonitor", "MSet": "", "NoOp": "",
-    "Originate": "app_originate", "Pickup": "app_directed_pickup", "Playback": "app_playback",
+    "Originate": "app_originate", "PauseQueueMember": "app_queue", "UnpauseQueueMember": "app_queue", "Pickup": "app_directed_pickup", "Playback": "app_playback",
     "Progress": "", "Queue": "app_queue", "Read": "app_read", "Record": "app_record", "Return": "app_stack",
     "Ringing": "", "SendDTMF": "app_senddtmf", "Set": "", "Stasis": "app_stasis", "UserEvent": "app_userevent",
     "Verbose": "app_verbose", "Wait": "",
@@ -24,7 +24,7 @@ FUNCTIONS = {
     "DB": "func_db", "ENV": "func_env", "GLOBAL": "func_global", "IF": "func_logic", "LEN": "func_strings",
     "MATH": "func_math", "TIMEOUT": "func_timeout", "URIENCODE": "func_uri", "FILTER": "func_strings",
     "GROUP": "func_groupcount", "GROUP_COUNT": "func_groupcount", "PJSIP_HEADER": "res_pjsip_header_funcs",
-    "DIALPLAN_EXISTS": "func_dialplan",
+    "DIALPLAN_EXISTS": "func_dialplan", "DB_EXISTS": "func_db", "DB_DELETE": "func_db",
 }
 # what the project asks of Asterisk beyond the dialplan (each with why)
 FEATURES = {
@@ -39,6 +39,8 @@ FEATURES = {
     "cdr_manager": "CDR events over AMI",
     "res_pjsip_outbound_authenticator_digest": "a provider that demands digest authentication",
     "res_pjsip_outbound_registration": "a provider that wants the clinic to REGISTER",
+    "res_pjsip_acl": "SIP scanners' bans (pjsip_clinic.conf [clinic-bans], type = acl)",
+    "format_wav": "the box's own music on hold and MixMonitor's recordings",
 }
 
 
