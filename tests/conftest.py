@@ -237,9 +237,24 @@ async def server(
     services.pump.add_sink(log)
     assert await services.ami.wait_connected(10), "AMI did not connect"
     assert await services.ari.wait_connected(10), "ARI did not connect"
+    await telephony_applied(services)
     yield services, log
     await srv.close()
     recorder.close()
+
+
+async def telephony_applied(services: Services, timeout: float = 15.0) -> None:
+    """Asterisk has this CRM's telephony (a fresh CRM each test; the previous test's providers,
+    phones and bans must not answer this test's calls)."""
+    from crm import telephony
+
+    if services.telephony is None:
+        return
+    services.telephony.wake()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while services.telephony.applier.state.revision != await telephony.revision(services.db):
+        assert asyncio.get_running_loop().time() < deadline, services.telephony.applier.state
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

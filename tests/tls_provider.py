@@ -119,9 +119,12 @@ async def tls_register(host: str, port: int, extension: str, password: str, ca_f
         return "\r\n".join(lines).encode()
 
     async def answer() -> str:
-        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode("utf-8", "replace")
-        seen.append(head.split("\r\n", 1)[0])
-        return head
+        """The next response (Asterisk's own requests meanwhile, a qualify OPTIONS, are skipped)."""
+        while True:
+            head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode("utf-8", "replace")
+            if head.startswith("SIP/2.0 "):
+                seen.append(head.split("\r\n", 1)[0])
+                return head
 
     try:
         writer.write(request(1))

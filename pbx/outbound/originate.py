@@ -23,9 +23,12 @@ class OriginateRequest:
 
 
 def originate_action(req: OriginateRequest) -> dict[str, Any]:
-    if not req.extension.isdigit() or not req.number.lstrip("+").isdigit():
+    if not req.extension.isdigit() or not req.number.lstrip("+").isdigit() or req.number.count("+") > 1:
         raise OriginateError("bad extension or number")
-    number = req.number.lstrip("+")
+    # a Russian number as the dialplan has always had it (7…); a foreign one keeps its "+": its
+    # digits alone could read as a Russian 8… number (+882… would become 8 821…) and the
+    # toll-fraud check must see where the call really goes
+    number = req.number.lstrip("+") if not req.number.startswith("+") or req.number.startswith("+7") else req.number
     display = req.display.replace('"', "").replace("\n", " ")[:40] or number
     return {
         "Action": "Originate",

@@ -16,18 +16,23 @@ from pbx.outbound.sipp import NEVER, SippProcess, start_desk_phone
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ami"
 
 
-async def start_phones(services: Services, tmp: Path, spec: dict[str, dict[str, Any]]) -> dict[str, SippProcess]:
+async def start_phones(services: Services, tmp: Path, spec: dict[str, dict[str, Any]], *,
+                       others: bool = True) -> dict[str, SippProcess]:
     """Start all three desk phones: the ones in ``spec`` as given, the others ringing and never
     answering. No INVITE may go to a port nobody listens on: PJSIP would retransmit it for
-    32 s, into the next test's phones (lab pitfall 8)."""
-    full = {ext: spec.get(ext, {"ring_ms": NEVER}) for ext in ("101", "102", "103")}
+    32 s, into the next test's phones (lab pitfall 8). ``others`` False: only the phones in
+    ``spec`` (a click-to-call rings its own phone only: the others would wait for nothing)."""
+    full = {ext: spec.get(ext, {"ring_ms": NEVER}) for ext in ("101", "102", "103") if others or ext in spec}
     phones = {ext: await start_desk_phone(services.settings, ext, tmp, **kw) for ext, kw in full.items()}
     await asyncio.sleep(0.3)
     return phones
 
 
 async def stop_all(*procs: SippProcess, wait: float = 10.0) -> dict[str, int]:
-    return {p.name: await p.wait(wait) for p in procs}
+    """Each SIPp's exit code once it ends, or -9 when it had to be killed after ``wait`` s (all
+    waited for at once: a phone no call reached costs ``wait`` once, not once per phone)."""
+    codes = await asyncio.gather(*(p.wait(wait) for p in procs))
+    return {p.name: code for p, code in zip(procs, codes, strict=True)}
 
 
 def cdr_rows(path: Path, linkedid: str) -> list[dict[str, Any]]:

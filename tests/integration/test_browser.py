@@ -120,7 +120,7 @@ async def test_card_pops_for_a_real_call(server, page, tmp_path: Path) -> None:
 async def test_click_to_call_rings_the_desk_phone(server, page, tmp_path: Path) -> None:
     services, log = server
     base = await open_panel(services, page)
-    phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 500}})
+    phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 500}}, others=False)
     far = await start_operator_uas(services.settings, tmp_path, ring_ms=500, hangup_ms=2500)
     await clinic_settings.put(services.db, "tags_enabled", True)  # the pop-up after a call
     await page.goto(base + "/patients/2")  # Иванов, +79031112233

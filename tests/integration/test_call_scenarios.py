@@ -121,7 +121,7 @@ async def test_busy_phone(server, tmp_path: Path) -> None:
 
 async def click_to_call(server, tmp_path: Path, name: str, patient: dict) -> dict:
     services, log = server
-    procs = await start_phones(services, tmp_path, {"101": {"ring_ms": 500}})
+    procs = await start_phones(services, tmp_path, {"101": {"ring_ms": 500}}, others=False)
     far = await start_operator_uas(services.settings, tmp_path, **patient)
     assert services.ami is not None
     linkedid = await originate(services.ami, OriginateRequest("101", "79031112233", user_id=None))

@@ -114,7 +114,7 @@ async def test_provider_registers_and_its_calls_reach_the_queue(server, panel, a
                                      source_ip=PROVIDER_IP, to_user="74951110002", name="provider-call")
     linkedid = await first_channel(log, "PJSIP/trunk-")
     assert await call.wait(40) == 0, call.errors
-    await stop_all(*phones.values())
+    await stop_all(*phones.values(), wait=3)  # the call is over: a phone still up never got an INVITE
     record = await wait_call(services, linkedid)
     assert record["direction"] == "incoming" and record["did"] == "74951110002"
     assert record["answered_by_ext"] == "101" and record["phone_e164"] == "+79161234567"
@@ -130,7 +130,7 @@ async def test_provider_registers_and_its_calls_reach_the_queue(server, panel, a
     # click-to-call leaves by it, the number as it wants it (8…): it challenges the INVITE (401)
     # and checks the answer
     # 101 answers, the patient 1 s after the dialling, 101 hangs up 4.5 s after its answer
-    phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 500, "hangup_ms": 4500}})
+    phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 500, "hangup_ms": 4500}}, others=False)
     linkedid = await originate(services.ami, OriginateRequest("101", "79031112233", user_id=None))
     await stop_all(*phones.values(), wait=30)
     record = await wait_call(services, linkedid)
@@ -150,7 +150,7 @@ async def test_provider_registers_and_its_calls_reach_the_queue(server, panel, a
     assert record["did"] == "74951110002"
     # toll fraud (#30): a call from the desk phone to an international premium number never
     # reaches the provider; the refusal is audited
-    phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 300, "hangup_ms": 8000}})
+    phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 300, "hangup_ms": 8000}}, others=False)
     linkedid = await originate(services.ami, OriginateRequest("101", "+88212345678", user_id=None))
     await stop_all(*phones.values(), wait=20)
     trips = await toll.recent_trips(services.db, 0)

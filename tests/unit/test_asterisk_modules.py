@@ -12,7 +12,7 @@ CONFIG = Path(__file__).resolve().parents[2] / "asterisk-config"
 # dialplan applications and functions -> the module that provides them ("" : Asterisk's core)
 APPLICATIONS = {
     "AGI": "res_agi", "AMD": "app_amd", "Answer": "", "BridgeWait": "app_bridgewait", "Busy": "",
-    "Congestion": "", "Dial": "app_dial", "Echo": "app_echo", "Exec": "app_exec", "Gosub": "app_stack",
+    "Congestion": "", "Dial": "app_dial", "Echo": "app_echo", "Exec": "app_exec", "Gosub": "app_stack", "GosubIf": "app_stack",
     "ExecIf": "app_exec", "Goto": "", "GotoIf": "", "GotoIfTime": "", "Hangup": "", "MixMonitor": "app_mixmonitor", "MSet": "", "NoOp": "",
     "Originate": "app_originate", "PauseQueueMember": "app_queue", "UnpauseQueueMember": "app_queue", "Pickup": "app_directed_pickup", "Playback": "app_playback",
     "Progress": "", "Queue": "app_queue", "Read": "app_read", "Record": "app_record", "Return": "app_stack",
