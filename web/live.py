@@ -39,17 +39,20 @@ class Subscriber:
     queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     overflowed: bool = False
 
+    def restart(self) -> None:
+        """Drop what the tab has not read; its stream sends a fresh snapshot next."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(RESYNC)
+        self.overflowed = True  # nothing more until the snapshot is taken (it includes it)
+
     def offer(self, message: dict[str, Any]) -> None:
         if self.overflowed:
             return
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
-            # a slow tab: drop what it has not read and make it start over from a snapshot
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(RESYNC)
-            self.overflowed = True
+            self.restart()  # a slow tab: drop what it has not read and start over from a snapshot
 
 
 class LiveHub:
@@ -142,6 +145,12 @@ class LiveHub:
 
     def forget_remote(self) -> None:
         self.remote.clear()
+
+    def resync_tabs(self) -> None:
+        """Every open tab starts over from a snapshot (the live channel was down: what it shows
+        of the other boxes may have ended or begun meanwhile)."""
+        for sub in list(self.subscribers):
+            sub.restart()
 
     def send_live_cards(self) -> None:
         """Every live card of this box on the bus again (another process asked: it resyncs)."""

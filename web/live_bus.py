@@ -7,7 +7,9 @@ by desk phone and shows them to the tabs watching that phone, in the order they 
 
 A process that (re)connects to the channel may have missed messages: it asks every process to
 send its live cards again, and forgets what it had of theirs meanwhile (a call that ended
-while it was away is not sent again).
+while it was away is not sent again). A moment later (``RESYNC_AFTER``, once the others have
+answered) every open tab gets a fresh snapshot: a card of a call that ended meanwhile leaves
+the panel, one that started meanwhile appears (#36).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 OUTGOING_MAX = 1000  # messages waiting to be sent (the AMI consumer never waits for the database)
+RESYNC_AFTER = 1.0  # seconds after a reconnect: the other boxes have sent their live cards again
 
 
 class LiveBus:
@@ -35,12 +38,15 @@ class LiveBus:
         self.origin = uuid.uuid4().hex  # this process: its own messages come back and are skipped
         self._outgoing: asyncio.Queue[str] = asyncio.Queue(OUTGOING_MAX)
         self._task: asyncio.Task[None] | None = None
+        self._tabs_resync: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._send_loop(), name="live-bus")
         self.db.listen(self.on_message)
 
     async def stop(self) -> None:
+        if self._tabs_resync is not None:
+            self._tabs_resync.cancel()
         await cancel_and_wait(self._task)
         self._task = None
 
@@ -73,6 +79,9 @@ class LiveBus:
         if payload is None:  # (re)connected: what the others have live now
             self.hub.forget_remote()
             self.send({"type": "resync"})
+            if self._tabs_resync is not None:
+                self._tabs_resync.cancel()
+            self._tabs_resync = asyncio.get_running_loop().call_later(RESYNC_AFTER, self.hub.resync_tabs)
             return
         try:
             message = json.loads(payload)
