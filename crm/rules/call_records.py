@@ -27,6 +27,7 @@ FAILED = "failed"  # unreachable / congestion: the phone never rang
 HANGUP_CALLER = "caller"
 HANGUP_CALLEE = "callee"
 HANGUP_SYSTEM = "system"
+LINK_LOST = "link_lost"  # a record's source: Asterisk died with the call, no CDR row; the tracker's view
 
 
 def call_type(direction: str, *, answered: bool, patient_dialled: bool = True) -> str:
@@ -84,7 +85,7 @@ class CallRecord:
     patient_id: str = ""
     originated_by: str = ""  # the user id of a click-to-call
     linkedids: tuple[str, ...] = ()
-    source: str = "ami"  # ami | cdr (backfilled)
+    source: str = "ami"  # ami | cdr (backfilled) | link_lost (Asterisk died with it: what the tracker saw)
 
     @property
     def answered(self) -> bool:
@@ -102,10 +103,12 @@ class CallFinished:
 
 @dataclass(frozen=True, slots=True)
 class NeedsBackfill:
-    """A conversation we saw only in part (we were disconnected): take it from the CDR."""
+    """A conversation we saw only in part (we were disconnected): take it from the CDR; if the
+    CDR has no row for it (Asterisk died during it), ``fallback``: what the tracker saw."""
 
     linkedid: str
     ended_at: float
+    fallback: CallRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)

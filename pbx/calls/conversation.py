@@ -72,6 +72,7 @@ class Conversation:
     on_hold: bool = False
     shown: dict[str, str] = field(default_factory=dict)  # endpoint -> last card status sent
     recovered: bool = False  # rebuilt from a snapshot: our history of it is incomplete
+    lost_at: float | None = None  # when the link to Asterisk went while it was live
 
 
 

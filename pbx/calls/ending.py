@@ -6,6 +6,7 @@ Pure like the tracker: no I/O, no clock."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 
 from crm.rules.call_records import (
     ANSWERED,
@@ -16,6 +17,7 @@ from crm.rules.call_records import (
     HANGUP_SYSTEM,
     INCOMING,
     INTERNAL,
+    LINK_LOST,
     NO_ANSWER,
     OUTGOING,
     CallFinished,
@@ -119,7 +121,7 @@ class Endings:
             leg.outcome = BUSY
 
     # ---- the end of a conversation --------------------------------------------------
-    def _finish(self, conv: Conversation, out: list[Change]) -> None:
+    def _finish(self, conv: Conversation, out: list[Change], vanished: bool = False) -> None:
         for lid in conv.linkedids:
             self.conversations.pop(lid, None)
             self._finished[lid] = None
@@ -135,7 +137,13 @@ class Endings:
                 talked = any(lg.answered_at is not None for lg in conv.legs.values()
                              if lg.endpoint == endpoint)
                 self._live(conv, endpoint, ended, out, "ended", "completed" if talked else "missed")
-            out.append(NeedsBackfill(conv.linkedid, ended))
+            # the CDR has it, unless Asterisk died with it (it writes no row then): what we saw
+            # until we lost sight of it stands in, marked, and the CDR's row wins if it exists
+            fallback = None
+            if vanished and conv.lost_at is not None:
+                seen = record_of(conv, ended, self.config.trunks)
+                fallback = replace(seen, hangup_by=HANGUP_SYSTEM, source=LINK_LOST)
+            out.append(NeedsBackfill(conv.linkedid, ended, fallback))
             return
         record = record_of(conv, ended, self.config.trunks)
         if record.direction == INTERNAL and not self._desk_endpoints(conv):

@@ -83,10 +83,13 @@ class CallTracker(Endings):
         handler(self, conv, event, out)
         return out
 
-    def link_down(self) -> None:
-        """AMI is gone: what happens now is invisible; every open call becomes incomplete."""
+    def link_down(self, at: float | None = None) -> None:
+        """AMI is gone: what happens now is invisible; every open call becomes incomplete (and
+        remembers when we lost sight of it: if Asterisk itself died, that is when it ended)."""
         for conv in self.conversations.values():
             conv.recovered = True
+            if conv.lost_at is None:
+                conv.lost_at = at
 
     def resync(self, snapshots: list[ev.ChannelSnapshot], at: float) -> list[Change]:
         """After a reconnect: end what ended while we were away, adopt what is new."""
@@ -98,10 +101,10 @@ class CallTracker(Endings):
                 del self.bridges[bridge]
         for conv in list(self.conversations.values()):
             for uid in list(conv.live):
-                if uid not in alive:
-                    self._channel_gone(conv, uid, at, out)
+                if uid not in alive:  # it ended while we were away: by the time we lost sight at the latest
+                    self._channel_gone(conv, uid, min(at, conv.lost_at or at), out)
             if not conv.live:
-                self._finish(conv, out)
+                self._finish(conv, out, vanished=True)
         for snap in snapshots:
             if snap.uniqueid in self.by_channel:
                 continue

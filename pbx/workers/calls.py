@@ -22,6 +22,7 @@ from crm.aio import cancel_and_wait
 from crm.db import Database
 from crm.local_outbox import LocalOutbox
 from crm.rules.call_records import (
+    LINK_LOST,
     Anomaly,
     CallFinished,
     CallRecord,
@@ -60,6 +61,9 @@ class CallService:
         self.members: dict[str, set[str]] = {}  # queue -> desk phones that serve it (QueueStatus)
         self.stats = {"records": 0, "backfilled": 0, "anomalies": 0, "write_errors": 0}
         self.link_lost_at: float | None = None
+        # calls Asterisk may have died with (#31): linkedid -> what the tracker saw, stored by the
+        # next backfill unless the CDR has a row for it
+        self.fallbacks: dict[str, CallRecord] = {}
         # set while saving calls fails (database locked by another process, disk full): health,
         # the home page and `check` raise the alarm; the records wait in the queue meanwhile
         self.write_failing_since: float | None = None
@@ -102,7 +106,7 @@ class CallService:
         if isinstance(item, AmiLink):
             if not item.up:
                 self.link_lost_at = self.link_lost_at or item.at
-                self.tracker.link_down()
+                self.tracker.link_down(item.at)
             return
         event = normalize(item.name, item.headers, item.received_at)
         if event is not None:
@@ -119,6 +123,8 @@ class CallService:
             elif isinstance(change, QueueWaiting):
                 self.waiting[change.queue] = change.count
             elif isinstance(change, NeedsBackfill):
+                if change.fallback is not None:  # stored by the backfill if the CDR has no row for it
+                    self.fallbacks[change.linkedid] = change.fallback
                 self._schedule_backfill(change.ended_at - 60)
             elif isinstance(change, Anomaly):
                 self.stats["anomalies"] += 1
@@ -244,15 +250,22 @@ class CallService:
     async def backfill(self, since: float) -> int:
         """Store every call the CDR has since ``since`` that the CRM does not have yet, except
         the ones still in progress in the tracker. Returns how many were queued."""
-        records = await self.cdr.records_since(since, self.config)
-        if not records:
+        records = await self.cdr.records_since(min([since, *(f.started_at - 60 for f in self.fallbacks.values())]),
+                                               self.config)
+        fallbacks, self.fallbacks = self.fallbacks, {}
+        in_cdr = {lid for r in records for lid in (r.linkedid, *r.linkedids)}
+        lost = [f for lid, f in fallbacks.items() if lid not in in_cdr]
+        if not records and not lost:
             return 0
-        known = await crm_calls.known_linkedids(self.db, [r.linkedid for r in records])
+        known = await crm_calls.known_linkedids(self.db, [r.linkedid for r in records + lost])
         active = set(self.tracker.conversations)
         queued = 0
-        for record in records:
+        for record in records + lost:
             if record.linkedid in known or record.linkedid in active:
                 continue
+            if record.source == LINK_LOST:
+                log.warning("call %s: Asterisk left no CDR row (it stopped during the call); saved as the"
+                            " tracker saw it until the link was lost", record.linkedid)
             self._writes.put_nowait((record, None))
             queued += 1
         if queued:

@@ -7,6 +7,7 @@ nobody takes brings the patient back to the administrator who transferred, never
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,42 @@ async def _do_not_disturb(server: Any, asterisk: Any, tmp_path: Path) -> None:
     await log.wait_for(lambda e: e.name == "QueueMemberPause" and e.headers.get("Interface") == "PJSIP/102"
                        and e.headers.get("Paused") == "0")
     assert "not found" in asterisk.rx("database get clinic-dnd 102").lower()
+
+
+async def test_an_attended_transfer_after_a_consultation(server, tmp_path: Path) -> None:
+    """101 answers the patient, calls 102 on its second line («Пациент Петрова, возьмёте?»), then
+    presses «transfer»: a REFER with Replaces. The patient talks with 102; one incoming call,
+    answered by 101, legs 101 then 102, its talk as the CDR's."""
+    from pbx.asterisk.config import phone_port
+    from tests.sip_phone import PythonPhone
+
+    services, log = server
+    a = services.settings.asterisk
+    await patients.add_patient(services.db, "Петрова", "Анна", "Сергеевна", phone_numbers=(ANNA,))
+    phone = PythonPhone("101", a.phone_password + "101", phone_port(services.settings, "101"), (a.host, a.sip_port))
+    await phone.start()
+    others = [await start_desk_phone(services.settings, "102", tmp_path, ring_ms=500),
+              await start_desk_phone(services.settings, "103", tmp_path, ring_ms=NEVER)]
+    try:
+        call = await start_operator_call(services.settings, ANNA, LINEAR, tmp_path, talk_ms=9000)
+        first = await phone.answer()
+        linkedid = await linkedid_of(log)
+        await asyncio.sleep(1.0)
+        consult = await phone.call("102")  # 102 answers
+        await asyncio.sleep(1.0)
+        assert await phone.attended_transfer(first, consult, "102") == "SIP/2.0 202 Accepted"
+        await log.wait_for(lambda e: e.name == "AttendedTransfer" and e.headers.get("Result") == "Success")
+        assert await call.wait(40) == 0, call.errors
+        await stop_all(*others, wait=3)
+    finally:
+        phone.close()
+    assert phone.byes >= 2  # Asterisk ended both of 101's calls once they were joined
+    r = await wait_call(services, linkedid)
+    rows = await wait_cdr(services.settings.cdr_db_path, linkedid, count=2)
+    keep_fixture(tmp_path, "refer_attended")
+    assert r["direction"] == "incoming" and r["call_type"] == "incoming" and r["did"] == LINEAR
+    assert r["answered_by_ext"] == "101" and r["caller_kind"] == "patient"
+    assert [(leg["extension"], leg["outcome"]) for leg in r["legs"]] == [("101", "answered"), ("102", "answered")], r["legs"]
+    assert r["missed_by"] == [] and r["hangup_by"] == "caller"
+    assert billsec_agrees(talk_in_cdr(rows, rows[0]["channel"]), r["talk_seconds"]), (r["talk_seconds"], rows)
+    agrees_with_backfill(services, r, rows)

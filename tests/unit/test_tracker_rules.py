@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crm.rules.call_records import Anomaly, CallFinished, LiveUpdate, NeedsBackfill
+from crm.rules.call_records import LINK_LOST, Anomaly, CallFinished, LiveUpdate, NeedsBackfill
 from pbx.calls import events as ev
 from pbx.calls.cdr import record_from_cdr
 from pbx.calls.tracker import CallTracker, endpoint_of
@@ -119,6 +119,30 @@ def test_resync_ends_what_ended_while_away_and_adopts_new_calls() -> None:
     out = run(t, [ev.Hangup(510.0, "5.1", "5.0", "PJSIP/102-08", 16, ""),
                   ev.Hangup(510.0, "5.0", "5.0", "PJSIP/operator-07", 16, "")])
     assert [type(c) for c in out if not isinstance(c, LiveUpdate)] == [NeedsBackfill]
+
+
+def test_a_call_asterisk_died_with_is_kept_as_the_tracker_saw_it() -> None:
+    """#31: talking when the link went (Asterisk killed), gone when it came back: besides asking
+    the CDR (which has no row: Asterisk never wrote it), the tracker hands over what it saw,
+    ended when it lost sight of it, hung up by the system, marked."""
+    t = CallTracker()
+    run(t, incoming_answered()[:8])  # answered at 102.0, talking
+    t.link_down(130.0)
+    t.link_down(140.0)  # the first loss is when it was last seen
+    out = t.resync([], at=160.0)
+    [need] = [c for c in out if isinstance(c, NeedsBackfill)]
+    f = need.fallback
+    assert f is not None and f.source == LINK_LOST and f.hangup_by == "system"
+    assert f.answered_by == "101" and f.ended_at == 130.0 and f.talk_seconds == 28.0
+    # a call that merely went on while AMI was away and ends in sight: the CDR alone decides
+    t2 = CallTracker()
+    run(t2, incoming_answered()[:8])
+    t2.link_down(130.0)
+    snap = ev.ChannelSnapshot(0, "1.0", "1.0", "PJSIP/operator-01", "Up", "7903", "", "x", "s", "", 60)
+    t2.resync([snap], at=160.0)
+    out = run(t2, [ev.Hangup(170.0, "1.0", "1.0", "PJSIP/operator-01", 16, "")])
+    [need] = [c for c in out if isinstance(c, NeedsBackfill)]
+    assert need.fallback is None
 
 
 def test_endpoint_names() -> None:
