@@ -38,6 +38,7 @@ from pbx.outbound.mailer import SmtpMailer
 from pbx.outbound.tts import PromptCache, TtsError, load_phrases
 from pbx.services import HEALTH_PARTS, SERVICES, Services, health  # noqa: F401 - re-exported
 from pbx.settings import GatewaySettings, Settings
+from pbx.workers.asterisk_supervisor import AsteriskSupervisor
 from pbx.workers.calls import CallService
 from pbx.workers.centre_start import open_when_centre_answers
 from pbx.workers.recordings import RecordingKeeper
@@ -118,7 +119,12 @@ def build_app(
         services.asterisk = EmbeddedAsterisk(settings)
         if manage:  # adopts a running Asterisk: a restart of clinic-pbx drops no call
             pid = await asyncio.to_thread(services.asterisk.start)
+            # a dead Asterisk is started again (#31): `clinic-pbx run` needs no one to notice
+            services.supervisor = AsteriskSupervisor(services.asterisk)
+            services.supervisor.start()
         yield
+        if services.supervisor is not None:
+            await services.supervisor.stop()
         if manage:  # patients' calls outlive the CRM; `clinic-pbx asterisk stop` ends them
             log.info("Asterisk pid %s keeps running; `clinic-pbx asterisk stop` stops it", pid)
 

@@ -28,6 +28,7 @@ from pbx.jobs.confirmation_call import RobotCaller
 from pbx.jobs.escort import EscortService
 from pbx.settings import Settings
 from pbx.version import VERSION
+from pbx.workers.asterisk_supervisor import AsteriskSupervisor
 from pbx.workers.calls import CallService
 from pbx.workers.storage_health import disk_space
 from pbx.workers.telephony import TelephonyWorker
@@ -40,6 +41,7 @@ class Services:
     settings: Settings
     db: AnyDatabase
     asterisk: EmbeddedAsterisk | None = None
+    supervisor: AsteriskSupervisor | None = None  # the embedded Asterisk started again when it dies
     ami: AmiClient | None = None
     pump: EventPump | None = None
     ari: AriClient | None = None
@@ -87,6 +89,8 @@ async def health(services: Services) -> dict[str, object]:
                       for pid, st in trunks.items()] if telephony is not None else [],
         "providers_ok": all(st.code in ("registered", "reachable") for st in trunks.values()),
         "telephony_applied": telephony.applier.state.error == "" if telephony is not None else None,
+        # the embedded Asterisk started again by the server (#31): how often, the last time, why
+        "asterisk_restarts": services.supervisor.state(time.time()) if services.supervisor is not None else None,
         "live_calls": len({lid for cards in calls.live.values() for lid in cards}) if calls is not None else 0,
         "tasks": len(asyncio.all_tasks()),  # flat over a day: no task leak (the soak bench reads it)
         "ami_events": services.pump.stats.events if services.pump is not None else 0,

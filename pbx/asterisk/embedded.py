@@ -217,6 +217,16 @@ class EmbeddedAsterisk:
         if cols and wanted and not wanted <= cols:
             db.rename(db.with_name(f"master-{int(time.time())}.db"))
 
+    def last_words(self) -> str:
+        """Why the Asterisk we started is gone, as far as we can tell: how it ended (reaped here:
+        no zombie is left), then the last line it wrote."""
+        how = ""
+        if self._proc is not None and self._proc.poll() is not None:
+            code = self._proc.returncode
+            how = f"убит сигналом {-code}" if code < 0 else f"завершился с кодом {code}"
+        last = self._tail(1).strip()
+        return "; ".join(x for x in (how, last[:200]) if x)
+
     def _tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.stdout_log.read_text(errors="replace").splitlines()[-lines:])
