@@ -26,8 +26,19 @@ if [ "$(id -u)" != 0 ]; then
 fi
 command -v mmdebstrap >/dev/null || "$HERE/scripts/install-system.sh"
 
+# mmdebstrap mounts /proc, /sys and /dev inside the root it builds and sometimes cannot unmount
+# /proc at the end: whatever is still mounted under a root is unmounted before anything walks
+# or removes it (rm -rf through a live /proc is a screen of errors, or worse).
+unmount_under() {
+    local root=$1
+    [ -d "$root" ] || return 0
+    awk -v r="$(readlink -f "$root")/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r |
+        while read -r mnt; do umount "$mnt" 2>/dev/null || umount -l "$mnt" || true; done
+}
+
 # A half-built root from an interrupted run is removed first (mmdebstrap wants an empty dir).
-rm -rf "$TARGET.partial"
+unmount_under "$TARGET.partial"
+rm -rf --one-file-system "$TARGET.partial"
 mkdir -p "$(dirname "$TARGET")"
 LOG="${TARGET%/}.mmdebstrap.log"
 echo "asterisk root: mmdebstrap $SUITE from $MIRROR -> $TARGET (about 30 s; log $LOG)"
@@ -42,6 +53,8 @@ mmdebstrap --mode=root --variant=minbase \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     --include="$PKGS" \
-    "$SUITE" "$TARGET.partial" "$MIRROR" >"$LOG" 2>&1 || { tail -30 "$LOG"; exit 1; }
+    "$SUITE" "$TARGET.partial" "$MIRROR" >"$LOG" 2>&1 || { unmount_under "$TARGET.partial"; tail -30 "$LOG"; exit 1; }
+unmount_under "$TARGET.partial"
 mv "$TARGET.partial" "$TARGET"
-echo "asterisk root: $(chroot "$TARGET" /usr/sbin/asterisk -V) in $(( $(date +%s) - t0 )) s, $(du -sh "$TARGET" | cut -f1)"
+# -x: the size of the root's own files, never of a filesystem mounted inside it
+echo "asterisk root: $(chroot "$TARGET" /usr/sbin/asterisk -V) in $(( $(date +%s) - t0 )) s, $(du -shx "$TARGET" | cut -f1)"
