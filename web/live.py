@@ -117,8 +117,12 @@ class LiveHub:
             return
         assert isinstance(change, LiveUpdate)
         call = change.call
-        card, branch = await self.db.read(lambda r: card_of(r, call))
         cards = self.local.setdefault(call.endpoint, {})
+        try:
+            card, branch = await self.db.read(lambda r: card_of(r, call))
+        except Exception as exc:  # the CRM unreachable (a chain's centre down): the card still moves on
+            card, branch = card_without_crm(call, cards.get(call.linkedid))
+            log.warning("live card %s built without the CRM (%s)", call.linkedid, type(exc).__name__)
         if call.status == "ended":
             cards.pop(call.linkedid, None)
         else:
@@ -205,6 +209,19 @@ def card_of(r: Reader, call: LiveCall) -> tuple[dict[str, Any], int | None]:
     if data["number_hidden"]:  # seed 000: the patient's name, never the number
         data["phone"] = data["caller"] = ""
     return data, number.branch
+
+
+def card_without_crm(call: LiveCall, kept: tuple[dict[str, Any], int | None] | None,
+                     ) -> tuple[dict[str, Any], int | None]:
+    """The card when the CRM cannot be read (#36): what the card showed so far with the call's new
+    state, so an ended call still leaves every panel; a call never shown before shows no number
+    (whether its clinic number hides callers is not known)."""
+    if kept is not None:
+        card, branch = kept
+        return {**card, **{k: v for k, v in asdict(call).items() if k not in ("caller",)}}, branch
+    data = asdict(call) | {"phone": "", "caller": "", "kind": "unknown", "display": "", "guardian_name": "",
+                           "patients": [], "ad_channel": "", "script": "", "number_hidden": True}
+    return data, None
 
 
 LIVE_HUB = web.AppKey("live_hub", LiveHub)

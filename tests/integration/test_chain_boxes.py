@@ -322,4 +322,11 @@ async def test_after_the_centre_comes_back_an_open_tab_starts_over(asterisk, box
             await asyncio.to_thread(pg_cluster.start_server)
         while (await asyncio.wait_for(tab.queue.get(), 30)) is not RESYNC:  # B listens again: its tabs start over
             pass
+        # A's messages kept while the centre was down arrive in order; the card ends up gone
+        # (before: A could not build the ended card without the CRM and sent its ringing one again)
+        for _ in range(150):
+            if ringing["linkedid"] not in {c["linkedid"] for c in app_b[LIVE_HUB].snapshot("101")["cards"]}:
+                break
+            await asyncio.sleep(0.1)
         assert ringing["linkedid"] not in {c["linkedid"] for c in app_b[LIVE_HUB].snapshot("101")["cards"]}
+        assert ringing["linkedid"] not in {c["linkedid"] for c in app_a[LIVE_HUB].snapshot("101")["cards"]}

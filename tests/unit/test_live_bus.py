@@ -57,3 +57,17 @@ async def test_after_a_reconnect_every_tab_gets_a_fresh_snapshot(monkeypatch: py
         assert tab.queue.get_nowait()["card"]["linkedid"] == "box2-2"
     finally:
         await bus.stop()
+
+
+def test_a_card_built_without_the_crm_keeps_what_it_showed_or_shows_no_number() -> None:
+    from crm.rules.call_records import LiveCall
+    from web.live import card_without_crm
+
+    fields = {f: "" for f in LiveCall.__dataclass_fields__}
+    call = LiveCall(**{**fields, "linkedid": "1.0", "endpoint": "101", "status": "ended", "caller": "79161234567"})
+    kept = ({"linkedid": "1.0", "endpoint": "101", "status": "ringing", "display": "Петрова Анна", "phone": "+79161234567",
+             "caller": "79161234567"}, 2)
+    card, branch = card_without_crm(call, kept)
+    assert card["status"] == "ended" and card["display"] == "Петрова Анна" and branch == 2
+    bare, branch = card_without_crm(call, None)
+    assert bare["status"] == "ended" and bare["phone"] == bare["caller"] == "" and branch is None
