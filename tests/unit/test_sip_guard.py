@@ -70,3 +70,45 @@ def test_the_worker_counts_security_events_without_waiting() -> None:
                                                            "AccountID": "105"}, 100.0))
     worker.on_ami(AmiEvent("ChallengeSent", {"RemoteAddress": "IPV4/UDP/203.0.113.8/5060"}, 100.0))
     assert worker.to_ban == [("203.0.113.9", "ChallengeResponseFailed: 105")]
+
+
+async def test_do_not_disturb_from_the_panel_is_astdb_and_the_queues_pause() -> None:
+    """#37: «Не беспокоить» in the panel does what the phone's *78 does (AstDB, every queue
+    paused, reason DND), and a phone on do-not-disturb found unpaused (a queue reload, an
+    Asterisk restart) is paused again."""
+    from pbx.workers.telephony import DND_FAMILY, TelephonyWorker
+
+    class Ami:
+        def __init__(self) -> None:
+            self.actions: list[dict] = []
+            self.db: dict[str, str] = {}
+
+        async def action(self, a: dict, timeout: float = 0) -> list[dict]:
+            self.actions.append(a)
+            if a["Action"] == "DBPut":
+                self.db[a["Key"]] = a["Val"]
+            elif a["Action"] == "DBDel":
+                self.db.pop(a["Key"], None)
+            elif a["Action"] == "DBGetTree":
+                return [{"Event": "DBGetTreeResponse", "Key": f"/{DND_FAMILY}/{k}", "Val": v} for k, v in self.db.items()]
+            elif a["Action"] == "QueueStatus":
+                return [{"Event": "QueueMember", "Queue": "reception-ringall", "StateInterface": "PJSIP/104", "Paused": "0"}]
+            return [{"Response": "Success"}]
+
+    class Applier:
+        providers: list = []
+
+    class Db:
+        async def fetchall(self, *a: object) -> list:
+            return []
+
+    ami = Ami()
+    worker = TelephonyWorker(Applier(), Db(), ami, clock=lambda: 100.0)  # type: ignore[arg-type]
+    worker.refresh = worker._keep_dnd  # type: ignore[method-assign]  # only the DND part here
+    await worker.set_dnd("104", True)
+    assert ami.db == {"104": "1"} and worker.dnd == {"104"}
+    pauses = [a for a in ami.actions if a["Action"] == "QueuePause"]
+    assert pauses[0] == {"Action": "QueuePause", "Interface": "PJSIP/104", "Paused": "true", "Reason": "DND"}
+    assert pauses[-1]["Queue"] == "reception-ringall"  # found unpaused: paused again
+    await worker.set_dnd("104", False)
+    assert ami.db == {} and worker.dnd == set()
