@@ -17,6 +17,19 @@ SDP = ("v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 
        "m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n")
 
 
+def digest_authorization(user: str, password: str, challenge: str, method: str, uri: str) -> str:
+    """The Authorization header answering a ``WWW-Authenticate: Digest`` challenge (qop=auth),
+    as a phone sends it; HA1 is what Asterisk's md5_cred holds."""
+    p = dict(re.findall(r'(\w+)="?([^",]+)"?', challenge))
+    ha1 = hashlib.md5(f"{user}:{p['realm']}:{password}".encode()).hexdigest()  # noqa: S324 - SIP digest
+    ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()  # noqa: S324
+    cnonce, nc = secrets.token_hex(8), "00000001"
+    response = hashlib.md5(f"{ha1}:{p['nonce']}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()  # noqa: S324
+    return (f'Authorization: Digest username="{user}", realm="{p["realm"]}", nonce="{p["nonce"]}",'
+            f' uri="{uri}", response="{response}", algorithm=MD5, qop=auth, nc={nc}, cnonce="{cnonce}"'
+            + (f', opaque="{p["opaque"]}"' if "opaque" in p else ""))
+
+
 def header(msg: str, name: str) -> str:
     m = re.search(rf"^{name}:\s*(.*)$", msg, re.M | re.I)
     return m.group(1).strip() if m else ""
@@ -154,14 +167,7 @@ class PythonPhone(asyncio.DatagramProtocol):
             return d
 
     def _digest(self, challenge: str, method: str, uri: str) -> str:
-        p = dict(re.findall(r'(\w+)="?([^",]+)"?', challenge))
-        ha1 = hashlib.md5(f"{self.extension}:{p['realm']}:{self.password}".encode()).hexdigest()  # noqa: S324
-        ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()  # noqa: S324
-        cnonce, nc = secrets.token_hex(8), "00000001"
-        response = hashlib.md5(f"{ha1}:{p['nonce']}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()  # noqa: S324
-        return (f'Authorization: Digest username="{self.extension}", realm="{p["realm"]}", nonce="{p["nonce"]}",'
-                f' uri="{uri}", response="{response}", algorithm=MD5, qop=auth, nc={nc}, cnonce="{cnonce}"'
-                + (f', opaque="{p["opaque"]}"' if "opaque" in p else ""))
+        return digest_authorization(self.extension, self.password, challenge, method, uri)
 
     async def attended_transfer(self, first: Dialog, consult: Dialog, colleague: str) -> str:
         """The transfer key after a consultation: REFER in the first call, Refer-To the colleague

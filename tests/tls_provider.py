@@ -99,9 +99,10 @@ class TlsRegistrar:
 async def tls_register(host: str, port: int, extension: str, password: str, ca_file: Path) -> list[str]:
     """A desk phone registering over TLS with digest auth, the box's certificate checked against
     ``ca_file``: the responses' first lines (401 then 200 when all is well)."""
-    import hashlib
     import re
     import secrets
+
+    from tests.sip_phone import digest_authorization
 
     context = ssl.create_default_context(cafile=str(ca_file))
     context.check_hostname = False  # the box's certificate names its address, checked by the chain
@@ -131,15 +132,7 @@ async def tls_register(host: str, port: int, extension: str, password: str, ca_f
         challenge = await answer()
         found = re.search(r'WWW-Authenticate: Digest (.+)', challenge)
         if found:
-            params = dict(re.findall(r'(\w+)="?([^",]+)"?', found.group(1)))
-            ha1 = hashlib.md5(f"{extension}:{params['realm']}:{password}".encode()).hexdigest()  # noqa: S324
-            ha2 = hashlib.md5(f"REGISTER:{uri}".encode()).hexdigest()  # noqa: S324
-            cnonce, nc = secrets.token_hex(8), "00000001"
-            response = hashlib.md5(f"{ha1}:{params['nonce']}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()  # noqa: S324
-            auth = (f'Authorization: Digest username="{extension}", realm="{params["realm"]}", nonce="{params["nonce"]}",'
-                    f' uri="{uri}", response="{response}", algorithm=MD5, qop=auth, nc={nc}, cnonce="{cnonce}"'
-                    + (f', opaque="{params["opaque"]}"' if "opaque" in params else ""))
-            writer.write(request(2, auth))
+            writer.write(request(2, digest_authorization(extension, password, found.group(1), "REGISTER", uri)))
             await answer()
     finally:
         writer.close()
