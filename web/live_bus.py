@@ -39,6 +39,7 @@ class LiveBus:
         self._outgoing: asyncio.Queue[str] = asyncio.Queue(OUTGOING_MAX)
         self._task: asyncio.Task[None] | None = None
         self._tabs_resync: asyncio.TimerHandle | None = None
+        self._listened = False  # the first connect (at start) has no tab that missed anything
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._send_loop(), name="live-bus")
@@ -79,9 +80,11 @@ class LiveBus:
         if payload is None:  # (re)connected: what the others have live now
             self.hub.forget_remote()
             self.send({"type": "resync"})
-            if self._tabs_resync is not None:
-                self._tabs_resync.cancel()
-            self._tabs_resync = asyncio.get_running_loop().call_later(RESYNC_AFTER, self.hub.resync_tabs)
+            if self._listened:  # a reconnect: the tabs may show what ended meanwhile
+                if self._tabs_resync is not None:
+                    self._tabs_resync.cancel()
+                self._tabs_resync = asyncio.get_running_loop().call_later(RESYNC_AFTER, self.hub.resync_tabs)
+            self._listened = True
             return
         try:
             message = json.loads(payload)
