@@ -190,6 +190,9 @@ async def test_an_attended_transfer_after_a_consultation(server, tmp_path: Path)
         await log.wait_for(lambda e: e.name == "AttendedTransfer" and e.headers.get("Result") == "Success")
         assert await call.wait(40) == 0, call.errors
         await stop_all(*others, wait=3)
+        for dialog in (first, consult):  # nothing of 101's left to reach the next test's phone 101
+            await phone.hang_up(dialog)
+        await asyncio.sleep(0.5)
     finally:
         phone.close()
     assert phone.byes >= 1  # Asterisk let 101 go once the patient and 102 were joined
