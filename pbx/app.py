@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -33,6 +34,7 @@ from pbx.asterisk.embedded import EmbeddedAsterisk
 from pbx.jobs.callback import CallbackService
 from pbx.jobs.confirmation_call import RobotCaller
 from pbx.jobs.escort import EscortService
+from pbx.jobs.mis_import import ImportService
 from pbx.outbound.gateways import Gateway, make_gateway
 from pbx.outbound.mailer import SmtpMailer
 from pbx.outbound.tts import PromptCache, TtsError, load_phrases
@@ -254,10 +256,19 @@ def build_app(
         yield
         await refresher.stop()
 
+    async def imports(_: web.Application) -> AsyncIterator[None]:
+        tz = ZoneInfo(settings.time_zone)
+        services.imports = ImportService(services.db, settings.time_zone,
+                                         lambda: datetime.fromtimestamp(services.clock.now(), tz).date())
+        if run_escort:  # an import a stop cut short goes on (tests drive them by hand)
+            services.imports.resume_interrupted()
+        yield
+        await services.imports.stop()
+
     # Asterisk first: a chain's branch whose centre is down at start still takes calls while
     # ``database`` waits for the centre (and its FastAGI names the callers meanwhile)
     app.cleanup_ctx.extend([embedded_asterisk, database, call_tracking, fastagi, ami, ari, robots, recordings,
-                            report_days])
+                            report_days, imports])
     setup_web(app, settings)
     return app
 

@@ -26,6 +26,7 @@ from pbx.asterisk.embedded import EmbeddedAsterisk
 from pbx.jobs.callback import CallbackService
 from pbx.jobs.confirmation_call import RobotCaller
 from pbx.jobs.escort import EscortService
+from pbx.jobs.mis_import import ImportService
 from pbx.settings import Settings
 from pbx.version import VERSION
 from pbx.workers.asterisk_supervisor import AsteriskSupervisor
@@ -51,6 +52,7 @@ class Services:
     escort: EscortService | None = None
     callbacks: CallbackService | None = None
     telephony: TelephonyWorker | None = None
+    imports: ImportService | None = None  # the MIS imports (issue #33)
     clock: Clock = field(default_factory=SystemClock)
     started_at: float = field(default_factory=time.time)  # the counters in health count from here
 
