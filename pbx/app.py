@@ -259,7 +259,8 @@ def build_app(
     async def imports(_: web.Application) -> AsyncIterator[None]:
         tz = ZoneInfo(settings.time_zone)
         services.imports = ImportService(services.db, settings.time_zone,
-                                         lambda: datetime.fromtimestamp(services.clock.now(), tz).date())
+                                         lambda: datetime.fromtimestamp(services.clock.now(), tz).date(),
+                                         settings.state_dir / "imports")
         if run_escort:  # an import a stop cut short goes on (tests drive them by hand)
             services.imports.resume_interrupted()
         yield

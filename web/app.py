@@ -32,6 +32,7 @@ from web import (
     escort_pages,
     formatting,
     home,
+    import_page,
     password_page,
     patients,
     provisioning,
@@ -192,6 +193,12 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_post("/settings", settings_page.settings_submit)
     app.router.add_get("/settings/telephony", telephony_page.telephony_page)
     app.router.add_get("/setup", setup_page.setup_page)
+    app.router.add_get("/settings/import", import_page.import_page)
+    app.router.add_post("/settings/import", import_page.import_upload)
+    app.router.add_get(rf"/settings/import/{{id:{ROW_ID}}}", import_page.import_run_page)
+    app.router.add_post(rf"/settings/import/{{id:{ROW_ID}}}", import_page.import_run_submit)
+    app.router.add_get(rf"/settings/import/{{id:{ROW_ID}}}.json", import_page.import_run_status)
+    app.router.add_get(rf"/settings/import/{{id:{ROW_ID}}}/rejected.csv", import_page.import_rejections_csv)
     app.router.add_post("/settings/telephony", telephony_page.telephony_submit)
     app.router.add_get("/escort", escort_pages.campaign_page)
     app.router.add_post("/escort/settings", escort_pages.settings_submit)

@@ -80,13 +80,18 @@ async def csrf_token(request: web.Request) -> str:
     return str(token)
 
 
+# bodies their handler streams (a clinic's MIS export of many megabytes): each chunk has the
+# deadline there, and the size is checked as it comes
+STREAMED_UPLOADS = ("/settings/import",)
+
+
 def body_deadline(seconds: float) -> Any:
     """A request's body must arrive within ``seconds`` of its head: one sent a byte every 20 s
     held a connection (and a handler) for ever. Read here, it is cached for the handler."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.body_exists:
+        if request.body_exists and not (request.path in STREAMED_UPLOADS and request.method == "POST"):
             try:
                 await asyncio.wait_for(request.read(), seconds)
             except TimeoutError:

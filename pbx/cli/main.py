@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from crm import login_limits
+from pbx.cli import data_import
 from pbx.settings import Settings, load_settings
 from pbx.version import VERSION
 
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     p_svc.add_argument("--unit-config", type=Path, default=Path("/etc/clinic-pbx/clinic-pbx.toml"),
                        help="the settings file the units use (written from the current settings if missing)")
 
+    data_import.add_parser(sub)
+
     p_mig = sub.add_parser("migrate", help="apply the database's pending migrations (the server does so at start)")
     p_mig.add_argument("--dry-run", action="store_true", help="only say what would change")
 
@@ -139,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": cmd_migrate,
         "install-service": cmd_install_service,
         "restore": cmd_restore,
+        "import": data_import.cmd_import,
     }[args.command]
     return handler(settings, args)
 

@@ -96,8 +96,8 @@ class ImportService:
     """The server's imports: one task per run, resumed after a restart, cancelled at stop (the
     run stays ``running`` and resumes at the next start)."""
 
-    def __init__(self, db: Database, time_zone: str, today: Callable[[], date]) -> None:
-        self._db, self._tz, self._today = db, time_zone, today
+    def __init__(self, db: Database, time_zone: str, today: Callable[[], date], uploads: Path | None = None) -> None:
+        self._db, self._tz, self._today, self._uploads = db, time_zone, today, uploads
         self._tasks: dict[int, asyncio.Task[Counts]] = {}
         self._resuming: asyncio.Task[None] | None = None
 
@@ -113,13 +113,25 @@ class ImportService:
 
     async def _run(self, run_id: int, resume: bool) -> Counts:
         try:
-            return await run_import(self._db, run_id, today=self._today(), time_zone=self._tz, resume=resume)
+            counts = await run_import(self._db, run_id, today=self._today(), time_zone=self._tz, resume=resume)
+            await self._forget_upload(run_id)
+            return counts
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a defect: the run says so instead of hanging at «идёт»
             log.exception("import %s failed", run_id)
             await mis_import.finish_run(self._db, run_id, "failed", f"Ошибка импорта: {type(exc).__name__}")
             return Counts()
+
+    async def _forget_upload(self, run_id: int) -> None:
+        """An uploaded file holds patients' data: deleted once imported (a dry run keeps it for the
+        import that follows). A file the CLI was given is the user's own and stays."""
+        run = await mis_import.get_run(self._db, run_id)
+        if run is None or run["dry_run"] or run["state"] != "done" or self._uploads is None:
+            return
+        path = Path(run["stored_path"])
+        if path.parent == self._uploads:
+            await asyncio.to_thread(path.unlink, True)
 
     def resume_interrupted(self) -> None:
         """In the background, one after another: the server starts without waiting for them."""

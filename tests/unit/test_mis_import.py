@@ -7,6 +7,7 @@ the previous data intact. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -245,3 +246,66 @@ def test_cp1251_and_delimiters_are_detected(tmp_path: Path) -> None:
                                "Лебедев", "Козлов", "Новиков", "Иванова", "Петрова", "Сидорова", "Смирнова",
                                "Кузнецова", "Попова", "Соколова", "Лебедева", "Козлова", "Новикова")
     assert import_files.rejections_csv([(3, "ФИО", "=cmd")]).splitlines()[1] == "3;ФИО;'=cmd"
+
+
+async def test_the_import_page_upload_dry_run_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The panel's way: upload, a field per column, a dry run, then the import; the uploaded file
+    is deleted once imported; a settings page only for settings admins."""
+    import aiohttp
+
+    from crm import users
+    from pbx.services import SERVICES
+    from tests.unit.panel_client import log_in, settings_admin_panel
+
+    rows = list(patient_rows(300))
+    rows[2][6] = "000"
+    xlsx = write_xlsx(tmp_path / "выгрузка.xlsx", PATIENT_HEADERS, iter(rows))
+    async with settings_admin_panel(tmp_path / "state") as (db, client):
+        page = await client.get("/settings/import")
+        assert page.status == 200 and "Импорт из медицинской информационной системы" in await page.text()
+        token = re.search(r'name="csrf-token" content="([^"]+)"', await page.text()).group(1)  # type: ignore[union-attr]
+
+        def form(path: Path, kind: str = "patients") -> aiohttp.FormData:
+            data = aiohttp.FormData()
+            data.add_field("kind", kind)
+            data.add_field("file", path.read_bytes(), filename=path.name)
+            return data
+
+        bad = tmp_path / "photo.csv"
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n....")
+        refused = await client.post("/settings/import", data=form(bad), headers={"X-CSRF-Token": token})
+        assert refused.status == 400 and "не таблица" in await refused.text()
+        monkeypatch.setattr(import_files, "MAX_BYTES", 1000)
+        big = await client.post("/settings/import", data=form(xlsx), headers={"X-CSRF-Token": token})
+        assert big.status == 400 and "больше" in await big.text()
+        monkeypatch.undo()
+        assert list((tmp_path / "state" / "imports").iterdir()) == []  # nothing of the refused files kept
+
+        uploaded = await client.post("/settings/import", data=form(xlsx), headers={"X-CSRF-Token": token})
+        assert uploaded.status == 200 and re.search(r"/settings/import/\d+$", str(uploaded.url))
+        run_id = int(str(uploaded.url).rsplit("/", 1)[1])
+        text = await uploaded.text()
+        assert 'name="col_0"' in text and "<option value=\"external_id\" selected>" in text
+        mapping = {f"col_{i}": f for i, f in enumerate(mis_fields.guess_mapping("patients", PATIENT_HEADERS))}
+        services = client.server.app[SERVICES]
+        dry = await client.post(f"/settings/import/{run_id}", data={"csrf_token": token, "action": "dry_run", **mapping})
+        assert dry.status == 200
+        await services.imports.wait(run_id)
+        assert await _count(db, "patients") == 0
+        done = await (await client.get(f"/settings/import/{run_id}")).text()
+        assert 'data-count="inserted">299<' in done and "невозможный номер телефона: 000" in done
+        csv_text = await (await client.get(f"/settings/import/{run_id}/rejected.csv")).text()
+        assert csv_text.splitlines()[1].startswith("4;Телефон;")
+        status = await (await client.get(f"/settings/import/{run_id}.json")).json()
+        assert status["state"] == "done" and status["rejected"] == 1
+
+        await client.post(f"/settings/import/{run_id}", data={"csrf_token": token, "action": "import", **mapping})
+        await services.imports.wait(run_id)
+        assert await _count(db, "patients") == 299
+        assert list((tmp_path / "state" / "imports").iterdir()) == []  # the patients' file is gone
+        assert await mis_import.remembered_mapping(db, "patients")  # the next file starts from this mapping
+
+        await users.create_user(db, "admin1", "pw-admin1-123", role="administrator")
+        await client.post("/logout", data={"csrf_token": token})
+        await log_in(client, "admin1", "pw-admin1-123")
+        assert (await client.get("/settings/import")).status == 403
