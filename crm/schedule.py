@@ -47,7 +47,9 @@ def parse_local(text: str, tz: ZoneInfo) -> datetime:
 
 
 def wall(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M")
+    """``2026-12-08T09:30``: an appointment's wall-clock time as stored (isoformat, not strftime:
+    an import writes hundreds of thousands)."""
+    return value.isoformat(timespec="minutes")[:16]
 
 
 async def doctors(db: Database) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import secrets
 from crm.db import Database
 
 PREFIX = "cpbx_"
-SCOPES = ("calls:read", "requests:write")
+SCOPES = ("calls:read", "requests:write", "mis:sync")
 
 
 def _hash(token: str) -> str:

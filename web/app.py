@@ -60,6 +60,7 @@ from web.security import (
     setup_security,
 )
 from web.shift import shift_first, shift_form, shift_submit
+from web.sync_api import setup_sync_api
 
 HERE = Path(__file__).parent
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
@@ -128,6 +129,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_post("/password", password_page.password_submit)
     setup_api(app)
     setup_callback_api(app)
+    setup_sync_api(app)
     setup_callbacks_page(app)
     setup_appeals_page(app)
     app[LIVE_HUB] = LiveHub(app[SERVICES].db)

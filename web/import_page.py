@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +41,9 @@ async def import_page(request: web.Request) -> web.StreamResponse:
     return await _page(request)
 
 
-def _sweep(folder: Path, keep: set[str]) -> None:
+def _sweep(folder: Path, keep: set[str], now: float) -> None:
     for path in folder.iterdir():
-        if str(path) not in keep and path.stat().st_mtime < time.time() - STALE_UPLOAD:
+        if str(path) not in keep and path.stat().st_mtime < now - STALE_UPLOAD:
             path.unlink(missing_ok=True)
 
 
@@ -88,9 +87,8 @@ async def import_upload(request: web.Request) -> web.StreamResponse:
     me = await require_settings(request)
     services = request.app[SERVICES]
     folder = _folder(request)
-    running = {str(r["stored_path"]) for r in await services.db.fetchall(
-        "SELECT stored_path FROM import_runs WHERE state = 'running'")}
-    await asyncio.to_thread(_sweep, folder, running)
+    running = await mis_import.files_in_use(services.db)
+    await asyncio.to_thread(_sweep, folder, running, services.clock.now())
     stored = None
     if not request.content_type.startswith("multipart/"):
         return await _page(request, "Выберите файл и отправьте форму", status=400)

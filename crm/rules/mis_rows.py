@@ -15,8 +15,10 @@ from crm.rules.mis_fields import FIELDS
 
 NAME_MAX, TEXT_MAX, ID_MAX = 60, 2000, 64
 DEFAULT_MINUTES = 30
-_DATE_FORMATS = ("%d.%m.%Y", "%Y-%m-%d", "%d/%m/%Y")
-_TIME_FORMATS = ("%H:%M", "%H:%M:%S", "%H.%M")
+# strptime cost ~20 us a call (locale lookups): a third of a whole import's parsing
+_DAY_FIRST = re.compile(r"(\d{1,2})([./])(\d{1,2})\2(\d{4})")
+_YEAR_FIRST = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
+_TIME = re.compile(r"(\d{1,2}):(\d{1,2})(?::(\d{1,2}))?|(\d{1,2})\.(\d{1,2})")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _SEXES = {"м": "male", "муж": "male", "мужской": "male", "m": "male", "male": "male",
           "ж": "female", "жен": "female", "женский": "female", "f": "female", "female": "female"}
@@ -58,21 +60,22 @@ def _cell(cells: list[str], index: int) -> str:
 def parse_date(text: str) -> date:
     """``31.12.1980``, ``1980-12-31`` or ``31/12/1980`` (a time after it is ignored)."""
     head = text.strip().split(" ")[0].split("T")[0]
-    for fmt in _DATE_FORMATS:
-        try:
-            return datetime.strptime(head, fmt).date()
-        except ValueError:
-            continue
+    try:
+        if m := _DAY_FIRST.fullmatch(head):
+            return date(int(m[4]), int(m[3]), int(m[1]))
+        if m := _YEAR_FIRST.fullmatch(head):
+            return date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:
+        pass  # no such day (31.02)
     raise _Bad("дата не распознана (ожидается ДД.ММ.ГГГГ, ГГГГ-ММ-ДД или ДД/ММ/ГГГГ)")
 
 
 def parse_time(text: str) -> tuple[int, int]:
-    for fmt in _TIME_FORMATS:
-        try:
-            t = datetime.strptime(text.strip(), fmt)
-            return t.hour, t.minute
-        except ValueError:
-            continue
+    m = _TIME.fullmatch(text.strip())
+    if m:
+        hour, minute, second = (int(m[1]), int(m[2]), int(m[3] or 0)) if m[1] else (int(m[4]), int(m[5]), 0)
+        if hour < 24 and minute < 60 and second < 60:
+            return hour, minute
     raise _Bad("время не распознано (ожидается ЧЧ:ММ)")
 
 
@@ -188,7 +191,10 @@ def _appointment_field(name: str, value: str, out: dict[str, Any]) -> None:
     elif name == "comment":
         out[name] = value[:TEXT_MAX]
     elif name == "price":
-        out[name] = float(value.replace(" ", "").replace(",", ".")) if value else 0.0
+        price = float(value.replace(" ", "").replace(",", ".")) if value else 0.0
+        if not 0 <= price < 1e9:  # NaN and infinities fail this too
+            raise _Bad("стоимость должна быть числом от 0")
+        out[name] = price
     elif name == "created_at":
         out[name] = parse_moment(value) if value else None
 
@@ -245,6 +251,8 @@ def parse_row(kind: str, mapping: list[str], cells: list[str], line: int, today:
                 raise _Bad("нужны фамилия и имя")
             if out.get("guardian_external_id") == out["external_id"]:
                 raise _Bad("пациент указан представителем самого себя")
+            # mobile or landline, worked out here (in the import's parsing thread), not by the writer
+            out["phone_kinds"] = {e164: phones.kind(e164) for e164 in out.get("phones", [])}
         elif kind == "appointments":
             _finish_appointment(out)
     except _Bad as exc:

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p_tok.add_argument("action", choices=["create", "revoke"])
     p_tok.add_argument("name")
     p_tok.add_argument("--scope", action="append", dest="scopes",
-                       help="calls:read (default) or requests:write; repeat for both")
+                       help="calls:read (default), requests:write or mis:sync; repeat for several")
     p_tok.add_argument("--days", type=int, default=0, help="expires after N days (default: never)")
 
     p_demo = sub.add_parser("demo-call", help="place a demo call through the clinic's queue")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -27,13 +27,34 @@ def _check_readable(path: Path) -> int:
     return sum(1 for _ in stream)
 
 
-def _next_batch(stream: Iterator[tuple[int, list[str]]], size: int) -> list[tuple[int, list[str]]]:
-    batch = []
-    for item in stream:
-        batch.append(item)
+def _next_batch(stream: Iterator[tuple[int, list[str]]], size: int, kind: str, mapping: list[str],
+                today: date) -> list[Row | list[Rejection]]:
+    """The next rows read and parsed, in a worker thread (parsing phones is the import's main
+    cost; on the event loop it would delay calls and pages)."""
+    batch: list[Row | list[Rejection]] = []
+    for line, cells in stream:
+        batch.append(parse_row(kind, mapping, cells, line, today))
         if len(batch) >= size:
             break
     return batch
+
+
+async def _batches(path: Path, size: int, kind: str, mapping: list[str],
+                   today: date) -> AsyncIterator[list[Row | list[Rejection]]]:
+    """The file's rows parsed batch by batch, one batch ahead: the next is parsed in its thread
+    while this one is written (SQLite works without the GIL, so the two overlap)."""
+    _, stream = await asyncio.to_thread(import_files.rows, path)
+
+    def parse() -> asyncio.Future[list[Row | list[Rejection]]]:
+        return asyncio.ensure_future(asyncio.to_thread(_next_batch, stream, size, kind, mapping, today))
+
+    ahead = parse()
+    try:
+        while parsed := await ahead:
+            ahead = parse()
+            yield parsed
+    finally:
+        ahead.cancel()  # a stop: the batch being parsed is dropped (it is read again on resume)
 
 
 async def run_import(db: Database, run_id: int, *, today: date, time_zone: str, resume: bool = False,
@@ -50,18 +71,16 @@ async def run_import(db: Database, run_id: int, *, today: date, time_zone: str, 
     total = Counts()
     try:
         await asyncio.to_thread(_check_readable, path)
-        _, stream = await asyncio.to_thread(import_files.rows, path)
         adopt = await mis_import.adoptable(db) if kind == "patients" else None
         links: list[tuple[int, str, str]] = []
         accepted: set[str] = set()  # the file's patients (a dry run's representatives are among them)
         done = 0
-        while chunk := await asyncio.to_thread(_next_batch, stream, batch):
-            parsed = [parse_row(kind, mapping, cells, line, today) for line, cells in chunk]
+        async for parsed in _batches(path, batch, kind, mapping, today):
             links += [(p.line, p.values["external_id"], p.values["guardian_external_id"]) for p in parsed
                       if isinstance(p, Row) and p.values.get("guardian_external_id")]
             if kind == "patients" and dry_run:
                 accepted.update(p.values["external_id"] for p in parsed if isinstance(p, Row))
-            done += len(chunk)
+            done += len(parsed)
             if done <= skip:
                 continue  # committed before the stop
             rows = [p for p in parsed if isinstance(p, Row)]

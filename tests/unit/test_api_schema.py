@@ -51,7 +51,7 @@ class ThreadServer:
         db = app[SERVICES].db
         await load_demo(db)
         await users.create_user(db, "x", "pw-x-12345")
-        self.token = await tokens.create_token(db, "fuzz")
+        self.token = await tokens.create_token(db, "fuzz", ("calls:read", "mis:sync"))
 
     def __enter__(self) -> ThreadServer:
         self.thread.start()

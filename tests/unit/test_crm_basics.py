@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+import phonenumbers
 import pytest
 
 from crm import identify, patients, phones, shifts, users
@@ -18,6 +21,61 @@ from crm.db import Database
 ])
 def test_normalize(raw: str, e164: str | None) -> None:
     assert phones.normalize(raw) == e164
+
+
+def _by_the_library(raw: str) -> str | None:
+    """``normalize`` as it was before its fast path for Russian mobiles: the library alone."""
+    text = raw.strip()
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if not text.startswith("+"):
+        if len(digits) == 11 and digits[0] in "78":
+            text = "+7" + digits[1:]
+        elif len(digits) > 11:
+            text = "+" + digits
+    try:
+        number = phonenumbers.parse(text, "RU")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+_FORMS = ["8{}", "+7{}", "7{}", "8 ({}) {}-{}-{}", "+7 {} {}", "({})", "+8{}", "+ 7{}", "7-{}", "8.{}", "+{}",
+          "(8){}", "8{}x", "9{}", "+7({}){}", "+7 (8{}) {}", "8{}{}", " +7{} "]
+
+
+@pytest.mark.parametrize("form", _FORMS)
+def test_the_fast_path_for_russian_mobiles_agrees_with_the_library(form: str) -> None:
+    rnd = random.Random(form)
+    for first in "0123456789":
+        for second in "90123456789":
+            for _ in range(4):
+                digits = first + second + "".join(rnd.choice("0123456789") for _ in range(8))
+                if form.count("{}") == 4:
+                    raw = form.format(digits[:3], digits[3:6], digits[6:8], digits[8:])
+                elif form.count("{}") == 2:
+                    raw = form.format(digits[:3], digits[3:])
+                else:
+                    raw = form.format(digits)
+                assert phones.normalize(raw) == _by_the_library(raw), raw
+
+
+def test_kinds_of_plus_seven_numbers_agree_with_the_library() -> None:
+    rnd = random.Random(7)
+    for first in "0123456789":
+        for _ in range(300):
+            e164 = "+7" + first + "".join(rnd.choice("0123456789") for _ in range(9))
+            number = phonenumbers.parse(e164, None)
+            assert phones._e164_number(e164) == number, e164
+            if phonenumbers.region_code_for_number(number) != "RU":
+                expected = "foreign"
+            elif phonenumbers.number_type(number) in (phonenumbers.PhoneNumberType.MOBILE,
+                                                      phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE):
+                expected = "mobile"
+            else:
+                expected = "landline"
+            assert phones.kind(e164) == expected, e164
 
 
 def test_kinds() -> None:
