@@ -28,9 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from crm import import_files, mis_import  # noqa: E402
 from crm.db import Database  # noqa: E402
-from crm.rules import mis_fields  # noqa: E402
-from pbx.jobs.mis_import import run_import  # noqa: E402
-from tests.mis_export import (  # noqa: E402
+from crm.demo_export import (  # noqa: E402
     APPOINTMENT_HEADERS,
     DOCTOR_HEADERS,
     PATIENT_HEADERS,
@@ -40,6 +38,8 @@ from tests.mis_export import (  # noqa: E402
     write_csv,
     write_xlsx,
 )
+from crm.rules import mis_fields  # noqa: E402
+from pbx.jobs.mis_import import run_import  # noqa: E402
 
 TODAY = date(2026, 12, 7)
 TZ = "Europe/Moscow"

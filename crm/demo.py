@@ -12,6 +12,7 @@ from crm import callbacks, comments, patients, schedule, tags
 from crm.db import Database
 
 DEMO_SOURCE = "napopravku"
+DEMO_BRANCH = "Клиника «Улыбка» на Тверской"
 
 DEMO_PATIENTS = (
     ("Петрова", "Анна", "Сергеевна", "1985-03-14", ("+79161234567",)),
@@ -37,9 +38,8 @@ async def load_demo(db: Database, now: float | None = None, tz: str = "Europe/Mo
                                               phone_numbers=nums))
     async with db.transaction() as tx:
         branch = (await tx.execute(
-            "INSERT INTO branches (name, message_name, time_zone)"
-            " VALUES ('Клиника «Улыбка» на Тверской', 'Улыбка', 'Europe/Moscow')"
-        )).lastrowid
+            "INSERT INTO branches (name, message_name, time_zone) VALUES (?, 'Улыбка', 'Europe/Moscow')",
+            (DEMO_BRANCH,))).lastrowid
         # the demo's numbers route as the clinic's own would (crm.telephony): the main one rings
         # every reception phone, the second one rings them in order
         for did, channel, script, queue in (

@@ -35,6 +35,7 @@ from pbx.jobs.callback import CallbackService
 from pbx.jobs.confirmation_call import RobotCaller
 from pbx.jobs.escort import EscortService
 from pbx.jobs.mis_import import ImportService
+from pbx.jobs.webhooks import WebhookService
 from pbx.outbound.gateways import Gateway, make_gateway
 from pbx.outbound.mailer import SmtpMailer
 from pbx.outbound.tts import PromptCache, TtsError, load_phrases
@@ -266,10 +267,16 @@ def build_app(
         yield
         await services.imports.stop()
 
+    async def outgoing_webhooks(_: web.Application) -> AsyncIterator[None]:
+        services.webhooks = WebhookService(services.db, services.clock)
+        await services.webhooks.start(loop=run_escort)  # tests drive the passes by hand
+        yield
+        await services.webhooks.stop()
+
     # Asterisk first: a chain's branch whose centre is down at start still takes calls while
     # ``database`` waits for the centre (and its FastAGI names the callers meanwhile)
     app.cleanup_ctx.extend([embedded_asterisk, database, call_tracking, fastagi, ami, ari, robots, recordings,
-                            report_days, imports])
+                            report_days, imports, outgoing_webhooks])
     setup_web(app, settings)
     return app
 

@@ -27,6 +27,7 @@ from pbx.jobs.callback import CallbackService
 from pbx.jobs.confirmation_call import RobotCaller
 from pbx.jobs.escort import EscortService
 from pbx.jobs.mis_import import ImportService
+from pbx.jobs.webhooks import WebhookService
 from pbx.settings import Settings
 from pbx.version import VERSION
 from pbx.workers.asterisk_supervisor import AsteriskSupervisor
@@ -53,6 +54,7 @@ class Services:
     callbacks: CallbackService | None = None
     telephony: TelephonyWorker | None = None
     imports: ImportService | None = None  # the MIS imports (issue #33)
+    webhooks: WebhookService | None = None  # outgoing webhooks to the MIS (issue #33)
     clock: Clock = field(default_factory=SystemClock)
     started_at: float = field(default_factory=time.time)  # the counters in health count from here
 

@@ -41,6 +41,7 @@ from web import (
     setup_page,
     tag_prompt,
     telephony_page,
+    webhooks_page,
 )
 from web.api import setup_api
 from web.appeals_page import setup_appeals_page
@@ -201,6 +202,10 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_post(rf"/settings/import/{{id:{ROW_ID}}}", import_page.import_run_submit)
     app.router.add_get(rf"/settings/import/{{id:{ROW_ID}}}.json", import_page.import_run_status)
     app.router.add_get(rf"/settings/import/{{id:{ROW_ID}}}/rejected.csv", import_page.import_rejections_csv)
+    app.router.add_get("/settings/webhooks", webhooks_page.webhooks_page)
+    app.router.add_post("/settings/webhooks", webhooks_page.webhooks_save)
+    app.router.add_post(rf"/settings/webhooks/{{id:{ROW_ID}}}/resend", webhooks_page.webhook_resend)
+    app.router.add_get(rf"/settings/webhooks/{{id:{ROW_ID}}}.json", webhooks_page.webhook_payload)
     app.router.add_post("/settings/telephony", telephony_page.telephony_submit)
     app.router.add_get("/escort", escort_pages.campaign_page)
     app.router.add_post("/escort/settings", escort_pages.settings_submit)

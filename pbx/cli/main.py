@@ -184,8 +184,9 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
-    from crm import demo, users
+    from crm import users
     from crm.storage import database
+    from pbx.cli.demo_data import load_demo_clinic
 
     async def init() -> int:
         db = database(settings.db_location)
@@ -206,9 +207,8 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"login: {args.admin}   password: {password}   (shown once; also in {keep},"
                       " deleted at the first login)")
             if args.demo:
-                added = await demo.load_demo(db, tz=settings.time_zone)
-                if added:
-                    print(f"demo clinic: {added} patients added")
+                for line in await load_demo_clinic(db, settings, time.time()):
+                    print(line)
             else:  # a real clinic: the panel leads the set-up, step by step, each verified live
                 print("next: log in and open /setup (provider, numbers, desk phones, queues, users)")
         finally:

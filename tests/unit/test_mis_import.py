@@ -16,10 +16,7 @@ import pytest
 
 from crm import escort, identify, import_files, mis_import
 from crm.db import Database
-from crm.rules import mis_fields, mis_rows
-from crm.rules.mis_rows import Rejection, Row, guardian_cycle, parse_row
-from pbx.jobs.mis_import import run_import
-from tests.mis_export import (
+from crm.demo_export import (
     APPOINTMENT_HEADERS,
     DOCTOR_HEADERS,
     PATIENT_HEADERS,
@@ -29,6 +26,9 @@ from tests.mis_export import (
     write_csv,
     write_xlsx,
 )
+from crm.rules import mis_fields, mis_rows
+from crm.rules.mis_rows import Rejection, Row, guardian_cycle, parse_row
+from pbx.jobs.mis_import import run_import
 
 TODAY = date(2026, 12, 7)
 TZ = "Europe/Moscow"

@@ -1,7 +1,8 @@
 """A generated export of a clinic's MIS, as IDENT or Инфоклиника write theirs: patients (a child
 in every ten, represented by the previous patient and sharing her mobile), doctors and
-appointments around a given day; as CSV in Windows-1251 with ``;`` or as XLSX. Used by the
-import's tests and by ``bench/mis_import.py``."""
+appointments around a given day; as CSV in Windows-1251 with ``;`` or as XLSX. The demo clinic
+is loaded through the import from it (``clinic-pbx init --demo``); the import's tests and
+``bench/mis_import.py`` use it too."""
 
 from __future__ import annotations
 
