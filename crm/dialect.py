@@ -108,6 +108,7 @@ _TRIGGER = re.compile(
     r"^CREATE\s+TRIGGER\s+(?P<name>\w+)\s+(?P<when>BEFORE|AFTER)\s+(?P<event>INSERT|DELETE|UPDATE(?:\s+OF\s+[\w\s,]+?)?)"
     r"\s+ON\s+(?P<table>\w+)\s*(?:WHEN\s+(?P<cond>.*?))?\s*BEGIN\b(?P<body>.*)\bEND$",
     re.IGNORECASE | re.DOTALL)
+_DROP_TRIGGER = re.compile(r"^DROP\s+TRIGGER\s+IF\s+EXISTS\s+(\w+)\s*;?$", re.IGNORECASE)
 _RAISE = re.compile(r"SELECT\s+RAISE\(\s*ABORT\s*,\s*('(?:[^']|'')*')\s*\)", re.IGNORECASE)
 
 
@@ -123,6 +124,10 @@ def _types(ddl: str) -> str:
 def migration(stmt: str) -> list[str]:
     """A migration's statement (as ``crm.db.split_sql`` cut it) as PostgreSQL statements: a
     trigger becomes its function and the trigger that runs it for each row."""
+    if drop := _DROP_TRIGGER.match(stmt.strip()):
+        # PostgreSQL names the table in DROP TRIGGER; the trigger's function (ours: its name
+        # with ``_fn``) takes its trigger with it
+        return [f"DROP FUNCTION IF EXISTS {drop.group(1)}_fn() CASCADE"]
     m = _TRIGGER.match(stmt.strip())
     if m is None:
         head = stmt.lstrip().upper()

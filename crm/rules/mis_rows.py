@@ -260,6 +260,13 @@ def parse_row(kind: str, mapping: list[str], cells: list[str], line: int, today:
     return Row(line, out)
 
 
+def parse_rows(kind: str, mapping: list[str], today: date,
+               rows: list[tuple[int, list[str]]]) -> list[Row | list[Rejection]]:
+    """A batch of (line, cells): what ``parse_row`` makes of each (a module-level function, so
+    that a worker process can be handed it)."""
+    return [parse_row(kind, mapping, cells, line, today) for line, cells in rows]
+
+
 def guardian_cycle(guardian_of: dict[str, str], ward: str, guardian: str) -> bool:
     """Would making ``guardian`` the representative of ``ward`` close a loop (A represents B who
     represents A)? ``guardian_of`` maps a ward's MIS id to its representative's."""

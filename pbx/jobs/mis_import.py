@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -16,9 +18,10 @@ from crm import import_files, mis_import
 from crm.db import Database
 from crm.mis_appointments import apply_appointments
 from crm.mis_import import BATCH, Counts
-from crm.rules.mis_rows import Rejection, Row, parse_row
+from crm.rules.mis_rows import Rejection, Row, parse_rows
 
 log = logging.getLogger(__name__)
+PARSER_PROCESS_ROWS = 20_000  # from this many rows a file is parsed in a process of its own
 
 
 def _check_readable(path: Path) -> int:
@@ -27,34 +30,43 @@ def _check_readable(path: Path) -> int:
     return sum(1 for _ in stream)
 
 
-def _next_batch(stream: Iterator[tuple[int, list[str]]], size: int, kind: str, mapping: list[str],
-                today: date) -> list[Row | list[Rejection]]:
-    """The next rows read and parsed, in a worker thread (parsing phones is the import's main
-    cost; on the event loop it would delay calls and pages)."""
-    batch: list[Row | list[Rejection]] = []
-    for line, cells in stream:
-        batch.append(parse_row(kind, mapping, cells, line, today))
+def _read_batch(stream: Iterator[tuple[int, list[str]]], size: int) -> list[tuple[int, list[str]]]:
+    batch = []
+    for item in stream:
+        batch.append(item)
         if len(batch) >= size:
             break
     return batch
 
 
-async def _batches(path: Path, size: int, kind: str, mapping: list[str],
-                   today: date) -> AsyncIterator[list[Row | list[Rejection]]]:
-    """The file's rows parsed batch by batch, one batch ahead: the next is parsed in its thread
-    while this one is written (SQLite works without the GIL, so the two overlap)."""
+async def _batches(path: Path, size: int, kind: str, mapping: list[str], today: date,
+                   rows: int) -> AsyncIterator[list[Row | list[Rejection]]]:
+    """The file's rows parsed batch by batch, one batch ahead: the next is read and parsed while
+    this one is written. Parsing (the phone library above all) is most of an import's Python
+    work: off the event loop always, and for a big file in a process of its own, so that it runs
+    beside the writing instead of taking turns with it for the interpreter's lock."""
     _, stream = await asyncio.to_thread(import_files.rows, path)
+    pool = (ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            if rows >= PARSER_PROCESS_ROWS else None)
+    loop = asyncio.get_running_loop()
 
-    def parse() -> asyncio.Future[list[Row | list[Rejection]]]:
-        return asyncio.ensure_future(asyncio.to_thread(_next_batch, stream, size, kind, mapping, today))
+    async def next_batch() -> list[Row | list[Rejection]]:
+        chunk = await asyncio.to_thread(_read_batch, stream, size)
+        if not chunk:
+            return []
+        if pool is None:
+            return await asyncio.to_thread(parse_rows, kind, mapping, today, chunk)
+        return await loop.run_in_executor(pool, parse_rows, kind, mapping, today, chunk)
 
-    ahead = parse()
+    ahead = asyncio.ensure_future(next_batch())
     try:
         while parsed := await ahead:
-            ahead = parse()
+            ahead = asyncio.ensure_future(next_batch())
             yield parsed
     finally:
         ahead.cancel()  # a stop: the batch being parsed is dropped (it is read again on resume)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def run_import(db: Database, run_id: int, *, today: date, time_zone: str, resume: bool = False,
@@ -70,12 +82,12 @@ async def run_import(db: Database, run_id: int, *, today: date, time_zone: str, 
         await mis_import.start_run(db, run_id, mapping, dry_run)
     total = Counts()
     try:
-        await asyncio.to_thread(_check_readable, path)
+        rows = await asyncio.to_thread(_check_readable, path)
         adopt = await mis_import.adoptable(db) if kind == "patients" else None
         links: list[tuple[int, str, str]] = []
         accepted: set[str] = set()  # the file's patients (a dry run's representatives are among them)
         done = 0
-        async for parsed in _batches(path, batch, kind, mapping, today):
+        async for parsed in _batches(path, batch, kind, mapping, today, rows):
             links += [(p.line, p.values["external_id"], p.values["guardian_external_id"]) for p in parsed
                       if isinstance(p, Row) and p.values.get("guardian_external_id")]
             if kind == "patients" and dry_run:

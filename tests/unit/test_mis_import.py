@@ -28,6 +28,7 @@ from crm.demo_export import (
 )
 from crm.rules import mis_fields, mis_rows
 from crm.rules.mis_rows import Rejection, Row, guardian_cycle, parse_row
+from pbx.jobs import mis_import as jobs_mis_import
 from pbx.jobs.mis_import import run_import
 
 TODAY = date(2026, 12, 7)
@@ -168,8 +169,12 @@ async def test_doctors_and_appointments_reach_the_confirmation_robot(crm_db: Dat
     appts = list(appointment_rows(600, 50, 3, TODAY))
     appts.append(["A999", "P404", "D1", "08.12.2026", "10:00", "30", "Запланирован", ""])
     path = write_xlsx(tmp_path / "a.xlsx", APPOINTMENT_HEADERS, iter(appts))
+    marks = "SELECT (SELECT COUNT(*) FROM report_dirty), (SELECT epoch FROM appeal_meta WHERE id = 1)"
+    before = tuple(await crm_db.fetchone(marks))  # type: ignore[arg-type]
     a = await _import(crm_db, path, "appointments", batch=128)
     assert (a["inserted"], a["rejected"]) == (600, 1)
+    # no booking times, no calls: no stored report or appeal day to redo (migration 0037)
+    assert tuple(await crm_db.fetchone(marks)) == before  # type: ignore[arg-type]
     assert (await mis_import.rejections(crm_db, a["id"]))[0][2].startswith("нет пациента с ID P404")
     again = await _import(crm_db, path, "appointments")
     assert (again["inserted"], again["updated"], again["unchanged"]) == (0, 0, 600)
@@ -200,6 +205,16 @@ async def test_a_stopped_import_resumes_after_its_last_batch(crm_db: Database, t
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(mis_import, "apply_patients", stops_at_the_fourth)
+    # a big file's rows are parsed in a process of their own: that path, stopped and resumed
+    pools: list[object] = []
+
+    class CountedPool(jobs_mis_import.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args, **kwargs)
+            pools.append(self)
+
+    monkeypatch.setattr(jobs_mis_import, "PARSER_PROCESS_ROWS", 500)
+    monkeypatch.setattr(jobs_mis_import, "ProcessPoolExecutor", CountedPool)
     with pytest.raises(asyncio.CancelledError):
         await run_import(crm_db, run_id, today=TODAY, time_zone=TZ, resume=True, batch=100)
     stopped = await mis_import.get_run(crm_db, run_id)
@@ -209,6 +224,7 @@ async def test_a_stopped_import_resumes_after_its_last_batch(crm_db: Database, t
     await run_import(crm_db, run_id, today=TODAY, time_zone=TZ, resume=True, batch=100)
     run = await mis_import.get_run(crm_db, run_id)
     assert run is not None and (run["state"], run["inserted"], run["rows_done"]) == ("done", 1000, 1000)
+    assert len(pools) == 2
     assert await _count(crm_db, "patients") == 1000 and await _count(crm_db, "guardianships") == 100
 
 
