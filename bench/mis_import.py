@@ -2,7 +2,8 @@
 ten, represented by the previous patient) with 300,000 appointments for 200 doctors, as CSV in
 Windows-1251 with ``;`` (or XLSX), through the server's own path (``pbx.jobs.mis_import``).
 
-The import runs in a child process, so its peak memory (ru_maxrss) is the import's own. Beside
+The import runs in a child process, so its peak memory (ru_maxrss) is the import's own; a big
+file's rows are parsed in a process of the import's own, whose peak is printed too. Beside
 it, a probe commits one small row every 50 ms (20 calls a second) on the same writer, as a call would: its p99 and
 max latency show how long the import holds the writer. The baseline is the bare read of the
 same files (decode + split, no parsing, no writes) in the same run.
@@ -26,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from crm import import_files, mis_import  # noqa: E402
+from crm import import_files  # noqa: E402
 from crm.db import Database  # noqa: E402
 from crm.demo_export import (  # noqa: E402
     APPOINTMENT_HEADERS,
@@ -38,8 +39,7 @@ from crm.demo_export import (  # noqa: E402
     write_csv,
     write_xlsx,
 )
-from crm.rules import mis_fields  # noqa: E402
-from pbx.jobs.mis_import import run_import  # noqa: E402
+from pbx.jobs.mis_import import import_file  # noqa: E402
 
 TODAY = date(2026, 12, 7)
 TZ = "Europe/Moscow"
@@ -66,15 +66,9 @@ async def probe(db: Database, stop: asyncio.Event, out: list[float]) -> None:
 
 
 async def import_one(db: Database, path: Path, kind: str) -> tuple[float, dict]:
-    info, _ = import_files.preview(path)
-    mapping = mis_fields.guess_mapping(kind, info.headers)
-    run_id = await mis_import.create_run(db, kind, path.name, str(path), info.headers, mapping,
-                                         info.rows_estimate, None)
-    await mis_import.start_run(db, run_id, mapping, False)
     started = time.perf_counter()
-    await run_import(db, run_id, today=TODAY, time_zone=TZ)
-    run = await mis_import.get_run(db, run_id)
-    return time.perf_counter() - started, dict(run or {})
+    run = await import_file(db, path, kind, today=TODAY, time_zone=TZ)
+    return time.perf_counter() - started, run
 
 
 async def child(folder: Path, files: dict[str, str]) -> None:
@@ -101,6 +95,7 @@ async def child(folder: Path, files: dict[str, str]) -> None:
     figures["probe"] = {"commits": len(waits), "p50_ms": statistics.median(waits) * 1000,
                         "p99_ms": waits[int(len(waits) * 0.99)] * 1000, "max_ms": waits[-1] * 1000}
     figures["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["parser_peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # its parsing process
     print(json.dumps(figures))
 
 
@@ -138,7 +133,8 @@ def main() -> None:
         print(f"  {kind:13s} {sizes[kind]:6.1f} MB  import {f['seconds']:6.2f} s  bare read {bare[kind]:5.2f} s"
               f"  ratio {f['seconds'] / max(bare[kind], 1e-9):5.1f}x  {f['state']}, inserted {f['inserted']},"
               f" rejected {f['rejected']}")
-    print(f"  first import in all: {total:.1f} s; peak memory of the importing process {figures['peak_mb']:.0f} MB")
+    print(f"  first import in all: {total:.1f} s; peak memory of the importing process {figures['peak_mb']:.0f} MB,"
+          f" of its parsing process {figures['parser_peak_mb']:.0f} MB")
     again = figures["again"]
     print("  the same files again: " + ", ".join(
         f"{k} {v['seconds']:.1f} s (inserted {v['inserted']}, updated {v['updated']}, unchanged {v['unchanged']})"

@@ -8,6 +8,7 @@ made today (issue #33)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,18 +29,27 @@ async def _by_external(tx: Any, table: str, columns: str, ids: set[str]) -> dict
     return {str(r[0]): tuple(r[1:]) for r in rows}
 
 
+@lru_cache(maxsize=65536)
+def _moment(naive: datetime, tz: ZoneInfo) -> tuple[str, float]:
+    """A wall time in ``tz`` as stored: its text and epoch seconds. A schedule repeats the same
+    times day after day: worked out once each (zone arithmetic is the import's costliest step
+    after the phones)."""
+    aware = naive.replace(tzinfo=tz)
+    return wall(aware), aware.timestamp()
+
+
 def _wanted(v: dict[str, Any], patient: int, doctor: int, branch: int | None, tz: ZoneInfo,
             current: dict[str, Any] | None) -> dict[str, Any]:
-    starts = v["starts_at"].replace(tzinfo=tz)
-    ends = starts + timedelta(minutes=v["minutes"])
+    starts_at, starts_ts = _moment(v["starts_at"], tz)
+    ends_at, ends_ts = _moment(v["starts_at"] + timedelta(minutes=v["minutes"]), tz)
     created = v.get("created_at")
     keep = current or {"status": "unconfirmed", "comment": "", "price": 0.0, "created_ts": 0.0}
     return {
         "patient_id": patient, "doctor_id": doctor, "branch_id": branch,
-        "starts_at": wall(starts), "ends_at": wall(ends), "starts_ts": starts.timestamp(), "ends_ts": ends.timestamp(),
+        "starts_at": starts_at, "ends_at": ends_at, "starts_ts": starts_ts, "ends_ts": ends_ts,
         "status": v.get("status", keep["status"]), "comment": v.get("comment", keep["comment"]),
         "price": v.get("price", keep["price"]),
-        "created_ts": created.replace(tzinfo=tz).timestamp() if isinstance(created, datetime) else keep["created_ts"],
+        "created_ts": _moment(created, tz)[1] if isinstance(created, datetime) else keep["created_ts"],
     }
 
 
@@ -54,6 +64,7 @@ async def apply_appointments(db: Database, run_id: int | None, rows: list[Row], 
         branches = {int(r[0]): (str(r[1]), str(r[2] or default_tz)) for r in await (await tx.execute(
             "SELECT id, name, time_zone FROM branches")).fetchall()}
         by_name = {name.lower(): bid for bid, (name, _) in branches.items()}
+        zones = {name: ZoneInfo(name) for name in {default_tz, *(z for _, z in branches.values())}}
         inserts: dict[str, dict[str, Any]] = {}  # MIS id -> values
         updates: dict[int, dict[str, Any]] = {}  # appointment id -> values
         for row in rows:
@@ -73,7 +84,7 @@ async def apply_appointments(db: Database, run_id: int | None, rows: list[Row], 
                 continue
             doctor_id, doctor_branch = doctors[v["doctor_external_id"]]
             branch = by_name[v["branch"].lower()] if v.get("branch") else doctor_branch
-            tz = ZoneInfo(branches[branch][1] if branch in branches else default_tz)
+            tz = zones[branches[branch][1] if branch in branches else default_tz]
             found = existing.get(v["external_id"])
             current = dict(zip(_COMPARED, found[1:], strict=True)) if found else None
             wanted = _wanted(v, int(patients[v["patient_external_id"]][0]), int(doctor_id), branch, tz, current)

@@ -30,7 +30,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     from crm import import_files, mis_import
     from crm.rules import mis_fields
     from crm.storage import database
-    from pbx.jobs.mis_import import run_import
+    from pbx.jobs.mis_import import import_file
 
     try:
         info, _ = import_files.preview(args.file)
@@ -56,14 +56,10 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
                 return 1
             if not args.dry_run:
                 await mis_import.remember_mapping(db, args.kind, mis_fields.remembered_from(info.headers, mapping))
-            run_id = await mis_import.create_run(db, args.kind, args.file.name, str(args.file.resolve()), info.headers,
-                                                 mapping, info.rows_estimate, None)
-            await mis_import.start_run(db, run_id, mapping, args.dry_run)
             today = datetime.now(ZoneInfo(settings.time_zone)).date()
-            await run_import(db, run_id, today=today, time_zone=settings.time_zone)
-            result = await mis_import.get_run(db, run_id)
-            refused = await mis_import.rejections(db, run_id)
-            assert result is not None
+            result = await import_file(db, args.file, args.kind, today=today, time_zone=settings.time_zone,
+                                       mapping=mapping, dry_run=args.dry_run)
+            refused = await mis_import.rejections(db, result["id"])
             for line, column, reason in refused[:20]:
                 print(f"  строка {line}: {column + ': ' if column else ''}{reason}")
             if len(refused) > 20:

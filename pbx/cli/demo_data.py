@@ -13,7 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from crm import demo, demo_month, import_files, mis_import
+from crm import demo, demo_month
 from crm.db import Database
 from crm.demo_export import (
     APPOINTMENT_HEADERS,
@@ -24,24 +24,14 @@ from crm.demo_export import (
     patient_rows,
     write_csv,
 )
-from crm.rules import mis_fields
 from crm.rules.mis_rows import parse_date
-from pbx.jobs.mis_import import run_import
+from pbx.jobs.mis_import import import_file
 from pbx.settings import Settings
 
 log = logging.getLogger(__name__)
 PATIENTS, DOCTORS, APPOINTMENTS = 300, 4, 600
 CONVERSATION = ("Клиника Улыбка, администратор Ольга, здравствуйте. Здравствуйте, я хотела бы записаться к"
                 " стоматологу на следующей неделе. Конечно, есть время во вторник в десять утра.")
-
-
-async def _import(db: Database, path: Path, kind: str, today: date, tz: str) -> None:
-    info, _ = import_files.preview(path)
-    mapping = mis_fields.guess_mapping(kind, info.headers)
-    run_id = await mis_import.create_run(db, kind, path.name, str(path), info.headers, mapping, info.rows_estimate,
-                                         None)
-    await mis_import.start_run(db, run_id, mapping, False)
-    await run_import(db, run_id, today=today, time_zone=tz)
 
 
 async def import_demo_export(db: Database, today: date, tz: str) -> None:
@@ -56,7 +46,7 @@ async def import_demo_export(db: Database, today: date, tz: str) -> None:
             "appointments": write_csv(folder / "приёмы.csv", APPOINTMENT_HEADERS, iter(past)),
         }
         for kind, path in files.items():
-            await _import(db, path, kind, today, tz)
+            await import_file(db, path, kind, today=today, time_zone=tz)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

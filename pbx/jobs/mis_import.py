@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from crm import import_files, mis_import
 from crm.db import Database
 from crm.mis_appointments import apply_appointments
 from crm.mis_import import BATCH, Counts
+from crm.rules import mis_fields
 from crm.rules.mis_rows import Rejection, Row, parse_rows
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,22 @@ async def run_import(db: Database, run_id: int, *, today: date, time_zone: str, 
     assert run is not None
     await mis_import.finish_run(db, run_id, "done", summary(run))
     return total
+
+
+async def import_file(db: Database, path: Path, kind: str, *, today: date, time_zone: str,
+                      mapping: list[str] | None = None, dry_run: bool = False, batch: int = BATCH) -> dict[str, Any]:
+    """A file imported start to end (the CLI, the demo, the bench): a run with the given
+    mapping or the one guessed from its headers; returns the finished run."""
+    info, _ = await asyncio.to_thread(import_files.preview, path)
+    stored = await asyncio.to_thread(path.resolve)
+    mapping = mapping or mis_fields.guess_mapping(kind, info.headers)
+    run_id = await mis_import.create_run(db, kind, path.name, str(stored), info.headers, mapping,
+                                         info.rows_estimate, None)
+    await mis_import.start_run(db, run_id, mapping, dry_run)
+    await run_import(db, run_id, today=today, time_zone=time_zone, batch=batch)
+    run = await mis_import.get_run(db, run_id)
+    assert run is not None
+    return run
 
 
 def summary(run: dict[str, object]) -> str:

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from crm import escort, import_files, mis_import, schedule
+from crm import escort, schedule
 from crm.clock import SettableClock
 from crm.demo import DEMO_BRANCH, load_demo
 from crm.demo_export import PATIENT_HEADERS, write_csv
-from crm.rules import mis_fields
 from crm.rules.escort import EscortSettings
-from pbx.jobs.mis_import import run_import
+from pbx.jobs.mis_import import import_file
 from pbx.outbound.sipp import NEVER
 from tests.integration.test_call_scenarios import RINGALL, incoming
 from tests.integration.test_robot import CALL_DAY, _campaign, robot_settings, start_app  # noqa: F401
@@ -34,14 +33,8 @@ ROWS = [
 
 
 async def _import(db, path: Path, kind: str = "patients", today: date = date(2026, 12, 7)) -> None:
-    info, _ = import_files.preview(path)
-    mapping = mis_fields.guess_mapping(kind, info.headers)
-    run_id = await mis_import.create_run(db, kind, path.name, str(path), info.headers, mapping,
-                                         info.rows_estimate, None)
-    await mis_import.start_run(db, run_id, mapping, False)
-    await run_import(db, run_id, today=today, time_zone="Europe/Moscow")
-    run = await mis_import.get_run(db, run_id)
-    assert run is not None and run["state"] == "done" and run["rejected"] == 0, run
+    run = await import_file(db, path, kind, today=today, time_zone="Europe/Moscow")
+    assert run["state"] == "done" and run["rejected"] == 0, run
 
 
 async def test_an_imported_patient_is_named_on_the_desk_phone(server, tmp_path: Path) -> None:

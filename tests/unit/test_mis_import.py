@@ -29,7 +29,7 @@ from crm.demo_export import (
 from crm.rules import mis_fields, mis_rows
 from crm.rules.mis_rows import Rejection, Row, guardian_cycle, parse_row
 from pbx.jobs import mis_import as jobs_mis_import
-from pbx.jobs.mis_import import run_import
+from pbx.jobs.mis_import import import_file, run_import
 
 TODAY = date(2026, 12, 7)
 TZ = "Europe/Moscow"
@@ -85,14 +85,7 @@ def test_guardian_cycles_are_found() -> None:
 
 
 async def _import(db: Database, path: Path, kind: str, *, dry_run: bool = False, batch: int = 1000) -> dict:
-    info, _ = import_files.preview(path)
-    mapping = mis_fields.guess_mapping(kind, info.headers)
-    run_id = await mis_import.create_run(db, kind, path.name, str(path), info.headers, mapping, info.rows_estimate, None)
-    await mis_import.start_run(db, run_id, mapping, dry_run)
-    await run_import(db, run_id, today=TODAY, time_zone=TZ, batch=batch)
-    run = await mis_import.get_run(db, run_id)
-    assert run is not None
-    return run
+    return await import_file(db, path, kind, today=TODAY, time_zone=TZ, dry_run=dry_run, batch=batch)
 
 
 async def _count(db: Database, table: str) -> int:
