@@ -133,18 +133,22 @@ async def collect(db: Database, now: float) -> int:
     stored = await clinic_settings.get(db, CURSORS)
     cursors = dict(stored or _start(await _heads(db)))
     added = 0
+    heads: dict[str, float] | None = None
     for event, source in _SOURCES.items():
+        if event not in cfg["events"]:  # not wanted: nothing read, and switched on later it starts then
+            heads = heads or await _heads(db)
+            cursors[event] = cursors[f"floor:{event}"] = heads[event]
+            continue
         found = await source(db, float(cursors.get(event, 0)), float(cursors.get(f"floor:{event}", 0)))
         if not found:
             continue
-        if event in cfg["events"]:
-            async with db.transaction() as tx:
-                for key, occurred, data in found:
-                    cur = await tx.execute(
-                        "INSERT INTO webhook_deliveries (event, event_key, payload, created_ts, next_ts)"
-                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
-                        (event, key, rules.envelope(event, key, occurred, data), now, now))
-                    added += max(0, cur.rowcount or 0)
+        async with db.transaction() as tx:
+            for key, occurred, data in found:
+                cur = await tx.execute(
+                    "INSERT INTO webhook_deliveries (event, event_key, payload, created_ts, next_ts)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
+                    (event, key, rules.envelope(event, key, occurred, data), now, now))
+                added += max(0, cur.rowcount or 0)
         cursors[event] = max(float(cursors.get(event, 0)), max(_position(event, key, occ) for key, occ, _ in found))
     if cursors != stored:  # a quiet pass writes nothing
         await clinic_settings.put(db, CURSORS, cursors)
