@@ -158,9 +158,33 @@ async def sync_patients(db: Database, items: list[tuple[str, Any]], today: date)
     return results
 
 
+async def _with_known_visit(db: Database, items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """A known appointment changed in part (its status, say) keeps its patient, doctor, time and
+    length: a row must have them."""
+    ids = [ext for ext, body in items if isinstance(body, dict)]
+    if not ids:
+        return items
+    known = {str(r[0]): r for r in await db.fetchall(
+        "SELECT a.external_id, p.external_id, d.external_id, a.starts_at, a.starts_ts, a.ends_ts FROM appointments a"
+        " JOIN patients p ON p.id = a.patient_id JOIN doctors d ON d.id = a.doctor_id"
+        f" WHERE a.external_id IN ({','.join('?' * len(ids))})", ids)}
+    out = []
+    for ext, body in items:
+        r = known.get(ext)
+        if r is not None and isinstance(body, dict):
+            stored: dict[str, Any] = {"patient_external_id": r[1], "doctor_external_id": r[2]}
+            if not {"starts_at", "date", "time"} & body.keys():
+                stored["starts_at"] = r[3]
+                if not {"minutes", "ends_at"} & body.keys():
+                    stored["minutes"] = round((float(r[5]) - float(r[4])) / 60)
+            body = {**{k: v for k, v in stored.items() if k not in body}, **body}
+        out.append((ext, body))
+    return out
+
+
 async def sync_appointments(db: Database, items: list[tuple[str, Any]], today: date,
                             time_zone: str) -> list[ItemResult]:
-    results, rows = _parse_all("appointments", items, today)
+    results, rows = _parse_all("appointments", await _with_known_visit(db, items), today)
     for result, row in zip(results, rows, strict=True):
         if row is None:
             continue

@@ -121,6 +121,14 @@ async def test_appointments_by_the_mis_ids_of_patient_and_doctor(client: TestCli
     read = await (await client.get("/api/v1/appointments/A-1", headers=client.sync)).json()  # type: ignore[attr-defined]
     assert (read["starts_at"], read["ends_at"], read["status"], read["price"], read["source"]) == (
         "2026-12-20T10:30", "2026-12-20T11:15", "confirmed", 2500.5, "import")
+    # a status alone: the rest of the visit stays as it was
+    r = await client.put("/api/v1/appointments/A-1", json={"status": "Пришёл"}, headers=client.sync)  # type: ignore[attr-defined]
+    assert r.status == 200 and (await r.json())["result"] == "updated"
+    read = await (await client.get("/api/v1/appointments/A-1", headers=client.sync)).json()  # type: ignore[attr-defined]
+    assert (read["starts_at"], read["ends_at"], read["status"], read["price"]) == (
+        "2026-12-20T10:30", "2026-12-20T11:15", "completed", 2500.5)
+    r = await client.put("/api/v1/appointments/A-2", json={"status": "Пришёл"}, headers=client.sync)  # type: ignore[attr-defined]
+    assert r.status == 422  # an unknown one needs its patient, doctor and time
     r = await client.put("/api/v1/appointments/A-2", json={**body, "doctor_external_id": "D-404"}, headers=client.sync)  # type: ignore[attr-defined]
     assert r.status == 422 and (await r.json())["errors"][0]["field"] == "doctor_external_id"
     r = await client.put("/api/v1/appointments/A-2", json={**body, "price": "NaN"}, headers=client.sync)  # type: ignore[attr-defined]
