@@ -62,7 +62,8 @@ class WebhookService(JobLoop):
             async with self._session.post(cfg["url"], data=body, headers=headers, allow_redirects=False) as response:
                 status = response.status
                 if not rules.delivered(status):
-                    error = (await response.text(errors="replace"))[:200]
+                    # the start of its answer only: a receiver's error page may be any size
+                    error = (await response.content.read(200)).decode(errors="replace")
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
         state = await webhooks.settle(self.db, int(delivery["id"]), int(delivery["attempts"]), status, error,
