@@ -336,22 +336,25 @@ async def link_guardians(db: Database, links: list[tuple[int, str, str]], dry_ru
     return refused
 
 
+async def _guardian_ids(tx: Any, patient_ids: list[int]) -> dict[int, int]:
+    """Patient -> the guardian record that stands for them."""
+    rows = await (await tx.execute(f"SELECT patient_id, id FROM guardians WHERE patient_id IN"
+                                   f" ({','.join('?' * len(patient_ids))})", patient_ids)).fetchall()
+    return {int(r[0]): int(r[1]) for r in rows}
+
+
 async def _link(tx: Any, pairs: list[tuple[int, int]]) -> None:
     """Wards to representatives who are patients: each representative's guardian record (made
     once, with the patient's numbers so that their call is known as a guardian's)."""
     patient_ids = sorted({g for _, g in pairs})
-    marks = ",".join("?" * len(patient_ids))
-    gid_of = {int(r[0]): int(r[1]) for r in await (await tx.execute(
-        f"SELECT patient_id, id FROM guardians WHERE patient_id IN ({marks})", patient_ids)).fetchall()}
+    gid_of = await _guardian_ids(tx, patient_ids)
     missing = [pid for pid in patient_ids if pid not in gid_of]
     if missing:
         cards = await _cards_by_id(tx, missing)
         await tx.executemany("INSERT INTO guardians (full_name, patient_id) VALUES (?, ?)",
                              [(" ".join(p for p in (c["last_name"], c["first_name"], c["middle_name"]) if p), pid)
                               for pid, c in cards.items()])
-        marks = ",".join("?" * len(missing))
-        made = {int(r[0]): int(r[1]) for r in await (await tx.execute(
-            f"SELECT patient_id, id FROM guardians WHERE patient_id IN ({marks})", missing)).fetchall()}
+        made = await _guardian_ids(tx, missing)
         gid_of |= made
         await tx.executemany("INSERT INTO contact_phones (e164, owner_kind, owner_id) VALUES (?, 'guardian', ?)"
                              " ON CONFLICT DO NOTHING",

@@ -124,16 +124,15 @@ async def _ids(db: Database, table: str, ids: list[str]) -> dict[str, int]:
 async def _with_known_names(db: Database, items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     """An item that changes a known patient without naming them (only the numbers, say) keeps
     the card's name: a row must have one."""
-    unnamed = [ext for ext, body in items if isinstance(body, dict)
-               and not ({"last_name", "first_name", "full_name"} & body.keys())]
+    names_given = {"last_name", "first_name", "full_name"}
+    unnamed = {ext for ext, body in items if isinstance(body, dict) and not names_given & body.keys()}
     if not unnamed:
         return items
     names = {str(r[0]): (r[1], r[2]) for r in await db.fetchall(
         f"SELECT external_id, last_name, first_name FROM patients WHERE external_id IN ({','.join('?' * len(unnamed))})",
-        unnamed)}
-    return [(ext, {"last_name": names[ext][0], "first_name": names[ext][1], **body} if ext in names
-             and isinstance(body, dict) and not ({"last_name", "first_name", "full_name"} & body.keys()) else body)
-            for ext, body in items]
+        sorted(unnamed))}
+    return [(ext, {"last_name": names[ext][0], "first_name": names[ext][1], **body}
+             if ext in unnamed and ext in names else body) for ext, body in items]
 
 
 async def sync_patients(db: Database, items: list[tuple[str, Any]], today: date) -> list[ItemResult]:

@@ -124,10 +124,10 @@ _SOURCES = {"call_finished": _calls, "appointment_booked": _bookings, "robot_out
             "request_closed": _closed}
 
 
-async def collect(db: Database, now: float) -> int:
+async def collect(db: Database, now: float, cfg: dict[str, Any] | None = None) -> int:
     """New events into the delivery log (the enabled ones); every cursor moves on. Returns how
-    many were added."""
-    cfg = await config(db)
+    many were added. ``cfg``: the receiver's settings when the caller has read them already."""
+    cfg = cfg or await config(db)
     if not cfg["enabled"] or not cfg["url"]:
         return 0
     stored = await clinic_settings.get(db, CURSORS)

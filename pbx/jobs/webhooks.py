@@ -43,10 +43,10 @@ class WebhookService(JobLoop):
             await self._session.close()
 
     async def work(self) -> None:
-        await webhooks.collect(self.db, self.clock.now())
-        cfg = await webhooks.config(self.db)
+        cfg = await webhooks.config(self.db)  # read once a pass
         if not cfg["enabled"] or not cfg["url"]:
             return
+        await webhooks.collect(self.db, self.clock.now(), cfg)
         due = await webhooks.claim_due(self.db, self.clock.now())
         await asyncio.gather(*(self._send(cfg, d) for d in due))
 
