@@ -51,11 +51,15 @@ class Endings:
         raise NotImplementedError
 
     def _on_hangup_request(self, conv: Conversation, e: ev.HangupRequest, out: list[Change]) -> None:
+        if e.soft:  # its cause is a reason flag, not Q.850: only Asterisk stopping matters
+            if q850.ended_by_asterisk(e.cause) and not conv.hangup_by:
+                conv.hangup_by = HANGUP_SYSTEM
+            return
         leg = conv.legs.get(e.uniqueid)
         if leg is not None and e.cause:
             leg.cause = e.cause
             self._refine_busy(leg)
-        if e.soft or conv.hangup_by or e.uniqueid in conv.handed_over:
+        if conv.hangup_by or e.uniqueid in conv.handed_over:
             return
         # before the answer only the caller can end the call; a phone that refuses (busy)
         # ends just its own leg

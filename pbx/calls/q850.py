@@ -61,3 +61,13 @@ def robot_outcome(cause: int) -> str:
     if m in (NO_ANSWER, REJECTED, ABSENT):
         return "no_answer"
     return "failed"
+
+
+# A soft hang-up's "cause" is not Q.850 but Asterisk's reason flags (channel.h): these two mean
+# Asterisk itself ended the channel, stopping (``core stop``) or unloading the module it ran in.
+SOFT_SHUTDOWN, SOFT_APPUNLOAD = 1 << 2, 1 << 4
+
+
+def ended_by_asterisk(soft_cause: int) -> bool:
+    """Whether a ``SoftHangupRequest`` with this cause is Asterisk stopping, not a person."""
+    return bool(soft_cause & (SOFT_SHUTDOWN | SOFT_APPUNLOAD))
