@@ -13,6 +13,7 @@ and reading them is computed again for the page.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gc
 import itertools
@@ -64,8 +65,11 @@ async def stored_days(db: Database, first: date, last: date, tz: ZoneInfo, today
 
 async def save(db: Database, day: date, tz: ZoneInfo, today: date, built: store.Built, seen_epoch: int) -> bool:
     """Store a day computed from reads made at ``seen_epoch``; not if a write came since."""
-    start, end = call_stats.day_bounds(day, tz)
-    names = [sorted(built.who_names), sorted(built.topic_names), sorted(built.employees)]
+    # everything encoded before the write lock is taken (beside the event loop: a busy day's
+    # JSON takes tens of milliseconds): the writer holds the lock only to swap rows
+    if await epoch(db) != seen_epoch:  # a write came meanwhile (a busy today): nothing to encode
+        return False
+    stored, facet_rows, group_rows = await asyncio.to_thread(_day_rows, day, tz, today, built, seen_epoch)
     async with db.transaction(opportunistic=True) as tx:
         # locked till the commit: two boxes of a chain storing the same day take turns (each
         # then deletes what the other stored), never a duplicate key
@@ -77,20 +81,28 @@ async def save(db: Database, day: date, tz: ZoneInfo, today: date, built: store.
         await tx.execute("DELETE FROM appeal_days WHERE day = ?", (day.isoformat(),))
         await tx.execute(
             "INSERT INTO appeal_days (day, tz, start_ts, end_ts, computed_for, version, size, contacts, names, appeals)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (day.isoformat(), tz.key, start, end, today.isoformat(), seen_epoch, len(built.appeals),
-             sum(len(a.contacts) for a in built.appeals),
-             json.dumps(names, ensure_ascii=False), encode_appeals(built.appeals)))
-        facets = [ap.facet_of(a) for a in built.appeals]
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", stored)
         await tx.executemany(
             "INSERT INTO appeal_facets (day, idx, success, employee, topic, channel, who, employees, contacts)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(day.isoformat(), i, f.success, f.employee, f.topic, f.channel, f.who, f.employees, f.contacts)
-             for i, f in enumerate(facets)])
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", facet_rows)
         await tx.executemany(
             "INSERT INTO appeal_groups (day, success, employee, topic, channel, who, n, contacts)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(day.isoformat(), *g[1:]) for g in ap.group_facets(facets)])
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", group_rows)
     return True
+
+
+def _day_rows(day: date, tz: ZoneInfo, today: date, built: store.Built, seen_epoch: int
+              ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """A computed day as the rows ``save`` writes: the day, its facets, its groups."""
+    start, end = call_stats.day_bounds(day, tz)
+    names = [sorted(built.who_names), sorted(built.topic_names), sorted(built.employees)]
+    facets = [ap.facet_of(a) for a in built.appeals]
+    stored = (day.isoformat(), tz.key, start, end, today.isoformat(), seen_epoch, len(built.appeals),
+              sum(len(a.contacts) for a in built.appeals), json.dumps(names, ensure_ascii=False),
+              encode_appeals(built.appeals))
+    facet_rows = [(day.isoformat(), i, f.success, f.employee, f.topic, f.channel, f.who, f.employees, f.contacts)
+                  for i, f in enumerate(facets)]
+    return stored, facet_rows, [(day.isoformat(), *g[1:]) for g in ap.group_facets(facets)]
 
 
 async def contacts_in(db: Database, first: date, last: date) -> int:

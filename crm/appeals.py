@@ -5,6 +5,7 @@ the pure ``crm.rules.appeals`` works on. A fixed number of set-based queries per
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -77,9 +78,11 @@ async def build(db: Database, since: float, until: float, today: date, tz: ZoneI
         found = [c for c in found if ap.who_matches(c.caller_type, narrow.whos)]
     if narrow.topics:
         found = [c for c in found if c.topic in narrow.topics]
-    appeals = ap.group(found, tz)
+    # the pure grouping and judging of a busy day take tens of milliseconds: beside the event
+    # loop (the GIL is handed back every few ms), so that AMI events and commits never wait that long
+    appeals = await asyncio.to_thread(ap.group, found, tz)
     changed = {a.appointment_id for a in done if a.appointment_id is not None and a.kind in ("moved", "status")}
-    ap.judge(appeals, await records(db, since, max(until, reach), patients, changed), done)
+    await asyncio.to_thread(ap.judge, appeals, await records(db, since, max(until, reach), patients, changed), done)
     return Built(appeals, who_names, topic_names, {c.employee for c in found if c.employee})
 
 

@@ -25,6 +25,7 @@ import aiosqlite
 from crm.clock import Clock, SystemClock
 from crm.rules import windows
 from crm.transactions import committed
+from crm.wal import Checkpointer
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ class Database:
         self._bulk: sqlite3.Connection | None = None  # Database.read's, in its one thread
         self._bulk_thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._write_lock = asyncio.Lock()
+        self._checkpoints: Checkpointer | None = None
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +175,8 @@ class Database:
         # NORMAL syncs only at a checkpoint (minutes of commits could roll back), FULL at each
         await self._writer.execute(f"PRAGMA synchronous={WRITER_SYNCHRONOUS}")
         await self.migrate()
+        await self._writer.execute("PRAGMA wal_autocheckpoint=0")  # crm.wal checkpoints beside it
+        self._checkpoints = Checkpointer(self.path, BUSY_TIMEOUT_MS)
         self._reader = await self._connect()
         await self._reader.execute("PRAGMA query_only=ON")
         # For point lookups on the hot path (FastAGI caller lookup): an indexed read takes
@@ -192,6 +196,9 @@ class Database:
         return conn
 
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.close()
+            self._checkpoints = None
         if self._now is not None:
             self._now.close()
             self._now = None
@@ -264,6 +271,8 @@ class Database:
                 await w.execute("BEGIN IMMEDIATE")
             async with committed(w, Tx(w, self.clock), self._rollback, lambda: w.in_transaction) as tx:
                 yield tx
+        if self._checkpoints is not None:
+            self._checkpoints.committed()
 
     @staticmethod
     async def _rollback(w: aiosqlite.Connection) -> None:

@@ -6,6 +6,7 @@ a record deleted, the clinic's time zone changed)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from datetime import UTC, datetime, timedelta
@@ -236,4 +237,43 @@ async def test_each_kind_of_late_write_reaches_the_aggregated_day(clinic, late: 
         async with db.transaction() as tx:
             await tx.execute("UPDATE appointments SET patient_id = ? WHERE id = ?", (pids[0], booked))
     assert await _figures(db, f, now) != before, late
+    await assert_same(db, f, now)
+
+
+@pytest.mark.parametrize("overtaken", [False, True])
+async def test_a_day_written_while_it_is_read_beside_the_writer_is_not_left_stale(
+        clinic, monkeypatch: pytest.MonkeyPatch, overtaken: bool) -> None:
+    """#31: a day's totals are read beside the one writer and swapped in by a short transaction.
+    A call saved into that day between the read and the swap must still reach the report: either
+    its mark waits for the next refresh, or (``overtaken``) another refresh has taken the mark
+    and reads the newer day: then the stale totals must not be stored as if they were current."""
+    db, _, _ = clinic
+    rnd = random.Random(11)
+    for i in range(20):
+        await calls.save_call(db, record(rnd, i))
+    f, now = _whole_period(), T0 + DAYS * 86400
+    await assert_same(db, f, now)
+    at = T0 + 2 * 86400 + 12 * 3600
+    first = CallRecord("f.1", "incoming", "missed", DIDS[0], NUMBERS[3], DIDS[0], "reception",
+                       (LegRecord("101", "f.1.101", "no_answer", at, None, at + 20, True),), "", at, None,
+                       at + 20, 20.0, 0.0, "caller", "")
+    await calls.save_call(db, first)  # a day to recompute
+    late = dataclasses.replace(first, linkedid="late.1", legs=(dataclasses.replace(first.legs[0], uniqueid="late.1.101"),))  # the same moment: the same day
+    reading = db.read
+
+    its_day = datetime.fromtimestamp(late.started_at, TZ).date()
+
+    async def read_then_write(fn):  # type: ignore[no-untyped-def]
+        rows = await reading(fn)  # the day as it was
+        if fn.keywords["day"] != its_day:
+            return rows
+        monkeypatch.setattr(db, "read", reading)  # once
+        await calls.save_call(db, late)  # written before those rows are stored
+        if overtaken:  # another refresh (a report's, another box's) took the new mark, still reading
+            await call_stats._take_marks(db, TZ)
+        return rows
+
+    monkeypatch.setattr(db, "read", read_then_write)
+    await call_stats.refresh(db, TZ)
+    assert db.read is reading  # the write came while the day was read
     await assert_same(db, f, now)
