@@ -49,6 +49,17 @@ ADMINS = 6
 ROUNDS = 7  # timed rounds of a page and its bare reads
 
 
+class DataClock:
+    """The generated data's clock: ``NOW`` (noon of the data's last day, so "today" has half a
+    day of calls and the last 24 hours a full day's) when the run starts, then running."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+
+    def now(self) -> float:
+        return NOW + (time.time() - self.started)
+
+
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
@@ -203,7 +214,7 @@ def precompute(path: Path | str, again: bool) -> list[str]:
     the server's background pass does after the upgrade (``again``: every day from nothing), so
     the server measured afterwards starts as after a restart. Returns lines to print."""
     async def run() -> list[str]:
-        db = database(path)
+        db = database(path, DataClock())
         await db.open()
         lines = []
         try:
@@ -241,7 +252,7 @@ async def measure(path: Path | str, n_calls: int, size_mb: float, only: str = ""
     settings = with_generated_secrets(Settings(state_dir=state, database=path, time_zone="Europe/Moscow",
                                                asterisk=AsteriskSettings(embedded=False, ami_port=1, http_port=1,
                                                                          agi_port=0)))
-    app = build_app(settings, adapters=Adapters.offline(), run_escort=False)
+    app = build_app(settings, adapters=Adapters.offline(), run_escort=False, clock=DataClock())
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         db = app[SERVICES].db
         if await users.authenticate(db, "boss", "scale-bench-pw") is None:

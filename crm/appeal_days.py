@@ -126,16 +126,35 @@ def encode_appeals(appeals: list[ap.Appeal]) -> str:
     return json.dumps([one(a) for a in appeals], ensure_ascii=False)
 
 
-def decode_appeals(text: str, day: date) -> list[ap.Appeal]:
-    out = []
+def decode_appeal(item: list[Any], day: date) -> ap.Appeal:
+    """One обращение of a stored day's JSON (``encode_appeals``) as objects again."""
+    contacts, records, main, success, lone_main = item
     utm = _CONTACT.index("utm")
-    for contacts, records, main, success, lone_main in json.loads(text):
-        cs = [ap.Contact(**dict(zip(_CONTACT, values, strict=True)) | {"utm": tuple(tuple(p) for p in values[utm])})
-              for values in contacts]
-        rs = [ap.Record(*values) for values in records]
-        chosen = rs[main] if main is not None else ap.Record(*lone_main) if lone_main is not None else None
-        out.append(ap.Appeal(day, cs, rs, chosen, success))
-    return out
+    cs = [ap.Contact(**dict(zip(_CONTACT, values, strict=True)) | {"utm": tuple(tuple(p) for p in values[utm])})
+          for values in contacts]
+    rs = [ap.Record(*values) for values in records]
+    chosen = rs[main] if main is not None else ap.Record(*lone_main) if lone_main is not None else None
+    return ap.Appeal(day, cs, rs, chosen, success)
+
+
+class StoredDay:
+    """A stored day's обращения: its JSON parsed at once, each обращение built into objects
+    only when asked for (a page shows a few dozen of a busy day's thousands)."""
+
+    __slots__ = ("_items", "_day", "_built")
+
+    def __init__(self, text: str, day: date) -> None:
+        self._items: list[list[Any]] = json.loads(text)
+        self._day = day
+        self._built: dict[int, ap.Appeal] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: int) -> ap.Appeal:
+        if index not in self._built:
+            self._built[index] = decode_appeal(self._items[index], self._day)
+        return self._built[index]
 
 
 async def _compute(db: Database, day: date, today: date, tz: ZoneInfo) -> tuple[store.Built, bool]:
@@ -201,7 +220,7 @@ class Period:
     topic_names: set[str] = field(default_factory=set)
     employees: set[str] = field(default_factory=set)
     versions: dict[date, int] = field(default_factory=dict)  # stored days: the version counted
-    decoded: dict[date, list[ap.Appeal]] = field(default_factory=dict)
+    decoded: dict[date, list[ap.Appeal] | StoredDay] = field(default_factory=dict)
     tz: ZoneInfo | None = None
     today: date | None = None
 
@@ -220,16 +239,23 @@ class Period:
         where, params = pick.sql()
         return f"day >= ? AND day <= ?{where}", [self.first.isoformat(), self.last.isoformat(), *params]
 
-    async def groups(self, db: Database, pick: Pick) -> list[ap.Group]:
-        """The picked обращения as groups of alike ones (counts, totals, costs, the chart)."""
+    async def groups(self, db: Database, pick: Pick, *, by_day: bool = True) -> list[ap.Group]:
+        """The picked обращения as groups of alike ones (counts, totals, costs, the chart).
+        ``by_day`` False: the days summed in SQL (a year's page needs no day: thousands of rows
+        instead of tens of thousands), each group dated the period's first day."""
         if not self.stored:
-            return ap.group_facets(f for f in self.facets if pick.matches(f))
+            groups = ap.group_facets(f for f in self.facets if pick.matches(f))
+            return groups if by_day else _days_summed(groups, self.first)
         where, params = self._span(pick)
+        day = "day" if by_day else f"'{self.first.isoformat()}'"
         if pick.employee:  # any contact's employee: counted from the facets
-            sql = ("SELECT day, success, employee, topic, channel, who, COUNT(*), SUM(contacts) FROM appeal_facets"
-                   f" WHERE {where} GROUP BY day, success, employee, topic, channel, who")
-        else:
+            sql = (f"SELECT {day}, success, employee, topic, channel, who, COUNT(*), SUM(contacts) FROM appeal_facets"
+                   f" WHERE {where} GROUP BY {'day, ' if by_day else ''}success, employee, topic, channel, who")
+        elif by_day:
             sql = f"SELECT day, success, employee, topic, channel, who, n, contacts FROM appeal_groups WHERE {where}"
+        else:
+            sql = (f"SELECT {day}, success, employee, topic, channel, who, SUM(n), SUM(contacts) FROM appeal_groups"
+                   f" WHERE {where} GROUP BY success, employee, topic, channel, who")
         days: dict[str, date] = {}
         return [ap.Group(days.setdefault(r[0], date.fromisoformat(r[0])), *r[1:]) for r in await db.fetch_tuples(
             sql, params)]
@@ -269,7 +295,7 @@ class Period:
             if day not in self.decoded:
                 row = await db.fetchone("SELECT version, appeals FROM appeal_days WHERE day = ?", (day.isoformat(),))
                 if row is not None and row[0] == self.versions.get(day):
-                    self.decoded[day] = decode_appeals(row[1], day)
+                    self.decoded[day] = StoredDay(row[1], day)
                 else:  # changed since it was counted: computed again
                     assert self.tz is not None and self.today is not None
                     self.decoded[day] = (await _compute(db, day, self.today, self.tz))[0].appeals
@@ -277,6 +303,14 @@ class Period:
             if index < len(day_appeals):
                 out.append(day_appeals[index])
         return out
+
+
+def _days_summed(groups: list[ap.Group], first: date) -> list[ap.Group]:
+    summed: dict[tuple[str, ...], list[int]] = {}
+    for g in groups:
+        n = summed.setdefault((g.success, g.employee, g.topic, g.channel, g.who), [0, 0])
+        n[0], n[1] = n[0] + g.n, n[1] + g.contacts
+    return [ap.Group(first, *k, n, contacts) for k, (n, contacts) in summed.items()]
 
 
 async def _read_facets(db: Database, first: date, last: date, have: dict[date, Stored]) -> dict[date, list[ap.Facet]]:

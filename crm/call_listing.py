@@ -169,6 +169,23 @@ def _list_calls(r: Reader, f: CallFilter) -> list[dict[str, Any]]:
     return _with_details(r, rows)
 
 
+async def unprocessed_missed(db: Database, since: str) -> list[tuple[int, str, str]]:
+    """(id, number, started_at) of every missed call since ``since`` not processed yet, the
+    history's own rule, without the details: the home page groups them by number and reads
+    the details of the few it shows (``calls_by_ids``)."""
+    where, params = conditions(CallFilter(since=since, missed_state="missed_unprocessed"))
+    return [(int(i), n or "", at) for i, n, at in await db.fetch_tuples(
+        "SELECT c.id, c.phone_e164, c.started_at FROM calls c WHERE " + " AND ".join(where), params)]
+
+
+async def calls_by_ids(db: Database, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """These calls with their details, by id, in one hop."""
+    def read(r: Reader) -> dict[int, dict[str, Any]]:
+        rows = r.fetch_dicts(f"SELECT c.* FROM calls c WHERE c.id IN ({','.join('?' * len(ids))})", ids)
+        return {c["id"]: c for c in _with_details(r, rows)}
+    return await db.read(read) if ids else {}
+
+
 async def get_call(db: Database, call_id: int) -> dict[str, Any] | None:
     def one(r: Reader) -> dict[str, Any] | None:
         rows = r.fetch_dicts("SELECT c.* FROM calls c WHERE c.id = ?", (call_id,))

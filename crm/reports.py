@@ -168,10 +168,13 @@ async def missed_processing(db: Database, f: CallFilter, tz: ZoneInfo,
                                             "unreturned")):
         if t.missed:
             per_day.setdefault(date.fromisoformat(day), Totals()).add(t)
-    everything = Totals()
-    for t in per_day.values():
-        everything.add(t)
-    return _missed_summary(everything, now), [(d, _missed_summary(t, now)) for d, t in sorted(per_day.items())]
+    days = [(d, _missed_summary(t, now)) for d, t in sorted(per_day.items())]
+    # the period's figures are the days' sums (a year's start times are never gathered in one list)
+    return MissedSummary(
+        missed=sum(s.missed for _, s in days), called_back=sum(s.called_back for _, s in days),
+        got_through=sum(s.got_through for _, s in days), pending=sum(s.pending for _, s in days),
+        unprocessed=sum(s.unprocessed for _, s in days),
+        minutes_to_process=[m for _, s in days for m in s.minutes_to_process]), days
 
 
 def _missed_summary(t: Totals, now: float) -> MissedSummary:

@@ -272,6 +272,15 @@ async def day_appointments(db: Database, day: date, tz: ZoneInfo,
     return await _appointments(db, where, params)
 
 
+async def day_status_counts(db: Database, day: date, tz: ZoneInfo) -> dict[str, int]:
+    """How many of the day's appointments are in each status (by label): the home page's figures."""
+    midnight = datetime.combine(day, time(0), tz)
+    rows = await db.fetch_tuples("SELECT status, COUNT(*) FROM appointments WHERE starts_ts >= ? AND starts_ts < ?"
+                                 " GROUP BY status", (midnight.timestamp(), (midnight + timedelta(days=1)).timestamp()))
+    counts = dict(rows)
+    return {STATUSES.get(s, s): counts.pop(s) for s in [*STATUSES, *sorted(counts)] if s in counts}
+
+
 async def last_guardian(db: Database, patient_id: int) -> int | None:
     """The guardian named on the ward's latest appointment that names one."""
     row = await db.fetchone("SELECT guardian_id FROM appointments WHERE patient_id = ? AND guardian_id IS NOT NULL"

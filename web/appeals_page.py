@@ -46,6 +46,7 @@ LEVELS: dict[str, tuple[str, Callable[[ap.Group], str]]] = {
     "who": ("Кто, тип", lambda f: f.who or "—"),
     "day": ("День", lambda f: f.day.strftime("%d.%m.%Y")),
 }
+CHART_DAYS = 92  # a longer period has no chart by day (and its groups are read without days)
 STATE_NAMES = {ap.FUTURE: "будущий приём", ap.DONE: "приём состоялся", ap.VOID: "приём отменён / неявка",
                ap.WAIT_OPEN: "лист ожидания открыт", ap.WAIT_BOOKED: "лист ожидания закрыт записью",
                ap.WAIT_CLOSED: "лист ожидания закрыт"}
@@ -136,12 +137,13 @@ async def _report(request: web.Request) -> dict[str, Any]:
     employee = q.get("employee", "")
     successes = [s for s in q.getall("success", []) if s in ap.SUCCESSES]
     pick = appeal_days.Pick(tuple(successes), employee)
-    counted = await period.groups(services.db, pick)
+    levels = [x for x in (q.get("level1", ""), q.get("level2", "")) if x in LEVELS]
+    counted = await period.groups(services.db, pick,
+                                  by_day=(until_day - since_day).days <= CHART_DAYS or "day" in levels)
     channel_of = [g.channel or "Канал не определён" for g in counted]
     monthly = await ad_channels.spend(services.db, since_day.strftime("%Y-%m"), until_day.strftime("%Y-%m"))
     cost_rows = ac.costs([(ch, g.success in ap.BOOKED_SUCCESSES, g.success == ap.CAME, g.n) for ch, g in zip(
         channel_of, counted, strict=True)], ac.period_spend(monthly, since_day, until_day)) if (monthly or channel_rules) else []
-    levels = [x for x in (q.get("level1", ""), q.get("level2", "")) if x in LEVELS]
     topic_names = sorted(period.topic_names)
     return {
         "period": period, "pick": pick, "count": sum(g.n for g in counted),
@@ -170,7 +172,7 @@ PALETTE = ("#24527a", "#e07b00", "#1b7f3b", "#8e44ad", "#b00020", "#0097a7", "#8
 def channel_chart(appeals: list[tuple[date, str, int]], since: date, until: date) -> Any:
     """обращения ((day, channel, how many)) per day, stacked by channel (the six busiest by name,
     the rest together)."""
-    if (until - since).days > 92 or not appeals:
+    if (until - since).days > CHART_DAYS or not appeals:
         return None
     busiest: dict[str, int] = {}
     for _, channel, n in appeals:

@@ -13,7 +13,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from crm import reports, schedule, toll
-from crm.call_listing import PROCESSING_WINDOW, CallFilter, list_calls
+from crm.call_listing import PROCESSING_WINDOW, CallFilter, calls_by_ids, unprocessed_missed
 from crm.calls import iso
 from pbx.services import SERVICES, health
 from pbx.workers.recordings import usage
@@ -21,22 +21,30 @@ from web.common import SETTINGS_ROLES, clinic_tz, local_time, local_today, now_t
 from web.history import row_view
 from web.reports import calls_chart
 
+HOME_ROWS = 30  # the most urgent numbers to call back shown here; the history lists them all
 
-def to_call_back(pending: list[dict[str, Any]], tz: ZoneInfo) -> list[dict[str, Any]]:
-    """One row per number (its latest call, how many, the first call's deadline), the most
-    urgent first. Hidden numbers cannot be called back and are left out."""
-    rows: dict[str, dict[str, Any]] = {}
-    for c in sorted(pending, key=lambda c: c["started_at"]):
-        if not c["phone_e164"]:
-            continue
-        first = rows.get(c["phone_e164"])
-        deadline = local_time((datetime.fromisoformat(c["started_at"]) + timedelta(seconds=PROCESSING_WINDOW)).isoformat(), tz)
-        rows[c["phone_e164"]] = row_view(c, tz) | {
-            "times": first["times"] + 1 if first else 1,
-            "deadline": first["deadline"] if first else deadline,
-            "first": first["first"] if first else c["started_at"],
-        }
-    return sorted(rows.values(), key=lambda r: r["first"])
+
+def to_call_back(pending: list[tuple[int, str, str]], shown: int = HOME_ROWS) -> tuple[list[tuple[int, str, int]], int]:
+    """One row per number from (id, number, started_at) of the unprocessed missed calls: its
+    latest call's id, its first call's start (the deadline runs from it), how many; the most
+    urgent first, the first ``shown`` of them, and how many numbers there are. Hidden numbers
+    cannot be called back and are left out."""
+    numbers: dict[str, tuple[str, int, int]] = {}  # number: first call's start, latest call's id, how many
+    for call_id, number, started_at in sorted(pending, key=lambda c: c[2]):
+        if number:
+            first, _, times = numbers.get(number, (started_at, call_id, 0))
+            numbers[number] = (first, call_id, times + 1)
+    urgent = sorted(numbers.values())[:shown]
+    return [(latest, first, times) for first, latest, times in urgent], len(numbers)
+
+
+async def call_back_rows(db: Any, tz: ZoneInfo, since: str) -> tuple[list[dict[str, Any]], int]:
+    urgent, total = to_call_back(await unprocessed_missed(db, since))
+    calls = await calls_by_ids(db, [latest for latest, _, _ in urgent])
+    return [row_view(calls[latest], tz) | {
+        "times": times, "first": first,
+        "deadline": local_time((datetime.fromisoformat(first) + timedelta(seconds=PROCESSING_WINDOW)).isoformat(), tz),
+    } for latest, first, times in urgent if latest in calls], total
 
 
 @aiohttp_jinja2.template("index.html")
@@ -54,19 +62,15 @@ async def index(request: web.Request) -> dict[str, Any]:
                             "no_call": request.query.get("no_call") == "1"}
     if page["can_history"]:
         # the same rule as the history's «необработанные»: no answered call with the number since
-        pending = await list_calls(db, CallFilter(since=iso(now - PROCESSING_WINDOW), missed_state="missed_unprocessed",
-                                                  limit=1000))
-        page["to_call_back"] = to_call_back(pending, tz)
+        page["to_call_back"], page["to_call_back_total"] = await call_back_rows(db, tz, iso(now - PROCESSING_WINDOW))
+        page["since_24h"] = datetime.fromtimestamp(now - PROCESSING_WINDOW, tz).date().isoformat()
         # the last two weeks from the reports' daily aggregates: the chart, and today's figures
         first = datetime.combine(today - timedelta(days=13), time(0), tz).timestamp()
         rows = await reports.calls_per_day(db, CallFilter(since=iso(first), until=iso(next_midnight)), tz)
         page["calls_today"] = rows[-1]
         page["chart"] = calls_chart(rows)
-    appointments = await schedule.day_appointments(db, today, tz)
-    by_status: dict[str, int] = {}
-    for a in appointments:
-        by_status[a["status_label"]] = by_status.get(a["status_label"], 0) + 1
-    page["appointments"] = {"total": len(appointments), "by_status": by_status}
+    by_status = await schedule.day_status_counts(db, today, tz)
+    page["appointments"] = {"total": sum(by_status.values()), "by_status": by_status}
     page["tasks"] = [t for t in await schedule.open_tasks(db) if t["due_date"] <= today.isoformat()]
     page["tomorrow"] = (today + timedelta(days=1)).isoformat()
     if me.role in SETTINGS_ROLES:  # outgoing calls the toll-fraud limits refused in the last day

@@ -148,6 +148,8 @@ def day_totals(calls: list[CallFacts]) -> dict[Key, Totals]:
 def processing_state(t: Totals, now: float) -> tuple[int, int]:
     """(pending, unprocessed) of the missed calls nobody returned, as of ``now``: pending while
     their day to be processed lasts (windows.processing_deadline)."""
+    if not t.unreturned or now >= windows.processing_deadline(max(t.unreturned)):
+        return 0, len(t.unreturned)  # the latest is past its deadline, so is every other (a past day)
     pending = sum(1 for started in t.unreturned if now < windows.processing_deadline(started))
     return pending, len(t.unreturned) - pending
 

@@ -17,6 +17,7 @@ from crm.demo import load_demo
 from crm.rules.call_records import CallRecord, LegRecord
 from pbx.app import SERVICES, build_app
 from tests.unit.panel_client import log_in, offline_settings
+from web import home
 
 TZ = ZoneInfo("Europe/Moscow")
 
@@ -77,3 +78,40 @@ async def test_no_calls_without_the_history_right(app) -> None:
     page = await (await app.get("/")).text()
     assert 'class="home call-back"' not in page and "Звонки сегодня" not in page
     assert "Приёмы сегодня" in page and "Состояние телефонии" in page
+
+
+def test_to_call_back_one_row_per_number_the_most_urgent_first() -> None:
+    pending = [(1, "+79160000001", "2026-11-23T07:00:00+00:00"), (2, "+79160000002", "2026-11-23T06:00:00+00:00"),
+               (3, "+79160000001", "2026-11-23T05:00:00+00:00"), (4, "", "2026-11-23T04:00:00+00:00")]
+    rows, total = home.to_call_back(pending, shown=1)
+    assert total == 2  # two numbers; the hidden one cannot be called back
+    assert rows == [(1, "2026-11-23T05:00:00+00:00", 2)]  # its latest call, its first call's start, twice
+
+
+async def test_a_busy_day_shows_the_most_urgent_numbers_and_links_to_all(app) -> None:
+    """#31: at a chain's scale hundreds of numbers wait; the home page shows the most urgent
+    (and stays fast), says how many there are and links to the history's list of them."""
+    db = app.server.app[SERVICES].db
+    for i in range(home.HOME_ROWS + 2):
+        await calls.save_call(db, missed(f"9{i}.0", at(23, 6) + i * 60, f"7926000{i:04d}"))
+    await log_in(app, "anna", "pw")
+    page = await (await app.get("/")).text()
+    call_back = page[page.index("Перезвонить"):page.index("Звонки сегодня")]
+    assert call_back.count('<tr class="missed">') == home.HOME_ROWS
+    assert f"Перезвонить ({home.HOME_ROWS + 3})" in call_back  # and Петрова
+    assert "+7 926 000-00-00" in call_back and "Петрова" not in call_back  # 06:00 first; Петрова's 09:00 is later
+    assert "type=missed_unprocessed" in call_back
+
+
+async def test_todays_appointments_counted_by_status(app) -> None:
+    db = app.server.app[SERVICES].db
+    day = date(2026, 11, 25)
+    for hour in (9, 10, 11):
+        booked = await schedule.book(db, patient_id=1, doctor_id=1, minutes=30, now=at(23, 12),
+                                     starts_at=datetime(2026, 11, 25, hour, tzinfo=TZ))
+    await schedule.set_status(db, booked, "cancelled")
+    listed = await schedule.day_appointments(db, day, TZ)
+    assert len({a["status"] for a in listed}) > 1
+    counts = await schedule.day_status_counts(db, day, TZ)
+    assert sum(counts.values()) == len(listed)
+    assert counts == {label: sum(1 for a in listed if a["status_label"] == label) for label in counts}
