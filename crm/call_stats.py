@@ -137,11 +137,12 @@ class StatsFilter:
 
 
 async def read(db: Database, f: StatsFilter, tz: ZoneInfo, columns: tuple[str, ...], *,
-               per_user: bool = False) -> list[tuple[str, int, Totals]]:
+               per_user: bool = False, recent: tuple[str, date] | None = None) -> list[tuple[str, int, Totals]]:
     """(day, user, totals) of the filter's rows, after a refresh. ``per_user``: the rows of each
     employee (the efficiency report; only the filter's employee when one is chosen), else the
-    rows of the filter's employee or of everyone. Only ``columns`` are read and filled. While
-    another process holds the database (no write possible), the days stored so far are read."""
+    rows of the filter's employee or of everyone. Only ``columns`` are read and filled; a list
+    column named in ``recent`` only from its day on (a year's lists are most of the decoding).
+    While another process holds the database (no write possible), the days stored so far are read."""
     try:
         await refresh(db, tz)
     except db.BUSY as exc:  # locked: the health check reports it; the report still reads
@@ -160,9 +161,12 @@ async def read(db: Database, f: StatsFilter, tz: ZoneInfo, columns: tuple[str, .
     rows = await db.fetchall(
         f"SELECT day, user_id, {', '.join(columns)} FROM report_days WHERE {' AND '.join(where)}", params)
     out = []
+    since = recent[1].isoformat() if recent is not None else ""
     for r in rows:
         t = Totals()
         for name in columns:
+            if recent is not None and name == recent[0] and r["day"] < since:
+                continue
             setattr(t, name, json.loads(r[name]) if name in LISTS else r[name])
         out.append((r["day"], r["user_id"], t))
     return out

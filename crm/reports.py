@@ -163,9 +163,11 @@ async def missed_processing(db: Database, f: CallFilter, tz: ZoneInfo,
     """How many patients whose calls were missed were reached within 24 hours, by whom, and
     how fast (the same rule as the history's «обработанные / необработанные»)."""
     per_day: dict[date, Totals] = {}
+    # the start times of the unreturned calls matter only on the days some may still be pending
     for day, _, t in await call_stats.read(db, stats_filter(f, tz), tz,
                                            ("missed", "called_back", "got_through", "minutes_to_process",
-                                            "unreturned")):
+                                            "unreturned"),
+                                           recent=("unreturned", call_stats_rules.first_unsettled_day(now, tz))):
         if t.missed:
             per_day.setdefault(date.fromisoformat(day), Totals()).add(t)
     days = [(d, _missed_summary(t, now)) for d, t in sorted(per_day.items())]

@@ -147,11 +147,19 @@ def day_totals(calls: list[CallFacts]) -> dict[Key, Totals]:
 
 def processing_state(t: Totals, now: float) -> tuple[int, int]:
     """(pending, unprocessed) of the missed calls nobody returned, as of ``now``: pending while
-    their day to be processed lasts (windows.processing_deadline)."""
-    if not t.unreturned or now >= windows.processing_deadline(max(t.unreturned)):
-        return 0, len(t.unreturned)  # the latest is past its deadline, so is every other (a past day)
-    pending = sum(1 for started in t.unreturned if now < windows.processing_deadline(started))
-    return pending, len(t.unreturned) - pending
+    their day to be processed lasts (windows.processing_deadline). Every missed call is called
+    back, got through or unreturned, so the unprocessed are the rest of the missed: a day all of
+    whose calls are past their deadline (``first_unsettled_day``) needs no ``unreturned`` read."""
+    pending = 0
+    if t.unreturned and now < windows.processing_deadline(max(t.unreturned)):
+        pending = sum(1 for started in t.unreturned if now < windows.processing_deadline(started))
+    return pending, t.missed - t.called_back - t.got_through - pending
+
+
+def first_unsettled_day(now: float, tz: ZoneInfo) -> date:
+    """The first clinic day that may still have a missed call within its deadline at ``now``
+    (every earlier day ended more than the processing window ago)."""
+    return datetime.fromtimestamp(now - windows.MISSED_CALL_PROCESSING, tz).date()
 
 
 def days_touched(from_ts: float, to_ts: float, tz: ZoneInfo) -> list[date]:
