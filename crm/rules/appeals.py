@@ -141,9 +141,21 @@ def action_type(contact: Contact, actions: Iterable[Action]) -> str:
     return ""
 
 
+def cancel_or_move(action: Action) -> bool:
+    """Seed 001/004: «Информация об отмене или переносе приема подтянется…»: a move, or a status
+    change to «Отменён» (its log reads ``old -> cancelled`` or ``-> cancelled (via)``). A
+    confirmation, «пришёл», «не пришёл» are not: they would inflate the contact's success."""
+    if action.kind == "moved":
+        return True
+    if action.kind != "status" or "->" not in action.detail:
+        return False
+    after = action.detail.split("->", 1)[1].split()
+    return bool(after) and after[0] == "cancelled"
+
+
 def changed_during(contact: Contact, action: Action) -> bool:
     """A cancel or a move joins the contact it followed within 15 minutes (CANCEL_LINK)."""
-    return action.kind in ("moved", "status") and contact.started <= action.at <= contact.ended + CANCEL_LINK
+    return cancel_or_move(action) and contact.started <= action.at <= contact.ended + CANCEL_LINK
 
 
 @dataclass(slots=True)

@@ -170,13 +170,32 @@ def test_an_outgoing_call_takes_the_type_of_the_action_within_fifteen_minutes() 
 def test_a_cancel_within_fifteen_minutes_joins_the_contact() -> None:
     c = call(1, at(10), patient_id=7)  # 10:00-10:02
     old = ap.Record(41, "appointment", 7, at(9, day=1), ap.VOID)  # made yesterday, cancelled now
-    cancel_in = ap.Action(at(10, 16), "status", 7, appointment_id=41)  # 14 min after the end
-    cancel_out = ap.Action(at(10, 18), "status", 7, appointment_id=41)  # 16 min after
+    cancel_in = ap.Action(at(10, 16), "status", 7, appointment_id=41, detail="confirmed -> cancelled")  # 14 min after
+    cancel_out = ap.Action(at(10, 18), "status", 7, appointment_id=41, detail="confirmed -> cancelled")  # 16 min
     assert ap.changed_during(c, cancel_in) and not ap.changed_during(c, cancel_out)
     joined = ap.judge(ap.group([c], TZ), [old], [cancel_in])[0]
     assert joined.records == [old] and joined.success == ap.CANCELLED
     alone = ap.judge(ap.group([c], TZ), [old], [cancel_out])[0]
     assert alone.records == [] and alone.success == ap.NOT_BOOKED
+
+
+def test_only_a_cancel_or_a_move_joins_the_contact_it_followed() -> None:
+    """#32, seed 001/004: «Информация об отмене или переносе приема подтянется, если отмену или
+    перенос совершили в течение 15 минут от разговора.» Only those: a confirmation (the patient's
+    «1», the robot's result), «пришёл» or «не пришёл» within the 15 minutes is not the contact's
+    result (a call followed by a confirmation is not «Записался»)."""
+    c = call(1, at(10), patient_id=7)  # 10:00-10:02
+    old = ap.Record(41, "appointment", 7, at(9, day=1), ap.FUTURE)
+    for detail, joins in (("unconfirmed -> cancelled", True), ("-> cancelled (робот)", True),
+                          ("unconfirmed -> confirmed", False), ("-> confirmed (WhatsApp)", False),
+                          ("confirmed -> completed", False), ("confirmed -> no_show", False), ("", False)):
+        action = ap.Action(at(10, 5), "status", 7, appointment_id=41, detail=detail)
+        assert ap.changed_during(c, action) is joins, detail
+        appeal = ap.judge(ap.group([c], TZ), [old], [action])[0]
+        assert (appeal.records == [old]) is joins, detail
+        if not joins:
+            assert appeal.success == ap.NOT_BOOKED, detail
+    assert ap.changed_during(c, ap.Action(at(10, 5), "moved", 7, appointment_id=41, detail="10.12 10:00"))
 
 
 def test_a_month_s_spend_is_shared_by_its_days() -> None:
