@@ -319,7 +319,7 @@ def _decorate(call: dict[str, Any], d: _Details) -> None:
         call["patients"] = [comment["patient"]]
     # seed 000: a clinic number set to hide callers shows no number, even of a known patient
     call["guardian"] = d.guardians.get(call["counterpart_id"]) if call["caller_kind"] == "guardian" else None
-    call["number_hidden"] = call["direction"] == "incoming" and call["did"] in d.hidden
+    call["number_hidden"] = records.caller_hidden(call["direction"], call["did"] in d.hidden)
     if call["number_hidden"]:
         call["phone_e164"], call["caller_raw"] = None, ""
     call.pop("started_ts", None)  # internal: interval arithmetic only

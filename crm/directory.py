@@ -58,6 +58,11 @@ async def clinic_numbers(db: Database) -> list[dict[str, Any]]:
         "SELECT did, ad_channel, hide_caller FROM clinic_numbers ORDER BY did")]
 
 
+async def hidden_numbers(db: Database) -> set[str]:
+    """The clinic numbers set to hide their callers' numbers (``rules.call_records.caller_hidden``)."""
+    return {r[0] for r in await db.fetch_tuples("SELECT did FROM clinic_numbers WHERE hide_caller = 1")}
+
+
 async def clinic_number_routes(db: Database) -> list[dict[str, Any]]:
     """The clinic's numbers as the telephony settings show them: route, branch, channel."""
     return [dict(r) for r in await db.fetchall(

@@ -16,11 +16,12 @@ from urllib.parse import urlencode
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import ad_channels, appeal_days, comments
+from crm import ad_channels, appeal_days, comments, directory
 from crm import appeals as store
 from crm.dates import parse_day
 from crm.rules import ad_channels as ac
 from crm.rules import appeals as ap
+from crm.rules.call_records import caller_hidden
 from pbx.services import SERVICES
 from web import charts
 from web.common import (
@@ -162,6 +163,7 @@ async def _report(request: web.Request) -> dict[str, Any]:
         "employees": sorted(period.employees),
         "channel_rules": channel_rules, "channel_groups": sorted({r.group for r in channel_rules}), "channel_names": sorted({r.channel for r in channel_rules}),
         "label": label, "duration": duration, "query": request.query_string,
+        "hidden_numbers": await directory.hidden_numbers(services.db), "shown_phone": shown_phone,
         "can_edit_history": me.history == "edit",
     }
 
@@ -203,6 +205,12 @@ def presets(since: date, until: date, topics: list[str]) -> list[tuple[str, str]
                                                            | ({"topic": costly} if costly else {}))),
         ("Рекламные каналы: доля записей", urlencode(period | {"level1": "channel", "level2": "success"})),
     ]
+
+
+def shown_phone(c: ap.Contact, hidden: set[str]) -> str:
+    """The contact's number as the page and the CSV may show it: none for a call through a
+    clinic number that hides its callers (seed 000, ProDoctorov's)."""
+    return "" if caller_hidden(c.kind, c.did in hidden) else c.phone
 
 
 def summary(a: ap.Appeal) -> ap.Contact:
@@ -339,7 +347,8 @@ async def appeals_csv(request: web.Request) -> web.StreamResponse:
         info = await store.patients_info(db, {a.patient_id for a in appeals if a.patient_id is not None})
         rows: list[list[object]] = []
         for a in appeals:
-            who = info[a.patient_id]["name"] if a.patient_id in info else a.first.phone
+            who = info[a.patient_id]["name"] if a.patient_id in info else (
+                shown_phone(a.first, data["hidden_numbers"]) or "номер скрыт")
             row = summary(a)
             rows.append([datetime.fromtimestamp(a.first.started, tz).strftime("%d.%m.%Y %H:%M"), csv_safe(str(who)),
                          label(a.first), csv_safe(row.topic), csv_safe(row.employee), a.success,

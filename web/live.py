@@ -19,7 +19,7 @@ from aiohttp_session import get_session
 
 from crm import directory, distribution, identify, phones, shifts
 from crm.db import Database, Reader
-from crm.rules.call_records import Change, LiveCall, LiveUpdate, QueueWaiting
+from crm.rules.call_records import Change, LiveCall, LiveUpdate, QueueWaiting, caller_hidden
 from pbx.services import SERVICES
 from pbx.workers.calls import CallService
 from web.live_bus import LiveBus
@@ -205,7 +205,7 @@ def card_of(r: Reader, call: LiveCall) -> tuple[dict[str, Any], int | None]:
     ]
     number = directory.number_in(r.fetch_tuples, call.did)
     data["ad_channel"], data["script"] = number.ad_channel, number.script
-    data["number_hidden"] = number.hide_caller and call.direction == "incoming"
+    data["number_hidden"] = caller_hidden(call.direction, number.hide_caller)
     if data["number_hidden"]:  # seed 000: the patient's name, never the number
         data["phone"] = data["caller"] = ""
     return data, number.branch

@@ -44,6 +44,13 @@ def call_type(direction: str, *, answered: bool, patient_dialled: bool = True) -
     return INTERNAL
 
 
+def caller_hidden(direction: str, number_hides_callers: bool) -> bool:
+    """Seed 000: calls through a clinic number set to hide callers (a partner's line such as
+    ProDoctorov's) «отображаются без номера телефона» wherever they are shown — the history, the
+    cards, the home page, «История обращений» and every CSV — even a known patient's."""
+    return direction == "incoming" and number_hides_callers
+
+
 def leg_missed(kind: str, is_trunk: bool, outcome: str) -> bool:
     """Seed 000: when nobody answered, every desk phone that rang missed the call (a busy or
     unreachable phone did not ring; with ring-all, answered by a colleague, nobody missed it)."""

@@ -5,6 +5,7 @@ input."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from crm import ad_channels, callbacks, calls, comments, patients, schedule, users
+from crm import ad_channels, callbacks, calls, comments, directory, patients, schedule, users
 from crm.clock import SettableClock
 from crm.demo import load_demo
 from crm.rules import appeals as ap
@@ -295,3 +296,21 @@ async def test_a_patient_s_message_reply_is_a_contact_of_her_appeal(env) -> None
     assert 'class="appeals-count">4<' in grouped  # her day's calls and the reply: still one обращение
     mine = await (await client.get(f"/appeals?patient={pid}&view=flat")).text()
     assert "Да, приду" in mine
+
+
+async def test_a_caller_through_a_number_that_hides_callers_has_no_number_shown(env) -> None:
+    """#32, seed 000: calls via ProDoctorov «отображаются без номера телефона». «История
+    обращений» and its CSV showed the number of such a caller without a card (the history, the
+    API, the cards and the home page hid it)."""
+    app, client, _ = env
+    db = app[SERVICES].db
+    await directory.hide_caller(db, "74951110002", True)
+    hidden = incoming("7.0", at(15), "79038880000")
+    await calls.save_call(db, dataclasses.replace(hidden, did="74951110002", callee="74951110002"))
+    await log_in(client, "anna", "pw-anna-12")
+    for view in ("grouped", "flat"):
+        page = await (await client.get(f"/appeals?since=2026-12-02&until=2026-12-02&view={view}")).text()
+        assert "номер скрыт" in page and "888-00-00" not in page and "79038880000" not in page, view
+        assert "777-00-00" in page  # a stranger through the other number keeps his
+    text = (await (await client.get("/appeals.csv?since=2026-12-02&until=2026-12-02&view=flat")).read()).decode()
+    assert "номер скрыт" in text and "79038880000" not in text and "79037770000" in text
