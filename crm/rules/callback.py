@@ -311,9 +311,11 @@ def admin_prompt(source: str) -> str:
             "Если пациент уже записан, нажмите 9.")
 
 
-def details(doctor: str, service: str, connecting: str = "Соединяю с пациентом.") -> list[str]:
-    """What the administrator hears after the key: what the request has, then «Соединяю»."""
-    out = []
+def details(source: str, doctor: str, service: str, connecting: str = "Соединяю с пациентом.") -> list[str]:
+    """What the administrator hears after the key (seed 003: «Когда администратор нажимает на
+    кнопку, робот ему проговаривает детали заявки пациента: «Заявка на запись с НаПоправку»;
+    «Запись к врачу — …»; «Запись на услугу — …»; «Соединяю с пациентом»»)."""
+    out = [f"Заявка на запись с {source}."]
     if doctor.strip():
         out.append(f"Запись к врачу — {doctor.strip()}.")
     if service.strip():

@@ -153,7 +153,7 @@ class CallbackService(JobLoop):
             fixed = load_callback_phrases()
             prompt = await self.prompts.path(cr.admin_prompt(req["source_name"]))
             details = [await self.prompts.path(t)
-                       for t in cr.details(req["doctor"], req["service"], fixed["connecting"])]
+                       for t in cr.details(req["source_name"], req["doctor"], req["service"], fixed["connecting"])]
             closed = await self.prompts.path(fixed["closed"])
         except (TtsError, OSError):
             log.exception("callback: no prompts for request %s; retried in 5 min", req["id"])
