@@ -314,3 +314,18 @@ async def test_a_caller_through_a_number_that_hides_callers_has_no_number_shown(
         assert "777-00-00" in page  # a stranger through the other number keeps his
     text = (await (await client.get("/appeals.csv?since=2026-12-02&until=2026-12-02&view=flat")).read()).decode()
     assert "номер скрыт" in text and "79038880000" not in text and "79037770000" in text
+
+
+async def test_yellow_marks_missed_calls_and_open_requests_only(env) -> None:
+    """#32, seed 004: «Желтым выделены пропущенные звонки и необработанные заявки.» An outgoing
+    call nobody answered is neither: it is not yellow."""
+    app, client, _ = env
+    db = app[SERVICES].db
+    await calls.save_call(db, CallRecord("8.0", "outgoing", "outgoing_unanswered", "", "101", "79035552222", "", (),
+                                         "101", at(16), None, at(16) + 20, 20.0, 0.0, "caller", ""))
+    await log_in(client, "anna", "pw-anna-12")
+    page = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&view=flat")).text()
+    rows = {row.split('"', 1)[0]: row for row in page.split('<tr class="')[1:]}
+    assert any(k.startswith("incoming missed") for k in rows)  # the 9:00 missed call
+    assert any(k.startswith("request missed") for k in rows)  # the open request
+    assert [k for k in rows if k.startswith("outgoing")] == ["outgoing"]  # not yellow
