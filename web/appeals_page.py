@@ -49,7 +49,7 @@ LEVELS: dict[str, tuple[str, Callable[[ap.Group], str]]] = {
 }
 CHART_DAYS = 92  # a longer period has no chart by day (and its groups are read without days)
 STATE_NAMES = {ap.FUTURE: "будущий приём", ap.DONE: "приём состоялся", ap.VOID: "приём отменён / неявка",
-               ap.WAIT_OPEN: "лист ожидания открыт", ap.WAIT_BOOKED: "лист ожидания закрыт записью",
+               ap.WAIT_OPEN: "лист ожидания открыт", ap.WAIT_BOOKED: "лист ожидания закрыт",  # seed 004: «не отображается, как именно»
                ap.WAIT_CLOSED: "лист ожидания закрыт"}
 MAX_DAYS = 366
 MAX_CONTACTS = 200_000  # grouped anew in memory: about 500 MB of the server's memory while one page is built

@@ -329,3 +329,18 @@ async def test_yellow_marks_missed_calls_and_open_requests_only(env) -> None:
     assert any(k.startswith("incoming missed") for k in rows)  # the 9:00 missed call
     assert any(k.startswith("request missed") for k in rows)  # the open request
     assert [k for k in rows if k.startswith("outgoing")] == ["outgoing"]  # not yellow
+
+
+def test_a_closed_waiting_list_looks_the_same_whether_an_appointment_closed_it() -> None:
+    """#32, seed 004: «Светло-серый символ записи в лист ожидания — запись закрыта. Здесь не
+    отображается, как именно, — с приемом или без.»"""
+    import re
+    from pathlib import Path
+
+    from web.appeals_page import STATE_NAMES
+
+    assert STATE_NAMES[ap.WAIT_BOOKED] == STATE_NAMES[ap.WAIT_CLOSED]
+    css = (Path(__file__).parents[2] / "web" / "static" / "panel.css").read_text()
+    colour = {state: re.search(rf"[^}}]*\.record\.{state}\b[^{{]*\{{\s*color:\s*([^;]+);", css).group(1)
+              for state in ("wait_booked", "wait_closed", "void", "done")}
+    assert colour["wait_booked"] == colour["wait_closed"] == colour["void"] != colour["done"]
