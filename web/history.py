@@ -57,8 +57,8 @@ def row_view(call: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
         who = "Сотрудник" if call["caller_kind"] == "employee" else "Контрагент"
         if call.get("counterpart_name"):
             who = f"{who}: {call['counterpart_name']}"
-    elif call.get("guardian"):  # seed 000: a guardian's call names the guardian, the wards expand
-        who = f"Опекун: {call['guardian']} (пациентов: {len(patients)})"
+    elif call.get("guardian"):  # seed 000: «Пациенты: 2…», which expands to the guardian and the wards
+        who = f"Пациенты: {len(patients)}"
     elif len(patients) == 1:
         who = patients[0]["full_name"]
     elif patients:

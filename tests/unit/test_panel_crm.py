@@ -695,7 +695,9 @@ async def test_a_guardians_call_in_the_history_names_the_guardian_and_the_wards(
     assert stored["caller_kind"] == "guardian" and stored["guardian"]
     c = await login(server, "admin", "pw-admin-1")
     page = await (await c.get("/calls")).text()
-    assert f"Опекун: {stored['guardian']} (пациентов: 2)" in page
+    # #32: the label is the seed's («the guardian's phone number will be displayed next «Пациенты: 2...»»)
+    assert "<summary>Пациенты: 2</summary>" in page
+    assert f'<div class="guardian">Опекун: {stored["guardian"]}</div>' in page
     assert f'<a href="/patients/{KID}">' in page
 
 
