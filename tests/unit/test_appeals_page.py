@@ -147,6 +147,10 @@ async def test_the_channel_directory_and_the_channel_filter(env) -> None:
     assert '<option value="Агрегаторы" selected>' in only  # the form keeps what was chosen
     site = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&channel=Сайт клиники")).text()
     assert 'class="appeals-count">2<' in site and "Номер клиники: 74951110001" in site
+    # #32, seed 004: «Появится всплывающее окно «Определение канала по приоритету». Сработавшее
+    # правило будет выделено зеленым индикатором.»
+    assert "Посмотреть правила определения канала" in site and "Определение канала по приоритету" in site
+    assert '<li class="fired"><span class="fired-mark" title="Сработавшее правило">●</span> Номер клиники: 74951110001' in site
     await client.post("/logout", data={})
     await log_in(client, "anna", "pw-anna-12")  # an administrator sees the directory, cannot change it
     assert (await client.post("/appeals/channels", data={"group": "x", "name": "y"})).status == 403
