@@ -81,6 +81,7 @@ async def callbacks_page(request: web.Request) -> dict[str, Any]:
         "sources": await callbacks.sources(services.db) if can_edit else [],
         "robot": services.callbacks is not None and services.ari is not None and services.ari.connected.is_set(),
         "mail_ready": bool(services.settings.mail.host) or services.settings.mail.demo,
+        "no_letters": cr.letters_unaddressed(s),
         "letters": await mail.recent(services.db, 10) if can_edit else [],
         "counts": await callbacks.counts(services.db, since, since + 86400),
     }

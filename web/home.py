@@ -12,9 +12,10 @@ from zoneinfo import ZoneInfo
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import reports, schedule, toll
+from crm import callbacks, reports, schedule, toll
 from crm.call_listing import PROCESSING_WINDOW, CallFilter, calls_by_ids, unprocessed_missed
 from crm.calls import iso
+from crm.rules import callback as cr
 from pbx.services import SERVICES, health
 from pbx.workers.recordings import usage
 from web.common import SETTINGS_ROLES, clinic_tz, local_time, local_today, now_ts, viewer
@@ -72,6 +73,7 @@ async def index(request: web.Request) -> dict[str, Any]:
     by_status = await schedule.day_status_counts(db, today, tz)
     page["appointments"] = {"total": sum(by_status.values()), "by_status": by_status}
     page["tasks"] = [t for t in await schedule.open_tasks(db) if t["due_date"] <= today.isoformat()]
+    page["no_letters"] = cr.letters_unaddressed(await callbacks.settings(db))
     page["tomorrow"] = (today + timedelta(days=1)).isoformat()
     if me.role in SETTINGS_ROLES:  # outgoing calls the toll-fraud limits refused in the last day
         page["toll_trips"] = [t | {"at": datetime.fromtimestamp(t["at_ts"], tz).strftime("%d.%m %H:%M")}

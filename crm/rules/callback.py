@@ -305,6 +305,13 @@ def free_lines(total: int, mine: int, others: int, others_waiting: bool) -> int:
     return max(0, min(cap - mine, total - mine - others))
 
 
+def letters_unaddressed(s: CallbackSettings) -> bool:
+    """Seed 003 writes to «почту ответственных сотрудников клиники» when a request was not
+    reached and after a talk («Не надо перезванивать»); with the robot on and no address given
+    neither letter is ever written: the panel warns (the list is empty by default)."""
+    return s.enabled and not s.emails.strip()
+
+
 # --- what is said and written ---------------------------------------------------------------
 def admin_prompt(source: str) -> str:
     return (f"Заявка на запись с {source}. Нажмите любую клавишу, чтобы соединиться с пациентом. "

@@ -6,6 +6,7 @@ calls, bookings, robot calls and requests (``crm.demo_month``) with recordings t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -13,7 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from crm import demo, demo_month
+from crm import callbacks, demo, demo_month
 from crm.db import Database
 from crm.demo_export import (
     APPOINTMENT_HEADERS,
@@ -74,6 +75,9 @@ async def conversation_wav(folder: Path) -> bytes:
     return await asyncio.to_thread(out.read_bytes)
 
 
+DEMO_EMAILS = "reception@demo-clinic.example"
+
+
 async def load_demo_clinic(db: Database, settings: Settings, now: float) -> list[str]:
     """What ``init --demo`` adds, as lines to print; nothing for a CRM that has patients."""
     added = await demo.load_demo(db, now, tz=settings.time_zone)
@@ -84,6 +88,9 @@ async def load_demo_clinic(db: Database, settings: Settings, now: float) -> list
     await import_demo_export(db, today, settings.time_zone)
     sound = await conversation_wav(settings.state_dir / "demo")
     month = await demo_month.add_month(db, now, tz, settings.recordings_dir, sound)
+    # the robot's letters to the clinic have somewhere to go (the demo's mail is logged, not sent)
+    robot = await callbacks.settings(db)
+    await callbacks.save_settings(db, dataclasses.replace(robot, emails=robot.emails or DEMO_EMAILS))
     return [f"demo clinic: {added} patients, then {PATIENTS} more from its MIS export (see «Импорт из МИС»)",
             f"demo month: {month.calls} calls, {month.bookings} bookings from calls, {month.robot_calls} robot calls,"
             f" {month.requests} callback requests, {month.recordings} recordings"]

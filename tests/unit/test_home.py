@@ -4,6 +4,7 @@ without the history right."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from crm import calls, schedule, users
+from crm import callbacks, calls, schedule, users
 from crm.clock import SettableClock
 from crm.demo import load_demo
 from crm.rules.call_records import CallRecord, LegRecord
@@ -115,3 +116,15 @@ async def test_todays_appointments_counted_by_status(app) -> None:
     counts = await schedule.day_status_counts(db, day, TZ)
     assert sum(counts.values()) == len(listed)
     assert counts == {label: sum(1 for a in listed if a["status_label"] == label) for label in counts}
+
+
+async def test_no_address_for_the_robot_s_letters_is_warned_of(app) -> None:
+    """#32, seed 003: the letters go to «почту ответственных сотрудников клиники»; the list is
+    empty by default, so nothing would ever be written: the home page and the robot's page say so."""
+    await log_in(app, "anna", "pw")
+    assert "не указана почта ответственных сотрудников" in await (await app.get("/")).text()
+    assert "Не указана почта ответственных сотрудников" in await (await app.get("/callbacks")).text()
+    db = app.server.app[SERVICES].db
+    await callbacks.save_settings(db, dataclasses.replace(await callbacks.settings(db), emails="reg@clinic.example"))
+    assert "не указана почта" not in await (await app.get("/")).text()
+    assert "Не указана почта" not in await (await app.get("/callbacks")).text()
