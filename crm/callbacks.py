@@ -238,6 +238,7 @@ class Texts:
     emails: tuple[str, ...]
     tz: ZoneInfo
     sender: str = ""  # the branch's own From (empty: the server's)
+    period: str = "2,5 часа"  # the configured give-up period, as the letter says it
 
 
 async def end_attempt(db: Database, job: dict[str, Any], base: str, outcome: str, talk: float, reason: str,
@@ -258,11 +259,12 @@ async def end_attempt(db: Database, job: dict[str, Any], base: str, outcome: str
                 closed = step.outcome if isinstance(step, cr.Close) else cr.CLOSED_GAVE_UP
                 linked = base if closed == cr.CLOSED_CONTACTED else ""
                 await _close(tx, job["id"], request_id, closed, step.reason, now, linked_base=linked)
-                await _mail_about(tx, request_id, closed, texts.emails, texts.tz, now, texts.sender)
+                await _mail_about(tx, request_id, closed, texts.emails, texts.tz, now, texts.sender, texts.period)
 
 
 async def close(db: Database, job: dict[str, Any] | None, request_id: int, outcome: str, reason: str, now: float,
-                emails: tuple[str, ...] = (), tz: ZoneInfo = UTC_ZONE, sender: str = "") -> None:
+                emails: tuple[str, ...] = (), tz: ZoneInfo = UTC_ZONE, sender: str = "",
+                period: str = "2,5 часа") -> None:
     """Closed before an attempt (contacted by other means, gave up) or by hand."""
     async with db.transaction() as tx:
         job_id = job["id"] if job else None
@@ -271,7 +273,7 @@ async def close(db: Database, job: dict[str, Any] | None, request_id: int, outco
                                           (f"callback:{request_id}",))).fetchone()
             job_id = row[0] if row else None
         await _close(tx, job_id, request_id, outcome, reason, now)
-        await _mail_about(tx, request_id, outcome, emails, tz, now, sender)
+        await _mail_about(tx, request_id, outcome, emails, tz, now, sender, period)
 
 
 async def _close(tx: Any, job_id: int | None, request_id: int, outcome: str, reason: str, now: float, *,
@@ -303,7 +305,7 @@ async def _queue_sms(tx: Any, job: dict[str, Any], request_id: int, body: str, n
 
 
 async def _mail_about(tx: Any, request_id: int, closed: str, emails: tuple[str, ...], tz: ZoneInfo,
-                      now: float, sender: str = "") -> None:
+                      now: float, sender: str = "", period: str = "2,5 часа") -> None:
     """Contacted: «Не надо перезванивать»; gave up: «перезвоните пациенту». Other closings
     need no letter: the administrator was there."""
     if closed not in (cr.CLOSED_CONTACTED, cr.CLOSED_GAVE_UP) or not emails:
@@ -311,7 +313,7 @@ async def _mail_about(tx: Any, request_id: int, closed: str, emails: tuple[str, 
     req = dict(await (await tx.execute("SELECT * FROM callback_requests WHERE id = ?", (request_id,))).fetchone())
     tries = [dict(r) for r in await (await tx.execute(
         "SELECT * FROM callback_attempts WHERE request_id = ? ORDER BY attempt", (request_id,))).fetchall()]
-    subject, body = mail.callback_letter(req, tries, closed, tz)
+    subject, body = mail.callback_letter(req, tries, closed, tz, period)
     await mail.enqueue(tx, f"callback:{request_id}:{closed}", request_id, emails, subject, body, now, sender)
 
 

@@ -55,7 +55,8 @@ async def recent(db: Database, limit: int = 50) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-def callback_letter(req: dict[str, Any], tries: list[dict[str, Any]], closed: str, tz: ZoneInfo) -> tuple[str, str]:
+def callback_letter(req: dict[str, Any], tries: list[dict[str, Any]], closed: str, tz: ZoneInfo,
+                    period: str = "2,5 часа") -> tuple[str, str]:
     """Subject and body of a letter about a request: contacted («Не надо перезванивать») or
     given up («перезвоните пациенту»), with every detail and the attempts."""
     def _when(ts: float | None) -> str:
@@ -67,7 +68,7 @@ def callback_letter(req: dict[str, Any], tries: list[dict[str, Any]], closed: st
         head = "Пациент соединён с администратором. Не надо перезванивать."
     else:
         subject = cr.give_up_subject(source)
-        head = "Робот не смог соединить пациента с клиникой за 2,5 часа. Пожалуйста, перезвоните пациенту."
+        head = f"Робот не смог соединить пациента с клиникой за {period}. Пожалуйста, перезвоните пациенту."
     try:
         utm = json.loads(req.get("utm") or "{}")
     except ValueError:

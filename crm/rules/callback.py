@@ -237,9 +237,39 @@ class RequestFacts:
     admins_free: bool = True  # somebody at the clinic is not on a call
 
 
-def deadline(r: RequestFacts, s: CallbackSettings) -> float | None:
-    """The robot goes on for ``give_up_minutes`` (2.5 h) from its first attempt."""
-    return None if r.first_try_ts is None else r.first_try_ts + s.give_up_minutes * 60
+def working_deadline(start: float, minutes: float, hours: OpeningHours, tz: ZoneInfo) -> float:
+    """When ``minutes`` of the branch's open time have passed since ``start``: seed 003's
+    «в течение 2,5 часов» counts the clinic's hours, so a request first tried an hour before
+    closing has its other 1.5 hours after the next opening."""
+    left, t = minutes * 60, start
+    for _ in range(366):  # a day of open time a turn; a branch never open: +inf at once
+        t = opening_at(t, hours, tz)
+        if t == float("inf"):
+            return t
+        local = datetime.fromtimestamp(t, tz)
+        today = hours.of(local.isoweekday())
+        assert today is not None  # open at t
+        closing = datetime.combine(local.date(), today[1], tz).timestamp()
+        if closing - t >= left:
+            return t + left
+        left, t = left - (closing - t), closing
+    return t
+
+
+def period_words(minutes: int) -> str:
+    """The configured period as the texts say it: «2,5 часа», «5 минут», «1 час», «3 часа»."""
+    def plural(n: int, one: str, few: str, many: str) -> str:
+        return one if n % 10 == 1 and n % 100 != 11 else few if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14 else many
+    if minutes % 60 == 0:
+        return f"{minutes // 60} {plural(minutes // 60, 'час', 'часа', 'часов')}"
+    if minutes % 30 == 0:
+        return f"{minutes // 60},5 часа"
+    return f"{minutes} {plural(minutes, 'минута', 'минуты', 'минут')}"
+
+
+def deadline(r: RequestFacts, s: CallbackSettings, tz: ZoneInfo) -> float | None:
+    """The robot goes on for ``give_up_minutes`` (2.5 h) of open time from its first attempt."""
+    return None if r.first_try_ts is None else working_deadline(r.first_try_ts, s.give_up_minutes, s.hours, tz)
 
 
 def before_attempt(r: RequestFacts, s: CallbackSettings, now: float, tz: ZoneInfo) -> Step:
@@ -249,22 +279,24 @@ def before_attempt(r: RequestFacts, s: CallbackSettings, now: float, tz: ZoneInf
         return Close(CLOSED_OTHER_MEANS, "Пациент записан после заявки")
     if r.talked_since:
         return Close(CLOSED_OTHER_MEANS, "Был разговор с пациентом после заявки")
-    end = deadline(r, s)
+    end = deadline(r, s, tz)
     if end is not None and now >= end:
-        return GiveUp("2,5 часа без соединения")
+        return GiveUp(f"{period_words(s.give_up_minutes)} без соединения")
     opening = opening_at(now, s.hours, tz)
     if opening > now:
-        if end is not None and opening >= end:
-            return GiveUp("Клиника закрыта до конца срока дозвона")
+        if end is not None and opening >= end:  # its open time ran out at the closing
+            return GiveUp(f"{period_words(s.give_up_minutes)} без соединения")
         return WaitUntil(opening, "Нерабочее время")
     if not r.admins_free:
         return WaitUntil(now + BUSY_WAIT, "Все администраторы заняты")
     return Go()
 
 
-def after_attempt(outcome: str, r: RequestFacts, s: CallbackSettings, now: float, tz: ZoneInfo) -> list[Step]:
+def after_attempt(outcome: str, r: RequestFacts, s: CallbackSettings, now: float, tz: ZoneInfo,
+                  started: float | None = None) -> list[Step]:
     """The one retry policy. ``r`` holds the facts with this attempt counted (first_try_ts set,
-    patient_failures including it)."""
+    patient_failures including it); ``started``: when this attempt began (seed 003: «каждые
+    5 минут» — the next one is due 5 minutes after it began, not after it ended)."""
     if outcome == CONTACTED:
         return [Close(CLOSED_CONTACTED)]
     if outcome == ALREADY_BOOKED:
@@ -272,13 +304,11 @@ def after_attempt(outcome: str, r: RequestFacts, s: CallbackSettings, now: float
     steps: list[Step] = []
     if leg_of(outcome) == PATIENT and r.patient_failures >= max(1, s.sms_after) and not r.sms_sent:
         steps.append(SendSms())
-    at = now + max(1, s.retry_minutes) * 60
-    end = deadline(r, s)
-    if end is not None and at > end:
-        return [*steps, GiveUp("2,5 часа без соединения")]
+    at = max(now, (now if started is None else started) + max(1, s.retry_minutes) * 60)
+    end = deadline(r, s, tz)
     at = opening_at(at, s.hours, tz)
     if end is not None and at > end:
-        return [*steps, GiveUp("Клиника закрыта до конца срока дозвона")]
+        return [*steps, GiveUp(f"{period_words(s.give_up_minutes)} без соединения")]
     return [*steps, WaitUntil(at, OUTCOME_NAMES.get(outcome, outcome))]
 
 

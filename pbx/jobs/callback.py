@@ -138,7 +138,8 @@ class CallbackService(JobLoop):
             await callbacks.close(self.db, job, req["id"], decision.outcome, decision.reason, now)
         elif isinstance(decision, cr.GiveUp):
             await callbacks.close(self.db, job, req["id"], cr.CLOSED_GAVE_UP, decision.reason, now,
-                                  emails=_emails(s), tz=self.tz, sender=s.mail_from)
+                                  emails=_emails(s), tz=self.tz, sender=s.mail_from,
+                                  period=cr.period_words(s.give_up_minutes))
         elif isinstance(decision, cr.WaitUntil):
             await callbacks.release(self.db, job["id"], decision.at, decision.reason)
         elif reason := await toll.check(self.db, req["phone"], "", now):  # never a premium or foreign number
@@ -176,6 +177,7 @@ class CallbackService(JobLoop):
 
     async def _call(self, job: dict[str, Any], flow: CallbackFlow, s: cr.CallbackSettings) -> None:
         assert self.runner is not None
+        started = self.clock.now()  # the next attempt is due retry_minutes after this one began
 
         async def progress(what: str) -> None:
             if what.startswith("answered:"):  # the other phones stopped ringing: free again
@@ -198,10 +200,11 @@ class CallbackService(JobLoop):
         facts = await callbacks.facts(self.db, req, True)
         if cr.leg_of(outcome) == cr.PATIENT:  # this attempt counts too (written with the steps)
             facts = dataclasses.replace(facts, patient_failures=facts.patient_failures + 1)
-        steps = cr.after_attempt(outcome, facts, s, now, self.tz)
+        steps = cr.after_attempt(outcome, facts, s, now, self.tz, started=started)
         if req["state"] != "open":  # closed by hand during the call: no retry, no SMS; the job ends
             steps = [cr.Close(req["outcome"], "Заявка закрыта во время звонка")]
-        texts = callbacks.Texts(cr.sms_text(req["source_name"], s.clinic_phone), _emails(s), self.tz, s.mail_from)
+        texts = callbacks.Texts(cr.sms_text(req["source_name"], s.clinic_phone), _emails(s), self.tz, s.mail_from,
+                                cr.period_words(s.give_up_minutes))
         await callbacks.end_attempt(self.db, job, flow.base, outcome, talk, reason, steps, now, texts)
         log.info("callback %s: %s (talk %.1f s) -> %s", flow.base, outcome, talk,
                  ", ".join(type(st).__name__ for st in steps))

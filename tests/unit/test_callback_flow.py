@@ -207,6 +207,11 @@ def test_retry_every_five_minutes_for_two_and_a_half_hours() -> None:
     r = cr.RequestFacts(created_ts=first - 60, first_try_ts=first)
     steps = cr.after_attempt(cr.CLINIC_NO_ANSWER, r, S, first + 40, TZ)
     assert steps == [cr.WaitUntil(first + 40 + 300, cr.OUTCOME_NAMES[cr.CLINIC_NO_ANSWER])]
+    # #32, seed 003: «каждые 5 минут»: the next attempt is due 5 minutes after this one began
+    assert cr.after_attempt(cr.CLINIC_NO_ANSWER, r, S, first + 40, TZ, started=first) == [
+        cr.WaitUntil(first + 300, cr.OUTCOME_NAMES[cr.CLINIC_NO_ANSWER])]
+    assert cr.after_attempt(cr.PATIENT_SHORT, r, S, first + 400, TZ, started=first)[-1] == cr.WaitUntil(
+        first + 400, cr.OUTCOME_NAMES[cr.PATIENT_SHORT])  # a call longer than the interval: again at once
     # the last retry that still fits: due exactly at the 2.5 h mark
     assert cr.after_attempt(cr.CLINIC_NO_ANSWER, r, S, first + 9000 - 300, TZ)[-1] == cr.WaitUntil(
         first + 9000, cr.OUTCOME_NAMES[cr.CLINIC_NO_ANSWER])
@@ -215,13 +220,38 @@ def test_retry_every_five_minutes_for_two_and_a_half_hours() -> None:
     assert cr.before_attempt(r, S, first + 8999, TZ) == cr.Go()
 
 
-def test_a_retry_after_closing_waits_for_the_opening_or_gives_up() -> None:
+def test_a_request_tried_near_closing_has_its_hours_after_the_opening() -> None:
+    """#32, seed 003: the robot calls for 2.5 hours of the clinic's time: a request first tried
+    at 20:30 (closing 21:00) had half an hour; it is tried again from 9:00 until 11:00."""
     first = at(20, 30)
     r = cr.RequestFacts(created_ts=first, first_try_ts=first)
-    steps = cr.after_attempt(cr.PATIENT_BUSY, r, S, at(20, 58), TZ)
-    assert isinstance(steps[-1], cr.GiveUp)  # the next opening (9:00) is past 23:00
-    long = cr.CallbackSettings(give_up_minutes=24 * 60)
-    assert cr.after_attempt(cr.PATIENT_BUSY, r, long, at(20, 58), TZ)[-1].at == at(9, day=3)  # type: ignore[union-attr]
+    assert cr.deadline(r, S, TZ) == at(11, day=3)
+    steps = cr.after_attempt(cr.PATIENT_BUSY, r, S, at(20, 58), TZ, started=at(20, 57))
+    assert steps[-1] == cr.WaitUntil(at(9, day=3), cr.OUTCOME_NAMES[cr.PATIENT_BUSY])
+    assert cr.before_attempt(r, S, at(7, day=3), TZ) == cr.WaitUntil(at(9, day=3), "Нерабочее время")
+    assert cr.before_attempt(r, S, at(10, 59, day=3), TZ) == cr.Go()
+    assert cr.before_attempt(r, S, at(11, day=3), TZ) == cr.GiveUp("2,5 часа без соединения")
+    # a branch open on weekdays only: Friday's last hour, then Monday's first 1.5 hours
+    weekdays = cr.CallbackSettings(closed_days="6 7")
+    friday = datetime(2026, 12, 4, 20, tzinfo=TZ).timestamp()
+    assert cr.deadline(cr.RequestFacts(created_ts=friday, first_try_ts=friday), weekdays, TZ) == datetime(
+        2026, 12, 7, 10, 30, tzinfo=TZ).timestamp()
+    assert cr.working_deadline(at(10), 60, cr.OpeningHours(()), TZ) == float("inf")  # never open
+
+
+def test_the_texts_say_the_configured_period() -> None:
+    """#32: with the limit set to 5 minutes the reason and the letter no longer say «2,5 часа»."""
+    assert [cr.period_words(m) for m in (150, 5, 60, 90, 120, 300, 1, 21, 22, 11)] == [
+        "2,5 часа", "5 минут", "1 час", "1,5 часа", "2 часа", "5 часов", "1 минута", "21 минута", "22 минуты",
+        "11 минут"]
+    short = cr.CallbackSettings(give_up_minutes=5)
+    r = cr.RequestFacts(created_ts=at(10), first_try_ts=at(10))
+    assert cr.before_attempt(r, short, at(10, 5), TZ) == cr.GiveUp("5 минут без соединения")
+    from crm import mail
+    req = {"source_name": "НаПоправку", "utm": "", "id": 1, "created_ts": at(10), "patient_name": "", "phone": "+7",
+           "doctor": "", "service": "", "desired": "", "comment": ""}
+    _, body = mail.callback_letter(req, [], cr.CLOSED_GAVE_UP, TZ, cr.period_words(5))
+    assert "за 5 минут" in body and "2,5" not in body
 
 
 def test_sms_once_after_the_patient_side_failed_enough() -> None:
