@@ -63,11 +63,12 @@ def robot_outcome(cause: int) -> str:
     return "failed"
 
 
-# A soft hang-up's "cause" is not Q.850 but Asterisk's reason flags (channel.h): these two mean
-# Asterisk itself ended the channel, stopping (``core stop``) or unloading the module it ran in.
-SOFT_SHUTDOWN, SOFT_APPUNLOAD = 1 << 2, 1 << 4
+# A soft hang-up's "cause" is Asterisk's reason flag (channel.h), not Q.850: SHUTDOWN means
+# Asterisk itself is stopping (``core stop``). 16 is seen on a bridged caller both when
+# Asterisk stops and when a transfer or the other side ends the call: it tells nothing.
+SOFT_SHUTDOWN = 1 << 2
 
 
 def ended_by_asterisk(soft_cause: int) -> bool:
     """Whether a ``SoftHangupRequest`` with this cause is Asterisk stopping, not a person."""
-    return bool(soft_cause & (SOFT_SHUTDOWN | SOFT_APPUNLOAD))
+    return bool(soft_cause & SOFT_SHUTDOWN)

@@ -48,15 +48,17 @@ def test_answered_call_and_hangup_side() -> None:
     assert r.hangup_by == "callee" and r.talk_seconds == 5.0 and r.wait_seconds == 2.0
 
 
-@pytest.mark.parametrize(("soft_cause", "by"), [(4, "system"), (16, "system"), (32, "callee"), (1, "callee")])
-def test_asterisk_stopping_ends_the_call_not_a_person(soft_cause: int, by: str) -> None:
-    """#31: ``core stop`` soft-hangs every channel up (reason flag 4, SHUTDOWN; the caller in the
-    queue 16, APPUNLOAD) and only then sends the Hangups and its ``Shutdown`` event: the call is
-    ended by the system. Other soft hang-ups (32 explicit, 1 device) leave the Hangups to decide."""
+@pytest.mark.parametrize(("caller_cause", "phone_cause", "by"),
+                         [(16, 4, "system"), (4, 4, "system"), (16, 16, "callee"), (32, 32, "callee"), (1, 1, "callee")])
+def test_asterisk_stopping_ends_the_call_not_a_person(caller_cause: int, phone_cause: int, by: str) -> None:
+    """#31: ``core stop now`` soft-hangs the channels up with the reason flag 4 (SHUTDOWN) before
+    the Hangups and its ``Shutdown`` event (recorded: the bridged caller 16, the desk phone 4):
+    the call is ended by the system. Other soft hang-ups (16 also after an attended transfer,
+    32 explicit, 1 device) leave the Hangups to decide."""
     evs = incoming_answered()
     op, ph = "PJSIP/operator-01", "PJSIP/101-02"
-    evs[8:9] = [ev.HangupRequest(107.0, "1.0", "1.0", op, True, soft_cause),
-                ev.HangupRequest(107.0, "1.1", "1.0", ph, True, 4 if soft_cause in (4, 16) else soft_cause)]
+    evs[8:9] = [ev.HangupRequest(107.0, "1.0", "1.0", op, True, caller_cause),
+                ev.HangupRequest(107.0, "1.1", "1.0", ph, True, phone_cause)]
     [r] = finished(run(CallTracker(), evs))
     assert r.hangup_by == by and r.talk_seconds == 5.0
 
