@@ -227,12 +227,13 @@ async def test_a_patient_who_booked_meanwhile_is_not_called_and_the_end_mails_th
     assert svc.active == 0  # no administrator was rung
     req, tries = await state(services, rid)
     assert (req["state"], req["outcome"], tries) == ("closed", cr.CLOSED_OTHER_MEANS, [])
-    # another request, tried once long ago: past 2.5 h the robot stops and e-mails the clinic
+    # another request, first tried yesterday at 18:00: its 2.5 open hours ended at 20:30 (the
+    # hours are the clinic's, #32), so the robot stops and e-mails the clinic
     other = await callbacks.create_request(db, callbacks.NewRequest(phone="+79035550000", source_name="НаПоправку"),
                                            clock.now())
     async with db.transaction() as tx:
         await tx.execute("UPDATE callback_requests SET first_try_ts = ? WHERE id = ?",
-                         (clock.now() - 9001, other.request_id))
+                         (NOW - 16 * 3600, other.request_id))
     await svc.tick()
     await svc.tick()
     req, _ = await state(services, other.request_id)
