@@ -28,13 +28,19 @@ from tests.integration.helpers import (
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sip_guard")]
 
 
+async def talking_call(services, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A patient's call that 101 answers and that talks for a minute unless cut."""
+    phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 500}})
+    call = await start_operator_call(services.settings, "+79161234567", "74951110001", tmp_path, talk_ms=60000)
+    return phones, call
+
+
 async def test_a_call_talking_when_asterisk_is_killed_is_kept_and_asterisk_comes_back(
         server, asterisk, tmp_path: Path) -> None:
     services, log = server
     supervisor = AsteriskSupervisor(asterisk, check=0.3)
     supervisor.start()
-    phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 500}})
-    call = await start_operator_call(services.settings, "+79161234567", "74951110001", tmp_path, talk_ms=60000)
+    phones, call = await talking_call(services, tmp_path)
     try:
         answered = await log.wait_for(lambda e: e.name == "BridgeEnter" and e.headers["Channel"].startswith("PJSIP/101-"))
         linkedid = answered.headers["Linkedid"]
@@ -67,8 +73,7 @@ async def test_an_orderly_stop_of_asterisk_ends_the_call_as_the_system(server, a
     """#31: ``core stop now`` with a call talking: Asterisk ended it, not the patient or the
     administrator (before, the first Hangup named the callee). Its CDR row is written."""
     services, log = server
-    phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 500}})
-    call = await start_operator_call(services.settings, "+79161234567", "74951110001", tmp_path, talk_ms=60000)
+    phones, call = await talking_call(services, tmp_path)
     try:
         answered = await log.wait_for(lambda e: e.name == "BridgeEnter" and e.headers["Channel"].startswith("PJSIP/101-"))
         linkedid = answered.headers["Linkedid"]

@@ -95,6 +95,16 @@ async def live(db: Database, first: date, last: date, today: date) -> list[ap.Ap
     return (await store.build(db, since, until, today, TZ)).appeals
 
 
+async def assert_summed_without_days(db: Database, period: appeal_days.Period, pick: appeal_days.Pick) -> None:
+    """A long period's page reads its groups without the days (#31): the same sums per group."""
+    summed: dict[tuple[str, ...], list[int]] = {}
+    for g in await period.groups(db, pick):
+        n = summed.setdefault(g[1:6], [0, 0])
+        n[0], n[1] = n[0] + g.n, n[1] + g.contacts
+    assert {(g.day, *g[1:6]): [g.n, g.contacts] for g in await period.groups(db, pick, by_day=False)} == {
+        (period.first, *k): v for k, v in summed.items()}
+
+
 async def assert_same(db: Database, first: date, last: date, today: date) -> list[ap.Appeal]:
     """The period from the stored days (counted in SQL) equals the live computation: the
     обращения, their groups, and the same for the success and employee filters."""
@@ -107,13 +117,7 @@ async def assert_same(db: Database, first: date, last: date, today: date) -> lis
         chosen = [a for a, f in zip(expected, facets, strict=True) if pick.matches(f)]
         assert await period.appeals(db, await period.refs(db, pick)) == chosen, (first, last, pick)
         assert sorted(await period.groups(db, pick)) == sorted(ap.group_facets(f for f in facets if pick.matches(f)))
-        # a long period's page reads its groups without the days (#31): the same sums per group
-        summed: dict[tuple[str, ...], list[int]] = {}
-        for g in await period.groups(db, pick):
-            n = summed.setdefault(g[1:6], [0, 0])
-            n[0], n[1] = n[0] + g.n, n[1] + g.contacts
-        assert {(g.day, *g[1:6]): [g.n, g.contacts] for g in await period.groups(db, pick, by_day=False)} == {
-            (period.first, *k): v for k, v in summed.items()}
+        await assert_summed_without_days(db, period, pick)
         assert await period.appeals(db, await period.refs(db, pick, 1, 2)) == chosen[1:3]
         shown = [a async for day in period.by_day(db, pick) for a in day]
         assert shown == chosen
@@ -278,11 +282,5 @@ async def test_a_period_whose_days_cannot_be_stored_is_counted_in_memory_alike(c
         assert await period.appeals(db, await period.refs(db, pick)) == chosen
         assert await period.appeals(db, await period.refs(db, pick, 1, 3)) == chosen[1:4]
         assert sorted(await period.groups(db, pick)) == sorted(ap.group_facets(f for f in facets if pick.matches(f)))
-        # a long period's page reads its groups without the days (#31): the same sums per group
-        summed: dict[tuple[str, ...], list[int]] = {}
-        for g in await period.groups(db, pick):
-            n = summed.setdefault(g[1:6], [0, 0])
-            n[0], n[1] = n[0] + g.n, n[1] + g.contacts
-        assert {(g.day, *g[1:6]): [g.n, g.contacts] for g in await period.groups(db, pick, by_day=False)} == {
-            (period.first, *k): v for k, v in summed.items()}
+        await assert_summed_without_days(db, period, pick)
         assert [a async for day in period.by_day(db, pick) for a in day] == chosen

@@ -12,8 +12,10 @@ from pbx.workers.asterisk_supervisor import AsteriskSupervisor
 
 def test_a_crash_is_followed_at_once_a_crash_loop_backs_off() -> None:
     assert restart_delay([], 1000.0) == 1.0
-    assert restart_delay([990.0], 1000.0) == 2.0
-    assert restart_delay([900.0, 950.0, 990.0], 1000.0) == 8.0
+    assert restart_delay([990.0], 1000.0) == 1.0  # three crashes in a row: each at once
+    assert restart_delay([980.0, 990.0], 1000.0) == 1.0
+    assert restart_delay([900.0, 950.0, 990.0], 1000.0) == 2.0  # a fourth: the loop backs off
+    assert restart_delay([900.0, 920.0, 950.0, 990.0], 1000.0) == 4.0
     assert restart_delay([float(t) for t in range(20)], 100.0) == 60.0  # at most a minute
     assert restart_delay([100.0], 100.0 + 601) == 1.0  # ten quiet minutes: at once again
 
