@@ -174,8 +174,11 @@ async def unprocessed_missed(db: Database, since: str) -> list[tuple[int, str, s
     history's own rule, without the details: the home page groups them by number and reads
     the details of the few it shows (``calls_by_ids``)."""
     where, params = conditions(CallFilter(since=since, missed_state="missed_unprocessed"))
-    return [(int(i), n or "", at) for i, n, at in await db.fetch_tuples(
-        "SELECT c.id, c.phone_e164, c.started_at FROM calls c WHERE " + " AND ".join(where), params)]
+    hidden = await directory.hidden_numbers(db)  # such a caller's number is shown nowhere: ""
+    return [(int(i), "" if records.caller_hidden(direction, did in hidden) else n or "", at)
+            for i, n, at, direction, did in await db.fetch_tuples(
+                "SELECT c.id, c.phone_e164, c.started_at, c.direction, c.did FROM calls c WHERE "
+                + " AND ".join(where), params)]
 
 
 async def calls_by_ids(db: Database, ids: list[int]) -> dict[int, dict[str, Any]]:

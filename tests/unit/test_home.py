@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from crm import callbacks, calls, schedule, users
+from crm import callbacks, calls, directory, schedule, users
 from crm.clock import SettableClock
 from crm.demo import load_demo
 from crm.rules.call_records import CallRecord, LegRecord
@@ -128,3 +128,16 @@ async def test_no_address_for_the_robot_s_letters_is_warned_of(app) -> None:
     await callbacks.save_settings(db, dataclasses.replace(await callbacks.settings(db), emails="reg@clinic.example"))
     assert "не указана почта" not in await (await app.get("/")).text()
     assert "Не указана почта" not in await (await app.get("/callbacks")).text()
+
+
+async def test_a_caller_through_a_number_that_hides_callers_is_not_listed(app) -> None:
+    """Seed 000: such a caller's number is shown nowhere, so it cannot be called back from here."""
+    db = app.server.app[SERVICES].db
+    await directory.hide_caller(db, "74951110002", True)
+    hidden = missed("h.0", at(23, 7), "79035557777")
+    await calls.save_call(db, dataclasses.replace(hidden, did="74951110002", callee="74951110002"))
+    await log_in(app, "anna", "pw")
+    page = await (await app.get("/")).text()
+    call_back = page[page.index("Перезвонить"):page.index("Звонки сегодня")]
+    assert "555-77-77" not in call_back and "79035557777" not in call_back
+    assert call_back.count('<tr class="missed">') == 1 and "Перезвонить (1)" in call_back  # Петрова only
