@@ -8,8 +8,9 @@ legs, tags, tag pop-up, candidates; an appointment near a patient's calls; a pho
 card). ``refresh`` turns the marks into clinic days and recomputes each of them from the rows
 with the same SQL rules as the history (``CONVERTED``, ``ANSWERED_AFTER``) and the pure
 ``crm.rules.call_stats.day_totals``, read beside the writer and swapped in by a short
-transaction, so that a call being saved never waits behind a rebuild. Every report refreshes before it reads; the server also refreshes
-in the background so that a report seldom has more than today to do.
+transaction, so that a call being saved never waits behind a rebuild. Every report refreshes
+before it reads; the server also refreshes in the background so that a report seldom has more
+than today to do.
 """
 
 from __future__ import annotations
