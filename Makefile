@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install system asterisk venv lint bench clean-state
+.PHONY: run test install system asterisk venv web lint bench clean-state
 
-install: system asterisk venv
+install: system asterisk venv web
 
 system:
 	@scripts/install-system.sh
@@ -16,6 +16,10 @@ asterisk: system
 	@scripts/install-asterisk.sh
 
 venv: $(STAMP)
+
+# the phone in the browser (#34): JsSIP from npm, bundled into web/static/vendor
+web: system
+	@scripts/install-web.sh
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found"; exit 1; }
@@ -38,6 +42,8 @@ run: install
 	    echo "Login:    admin / $$(cat .local/state/initial-admin-password)"; \
 	else echo "Login:    admin (first password deleted at the first login; a new one: $(BIN)/clinic-pbx password admin)"; fi
 	@echo "Demo call (another terminal): $(BIN)/clinic-pbx demo-call"
+	@echo "Phone in the browser: log in with Chromium/Chrome on this machine, choose «Телефон в браузере»,"
+	@echo "          then: $(BIN)/clinic-pbx demo-call --answer browser --talk-ms 20000 (answer on the call's card)"
 	@echo "Website request for the callback robot: $(BIN)/clinic-pbx demo-request (with demo-phones running)"
 	@$(BIN)/clinic-pbx run
 

@@ -102,8 +102,8 @@ async def doctors(db: Database) -> list[dict[str, Any]]:
 async def desk_phones_with_holders(db: Database) -> list[dict[str, Any]]:
     """Every desk phone and who is bound to it now (none: the holder fields are NULL)."""
     return [dict(r) for r in await db.fetchall(
-        "SELECT d.extension, d.label, d.branch_id, d.queues, d.provisioned_at, d.secure, u.id AS user_id, u.full_name,"
-        " u.login"
+        "SELECT d.extension, d.label, d.branch_id, d.queues, d.provisioned_at, d.secure, d.browser_user_id,"
+        " u.id AS user_id, u.full_name, u.login"
         " FROM desk_phones d"
         " LEFT JOIN shift_bindings b ON b.extension = d.extension AND b.ended_at IS NULL"
         " LEFT JOIN users u ON u.id = b.user_id ORDER BY d.extension")]

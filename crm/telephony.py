@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 from crm import audit
 from crm.db import Database
+from crm.rules import browser_phone
 from crm.rules.provisioning import token_hash
 from crm.rules.queues import ClinicQueue
 from crm.rules.telephony import (
@@ -20,9 +21,11 @@ from crm.rules.telephony import (
     Provider,
     TelephonyError,
     md5_cred,
+    phone_label,
 )
 from crm.secret_box import SecretBox
 
+CLOSED = "closed"  # a browser phone's md5_cred after its user logged out: no password matches it
 _COLUMNS = ("name", "server", "port", "transport", "auth", "login", "password", "auth_user", "from_user",
             "from_domain", "outbound_proxy", "expiry", "retry", "addresses", "did_from", "codecs", "dtmf",
             "max_calls", "qualify", "dial_format", "outgoing", "enabled", "branch_id")
@@ -146,10 +149,46 @@ async def delete_number(db: Database, did: str, now: float, *, actor: str = "", 
 async def desk_phones(db: Database, *, shipped: bool = False) -> list[DeskPhone]:
     """The phones set up in the panel (the demo's three are the shipped configuration's: with
     ``shipped``, those too, without a password)."""
-    rows = await db.fetchall("SELECT extension, label, queues, md5_cred, branch_id, secure FROM desk_phones"
-                             + ("" if shipped else " WHERE md5_cred <> ''") + " ORDER BY extension")
+    rows = await db.fetchall("SELECT extension, label, queues, md5_cred, branch_id, secure, browser_user_id"
+                             " FROM desk_phones" + ("" if shipped else " WHERE md5_cred <> ''") + " ORDER BY extension")
     return [DeskPhone(r[0], r[1], tuple(q for q in str(r[2]).split(",") if q), r[3],
-                      int(r[4]) if r[4] is not None else None, bool(r[5])) for r in rows]
+                      int(r[4]) if r[4] is not None else None, bool(r[5]), r[6] is not None) for r in rows]
+
+
+async def open_browser_phone(db: Database, user_id: int, label: str, queues: tuple[str, ...], now: float,
+                             ) -> tuple[str, str] | None:
+    """The user's phone in the browser (#34) with a new password for this login: (extension,
+    password), the number made on first use (the lowest free of 1900-1999, ringing in
+    ``queues``); None when the range is full. The old password stops working once applied."""
+    password = new_password()
+    async with db.transaction() as tx:
+        row = await (await tx.execute("SELECT extension FROM desk_phones WHERE browser_user_id = ?",
+                                      (user_id,))).fetchone()
+        if row is not None:
+            extension = str(row[0])
+            await tx.execute("UPDATE desk_phones SET md5_cred = ? WHERE extension = ?",
+                             (md5_cred(extension, password), extension))
+        else:
+            used = {str(r[0]) for r in await (await tx.execute("SELECT extension FROM desk_phones")).fetchall()}
+            found = browser_phone.next_extension(used)
+            if found is None:
+                return None
+            extension = found
+            await tx.execute("INSERT INTO desk_phones (extension, label, queues, md5_cred, browser_user_id)"
+                             " VALUES (?, ?, ?, ?, ?)",
+                             (extension, phone_label(label), ",".join(queues), md5_cred(extension, password),
+                              user_id))
+        await changed_in(tx, "browser_phone_open", now, "desk_phone", extension, actor=label, user_id=user_id)
+    return extension, password
+
+
+async def close_browser_phone(db: Database, user_id: int, now: float) -> None:
+    """The user logged out: the browser's password stops working (a new one at the next login)."""
+    async with db.transaction() as tx:
+        cur = await tx.execute("UPDATE desk_phones SET md5_cred = ? WHERE browser_user_id = ? AND md5_cred <> ?",
+                               (CLOSED, user_id, CLOSED))
+        if cur.rowcount:
+            await changed_in(tx, "browser_phone_close", now, "desk_phone", "", actor="", user_id=user_id)
 
 
 async def branch_outs(db: Database) -> list[BranchOut]:
@@ -222,9 +261,10 @@ async def reset_phone_password(db: Database, extension: str, now: float, *, acto
     secret, columns = _secret_columns(extension, box)
     async with db.transaction() as tx:
         cur = await tx.execute("UPDATE desk_phones SET md5_cred = ?, sealed_password = ?, provision_hash = ?"
-                               " WHERE extension = ? AND md5_cred <> ''", (*columns, extension))
+                               " WHERE extension = ? AND md5_cred <> '' AND browser_user_id IS NULL",
+                               (*columns, extension))
         if cur.rowcount == 0:
-            raise TelephonyError("extension", "Пароль меняется только у телефонов, заведённых здесь")
+            raise TelephonyError("extension", "Пароль меняется только у телефонов, заведённых здесь (у телефона в браузере он новый при каждом входе)")
         await changed_in(tx, "phone_password", now, "desk_phone", extension, actor=actor, user_id=user_id)
     return secret
 

@@ -233,6 +233,7 @@ async def server(
     await srv.start_server()
     services = app[SERVICES]
     services.web_port = srv.port  # type: ignore[attr-defined]
+    services.web_app = app  # type: ignore[attr-defined]
     assert services.pump is not None and services.ami is not None and services.ari is not None
     services.pump.add_sink(log)
     assert await services.ami.wait_connected(10), "AMI did not connect"

@@ -15,10 +15,11 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_session import get_session, new_session
 
-from crm import audit, login_limits, sessions, shifts, users
+from crm import audit, login_limits, sessions, shifts, telephony, users
 from crm.aio import cancel_and_wait
 from crm.login_limits import LoginThrottle
 from crm.pg import PgDatabase
+from crm.rules import browser_phone
 from crm.signatures import ReplayGuard
 from pbx.services import SERVICES
 from pbx.settings import Settings
@@ -45,6 +46,7 @@ from web import (
 )
 from web.api import setup_api
 from web.appeals_page import setup_appeals_page
+from web.browser_phone import PHONE_SECRET, setup_browser_phone
 from web.callback_api import setup_callback_api
 from web.callbacks_page import setup_callbacks_page
 from web.common import ROW_ID, clinic_tz, money
@@ -133,6 +135,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     setup_sync_api(app)
     setup_callbacks_page(app)
     setup_appeals_page(app)
+    setup_browser_phone(app)
     app[LIVE_HUB] = LiveHub(app[SERVICES].db)
     app[RECENT_PLAYS] = {}
 
@@ -246,6 +249,9 @@ async def _context(request: web.Request) -> dict[str, object]:
         "clinic_tz": clinic_tz(request),
         "path": request.path,
         "extension": extension,
+        # not on the shift question itself: the phone starts once the shift is chosen
+        "browser_phone": extension is not None and browser_phone.is_browser_extension(extension)
+        and request.path != "/shift",
         "role": user.role if user else None,
         "history_access": user.history if user else None,
         "appeals_access": user.appeals if user else False,
@@ -314,5 +320,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     if user is not None:
         await audit.record(services.db, user.login, "logout", services.clock.now(), user_id=user.user_id,
                            address=client_of(request))
+        if session.get(PHONE_SECRET):  # the browser phone's password dies with the login (#34)
+            await telephony.close_browser_phone(services.db, user.user_id, services.clock.now())
     session.invalidate()
     raise web.HTTPFound("/login")

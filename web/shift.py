@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
-from crm import directory, shifts
+from crm import directory, shifts, telephony
+from crm.rules import browser_phone
+from crm.rules.queues import queue_choices
 from pbx.services import SERVICES
+from web.browser_phone import PHONE_SECRET
 from web.common import local_today, viewer
 from web.live import LIVE_HUB
+from web.telephony_page import apply_now
 
 NONE = "none"  # "Не работаю сейчас с телефонией"
-EXEMPT = ("/shift", "/login", "/logout", "/password", "/static/", "/api/", "/live", "/e/", "/provision/")
+EXEMPT = ("/shift", "/login", "/logout", "/password", "/static/", "/api/", "/live", "/e/", "/provision/", "/phone/")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -35,7 +40,9 @@ async def shift_first(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 async def phones_with_holders(request: web.Request) -> list[dict[str, object]]:
-    return await directory.desk_phones_with_holders(request.app[SERVICES].db)
+    """The desk phones a shift may choose (the users' browser phones are each their own)."""
+    return [p for p in await directory.desk_phones_with_holders(request.app[SERVICES].db)
+            if p["browser_user_id"] is None]
 
 
 @aiohttp_jinja2.template("shift.html")
@@ -44,6 +51,8 @@ async def shift_form(request: web.Request) -> dict[str, object]:
     user_id = int(session["user_id"])
     phones = await phones_with_holders(request)
     current = await shifts.current_extension(request.app[SERVICES].db, user_id)
+    if current is not None and browser_phone.is_browser_extension(current):
+        current = browser_phone.CHOICE
     return {"phones": phones, "current": current, "me": user_id, "error": None}
 
 
@@ -53,6 +62,8 @@ async def shift_submit(request: web.Request) -> web.StreamResponse:
     choice = str((await request.post()).get("extension", ""))
     phones = await phones_with_holders(request)
     known = {str(p["extension"]) for p in phones}
+    if choice == browser_phone.CHOICE:
+        return await _browser_shift(request, session, user_id)
     if choice != NONE and choice not in known:
         return aiohttp_jinja2.render_template(
             "shift.html", request,
@@ -67,4 +78,24 @@ async def shift_submit(request: web.Request) -> web.StreamResponse:
             result.displaced_user, f"Телефон {choice} выбрал(а) {name}. Выберите другой телефон."
         )
     session["shift_day"] = today(request)
+    raise web.HTTPFound("/")
+
+
+async def _browser_shift(request: web.Request, session: Any, user_id: int) -> web.StreamResponse:
+    """«Телефон в браузере»: the user's own endpoint with a new password for this login, kept in
+    the session only (the page asks /phone/account for it), applied to Asterisk now."""
+    services = request.app[SERVICES]
+    me = await viewer(request)
+    queues = tuple(queue_choices(await telephony.clinic_queues(services.db)))
+    opened = await telephony.open_browser_phone(services.db, user_id, me.name, queues, services.clock.now())
+    if opened is None:
+        return aiohttp_jinja2.render_template(
+            "shift.html", request,
+            {"phones": await phones_with_holders(request), "current": None, "me": user_id,
+             "error": "Все 100 номеров телефонов в браузере заняты: удалите ненужные в «Телефонии»"}, status=409)
+    extension, password = opened
+    await shifts.bind(services.db, user_id, extension, services.db.stamp())
+    session[PHONE_SECRET] = {"extension": extension, "password": password}
+    session["shift_day"] = today(request)
+    await apply_now(services)
     raise web.HTTPFound("/")

@@ -112,7 +112,7 @@ async def telephony_page(request: web.Request) -> dict[str, Any]:
     return await _page(request, edit=edit)
 
 
-async def _apply_now(services: Services) -> None:
+async def apply_now(services: Services) -> None:
     """Apply the saved change at once (the worker would at its next tick) and wait for
     Asterisk's answer, so the page shows «применено» or Asterisk's error, not a guess."""
     if services.telephony is not None:
@@ -234,7 +234,7 @@ async def telephony_submit(request: web.Request) -> web.StreamResponse:
             raise rules.TelephonyError("", "Неизвестное действие")
         secret = await handler(services, form, now, me)
         if secret:  # a phone's new password: shown once, on this page, never stored
-            await _apply_now(services)
+            await apply_now(services)
             return aiohttp_jinja2.render_template("telephony.html", request, await _page(request, secret=secret))
     except rules.TelephonyError as exc:
         provider_id = _provider_id(form)
@@ -242,7 +242,7 @@ async def telephony_submit(request: web.Request) -> web.StreamResponse:
         return aiohttp_jinja2.render_template(
             "telephony.html", request,
             await _page(request, error=str(exc), field=exc.field, edit=edit, form=form, action=action), status=400)
-    await _apply_now(services)
+    await apply_now(services)
     raise web.HTTPFound("/settings/telephony")
 
 

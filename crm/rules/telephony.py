@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crm.rules import hours
+from crm.rules.browser_phone import is_browser_extension
 
 REGISTER, BY_ADDRESS = "register", "ip"
 AUTH_MODES = {REGISTER: "регистрация (логин и пароль)", BY_ADDRESS: "по адресу провайдера"}
@@ -320,11 +321,18 @@ class DeskPhone:
     md5_cred: str = ""  # "" until a password is made
     branch: int | None = None
     secure: bool = False  # SIP over TLS and SRTP (#30)
+    browser: bool = False  # a user's phone in the browser (#34): WebRTC over the panel's WebSocket
 
 
 def md5_cred(extension: str, password: str) -> str:
     """What Asterisk's ``auth_type = md5`` compares a phone's digest with."""
     return hashlib.md5(f"{extension}:{SIP_REALM}:{password}".encode()).hexdigest()  # noqa: S324 - SIP digest
+
+
+def phone_label(text: str) -> str:
+    """A phone's name, shown on colleagues' phones and written into a config: letters, digits,
+    spaces, . and - only, up to 40."""
+    return " ".join(re.sub(r"[^\w .-]", " ", text, flags=re.UNICODE).split())[:40]
 
 
 def check_phone(form: Mapping[str, str], queues: Mapping[str, str] = QUEUE_NAMES) -> DeskPhone:
@@ -333,8 +341,9 @@ def check_phone(form: Mapping[str, str], queues: Mapping[str, str] = QUEUE_NAMES
         raise TelephonyError("extension", "Внутренний номер: 100–199 или 1000–1999 (их набирают коллеги)")
     if extension in SHIPPED_PHONES:
         raise TelephonyError("extension", f"Номер {extension} занят телефоном демо-клиники")
-    # shown on colleagues' phones, written into a config: letters, digits, spaces, . and - only
-    label = " ".join(re.sub(r"[^\w .-]", " ", _text(form, "label"), flags=re.UNICODE).split())[:40]
+    if is_browser_extension(extension):
+        raise TelephonyError("extension", "Номера 1900–1999 получают телефоны в браузере")
+    label = phone_label(_text(form, "label"))
     chosen = tuple(q for q in queues if q in str(form.get("queues") or "").split(","))
     return DeskPhone(extension, label, chosen, secure=_flag(form, "secure", default=False))
 

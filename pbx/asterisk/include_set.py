@@ -18,7 +18,8 @@ from pbx.asterisk.render import DIALPLAN_FILE, PJSIP_FILE, QUEUES_FILE
 PREFIX = "clinic-pbx_"
 # shipped file -> the sections the existing box must not get from us
 _LEFT_OUT = {
-    "pjsip.conf": {"global", "transport-udp", "transport-tcp", "transport-tls", "operator", "operator-identify", *SHIPPED_PHONES},
+    "pjsip.conf": {"global", "transport-udp", "transport-tcp", "transport-tls", "transport-ws", "operator",
+                   "operator-identify", *SHIPPED_PHONES},
     "extensions.conf": {"general"},
     "queues.conf": {"general"},
     "manager.conf": {"general"},

@@ -253,11 +253,13 @@ def phone_pjsip(phone: DeskPhone) -> str:
     text = f"; desk phone {ext}\n"
     # an encrypted phone (#30): SIP over TLS only, SRTP keys in its SDP (SDES)
     secure = [("transport", "transport-tls"), ("media_encryption", "sdes"),
-              ("media_encryption_optimistic", "no")] if phone.secure else []
-    text += _lines(ext, [("auth", ext), ("aors", ext), ("callerid", name), *secure], template="desk-phone")
+              ("media_encryption_optimistic", "no")] if phone.secure and not phone.browser else []
+    # a user's phone in the browser (#34): WebRTC over the WebSocket transport (shipped template)
+    kind = "browser-phone" if phone.browser else "desk-phone"
+    text += _lines(ext, [("auth", ext), ("aors", ext), ("callerid", name), *secure], template=kind)
     text += _lines(ext, [("auth_type", "md5"), ("username", ext), ("realm", SIP_REALM), ("md5_cred", phone.md5_cred)],
                    template="desk-phone-auth")
-    text += _lines(ext, [("qualify_frequency", 60)], template="desk-phone-aor")
+    text += _lines(ext, [] if phone.browser else [("qualify_frequency", 60)], template=f"{kind}-aor")
     return text
 
 

@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--from", dest="caller", default="+79161234567")
     p_demo.add_argument("--did", default="74951110001")
     p_demo.add_argument("--answer", default="101",
-                        help="desk phone that answers (101-103), or none: a missed call")
+                        help="desk phone that answers (101-103); none: a missed call; browser: the"
+                             " desk phones only ring, a phone in the browser answers (#34)")
     p_demo.add_argument("--ring-ms", type=int, default=2000,
                         help="how long the answering phone rings before it picks up; with"
                              " --answer none, how long the caller waits before giving up (ms)")

@@ -110,3 +110,18 @@ def keep_fixture(tmp: Path, name: str) -> None:
     if os.environ.get("CLINIC_PBX_RECORD_FIXTURES"):
         FIXTURES.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(tmp / "ami.amiraw", FIXTURES / f"{name}.amiraw")
+
+
+async def log_in_with_phone(page, base: str, phone: str = "101") -> None:
+    """Анна logs in and answers the shift question with ``phone`` (an extension, or "browser")."""
+    await page.goto(base + "/login")
+    await page.fill("input[name=login]", "anna")
+    await page.fill("input[name=password]", "верный-пароль")
+    await page.click("form.login button[type=submit]")
+    await page.wait_for_url(base + "/shift")
+    await page.check(f"input[value='{phone}']")
+    await page.click("form.shift button[type=submit]")
+    await page.wait_for_url(base + "/", wait_until="commit")
+    await page.wait_for_selector("#shift-phone")
+    if phone.isdigit():
+        assert f"Телефон: {phone}" in await page.text_content("#shift-phone")

@@ -18,7 +18,7 @@ from crm import clinic_settings, users
 from crm.demo import load_demo
 from pbx.outbound.sipp import NEVER, start_operator_call, start_operator_uas
 from tests.conftest import require
-from tests.integration.helpers import start_phones, stop_all, wait_call
+from tests.integration.helpers import log_in_with_phone, start_phones, stop_all, wait_call
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sip_guard")]
 CHROMIUM = os.environ.get("CLINIC_PBX_CHROMIUM", "/usr/bin/chromium")
@@ -58,19 +58,6 @@ async def open_panel(services, page, role: str = "administrator", history: str =
     base = f"http://127.0.0.1:{services.web_port}"
     await log_in_with_phone(page, base)
     return base
-
-
-async def log_in_with_phone(page, base: str) -> None:
-    await page.goto(base + "/login")
-    await page.fill("input[name=login]", "anna")
-    await page.fill("input[name=password]", "верный-пароль")
-    await page.click("form.login button[type=submit]")
-    await page.wait_for_url(base + "/shift")
-    await page.check("input[value='101']")
-    await page.click("form.shift button[type=submit]")
-    await page.wait_for_url(base + "/", wait_until="commit")
-    await page.wait_for_selector("#shift-phone")
-    assert "Телефон: 101" in await page.text_content("#shift-phone")
 
 
 def next_workday() -> str:

@@ -38,7 +38,7 @@ from tests.integration.helpers import (
     wait_cdr,
 )
 from tests.pg_cluster import PgCluster
-from web.live import LIVE_HUB
+from web.live import LIVE_HUB, RESYNC
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("sip_guard")]
 TZ = ZoneInfo("Europe/Moscow")
@@ -291,3 +291,46 @@ async def test_a_branch_started_while_the_centre_is_down(asterisk, test_settings
     finally:
         await server.close()
 
+
+
+async def test_after_the_centre_comes_back_an_open_tab_starts_over(asterisk, box_b: Settings, test_settings: Settings,
+                                                                   pg_cluster: PgCluster, tmp_path: Path) -> None:
+    """#36: box A's call rings on box B's open panel; the centre stops, the call ends meanwhile,
+    the centre comes back: B's tab gets a fresh snapshot without the ended card (before, the card
+    could stay «ringing» until the page was reloaded)."""
+    from pbx.outbound.sipp import NEVER
+
+    url = pg_cluster.new_database()
+    async with serve(dataclasses.replace(test_settings, database=url)) as app_a, \
+            serve(dataclasses.replace(box_b, database=url)) as app_b:
+        a, b = app_a[SERVICES], app_b[SERVICES]
+        await asyncio.wait_for(b.db.listening.wait(), 10)  # type: ignore[union-attr]
+        await asyncio.wait_for(a.db.listening.wait(), 10)  # type: ignore[union-attr]
+        tab = app_b[LIVE_HUB].subscribe(0, "101")  # B's panel, a tab watching phone 101
+        # the queue rings its phones again after each 4 s attempt: each phone takes several
+        # INVITEs (one call each would leave the next attempt's INVITE retransmitted for 32 s to
+        # a dead port, into the next test's phone: pitfall 8)
+        phones = await start_phones(a, tmp_path, {ext: {"ring_ms": NEVER, "calls": 5} for ext in ("101", "102", "103")})
+        call = await start_operator_call(a.settings, "+79991110005", "74951110001", tmp_path, talk_ms=1000,
+                                         cancel_after_ms=6000)
+        for _ in range(100):  # A's ringing card reached B's hub
+            if app_b[LIVE_HUB].snapshot("101")["cards"]:
+                break
+            await asyncio.sleep(0.1)
+        [ringing] = app_b[LIVE_HUB].snapshot("101")["cards"]
+        await asyncio.to_thread(pg_cluster.stop_server)
+        try:
+            await call.wait(20)  # the caller gives up while the centre is down
+            await stop_all(*phones.values(), wait=3)
+        finally:
+            await asyncio.to_thread(pg_cluster.start_server)
+        while (await asyncio.wait_for(tab.queue.get(), 30)) is not RESYNC:  # B listens again: its tabs start over
+            pass
+        # A's messages kept while the centre was down arrive in order; the card ends up gone
+        # (before: A could not build the ended card without the CRM and sent its ringing one again)
+        for _ in range(150):
+            if ringing["linkedid"] not in {c["linkedid"] for c in app_b[LIVE_HUB].snapshot("101")["cards"]}:
+                break
+            await asyncio.sleep(0.1)
+        assert ringing["linkedid"] not in {c["linkedid"] for c in app_b[LIVE_HUB].snapshot("101")["cards"]}
+        assert ringing["linkedid"] not in {c["linkedid"] for c in app_a[LIVE_HUB].snapshot("101")["cards"]}

@@ -117,6 +117,18 @@
       actions.append(link("/booking?call=" + encodeURIComponent(c.linkedid) + (pid ? "&patient=" + pid : "") + "&phone=" + encodeURIComponent(c.phone), "Назначить приём", "button"));
       d.append(actions);
     }
+    // the phone in the browser (#34): a ringing call is answered from its card
+    if (c.status === "ringing" && window.clinicPhone && window.clinicPhone.ringing()) {
+      const actions = el("div", "actions");
+      const answer = el("button", "primary answer", "Ответить");
+      answer.type = "button";
+      answer.addEventListener("click", () => window.clinicPhone.answer());
+      const decline = el("button", "decline", "Отклонить");
+      decline.type = "button";
+      decline.addEventListener("click", () => window.clinicPhone.decline());
+      actions.append(answer, decline);
+      d.append(actions);
+    }
     if (c.status !== "ringing" && c.kind !== "employee" && c.kind !== "contractor") {
       d.append(link("/comment?call=" + encodeURIComponent(c.linkedid), "Комментарий", "comment-link"));
     }
@@ -198,6 +210,7 @@
     dialog.append(otherLabel, hint, error, save);
     dialog.hidden = false;
   }
+  document.addEventListener("clinic:phone-changed", () => render());
   const source = new EventSource("/live");
   source.onmessage = (e) => apply(JSON.parse(e.data));
 })();
