@@ -58,7 +58,8 @@ async def build(db: Database, since: float, until: float, today: date, tz: ZoneI
     names = await comments.caller_types(db, with_retired=True)
     channel_rules = await ad_channels.rules(db)
     found = [ap.with_channel(c, channel_rules, caller_type=names.get(c.caller_type, c.caller_type))
-             for c in await contacts(db, since, until, today, tz, patient_id=patient_id)]
+             for c in await contacts(db, since, until, today, tz, patient_id=patient_id,
+                                     counted_only=not ap.asks_for_staff(narrow.whos))]
     if narrow.groups:
         found = [c for c in found if c.channel_group in narrow.groups]
     if narrow.channels:
@@ -100,7 +101,9 @@ async def _calls(db: Database, since: float, until: float, patient_id: int | Non
         "SELECT c.id, c.linkedid, c.direction, c.call_type, c.started_ts, c.ended_ts, c.phone_e164, c.patient_id,"
         " c.caller_kind, c.counterpart_id, c.wait_seconds, c.talk_seconds, c.recording, c.source,"
         " COALESCE(u.full_name, u.login, c.answered_by_ext) AS employee, COALESCE(t.name, '') AS topic,"
-        " COALESCE(cc.caller_type, '') AS caller_type, COALESCE(cc.text, '') AS comment,"
+        # an employee's or contractor's number types its call by itself (seed 001), as the card does
+        " COALESCE(cc.caller_type, CASE c.caller_kind WHEN 'employee' THEN 'employee'"
+        " WHEN 'contractor' THEN 'other' ELSE '' END) AS caller_type, COALESCE(cc.text, '') AS comment,"
         " COALESCE(n.ad_channel, '') AS channel, c.did, c.manual_kind FROM calls c"
         " LEFT JOIN users u ON u.id = COALESCE(c.answered_by_user, c.originated_by)"
         " LEFT JOIN call_comments cc ON cc.linkedid = c.linkedid LEFT JOIN call_topics t ON t.id = cc.topic_id"

@@ -29,6 +29,7 @@ async def add(db: Database, kind: str, name: str, phone: str, detail: str = "") 
     name = " ".join(name.split())[:100]
     if not name:
         raise ValueError("Введите имя или название")
+    phones.refuse_extension(phone)
     e164 = phones.normalize(phone) if phone.strip() else None
     if phone.strip() and e164 is None:
         raise ValueError("Неверный номер телефона")
@@ -45,6 +46,7 @@ async def add(db: Database, kind: str, name: str, phone: str, detail: str = "") 
 
 
 async def add_phone(db: Database, kind: str, owner: int, phone: str) -> None:
+    phones.refuse_extension(phone)
     e164 = phones.normalize(phone)
     if kind not in KINDS or e164 is None:
         raise ValueError("Неверный номер телефона")

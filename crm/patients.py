@@ -34,6 +34,7 @@ async def add_patient(
     """Create a patient with phones in one transaction; an unusable number is an error."""
     normalized = []
     for raw in phone_numbers:
+        phones.refuse_extension(raw)
         e164 = phones.normalize(raw)
         if e164 is None:
             raise ValueError(f"not a phone number: {raw!r}")
@@ -151,6 +152,7 @@ async def update_patient(db: Database, patient_id: int, edit: PatientEdit) -> No
     for raw, kind in edit.phones:
         if not raw.strip():
             continue
+        phones.refuse_extension(raw)
         e164 = phones.normalize(raw)
         if e164 is None:
             raise ValueError(f"Неверный номер телефона: {raw[:30]}")
@@ -187,6 +189,7 @@ async def add_guardian(db: Database, patient_id: int, full_name: str, phone: str
     """A guardian for a patient (a child's parent, the guardian of an adult): the one already
     known by that number is reused, so a mother of two is one guardian with two wards."""
     full_name = " ".join(full_name.split())[:100]
+    phones.refuse_extension(phone)
     e164 = phones.normalize(phone) if phone.strip() else None
     if not full_name:
         raise ValueError("Введите ФИО опекуна")

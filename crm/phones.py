@@ -37,6 +37,31 @@ def normalize(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def extension(raw: str | None, region: str = DEFAULT_REGION) -> str:
+    """The extension written after a number («доб. 5», «ext. 15», «#5»), "" when none. Such a
+    number is refused where it is typed (#32): a robot or a desk phone cannot dial the
+    extension, and storing the number without it would call the switchboard silently."""
+    if not raw or len(raw) > 60:
+        return ""
+    try:
+        return phonenumbers.parse(raw.strip(), region).extension or ""
+    except NumberParseException:
+        return ""
+
+
+def refuse_extension(raw: str | None) -> None:
+    """ValueError with the clear message when ``raw`` has an extension."""
+    if refused := extension_refused(raw):
+        raise ValueError(refused)
+
+
+def extension_refused(raw: str | None) -> str:
+    """The clear error for a number with an extension, "" when it has none."""
+    ext = extension(raw)
+    return (f"Номер с добавочным («доб. {ext}») не набрать: укажите прямой номер, а добавочный — в комментарии"
+            if ext else "")
+
+
 _PLAIN = frozenset("0123456789+-() .")
 
 

@@ -182,6 +182,18 @@ async def open_browser_phone(db: Database, user_id: int, label: str, queues: tup
     return extension, password
 
 
+async def save_browser_phone(db: Database, phone: DeskPhone, now: float, *, branch_id: int | None,
+                             actor: str = "", user_id: int | None = None) -> None:
+    """A browser phone's queues and branch, set by the integrator (its name stays its user's)."""
+    async with db.transaction() as tx:
+        cur = await tx.execute("UPDATE desk_phones SET queues = ?, branch_id = ? WHERE extension = ?"
+                               " AND browser_user_id IS NOT NULL", (",".join(phone.queues), branch_id, phone.extension))
+        if cur.rowcount == 0:
+            raise TelephonyError("extension", f"Нет телефона в браузере с номером {phone.extension}")
+        await changed_in(tx, "phone_save", now, "desk_phone", phone.extension, detail="в браузере", actor=actor,
+                         user_id=user_id)
+
+
 async def close_browser_phone(db: Database, user_id: int, now: float) -> None:
     """The user logged out: the browser's password stops working (a new one at the next login)."""
     async with db.transaction() as tx:

@@ -49,7 +49,11 @@ class Invalid(Exception):
 
 def parse_request(body: dict[str, Any]) -> dict[str, Any]:
     """The request's fields, or Invalid naming the one that is wrong."""
-    phone = phones.normalize(clean(body.get("phone"), 40))
+    raw = clean(body.get("phone"), 40)
+    if ext := phones.extension(raw):
+        raise Invalid(f"phone: a number with an extension ({ext}) cannot be dialled;"
+                      " give a direct number (the extension may go into the comment)")
+    phone = phones.normalize(raw)
     if phone is None:
         raise Invalid("phone: not a phone number")
     for name, limit in LIMITS.items():

@@ -91,6 +91,8 @@ async def request_submit(request: web.Request) -> web.StreamResponse:
     """«Заявка-диалог»: an administrator enters a request (a chat, a letter, a note)."""
     me = await viewer(request)
     form = await request.post()
+    if refused := phones.extension_refused(clean(form.get("phone"), 40)):
+        raise web.HTTPBadRequest(text=refused)
     phone = phones.normalize(clean(form.get("phone"), 40))
     if phone is None:
         raise web.HTTPBadRequest(text="Неверный номер телефона")

@@ -15,7 +15,7 @@ from aiohttp import web
 from crm import audit, directory, sip_bans
 from crm import telephony as providers
 from crm import toll as toll_store
-from crm.rules import hours
+from crm.rules import browser_phone, hours
 from crm.rules import queues as queue_rules
 from crm.rules import telephony as rules
 from crm.rules import toll as toll_rules
@@ -249,8 +249,14 @@ async def telephony_submit(request: web.Request) -> web.StreamResponse:
 async def _phone_save(services: Services, form: Any, now: float, me: Any) -> dict[str, str]:
     data = {k: str(v) for k, v in form.items()}
     data["queues"] = ",".join(str(q) for q in form.getall("queues", []))
-    phone = rules.check_phone(data, queue_rules.queue_choices(await providers.clinic_queues(services.db)))
+    browser = browser_phone.is_browser_extension(data.get("extension", "").strip())
+    phone = rules.check_phone(data, queue_rules.queue_choices(await providers.clinic_queues(services.db)),
+                              browser=browser)
     branch = str(form.get("branch") or "")
+    if browser:  # a user's phone in the browser (#34): only its queues and branch are the integrator's
+        await providers.save_browser_phone(services.db, phone, now, branch_id=int(branch) if branch.isdigit() else None,
+                                           actor=me.name, user_id=me.user_id)
+        return {}
     secret = await providers.save_phone(services.db, phone, now, branch_id=int(branch) if branch.isdigit() else None,
                                         actor=me.name, user_id=me.user_id, box=_box(services))
     return _card(phone.extension, secret) if secret else {}

@@ -104,6 +104,8 @@ def parse_phones(text: str) -> list[str]:
     for part in re.split(r"[,;/\n]+", text):
         if not part.strip():
             continue
+        if refused := phones.extension_refused(part):
+            raise _Bad(refused)
         e164 = phones.normalize(part)
         if e164 is None:
             raise _Bad(f"невозможный номер телефона: {part.strip()[:30]}")

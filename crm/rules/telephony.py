@@ -335,13 +335,16 @@ def phone_label(text: str) -> str:
     return " ".join(re.sub(r"[^\w .-]", " ", text, flags=re.UNICODE).split())[:40]
 
 
-def check_phone(form: Mapping[str, str], queues: Mapping[str, str] = QUEUE_NAMES) -> DeskPhone:
+def check_phone(form: Mapping[str, str], queues: Mapping[str, str] = QUEUE_NAMES, *,
+                browser: bool = False) -> DeskPhone:
+    """A desk phone from the panel's form; ``browser``: a browser phone's queues and branch
+    (its number is one of 1900-1999, which a desk phone may not take)."""
     extension = _text(form, "extension")
     if not EXTENSION.match(extension):
         raise TelephonyError("extension", "Внутренний номер: 100–199 или 1000–1999 (их набирают коллеги)")
     if extension in SHIPPED_PHONES:
         raise TelephonyError("extension", f"Номер {extension} занят телефоном демо-клиники")
-    if is_browser_extension(extension):
+    if is_browser_extension(extension) != browser:
         raise TelephonyError("extension", "Номера 1900–1999 получают телефоны в браузере")
     label = phone_label(_text(form, "label"))
     chosen = tuple(q for q in queues if q in str(form.get("queues") or "").split(","))

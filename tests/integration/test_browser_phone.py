@@ -182,11 +182,23 @@ async def test_hold_and_transfer_to_a_desk_phone(server, chromium, tones, tmp_pa
     services, log = server
     page, _, ext = await browser_shift(services, chromium)
     ringing = await start_phones(services, tmp_path, {})  # the desk phones ring and nobody answers
-    call = await start_operator_call(services.settings, ANNA, "74951110001", tmp_path, talk_ms=9000,
+    call = await start_operator_call(services.settings, ANNA, "74951110001", tmp_path, talk_ms=14000,
                                      audio=tones["caller"])
     await page.locator("#bp-answer").click(timeout=15_000)
     await expect(page.locator("#browser-phone")).to_have_attribute("data-call", "talking", timeout=10_000)
     await stop_all(*ringing.values())  # the answer cancelled their ringing
+    # mute: Asterisk hears the browser's tone stop, and start again once unmuted
+    mine = await log.wait_for(lambda e: e.name == "BridgeEnter" and e.headers["Channel"].startswith(f"PJSIP/{ext}-"))
+    channel = mine.headers["Channel"]
+    await services.ami.action({"Action": "Setvar", "Channel": channel, "Variable": "TALK_DETECT(set)", "Value": "600"})
+    def talking(name: str, after: float = 0.0) -> Any:
+        return lambda e: e.name == name and e.headers.get("Channel") == channel and e.received_at > after
+
+    await log.wait_for(talking("ChannelTalkingStart"))
+    await page.click("#bp-mute")
+    silent = await log.wait_for(talking("ChannelTalkingStop"))
+    await page.click("#bp-mute")
+    await log.wait_for(talking("ChannelTalkingStart", silent.received_at))
     (tmp_path / "target").mkdir()
     target = await start_desk_phone(services.settings, "102", tmp_path / "target", ring_ms=800)
     await page.click("#bp-hold")

@@ -348,3 +348,77 @@ def test_a_closed_waiting_list_looks_the_same_whether_an_appointment_closed_it()
     colour = {state: re.search(rf"[^}}]*\.record\.{state}\b[^{{]*\{{\s*color:\s*([^;]+);", css).group(1)
               for state in ("wait_booked", "wait_closed", "void", "done")}
     assert colour["wait_booked"] == colour["wait_closed"] == colour["void"] != colour["done"]
+
+
+async def test_what_the_page_shows_by_default_and_on_its_rows(env) -> None:
+    """#32, seed 004's displays that were shown but not tested: today is the default period;
+    a patient with no appointment before the обращение has the red «Первичный» mark; an обращение
+    of several contacts opens with an arrow (details) listing them; a contact with a comment has
+    the ✉ symbol; the record's hover names each record and its state; totals link to their rows."""
+    import re
+
+    _, client, pid = env
+    await log_in(client, "anna", "pw-anna-12")
+    default = await (await client.get("/appeals")).text()  # the clock: 2026-12-02 18:00 in Moscow
+    assert 'name="since" value="02.12.2026"' in default and 'name="until" value="02.12.2026"' in default
+    assert "Смирнова Анна" in default  # today's обращения, without asking for a period
+    page = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02")).text()
+    hers = page.split(f'href="/patients/{pid}"')[1].split("</tbody>")[0]
+    assert '<span class="primary" title="Первичный">●</span>' in hers  # booked only during this обращение
+    css = (Path(__file__).parents[2] / "web" / "static" / "panel.css").read_text()
+    assert re.search(r"table\.appeals \.primary \{ color: #c62828; \}", css)  # red
+    before = page.split(f'href="/patients/{pid}"')[0].rsplit('<tbody class="appeal">', 1)[1]
+    assert "<details><summary>" in before and "(2)</summary>" in before  # the missed call and the talk
+    assert before.count("<li ") == 2
+    assert '<span title="С комментарием">✉</span>' in hers  # «Хочет на чистку» on her call
+    hover = re.search(r'<span class="record (\w+)" title="([^"]*)">\((\d+)\)</span>', hers)
+    assert hover and hover.group(3) == "1" and re.match(r"Приём №\d+: ", hover.group(2)), hover
+    totals = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&level1=success")).text()
+    links = re.findall(r'<tr class="level1"><td><a href="/appeals\?([^"]+)">([^<]+)</a>', totals)
+    assert links and all("&amp;success=" in q for q, _ in links)
+    key = links[0][1]
+    narrowed = await (await client.get("/appeals?" + links[0][0].replace("&amp;", "&"))).text()
+    count = re.search(r'<tr class="level1"><td><a [^>]+>' + re.escape(key) + r"</a></td><td>(\d+)</td>", totals)
+    assert count and f'class="appeals-count">{count.group(1)}<' in narrowed  # the total's link shows its rows
+
+
+async def test_a_dialog_request_shows_its_saved_text(env) -> None:
+    """#32, seed 004: «Заявка-диалог» — what the administrator typed from a chat is the row's
+    comment, in both views and the CSV."""
+    app, client, _ = env
+    db = app[SERVICES].db
+    olga = db.query_now("SELECT id FROM users WHERE login = 'olga'")[0][0]
+    await callbacks.create_request(db, callbacks.NewRequest(
+        phone="+79039990002", source_name="администратора", created_by=olga,
+        comment="Пишет в WhatsApp: болит зуб, просит на завтра"), at(14))
+    await log_in(client, "anna", "pw-anna-12")
+    for view in ("grouped", "flat"):
+        page = await (await client.get(f"/appeals?since=2026-12-02&until=2026-12-02&view={view}")).text()
+        row = page.split("999-00-02")[1].split("</tr>")[0]
+        assert "Пишет в WhatsApp: болит зуб, просит на завтра" in row, view
+    text = (await (await client.get("/appeals.csv?since=2026-12-02&until=2026-12-02&view=flat")).read()).decode()
+    assert "Пишет в WhatsApp: болит зуб, просит на завтра" in text
+
+
+async def test_employees_and_contractors_when_asked_for(env) -> None:
+    """#32, seed 004: «снимите галочки «Сотрудник» и «Прочие и контрагенты»» — their calls are in
+    the report and left out by the user's choice. By default the page counts patients only (and
+    says so); choosing either type in «Кто, тип» shows them."""
+    from crm import contacts
+
+    app, client, _ = env
+    db = app[SERVICES].db
+    await contacts.add(db, "employee", "Врач Сидоров", "+79035553333")
+    await contacts.add(db, "contractor", "Зуботехническая лаборатория", "+79035554444")
+    await calls.save_call(db, incoming("9.0", at(16), "79035553333"))
+    await calls.save_call(db, incoming("9.1", at(17), "79035554444"))
+    await log_in(client, "anna", "pw-anna-12")
+    base = "/appeals?since=2026-12-02&until=2026-12-02&view=flat"
+    default = await (await client.get(base)).text()
+    assert "555-33-33" not in default and "555-44-44" not in default
+    assert "Звонки сотрудников и контрагентов не считаются обращениями пациентов" in default
+    staff = await (await client.get(base + "&who=Сотрудник")).text()
+    assert "555-33-33" in staff and "555-44-44" not in staff and "999-00-00" not in staff
+    both = await (await client.get(base + "&who=Сотрудник&who=Прочие и контрагенты")).text()
+    assert "555-33-33" in both and "555-44-44" in both
+    assert 'class="appeals-count">2<' in both

@@ -203,3 +203,23 @@ async def test_asterisk_away_closes_the_page_socket_with_one_warning(tmp_path: P
                 assert (await ws.receive(timeout=5)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
         assert len(warnings) == 1
+
+
+async def test_the_integrator_sets_a_browser_phones_queues_and_branch(tmp_path: Path) -> None:
+    from tests.unit.panel_client import settings_admin_panel
+
+    async with settings_admin_panel(tmp_path) as (db, client):
+        anna = await users.create_user(db, "anna", "pw-anna-123456", full_name="Анна Админова")
+        await store.open_browser_phone(db, anna, "Анна Админова", ("reception-ringall", "reception-linear"), 1.0)
+        token = await csrf(client, "/settings/telephony")
+        page = await (await client.get("/settings/telephony")).text()
+        assert 'data-phone="1900"' in page and 'data-browser="1"' in page
+        saved = await client.post("/settings/telephony", data={
+            "csrf_token": token, "action": "phone_save", "extension": "1900", "label": "чужое имя",
+            "queues": "reception-linear"})
+        assert saved.status == 200 and 'class="password"' not in await saved.text()  # no password to show
+        [phone] = [p for p in await store.desk_phones(db) if p.browser]
+        assert phone.queues == ("reception-linear",) and phone.label == "Анна Админова"
+        refused = await client.post("/settings/telephony", data={
+            "csrf_token": token, "action": "phone_save", "extension": "1950", "queues": "reception-linear"})
+        assert "Нет телефона в браузере с номером 1950" in await refused.text()

@@ -107,6 +107,8 @@ async def test_token_source_and_unknown_or_disabled_sources(env) -> None:
 @pytest.mark.parametrize(("change", "status", "says"), [
     ({"phone": "12"}, 422, "phone"),
     ({"phone": None}, 422, "phone"),
+    # #32: an extension cannot be dialled; stored without it the robot would call the switchboard
+    ({"phone": "+7 (999) 000-00-12 доб. 5"}, 422, "extension (5)"),
     ({"comment": "x" * 1001}, 422, "comment"),
     ({"doctor": ["a"]}, 422, "doctor"),
     ({"utm": "utm_source=x"}, 422, "utm"),

@@ -144,3 +144,28 @@ async def test_demo_clinic_loads_once_and_identifies(db: Database) -> None:
     assert identify.identify(db, "+79161234567").display == "Петрова Анна Сергеевна"
     rows = await db.fetchall("SELECT ad_channel FROM clinic_numbers ORDER BY did")
     assert [r[0] for r in rows] == ["Сайт", "ПроДокторов"]
+
+
+@pytest.mark.parametrize(("raw", "ext"), [("+7 (999) 000-00-12 доб. 5", "5"), ("8 999 000-00-12 доб 5", "5"),
+                                          ("+7 999 000 00 12 ext. 15", "15"), ("+79990000012#5", "5"),
+                                          ("+7 999 000-00-12", ""), ("", ""), ("не номер", "")])
+def test_a_number_with_an_extension_is_refused_with_the_reason(raw: str, ext: str) -> None:
+    """#32: «+7 (999) 000-00-12 доб. 5» was stored as +79990000012 with the extension lost."""
+    assert phones.extension(raw) == ext
+    if ext:
+        assert f"доб. {ext}" in phones.extension_refused(raw)
+        with pytest.raises(ValueError, match="прямой номер"):
+            phones.refuse_extension(raw)
+    else:
+        assert phones.extension_refused(raw) == ""
+
+
+async def test_a_patient_card_refuses_a_number_with_an_extension(tmp_path) -> None:
+    db = Database(tmp_path / "crm.sqlite")
+    await db.open()
+    try:
+        with pytest.raises(ValueError, match="доб. 5"):
+            await patients.add_patient(db, "Петрова", "Анна", "", phone_numbers=("+7 999 000-00-12 доб. 5",))
+        assert await db.fetchall("SELECT id FROM patients") == []
+    finally:
+        await db.close()

@@ -70,6 +70,9 @@ def test_rows_are_refused_with_line_column_and_reason() -> None:
     assert any("формула" in r.reason for r in bad)
     assert parse_row("patients", mapping, ["9", "Иванов Пётр", "01.01.2030", "", "", ""], 3, TODAY) == [
         Rejection(3, "Дата рождения", "дата рождения в будущем или раньше 1900 года")]
+    # #32: a number with an extension is refused with the reason, not stored without it
+    [ext] = parse_row("patients", mapping, ["10", "Иванов Пётр", "", "8 495 111-22-33 доб. 12", "", ""], 4, TODAY)
+    assert ext.column == "Телефон" and "доб. 12" in ext.reason
     appt = parse_row("appointments", ["external_id", "patient_external_id", "doctor_external_id", "starts_at",
                                       "ends_at", "status"], ["A1", "P1", "D1", "2026-12-08T09:30", "10:15", "Подтверждён"],
                      2, TODAY)
