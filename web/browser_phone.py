@@ -27,7 +27,7 @@ from web.common import viewer
 
 log = logging.getLogger(__name__)
 OPEN_SOCKETS = web.AppKey("browser_phone_sockets", weakref.WeakSet)
-ASTERISK_DOWN = web.AppKey("browser_phone_refusals", list)  # attempts refused since Asterisk went away
+ASTERISK_DOWN = web.AppKey("browser_phone_refusals", dict)  # {"refused": attempts since Asterisk went away}
 PHONE_SECRET = "browser_phone"  # session key: {"extension", "password"}
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -75,16 +75,15 @@ async def relay(request: web.Request) -> web.StreamResponse:
     try:
         async with aiohttp.ClientSession() as session, session.ws_connect(
                 url, protocols=("sip",), heartbeat=25, max_msg_size=64 * 1024) as asterisk:
-            if down:
-                log.info("browser phone: Asterisk's WebSocket answers again (%d attempts refused)", len(down))
-                down.clear()
+            if down["refused"]:
+                log.info("browser phone: Asterisk's WebSocket answers again (%d attempts refused)", down["refused"])
+                down["refused"] = 0
             await _pump_both(browser, asterisk, str(account["extension"]))
     except (aiohttp.ClientError, OSError) as exc:
         # the pages try again every few seconds: one warning per outage, not one per attempt
-        if not down:
+        if not down["refused"]:
             log.warning("browser phone: Asterisk's WebSocket %s unreachable: %s", url, exc)
-        down.append(exc)
-        del down[:-1000]
+        down["refused"] += 1
     finally:
         await browser.close()
     return browser
@@ -124,7 +123,7 @@ async def _close_all(app: web.Application) -> None:
 
 def setup_browser_phone(app: web.Application) -> None:
     app[OPEN_SOCKETS] = weakref.WeakSet()
-    app[ASTERISK_DOWN] = []
+    app[ASTERISK_DOWN] = {"refused": 0}
     app.on_shutdown.append(_close_all)
     app.router.add_get("/phone/account", account)
     app.router.add_get("/phone/ws", relay)

@@ -71,6 +71,8 @@ async def shift_submit(request: web.Request) -> web.StreamResponse:
             status=400,
         )
     db = request.app[SERVICES].db
+    if session.pop(PHONE_SECRET, None):  # the browser is left for a desk phone: its password ends
+        await telephony.close_browser_phone(db, user_id, request.app[SERVICES].clock.now())
     result = await shifts.bind(db, user_id, None if choice == NONE else choice, db.stamp())
     if result.displaced_user is not None:
         name = (await viewer(request)).name

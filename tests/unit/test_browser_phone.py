@@ -165,9 +165,11 @@ async def test_the_page_gets_its_account_and_a_relay_to_asterisk(tmp_path: Path)
                 await ws.send_str('REGISTER sip:x SIP/2.0\r\nAuthorization: Digest username="101"\r\n\r\n')
                 assert (await ws.receive(timeout=5)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
             assert len(seen) == 1
-            # a desk phone chosen again: the account is gone from the page
+            # a desk phone chosen again: the account is gone from the page, the password ends
             await client.post("/shift", data={"extension": "none", "csrf_token": token})
             assert (await client.get("/phone/account")).status == 404
+            [phone] = [p for p in await store.desk_phones(db) if p.browser]
+            assert phone.md5_cred == store.CLOSED
             # logging out ends the browser's password
             await client.post("/shift", data={"extension": "browser", "csrf_token": token})
             await client.post("/logout", data={"csrf_token": await csrf(client, "/")})
