@@ -114,7 +114,7 @@ async def test_a_queue_call_rings_the_browser_and_is_answered_from_the_card(serv
     services, log = server
     page, _, ext = await browser_shift(services, chromium)
     phones = await start_phones(services, tmp_path, {})  # the desk phones ring and nobody answers
-    call = await start_operator_call(services.settings, ANNA, "74951110001", tmp_path, talk_ms=5000,
+    call = await start_operator_call(services.settings, ANNA, "74951110001", tmp_path, talk_ms=8000,
                                      audio=tones["caller"])
     card = page.locator("#cards .card.ringing", has_text="Петрова Анна Сергеевна")
     await card.locator("button.answer").click(timeout=15_000)
@@ -127,6 +127,15 @@ async def test_a_queue_call_rings_the_browser_and_is_answered_from_the_card(serv
     # the microphone's level meter moves with the fake device's tone; the device is listed
     await page.wait_for_function("document.getElementById('bp-level').value > 0.05", timeout=5_000)
     assert await page.locator("#bp-mic option").count() >= 1
+    # booking from the card while talking opens in a new tab: this one keeps the call
+    async with chromium.expect_page() as opened:
+        await page.locator("#cards .card.talking a", has_text="Назначить приём").click()
+    booking = await opened.value
+    await booking.wait_for_load_state()
+    assert "/booking?" in booking.url
+    await expect(booking.locator("#bp-state")).to_contain_text("в другой вкладке")
+    assert "/booking" not in page.url
+    await expect(page.locator("#browser-phone")).to_have_attribute("data-call", "talking")
     assert await call.wait(40) == 0, call.errors
     await stop_all(*phones.values())
     await expect(page.locator("#browser-phone")).to_have_attribute("data-call", "idle", timeout=10_000)
@@ -138,7 +147,7 @@ async def test_a_queue_call_rings_the_browser_and_is_answered_from_the_card(serv
     rows = await wait_cdr(services.settings.cdr_db_path, linkedid, count=4)
     mine = [r for r in rows if r["dstchannel"].startswith(f"PJSIP/{ext}-")]
     assert [r["disposition"] for r in mine] == ["ANSWERED"], rows
-    assert abs(int(mine[0]["billsec"]) - 5) <= 1  # the caller's SIPp hung up 5 s after the answer
+    assert abs(int(mine[0]["billsec"]) - 8) <= 1  # the caller's SIPp hung up 8 s after the answer
     assert billsec_agrees(int(mine[0]["billsec"]), record["talk_seconds"])
     # both sides are in the recording: the browser's 440 Hz and the patient's 1000 Hz
     recording = services.settings.recordings_dir / f"{linkedid}.wav"

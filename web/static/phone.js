@@ -177,6 +177,21 @@
     if (ua && to && !session) ua.call("sip:" + to + "@" + account.domain, mediaOptions());
   });
 
+  // The panel is pages, and leaving this one would end the call it holds: while a call is on,
+  // the panel's links and forms open in a new tab (which leaves the registration to this one,
+  // see the lock below), and closing or reloading this tab asks first.
+  const newTabDuringCall = (el) => {
+    if (!session || !el || el.target) return;
+    el.target = "_blank";
+    setTimeout(() => el.removeAttribute("target"), 0);
+  };
+  document.addEventListener("click", (e) => {
+    const a = e.target.closest && e.target.closest("a[href]");
+    if (a && a.origin === location.origin && !box.contains(a)) newTabDuringCall(a);
+  }, true);
+  document.addEventListener("submit", (e) => { if (!box.contains(e.target)) newTabDuringCall(e.target); }, true);
+  window.addEventListener("beforeunload", (e) => { if (session) { e.preventDefault(); e.returnValue = ""; } });
+
   window.clinicPhone = {
     ringing: () => box.dataset.call === "ringing",
     answer: () => { if (session && box.dataset.call === "ringing") session.answer(mediaOptions()); },
