@@ -100,6 +100,10 @@ class FlowRunner:
                     await self.ari.post(f"channels/{cmd.channel}/play", media=cmd.media, playbackId=cmd.playback)
                 except AriError as exc:  # the channel is gone: its hang-up event follows
                     log.info("robot: play on %s: %s", cmd.channel, exc)
+                except (TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
+                    # Asterisk went away under the call (killed, restarted): the link's loss and
+                    # the channel's vanishing decide the outcome, not a failed prompt
+                    log.warning("robot: play on %s: Asterisk unreachable: %s", cmd.channel, exc or type(exc).__name__)
             elif isinstance(cmd, f.StopPlayback):
                 await self._quiet(self.ari.delete(f"playbacks/{cmd.playback}"))  # 404: it had ended
             elif isinstance(cmd, f.StartTimer):

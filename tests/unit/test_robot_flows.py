@@ -101,6 +101,7 @@ class FakeAsterisk(FakeAri):
         self.behaviour: dict[str, str] = {}  # endpoint -> answer | busy | refuse | silent
         self.requests: list[tuple[str, str]] = []
         self.up: set[str] = set()
+        self.drop_play = False
         router = self.server.app.router
         router.add_post("/ari/channels", self.originate)
         router.add_post("/ari/channels/{id}/play", self.play)
@@ -134,6 +135,11 @@ class FakeAsterisk(FakeAri):
     async def play(self, request: web.Request) -> web.Response:
         cid, pid = request.match_info["id"], request.query["playbackId"]
         self.requests.append(("play", request.query["media"]))
+        if self.drop_play:  # Asterisk dies: the connection closes unanswered, the channel is gone
+            assert request.transport is not None
+            request.transport.close()
+            self.later({"type": "ChannelDestroyed", "channel": {"id": cid}, "cause": 16}, 0.05)
+            return web.Response(status=204)
         self.later({"type": "PlaybackFinished", "playback": {"id": pid, "target_uri": f"channel:{cid}"}}, 0.05)
         return web.json_response({"id": pid})
 
@@ -279,3 +285,14 @@ def test_vanished_in_the_pure_flows() -> None:
     flow = confirmation()
     flow.start()
     assert flow.feed(f.Vanished("robot-1", 3.0))[-1].outcome == "failed"  # never answered, cause unknown
+
+
+async def test_a_prompt_sent_while_asterisk_goes_away_is_not_a_crash(asterisk) -> None:
+    """Asterisk killed while the robot sends a prompt: the request fails on the connection, and
+    the call ends by what Asterisk says next (before: the runner raised, and the callback robot
+    recorded «внутренняя ошибка» / failed instead of interrupted)."""
+    fake, runner = asterisk
+    fake.drop_play = True
+    out = await asyncio.wait_for(runner.run(confirmation()), 5)
+    assert ("play", "sound:/p/main") in fake.requests
+    assert out.outcome != "failed" and runner.active == 0
