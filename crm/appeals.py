@@ -58,8 +58,10 @@ async def build(db: Database, since: float, until: float, today: date, tz: ZoneI
     names = await comments.caller_types(db, with_retired=True)
     channel_rules = await ad_channels.rules(db)
     found = [ap.with_channel(c, channel_rules, caller_type=names.get(c.caller_type, c.caller_type))
+             # seed 004 counts patients only; calls left out of the statistics (employees',
+             # contractors') join when «Кто, тип» asks for their types, which alone then remain (#32)
              for c in await contacts(db, since, until, today, tz, patient_id=patient_id,
-                                     counted_only=not ap.asks_for_staff(narrow.whos))]
+                                     counted_only=not narrow.whos)]
     if narrow.groups:
         found = [c for c in found if c.channel_group in narrow.groups]
     if narrow.channels:
@@ -87,6 +89,11 @@ async def build(db: Database, since: float, until: float, today: date, tz: ZoneI
     return Built(appeals, who_names, topic_names, {c.employee for c in found if c.employee})
 
 
+def _by_number(caller_kind: str) -> str:
+    """An employee's or contractor's number types its call by itself (seed 001), as the card does."""
+    return comments.default_caller_type(caller_kind, False) if caller_kind in ("employee", "contractor") else ""
+
+
 def _period(alias: str, since: float, until: float, patient_id: int | None) -> tuple[str, list[object]]:
     """`` AND <alias>.patient_id = ?`` when one patient is asked for, with the period's params."""
     if patient_id is None:
@@ -101,9 +108,7 @@ async def _calls(db: Database, since: float, until: float, patient_id: int | Non
         "SELECT c.id, c.linkedid, c.direction, c.call_type, c.started_ts, c.ended_ts, c.phone_e164, c.patient_id,"
         " c.caller_kind, c.counterpart_id, c.wait_seconds, c.talk_seconds, c.recording, c.source,"
         " COALESCE(u.full_name, u.login, c.answered_by_ext) AS employee, COALESCE(t.name, '') AS topic,"
-        # an employee's or contractor's number types its call by itself (seed 001), as the card does
-        " COALESCE(cc.caller_type, CASE c.caller_kind WHEN 'employee' THEN 'employee'"
-        " WHEN 'contractor' THEN 'other' ELSE '' END) AS caller_type, COALESCE(cc.text, '') AS comment,"
+        " COALESCE(cc.caller_type, '') AS caller_type, COALESCE(cc.text, '') AS comment,"
         " COALESCE(n.ad_channel, '') AS channel, c.did, c.manual_kind FROM calls c"
         " LEFT JOIN users u ON u.id = COALESCE(c.answered_by_user, c.originated_by)"
         " LEFT JOIN call_comments cc ON cc.linkedid = c.linkedid LEFT JOIN call_topics t ON t.id = cc.topic_id"
@@ -119,7 +124,7 @@ async def _calls(db: Database, since: float, until: float, patient_id: int | Non
         started=started, ended=max(ended, started), phone=phone or "",
         patient_id=patient_id, guardian_id=counterpart_id if caller_kind == "guardian" else None,
         missed=call_type in ("missed", "outgoing_unanswered"), employee=employee or "",
-        topic=topic, caller_type=caller_type, channel=channel, comment=comment, did=did or "", service=channel,
+        topic=topic, caller_type=caller_type or _by_number(caller_kind), channel=channel, comment=comment, did=did or "", service=channel,
         call_id=call_id, recording=bool(recording), wait=wait or 0.0, duration=talk or 0.0)
         for (call_id, _, direction, call_type, started, ended, phone, patient_id, caller_kind, counterpart_id, wait,
              talk, recording, source, employee, topic, caller_type, comment, channel, did, manual_kind) in rows]

@@ -55,8 +55,7 @@ def patient_fields(form: Any, today: date) -> tuple[str, str, str, str | None, s
         raise ValueError("Введите фамилию и имя")
     born = birth_day(str(form.get("birth_date", "")), today)
     phone = str(form.get("phone", "")).strip()[:30]
-    if refused := phones.extension_refused(phone):
-        raise ValueError(refused)
+    phones.refuse_extension(phone)
     if phone and phones.normalize(phone) is None:
         raise ValueError("Неверный номер телефона")
     return last, first, middle, born, phone

@@ -115,15 +115,6 @@ REMINDER = "Пациент. Напоминание"
 PATIENT_TALK = "Разговор с пациентом"  # the «Кто, тип» choice for the automatic outgoing types
 
 
-STAFF_TYPES = ("Сотрудник", "Прочие и контрагенты")  # seed 004: unticked by default, patients only
-
-
-def asks_for_staff(chosen: Collection[str]) -> bool:
-    """Seed 004 counts patients only («снимите галочки «Сотрудник» и «Прочие и контрагенты»»):
-    employees' and contractors' calls join the report when «Кто, тип» asks for them (#32)."""
-    return any(who in STAFF_TYPES for who in chosen)
-
-
 def who_matches(caller_type: str, chosen: Collection[str]) -> bool:
     """The «Кто, тип» filter: the types ticked; «Разговор с пациентом» stands for the talks the
     CRM typed by the action that followed (waiting list, task, reminder), as seed 004 uses it."""

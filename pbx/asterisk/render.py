@@ -25,6 +25,7 @@ from crm.rules.telephony import (
     escape_value,
     normalize_did,
     outgoing_provider,
+    phone_label,
 )
 
 PJSIP_FILE, DIALPLAN_FILE, QUEUES_FILE = "pjsip_clinic.conf", "extensions_clinic.conf", "queues_clinic.conf"
@@ -249,7 +250,8 @@ def phone_pjsip(phone: DeskPhone) -> str:
     """A desk phone set up in the panel: the shipped desk-phone templates, its digest hash
     (Asterisk never sees the password), no static contact (it registers)."""
     ext = phone.extension
-    name = f'"{phone.label}" <{ext}>' if phone.label else f"<{ext}>"
+    label = phone_label(phone.label)  # checked when saved; a row written otherwise is cleaned here too
+    name = f'"{label}" <{ext}>' if label else f"<{ext}>"
     text = f"; desk phone {ext}\n"
     # an encrypted phone (#30): SIP over TLS only, SRTP keys in its SDP (SDES)
     secure = [("transport", "transport-tls"), ("media_encryption", "sdes"),
