@@ -66,13 +66,17 @@ def _patients_have(appointment: str) -> str:
                              for src in _PATIENT_SOURCES) + ")"
 
 
-# Converted (seed 000/001): windows.appointment_converts in SQL, for the call's patients
+# Converted (seed 000): windows.appointment_converts in SQL. The clinic's setting (CONVERSION_NEARBY)
+# is read by the SQL itself (an uncorrelated EXISTS, evaluated once a statement), so that the
+# history, its filter, the tag pop-up and the reports' days always agree with the setting.
 CONVERSION_WINDOW = windows.APPOINTMENT_LINK
+NEARBY_ON = (f"EXISTS (SELECT 1 FROM clinic_settings WHERE key = '{windows.CONVERSION_NEARBY}'"
+             " AND value = 'true')")
 # EXISTS apart, not one with an OR inside: each then searches its own index (the booking's call,
 # the patient's appointments by creation time) instead of scanning every appointment for every
 # call (21.9 s -> 0.14 s for 20 000 calls, bench/scale_pages.py).
 CONVERTED = (
-    "(EXISTS (SELECT 1 FROM appointments a WHERE a.call_linkedid = c.linkedid) OR (c.answered_at IS NOT NULL AND "
+    f"(EXISTS (SELECT 1 FROM appointments a WHERE a.call_linkedid = c.linkedid) OR (c.answered_at IS NOT NULL AND {NEARBY_ON} AND "
     + _patients_have(f"a.created_ts >= c.started_ts - {CONVERSION_WINDOW} AND a.created_ts <= c.ended_ts + {CONVERSION_WINDOW}")
     + "))"
 )
@@ -80,14 +84,20 @@ CONVERTED = (
 HAD_APPOINTMENT = _patients_have("a.created_ts < c.started_ts AND a.starts_ts > c.started_ts AND a.status <> 'cancelled'")
 
 
+def conversion_nearby(db: Reader) -> bool:
+    """The clinic's setting CONVERSION_NEARBY, read in the caller's snapshot."""
+    return bool(db.fetch_tuples(f"SELECT 1 WHERE {NEARBY_ON}"))
+
+
 async def converted_live(db: Database, linkedid: str, e164: str | None, started_ts: float,
                          ended_ts: float) -> bool:
     """Conversion of a call that may not be stored yet (the post-call tag pop-up, shown after
     a conversation): the same rule as CONVERTED, the call's patients being the number's."""
     row = await db.fetchone(  # two indexed searches (see CONVERTED), not one OR over every appointment
-        "SELECT EXISTS (SELECT 1 FROM appointments a WHERE a.call_linkedid = ?) OR EXISTS (SELECT 1 FROM"
+        "SELECT EXISTS (SELECT 1 FROM appointments a WHERE a.call_linkedid = ?) OR"
+        f" ({NEARBY_ON} AND EXISTS (SELECT 1 FROM"
         " appointments a WHERE a.patient_id IN (SELECT patient_id FROM patient_phones WHERE e164 = ?)"
-        " AND a.created_ts >= ? AND a.created_ts <= ?)",
+        " AND a.created_ts >= ? AND a.created_ts <= ?))",
         (linkedid, e164 or "", started_ts - CONVERSION_WINDOW, ended_ts + CONVERSION_WINDOW),
     )
     return bool(row and row[0])
@@ -353,6 +363,7 @@ def _appointment_marks(db: Reader, calls: list[dict[str, Any]],
         appointments.setdefault(patient_id, []).append((created, starts, status == "cancelled"))
     booked = {r[0] for r in _rows_in(db, "SELECT DISTINCT call_linkedid FROM appointments"
                                          " WHERE call_linkedid IN ({keys})", [c["linkedid"] for c in calls])}
+    nearby = conversion_nearby(db)
     converted: set[int] = set()
     had: set[int] = set()
     for c in calls:
@@ -360,7 +371,7 @@ def _appointment_marks(db: Reader, calls: list[dict[str, Any]],
         answered = c["answered_at"] is not None
         if c["linkedid"] in booked or any(
                 windows.appointment_converts(created=created, call_started=c["started_ts"], call_ended=c["ended_ts"],
-                                             answered=answered, booked_from_call=False)
+                                             answered=answered, booked_from_call=False, nearby=nearby)
                 for created, _, _ in theirs):
             converted.add(c["id"])
         if any(windows.appointment_pending(created=created, starts=starts, cancelled=cancelled,

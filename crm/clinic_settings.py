@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from crm.db import Database
+from crm.rules.windows import CONVERSION_NEARBY
 
 DEFAULTS: dict[str, Any] = {
     "tags_enabled": False,
@@ -14,7 +15,10 @@ DEFAULTS: dict[str, Any] = {
     "telephony_suspended": False,
     "notify_default": False,  # the booking form's «СМС оповещение» ticked by default (seed 001)
     "comment_link_minutes": 5,  # a comment entered by hand joins a call this close (seed 004)
+    CONVERSION_NEARBY: False,  # seed 000's conversion only (windows.appointment_converts)
 }
+# settings the reports' stored days are computed with: a change recomputes every day (crm.call_stats)
+REPORT_KEYS = frozenset({CONVERSION_NEARBY})
 
 
 async def get(db: Database, key: str) -> Any:
@@ -34,3 +38,6 @@ async def put(db: Database, key: str, value: Any) -> None:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value, ensure_ascii=False)),
         )
+        if key in REPORT_KEYS:
+            await tx.execute("INSERT INTO report_dirty SELECT MIN(started_ts), MAX(started_ts) FROM calls"
+                             " HAVING COUNT(*) > 0")

@@ -157,9 +157,13 @@ async def booking_submit(request: web.Request) -> web.StreamResponse:
         starts = schedule.parse_local(slot, clinic_tz(request))
         minutes = int_or_none(form.get("minutes")) or 30
         guardian = int_or_none(form.get("guardian"))
+        # seed 000: a panel opened during the call keeps it; one opened before and completed
+        # during a conversation is tied to that conversation
+        call = clean_linkedid(str(form.get("call", ""))) or live_talk(
+            request, await shifts.current_extension(db, me.user_id))
         appt = await schedule.book(
             db, patient_id=patient_id, doctor_id=doctor_id, starts_at=starts, minutes=minutes,
-            now=now_ts(request), user_id=me.user_id, call_linkedid=clean_linkedid(str(form.get("call", ""))),
+            now=now_ts(request), user_id=me.user_id, call_linkedid=call,
             guardian_id=guardian, comment=str(form.get("comment", "")),
             notify_requested=bool(form.get("notify")),
         )

@@ -15,6 +15,7 @@ from aiohttp import web
 from crm import audit, clinic_settings, comments, directory, distribution, schedule, tags, users
 from crm.comments import CommentError
 from crm.rules.telephony import QUEUE_NAMES
+from crm.rules.windows import CONVERSION_NEARBY
 from crm.schedule import BookingError
 from crm.tags import TagError
 from pbx.services import SERVICES
@@ -199,6 +200,7 @@ ACTIONS: dict[str, Callable[[_Form], Awaitable[Any]]] = {
     "hide_caller": _hide_caller,
     "branch_message_name": lambda f: directory.set_message_name(f.db, f.id("branch"), f.field("message_name")),
     "booking": lambda f: clinic_settings.put(f.db, "notify_default", bool(f.form.get("notify_default"))),
+    "conversion": lambda f: clinic_settings.put(f.db, CONVERSION_NEARBY, bool(f.form.get("nearby"))),
     "workstation": _workstation,
 }
 

@@ -11,6 +11,7 @@ APPOINTMENT_LINK = 30 * 60  # an appointment made 30 min before a call's start .
 CANCEL_LINK = 15 * 60  # a cancel or move joins the contact within 15 min (seed 001)
 COMMENT_LINK = 5 * 60  # a comment joins a call of its number and direction within 5 min (default)
 CRM_ACTION_LINK = 15 * 60  # an outgoing call joins the CRM action done within 15 min after it
+CONVERSION_NEARBY = "conversion_nearby"  # the clinic setting widening seed 000's conversion (off)
 LONGEST_CONTACT = 24 * 3600  # no contact lasts longer: how far back a change can reach a contact
 
 # what the migrations' ``{{NAME}}`` holes are filled with (their triggers' spans): crm/db.py
@@ -31,13 +32,16 @@ def processing_deadline(missed_started: float) -> float:
 
 
 def appointment_converts(*, created: float, call_started: float, call_ended: float, answered: bool,
-                         booked_from_call: bool) -> bool:
-    """Seed 000's conversion: an appointment booked from the call's card (or a booking panel
-    opened during it), or made for the call's patient from APPOINTMENT_LINK before an answered
-    call started to APPOINTMENT_LINK after it ended."""
+                         booked_from_call: bool, nearby: bool = False) -> bool:
+    """Seed 000's conversion, its three ways: the appointment was booked from the call's card,
+    from the schedule during the call, or in a booking panel opened during it and completed after
+    (each of them stores the call with the appointment: ``booked_from_call``). With the clinic's
+    setting ``nearby`` (CONVERSION_NEARBY) also any appointment made for the call's patient from
+    APPOINTMENT_LINK before an answered call started to APPOINTMENT_LINK after it ended, whoever
+    booked it."""
     if booked_from_call:
         return True
-    return answered and call_started - APPOINTMENT_LINK <= created <= call_ended + APPOINTMENT_LINK
+    return nearby and answered and call_started - APPOINTMENT_LINK <= created <= call_ended + APPOINTMENT_LINK
 
 
 def appointment_pending(*, created: float, starts: float, cancelled: bool, call_started: float) -> bool:

@@ -29,6 +29,7 @@ from crm import (
 )
 from crm.clock import SettableClock
 from crm.demo import load_demo
+from crm.rules import windows
 from crm.rules.call_records import CallRecord, LegRecord, LiveCall
 from pbx.app import SERVICES, build_app
 from pbx.settings import AsteriskSettings, Settings, with_generated_secrets
@@ -138,7 +139,7 @@ async def test_context_block(app) -> None:
 # --- conversion ---------------------------------------------------------------------------
 
 async def test_conversion_rules(app) -> None:
-    application, _, _ = app
+    application, server, _ = app
     db = application[SERVICES].db
     t0 = NOW - 3600  # 10:00, talk until 10:02:05
     await calls.save_call(db, answered_call("500.1", t0, "79161234567"))  # Петрова
@@ -156,6 +157,18 @@ async def test_conversion_rules(app) -> None:
     new = await patients.add_patient(db, "Новикова", "Ольга", phone_numbers=("+79990001122",))
     await schedule.book(db, patient_id=new, doctor_id=1, starts_at=tomorrow_at(13), minutes=30,
                         now=end + 3 * 3600, call_linkedid="500.4")
+    # seed 000 by default: only the booking tied to the call (its card, or a panel opened during it)
+    rows = {c["linkedid"]: c for c in await call_listing.list_calls(db, call_listing.CallFilter())}
+    assert [lid for lid in sorted(rows) if rows[lid]["converted"]] == ["500.4"]
+    yes = {c["linkedid"] for c in await call_listing.list_calls(db, call_listing.CallFilter(converted=True))}
+    assert yes == {"500.4"}
+    # the clinic's wider setting (the settings page): any booking of the caller's patient within 30 minutes too
+    boss = await login(server, "boss", "pw-boss-12")
+    assert 'name="nearby" value="1" >' in await (await boss.get("/settings")).text()
+    r = await boss.post("/settings", data={"csrf_token": await csrf(boss), "action": "conversion", "nearby": "1"},
+                        allow_redirects=False)
+    assert r.status == 302 and await clinic_settings.get(db, windows.CONVERSION_NEARBY) is True
+    assert 'name="nearby" value="1" checked>' in await (await boss.get("/settings")).text()
     rows = {c["linkedid"]: c for c in await call_listing.list_calls(db, call_listing.CallFilter())}
     assert rows["500.1"]["converted"] and not rows["500.2"]["converted"]
     assert not rows["500.3"]["converted"]  # a missed call is never converted by the window

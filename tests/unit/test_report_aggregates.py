@@ -15,12 +15,24 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from crm import call_stats, calls, contacts, patients, reports, schedule, shifts, tags, users
+from crm import (
+    call_stats,
+    calls,
+    clinic_settings,
+    contacts,
+    patients,
+    reports,
+    schedule,
+    shifts,
+    tags,
+    users,
+)
 from crm.call_listing import CallFilter
 from crm.clock import SettableClock
 from crm.db import Database
 from crm.demo import load_demo
 from crm.rules import call_stats as rules
+from crm.rules import windows
 from crm.rules.call_records import CallRecord, LegRecord
 from crm.storage import database
 from tests.unit import report_reference as reference
@@ -129,6 +141,7 @@ async def test_reports_from_aggregates_equal_the_row_by_row_ones(clinic, seed: i
             if (await db.fetchone("SELECT 1 FROM tag_prompts WHERE linkedid = ?", (r.linkedid,))) is None:
                 await tags.mark_prompted(db, r.linkedid, ids[1])
 
+    await clinic_settings.put(db, windows.CONVERSION_NEARBY, True)  # the wider conversion: more reaches a day
     await mutate(records[:100])
     for _ in range(10):
         await assert_same(db, call_filter(rnd, ids, labels), now)
@@ -146,6 +159,13 @@ async def test_reports_from_aggregates_equal_the_row_by_row_ones(clinic, seed: i
     await assert_same(db, call_filter(rnd, ids, labels), now + 3 * 86400)  # pending calls age
     # the clinic moves to another zone: its days are cut again
     other = ZoneInfo("Asia/Yekaterinburg")
+    for _ in range(5):
+        await assert_same(db, call_filter(rnd, ids, labels, other), now, other)
+    # the clinic goes back to seed 000's conversion: every stored day is computed again
+    before = await reports.admin_efficiency(db, _whole_period(), other)
+    await clinic_settings.put(db, windows.CONVERSION_NEARBY, False)
+    after = await reports.admin_efficiency(db, _whole_period(), other)
+    assert sum(r.booked for r in after) < sum(r.booked for r in before)
     for _ in range(5):
         await assert_same(db, call_filter(rnd, ids, labels, other), now, other)
 
@@ -171,8 +191,6 @@ async def test_a_refresh_recomputes_only_what_a_write_touched(clinic) -> None:
 def test_the_triggers_mark_at_least_the_rules_windows() -> None:
     """Migration 0021's triggers mark calls by literal spans: they must cover the windows."""
     text = (Path(__file__).parents[2] / "crm" / "migrations" / "0021_report_days.sql").read_text()
-    from crm.rules import windows
-
     assert "86400" in text and windows.MISSED_CALL_PROCESSING == 86400
     assert "7200" in text and windows.APPOINTMENT_LINK <= 7200
 
@@ -198,8 +216,10 @@ LATE_WRITES = ("call_back_next_day", "phone_added", "booked_later", "typed_by_ha
 @pytest.mark.parametrize("late", LATE_WRITES)
 async def test_each_kind_of_late_write_reaches_the_aggregated_day(clinic, late: str) -> None:
     """One write of each kind into a day already aggregated: the reference's figures change
-    (the case is real) and the aggregates follow."""
+    (the case is real) and the aggregates follow. With the clinic's wider conversion, whose
+    bookings near a call reach it by time (the triggers' widest span)."""
     db, ids, pids = clinic
+    await clinic_settings.put(db, windows.CONVERSION_NEARBY, True)
     day1 = T0 + 86400 + 23 * 3600  # 23:00 on the second day
     missed = CallRecord("m.1", "incoming", "missed", DIDS[0], NUMBERS[8], DIDS[0], "reception",
                         (LegRecord("101", "m.1.101", "no_answer", day1, None, day1 + 20, True),), "", day1, None,

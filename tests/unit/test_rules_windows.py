@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crm import call_listing, calls, patients
+from crm import call_listing, calls, clinic_settings, patients
 from crm.db import Database
 from crm.rules import windows
 from crm.rules.booking import BookingError, slot_end
@@ -32,9 +32,25 @@ def test_missed_call_processing_edges() -> None:
     (T0 + MIN, False, False, False),  # a missed call converts nothing by time
     (T0 + 600 * MIN, False, True, True),  # booked from the call's card: always
 ])
-def test_appointment_converts_edges(created: float, answered: bool, from_call: bool, expected: bool) -> None:
+def test_appointment_converts_edges_with_the_nearby_setting(created: float, answered: bool, from_call: bool,
+                                                            expected: bool) -> None:
     assert windows.appointment_converts(created=created, call_started=T0, call_ended=T0 + 5 * MIN,
-                                        answered=answered, booked_from_call=from_call) is expected
+                                        answered=answered, booked_from_call=from_call, nearby=True) is expected
+
+
+@pytest.mark.parametrize(("created", "from_call", "expected"), [
+    (T0 + MIN, False, False),  # during the call, but not tied to it: a colleague's booking
+    (T0 - 29 * MIN, False, False), (T0 + 5 * MIN + 1, False, False),
+    (T0 + MIN, True, True), (T0 + 600 * MIN, True, True),  # the call's card / panel: always
+])
+def test_appointment_converts_by_seed_000_by_default(created: float, from_call: bool, expected: bool) -> None:
+    """Seed 000: «A call conversion is considered successful if the administrator: clicked
+    «Назначить приём» on the call card…; During the call, scheduled an appointment through a free
+    slot…; opened the application creation panel during the conversation and completed the
+    recording… after the conversation ended». Each of the three stores the call with the
+    appointment; a booking made by someone else near the call is not the call's conversion."""
+    assert windows.appointment_converts(created=created, call_started=T0, call_ended=T0 + 5 * MIN,
+                                        answered=True, booked_from_call=from_call) is expected
 
 
 @pytest.mark.parametrize("created, starts, cancelled, expected", [
@@ -98,15 +114,24 @@ async def test_sql_and_predicates_agree(tmp_path: Path) -> None:
                     " ends_ts, created_at, created_ts, updated_at) VALUES (?, 1, 1, '', '', ?, ?, '', ?, '')",
                     (pid, started + 86400, started + 86400 + 1800, created))
             cases.append((phone, started, created, answered))
-        for phone, started, created, answered in cases:
-            sql = await db.fetchone(f"SELECT {call_listing.CONVERTED} FROM calls c WHERE c.phone_e164 = ?", (phone,))
-            expected = windows.appointment_converts(created=created, call_started=started, call_ended=started + 5 * MIN,
-                                                    answered=answered, booked_from_call=False)
-            assert bool(sql[0]) is expected, (phone, created - started)
-            live = await call_listing.converted_live(db, "x", phone, started, started + 5 * MIN)
-            assert live is windows.appointment_converts(created=created, call_started=started,
-                                                        call_ended=started + 5 * MIN, answered=True,
-                                                        booked_from_call=False)
+        converting = {}
+        for nearby in (False, True):
+            await clinic_settings.put(db, windows.CONVERSION_NEARBY, nearby)
+            converting[nearby] = 0
+            for phone, started, created, answered in cases:
+                sql = await db.fetchone(f"SELECT {call_listing.CONVERTED} FROM calls c WHERE c.phone_e164 = ?", (phone,))
+                expected = windows.appointment_converts(created=created, call_started=started,
+                                                        call_ended=started + 5 * MIN, answered=answered,
+                                                        booked_from_call=False, nearby=nearby)
+                assert bool(sql[0]) is expected, (phone, created - started, nearby)
+                converting[nearby] += expected
+                shown = await call_listing.list_calls(db, call_listing.CallFilter(phones=(phone,)))
+                assert shown[0]["converted"] is expected
+                live = await call_listing.converted_live(db, "x", phone, started, started + 5 * MIN)
+                assert live is windows.appointment_converts(created=created, call_started=started,
+                                                            call_ended=started + 5 * MIN, answered=True,
+                                                            booked_from_call=False, nearby=nearby)
+        assert converting == {False: 0, True: 2}  # none is tied to its call: only the setting converts them
         # call-backs of a missed call, just inside and just outside the day
         day = windows.MISSED_CALL_PROCESSING
         for n, back in enumerate((day - 1, day + 1)):
@@ -211,9 +236,14 @@ async def test_the_indexed_conversion_test_equals_the_plain_one(tmp_path: Path) 
                     (rnd.choice(pids), created + 86400, created + 88200, created, lid if rnd.random() < 0.1 else None))
             for _ in range(10):  # a few cancelled ones: "had an appointment" must not count them
                 await tx.execute("UPDATE appointments SET status = 'cancelled' WHERE id = ?", (rnd.randrange(1, 81),))
+        tied = db.query_now(f"SELECT c.linkedid, {call_listing.CONVERTED} FROM calls c ORDER BY c.id")
+        assert tied == db.query_now("SELECT c.linkedid, EXISTS (SELECT 1 FROM appointments a WHERE"
+                                    " a.call_linkedid = c.linkedid) FROM calls c ORDER BY c.id")
+        await clinic_settings.put(db, windows.CONVERSION_NEARBY, True)
         fast = db.query_now(f"SELECT c.linkedid, {call_listing.CONVERTED} FROM calls c ORDER BY c.id")
         slow = db.query_now(f"SELECT c.linkedid, {plain} FROM calls c ORDER BY c.id")
         assert fast == slow and 10 < sum(v for _, v in fast) < 110  # both kinds of answer are there
+        assert sum(v for _, v in tied) < sum(v for _, v in fast)
         had_plain = (
             "EXISTS (SELECT 1 FROM appointments a WHERE a.created_ts < c.started_ts AND a.starts_ts > c.started_ts"
             f" AND a.status <> 'cancelled' AND a.patient_id IN {call_listing.CALL_PATIENTS})"
@@ -222,10 +252,12 @@ async def test_the_indexed_conversion_test_equals_the_plain_one(tmp_path: Path) 
         slow = db.query_now(f"SELECT c.linkedid, {had_plain} FROM calls c ORDER BY c.id")
         assert fast == slow and 10 < sum(v for _, v in fast) < 110
         # the history's page decides both in Python over the page's appointments: the same marks
-        shown = {c["linkedid"]: c for c in await call_listing.list_calls(db, call_listing.CallFilter(limit=1000))}
-        marks = db.query_now(f"SELECT c.linkedid, {call_listing.CONVERTED}, {call_listing.HAD_APPOINTMENT} FROM calls c")
-        assert len(shown) == len(marks) == 120
-        assert {lid: (shown[lid]["converted"], shown[lid]["had_appointment"]) for lid, _, _ in marks} == {
-            lid: (bool(conv), bool(had)) for lid, conv, had in marks}
+        for nearby in (True, False):
+            await clinic_settings.put(db, windows.CONVERSION_NEARBY, nearby)
+            shown = {c["linkedid"]: c for c in await call_listing.list_calls(db, call_listing.CallFilter(limit=1000))}
+            marks = db.query_now(f"SELECT c.linkedid, {call_listing.CONVERTED}, {call_listing.HAD_APPOINTMENT} FROM calls c")
+            assert len(shown) == len(marks) == 120
+            assert {lid: (shown[lid]["converted"], shown[lid]["had_appointment"]) for lid, _, _ in marks} == {
+                lid: (bool(conv), bool(had)) for lid, conv, had in marks}
     finally:
         await db.close()

@@ -273,6 +273,34 @@ async def test_a_booking_opened_during_a_call_and_finished_after_it_converts_it(
     await anna.close()
 
 
+async def test_a_booking_opened_before_a_call_and_saved_during_it_converts_it(app) -> None:
+    """Seed 000: «During the call, I scheduled an appointment through a free slot in the schedule
+    (the current call will be associated with the completed recording)» — also when the schedule
+    was opened before the phone rang. A booking saved with no call going on is tied to none."""
+    from crm import schedule
+
+    application, server = app
+    anna = await login(server, "anna", "pw-anna")
+    assert await choose(anna, "101") == 302
+    services = application[SERVICES]
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date()
+    monday = today + timedelta(days=7 - today.weekday())
+    form = await (await anna.get(f"/booking?patient=1&doctor=1&date={monday.isoformat()}")).text()
+    assert 'name="call" value=""' in form or 'name="call"' not in form  # no call yet
+    slots = re.findall(r'name="slot" value="([^"]+)"', form)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    r = await anna.post("/booking", data={"csrf_token": token, "patient": "1", "doctor": "1", "slot": slots[0]},
+                        allow_redirects=False)
+    assert r.status == 302
+    services.calls._apply([live_call("talking", linkedid="9.0")])  # the phone rings, Анна talks
+    r = await anna.post("/booking", data={"csrf_token": token, "patient": "1", "doctor": "1", "slot": slots[1]},
+                        allow_redirects=False)
+    assert r.status == 302
+    ties = {a["starts_at"][:16]: a["call_linkedid"] for a in await schedule.patient_appointments(services.db, 1)}
+    assert ties[slots[0][:16]] is None and ties[slots[1][:16]] == "9.0"
+    await anna.close()
+
+
 async def test_the_ami_consumer_never_waits_on_the_crm() -> None:
     """#28: the live card is built off the AMI consumer's path: ``on_change`` only queues, the
     hub's task does the lookups (here a CRM that answers only when let), in order."""
