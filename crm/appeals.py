@@ -6,7 +6,6 @@ the pure ``crm.rules.appeals`` works on. A fixed number of set-based queries per
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -14,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from crm import ad_channels, comments, schedule
 from crm.db import Database
+from crm.rules import appeal_actions, appeal_records
 from crm.rules import appeals as ap
 from crm.rules import callback as cr
 from crm.rules.windows import APPOINTMENT_LINK, CRM_ACTION_LINK
@@ -72,9 +72,9 @@ async def build(db: Database, since: float, until: float, today: date, tz: ZoneI
     # a contact that ends after the period still takes what followed it (records, actions)
     reach = max((c.ended for c in found), default=until)
     done = await actions(db, patients, since, max(until, reach))
-    # an outgoing call followed by a CRM action within 15 min takes its type (a comment's wins)
-    found = [c if c.caller_type or not (t := ap.action_type(c, done)) else dataclasses.replace(c, caller_type=t)
-             for c in found]
+    # an outgoing call followed by a CRM action within 15 min takes its type and automatic
+    # comments (an administrator's type or comment wins)
+    found = [appeal_actions.typed_by_action(c, done) for c in found]
     who_names = {c.caller_type for c in found if c.caller_type}
     topic_names = {c.topic for c in found if c.topic}
     if narrow.whos:
@@ -109,7 +109,7 @@ async def _calls(db: Database, since: float, until: float, patient_id: int | Non
         " c.caller_kind, c.counterpart_id, c.wait_seconds, c.talk_seconds, c.recording, c.source,"
         " COALESCE(u.full_name, u.login, c.answered_by_ext) AS employee, COALESCE(t.name, '') AS topic,"
         " COALESCE(cc.caller_type, '') AS caller_type, COALESCE(cc.text, '') AS comment,"
-        " COALESCE(n.ad_channel, '') AS channel, c.did, c.manual_kind FROM calls c"
+        " COALESCE(n.ad_channel, '') AS channel, c.did, c.manual_kind, c.manual_channel FROM calls c"
         " LEFT JOIN users u ON u.id = COALESCE(c.answered_by_user, c.originated_by)"
         " LEFT JOIN call_comments cc ON cc.linkedid = c.linkedid LEFT JOIN call_topics t ON t.id = cc.topic_id"
         " LEFT JOIN clinic_numbers n ON n.did = c.did"
@@ -124,10 +124,13 @@ async def _calls(db: Database, since: float, until: float, patient_id: int | Non
         started=started, ended=max(ended, started), phone=phone or "",
         patient_id=patient_id, guardian_id=counterpart_id if caller_kind == "guardian" else None,
         missed=call_type in ("missed", "outgoing_unanswered"), employee=employee or "",
-        topic=topic, caller_type=caller_type or _by_number(caller_kind), channel=channel, comment=comment, did=did or "", service=channel,
+        # a «Диалог» in a messenger: the messenger is its service (a «Внешние сервисы» rule finds it)
+        topic=topic, caller_type=caller_type or _by_number(caller_kind), channel=manual_channel or channel,
+        comment=comment, did=did or "", service=manual_channel or channel,
         call_id=call_id, recording=bool(recording), wait=wait or 0.0, duration=talk or 0.0)
         for (call_id, _, direction, call_type, started, ended, phone, patient_id, caller_kind, counterpart_id, wait,
-             talk, recording, source, employee, topic, caller_type, comment, channel, did, manual_kind) in rows]
+             talk, recording, source, employee, topic, caller_type, comment, channel, did, manual_kind,
+             manual_channel) in rows]
 
 
 async def _requests(db: Database, since: float, until: float, today: date, tz: ZoneInfo,
@@ -161,6 +164,39 @@ async def _replies(db: Database, since: float, until: float, patient_id: int | N
                        patient_id=r["patient_id"], comment=r["detail"]) for r in rows]
 
 
+# a waiting-list entry closed by an appointment: one made for its patient while it was open
+_WAIT_BOOKED = ("EXISTS (SELECT 1 FROM appointments a WHERE a.patient_id = w.patient_id AND a.created_at >= w.created_at"
+                " AND w.closed_at IS NOT NULL AND a.created_at <= w.closed_at)")
+
+
+async def hovers(db: Database, records: list[ap.Record], tz: ZoneInfo) -> dict[tuple[str, int], appeal_records.Hover]:
+    """The records' hover (seed 004's two columns), read now: the current status is today's."""
+    def when(ts: float) -> str:
+        return datetime.fromtimestamp(ts, tz).strftime("%d.%m.%Y %H:%M")
+
+    def iso(text: str) -> str:
+        return when(datetime.fromisoformat(text).timestamp())
+
+    out: dict[tuple[str, int], appeal_records.Hover] = {}
+    appointments = sorted({r.id for r in records if r.kind == "appointment"})
+    waiting = sorted({r.id for r in records if r.kind == "waiting"})
+    if appointments:
+        for r in await db.fetchall(
+                "SELECT a.id, a.starts_ts, a.created_ts, a.status, a.price, d.full_name, d.specialty FROM appointments a"
+                f" JOIN doctors d ON d.id = a.doctor_id WHERE a.id IN ({','.join('?' * len(appointments))})", appointments):
+            out["appointment", r["id"]] = appeal_records.appointment_hover(
+                starts=when(r["starts_ts"]), doctor=" ".join(x for x in (r["specialty"], r["full_name"]) if x),
+                created=when(r["created_ts"]), status=r["status"], price=r["price"] or 0.0)
+    if waiting:
+        for r in await db.fetchall(
+                f"SELECT w.id, w.specialty, w.note, w.created_at, w.closed_at, {_WAIT_BOOKED} AS booked FROM waiting_list w"
+                f" WHERE w.id IN ({','.join('?' * len(waiting))})", waiting):
+            out["waiting", r["id"]] = appeal_records.waiting_hover(
+                wanted=" ".join(x for x in (r["specialty"], r["note"]) if x), created=iso(r["created_at"]),
+                closed=iso(r["closed_at"]) if r["closed_at"] else None, booked=bool(r["booked"]))
+    return out
+
+
 async def records(db: Database, since: float, until: float, patients: set[int],
                   changed: set[int] | None = None) -> list[ap.Record]:
     """Appointments and waiting-list entries of these patients made in the period's windows, and
@@ -175,13 +211,10 @@ async def records(db: Database, since: float, until: float, patients: set[int],
         f"SELECT id, patient_id, created_ts, status, starts_ts, price FROM appointments WHERE (patient_id IN ({marks})"
         " AND created_ts >= ? AND created_ts <= ?)" + (f" OR id IN ({','.join('?' * len(extra))})" if extra else ""),
         (*ids, lo, hi, *extra))
-    out = [ap.Record(r["id"], "appointment", r["patient_id"], r["created_ts"],
-                     ap.DONE if r["status"] == "completed" else ap.VOID if r["status"] in ("cancelled", "no_show")
-                     else ap.FUTURE, r["price"] or 0.0) for r in rows]
+    out = [ap.Record(r["id"], "appointment", r["patient_id"], r["created_ts"], appeal_records.appointment_state(r["status"]),
+                     r["price"] or 0.0) for r in rows]
     rows = await db.fetchall(
-        "SELECT w.id, w.patient_id, w.created_at, w.closed_at, EXISTS (SELECT 1 FROM appointments a"
-        " WHERE a.patient_id = w.patient_id AND a.created_at >= w.created_at AND w.closed_at IS NOT NULL"
-        " AND a.created_at <= w.closed_at) AS booked"
+        f"SELECT w.id, w.patient_id, w.created_at, w.closed_at, {_WAIT_BOOKED} AS booked"
         f" FROM waiting_list w WHERE w.patient_id IN ({marks})", ids)
     for r in rows:
         created = datetime.fromisoformat(r["created_at"]).timestamp()

@@ -133,11 +133,14 @@ async def get_comment(db: Database, linkedid: str) -> dict[str, Any] | None:
 
 
 MANUAL_KINDS = {"comment": "Комментарий к разговору", "dialog": "Диалог"}
+# where a «Диалог» took place (seed 004: a chat «скопированного из социальной сети»); "" in person
+MANUAL_CHANNELS = ("", "Телефон (мимо АТС)", "WhatsApp", "Telegram", "ВКонтакте", "Одноклассники", "Instagram",
+                   "Чат на сайте", "Электронная почта", "Другое")
 
 
 async def add_manual_call(
     db: Database, *, direction: str, phone: str, started: datetime, minutes: float, user_id: int,
-    kind: str = "dialog", link_window: float = COMMENT_LINK,
+    kind: str = "dialog", link_window: float = COMMENT_LINK, channel: str = "",
 ) -> tuple[str, bool]:
     """A talk entered by hand: a «comment» joins the PBX call of its number and direction that
     started within ``link_window`` of the time typed (the nearest; seed 004), else it is stored
@@ -147,6 +150,8 @@ async def add_manual_call(
         raise CommentError("Выберите направление вызова")
     if kind not in MANUAL_KINDS:
         raise CommentError("Выберите, что это было")
+    if channel not in MANUAL_CHANNELS or (channel and kind != "dialog"):
+        raise CommentError("Выберите, где был диалог, из списка")
     e164 = phones.normalize(phone)
     if e164 is None:
         raise CommentError("Неверный номер телефона")
@@ -167,14 +172,14 @@ async def add_manual_call(
         cur = await tx.execute(
             "INSERT INTO calls (linkedid, direction, call_type, caller_raw, callee_raw, phone_e164,"
             " answered_by_user, originated_by, started_at, answered_at, ended_at, talk_seconds,"
-            " caller_kind, patient_id, source, created_at, started_ts, ended_ts, manual_kind)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'manual', ?, ?, ?, ?)",
+            " caller_kind, patient_id, source, created_at, started_ts, ended_ts, manual_kind, manual_channel)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'manual', ?, ?, ?, ?, ?)",
             (
                 linkedid, direction, direction, e164 if direction == "incoming" else "",
                 e164 if direction == "outgoing" else "", e164, user_id,
                 user_id if direction == "outgoing" else None, _utc(start_ts), _utc(start_ts),
                 _utc(end_ts), minutes * 60,
-                who.kind, who.patient_id, tx.stamp(), start_ts, end_ts, kind,
+                who.kind, who.patient_id, tx.stamp(), start_ts, end_ts, kind, channel,
             ),
         )
         call_id = int(cur.lastrowid or 0)

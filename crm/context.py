@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from crm import schedule
+from crm import schedule, tasks
 from crm.db import Database
 
 ADULT_AGE = 18
@@ -93,6 +93,6 @@ async def context(db: Database, patient_id: int, *, today: date, now: float) -> 
         "completed_share": round(100 * done / past) if past else None,
         "last_visit": last_visit,
         "future": future,
-        "tasks": await schedule.open_tasks(db, patient_id),
+        "tasks": await tasks.open_tasks(db, patient_id),
         "waiting": [w for w in await schedule.waiting(db) if w["patient_id"] == patient_id],
     }

@@ -8,7 +8,7 @@ import time
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from crm import callbacks, comments, patients, schedule, tags
+from crm import callbacks, comments, patients, schedule, tags, tasks
 from crm.db import Database
 
 DEMO_SOURCE = "napopravku"
@@ -148,7 +148,7 @@ async def _schedule(db: Database, ids: list[int], employee: int | None, branch: 
         starts = datetime(later.year, later.month, later.day, 11 + n, 0, tzinfo=tz)
         await schedule.book(db, patient_id=patient, doctor_id=doctors[n % 2], starts_at=starts, minutes=30,
                             now=now - 3 * 86400)
-    await schedule.add_task(db, ids[0], "Позвонить: подобрать время для гигиены",
+    await tasks.add_task(db, ids[0], "Позвонить: подобрать время для гигиены",
                             today + timedelta(days=1), None)
     await schedule.add_waiting(db, ids[1], "хирург-имплантолог", "Хочет пораньше", None)
 

@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crm import clinic_settings, jobs, schedule
+from crm import clinic_settings, jobs, schedule, tasks
 from crm.claim import claim_rows
 from crm.db import Database
 from crm.rules import escort as rules
@@ -244,7 +244,7 @@ async def _apply_choice(tx: Any, appointment_id: int, choice: str, now: float, v
                                           detail=f"-> {step.status} ({via})")
         elif isinstance(step, rules.OfferSlot):
             for patient_id, title, due in offers:
-                await schedule.insert_task(tx, patient_id, title, due, None)
+                await tasks.insert_task(tx, patient_id, title, due, None)
     await _log(tx, appointment_id, CONFIRMATION, now, "status", outcome=choice, detail=via)
 
 

@@ -340,32 +340,6 @@ async def waiting(db: Database, specialty: str | None = None) -> list[dict[str, 
     return [dict(r) for r in rows]
 
 
-async def add_task(db: Database, patient_id: int | None, title: str, due: date,
-                   user_id: int | None) -> int:
-    if not title.strip():
-        raise BookingError("Опишите задачу")
-    async with db.transaction() as tx:
-        return await insert_task(tx, patient_id, title, due, user_id)
-
-
-async def insert_task(tx: Any, patient_id: int | None, title: str, due: date, user_id: int | None) -> int:
-    """A task, inside the caller's transaction (a step of a larger change)."""
-    cur = await tx.execute(
-        "INSERT INTO tasks (patient_id, title, due_date, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
-        (patient_id, title.strip()[:500], due.isoformat(), user_id, tx.stamp()),
-    )
-    return int(cur.lastrowid or 0)
-
-
-async def complete_task(db: Database, task_id: int, *, at: float | None = None, user_id: int | None = None) -> None:
-    async with db.transaction() as tx:
-        cur = await tx.execute("UPDATE tasks SET done_at = ? WHERE id = ? AND done_at IS NULL RETURNING patient_id,"
-                               " title", (tx.stamp(), task_id))
-        row = await cur.fetchone()
-        if row is not None:
-            await log_action(tx, "task_done", at, row[0], task_id=task_id, user_id=user_id, detail=row[1][:200])
-
-
 async def log_action(tx: Any, kind: str, at: float | None, patient_id: int | None, *,
                      appointment_id: int | None = None, task_id: int | None = None, user_id: int | None = None,
                      detail: str = "") -> None:
@@ -383,18 +357,4 @@ async def actions(db: Database, patient_ids: set[int], since: float, until: floa
     rows = await db.fetchall(
         f"SELECT * FROM crm_actions WHERE patient_id IN ({marks}) AND at_ts >= ? AND at_ts < ? ORDER BY at_ts, id",
         (*sorted(patient_ids), since, until))
-    return [dict(r) for r in rows]
-
-
-async def open_tasks(db: Database, patient_id: int | None = None) -> list[dict[str, Any]]:
-    where, params = "t.done_at IS NULL", []
-    if patient_id is not None:
-        where += " AND t.patient_id = ?"
-        params.append(patient_id)
-    rows = await db.fetchall(
-        "SELECT t.*, p.last_name || ' ' || p.first_name || ' ' || p.middle_name AS patient_name,"
-        " (SELECT e164 FROM patient_phones ph WHERE ph.patient_id = p.id ORDER BY ph.id LIMIT 1) AS phone"
-        f" FROM tasks t LEFT JOIN patients p ON p.id = t.patient_id WHERE {where} ORDER BY t.due_date, t.id",
-        params,
-    )
     return [dict(r) for r in rows]

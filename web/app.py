@@ -182,6 +182,7 @@ def setup_web(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/tasks", booking.tasks_page)
     app.router.add_post("/tasks", booking.task_add)
     app.router.add_post(rf"/tasks/{{id:{ROW_ID}}}/done", booking.task_done)
+    app.router.add_post(rf"/tasks/{{id:{ROW_ID}}}/move", booking.task_move)
     app.router.add_post("/waiting", booking.waiting_add)
     app.router.add_post("/dial", dial.dial)
     app.router.add_get("/comment", call_comments.comment_form)

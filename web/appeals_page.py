@@ -24,6 +24,7 @@ from crm.rules import appeals as ap
 from crm.rules.call_records import caller_hidden
 from pbx.services import SERVICES
 from web import charts
+from web.appeals_current import current_calls
 from web.common import (
     SETTINGS_ROLES,
     Viewer,
@@ -38,6 +39,7 @@ from web.common import (
     viewer,
 )
 from web.history import duration
+from web.live import LIVE_HUB
 
 LEVELS: dict[str, tuple[str, Callable[[ap.Group], str]]] = {
     "employee": ("Сотрудник", lambda f: f.employee or "—"),
@@ -77,6 +79,8 @@ def label(c: ap.Contact) -> str:
         return f"{name}. " + ("Просроченная" if c.overdue else "Актуальная" if c.missed else "Закрытая")
     if c.missed:
         return f"{name}. " + ("Пропущенный" if c.kind == ap.INCOMING else "Без ответа")
+    if c.kind == ap.DIALOG and c.service:  # where it took place: «Диалог (ВКонтакте)»
+        return f"{name} ({c.service})"
     return name
 
 
@@ -237,6 +241,8 @@ def primary(a: ap.Appeal, info: dict[int, dict[str, Any]]) -> bool:
 PAGE_SIZE = 200  # обращения a page shows; counts, totals and the CSV take them all
 
 
+
+
 @aiohttp_jinja2.template("appeals.html")
 async def appeals_page(request: web.Request) -> dict[str, Any]:
     data = await _report(request)
@@ -244,9 +250,16 @@ async def appeals_page(request: web.Request) -> dict[str, Any]:
     page = min(max(1, int_or_none(request.query.get("page")) or 1), pages)
     period, db = data["period"], request.app[SERVICES].db
     data["shown"] = await period.appeals(db, await period.refs(db, data["pick"], (page - 1) * PAGE_SIZE, PAGE_SIZE))
+    data["hovers"] = await store.hovers(db, [r for a in data["shown"] for r in a.records], data["tz"])
     data["info"] = await store.patients_info(request.app[SERVICES].db, {
         a.patient_id for a in data["shown"] if a.patient_id is not None} | ({data["q"]["patient"]} if data["q"]["patient"] else set()))
     data["page"], data["pages"], data["first_shown"] = page, pages, (page - 1) * PAGE_SIZE + 1
+    hub = request.app.get(LIVE_HUB)
+    today = local_today(request)
+    data["current"] = current_calls([card for cards in (*hub.local.values(), *hub.remote.values())
+                                     for card, _ in cards.values()]) if (
+        hub is not None and page == 1 and not data["q"]["patient"]
+        and data["period"].first <= today <= data["period"].last) else []
     data["page_query"] = urlencode([(k, v) for k, v in request.query.items() if k != "page"])
     data["primary"] = primary
     data["summary"] = summary
@@ -333,24 +346,35 @@ async def rule_delete(request: web.Request) -> web.StreamResponse:
 
 
 async def appeals_csv(request: web.Request) -> web.StreamResponse:
-    """Every обращение of the period (not only a page), streamed a day at a time."""
+    """Every обращение of the period (not only a page), streamed a day at a time: one row per
+    обращение, or with «Без группировки» one per contact (with its обращение's start and success)."""
     data = await _report(request)
     await trace(request, "appeals_csv", "report", "appeals", request.query_string[:200])
-    tz, db = data["tz"], request.app[SERVICES].db
+    tz, db, flat = data["tz"], request.app[SERVICES].db, data["view"] == "flat"
     response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
                                            "Content-Disposition": 'attachment; filename="appeals.csv"'})
     await response.prepare(request)
-    await response.write(("\ufeff" + csv_lines([["Дата", "Кто", "Тип обращения", "Тема", "Сотрудник", "Успешность",
-                                                "Рекламный канал", "Комментарий", "Ожидание", "Длительность",
-                                                "Контактов"]])).encode())
+    head = ["Дата", "Кто", "Тип обращения", "Тема", "Сотрудник", "Успешность", "Рекламный канал", "Комментарий",
+            "Ожидание", "Длительность"]
+    await response.write(("\ufeff" + csv_lines([head + (["Обращение", "Кто, тип"] if flat else ["Контактов"])])).encode())
+
+    def when(ts: float) -> str:
+        return datetime.fromtimestamp(ts, tz).strftime("%d.%m.%Y %H:%M")
+
     async for appeals in data["period"].by_day(db, data["pick"]):
         info = await store.patients_info(db, {a.patient_id for a in appeals if a.patient_id is not None})
         rows: list[list[object]] = []
         for a in appeals:
-            who = info[a.patient_id]["name"] if a.patient_id in info else (
-                shown_phone(a.first, data["hidden_numbers"]) or "номер скрыт")
+            name = info[a.patient_id]["name"] if a.patient_id in info else None
+            who = name or shown_phone(a.first, data["hidden_numbers"]) or "номер скрыт"
+            if flat:
+                rows += [[when(c.started), csv_safe(str(name or shown_phone(c, data["hidden_numbers"]) or "номер скрыт")),
+                          label(c), csv_safe(c.topic), csv_safe(c.employee),
+                          a.success, csv_safe(c.channel), csv_safe(c.comment), duration(c.wait), duration(c.duration),
+                          when(a.first.started), csv_safe(c.caller_type)] for c in a.contacts]
+                continue
             row = summary(a)
-            rows.append([datetime.fromtimestamp(a.first.started, tz).strftime("%d.%m.%Y %H:%M"), csv_safe(str(who)),
+            rows.append([when(a.first.started), csv_safe(str(who)),
                          label(a.first), csv_safe(row.topic), csv_safe(row.employee), a.success,
                          csv_safe(row.channel), csv_safe(row.comment), duration(row.wait), duration(row.duration),
                          len(a.contacts)])

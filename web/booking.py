@@ -20,6 +20,7 @@ from crm import (
     phones,
     schedule,
     shifts,
+    tasks,
 )
 from crm.dates import parse_day
 from crm.rules.booking import default_guardian
@@ -281,7 +282,7 @@ def _back(target: object) -> str:
 @aiohttp_jinja2.template("tasks.html")
 async def tasks_page(request: web.Request) -> dict[str, Any]:
     db = request.app[SERVICES].db
-    return {"tasks": await schedule.open_tasks(db), "waiting": await schedule.waiting(db),
+    return {"tasks": await tasks.open_tasks(db), "waiting": await schedule.waiting(db),
             "today": local_today(request).isoformat()}
 
 
@@ -293,7 +294,7 @@ async def task_add(request: web.Request) -> web.StreamResponse:
     except ValueError:
         raise web.HTTPBadRequest(text="Неверная дата задачи") from None
     try:
-        await schedule.add_task(request.app[SERVICES].db, int_or_none(form.get("patient")),
+        await tasks.add_task(request.app[SERVICES].db, int_or_none(form.get("patient")),
                                 str(form.get("title", "")), due, me.user_id)
     except BookingError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
@@ -302,8 +303,22 @@ async def task_add(request: web.Request) -> web.StreamResponse:
 
 async def task_done(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    await schedule.complete_task(request.app[SERVICES].db, int(request.match_info["id"]), at=now_ts(request),
+    await tasks.complete_task(request.app[SERVICES].db, int(request.match_info["id"]), at=now_ts(request),
                                  user_id=(await viewer(request)).user_id)
+    raise web.HTTPFound(_back(form.get("back")))
+
+
+async def task_move(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    try:
+        due = parse_day(str(form.get("due", "")))
+    except ValueError:
+        raise web.HTTPBadRequest(text="Неверная дата задачи") from None
+    if due < local_today(request):
+        raise web.HTTPBadRequest(text="Задачу нельзя перенести в прошлое")
+    if not await tasks.move_task(request.app[SERVICES].db, int(request.match_info["id"]), due, at=now_ts(request),
+                                    user_id=(await viewer(request)).user_id):
+        raise web.HTTPNotFound(text="Нет такой открытой задачи")
     raise web.HTTPFound(_back(form.get("back")))
 
 

@@ -118,7 +118,7 @@ async def manual_form(request: web.Request) -> dict[str, Any]:
     me = await viewer(request)
     if me.history != "edit":
         raise web.HTTPForbidden(text="Нет права редактировать историю звонков")
-    return {"error": None, "form": {"when": local_now(request).strftime("%d.%m.%Y %H:%M")},
+    return {"error": None, "form": {"when": local_now(request).strftime("%d.%m.%Y %H:%M")}, "channels": comments.MANUAL_CHANNELS,
             "link_minutes": await clinic_settings.get(request.app[SERVICES].db, "comment_link_minutes")}
 
 
@@ -138,10 +138,12 @@ async def manual_submit(request: web.Request) -> web.StreamResponse:
         linkedid, joined = await comments.add_manual_call(
             db, direction=str(form.get("direction", "")), phone=str(form.get("phone", ""))[:30], started=started,
             minutes=minutes, user_id=me.user_id, kind=str(form.get("kind", "comment")), link_window=window,
+            channel=str(form.get("channel", "")) if form.get("kind") == "dialog" else "",
         )
     except CommentError as exc:
         return aiohttp_jinja2.render_template(
-            "manual_call.html", request, {"error": str(exc), "form": form, "link_minutes": window / 60}, status=400
+            "manual_call.html", request, {"error": str(exc), "form": form, "link_minutes": window / 60,
+                                          "channels": comments.MANUAL_CHANNELS}, status=400
         )
     raise web.HTTPFound(f"/comment?call={linkedid}" + ("&joined=1" if joined else ""))
 

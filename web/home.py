@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import aiohttp_jinja2
 from aiohttp import web
 
-from crm import callbacks, reports, schedule, toll
+from crm import callbacks, reports, schedule, tasks, toll
 from crm.call_listing import PROCESSING_WINDOW, CallFilter, calls_by_ids, unprocessed_missed
 from crm.calls import iso
 from crm.rules import callback as cr
@@ -72,7 +72,7 @@ async def index(request: web.Request) -> dict[str, Any]:
         page["chart"] = calls_chart(rows)
     by_status = await schedule.day_status_counts(db, today, tz)
     page["appointments"] = {"total": sum(by_status.values()), "by_status": by_status}
-    page["tasks"] = [t for t in await schedule.open_tasks(db) if t["due_date"] <= today.isoformat()]
+    page["tasks"] = [t for t in await tasks.open_tasks(db) if t["due_date"] <= today.isoformat()]
     page["no_letters"] = cr.letters_unaddressed(await callbacks.settings(db))
     page["tomorrow"] = (today + timedelta(days=1)).isoformat()
     if me.role in SETTINGS_ROLES:  # outgoing calls the toll-fraud limits refused in the last day

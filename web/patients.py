@@ -12,6 +12,8 @@ from aiohttp import web
 from crm import call_listing, context, escort, patients, phones, schedule
 from crm.dates import parse_day
 from crm.rules import escort as rules
+from crm.rules.appeal_records import appointment_state
+from crm.rules.appeals import WAIT_OPEN
 from crm.rules.escort import SCENARIOS
 from pbx.services import SERVICES
 from web.common import clean_linkedid, clinic_tz, int_or_none, local_today, now_ts, trace, viewer
@@ -167,6 +169,8 @@ async def patient_card(request: web.Request) -> dict[str, Any]:
     appointments = await schedule.patient_appointments(db, pid)
     for a in appointments[:20]:  # when and how the patient was notified or called, and the outcome
         a["escort"] = await escort.appointment_log(db, a["id"])
+    for a in appointments:  # seed 004: the same record symbols as «История обращений»
+        a["state"] = appointment_state(a["status"])
     recent: list[dict[str, Any]] = []
     if me.history in ("read", "edit") and ctx["patient"]["phones"]:
         # exact numbers on the index (a part-of-number search would scan every call)
@@ -185,7 +189,7 @@ async def patient_card(request: web.Request) -> dict[str, Any]:
         "message_notice": message_notice,
         "ctx": ctx, "p": ctx["patient"], "appointments": appointments,
         "calls": [row_view(c, clinic_tz(request)) for c in recent[:20]], "can_history": me.history in ("read", "edit"),
-        "tz": clinic_tz(request), "scenarios": SCENARIOS,
+        "tz": clinic_tz(request), "scenarios": SCENARIOS, "wait_open": WAIT_OPEN,
         "booked": booked, "today": local_today(request).isoformat(),
         "moved": int_or_none(request.query.get("moved")), "saved": request.query.get("saved") == "1",
         # appointments' starts_at is the clinic's wall time: a future one can be moved

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from crm.rules import ad_channels as ac
-from crm.rules.windows import APPOINTMENT_LINK, CANCEL_LINK, CRM_ACTION_LINK
+from crm.rules.windows import APPOINTMENT_LINK, CANCEL_LINK
 
 # contact kinds
 INCOMING, OUTGOING, REQUEST, DIALOG = "incoming", "outgoing", "request", "dialog"
@@ -119,26 +119,6 @@ def who_matches(caller_type: str, chosen: Collection[str]) -> bool:
     """The «Кто, тип» filter: the types ticked; «Разговор с пациентом» stands for the talks the
     CRM typed by the action that followed (waiting list, task, reminder), as seed 004 uses it."""
     return caller_type in chosen or (PATIENT_TALK in chosen and caller_type in (WAITING_LIST, CRM_TASK, REMINDER))
-
-
-def action_type(contact: Contact, actions: Iterable[Action]) -> str:
-    """Seed 004: an answered outgoing call to a number of the patient's card joins the CRM action
-    done within 15 minutes of it (CRM_ACTION_LINK) and takes its type — a booking (from the
-    waiting list too) «Хочет записаться», a waiting-list entry «Лист ожидания», a task closed
-    «Задача CRM», an appointment moved, cancelled or confirmed «Напоминание». "" when none."""
-    if contact.kind != OUTGOING or contact.patient_id is None or contact.missed:
-        return ""
-    kinds = {a.kind for a in actions if a.patient_id == contact.patient_id
-             and contact.started <= a.at <= contact.ended + CRM_ACTION_LINK}
-    if "booked" in kinds:
-        return WANTS_BOOKING
-    if "waiting_added" in kinds:
-        return WAITING_LIST
-    if "task_done" in kinds:
-        return CRM_TASK
-    if kinds & {"moved", "status"}:
-        return REMINDER
-    return ""
 
 
 def cancel_or_move(action: Action) -> bool:

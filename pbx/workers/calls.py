@@ -229,6 +229,13 @@ class CallService:
         except Exception:  # saved already: a kept copy only costs an idempotent save later
             log.exception("call %s left in the local outbox", linkedid)
 
+    async def settled(self) -> None:
+        """Until the backfills under way have run and every queued record is committed (after a
+        start or a reconnect the CDR's calls arrive in the CRM a moment later)."""
+        while self._backfills:
+            await asyncio.gather(*self._backfills, return_exceptions=True)
+        await self._writes.join()
+
     @property
     def pending_writes(self) -> int:
         """Finished calls not yet committed."""

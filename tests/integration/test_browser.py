@@ -272,4 +272,4 @@ async def test_a_call_and_its_booking_are_one_successful_appeal(server, page, tm
     # the recording plays from the report (her other calls of the day, backfilled from the CDR
     # the test Asterisk keeps across runs, have theirs too: this call's player, once)
     assert await row.locator(f'audio[src="/recordings/{record["id"]}"]').count() == 1
-    assert await row.locator("span.record.future").count() == 1  # the booking, still to come
+    assert await row.locator(".records > span.record.future").count() == 1  # the booking, still to come

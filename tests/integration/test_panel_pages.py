@@ -102,6 +102,8 @@ async def test_home_figures_follow_a_call_live(server, page, tmp_path: Path) -> 
     the live channel (no reload: a marker set on the page survives)."""
     services, log = server
     base = await open_panel(services, page)
+    await services.calls.resynced.wait()
+    await services.calls.settled()  # the earlier tests' calls backfilled from the CDR first
     await page.goto(base + "/")
     before = await page.inner_text(".calls-today strong")
     await page.evaluate("window.__stay = 1")
@@ -132,3 +134,96 @@ async def test_home_figures_follow_a_call_live(server, page, tmp_path: Path) -> 
     await row.wait_for(timeout=15_000)
     await expect(page.locator(".calls-today strong")).to_have_text(str(int(before) + 1))
     assert await page.evaluate("window.__stay") == 1  # the same page, refreshed in place
+
+
+async def test_appeals_detail_all_and_the_record_hover_in_the_browser(server, page) -> None:  # noqa: F811
+    """#32, seed 004: «чтобы развернуть строки сразу по всему отчету, достаточно нажать по первой
+    строке правой кнопкой мыши → «Детализировать»»; «Двойным щелчком левой кнопки мыши… откройте»;
+    «Чтобы узнать подробности о записях, наведите курсор на ячейку» (the two-column hover)."""
+    from datetime import datetime, timedelta
+    from datetime import time as day_time
+    from zoneinfo import ZoneInfo
+
+    from crm import calls, patients, schedule
+    from crm.rules.call_records import CallRecord, LegRecord
+
+    services, _ = server
+    base = await open_panel(services, page, role="director", history="edit")
+    tz = ZoneInfo(services.settings.time_zone)
+    day = datetime.now(tz).date() - timedelta(days=1)
+    noon = datetime.combine(day, day_time(12), tz).timestamp()
+    db = services.db
+    for n in range(2):  # two clients, each a missed call and a talk half an hour later: two обращения of two contacts
+        phone = f"7903555010{n}"
+        pid = await patients.add_patient(db, "Браузерова", f"Ирина{n}", phone_numbers=(f"+{phone}",))
+        for lid, t0, answered in ((f"br{n}.1", noon + n * 60, False), (f"br{n}.2", noon + 1800 + n * 60, True)):
+            leg = LegRecord("101", lid + ".1", "answered" if answered else "no_answer", t0,
+                            t0 + 5 if answered else None, t0 + 65, not answered)
+            await calls.save_call(db, CallRecord(lid, "incoming", "incoming" if answered else "missed", "74951110001",
+                                                 phone, "74951110001", "reception", (leg,), "101" if answered else "",
+                                                 t0, t0 + 5 if answered else None, t0 + 65, 5.0,
+                                                 60.0 if answered else 0.0, "caller", ""))
+        await schedule.book(db, patient_id=pid, doctor_id=1, minutes=30, now=noon + 1900,
+                            starts_at=datetime.combine(day + timedelta(days=3 + n), day_time(10), tz))
+    await page.goto(f"{base}/appeals?since={day.isoformat()}&until={day.isoformat()}")
+    rows = page.locator("table.appeals tbody.appeal details:not(.channel-rules)")
+    assert await rows.count() >= 2
+    opened = "() => [...document.querySelectorAll('table.appeals tbody.appeal details:not(.channel-rules)')].map(d => d.open)"
+    assert not any(await page.evaluate(opened))
+    await page.locator("button.detail-all").click()
+    assert all(await page.evaluate(opened))
+    await expect(page.locator("button.detail-all")).to_have_text("Свернуть")
+    # a right click on the first row: the menu says «Свернуть» now, and folds them all
+    await page.locator("table.appeals tbody.appeal tr").first.locator("td").nth(3).click(button="right")
+    item = page.locator(".context-menu button")
+    await expect(item).to_have_text("Свернуть")
+    await item.click()
+    assert not any(await page.evaluate(opened))
+    await expect(page.locator(".context-menu")).to_have_count(0)
+    await page.locator("table.appeals tbody.appeal tr").first.locator("td").nth(3).click(button="right")
+    await expect(item).to_have_text("Детализировать")
+    await item.click()
+    assert all(await page.evaluate(opened))
+    await page.locator("button.detail-all").click()
+    # a double click opens one обращение only
+    mine = page.locator("table.appeals tbody.appeal", has_text="Браузерова Ирина0")
+    await mine.locator("tr td").nth(3).dblclick()
+    states = await page.evaluate(opened)
+    assert states.count(True) == 1
+    # the record's hover: hidden until the cursor is on the cell, then the two columns
+    hover = mine.locator(".record-hover")
+    await expect(hover).to_be_hidden()
+    await mine.locator(".records").hover()
+    await expect(hover).to_be_visible()
+    await expect(hover.locator("th").first).to_have_text("В момент обращения")
+    await expect(hover.locator("td").nth(1)).to_have_text("Будущий приём, не подтверждён")
+
+
+async def test_a_real_call_in_progress_is_the_appeals_orange_row(server, page, tmp_path: Path) -> None:  # noqa: F811
+    """#32, seed 004: «Оранжевым — текущий звонок»: a SIPp patient talking to desk phone 101 is an
+    orange row of today's «История обращений» while it lasts, and an обращение once it ended."""
+    services, log = server
+    base = await open_panel(services, page, role="director", history="edit")
+    phones = await start_phones(services, tmp_path, {"101": {"ring_ms": 500}})
+    number = f"+7903{random.randrange(10**7):07d}"
+    call = await start_operator_call(services.settings, number, "74951110001", tmp_path, talk_ms=6000)
+    try:
+        talking = await log.wait_for(lambda e: e.name == "BridgeEnter" and e.headers["Channel"].startswith("PJSIP/101-"))
+        row = page.locator("table.appeals tr.current", has_text=phone(number))
+        for _ in range(50):  # the hub publishes the card a moment after Asterisk's event
+            await page.goto(base + "/appeals")
+            if await row.count():
+                break
+            await page.wait_for_timeout(100)
+        await expect(row).to_contain_text("Разговор: 101")
+        await expect(row).to_contain_text("Входящий. Текущий")
+        colour = await row.locator("td").first.evaluate("e => getComputedStyle(e).backgroundColor")
+        assert colour == "rgb(255, 224, 178)", colour  # orange
+        assert await call.wait(30) == 0, call.errors
+    finally:
+        call.kill()
+        await stop_all(call, *phones.values(), wait=1)
+    await wait_call(services, talking.headers["Linkedid"])
+    await page.goto(base + "/appeals")
+    await expect(page.locator("table.appeals tr.current")).to_have_count(0)
+    await expect(page.locator("table.appeals tbody.appeal", has_text=phone(number))).to_have_count(1)

@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from crm import ad_channels, callbacks, calls, comments, directory, patients, schedule, users
+from crm import ad_channels, callbacks, calls, comments, directory, patients, schedule, tasks, users
 from crm.clock import SettableClock
 from crm.demo import load_demo
+from crm.rules import ad_channels as ac
 from crm.rules import appeals as ap
 from crm.rules.call_records import CallRecord, LegRecord
 from pbx.app import SERVICES, Adapters, build_app
@@ -162,13 +163,48 @@ async def test_an_outgoing_call_then_a_task_closed_is_a_crm_task_call(env) -> No
     out = CallRecord("9.0", "outgoing", "outgoing", "", "101", "79035551111", "", (), "101", at(15), at(15, 1),
                      at(15, 4), 5.0, 180.0, "caller", "")
     await calls.save_call(db, out)
-    task = await schedule.add_task(db, pid, "Перезвонить о результатах", datetime(2026, 12, 2).date(), None)
-    await schedule.complete_task(db, task, at=at(15, 10))  # 6 min after the call
+    task = await tasks.add_task(db, pid, "Перезвонить о результатах", datetime(2026, 12, 2).date(), None)
+    await tasks.complete_task(db, task, at=at(15, 10))  # 6 min after the call
     history = await db.fetchall("SELECT kind, detail FROM crm_actions WHERE patient_id = ?", (pid,))
     assert [tuple(r) for r in history] == [("booked", "2026-12-04T10:00"), ("task_done", "Перезвонить о результатах")]
     await log_in(client, "anna", "pw-anna-12")
     flat = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&view=flat&kind=outgoing")).text()
     assert "Пациент. Задача CRM" in flat
+
+
+async def test_a_task_moved_from_the_panel_after_a_call_types_it_with_an_automatic_comment(env) -> None:
+    """#32, seed 004: «…в течение 15 минут от звонка совершает действие: записывает на прием,
+    переносит или закрывает задачу…» and «Разговор с пациентом… с автокомментариями по листу
+    ожидания, задаче или оповещению о приеме». The task is moved on the card's form; a date in the
+    past, a closed task and another's garbage are refused."""
+    from tests.unit.panel_client import csrf
+
+    app, client, pid = env
+    db = app[SERVICES].db
+    await calls.save_call(db, CallRecord("9.1", "outgoing", "outgoing", "", "101", "79035551111", "", (), "101",
+                                         at(17, 50), at(17, 51), at(17, 54), 5.0, 180.0, "caller", ""))
+    task = await tasks.add_task(db, pid, "Позвонить после КТ", datetime(2026, 12, 2).date(), None)
+    await log_in(client, "anna", "pw-anna-12")
+    card = await (await client.get(f"/patients/{pid}")).text()
+    assert f'action="/tasks/{task}/move"' in card and 'aria-label="Перенести задачу «Позвонить после КТ» на"' in card
+    token = await csrf(client, f"/patients/{pid}")
+    refused = await client.post(f"/tasks/{task}/move", data={"csrf_token": token, "due": "01.12.2026"},
+                                allow_redirects=False)
+    assert refused.status == 400  # the clock says 02.12.2026 18:00
+    r = await client.post(f"/tasks/{task}/move", data={"csrf_token": token, "due": "09.12.2026",
+                                                       "back": f"/patients/{pid}"}, allow_redirects=False)
+    assert r.status == 302 and r.headers["Location"] == f"/patients/{pid}"
+    assert db.query_now("SELECT due_date FROM tasks WHERE id = ?", (task,)) == [("2026-12-09",)]
+    assert (await client.post("/tasks/999999/move", data={"csrf_token": token, "due": "09.12.2026"},
+                              allow_redirects=False)).status == 404
+    flat = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&view=flat&kind=outgoing")).text()
+    row = flat.split('<tr class="outgoing">')[1].split("</tr>")[0]
+    assert "Пациент. Задача CRM" in row and "Задача перенесена: Позвонить после КТ, 02.12.2026 → 09.12.2026" in row
+    # «Разговор с пациентом» selects it
+    talks = await (await client.get(f"/appeals?since=2026-12-02&until=2026-12-02&who={ap.PATIENT_TALK}")).text()
+    assert "Задача перенесена" in talks
+    await tasks.complete_task(db, task, at=at(18))
+    assert not await tasks.move_task(db, task, datetime(2026, 12, 10).date())  # closed: nothing to move
 
 
 async def test_who_and_topic_filters_and_the_seed_s_presets(env) -> None:
@@ -254,6 +290,35 @@ async def test_spend_per_channel_gives_the_cost_of_an_appeal(env) -> None:
     row = table.split("<td>Сайт клиники</td>")[1].split("</tr>")[0]
     assert [c.split("<")[0] for c in row.split('class="num">')[1:]] == ["2", "1", "0", "1 000 ₽", "500 ₽", "1 000 ₽", "—"]
     assert "Обращения по дням и каналам" in page
+
+
+async def test_a_dialog_in_a_messenger_is_a_contact_and_a_service_rule_finds_its_channel(env) -> None:
+    """#32, seed 004: «Если человек… написал во «ВКонтакте», а потом позвонил, в этом виде отчета
+    обращение пациента будет учитываться один раз»; «Проверка идет сверху вниз — от UTM-меток к
+    «Внешним сервисам»». A «Диалог» entered by hand names its messenger; a call the same day joins
+    it; a channel rule of kind «внешний сервис» «ВКонтакте» fires for it; a made-up messenger is refused."""
+    app, client, pid = env
+    db = app[SERVICES].db
+    await users.create_user(db, "ed", "pw-edit-123", history_access="edit")
+    token = await log_in(client, "ed", "pw-edit-123")
+    form_page = await (await client.get("/calls/manual")).text()
+    assert '<option value="ВКонтакте" >ВКонтакте</option>' in form_page
+    form = {"csrf_token": token, "kind": "dialog", "direction": "incoming", "minutes": "5",
+            "phone": "+79035551111", "when": "02.12.2026 08:30"}
+    bad = await client.post("/calls/manual", data=form | {"channel": "<script>"}, allow_redirects=False)
+    assert bad.status == 400 and "из списка" in await bad.text()
+    r = await client.post("/calls/manual", data=form | {"channel": "ВКонтакте"}, allow_redirects=False)
+    assert r.status == 302
+    group = await ad_channels.add_channel(db, "Соцсети", "ВК-реклама")
+    await ad_channels.add_rule(db, group, ac.SERVICE, "ВКонтакте")
+    flat = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&view=flat")).text()
+    assert flat.count('title="Диалог (ВКонтакте)">Диалог (ВКонтакте)<') == 1
+    grouped = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02")).text()
+    hers = grouped.split(f'href="/patients/{pid}"')[0].rsplit('<tbody class="appeal">', 1)[1]
+    assert "(3)</summary>" in hers and "Диалог (ВКонтакте)" in hers  # the chat, the missed call, the talk: one обращение
+    assert 'class="appeals-count">4<' in grouped  # still four обращения
+    cell = grouped.split(f'href="/patients/{pid}"')[1].split('<td title="Определение канала: ')[1].split("<details")[0]
+    assert cell.startswith('Внешний сервис: ВКонтакте">ВК-реклама')  # the rule that fired, the channel
 
 
 async def test_an_unlinked_comment_is_a_contact_of_its_own_and_deletable(env) -> None:
@@ -371,8 +436,8 @@ async def test_what_the_page_shows_by_default_and_on_its_rows(env) -> None:
     assert "<details><summary>" in before and "(2)</summary>" in before  # the missed call and the talk
     assert before.count("<li ") == 2
     assert '<span title="С комментарием">✉</span>' in hers  # «Хочет на чистку» on her call
-    hover = re.search(r'<span class="record (\w+)" title="([^"]*)">\((\d+)\)</span>', hers)
-    assert hover and hover.group(3) == "1" and re.match(r"Приём №\d+: ", hover.group(2)), hover
+    assert '<span class="records-count">1</span>' in hers  # the record's hover: see the test below
+    assert re.search(r"</span> Приём 04\.12\.2026 10:00, [^<]+</td><td>Будущий приём, не подтверждён</td>", hers)
     totals = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&level1=success")).text()
     links = re.findall(r'<tr class="level1"><td><a href="/appeals\?([^"]+)">([^<]+)</a>', totals)
     assert links and all("&amp;success=" in q for q, _ in links)
@@ -422,3 +487,118 @@ async def test_employees_and_contractors_when_asked_for(env) -> None:
     both = await (await client.get(base + "&who=Сотрудник&who=Прочие и контрагенты")).text()
     assert "555-33-33" in both and "555-44-44" in both
     assert 'class="appeals-count">2<' in both
+
+
+async def test_the_record_hover_has_two_columns_and_the_card_the_same_symbols(env) -> None:
+    """#32, seed 004: «Всплывающая подсказка разделена на два столбца: «В момент обращения» и
+    «Текущий статус». В первом столбце находятся все приемы и записи в лист ожидания, которые
+    добавил администратор. А во втором можно посмотреть, состоялся ли прием, сколько денег он
+    принес, закрыли ли лист ожидания и когда.» «Эти же символы используются во вкладке «Приемы» в
+    карточке пациента.»"""
+    import re
+
+    from crm.db import iso_stamp
+
+    app, client, pid = env
+    db = app[SERVICES].db
+    async with db.transaction() as tx:  # a waiting-list entry added during her call, closed by her booking at 18:30
+        await tx.execute("INSERT INTO waiting_list (patient_id, specialty, note, created_at, closed_at) VALUES"
+                         " (?, 'Гигиенист', 'утром', ?, ?)", (pid, iso_stamp(at(10, 5)), iso_stamp(at(18, 30))))
+    await log_in(client, "anna", "pw-anna-12")
+    page = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02")).text()
+    hers = page.split(f'href="/patients/{pid}"')[1].split("</tbody>")[0]
+    cell = hers.split('<td class="success">')[1].split("</td>\n    <td title=")[0]
+    # the main result is the most successful: a waiting list closed by an appointment beats one to come
+    main = re.search(r'<span class="records" tabindex="0"><span class="record (\w+)" title="[^"]*" data-kind="(\w+)">', cell)
+    assert main and main.groups() == (ap.WAIT_BOOKED, "waiting")
+    assert '<span class="records-count">2</span>' in cell
+    assert "<th>В момент обращения</th><th>Текущий статус</th>" in cell
+    rows = re.findall(r"<tr><td>.*?</svg>\s*</span> ([^<]+)</td><td>([^<]+)</td></tr>", cell, re.S)
+    doctor = db.query_now("SELECT specialty || ' ' || full_name FROM doctors WHERE id = 1")[0][0]
+    assert rows == [("Лист ожидания: Гигиенист утром (добавлен 02.12.2026 10:05)",
+                     "Закрыт 02.12.2026 18:30, записан на приём"),
+                    (f"Приём 04.12.2026 10:00, {doctor} (добавлен 02.12.2026 10:11)", "Будущий приём, не подтверждён")]
+    card = await (await client.get(f"/patients/{pid}")).text()
+    appointments = card.split('<h2 id="appointments">')[1].split("</table>")[0]
+    assert '<span class="record future" title="Не подтверждён" data-kind="appointment">' in appointments
+    # the visit took place and brought money: the current status says so, the symbol turns dark grey
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE appointments SET status = 'completed', price = 3500 WHERE patient_id = ?", (pid,))
+    page = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02")).text()
+    assert "Приём состоялся, 3\u00a0500\u00a0₽" in page
+    card = await (await client.get(f"/patients/{pid}")).text()
+    assert '<span class="record done" title="Пришёл (завершён)" data-kind="appointment">' in card
+
+
+def test_a_dialog_is_blue_and_a_dialog_request_grey() -> None:
+    """#32, seed 004: «Только собственно «Диалог» — это завершившееся действие…, поэтому он
+    выделяется синим цветом, а «Заявка-диалог», как и заявка с сайта, еще требует совершения
+    звонка пациенту, а потому выделяется серым.»"""
+    import re
+
+    css = (Path(__file__).parents[2] / "web" / "static" / "panel.css").read_text()
+
+    def colour(kind: str) -> str:
+        found = re.search(rf"[^}}]*tr\.{kind} \.contact-kind\b[^{{]*\{{\s*color:\s*([^;]+);", css)
+        assert found, kind
+        return found.group(1)
+
+    assert colour("dialog") == "#1f5fbf"  # the same blue as an open waiting list
+    assert colour("request_dialog") == colour("request") != colour("dialog")
+
+
+async def test_the_flat_csv_has_a_row_per_contact_and_the_grouped_page_a_detail_button(env) -> None:
+    """#32, seed 004: «Без группировки» — «все звонки, заявки и диалоги с пациентами, не
+    сгруппированные по обращениям» (its CSV too); «чтобы развернуть строки сразу по всему отчету,
+    достаточно нажать по первой строке правой кнопкой мыши → «Детализировать»»."""
+    _, client, _ = env
+    await log_in(client, "anna", "pw-anna-12")
+    grouped = await (await client.get("/appeals.csv?since=2026-12-02&until=2026-12-02")).read()
+    flat = await (await client.get("/appeals.csv?since=2026-12-02&until=2026-12-02&view=flat")).read()
+    by_appeal = list(csv.reader(io.StringIO(grouped.decode("utf-8-sig")), delimiter=";"))
+    by_contact = list(csv.reader(io.StringIO(flat.decode("utf-8-sig")), delimiter=";"))
+    assert len(by_appeal) == 1 + 4 and len(by_contact) == 1 + 5  # Смирнова's two calls are one обращение
+    head = by_contact[0]
+    assert head[-2:] == ["Обращение", "Кто, тип"]
+    hers = [r for r in by_contact[1:] if r[1] == "Смирнова Анна Петровна"]
+    assert [r[2] for r in hers] == ["Входящий. Пропущенный", "Входящий"]
+    assert {r[head.index("Обращение")] for r in hers} == {"02.12.2026 09:00"}
+    assert {r[head.index("Успешность")] for r in hers} == {ap.BOOKED}
+    assert hers[1][head.index("Кто, тип")] == "Пациент. Хочет записаться"
+    page = await (await client.get("/appeals?since=2026-12-02&until=2026-12-02")).text()
+    assert 'class="detail-all"' in page and "<table class=\"calls appeals\" data-detail>" in page
+    assert 'class="detail-all"' not in await (await client.get("/appeals?since=2026-12-02&until=2026-12-02&view=flat")).text()
+
+
+async def test_a_call_going_on_is_an_orange_row_not_counted(env) -> None:
+    """#32, seed 004: «Вы увидите звонки, диалоги и заявки за текущий день. … Оранжевым — текущий
+    звонок.» A queue call ringing two phones is one row; the talking phone named once it is
+    answered; a number behind a hiding clinic number is not shown; not on another day's report."""
+    import re
+
+    from web.live import LIVE_HUB
+
+    app, client, pid = env
+    hub = app[LIVE_HUB]
+
+    def card(linkedid: str, endpoint: str, status: str, **more: object) -> dict[str, object]:
+        return {"linkedid": linkedid, "endpoint": endpoint, "status": status, "direction": "incoming",
+                "since": at(17, 58), "phone": "+79035551111", "patients": [{"id": pid, "full_name": "Смирнова Анна Петровна"}],
+                **more}
+
+    hub.local["101"] = {"q.1": (card("q.1", "101", "ringing"), None)}
+    hub.local["102"] = {"q.1": (card("q.1", "102", "ringing"), None),
+                        "h.1": (card("h.1", "102", "talking", phone="", patients=[], since=at(17, 59)), None)}
+    await log_in(client, "anna", "pw-anna-12")
+    page = await (await client.get("/appeals")).text()
+    rows = re.findall(r'<tr class="current">(.*?)</tr>', page, re.S)
+    assert len(rows) == 2
+    assert "Смирнова Анна Петровна" in rows[0] and "Входящий. Текущий" in rows[0] and "Звонит: 101, 102" in rows[0]
+    assert "номер скрыт" in rows[1] and "Разговор: 102" in rows[1]
+    assert 'class="appeals-count">4<' in page  # not an обращение yet
+    hub.local["101"] = {"q.1": (card("q.1", "101", "talking"), None)}
+    page = await (await client.get("/appeals")).text()
+    assert "Разговор: 101" in re.findall(r'<tr class="current">(.*?)</tr>', page, re.S)[0]
+    assert '<tr class="current">' not in await (await client.get("/appeals?since=2026-12-01&until=2026-12-01")).text()
+    css = (Path(__file__).parents[2] / "web" / "static" / "panel.css").read_text()
+    assert re.search(r"table\.appeals tr\.current td \{ background: #ffe0b2; \}", css)  # orange

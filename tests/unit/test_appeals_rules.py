@@ -4,10 +4,12 @@ its edges, the main result's order and ties, success, totals, and order independ
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from crm.rules import appeal_actions
 from crm.rules import appeals as ap
 
 TZ = ZoneInfo("Europe/Moscow")
@@ -152,19 +154,50 @@ def test_an_outgoing_call_takes_the_type_of_the_action_within_fifteen_minutes() 
     def act(kind: str, h: int, m: int, s: int = 0, patient: int = 7) -> ap.Action:
         return ap.Action(at(h, m, s), kind, patient, appointment_id=1)
 
-    assert ap.action_type(out, [act("task_done", 10, 17)]) == ap.CRM_TASK  # 14 min after the end
-    assert ap.action_type(out, [act("task_done", 10, 18)]) == ap.CRM_TASK  # 15 min: still in
-    assert ap.action_type(out, [act("task_done", 10, 18, 1)]) == ""  # past 15 min
-    assert ap.action_type(out, [act("task_done", 10, 19)]) == ""  # 16 min after: out
-    assert ap.action_type(out, [act("moved", 10, 5), act("booked", 10, 6)]) == ap.WANTS_BOOKING  # booking wins
-    assert ap.action_type(out, [act("status", 10, 5)]) == ap.REMINDER
-    assert ap.action_type(out, [act("waiting_added", 10, 5), act("task_done", 10, 6)]) == ap.WAITING_LIST
-    assert ap.action_type(out, [act("waiting_added", 10, 5), act("booked", 10, 7)]) == ap.WANTS_BOOKING
-    assert ap.action_type(out, [act("task_done", 10, 5, patient=8)]) == ""  # another patient's
+    assert appeal_actions.action_type(out, [act("task_done", 10, 17)]) == ap.CRM_TASK  # 14 min after the end
+    assert appeal_actions.action_type(out, [act("task_done", 10, 18)]) == ap.CRM_TASK  # 15 min: still in
+    assert appeal_actions.action_type(out, [act("task_done", 10, 18, 1)]) == ""  # past 15 min
+    assert appeal_actions.action_type(out, [act("task_done", 10, 19)]) == ""  # 16 min after: out
+    assert appeal_actions.action_type(out, [act("moved", 10, 5), act("booked", 10, 6)]) == ap.WANTS_BOOKING  # booking wins
+    assert appeal_actions.action_type(out, [act("status", 10, 5)]) == ap.REMINDER
+    assert appeal_actions.action_type(out, [act("waiting_added", 10, 5), act("task_done", 10, 6)]) == ap.WAITING_LIST
+    assert appeal_actions.action_type(out, [act("waiting_added", 10, 5), act("booked", 10, 7)]) == ap.WANTS_BOOKING
+    assert appeal_actions.action_type(out, [act("task_done", 10, 5, patient=8)]) == ""  # another patient's
     incoming = call(2, at(10), patient_id=7)
-    assert ap.action_type(incoming, [act("task_done", 10, 5)]) == ""  # outgoing calls only
+    assert appeal_actions.action_type(incoming, [act("task_done", 10, 5)]) == ""  # outgoing calls only
     unanswered = call(3, at(10), kind=ap.OUTGOING, patient_id=7, missed=True)
-    assert ap.action_type(unanswered, [act("task_done", 10, 5)]) == ""
+    assert appeal_actions.action_type(unanswered, [act("task_done", 10, 5)]) == ""
+
+
+def test_the_action_after_an_outgoing_call_gives_it_an_automatic_comment() -> None:
+    """#32, seed 004: «сотрудник клиники звонит пациенту… и в течение 15 минут от звонка совершает
+    действие: записывает на прием, переносит или закрывает задачу, переносит или отменяет прием,
+    отмечает, что пациент оповещен»; «…звонки без записи на прием, с автокомментариями по листу
+    ожидания, задаче или оповещению о приеме»."""
+    out = call(1, at(10), kind=ap.OUTGOING, minutes=3, patient_id=7)
+
+    def act(kind: str, m: int, detail: str) -> ap.Action:
+        return ap.Action(at(10, m), kind, 7, appointment_id=1, detail=detail)
+
+    moved_task = act("task_moved", 5, "Позвонить после КТ: 2026-12-02 -> 2026-12-09")
+    typed = appeal_actions.typed_by_action(out, [moved_task])
+    assert typed.caller_type == ap.CRM_TASK  # a moved task types the call as a closed one does
+    assert typed.comment == "Задача перенесена: Позвонить после КТ, 02.12.2026 → 09.12.2026"
+    done = appeal_actions.typed_by_action(out, [act("task_done", 4, "Напомнить про снимок")])
+    assert (done.caller_type, done.comment) == (ap.CRM_TASK, "Задача выполнена: Напомнить про снимок")
+    told = appeal_actions.typed_by_action(out, [act("status", 4, "unconfirmed -> confirmed")])
+    assert (told.caller_type, told.comment) == (ap.REMINDER, "Пациент оповещён: приём подтверждён")
+    moved = appeal_actions.typed_by_action(out, [act("moved", 4, "2026-12-04T10:00 -> 2026-12-05T11:30")])
+    assert (moved.caller_type, moved.comment) == (ap.REMINDER, "Приём перенесён: 04.12.2026 10:00 → 05.12.2026 11:30")
+    waiting = appeal_actions.typed_by_action(out, [act("waiting_added", 4, "Ортодонт")])
+    assert (waiting.caller_type, waiting.comment) == (ap.WAITING_LIST, "Лист ожидания: Ортодонт")
+    both = appeal_actions.typed_by_action(out, [act("waiting_added", 4, "Ортодонт"), act("booked", 6, "2026-12-09T10:00")])
+    assert (both.caller_type, both.comment) == (ap.WANTS_BOOKING, "Лист ожидания: Ортодонт")  # the booking is the record
+    # what the administrator typed is kept; an incoming call or an action 16 minutes after gets nothing
+    own = dataclasses.replace(out, caller_type=ap.WANTS_BOOKING, comment="Сама перезвонит")
+    assert appeal_actions.typed_by_action(own, [act("task_done", 4, "x")]) == own
+    assert appeal_actions.typed_by_action(call(2, at(10), patient_id=7), [act("task_done", 4, "x")]).comment == ""
+    assert appeal_actions.typed_by_action(out, [ap.Action(at(10, 19), "task_done", 7, detail="x")]) == out
 
 
 def test_a_cancel_within_fifteen_minutes_joins_the_contact() -> None:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from crm import callbacks, calls, directory, schedule, users
+from crm import callbacks, calls, directory, schedule, tasks, users
 from crm.clock import SettableClock
 from crm.demo import load_demo
 from crm.rules.call_records import CallRecord, LegRecord
@@ -57,8 +57,8 @@ async def app(tmp_path: Path, storage_setting: dict):
             missed("5.0", at(22, 11), "79990001122"),  # 25 hours ago: too late for this list
         ):
             await calls.save_call(db, record)
-        await schedule.add_task(db, 1, "Напомнить о гигиене", date(2026, 11, 23), None)
-        await schedule.add_task(db, 1, "Через неделю", date(2026, 11, 30), None)
+        await tasks.add_task(db, 1, "Напомнить о гигиене", date(2026, 11, 23), None)
+        await tasks.add_task(db, 1, "Через неделю", date(2026, 11, 30), None)
         yield client
 
 

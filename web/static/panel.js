@@ -91,6 +91,47 @@ window.clinicPanel = (function () {
       } catch (e) { /* offline for a moment */ }
     }, 60000);
   }
+  // Seed 004's «Детализировать»: every обращение of the report opened at once (the button, or a
+  // right click on a row → «Детализировать»); a double click opens or closes one row
+  const detailed = document.querySelector("table[data-detail]");
+  if (detailed) {
+    const button = document.querySelector("button.detail-all");
+    const rows = () => detailed.querySelectorAll("tbody.appeal details:not(.channel-rules)");
+    const setAll = (open) => {
+      for (const d of rows()) d.open = open;
+      if (button) button.textContent = open ? "Свернуть" : "Детализировать";
+    };
+    const allOpen = () => [...rows()].every((d) => d.open);
+    if (button) button.addEventListener("click", () => setAll(!allOpen()));
+    let menu = null;
+    const closeMenu = () => { if (menu) { menu.remove(); menu = null; } };
+    detailed.addEventListener("contextmenu", (event) => {
+      if (!event.target.closest("tbody.appeal tr") || event.target.closest("a, button, audio, input")) return;
+      event.preventDefault();
+      closeMenu();
+      menu = document.createElement("div");
+      menu.className = "context-menu";
+      menu.setAttribute("role", "menu");
+      const item = document.createElement("button");
+      item.type = "button";
+      item.setAttribute("role", "menuitem");
+      item.textContent = allOpen() ? "Свернуть" : "Детализировать";
+      item.addEventListener("click", () => { setAll(!allOpen()); closeMenu(); });
+      menu.append(item);
+      menu.style.left = event.pageX + "px";
+      menu.style.top = event.pageY + "px";
+      document.body.append(menu);
+      item.focus();
+    });
+    document.addEventListener("click", (event) => { if (menu && !menu.contains(event.target)) closeMenu(); });
+    document.addEventListener("keydown", (event) => { if (event.key === "Escape") closeMenu(); });
+    detailed.addEventListener("dblclick", (event) => {
+      const row = event.target.closest("tbody.appeal tr");
+      if (!row || event.target.closest("a, button, audio, input, summary")) return;
+      const d = row.querySelector("details:not(.channel-rules)");
+      if (d) d.open = !d.open;
+    });
+  }
   // tabs by anchor (the settings page): mark the one shown
   const tabs = document.querySelectorAll("nav.tabs a[data-tab]");
   if (tabs.length) {
