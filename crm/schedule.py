@@ -326,17 +326,19 @@ async def add_waiting(db: Database, patient_id: int, specialty: str, note: str,
         return int(cur.lastrowid or 0)
 
 
+# a list's patient (``p``): the name and the first number, to call from the list
+PATIENT_AND_PHONE = ("p.last_name || ' ' || p.first_name || ' ' || p.middle_name AS patient_name,"
+                     " (SELECT e164 FROM patient_phones ph WHERE ph.patient_id = p.id ORDER BY ph.id LIMIT 1) AS phone")
+
+
 async def waiting(db: Database, specialty: str | None = None) -> list[dict[str, Any]]:
     where, params = "w.closed_at IS NULL", []
     if specialty:
         where += " AND (w.specialty = '' OR w.specialty = ?)"
         params.append(specialty)
     rows = await db.fetchall(
-        "SELECT w.*, p.last_name || ' ' || p.first_name || ' ' || p.middle_name AS patient_name,"
-        " (SELECT e164 FROM patient_phones ph WHERE ph.patient_id = p.id ORDER BY ph.id LIMIT 1) AS phone"
-        f" FROM waiting_list w JOIN patients p ON p.id = w.patient_id WHERE {where} ORDER BY w.id",
-        params,
-    )
+        f"SELECT w.*, {PATIENT_AND_PHONE} FROM waiting_list w JOIN patients p ON p.id = w.patient_id"
+        f" WHERE {where} ORDER BY w.id", params)
     return [dict(r) for r in rows]
 
 

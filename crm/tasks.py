@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from crm.db import Database
-from crm.schedule import BookingError, log_action
+from crm.schedule import PATIENT_AND_PHONE, BookingError, log_action
 
 
 async def add_task(db: Database, patient_id: int | None, title: str, due: date,
@@ -58,9 +58,6 @@ async def open_tasks(db: Database, patient_id: int | None = None) -> list[dict[s
         where += " AND t.patient_id = ?"
         params.append(patient_id)
     rows = await db.fetchall(
-        "SELECT t.*, p.last_name || ' ' || p.first_name || ' ' || p.middle_name AS patient_name,"
-        " (SELECT e164 FROM patient_phones ph WHERE ph.patient_id = p.id ORDER BY ph.id LIMIT 1) AS phone"
-        f" FROM tasks t LEFT JOIN patients p ON p.id = t.patient_id WHERE {where} ORDER BY t.due_date, t.id",
-        params,
-    )
+        f"SELECT t.*, {PATIENT_AND_PHONE} FROM tasks t LEFT JOIN patients p ON p.id = t.patient_id"
+        f" WHERE {where} ORDER BY t.due_date, t.id", params)
     return [dict(r) for r in rows]
