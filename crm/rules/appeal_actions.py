@@ -87,7 +87,7 @@ def typed_by_action(contact: Contact, actions: Iterable[Action]) -> Contact:
     after = _actions_after(contact, actions)
     if not after:
         return contact
-    kind = contact.caller_type or _type_of({a.kind for a in after})
+    kind = contact.caller_type or action_type(contact, after)
     comment = contact.comment or "; ".join(dict.fromkeys(t for a in after if (t := action_comment(a))))
     if (kind, comment) == (contact.caller_type, contact.comment):
         return contact

@@ -187,6 +187,11 @@ async def test_a_task_moved_from_the_panel_after_a_call_types_it_with_an_automat
     await log_in(client, "anna", "pw-anna-12")
     card = await (await client.get(f"/patients/{pid}")).text()
     assert f'action="/tasks/{task}/move"' in card and 'aria-label="Перенести задачу «Позвонить после КТ» на"' in card
+    import re
+
+    move_form = card.split(f'action="/tasks/{task}/move"')[1].split("</form>")[0]
+    assert re.search(r'name="csrf_token" value="[^"]{16,}"', move_form)  # the form posts as it is
+    assert f'<input type="hidden" name="back" value="/patients/{pid}">' in move_form
     token = await csrf(client, f"/patients/{pid}")
     refused = await client.post(f"/tasks/{task}/move", data={"csrf_token": token, "due": "01.12.2026"},
                                 allow_redirects=False)
