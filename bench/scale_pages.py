@@ -38,6 +38,7 @@ from bench import scale_pg  # noqa: E402
 from crm import appeal_days, call_stats, tokens, users  # noqa: E402
 from crm.storage import database  # noqa: E402
 from pbx.app import SERVICES, Adapters, build_app  # noqa: E402
+from pbx.process import settle_heap  # noqa: E402
 from pbx.settings import PROJECT_DIR, AsteriskSettings, Settings, with_generated_secrets  # noqa: E402
 from pbx.workers.report_refresher import WARM_DAYS  # noqa: E402
 from tests.pg_cluster import running_cluster  # noqa: E402
@@ -263,6 +264,7 @@ async def measure(path: Path | str, n_calls: int, size_mb: float, only: str = ""
         from tests.unit.panel_client import log_in
 
         await log_in(client, "boss", "scale-bench-pw")
+        settle_heap()  # as the server does once started (run_escort=False leaves it to us)
         end = datetime.fromtimestamp(NOW, TZ).date()
         month, year = (end - timedelta(days=29)).isoformat(), (end - timedelta(days=364)).isoformat()
         m0 = datetime.combine(end - timedelta(days=29), datetime.min.time(), TZ).timestamp()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import gc
 import itertools
 import json
@@ -26,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm import appeals as store
+from crm.beside import Computer
 from crm.db import Database
 from crm.rules import appeals as ap
 from crm.rules import call_stats
@@ -64,12 +66,28 @@ async def stored_days(db: Database, first: date, last: date, tz: ZoneInfo, today
 
 
 async def save(db: Database, day: date, tz: ZoneInfo, today: date, built: store.Built, seen_epoch: int) -> bool:
-    """Store a day computed from reads made at ``seen_epoch``; not if a write came since."""
-    # everything encoded before the write lock is taken (beside the event loop: a busy day's
-    # JSON takes tens of milliseconds): the writer holds the lock only to swap rows
-    if await epoch(db) != seen_epoch:  # a write came meanwhile (a busy today): nothing to encode
+    """Store a day computed from reads made at ``seen_epoch``; not if a write came since. Encoded
+    before the write lock (a busy day's JSON: tens of ms): the writer holds it only to swap rows."""
+    if await epoch(db) != seen_epoch:  # a write came meanwhile: nothing to encode
         return False
-    stored, facet_rows, group_rows = await asyncio.to_thread(_day_rows, day, tz, today, built, seen_epoch)
+    return await _swap(db, day, seen_epoch, await asyncio.to_thread(_day_rows, day, tz, today, built, seen_epoch))
+
+
+DayRows = tuple[tuple[Any, ...], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+async def computed_rows(db: Database, day: date, today: date, tz: ZoneInfo) -> tuple[int, DayRows]:
+    """A day computed and encoded as ``save`` stores it, with the epoch its reads began at (what
+    the background pass's process, crm.beside, hands back to the writer)."""
+    seen = await epoch(db)
+    start, end = call_stats.day_bounds(day, tz)
+    return seen, _day_rows(day, tz, today, await store.build(db, start, end, today, tz), seen)
+
+
+async def _swap(db: Database, day: date, seen_epoch: int, rows: DayRows) -> bool:
+    if await epoch(db) != seen_epoch:  # a write came meanwhile (a busy today): no write lock taken
+        return False
+    stored, facet_rows, group_rows = rows
     async with db.transaction(opportunistic=True) as tx:
         # locked till the commit: two boxes of a chain storing the same day take turns (each
         # then deletes what the other stored), never a duplicate key
@@ -91,8 +109,7 @@ async def save(db: Database, day: date, tz: ZoneInfo, today: date, built: store.
     return True
 
 
-def _day_rows(day: date, tz: ZoneInfo, today: date, built: store.Built, seen_epoch: int
-              ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+def _day_rows(day: date, tz: ZoneInfo, today: date, built: store.Built, seen_epoch: int) -> DayRows:
     """A computed day as the rows ``save`` writes: the day, its facets, its groups."""
     start, end = call_stats.day_bounds(day, tz)
     names = [sorted(built.who_names), sorted(built.topic_names), sorted(built.employees)]
@@ -169,16 +186,21 @@ async def _compute(db: Database, day: date, today: date, tz: ZoneInfo) -> tuple[
         return built, False
 
 
-async def warm(db: Database, first: date, last: date, today: date, tz: ZoneInfo) -> int:
+async def warm(db: Database, first: date, last: date, today: date, tz: ZoneInfo,
+               computer: Computer | None = None) -> int:
     """Compute and store the days of ``first``..``last`` not stored (or no longer valid), newest
-    first, one at a time (the background pass; a page then reads what is stored). Returns how many."""
+    first, one at a time, in ``computer`` (crm.beside) when given. Returns how many."""
     have = await stored_days(db, first, last, tz, today)
-    done = 0
-    for day in [last - timedelta(days=i) for i in range((last - first).days + 1)]:
-        if day not in have:
+    todo = [d for d in (last - timedelta(days=i) for i in range((last - first).days + 1)) if d not in have]
+    for day in todo:
+        if computer is None:
             await _compute(db, day, today, tz)
-            done += 1
-    return done
+            continue
+        try:
+            await _swap(db, day, *await computer.run(functools.partial(computed_rows, day=day, today=today, tz=tz)))
+        except db.BUSY as exc:  # another process holds the database: the next pass
+            log.warning("«История обращений» of %s not stored: %s", day, exc)
+    return len(todo)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from crm.beside import Computer
 from crm.call_listing import ANSWERED_AFTER, CONVERTED
 from crm.db import Database, Reader
 from crm.rules import call_stats as rules
@@ -32,11 +33,12 @@ from crm.rules.call_stats import LISTS, NUMBERS, CallFacts, Totals
 log = logging.getLogger(__name__)
 
 
-async def refresh(db: Database, tz: ZoneInfo) -> int:
+async def refresh(db: Database, tz: ZoneInfo, reads: Computer | None = None) -> int:
     """Recompute every clinic day a write has touched since the last refresh. Returns how many.
 
-    Each day is read from a snapshot on the reading connection and its totals computed there,
-    beside the one writer; only the swap (delete the day's rows, insert the new ones) is a write,
+    Each day is read from one snapshot and its totals computed beside the one writer (on the
+    reading connection, or in ``reads``: the background pass's process, crm.beside); only the
+    swap (delete the day's rows, insert the new ones) is a write,
     a few milliseconds, so a call being saved never waits behind a rebuild. A day marked again
     while it was read has a new token by then, and the stale totals are dropped."""
     if not await db.fetchone(  # the common case, without taking the write lock
@@ -52,7 +54,7 @@ async def refresh(db: Database, tz: ZoneInfo) -> int:
             return done
         day, token = todo[0]
         tried.add(day)  # marked again meanwhile: the next pass (or the one that marked it) stores it
-        rows = await db.read(functools.partial(day_rows, day=date.fromisoformat(day), tz=tz))
+        rows = await (reads or db).read(functools.partial(day_rows, day=date.fromisoformat(day), tz=tz))
         async with db.transaction(opportunistic=True) as tx:
             cur = await tx.execute("DELETE FROM report_days_todo WHERE day = ? AND token = ?", (day, token))
             if cur.rowcount:

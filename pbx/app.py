@@ -39,6 +39,7 @@ from pbx.jobs.webhooks import WebhookService
 from pbx.outbound.gateways import Gateway, make_gateway
 from pbx.outbound.mailer import SmtpMailer
 from pbx.outbound.tts import PromptCache, TtsError, load_phrases
+from pbx.process import settle_heap
 from pbx.services import HEALTH_PARTS, SERVICES, Services, health  # noqa: F401 - re-exported
 from pbx.settings import GatewaySettings, Settings
 from pbx.workers.asterisk_supervisor import AsteriskSupervisor
@@ -278,7 +279,13 @@ def build_app(
     app.cleanup_ctx.extend([embedded_asterisk, database, call_tracking, fastagi, ami, ari, robots, recordings,
                             report_days, imports, outgoing_webhooks])
     setup_web(app, settings)
+    if run_escort:  # the server itself, started (after every cleanup_ctx above): its heap settled
+        app.on_startup.append(settled_heap)
     return app
+
+
+async def settled_heap(_: web.Application) -> None:
+    log.info("startup's heap settled: %d objects out of the collector's full passes", settle_heap())
 
 
 async def agi_ping(request: AgiRequest) -> None:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from crm import appeal_days, callbacks, calls, comments, patients, schedule, shifts, users
+from crm import appeal_days, beside, callbacks, calls, comments, patients, schedule, shifts, users
 from crm import appeals as store
 from crm.clock import SettableClock
 from crm.db import Database
@@ -258,6 +258,19 @@ async def test_warming_stores_the_missing_days_once(clinic) -> None:
     assert len(await appeal_days.stored_days(db, DAY0, today, TZ, today)) == DAYS + 1
     await calls.save_call(db, call("late.0", T0 + 86400 + 600, NUMBERS[4]))  # forgets that day only
     assert await appeal_days.warm(db, DAY0, today, today, TZ) == 1
+    await assert_same(db, DAY0, today, today)
+
+
+async def test_days_warmed_in_the_passes_own_process_equal_the_live_computation(clinic) -> None:
+    """The background pass computes in a child process (crm.beside); the writer swaps its rows in."""
+    db, clock, admin, pids = clinic
+    await fill(db, clock, admin, pids, random.Random(8), 40)
+    today = DAY0 + timedelta(days=DAYS)
+    async with beside.apart(db) as computer:
+        assert await appeal_days.warm(db, DAY0, today, today, TZ, computer) == DAYS + 1
+        await calls.save_call(db, call("late.1", T0 + 600, NUMBERS[2]))  # the first day forgotten again
+        assert await appeal_days.warm(db, DAY0, today, today, TZ, computer) == 1
+    assert len(await appeal_days.stored_days(db, DAY0, today, TZ, today)) == DAYS + 1
     await assert_same(db, DAY0, today, today)
 
 

@@ -27,6 +27,7 @@ from crm import (
     tags,
     users,
 )
+from crm import beside
 from crm.call_listing import CallFilter
 from crm.clock import SettableClock
 from crm.db import Database
@@ -186,6 +187,20 @@ async def test_a_refresh_recomputes_only_what_a_write_touched(clinic) -> None:
     async with db.transaction() as tx:
         await tx.execute("UPDATE calls SET recording = 'x.mp3' WHERE linkedid = ?", (late.linkedid,))
     assert await call_stats.refresh(db, TZ) == 0
+
+
+async def test_days_computed_in_the_passes_own_process_equal_the_row_by_row_ones(clinic) -> None:
+    """The background pass computes in a child process (crm.beside); the writer swaps its rows in."""
+    db, ids, _ = clinic
+    rnd = random.Random(11)
+    for i in range(80):
+        await calls.save_call(db, record(rnd, i))
+    async with beside.apart(db) as computer:
+        assert isinstance(computer, beside.Beside) == isinstance(db, Database)  # a chain computes in place
+        assert await call_stats.refresh(db, TZ, computer) >= DAYS
+    assert await call_stats.refresh(db, TZ) == 0  # the child's days are stored: nothing left to do
+    for _ in range(4):
+        await assert_same(db, call_filter(rnd, ids, []), T0 + (DAYS - 1) * 86400 + 36000)
 
 
 def test_the_triggers_mark_at_least_the_rules_windows() -> None:

@@ -1,0 +1,80 @@
+"""crm.beside: the background pass's computations in a process of its own (#31)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from crm import beside
+from crm.db import Database, Reader
+
+SLOW = functools.partial(Reader.fetch_tuples, sql="WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1"
+                         " FROM n WHERE i < 1000000000) SELECT COUNT(*) FROM n")  # minutes
+COUNT = functools.partial(Reader.fetch_tuples, sql="SELECT COUNT(*) FROM users")
+
+
+@pytest.fixture
+async def db(tmp_path: Path):
+    db = Database(tmp_path / "crm.sqlite")
+    await db.open()
+    yield db
+    await db.close()
+
+
+async def test_the_child_reads_what_the_writer_committed_and_can_write_nothing(db: Database) -> None:
+    async with beside.apart(db) as child:
+        assert isinstance(child, beside.Beside)
+        assert await child.read(COUNT) == [(0,)]
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO users (login, password_hash, full_name, role, created_at)"
+                             " VALUES ('a', 'x', 'A', 'admin', '2026-01-01')")
+        assert await child.read(COUNT) == [(1,)]  # the same child, a later snapshot
+        with pytest.raises(beside.ChildFailed, match="readonly"):
+            await child.read(functools.partial(Reader.fetch_tuples, sql="DELETE FROM users"))
+        with pytest.raises(beside.ChildFailed, match="syntax error"):  # its traceback comes back
+            await child.read(functools.partial(Reader.fetch_tuples, sql="SELEC 1"))
+        assert await child.read(COUNT) == [(1,)]  # still serving after an error
+    assert (await db.fetchone("SELECT COUNT(*) FROM users"))[0] == 1
+
+
+async def test_a_child_that_dies_mid_question_is_reported_and_replaced_and_none_outlives_the_pass(
+        db: Database) -> None:
+    async with beside.apart(db) as child:
+        assert await child.read(COUNT) == [(0,)]
+        proc = child._proc
+        assert proc is not None
+        ask = asyncio.ensure_future(child.read(SLOW))
+        while not child._lock.locked():  # the question on its way: no answer will come
+            await asyncio.sleep(0)
+        os.kill(proc.pid, signal.SIGKILL)
+        with pytest.raises(beside.ChildFailed, match="ended"):
+            await ask
+        assert await child.read(COUNT) == [(0,)]  # a new child
+        second = child._proc
+        assert second is not None and second.pid != proc.pid
+    assert second.returncode is not None  # gone with the pass
+
+
+async def test_a_pass_stopped_mid_question_kills_its_child(db: Database) -> None:
+    started: list[asyncio.subprocess.Process] = []
+
+    async def one_pass() -> None:
+        async with beside.apart(db) as child:
+            ask = asyncio.ensure_future(child.read(SLOW))
+            while child._proc is None:
+                await asyncio.sleep(0.01)
+            started.append(child._proc)
+            await ask
+
+    task = asyncio.ensure_future(one_pass())
+    while not started:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert started[0].returncode is not None  # killed, not left computing
