@@ -26,11 +26,15 @@ from tests.fake_ami import FakeAmi
 Templates = list[list[dict[str, object]]]
 
 
-async def paced(fake: FakeAmi, templates: Templates, calls: int, first: int, rate: float) -> None:
-    """``calls`` recorded calls renumbered from linkedid ``first``, ``rate`` per second."""
+async def paced(fake: FakeAmi, templates: Templates, calls: int, first: int, rate: float,
+                clock_offset: float | None = None) -> None:
+    """``calls`` recorded calls renumbered from linkedid ``first``, ``rate`` per second; with
+    ``clock_offset`` (a data clock minus the real one) each call starts now on that clock."""
     t0 = time.perf_counter()
     for n in range(calls):
-        events = renumber(templates[n % len(templates)], first + n, 0.0)
+        template = templates[n % len(templates)]
+        shift = 0.0 if clock_offset is None else time.time() + clock_offset - float(str(template[0]["Timestamp"]))
+        events = renumber(template, first + n, shift)
         await fake.send(b"".join(to_wire(h) for h in events))
         ahead = (n + 1) / rate - (time.perf_counter() - t0)
         if ahead > 0:
@@ -38,14 +42,16 @@ async def paced(fake: FakeAmi, templates: Templates, calls: int, first: int, rat
 
 
 class AmiPath:
-    def __init__(self, service: CallService, fake: FakeAmi | Connection, pump: EventPump) -> None:
-        self.service, self.fake, self.pump = service, fake, pump
+    def __init__(self, service: CallService, fake: FakeAmi | Connection, pump: EventPump,
+                 child: multiprocessing.process.BaseProcess | None = None) -> None:
+        self.service, self.fake, self.pump, self.child = service, fake, pump, child
 
-    async def send_calls(self, templates: Templates, calls: int, first: int, rate: float) -> None:
+    async def send_calls(self, templates: Templates, calls: int, first: int, rate: float,
+                         clock_offset: float | None = None) -> None:
         if isinstance(self.fake, FakeAmi):
-            await paced(self.fake, templates, calls, first, rate)
+            await paced(self.fake, templates, calls, first, rate, clock_offset)
             return
-        self.fake.send((templates, calls, first, rate))
+        self.fake.send((templates, calls, first, rate, clock_offset))
         assert await asyncio.to_thread(self.fake.recv) == "sent"
 
 
@@ -73,6 +79,7 @@ async def ami_path(db: Any, cdr: Path, *, apart: bool = False) -> AsyncIterator[
         conn, theirs = multiprocessing.get_context("spawn").Pipe()
         child = multiprocessing.get_context("spawn").Process(target=_asterisk, args=(theirs,), daemon=True)
         child.start()
+        theirs.close()  # else a dead child's end stays open here and recv() never sees the end
         fake: FakeAmi | Connection = conn
         port = await asyncio.to_thread(conn.recv)
     else:
@@ -85,13 +92,13 @@ async def ami_path(db: Any, cdr: Path, *, apart: bool = False) -> AsyncIterator[
     pump.start()
     try:
         assert await ami.start(wait=5)
-        yield AmiPath(service, fake, pump)
+        yield AmiPath(service, fake, pump, child)
     finally:
         await ami.stop()
         await pump.stop()
         await service.stop()
         if isinstance(fake, FakeAmi):
             await fake.stop()
-        elif child is not None:
+        elif child is not None and child.is_alive():
             fake.send("stop")
             await asyncio.to_thread(child.join, 10)

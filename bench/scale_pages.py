@@ -7,10 +7,12 @@ template compiled, caches warm), then 3 × ROUNDS rounds (ROUNDS for a page over
 of seconds); the page's best and median and the bare reads' best are printed with their ratio,
 and the process's peak RSS. Figures, never assertions: see bench/README.md.
 
-    .venv/bin/python -u bench/scale_pages.py [--calls 1000000] [--fresh] [--only csv]
+    .venv/bin/python -u bench/scale_pages.py [--calls 1000000] [--fresh] [--only csv] [--busy 5]
 
 ``--only`` times the pages whose name contains the text (the stored days are then brought up to
-date as the server would, not computed again from nothing).
+date as the server would, not computed again from nothing). ``--busy RATE``: a running server's
+background work meanwhile, on a copy of the state (bench/busy.py): calls at RATE a second through
+the AMI path, each starting "now" on the data's clock, and the reports' refresher.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
 import itertools
 import random
@@ -35,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
 from bench import scale_pg  # noqa: E402
+from bench.busy import busy  # noqa: E402
+from bench.e2e_commit import copy_to_disk  # noqa: E402
 from crm import appeal_days, call_stats, tokens, users  # noqa: E402
 from crm.storage import database  # noqa: E402
 from pbx.app import SERVICES, Adapters, build_app  # noqa: E402
@@ -243,7 +248,7 @@ def bare_reads(location: Path | str, reads: list[tuple[str, tuple]]) -> float:
     return scale_pg.bare(location, reads) if isinstance(location, str) else bare(location, reads)
 
 
-async def measure(path: Path | str, n_calls: int, size_mb: float, only: str = "") -> None:
+async def measure(path: Path | str, n_calls: int, size_mb: float, only: str = "", rate: float = 0.0) -> None:
     """The pages on the CRM at ``path``: the SQLite file, or a PostgreSQL URL (``--postgresql``)."""
     with concurrent.futures.ProcessPoolExecutor(max_workers=1) as child:
         for line in await asyncio.get_running_loop().run_in_executor(child, precompute, path, not only):
@@ -253,7 +258,8 @@ async def measure(path: Path | str, n_calls: int, size_mb: float, only: str = ""
     settings = with_generated_secrets(Settings(state_dir=state, database=path, time_zone="Europe/Moscow",
                                                asterisk=AsteriskSettings(embedded=False, ami_port=1, http_port=1,
                                                                          agi_port=0)))
-    app = build_app(settings, adapters=Adapters.offline(), run_escort=False, clock=DataClock())
+    clock = DataClock()
+    app = build_app(settings, adapters=Adapters.offline(), run_escort=False, clock=clock)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         db = app[SERVICES].db
         if await users.authenticate(db, "boss", "scale-bench-pw") is None:
@@ -265,6 +271,8 @@ async def measure(path: Path | str, n_calls: int, size_mb: float, only: str = ""
 
         await log_in(client, "boss", "scale-bench-pw")
         settle_heap()  # as the server does once started (run_escort=False leaves it to us)
+        background = contextlib.AsyncExitStack()
+        work = await background.enter_async_context(busy(db, TZ, rate, clock.now() - time.time(), state / "none.db"))
         end = datetime.fromtimestamp(NOW, TZ).date()
         month, year = (end - timedelta(days=29)).isoformat(), (end - timedelta(days=364)).isoformat()
         m0 = datetime.combine(end - timedelta(days=29), datetime.min.time(), TZ).timestamp()
@@ -305,7 +313,7 @@ async def measure(path: Path | str, n_calls: int, size_mb: float, only: str = ""
         print(f"{'page':44} {'best s':>8} {'median s':>9} {'bare s':>8} {'÷ bare':>8} {'peak MB':>8}"
               "  (peak: during that page's loads)")
         for name, url, reads in pages:
-            if only and only not in name:
+            if only and not any(o in name for o in only.split("|")):
                 continue
             if isinstance(reads, tuple):
                 reads = [reads]
@@ -340,6 +348,10 @@ async def measure(path: Path | str, n_calls: int, size_mb: float, only: str = ""
             print(f"{name:44} {min(times):8.3f} {statistics.median(times):9.3f} {min(bares):8.4f}"
                   f" {min(times) / min(bares):8.2f} {peak_rss():8.0f}")
         scans.shutdown()
+        if work is not None:
+            print(f"meanwhile: {work[0].service.stats['records']} calls committed at {rate:g}/s, the refresher's"
+                  f" passes {work[1].computed}")
+        await background.aclose()
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak RSS of the server's process over the whole run (the bare scans ran in a child; the"
               f" generator and the stored days' computation count when they ran in this run): {rss:.0f} MB")
@@ -349,7 +361,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=100_000)
     ap.add_argument("--fresh", action="store_true", help="generate again even if kept")
-    ap.add_argument("--only", default="", help="time only the pages whose name contains this")
+    ap.add_argument("--only", default="", help="time only the pages whose name contains this (a|b: either)")
+    ap.add_argument("--busy", type=float, default=0.0, metavar="RATE",
+                    help="meanwhile calls at RATE a second through the AMI path, and the refresher's passes")
     ap.add_argument("--postgresql", action="store_true",
                     help="then the same pages with the CRM copied into a throwaway PostgreSQL cluster")
     args = ap.parse_args()
@@ -361,7 +375,18 @@ def main() -> None:
             p.unlink()
         asyncio.run(schema(path))
         generate(path, args.calls)
-    asyncio.run(measure(path, args.calls, path.stat().st_size / 2**20, args.only))
+    if args.busy:  # calls are written: into a copy, the kept state stays as generated
+        copy = folder / f"busy-{args.calls}.sqlite"
+        for p in folder.glob(f"busy-{args.calls}.sqlite*"):  # a killed run's, its WAL above all
+            p.unlink()
+        copy_to_disk(path, copy)
+        try:
+            asyncio.run(measure(copy, args.calls, path.stat().st_size / 2**20, args.only, args.busy))
+        finally:
+            for p in folder.glob(f"busy-{args.calls}.sqlite*"):
+                p.unlink()
+    else:
+        asyncio.run(measure(path, args.calls, path.stat().st_size / 2**20, args.only))
     if args.postgresql:
         with running_cluster() as cluster:
             url = cluster.new_database()

@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import gc
-import itertools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -228,9 +226,11 @@ class Pick:
 
 @dataclass
 class Period:
-    """A period's обращения. Stored (every day of it stored and valid): counted, paged and read
-    with SQL over ``appeal_facets``, the обращения decoded for the days shown. In memory (built
-    live, or a day that could not be stored): their facets in order, each day's from ``starts``."""
+    """A period's обращения. Stored: its stored days counted, paged and read with SQL over
+    ``appeal_facets``, the обращения decoded for the days shown; a day that could not be stored
+    (a write came while it was computed: a busy today) is one of the ``live`` days, its facets in
+    memory beside them (a year's page on a busy day would otherwise hold the year's facets). In
+    memory (built live, narrowed or one patient's): every facet in order, each day's from ``starts``."""
 
     first: date
     last: date
@@ -242,6 +242,7 @@ class Period:
     topic_names: set[str] = field(default_factory=set)
     employees: set[str] = field(default_factory=set)
     versions: dict[date, int] = field(default_factory=dict)  # stored days: the version counted
+    live: set[date] = field(default_factory=set)  # of a stored period, the days in memory
     decoded: dict[date, list[ap.Appeal] | StoredDay] = field(default_factory=dict)
     tz: ZoneInfo | None = None
     today: date | None = None
@@ -259,14 +260,20 @@ class Period:
 
     def _span(self, pick: Pick) -> tuple[str, list[Any]]:
         where, params = pick.sql()
+        if self.live:  # their rows, if any, are an older computation's
+            where += f" AND day NOT IN ({','.join('?' * len(self.live))})"
+            params += [d.isoformat() for d in sorted(self.live)]
         return f"day >= ? AND day <= ?{where}", [self.first.isoformat(), self.last.isoformat(), *params]
+
+    def _in_memory(self, pick: Pick) -> list[int]:
+        return [p for p, f in enumerate(self.facets) if pick.matches(f)]
 
     async def groups(self, db: Database, pick: Pick, *, by_day: bool = True) -> list[ap.Group]:
         """The picked обращения as groups of alike ones (counts, totals, costs, the chart).
         ``by_day`` False: the days summed in SQL (a year's page needs no day: thousands of rows
         instead of tens of thousands), each group dated the period's first day."""
+        groups = ap.group_facets(f for f in self.facets if pick.matches(f))
         if not self.stored:
-            groups = ap.group_facets(f for f in self.facets if pick.matches(f))
             return groups if by_day else _days_summed(groups, self.first)
         where, params = self._span(pick)
         day = "day" if by_day else f"'{self.first.isoformat()}'"
@@ -279,26 +286,28 @@ class Period:
             sql = (f"SELECT {day}, success, employee, topic, channel, who, SUM(n), SUM(contacts) FROM appeal_groups"
                    f" WHERE {where} GROUP BY success, employee, topic, channel, who")
         days: dict[str, date] = {}
-        return [ap.Group(days.setdefault(r[0], date.fromisoformat(r[0])), *r[1:]) for r in await db.fetch_tuples(
+        out = [ap.Group(days.setdefault(r[0], date.fromisoformat(r[0])), *r[1:]) for r in await db.fetch_tuples(
             sql, params)]
+        return out + groups if by_day or not groups else _days_summed(out + groups, self.first)
 
     async def refs(self, db: Database, pick: Pick, offset: int = 0, limit: int | None = None) -> list[tuple[date, int]]:
         """(day, place in the day) of the picked обращения, in order, from ``offset``."""
-        if not self.stored:
-            chosen = [p for p, f in enumerate(self.facets) if pick.matches(f)]
-            chosen = chosen[offset:] if limit is None else chosen[offset:offset + limit]
-            return [(f.day, p - self.starts[f.day]) for p in chosen for f in (self.facets[p],)]
-        where, params = self._span(pick)
-        rows = await db.fetch_tuples(f"SELECT day, idx FROM appeal_facets WHERE {where} ORDER BY day, idx"
-                                     + (" LIMIT ? OFFSET ?" if limit is not None else ""),
-                                     [*params, *((limit, offset) if limit is not None else ())])
-        return [(date.fromisoformat(d), i) for d, i in rows]
+        chosen = [(self.facets[p].day, p - self.starts[self.facets[p].day]) for p in self._in_memory(pick)]
+        if self.stored:  # the stored days' in SQL; the live days' (if any) merged in by day
+            where, params = self._span(pick)
+            skip = 0 if self.live or limit is None else offset
+            page = [] if limit is None else [limit + offset - skip, skip]
+            rows = await db.fetch_tuples(f"SELECT day, idx FROM appeal_facets WHERE {where} ORDER BY day, idx"
+                                         + (" LIMIT ? OFFSET ?" if page else ""), [*params, *page])
+            chosen = sorted(chosen + [(date.fromisoformat(d), i) for d, i in rows])
+            offset -= skip
+        return chosen[offset:] if limit is None else chosen[offset:offset + limit]
 
     async def by_day(self, db: Database, pick: Pick) -> AsyncIterator[list[ap.Appeal]]:
         """The picked обращения a day at a time (a year's CSV holds one day in memory)."""
         day = self.first
         while day <= self.last:
-            if self.stored:
+            if self.stored and day not in self.live:
                 where, params = pick.sql()
                 refs = [(day, r[0]) for r in await db.fetch_tuples(
                     f"SELECT idx FROM appeal_facets WHERE day = ?{where} ORDER BY idx", [day.isoformat(), *params])]
@@ -335,46 +344,18 @@ def _days_summed(groups: list[ap.Group], first: date) -> list[ap.Group]:
     return [ap.Group(first, *k, n, contacts) for k, (n, contacts) in summed.items()]
 
 
-async def _read_facets(db: Database, first: date, last: date, have: dict[date, Stored]) -> dict[date, list[ap.Facet]]:
-    """The stored days' facets (of the version ``have`` says), a month of rows at a time."""
-    read: dict[date, list[ap.Facet]] = {}
-    chunk = first
-    while chunk <= last:
-        end = min(last, chunk + timedelta(days=30))
-        rows = await db.fetch_tuples(
-            "SELECT f.day, f.success, f.employee, f.topic, f.channel, f.who, f.employees, f.contacts, d.version"
-            " FROM appeal_facets f JOIN appeal_days d ON d.day = f.day WHERE f.day >= ? AND f.day <= ?"
-            " ORDER BY f.day, f.idx", (chunk.isoformat(), end.isoformat()))
-        collecting = gc.isenabled()
-        gc.disable()  # tens of thousands of tuples that all live on: the collector would scan them again and again
-        try:
-            for day_text, group in itertools.groupby(rows, key=lambda r: r[0]):
-                day = date.fromisoformat(day_text)
-                known = have.get(day)
-                if known is not None:
-                    read[day] = [ap.Facet(day, *r[1:8]) for r in group if r[8] == known.version]
-        finally:
-            if collecting:
-                gc.enable()
-        chunk = end + timedelta(days=1)
-    return read
-
-
 async def period(db: Database, first: date, last: date, today: date, tz: ZoneInfo) -> Period:
     """Every обращение of the clinic days ``first``..``last``: the days not stored (or no longer
-    valid) computed live (``crm.appeals.build`` for that day alone) and stored, then the whole
-    period counted in SQL; in memory when a day could not be stored."""
+    valid) computed live (``crm.appeals.build`` for that day alone) and stored, then the period
+    counted in SQL; a day that could not be stored beside it, in memory."""
     have = await stored_days(db, first, last, tz, today)
     out = Period(first, last, tz=tz, today=today)
     fresh: dict[date, store.Built] = {}
-    all_stored = True
     for day in [first + timedelta(days=i) for i in range((last - first).days + 1)]:
         if day not in have:
-            fresh[day], stored = await _compute(db, day, today, tz)
-            all_stored = all_stored and stored
-    if fresh and all_stored:
+            fresh[day] = (await _compute(db, day, today, tz))[0]
+    if fresh:
         have |= await stored_days(db, min(fresh), max(fresh), tz, today)
-        all_stored = all(day in have for day in fresh)
     for day, known in have.items():
         out.versions[day] = known.version
         for names, into in zip(known.names, (out.who_names, out.topic_names, out.employees), strict=True):
@@ -383,17 +364,10 @@ async def period(db: Database, first: date, last: date, today: date, tz: ZoneInf
         out.who_names |= built.who_names
         out.topic_names |= built.topic_names
         out.employees |= built.employees
-    if all_stored:
-        out.stored = True
-        return out
-    read = await _read_facets(db, first, last, have)
-    for day in [first + timedelta(days=i) for i in range((last - first).days + 1)]:
-        if day in fresh or len(read.get(day, ())) != have[day].size:
-            built = fresh[day] if day in fresh else (await _compute(db, day, today, tz))[0]
-            out.decoded[day] = built.appeals
-            facets = [ap.facet_of(a) for a in built.appeals]
-        else:
-            facets = read[day]
-        out.starts[day], out.sizes[day] = len(out.facets), len(facets)
-        out.facets += facets
+    out.stored = True
+    for day in sorted(d for d in fresh if d not in have):  # not stored: in memory, the rest in SQL
+        out.live.add(day)
+        out.decoded[day] = fresh[day].appeals
+        out.starts[day], out.sizes[day] = len(out.facets), len(fresh[day].appeals)
+        out.facets += [ap.facet_of(a) for a in fresh[day].appeals]
     return out

@@ -70,6 +70,7 @@ class Beside:
         self.db = db
         self._proc: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
+        self._unanswered = False  # a question left without its answer (cancelled): the child is busy
 
     async def read(self, fn: Callable[[Reader], T]) -> T:
         return await self._ask("read", fn)
@@ -82,11 +83,13 @@ class Beside:
         async with self._lock:
             proc = await self._started()
             assert proc.stdin is not None and proc.stdout is not None
+            self._unanswered = True
             try:
                 proc.stdin.write(len(data).to_bytes(8, "big") + data)
                 await proc.stdin.drain()
                 size = int.from_bytes(await proc.stdout.readexactly(8), "big")
                 ok, value = pickle.loads(await proc.stdout.readexactly(size))
+                self._unanswered = False
             except (asyncio.IncompleteReadError, ConnectionError) as exc:
                 self._proc = None
                 raise ChildFailed(f"the computing process ended: {exc!r}") from exc
@@ -107,7 +110,7 @@ class Beside:
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
             return
-        if self._lock.locked():  # stopped mid-question (the server stopping): no need to finish it
+        if self._unanswered:  # stopped mid-question (the server stopping): no need to finish it
             _kill(proc)
         else:
             assert proc.stdin is not None

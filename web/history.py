@@ -7,6 +7,7 @@ like ``<uniqueid>.wav`` inside the recordings folder; aiohttp's FileResponse doe
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from typing import Any
@@ -113,27 +114,39 @@ async def history_csv(request: web.Request) -> web.StreamResponse:
     await response.write(("\ufeff" + csv_lines([["Дата и время", "Тип", "Номер", "Пациент", "Длительность", "Ответил",
                                                 "Пропустили", "Виртуальный номер", "Был записан", "Конверсия",
                                                 "Метки", "Комментарий"]])).encode())
-    total = 0
-    while True:
-        calls = await list_calls(request.app[SERVICES].db, f)
-        rows = []
-        for c in (row_view(call, tz) for call in calls):
-            # a normalised number is only "+" and digits; a raw caller ID is the network's text
-            rows.append([c["when"], c["type_label"], c["phone_e164"] or csv_safe(c["caller_raw"]),
-                         csv_safe(c["who"]), c["duration"], c["answered_by_ext"],
-                         " ".join(c["missed_by"]), c["did"], "Да" if c["had_appointment"] else "Нет",
-                         "Да" if c["converted"] else "Нет",
-                         csv_safe(", ".join(c["tags"]) or ("—" if c["tags_skipped"] else "")),
-                         csv_safe(c["comment"]["text"] if c["comment"] else "")])
-        if rows:
-            await response.write(csv_lines(rows).encode())
-        total += len(calls)
-        if len(calls) < CSV_PAGE:
-            break
-        f = dataclasses.replace(f, offset=0, before=(calls[-1]["started_at"], calls[-1]["id"]))
+    total, db = 0, request.app[SERVICES].db
+    # the next page is read (its SQL runs without the interpreter's lock) while this one is
+    # turned into text and sent: pipelined, a month's CSV took 1/x less (bench/README.md, stop 45)
+    page = asyncio.ensure_future(list_calls(db, f))
+    try:
+        while True:
+            calls = await page
+            if len(calls) == CSV_PAGE:
+                f = dataclasses.replace(f, offset=0, before=(calls[-1]["started_at"], calls[-1]["id"]))
+                page = asyncio.ensure_future(list_calls(db, f))
+            if calls:
+                await response.write(_csv_page(calls, tz).encode())
+            total += len(calls)
+            if len(calls) < CSV_PAGE:
+                break
+    finally:
+        page.cancel()  # the client gone mid-way: the read ahead is not waited for
     await trace(request, "history_csv", "calls", "", f"{total} звонков; {request.query_string[:200]}")
     await response.write_eof()
     return response
+
+
+def _csv_page(calls: list[dict[str, Any]], tz: ZoneInfo) -> str:
+    rows = []
+    for c in (row_view(call, tz) for call in calls):
+        # a normalised number is only "+" and digits; a raw caller ID is the network's text
+        rows.append([c["when"], c["type_label"], c["phone_e164"] or csv_safe(c["caller_raw"]),
+                     csv_safe(c["who"]), c["duration"], c["answered_by_ext"],
+                     " ".join(c["missed_by"]), c["did"], "Да" if c["had_appointment"] else "Нет",
+                     "Да" if c["converted"] else "Нет",
+                     csv_safe(", ".join(c["tags"]) or ("—" if c["tags_skipped"] else "")),
+                     csv_safe(c["comment"]["text"] if c["comment"] else "")])
+    return csv_lines(rows)
 
 
 RECENT_PLAYS = web.AppKey("recent_plays", dict)

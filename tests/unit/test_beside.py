@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -42,39 +41,43 @@ async def test_the_child_reads_what_the_writer_committed_and_can_write_nothing(d
     assert (await db.fetchone("SELECT COUNT(*) FROM users"))[0] == 1
 
 
+def die(_: Reader) -> None:
+    os._exit(3)  # the child, mid-question (a crash, an OOM kill)
+
+
 async def test_a_child_that_dies_mid_question_is_reported_and_replaced_and_none_outlives_the_pass(
         db: Database) -> None:
     async with beside.apart(db) as child:
         assert await child.read(COUNT) == [(0,)]
-        proc = child._proc
-        assert proc is not None
-        ask = asyncio.ensure_future(child.read(SLOW))
-        while not child._lock.locked():  # the question on its way: no answer will come
-            await asyncio.sleep(0)
-        os.kill(proc.pid, signal.SIGKILL)
+        first = child._proc
+        assert first is not None
         with pytest.raises(beside.ChildFailed, match="ended"):
-            await ask
+            await child.read(die)
         assert await child.read(COUNT) == [(0,)]  # a new child
         second = child._proc
-        assert second is not None and second.pid != proc.pid
+        assert second is not None and second.pid != first.pid
     assert second.returncode is not None  # gone with the pass
 
 
 async def test_a_pass_stopped_mid_question_kills_its_child(db: Database) -> None:
+    asked = asyncio.Event()
     started: list[asyncio.subprocess.Process] = []
 
     async def one_pass() -> None:
         async with beside.apart(db) as child:
-            ask = asyncio.ensure_future(child.read(SLOW))
-            while child._proc is None:
-                await asyncio.sleep(0.01)
+            await child.read(COUNT)
+            assert child._proc is not None
             started.append(child._proc)
+            ask = asyncio.ensure_future(child.read(SLOW))
+            await asyncio.sleep(0)  # the question written; the ask now waits for its answer
+            asked.set()
             await ask
 
     task = asyncio.ensure_future(one_pass())
-    while not started:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(asked.wait(), 30)
+    t0 = asyncio.get_running_loop().time()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert started[0].returncode is not None  # killed, not left computing
+    assert started[0].returncode is not None  # killed, not left computing for minutes
+    assert asyncio.get_running_loop().time() - t0 < beside.CLOSE_WAIT  # at once, not after the wait

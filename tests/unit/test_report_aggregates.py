@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from crm import (
+    beside,
     call_stats,
     calls,
     clinic_settings,
@@ -27,7 +28,6 @@ from crm import (
     tags,
     users,
 )
-from crm import beside
 from crm.call_listing import CallFilter
 from crm.clock import SettableClock
 from crm.db import Database
@@ -180,9 +180,28 @@ async def test_a_refresh_recomputes_only_what_a_write_touched(clinic) -> None:
     assert await call_stats.refresh(db, TZ) == 0  # nothing written since
     late = record(rnd, 99)
     await calls.save_call(db, late)
-    touched = {d.isoformat() for d in rules.days_touched(late.started_at - (86400 if late.answered_at else 0),
-                                                         late.started_at, TZ)}
+    # its own day, and for an answered call the days back to the first missed call of its number
+    # in the day before it (migration 0043: not the whole day before)
+    first_missed = (await db.fetchone(
+        "SELECT MIN(m.started_ts) FROM calls m JOIN calls n ON n.linkedid = ? AND m.phone_e164 = n.phone_e164"
+        " WHERE m.call_type = 'missed' AND m.started_ts >= n.started_ts - 86400 AND m.started_ts < n.started_ts",
+        (late.linkedid,)))[0] if late.answered_at else None
+    touched = {d.isoformat() for d in rules.days_touched(first_missed or late.started_at, late.started_at, TZ)}
     assert await call_stats.refresh(db, TZ) == len(touched)
+    # an answered call at 01:00 of a number that missed no call in the day before: its own day
+    # only; after a missed call of its number at 23:00 the day before: both days
+    night = datetime.combine(datetime.fromtimestamp(T0, TZ).date() + timedelta(days=DAYS), datetime.min.time(),
+                             TZ).timestamp() + 3600
+    talked = CallRecord("n.1", "incoming", "incoming", DIDS[0], "79990007777", DIDS[0], "reception", (), "101",
+                        night, night + 3, night + 60, 3.0, 57.0, "caller", "")
+    await calls.save_call(db, talked)
+    assert await call_stats.refresh(db, TZ) == 1
+    await calls.save_call(db, dataclasses.replace(talked, linkedid="n.2", started_at=night - 7200, answered_at=None,
+                                                  ended_at=night - 7180, call_type="missed"))
+    assert await call_stats.refresh(db, TZ) == 1  # the missed call's own day
+    await calls.save_call(db, dataclasses.replace(talked, linkedid="n.3", started_at=night + 600,
+                                                  answered_at=night + 603, ended_at=night + 660))
+    assert await call_stats.refresh(db, TZ) == 2
     # a recording compressed, a status changed: not a report's business, no day recomputed
     async with db.transaction() as tx:
         await tx.execute("UPDATE calls SET recording = 'x.mp3' WHERE linkedid = ?", (late.linkedid,))
