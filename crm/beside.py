@@ -35,6 +35,7 @@ T = TypeVar("T")
 PROJECT = Path(__file__).resolve().parent.parent
 NICE = 10  # background work: the server's calls and pages come first on a small box
 CLOSE_WAIT = 5.0
+PYTHON = ""  # the child's interpreter: this one's (a test names another)
 
 
 class Computer(Protocol):
@@ -102,7 +103,7 @@ class Beside:
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT), env.get("PYTHONPATH", "")) if p)
             self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "crm.beside", str(self.db.path), env=env, limit=2**20,
+                PYTHON or sys.executable, "-m", "crm.beside", str(self.db.path), env=env, limit=2**20,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         return self._proc
 

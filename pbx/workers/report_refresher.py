@@ -33,18 +33,26 @@ class ReportRefresher:
         await cancel_and_wait(self._task)
 
     async def run_pass(self) -> None:
-        """One pass, computed in a process of its own (crm.beside): the writer only swaps rows."""
-        async with beside.apart(self.db) as computer:
-            days = await call_stats.refresh(self.db, self.tz, computer)
-            self.computed["report_days"] += days
-            if days > 1:
-                log.info("report aggregates: %d clinic days recomputed", days)
-            today = datetime.fromtimestamp(self.db.clock.now(), self.tz).date()
-            days = await appeal_days.warm(self.db, today - timedelta(days=WARM_DAYS), today, today, self.tz, computer)
-            self.computed["appeal_days"] += days
-            self.computed["passes"] += 1
-            if days > 1:
-                log.info("«История обращений»: %d clinic days computed", days)
+        """One pass, computed in a process of its own (crm.beside): the writer only swaps rows.
+        A child that cannot start or dies: this pass is computed in the server, as before #31."""
+        try:
+            async with beside.apart(self.db) as computer:
+                await self._pass(computer)
+        except (beside.ChildFailed, OSError) as exc:
+            log.warning("report aggregates: the pass's own process failed, computed here this time: %s", exc)
+            await self._pass(beside.InProcess(self.db))
+
+    async def _pass(self, computer: beside.Computer) -> None:
+        days = await call_stats.refresh(self.db, self.tz, computer)
+        self.computed["report_days"] += days
+        if days > 1:
+            log.info("report aggregates: %d clinic days recomputed", days)
+        today = datetime.fromtimestamp(self.db.clock.now(), self.tz).date()
+        days = await appeal_days.warm(self.db, today - timedelta(days=WARM_DAYS), today, today, self.tz, computer)
+        self.computed["appeal_days"] += days
+        self.computed["passes"] += 1
+        if days > 1:
+            log.info("«История обращений»: %d clinic days computed", days)
 
     async def _run(self) -> None:
         while True:

@@ -81,3 +81,32 @@ async def test_a_pass_stopped_mid_question_kills_its_child(db: Database) -> None
         await task
     assert started[0].returncode is not None  # killed, not left computing for minutes
     assert asyncio.get_running_loop().time() - t0 < beside.CLOSE_WAIT  # at once, not after the wait
+
+
+@pytest.mark.parametrize("python", ["/nonexistent/python3", "/bin/false"])
+async def test_a_pass_whose_child_cannot_start_is_computed_in_the_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, python: str) -> None:
+    """No interpreter there, or one that ends at once: the refresher's pass still stores the days."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from crm import call_stats, calls
+    from crm.clock import SettableClock
+    from crm.rules.call_records import CallRecord
+    from pbx.workers.report_refresher import ReportRefresher
+
+    tz = ZoneInfo("Europe/Moscow")
+    t0 = datetime(2026, 11, 10, 12, tzinfo=tz).timestamp()
+    db = Database(tmp_path / "crm.sqlite", SettableClock(t0 + 3600))
+    await db.open()
+    try:
+        await calls.save_call(db, CallRecord("x.1", "incoming", "missed", "74951110001", "79990001122", "74951110001",
+                                             "reception", (), "", t0, None, t0 + 20, 20.0, 0.0, "caller", ""))
+        monkeypatch.setattr(beside, "PYTHON", python)
+        refresher = ReportRefresher(db, tz)
+        await refresher.run_pass()
+        assert refresher.computed["report_days"] >= 1 and refresher.computed["passes"] == 1
+        assert "computed here this time" in caplog.text
+        assert await call_stats.refresh(db, tz) == 0  # stored by the pass: nothing left
+    finally:
+        await db.close()
