@@ -82,6 +82,9 @@ class Beside:
     async def _ask(self, kind: str, fn: Any) -> Any:
         data = pickle.dumps((kind, fn, self.db.clock.now()), protocol=pickle.HIGHEST_PROTOCOL)
         async with self._lock:
+            if self._unanswered and self._proc is not None:  # an abandoned question's answer would come first
+                _kill(self._proc)
+                self._proc = None
             proc = await self._started()
             assert proc.stdin is not None and proc.stdout is not None
             self._unanswered = True

@@ -110,3 +110,11 @@ async def test_a_pass_whose_child_cannot_start_is_computed_in_the_server(
         assert await call_stats.refresh(db, tz) == 0  # stored by the pass: nothing left
     finally:
         await db.close()
+
+
+async def test_a_question_given_up_does_not_answer_the_next_one(db: Database) -> None:
+    async with beside.apart(db) as child:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(child.read(SLOW), 0.5)
+        # the child is still computing the first: a new one answers this
+        assert await asyncio.wait_for(child.read(COUNT), 30) == [(0,)]
