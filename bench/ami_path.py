@@ -76,8 +76,9 @@ async def ami_path(db: Any, cdr: Path, *, apart: bool = False) -> AsyncIterator[
     service.start()
     child = None
     if apart:
-        conn, theirs = multiprocessing.get_context("spawn").Pipe()
-        child = multiprocessing.get_context("spawn").Process(target=_asterisk, args=(theirs,), daemon=True)
+        spawn = multiprocessing.get_context("spawn")
+        conn, theirs = spawn.Pipe()
+        child = spawn.Process(target=_asterisk, args=(theirs,), daemon=True)
         child.start()
         theirs.close()  # else a dead child's end stays open here and recv() never sees the end
         fake: FakeAmi | Connection = conn

@@ -104,7 +104,7 @@ async def run(calls: int, rate: float, state: Path | None, refresh: bool, synchr
               f"of one core; max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if refresher is not None:
         await refresher.stop()
-        print(f"the refresher meanwhile, a pass every {every:.0f} s: {getattr(refresher, 'computed', '?')}")
+        print(f"the refresher meanwhile, a pass every {every:.0f} s: {refresher.computed}")
     await db.close()
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -33,11 +33,11 @@ from crm.rules.call_stats import LISTS, NUMBERS, CallFacts, Totals
 log = logging.getLogger(__name__)
 
 
-async def refresh(db: Database, tz: ZoneInfo, reads: Computer | None = None) -> int:
+async def refresh(db: Database, tz: ZoneInfo, computer: Computer | None = None) -> int:
     """Recompute every clinic day a write has touched since the last refresh. Returns how many.
 
     Each day is read from one snapshot and its totals computed beside the one writer (on the
-    reading connection, or in ``reads``: the background pass's process, crm.beside); only the
+    reading connection, or in ``computer``: the background pass's process, crm.beside); only the
     swap (delete the day's rows, insert the new ones) is a write,
     a few milliseconds, so a call being saved never waits behind a rebuild. A day marked again
     while it was read has a new token by then, and the stale totals are dropped."""
@@ -54,7 +54,7 @@ async def refresh(db: Database, tz: ZoneInfo, reads: Computer | None = None) -> 
             return done
         day, token = todo[0]
         tried.add(day)  # marked again meanwhile: the next pass (or the one that marked it) stores it
-        rows = await (reads or db).read(functools.partial(day_rows, day=date.fromisoformat(day), tz=tz))
+        rows = await (computer or db).read(functools.partial(day_rows, day=date.fromisoformat(day), tz=tz))
         async with db.transaction(opportunistic=True) as tx:
             cur = await tx.execute("DELETE FROM report_days_todo WHERE day = ? AND token = ?", (day, token))
             if cur.rowcount:

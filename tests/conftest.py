@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from crm.db import Database
 from crm.storage import AnyDatabase, database
 from pbx.ami.client import AmiEvent, AmiLink
 from pbx.ami.recording import RawRecorder
@@ -57,6 +58,15 @@ def db_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
     if request.param == "sqlite":
         return tmp_path / "crm.sqlite"
     return str(request.getfixturevalue("pg_cluster").new_database())
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """An empty, migrated CRM in a SQLite file of the test's own (a test that is SQLite's only)."""
+    opened = Database(tmp_path / "crm.sqlite")
+    await opened.open()
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ class ReportRefresher:
     def __init__(self, db: Database, tz: ZoneInfo, every: float = PASS_SECONDS) -> None:
         self.db, self.tz, self.every = db, tz, every
         self._task: asyncio.Task[None] | None = None
-        self.computed = {"passes": 0, "report_days": 0, "appeal_days": 0}  # for the benches' and the log's sake
+        self.computed = {"passes": 0, "report_days": 0, "appeal_days": 0}  # what the passes did: the benches print it
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="report-days")

@@ -17,13 +17,6 @@ SLOW = functools.partial(Reader.fetch_tuples, sql="WITH RECURSIVE n(i) AS (SELEC
 COUNT = functools.partial(Reader.fetch_tuples, sql="SELECT COUNT(*) FROM users")
 
 
-@pytest.fixture
-async def db(tmp_path: Path):
-    db = Database(tmp_path / "crm.sqlite")
-    await db.open()
-    yield db
-    await db.close()
-
 
 async def test_the_child_reads_what_the_writer_committed_and_can_write_nothing(db: Database) -> None:
     async with beside.apart(db) as child:

@@ -22,13 +22,6 @@ def record(n: int) -> CallRecord:
                       "reception", legs, "101", T0 + n, T0 + n + 2, T0 + n + 60, 2.0, 58.0, "caller", "")
 
 
-@pytest.fixture
-async def db(tmp_path: Path):
-    database = Database(tmp_path / "crm.sqlite")
-    await database.open()
-    yield database
-    await database.close()
-
 
 async def test_a_fixed_number_of_queries(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     for n in range(60):
